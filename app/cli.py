@@ -1,0 +1,316 @@
+"""`kyufu` — the one command menu. The Makefile, docker-compose.yml and CI call these same commands.
+
+Each command builds Settings once and passes them down. Errors that are the user's to fix (a bad
+municipality code, a missing variable) print one line and exit 2; anything else is a bug and raises.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from app.settings import Settings, SettingsError, dump_env, load_settings
+
+DEMO_MUNICIPALITY = ("131016", "千代田区（デモ）")
+DEMO_ADMIN = ("admin", "デモ管理者", ["admin"], "kyufu-demo-admin")
+
+
+class UsageError(Exception):
+    """A mistake the operator can fix; printed without a traceback."""
+
+
+# ---- services -----------------------------------------------------------------------------------
+
+
+def _services(settings: Settings):
+    from app.services import EmbeddedServices
+
+    return EmbeddedServices(settings.data_dir)
+
+
+def cmd_services(args, settings: Settings) -> int:
+    svc = _services(settings)
+    if args.action == "up":
+        urls = svc.up()
+        print(f"PostgreSQL and Valkey are running (state in {svc.root})")
+        print(dump_env({k: urls[k] for k in ("DATABASE_URL", "DATABASE_OWNER_URL", "REDIS_URL")}))
+    elif args.action == "down":
+        svc.down()
+        print("stopped")
+    elif args.action == "status":
+        status = svc.status()
+        for name, running in status.items():
+            print(f"{name}: {'running' if running else 'stopped'}")
+        return 0 if all(status.values()) else 1
+    elif args.action == "env":
+        if not svc.state_file.exists():
+            raise UsageError("no embedded services in this data directory; run `kyufu services up`")
+        urls = svc.urls()
+        print(dump_env({k: urls[k] for k in ("DATABASE_URL", "DATABASE_OWNER_URL", "REDIS_URL")}))
+    return 0
+
+
+# ---- database -----------------------------------------------------------------------------------
+
+
+def cmd_db(args, settings: Settings) -> int:
+    from app.migrate import migrate
+    from app.settings import require
+
+    applied = asyncio.run(migrate(require(settings.database_owner_url, "DATABASE_OWNER_URL")))
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(f'{v:04d}' for v in applied)}" if applied else ""))
+    return 0
+
+
+# ---- municipalities ------------------------------------------------------------------------------
+
+
+async def _add_municipality(settings: Settings, code: str, name: str):
+    from app.db import connect_owner
+    from app.tenancy.municipalities import add_municipality
+
+    conn = await connect_owner(settings)
+    try:
+        return await add_municipality(conn, settings.master_key_bytes, code, name)
+    finally:
+        await conn.close()
+
+
+def cmd_municipalities(args, settings: Settings) -> int:
+    from app.tenancy.codes import MunicipalityCodeError
+    from app.tenancy.municipalities import MunicipalityExists, list_municipalities
+
+    if args.action == "add":
+        try:
+            m = asyncio.run(_add_municipality(settings, args.code, args.name))
+        except (MunicipalityCodeError, MunicipalityExists, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        print(f"registered {m.code} {m.name} (data key and signing key created)")
+    else:
+        async def _list():
+            from app.db import connect_owner
+
+            conn = await connect_owner(settings)
+            try:
+                return await list_municipalities(conn)
+            finally:
+                await conn.close()
+
+        for m in asyncio.run(_list()):
+            print(f"{m.code}\t{m.name}")
+    return 0
+
+
+# ---- keys ----------------------------------------------------------------------------------------
+
+
+def cmd_keys(args, settings: Settings) -> int:
+    """Rotate the master key: re-wrap every municipality's keys, then switch KYUFU_MASTER_KEY."""
+    import base64
+
+    from app.db import connect_owner
+    from app.tenancy.municipalities import rotate_master_key
+
+    new_b64 = os.environ.get("KYUFU_NEW_MASTER_KEY")
+    if not new_b64:
+        if settings.production:
+            raise UsageError("set KYUFU_NEW_MASTER_KEY (base64 of 32 bytes) to rotate in production")
+        new_b64 = base64.b64encode(os.urandom(32)).decode()
+    new_key = base64.b64decode(new_b64)
+    if len(new_key) != 32:
+        raise UsageError("KYUFU_NEW_MASTER_KEY must be base64 of exactly 32 bytes")
+
+    async def _rotate():
+        conn = await connect_owner(settings)
+        try:
+            return await rotate_master_key(conn, settings.master_key_bytes, new_key)
+        finally:
+            await conn.close()
+
+    count = asyncio.run(_rotate())
+    if not settings.production:
+        key_file = settings.data_dir / "master.key"
+        backup = key_file.with_name(f"master.key.{int(time.time())}.old")
+        key_file.rename(backup)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new_b64 + "\n")
+        print(f"re-wrapped {count} keys; new master key in {key_file}, old one kept as {backup.name}")
+    else:
+        print(f"re-wrapped {count} keys; now set KYUFU_MASTER_KEY to the new key and restart")
+    return 0
+
+
+# ---- serving -------------------------------------------------------------------------------------
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    uvicorn.run(
+        create_app(settings), host=args.host or settings.host, port=args.port or settings.port,
+        log_level="info", access_log=False, proxy_headers=settings.production,
+    )
+    return 0
+
+
+def cmd_worker(args, settings: Settings) -> int:
+    from arq.worker import Worker
+
+    from workers.settings import worker_settings
+
+    if args.check:
+        from arq.worker import async_check_health
+
+        kwargs = worker_settings(settings)
+        return asyncio.run(async_check_health(kwargs["redis_settings"]))
+    worker = Worker(**worker_settings(settings))
+    worker.run()
+    return 0
+
+
+async def _seed_demo(settings: Settings) -> list[str]:
+    """The demo municipality and what a person needs to try each capability. Idempotent."""
+    from app.db import connect_owner
+    from app.staff.accounts import create_staff
+    from app.tenancy.municipalities import MunicipalityExists, add_municipality
+    from app.tenancy.transaction import tenant_transaction
+
+    code, name = DEMO_MUNICIPALITY
+    lines = []
+    conn = await connect_owner(settings)
+    try:
+        try:
+            await add_municipality(conn, settings.master_key_bytes, code, name)
+        except MunicipalityExists:
+            pass
+        login, display, roles, password = DEMO_ADMIN
+        async with tenant_transaction(conn, code):
+            await create_staff(conn, code, login, display, roles, password)
+        lines.append(f"municipality {code} {name}")
+        lines.append(f"staff admin login: municipality {code}, user {login!r}, password {password!r}")
+    finally:
+        await conn.close()
+    return lines
+
+
+def cmd_demo(args, settings: Settings) -> int:
+    for line in asyncio.run(_seed_demo(settings)):
+        print(line)
+    return 0
+
+
+def cmd_run(args, settings: Settings) -> int:
+    """What `make run` does: services up, migrate, seed, then the web app and the worker until Ctrl-C."""
+    svc = _services(settings)
+    svc.up()
+    settings = load_settings(KYUFU_DATA_DIR=str(settings.data_dir))
+    cmd_db(args, settings)
+    seeded = asyncio.run(_seed_demo(settings))
+    env = dict(os.environ, KYUFU_DATA_DIR=str(settings.data_dir))
+    kyufu = [sys.executable, "-m", "app.cli"]
+    children = [
+        subprocess.Popen(kyufu + ["serve", "--port", str(args.port)], env=env),
+        subprocess.Popen(kyufu + ["worker"], env=env),
+    ]
+    base = f"http://127.0.0.1:{args.port}"
+    print("\n".join([
+        "",
+        "kyufu is running. Ctrl-C stops the app, the worker and the embedded servers.",
+        f"  resident site : {base}/",
+        f"  staff console : {base}/staff/",
+        f"  health        : {base}/healthz   {base}/readyz",
+        *[f"  {line}" for line in seeded],
+        "",
+    ]), flush=True)
+    stopping = False
+
+    def _stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping and all(c.poll() is None for c in children):
+            time.sleep(0.3)
+    finally:
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(signal.SIGINT)
+        for c in children:
+            try:
+                c.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                c.kill()
+        svc.down()
+        print("stopped kyufu and the embedded servers")
+    return 0 if stopping else 1
+
+
+# ---- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kyufu", description="kyufu: emergency benefit payouts for municipalities")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("services", help="manage the embedded PostgreSQL and Valkey")
+    p.add_argument("action", choices=["up", "down", "status", "env"])
+    p.set_defaults(func=cmd_services)
+
+    p = sub.add_parser("db", help="database schema")
+    p.add_argument("action", choices=["migrate"])
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("municipalities", help="register and list municipalities (tenants)")
+    msub = p.add_subparsers(dest="action", required=True)
+    add = msub.add_parser("add", help="register a municipality and create its keys")
+    add.add_argument("code", help="6-digit 地方公共団体コード with check digit, e.g. 131016")
+    add.add_argument("name")
+    msub.add_parser("list")
+    p.set_defaults(func=cmd_municipalities)
+
+    p = sub.add_parser("keys", help="key management")
+    p.add_argument("action", choices=["rotate-master"])
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("serve", help="run the web app (resident site, staff console, API)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="run the arq worker")
+    p.add_argument("--check", action="store_true", help="exit 0 if a worker's health check is recent")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("demo", help="demo data")
+    p.add_argument("action", choices=["seed"])
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="services + migrate + seed + app + worker (what `make run` does)")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return args.func(args, settings)
+    except (UsageError, SettingsError) as exc:
+        print(f"kyufu: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Connection pools and the startup safety check of the app's database role."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from app.settings import Settings, require
+
+
+class UnsafeDatabaseRole(RuntimeError):
+    """The app was given a role that row-level security would not restrict."""
+
+
+# A role is safe for the app when RLS applies to it: not superuser, no BYPASSRLS, and it neither owns
+# nor inherits ownership of any table in the database (FORCE RLS covers owners, but an owner can
+# ALTER TABLE ... NO FORCE ROW LEVEL SECURITY).
+ROLE_CHECK = """
+SELECT r.rolsuper, r.rolbypassrls,
+       (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND pg_has_role(current_user, c.relowner, 'MEMBER')) AS owned_tables
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+
+async def check_app_role(conn: asyncpg.Connection) -> None:
+    row = await conn.fetchrow(ROLE_CHECK)
+    problems = []
+    if row["rolsuper"]:
+        problems.append("is a superuser")
+    if row["rolbypassrls"]:
+        problems.append("has BYPASSRLS")
+    if row["owned_tables"]:
+        problems.append(f"owns (or is a member of the owner of) {row['owned_tables']} tables")
+    if problems:
+        user = await conn.fetchval("SELECT current_user")
+        raise UnsafeDatabaseRole(
+            f"refusing to serve: database role {user!r} " + ", ".join(problems)
+            + "; connect the app as the non-owner role (kyufu_app) so row-level security applies"
+        )
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # Every statement is bounded: a stuck query must not hold a request or job forever.
+    await conn.execute("SET statement_timeout = '60s'; SET idle_in_transaction_session_timeout = '120s'")
+
+
+async def create_app_pool(settings: Settings, *, check_role: bool = True, **kwargs) -> asyncpg.Pool:
+    """The pool the app and workers use, after verifying the role is safe."""
+    url = require(settings.database_url, "DATABASE_URL")
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=kwargs.pop("min_size", settings.db_pool_min),
+        max_size=kwargs.pop("max_size", settings.db_pool_max),
+        init=_init_connection,
+        **kwargs,
+    )
+    if check_role:
+        try:
+            async with pool.acquire() as conn:
+                await check_app_role(conn)
+        except BaseException:
+            await pool.close()
+            raise
+    return pool
+
+
+async def connect_owner(settings: Settings) -> asyncpg.Connection:
+    """A single owner connection for migrations and platform administration (CLI only)."""
+    return await asyncpg.connect(require(settings.database_owner_url, "DATABASE_OWNER_URL"))

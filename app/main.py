@@ -1,0 +1,77 @@
+"""The Starlette application factory. `create_app(settings)` is what uvicorn serves (see `kyufu serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+from arq.connections import ArqRedis
+from redis.asyncio import ConnectionPool
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app.db import create_app_pool
+from app.settings import Settings, load_settings, require
+
+log = logging.getLogger("kyufu.app")
+
+
+def arq_redis(settings: Settings) -> ArqRedis:
+    """An arq client that connects lazily: the app must start, and take applications, while Redis is
+    down (the outbox keeps the jobs until the dispatcher or sweeper can enqueue them)."""
+    url = require(settings.redis_url, "REDIS_URL")
+    pool = ConnectionPool.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    return ArqRedis(connection_pool=pool)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Ready when both PostgreSQL and Redis answer within a second; 503 names what failed."""
+    failed: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(1):
+            async with request.app.state.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+    except Exception as exc:  # any failure means not ready; the type is reported, not swallowed
+        failed["postgres"] = type(exc).__name__
+    try:
+        async with asyncio.timeout(1):
+            await request.app.state.redis.ping()
+    except Exception as exc:
+        failed["redis"] = type(exc).__name__
+    if failed:
+        return JSONResponse({"status": "unavailable", "failed": failed}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.pool = await create_app_pool(settings)
+        app.state.redis = arq_redis(settings)
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await app.state.pool.close()
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def app_factory() -> Starlette:
+    """For `uvicorn --factory app.main:app_factory`: builds Settings from the environment."""
+    return create_app(load_settings())

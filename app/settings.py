@@ -1,0 +1,139 @@
+"""The one Settings object. Built once at each entry point (CLI command, app factory, worker) and passed
+down; nothing imports a global settings instance.
+
+In local mode (the default) anything not given is filled from the embedded services' state file and a
+master key generated into the data directory. In production every secret and address must be explicit.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(RuntimeError):
+    """The configuration is incomplete or inconsistent; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    env: Literal["local", "test", "production"] = Field("local", alias="KYUFU_ENV")
+    data_dir: Path = Field(Path(".data"), alias="KYUFU_DATA_DIR")
+
+    # The app and workers connect as the non-owner role; migrations use the owner.
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    database_owner_url: str | None = Field(None, alias="DATABASE_OWNER_URL")
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    # base64 of 32 random bytes: wraps every municipality's data and signing keys.
+    master_key: str | None = Field(None, alias="KYUFU_MASTER_KEY", repr=False)
+
+    host: str = Field("127.0.0.1", alias="KYUFU_HOST")
+    port: int = Field(8000, alias="KYUFU_PORT")
+    db_pool_min: int = Field(2, alias="KYUFU_DB_POOL_MIN")
+    db_pool_max: int = Field(20, alias="KYUFU_DB_POOL_MAX")
+    # Seconds after which an outbox row that has not been marked done is enqueued again.
+    outbox_retry_after_s: int = Field(60, alias="KYUFU_OUTBOX_RETRY_AFTER_S")
+    # Secret for session cookies and CSRF tokens (generated in local mode).
+    session_secret: str | None = Field(None, alias="KYUFU_SESSION_SECRET", repr=False)
+    # Where released (encrypted) bank files are written, one sub-directory per municipality.
+    outbox_dir: Path | None = Field(None, alias="KYUFU_OUTBOX_DIR")
+
+    @model_validator(mode="after")
+    def _production_is_explicit(self) -> "Settings":
+        if self.env == "production":
+            required = {
+                "DATABASE_URL": self.database_url,
+                "DATABASE_OWNER_URL": self.database_owner_url,
+                "REDIS_URL": self.redis_url,
+                "KYUFU_MASTER_KEY": self.master_key,
+                "KYUFU_SESSION_SECRET": self.session_secret,
+            }
+            missing = [name for name, value in required.items() if not value]
+            if missing:
+                raise ValueError(
+                    "KYUFU_ENV=production requires explicit settings; missing: " + ", ".join(missing)
+                )
+        return self
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def master_key_bytes(self) -> bytes:
+        assert self.master_key, "resolve_local() fills the master key outside production"
+        key = base64.b64decode(self.master_key)
+        if len(key) != 32:
+            raise SettingsError("KYUFU_MASTER_KEY must be base64 of exactly 32 bytes")
+        return key
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir or (self.data_dir / "outbox")
+
+
+def load_settings(**overrides) -> Settings:
+    """Build Settings from the environment (and overrides), filling local defaults.
+
+    Raises SettingsError naming every missing variable in production mode.
+    """
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        messages = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in exc.errors())
+        raise SettingsError(messages) from None
+    if settings.production:
+        return settings
+    return resolve_local(settings)
+
+
+def resolve_local(settings: Settings) -> Settings:
+    """Fill what local mode may generate: URLs from the embedded services and keys under data_dir."""
+    data_dir = settings.data_dir.resolve()
+    updates: dict[str, object] = {"data_dir": data_dir}
+    state = data_dir / "services.json"
+    if state.exists() and not settings.database_url:
+        from app.services import EmbeddedServices
+
+        urls = EmbeddedServices(data_dir).urls()
+        updates["database_url"] = urls["DATABASE_URL"]
+        updates["database_owner_url"] = settings.database_owner_url or urls["DATABASE_OWNER_URL"]
+        updates["redis_url"] = settings.redis_url or urls["REDIS_URL"]
+    if not settings.master_key:
+        updates["master_key"] = _local_secret(data_dir / "master.key")
+    if not settings.session_secret:
+        updates["session_secret"] = _local_secret(data_dir / "session.key")
+    return settings.model_copy(update=updates)
+
+
+def _local_secret(path: Path) -> str:
+    """A 32-byte secret kept in a 0600 file, generated on first use (local mode only)."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = base64.b64encode(secrets.token_bytes(32)).decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def require(value: str | None, name: str) -> str:
+    """Return a setting that an operation needs, or fail with the variable's name."""
+    if not value:
+        raise SettingsError(
+            f"{name} is not set. Run `kyufu services up` (local) or export {name}."
+        )
+    return value
+
+
+def dump_env(urls: dict[str, str]) -> str:
+    return "\n".join(f"export {k}={json.dumps(v)}" for k, v in urls.items())

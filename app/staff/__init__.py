@@ -1,0 +1,1 @@
+"""Municipal staff: accounts, roles, sessions and the console."""

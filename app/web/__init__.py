@@ -1,0 +1,1 @@
+"""HTTP: the Starlette application, its routes and pages."""

@@ -1,0 +1,56 @@
+"""arq WorkerSettings. `kyufu worker` builds Settings once and passes them through arq's ctx.
+
+Startup and shutdown mirror the web app's lifespan: the same app-role pool (with the same role safety
+check) and the same lazily connecting arq client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron
+from arq.connections import RedisSettings
+
+from app.db import create_app_pool
+from app.settings import Settings, load_settings, require
+from workers import outbox
+
+# Every 15 s: cheap (an indexed query per municipality) and bounds how long a job lost by Redis waits.
+SWEEP_SECONDS = set(range(0, 60, 15))
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx.get("settings") or load_settings()
+    ctx["settings"] = settings
+    ctx["pool"] = await create_app_pool(settings)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    pool = ctx.get("pool")
+    if pool is not None:
+        await pool.close()
+
+
+async def sweep_outbox(ctx: dict[str, Any]) -> int:
+    return await outbox.sweep(ctx["pool"], ctx["redis"], ctx["settings"].outbox_retry_after_s)
+
+
+JOBS: list[Any] = []
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for arq.Worker."""
+    return dict(
+        functions=list(JOBS),
+        cron_jobs=[cron(sweep_outbox, second=SWEEP_SECONDS, run_at_startup=True, unique=True, timeout=300)],
+        on_startup=startup,
+        on_shutdown=shutdown,
+        redis_settings=RedisSettings.from_dsn(require(settings.redis_url, "REDIS_URL")),
+        ctx={"settings": settings},
+        health_check_interval=30,
+        max_jobs=50,
+        job_timeout=300,
+        # Jobs are idempotent, so retrying after a crash or a transient error is safe.
+        max_tries=5,
+        keep_result=3600,
+    )
