@@ -8,7 +8,6 @@ import logging
 from typing import AsyncIterator
 
 from arq.connections import ArqRedis
-from redis.asyncio import ConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -24,8 +23,8 @@ def arq_redis(settings: Settings) -> ArqRedis:
     """An arq client that connects lazily: the app must start, and take applications, while Redis is
     down (the outbox keeps the jobs until the dispatcher or sweeper can enqueue them)."""
     url = require(settings.redis_url, "REDIS_URL")
-    pool = ConnectionPool.from_url(url, socket_connect_timeout=1, socket_timeout=2)
-    return ArqRedis(connection_pool=pool)
+    # from_url makes the client own its pool, so aclose() closes the connections too.
+    return ArqRedis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
 
 
 async def healthz(request: Request) -> JSONResponse:

@@ -24,12 +24,12 @@ INSERT INTO outbox (municipality_code, job_name, job_id, args)
 VALUES ($1, $2, $3, $4::jsonb)
 ON CONFLICT (municipality_code, job_id) DO NOTHING
 """
-# Rows never enqueued, or enqueued long enough ago that the job should have finished. SKIP LOCKED lets
+# Rows never enqueued, or (when $2 is given) enqueued long enough ago that the job should have finished. SKIP LOCKED lets
 # several sweepers (one per worker process) share the work without enqueueing a row twice at once.
 DUE = """
 SELECT outbox_id, job_name, job_id, args FROM outbox
 WHERE municipality_code = $1 AND done_at IS NULL
-  AND (enqueued_at IS NULL OR enqueued_at < now() - make_interval(secs => $2))
+  AND (enqueued_at IS NULL OR enqueued_at < now() - make_interval(secs => $2::float8))
 ORDER BY outbox_id
 LIMIT $3
 FOR UPDATE SKIP LOCKED
@@ -57,15 +57,18 @@ async def mark_done(conn: asyncpg.Connection, municipality_code: str, job_id: st
 
 
 async def dispatch(
-    pool: asyncpg.Pool, redis: ArqRedis, municipality_code: str, *, older_than_s: float = 0, limit: int = 1000
+    pool: asyncpg.Pool, redis: ArqRedis, municipality_code: str, *, older_than_s: float | None = None,
+    limit: int = 1000,
 ) -> int:
     """Enqueue due outbox rows of one municipality; return how many were handed to Redis.
+
+    Due means never enqueued, or, with `older_than_s`, enqueued that long ago and still not done.
 
     If Redis is unreachable the rows stay due and the exception propagates to the caller, who decides
     whether that matters (a request handler does not: the resident already has a receipt).
     """
     async with tenant_transaction(pool, municipality_code) as conn:
-        rows = await conn.fetch(DUE, municipality_code, float(older_than_s), limit)
+        rows = await conn.fetch(DUE, municipality_code, older_than_s, limit)
         if not rows:
             return 0
         for row in rows:

@@ -1,0 +1,16 @@
+# The production image: the same `kyufu` commands as local development, configured by environment.
+FROM python:3.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /srv/kyufu
+COPY requirements.lock pyproject.toml ./
+RUN pip install --no-cache-dir -r requirements.lock
+COPY app ./app
+COPY workers ./workers
+COPY payouts ./payouts
+COPY migrations ./migrations
+RUN pip install --no-cache-dir --no-deps . && useradd --system --home /srv/kyufu kyufu \
+    && mkdir -p /var/lib/kyufu/outbox && chown kyufu /var/lib/kyufu/outbox
+USER kyufu
+ENV KYUFU_ENV=production KYUFU_OUTBOX_DIR=/var/lib/kyufu/outbox
+EXPOSE 8000
+CMD ["kyufu", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,58 @@
+# kyufu — the one command menu. `make help` lists the targets.
+# `make run` and `make test` work on a fresh machine: they create .venv, install the pinned
+# dependencies (requirements.lock) and the Debian packages the suite needs (age, chromium, wrk).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_PACKAGES := age chromium wrk
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install system-deps run test test-fast services-up services-down migrate clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the pinned dependencies
+
+system-deps: ## Install Debian's age, chromium and wrk if missing (needs root or sudo)
+	@missing=""; \
+	command -v age >/dev/null || missing="$$missing age"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+run: install ## Start everything (embedded services, migrate, seed demo, app, worker); Ctrl-C stops
+	$(VENV)/bin/kyufu run
+
+test: install system-deps ## Run the whole suite on real PostgreSQL and Valkey (embedded unless DATABASE_URL/REDIS_URL)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install ## The suite without the browser tests
+	$(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
+
+services-up: install ## Start the embedded PostgreSQL and Valkey under .data/
+	$(VENV)/bin/kyufu services up
+
+services-down: install ## Stop the embedded servers
+	$(VENV)/bin/kyufu services down
+
+migrate: install ## Apply pending migrations
+	$(VENV)/bin/kyufu db migrate
+
+clean: ## Stop services and remove .venv and .data (destroys local data)
+	-$(VENV)/bin/kyufu services down
+	rm -rf $(VENV) .data

@@ -1,0 +1,35 @@
+"""The outbox re-derives jobs that Redis lost."""
+
+from __future__ import annotations
+
+from arq.jobs import Job
+
+from app.main import arq_redis
+from app.tenancy.transaction import tenant_transaction
+from workers import outbox
+
+
+async def test_dispatch_enqueues_once_and_sweeper_rederives_after_redis_loses_it(app_pool, settings, municipality):
+    code = await municipality()
+    redis = arq_redis(settings)
+    try:
+        async with tenant_transaction(app_pool, code) as conn:
+            await outbox.add(conn, code, "verify_application", f"verify:{code}:1", code, 1)
+            await outbox.add(conn, code, "verify_application", f"verify:{code}:1", code, 1)  # same job: one row
+        assert await outbox.dispatch(app_pool, redis, code) == 1
+        assert await outbox.dispatch(app_pool, redis, code) == 0  # already enqueued, not yet due again
+        assert await Job(f"verify:{code}:1", redis).status() == "queued"
+
+        await redis.flushdb()  # Redis restarted empty
+        assert await Job(f"verify:{code}:1", redis).status() == "not_found"
+        assert await outbox.sweep(app_pool, redis, retry_after_s=0) >= 1
+        assert await Job(f"verify:{code}:1", redis).status() == "queued"
+
+        async with tenant_transaction(app_pool, code) as conn:
+            await outbox.mark_done(conn, code, f"verify:{code}:1")
+        await redis.flushdb()
+        assert await outbox.dispatch(app_pool, redis, code, older_than_s=0) == 0  # done rows are never re-sent
+        assert await outbox.backlog(app_pool, code) == (0, 0.0)
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
