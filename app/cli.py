@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -20,6 +21,16 @@ from app.settings import Settings, SettingsError, dump_env, load_settings
 
 DEMO_MUNICIPALITY = ("131016", "千代田区（デモ）")
 DEMO_ADMIN = ("admin", "デモ管理者", ["admin"], "kyufu-demo-admin")
+
+
+# Each area adds its own subcommands: the module has `register(subparsers)`; each command's func takes
+# (args, settings) like the ones below.
+AREA_COMMANDS = [
+    "app.registry.cli",     # kyufu registry ..., kyufu programs ..., kyufu letters ...
+    "app.intake.cli",       # kyufu intake ...
+    "app.staff.cli",        # kyufu staff ..., kyufu audit ...
+    "payouts.cli",          # kyufu payouts ..., kyufu bank ...
+]
 
 
 class UsageError(Exception):
@@ -300,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="services + migrate + seed + app + worker (what `make run` does)")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_run)
+
+    for module in AREA_COMMANDS:
+        importlib.import_module(module).register(sub)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 from typing import AsyncIterator
 
@@ -17,6 +18,16 @@ from app.db import create_app_pool
 from app.settings import Settings, load_settings, require
 
 log = logging.getLogger("kyufu.app")
+
+# Each area contributes routes: the module has `routes(settings) -> list[BaseRoute]`.
+AREA_ROUTES = [
+    "app.staff.routes",    # /staff/...
+    "app.intake.routes",   # resident pages and /api/v1 (last: it owns the site root)
+]
+# Cross-cutting web setup (middleware, exception handlers): `setup(app, settings)`.
+AREA_SETUP = [
+    "app.web.setup",
+]
 
 
 def arq_redis(settings: Settings) -> ArqRedis:
@@ -68,7 +79,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    for module in AREA_ROUTES:
+        routes.extend(importlib.import_module(module).routes(settings))
+    app = Starlette(routes=routes, lifespan=lifespan)
+    for module in AREA_SETUP:
+        importlib.import_module(module).setup(app, settings)
+    return app
 
 
 def app_factory() -> Starlette:

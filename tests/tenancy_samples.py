@@ -46,3 +46,17 @@ async def _outbox(conn, code):
         "INSERT INTO outbox (municipality_code, job_name, job_id) VALUES ($1, 'sample', $2)",
         code, f"sample:{secrets.token_hex(6)}",
     )
+
+
+def _load_area_samples() -> None:
+    """Import every module in tests/samples/ so each area registers its own tables' samples."""
+    import importlib
+    import pkgutil
+
+    import tests.samples
+
+    for info in pkgutil.iter_modules(tests.samples.__path__):
+        importlib.import_module(f"tests.samples.{info.name}")
+
+
+_load_area_samples()

@@ -6,6 +6,7 @@ check) and the same lazily connecting arq client.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from arq import cron
@@ -35,14 +36,28 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
     return await outbox.sweep(ctx["pool"], ctx["redis"], ctx["settings"].outbox_retry_after_s)
 
 
-JOBS: list[Any] = []
+# Each area's jobs: the module has `JOBS` (functions) and optionally `CRON_JOBS` (arq cron objects).
+JOB_MODULES = [
+    "workers.verification",
+    "workers.payouts",
+]
+
+
+def _collect(attr: str) -> list[Any]:
+    found: list[Any] = []
+    for module in JOB_MODULES:
+        found.extend(getattr(importlib.import_module(module), attr, []))
+    return found
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for arq.Worker."""
     return dict(
-        functions=list(JOBS),
-        cron_jobs=[cron(sweep_outbox, second=SWEEP_SECONDS, run_at_startup=True, unique=True, timeout=300)],
+        functions=_collect("JOBS"),
+        cron_jobs=[
+            cron(sweep_outbox, second=SWEEP_SECONDS, run_at_startup=True, unique=True, timeout=300),
+            *_collect("CRON_JOBS"),
+        ],
         on_startup=startup,
         on_shutdown=shutdown,
         redis_settings=RedisSettings.from_dsn(require(settings.redis_url, "REDIS_URL")),

@@ -1,0 +1,5 @@
+"""Routes of this area (mounted by app/main.py)."""
+
+
+def routes(settings) -> list:
+    return []

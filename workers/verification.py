@@ -1,0 +1,4 @@
+"""Jobs of this area (collected by workers/settings.py)."""
+
+JOBS: list = []
+CRON_JOBS: list = []
