@@ -229,9 +229,11 @@ def cmd_run(args, settings: Settings) -> int:
     seeded = asyncio.run(_seed_demo(settings))
     env = dict(os.environ, KYUFU_DATA_DIR=str(settings.data_dir))
     kyufu = [sys.executable, "-m", "app.cli"]
+    # Own sessions: a terminal Ctrl-C reaches only this process, which then stops the children in
+    # order (SIGTERM: uvicorn and arq both shut down gracefully on it) before the servers.
     children = [
-        subprocess.Popen(kyufu + ["serve", "--port", str(args.port)], env=env),
-        subprocess.Popen(kyufu + ["worker"], env=env),
+        subprocess.Popen(kyufu + ["serve", "--port", str(args.port)], env=env, start_new_session=True),
+        subprocess.Popen(kyufu + ["worker"], env=env, start_new_session=True),
     ]
     base = f"http://127.0.0.1:{args.port}"
     print("\n".join([
@@ -257,7 +259,7 @@ def cmd_run(args, settings: Settings) -> int:
     finally:
         for c in children:
             if c.poll() is None:
-                c.send_signal(signal.SIGINT)
+                c.send_signal(signal.SIGTERM)
         for c in children:
             try:
                 c.wait(timeout=15)
