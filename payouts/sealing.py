@@ -1,0 +1,472 @@
+"""Sealing: what the municipality does to a plaintext Zengin file before it leaves.
+
+The file is encrypted to the bank (and usually to the municipality's own archive key) in the
+age format, and a signed manifest carries the control totals and hashes the bank checks
+before loading it (zengin.md §7: no file-level standard exists, so the bank runs our
+`kyufu bank verify`, or `age -d` plus an Ed25519 check of the manifest).
+
+Everything here streams: a Zengin file of hundreds of MB passes through in fixed-size
+pieces, and the plaintext is hashed while it is fed to the encryptor (one pass).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import pyrage
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pyrage import x25519
+
+MANIFEST_FORMAT = "zengin-21"
+AGE_SUFFIX = ".age"
+MANIFEST_SUFFIX = ".manifest.json"
+# A signed manifest is a few hundred bytes; anything far larger is not ours.
+MAX_MANIFEST_BYTES = 64 * 1024
+
+_SHA256_HEX = r"^[0-9a-f]{64}$"
+
+
+class SealingError(ValueError):
+    """The file cannot be sealed as asked: a malformed recipient, an unsafe file name, a
+    plaintext that is not the one the approver approved, or a batch that is already sealed."""
+
+
+class ManifestError(ValueError):
+    """A signed manifest (or the public key to check it) cannot be trusted.
+
+    `reason` is a stable code for the caller: manifest_malformed, unknown_signing_key,
+    bad_signature, bad_public_key."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# --- age encryption -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamDigest:
+    """SHA-256 and byte count of a stream, taken as it passed through."""
+
+    sha256: str
+    size: int
+
+
+def parse_recipients(recipients: list[str]) -> list[x25519.Recipient]:
+    """Turn `age1...` strings into pyrage recipients, refusing anything else by position."""
+    # A bare string is iterable too; without this check "age1..." would become 62 one-letter
+    # recipients and fail with a confusing message.
+    if isinstance(recipients, (str, bytes)) or not recipients:
+        raise SealingError("暗号化の受取人（age1... の公開鍵）を 1 つ以上のリストで指定してください")
+    parsed = []
+    for position, text in enumerate(recipients, start=1):
+        candidate = text.strip() if isinstance(text, str) else ""
+        if not candidate.startswith("age1"):
+            raise SealingError(f"{position} 番目の受取人が age の X25519 公開鍵（age1...）ではありません")
+        try:
+            parsed.append(x25519.Recipient.from_str(candidate))
+        except pyrage.RecipientError:
+            raise SealingError(
+                f"{position} 番目の受取人の公開鍵が壊れています（age1... の文字列を確認してください）"
+            ) from None
+    return parsed
+
+
+class _ChunkReader:
+    """A read-only file-like view of an iterable of byte chunks, for pyrage.encrypt_io.
+
+    It hashes what it hands out, and keeps any exception raised by the iterator: pyrage turns
+    it into an EncryptError carrying only its text, and the caller wants the original
+    (an OSError(ENOSPC) must stay an OSError)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._current = memoryview(b"")
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            while not self._current:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    return b""
+                if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                    raise TypeError("平文のチャンクは bytes である必要があります")
+                self._current = memoryview(chunk)
+            # pyrage asks for at most n bytes (its buffer size) and fails if given more.
+            take = len(self._current) if n is None or n < 0 else min(n, len(self._current))
+            piece = self._current[:take].tobytes()
+            self._current = self._current[take:]
+        except BaseException as exc:
+            self.error = exc
+            raise
+        self._hash.update(piece)
+        self.size += len(piece)
+        return piece
+
+    def digest(self) -> StreamDigest:
+        return StreamDigest(self._hash.hexdigest(), self.size)
+
+
+class _HashingWriter:
+    """Passes writes through to `out`, hashing them and keeping the first write error.
+
+    pyrage flushes its buffer when it drops it and ignores errors there, so an error seen
+    here must be re-raised by the caller even when pyrage reports success."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.error: BaseException | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:
+        try:
+            self._out.write(data)
+        except BaseException as exc:
+            self.error = self.error or exc
+            raise
+        self._hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        try:
+            self._out.flush()
+        except BaseException as exc:
+            self.error = self.error or exc
+            raise
+
+    def digest(self) -> StreamDigest:
+        return StreamDigest(self._hash.hexdigest(), self.size)
+
+
+def encrypt_for_recipients(
+    plaintext_chunks: Iterable[bytes] | bytes, recipients: list[str], out: BinaryIO
+) -> StreamDigest:
+    """Write the age (binary, not armored) encryption of the plaintext to `out`, readable by
+    each recipient's identity. Streams: memory does not grow with the plaintext size.
+
+    Returns the plaintext's SHA-256 and size, taken in the same pass."""
+    parsed = parse_recipients(recipients)
+    if isinstance(plaintext_chunks, (bytes, bytearray, memoryview)):
+        plaintext_chunks = [bytes(plaintext_chunks)]
+    reader = _ChunkReader(plaintext_chunks)
+    writer = _HashingWriter(out)
+    try:
+        pyrage.encrypt_io(reader, writer, parsed)
+    except (pyrage.EncryptError, OSError):
+        for original in (reader.error, writer.error):
+            if original is not None:
+                raise original from None
+        raise
+    if writer.error is not None:
+        raise writer.error
+    return reader.digest()
+
+
+# --- manifest -------------------------------------------------------------------------------
+
+
+class Manifest(BaseModel):
+    """What the municipality vouches for about one sealed file. The bank compares it with the
+    ciphertext, the decrypted plaintext, and the 照合 totals it receives by another channel.
+
+    `ciphertext_size` is beyond the list in the design brief: with it the bank can tell a
+    truncated download from a tampered one before decrypting."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    municipality_code: str = Field(pattern=r"^[0-9]{6}$")  # 全国地方公共団体コード (with check digit)
+    batch_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    file_name: str = Field(min_length=1, max_length=255)
+    transfer_date: dt.date
+    record_count: int = Field(ge=1)
+    total_yen: int = Field(ge=1)
+    plaintext_sha256: str = Field(pattern=_SHA256_HEX)
+    ciphertext_sha256: str = Field(pattern=_SHA256_HEX)
+    ciphertext_size: int = Field(ge=1)
+    generated_at: AwareDatetime
+    approved_by: str = Field(min_length=1, max_length=200)
+    approved_sha256: str = Field(pattern=_SHA256_HEX)
+    format: Literal["zengin-21"] = MANIFEST_FORMAT
+
+    @field_validator("generated_at")
+    @classmethod
+    def _utc_only(cls, value: dt.datetime) -> dt.datetime:
+        # One spelling ("...Z") keeps the canonical bytes unique for a given instant.
+        if value.utcoffset() != dt.timedelta(0):
+            raise ValueError("generated_at must be in UTC")
+        return value
+
+    @field_validator("file_name")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        check_file_name(value)
+        return value
+
+    def canonical_bytes(self) -> bytes:
+        """The signed form: JSON with sorted keys, no whitespace, UTF-8 (not \\u-escaped)."""
+        return _canonical_json(self.model_dump(mode="json"))
+
+
+def _canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    """First 16 hex digits of SHA-256 over the raw 32-byte Ed25519 public key."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def sign_manifest(manifest: Manifest, private_key: Ed25519PrivateKey) -> bytes:
+    """The signed manifest file: {"key_id", "manifest", "signature"} with an Ed25519
+    signature (base64) over `manifest.canonical_bytes()`."""
+    document = {
+        "manifest": manifest.model_dump(mode="json"),
+        "signature": base64.b64encode(private_key.sign(manifest.canonical_bytes())).decode("ascii"),
+        "key_id": key_id(private_key.public_key()),
+    }
+    return _canonical_json(document) + b"\n"
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two "total_yen" keys would let a reader and the signer disagree on which one counts.
+    keys = [key for key, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
+def verify_manifest(signed_bytes: bytes, public_key: Ed25519PublicKey) -> Manifest:
+    """Check the signature of a signed manifest file and return the manifest it vouches for.
+
+    The signature is checked over the canonical form of the manifest object exactly as
+    received; the parsed model must re-serialise to the same bytes, so nothing the signer
+    did not sign can be read into it."""
+    if len(signed_bytes) > MAX_MANIFEST_BYTES:
+        raise ManifestError("manifest_malformed", "マニフェストが大きすぎます（署名付きマニフェストではありません）")
+    try:
+        document = json.loads(signed_bytes.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (UnicodeDecodeError, ValueError):
+        raise ManifestError("manifest_malformed", "マニフェストが JSON として読めません") from None
+    if not isinstance(document, dict) or set(document) != {"manifest", "signature", "key_id"}:
+        raise ManifestError("manifest_malformed", "マニフェストの形式が違います（manifest, signature, key_id が必要）")
+    raw_manifest, signature_b64, claimed_key_id = (
+        document["manifest"],
+        document["signature"],
+        document["key_id"],
+    )
+    if not isinstance(raw_manifest, dict) or not isinstance(signature_b64, str) or not isinstance(claimed_key_id, str):
+        raise ManifestError("manifest_malformed", "マニフェストの形式が違います")
+    expected_key_id = key_id(public_key)
+    if claimed_key_id != expected_key_id:
+        raise ManifestError(
+            "unknown_signing_key",
+            f"マニフェストは別の鍵で署名されています（署名鍵 {claimed_key_id[:16]!r}、"
+            f"登録済みの公開鍵 {expected_key_id}）",
+        )
+    try:
+        signature = base64.b64decode(signature_b64, validate=True)
+    except ValueError:
+        raise ManifestError("manifest_malformed", "署名が base64 として読めません") from None
+    signed_form = _canonical_json(raw_manifest)
+    try:
+        public_key.verify(signature, signed_form)
+    except InvalidSignature:
+        raise ManifestError(
+            "bad_signature", "マニフェストの署名が正しくありません（内容が書き換えられたか、署名が壊れています）"
+        ) from None
+    try:
+        manifest = Manifest.model_validate_json(signed_form, strict=True)
+    except ValidationError as exc:
+        fields = ", ".join(sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()}))
+        raise ManifestError("manifest_malformed", f"署名は正しいがマニフェストの項目が不正です: {fields}") from None
+    if manifest.canonical_bytes() != signed_form:
+        raise ManifestError("manifest_malformed", "マニフェストの表記が正規形ではありません")
+    return manifest
+
+
+def public_key_pem(private_key: Ed25519PrivateKey) -> bytes:
+    """The municipality's manifest-signing public key, as the PEM file it gives the bank."""
+    return private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def load_public_key(pem_bytes: bytes) -> Ed25519PublicKey:
+    """Read a PEM public key written by public_key_pem; anything but Ed25519 is refused."""
+    try:
+        key = serialization.load_pem_public_key(pem_bytes)
+    except (ValueError, TypeError):
+        raise ManifestError("bad_public_key", "公開鍵ファイルが PEM として読めません") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ManifestError("bad_public_key", "公開鍵が Ed25519 ではありません")
+    return key
+
+
+# --- atomic files ---------------------------------------------------------------------------
+
+
+def check_file_name(name: str) -> None:
+    """Refuse names that could leave the target directory or hide among our temp files."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or ".." in name
+        or name.startswith(".")
+    ):
+        raise SealingError(f"ファイル名として使えません（区切り文字・'..'・先頭の '.' は不可）: {name!r}")
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class AtomicSink(_HashingWriter):
+    """The writer handed out by atomic_file; `.digest()` is valid after the block."""
+
+    path: Path
+
+
+@contextlib.contextmanager
+def atomic_file(directory: Path, name: str) -> Iterator[AtomicSink]:
+    """Yield a writer for `directory/name` that appears under that name only complete.
+
+    Writes go to a mode-0600 temp file in the same directory; on success it is fsynced,
+    renamed over the name, and the directory fsynced. On any error (ENOSPC included) the temp
+    file is removed and the error re-raised, so no half file is ever visible under `name`."""
+    check_file_name(name)
+    directory = Path(directory)
+    final = directory / name
+    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            sink = AtomicSink(handle)
+            sink.path = final
+            yield sink
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+    # After the rename the file is complete under its name; a failure here only means the
+    # rename may not survive a power cut, so it is reported but the file is left in place.
+    _fsync_directory(directory)
+
+
+def write_atomically(directory: Path, name: str, chunks: Iterable[bytes]) -> tuple[Path, str, int]:
+    """Write `chunks` to `directory/name` atomically; returns (path, sha256 hex, size)."""
+    with atomic_file(directory, name) as sink:
+        for chunk in chunks:
+            sink.write(chunk)
+    digest = sink.digest()
+    return sink.path, digest.sha256, digest.size
+
+
+# --- the whole step -------------------------------------------------------------------------
+
+
+def seal_batch(
+    *,
+    outbox_dir: Path,
+    name: str,
+    plaintext_chunks: Iterable[bytes] | bytes,
+    recipients: list[str],
+    signing_key: Ed25519PrivateKey,
+    municipality_code: str,
+    batch_id: str,
+    transfer_date: dt.date,
+    record_count: int,
+    total_yen: int,
+    approved_by: str,
+    approved_sha256: str,
+    generated_at: dt.datetime | None = None,
+) -> Manifest:
+    """Encrypt the plaintext into `<name>.age` and write the signed `<name>.manifest.json`
+    beside it, both atomically. Refuses (and leaves nothing) if the plaintext is not the file
+    whose SHA-256 the approver approved, or if the batch was already sealed under that name.
+
+    record_count and total_yen come from the approved batch; the bank checks them against
+    the file's trailer after decrypting."""
+    outbox_dir = Path(outbox_dir)
+    age_name, manifest_name = name + AGE_SUFFIX, name + MANIFEST_SUFFIX
+    for candidate in (name, age_name, manifest_name):
+        check_file_name(candidate)
+    fields = dict(
+        municipality_code=municipality_code,
+        batch_id=batch_id,
+        file_name=name,
+        transfer_date=transfer_date,
+        record_count=record_count,
+        total_yen=total_yen,
+        generated_at=generated_at or dt.datetime.now(dt.UTC).replace(microsecond=0),
+        approved_by=approved_by,
+        approved_sha256=approved_sha256,
+    )
+    # Validate the caller's fields before spending minutes encrypting; the hashes are stand-ins.
+    try:
+        Manifest(**fields, plaintext_sha256=approved_sha256, ciphertext_sha256="0" * 64, ciphertext_size=1)
+    except ValidationError as exc:
+        bad = ", ".join(sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()}))
+        raise SealingError(f"マニフェストの項目が不正です: {bad}") from None
+    parse_recipients(recipients)
+    # A sealed file may already be with the bank; replacing it silently would let two
+    # different files carry the same batch name.
+    for existing in (outbox_dir / age_name, outbox_dir / manifest_name):
+        if existing.exists():
+            raise SealingError(f"このバッチは既に封緘されています: {existing.name}")
+
+    with atomic_file(outbox_dir, age_name) as sink:
+        plaintext = encrypt_for_recipients(plaintext_chunks, recipients, sink)
+        if plaintext.sha256 != approved_sha256:
+            # Raised inside the block so the ciphertext is discarded, not published.
+            raise SealingError("封緘しようとしたファイルは承認されたファイルと内容が違います（SHA-256 不一致）")
+    ciphertext = sink.digest()
+
+    manifest = Manifest(
+        **fields,
+        plaintext_sha256=plaintext.sha256,
+        ciphertext_sha256=ciphertext.sha256,
+        ciphertext_size=ciphertext.size,
+    )
+    try:
+        write_atomically(outbox_dir, manifest_name, [sign_manifest(manifest, signing_key)])
+    except BaseException:
+        # Without its manifest the ciphertext cannot be verified by the bank; do not leave it.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(outbox_dir / age_name)
+        raise
+    return manifest
