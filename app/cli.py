@@ -321,10 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Log lines carry identifiers and counts only; personal data never reaches a logger.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = load_settings()
+        # Log lines carry identifiers and counts only; personal data never reaches a logger.
+        from app.observability import configure_logging
+
+        configure_logging(json_logs=settings.json_logs)
         return args.func(args, settings)
     except (UsageError, SettingsError) as exc:
         print(f"kyufu: {exc}", file=sys.stderr)

@@ -21,12 +21,14 @@ log = logging.getLogger("kyufu.app")
 
 # Each area contributes routes: the module has `routes(settings) -> list[BaseRoute]`.
 AREA_ROUTES = [
+    "app.observability",   # /metrics
     "app.staff.routes",    # /staff/...
     "app.intake.routes",   # resident pages and /api/v1 (last: it owns the site root)
 ]
 # Cross-cutting web setup (middleware, exception handlers): `setup(app, settings)`.
 AREA_SETUP = [
     "app.web.setup",
+    "app.observability",   # outermost: request id, metrics and the access log see every response
 ]
 
 

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     outbox_retry_after_s: int = Field(60, alias="KYUFU_OUTBOX_RETRY_AFTER_S")
     # Secret for session cookies and CSRF tokens (generated in local mode).
     session_secret: str | None = Field(None, alias="KYUFU_SESSION_SECRET", repr=False)
+    # Port of the worker's Prometheus endpoint (unset: none).
+    worker_metrics_port: int | None = Field(None, alias="KYUFU_WORKER_METRICS_PORT")
+    json_logs: bool = Field(True, alias="KYUFU_JSON_LOGS")
     # Where released (encrypted) bank files are written, one sub-directory per municipality.
     outbox_dir: Path | None = Field(None, alias="KYUFU_OUTBOX_DIR")
 

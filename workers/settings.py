@@ -24,6 +24,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.get("settings") or load_settings()
     ctx["settings"] = settings
     ctx["pool"] = await create_app_pool(settings)
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr="127.0.0.1" if not settings.production else "0.0.0.0")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -38,6 +42,7 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
 
 # Each area's jobs: the module has `JOBS` (functions) and optionally `CRON_JOBS` (arq cron objects).
 JOB_MODULES = [
+    "workers.metrics",
     "workers.verification",
     "workers.payouts",
 ]

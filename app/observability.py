@@ -1,0 +1,128 @@
+"""Metrics (Prometheus) and structured logs with a request id.
+
+Log lines are JSON objects carrying identifiers and counts only: a route template (never the raw path,
+which can hold an access code), a status, a duration and a request id. Personal data never reaches a
+logger anywhere in kyufu; this formatter does not try to scrub it, it relies on that rule.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import time
+import uuid
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+REQUESTS = Counter("kyufu_http_requests_total", "HTTP requests", ["route", "method", "status"])
+LATENCY = Histogram(
+    "kyufu_http_request_seconds", "HTTP request latency", ["route", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+APPLICATIONS = Gauge("kyufu_applications", "Applications by status", ["municipality", "status"])
+OUTBOX_BACKLOG = Gauge("kyufu_outbox_backlog", "Outbox rows not done", ["municipality"])
+OUTBOX_OLDEST = Gauge("kyufu_outbox_oldest_seconds", "Age of the oldest outbox row not done", ["municipality"])
+QUEUE_DEPTH = Gauge("kyufu_arq_queue_depth", "Jobs waiting in the arq queue")
+JOBS = Counter("kyufu_jobs_total", "Job outcomes", ["job", "outcome"])
+BATCH_PROGRESS = Gauge("kyufu_batch_generation_records", "Records written by the batch being generated",
+                       ["municipality", "batch"])
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": request_id_var.get(),
+        }
+        for key in ("route", "method", "status", "duration_ms"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: int = logging.INFO, json_logs: bool = True) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+access_log = logging.getLogger("kyufu.access")
+
+
+def _route_template(app, scope: Scope) -> str:
+    """The matched route's path template (e.g. /m/{municipality_code}/status), never the raw path."""
+    for route in getattr(app, "routes", []):
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return getattr(route, "path", None) or getattr(route, "path_format", "?")
+    return "unmatched"
+
+
+class ObservabilityMiddleware:
+    """Request id (X-Request-ID in and out), per-route metrics and one JSON access log line."""
+
+    def __init__(self, app: ASGIApp, router) -> None:
+        self.app = app
+        self.router = router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = incoming if 8 <= len(incoming) <= 64 and incoming.replace("-", "").isalnum() else uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        route = _route_template(self.router, scope)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            method = scope["method"]
+            REQUESTS.labels(route, method, str(status)).inc()
+            LATENCY.labels(route, method).observe(elapsed)
+            if route not in ("/healthz", "/readyz", "/metrics"):
+                access_log.info("request", extra={"route": route, "method": method, "status": status,
+                                                  "duration_ms": round(elapsed * 1000, 2)})
+            request_id_var.reset(token)
+
+
+async def metrics(request: Request) -> Response:
+    try:
+        QUEUE_DEPTH.set(await request.app.state.redis.zcard("arq:queue"))
+    except Exception as exc:  # metrics must render while Redis is down; the gauge keeps its last value
+        logging.getLogger("kyufu.metrics").warning("queue depth unavailable: %s", type(exc).__name__)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def routes(settings) -> list:
+    return [Route("/metrics", metrics)]
+
+
+def setup(app, settings) -> None:
+    app.add_middleware(ObservabilityMiddleware, router=app.router)
