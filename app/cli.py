@@ -215,6 +215,10 @@ async def _seed_demo(settings: Settings) -> list[str]:
 
 
 def cmd_demo(args, settings: Settings) -> int:
+    if args.action == "registry":  # `kyufu demo registry`: synthetic registry files (app/registry/cli.py)
+        from app.registry.cli import cmd_demo_registry
+
+        return cmd_demo_registry(args, settings)
     for line in asyncio.run(_seed_demo(settings)):
         print(line)
     return 0
@@ -307,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="demo data")
-    p.add_argument("action", choices=["seed"])
+    p.add_argument("action", choices=["seed", "registry"])
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="services + migrate + seed + app + worker (what `make run` does)")

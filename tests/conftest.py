@@ -183,3 +183,10 @@ def municipality(servers, settings):
             await conn.close()
 
     return make
+
+
+def pytest_collection_modifyitems(items):
+    """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread for
+    the rest of the session (the browser fixture is session-scoped), and async tests after it would fail
+    with "cannot be called from a running event loop". The sort is stable, so the order is otherwise kept."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

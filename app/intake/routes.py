@@ -1,5 +1,33 @@
-"""Routes of this area (mounted by app/main.py)."""
+"""Routes of this area (mounted by app/main.py): the resident pages and the JSON API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.routing import Route
+
+from app.intake import api, pages
+from app.web.templates import add_template_dir
+
+add_template_dir(Path(__file__).resolve().parent / "templates")
 
 
 def routes(settings) -> list:
-    return []
+    m = "/m/{code:str}"
+    return [
+        Route("/", pages.index),
+        Route(m + "/", pages.start),
+        Route(m + "/signin", pages.signin, methods=["GET", "POST"]),
+        Route(m + "/signout", pages.signout, methods=["POST"]),
+        Route(m + "/household", pages.household),
+        Route(m + "/bank", pages.bank, methods=["GET", "POST"]),
+        Route(m + "/confirm", pages.confirm, methods=["GET", "POST"]),
+        Route(m + "/receipt", pages.receipt),
+        Route(m + "/status", pages.status, methods=["GET", "POST"]),
+        Route("/api/v1/applications", api.create_application, methods=["POST"]),
+        Route("/api/v1/status", api.application_status, methods=["POST"]),
+        Route("/api/v1/banks", api.bank_search),
+        Route("/api/v1/banks/{bank_code:str}/branches", api.branch_search),
+        Route("/api/v1/openapi.json", api.openapi),
+    ]
+

@@ -1,5 +1,486 @@
-"""Routes of this area (mounted by app/main.py)."""
+"""The staff console under /staff: server-rendered Japanese pages.
+
+Every page after sign-in goes through `page()`: the session cookie names the municipality, the whole
+request runs in tenant_transaction(pool, that code), so an id of another municipality's object is simply
+not there (404); POSTs must carry the session's CSRF token; the handler runs with the signed-in `Staff`.
+Domain rules (roles, four eyes, states) live in the domain modules, which raise StaffError subclasses that
+app/web/setup.py renders.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import functools
+import hashlib
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from app.settings import Settings
+from app.staff import accounts, audit, batches, reconciliation, review, sessions
+from app.staff.accounts import ROLE_LABELS, ROLES, Staff
+from app.staff.bankdays import earliest_transfer_date, today_jst
+from app.staff.errors import Forbidden, InvalidInput, LoginFailed, NotFound
+from app.tenancy.codes import MunicipalityCodeError, validate_code
+from app.tenancy.municipalities import load_field_cipher
+from app.tenancy.transaction import tenant_transaction
+from app.web.errors import CsrfError
+from app.web.templates import add_template_dir, render
+
+add_template_dir(Path(__file__).resolve().parent / "templates")
+
+LOGIN_NONCE_COOKIE = "kyufu_staff_login"
+STATUS_LABELS = {
+    "received": "受付", "verified": "確認済", "needs_review": "要審査", "approved": "承認", "rejected": "却下",
+    "withdrawn": "取下げ", "draft": "起案（承認待ち）", "cancelled": "取消", "released": "送信済",
+}
+
+Handler = Callable[[Request, asyncpg.Connection, Staff, dict[str, Any]], Awaitable[Response]]
 
 
-def routes(settings) -> list:
-    return []
+def _secret(request: Request) -> bytes:
+    settings: Settings = request.app.state.settings
+    return base64.b64decode(settings.session_secret or "") or b"kyufu-test-secret"
+
+
+def _int_param(request: Request, name: str) -> int:
+    raw = request.path_params[name]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise NotFound()
+    return int(raw)
+
+
+def page(*roles: str) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Wrap a handler: session, municipality scope, CSRF on POST, role check, one transaction."""
+
+    def wrap(handler: Handler):
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            cookie = request.cookies.get(sessions.COOKIE)
+            parsed = sessions.split_cookie(cookie)
+            if parsed is None:
+                return _to_login(request)
+            code, token = parsed
+            form = None
+            if request.method == "POST":
+                form = await request.form()
+                if not sessions.csrf_ok(_secret(request), cookie, form.get("csrf_token")):
+                    raise CsrfError()
+            async with tenant_transaction(request.app.state.pool, code) as conn:
+                staff = await sessions.resume(conn, code, token)
+                if staff is None:
+                    return _to_login(request, expired=True)
+                if roles:
+                    staff.require(*roles)
+                token = sessions.csrf_token(_secret(request), cookie)
+                ctx = {
+                    "staff": staff, "csrf_token": token, "form": form,
+                    "csrf": lambda: Markup('<input type="hidden" name="csrf_token" value="{}">').format(token),
+                    "role_labels": ROLE_LABELS, "status_labels": STATUS_LABELS,
+                }
+                return await handler(request, conn, staff, ctx)
+
+        return endpoint
+
+    return wrap
+
+
+def _to_login(request: Request, *, expired: bool = False) -> Response:
+    if request.method != "GET":
+        raise LoginFailed("ログインの有効期限が切れました。もう一度ログインしてください。")
+    response = RedirectResponse("/staff/login" + ("?expired=1" if expired else ""), status_code=303)
+    response.delete_cookie(sessions.COOKIE, path="/staff")
+    return response
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+async def _cipher(request: Request, conn: asyncpg.Connection, code: str):
+    return await load_field_cipher(conn, request.app.state.settings.master_key_bytes, code)
+
+
+# ---- sign-in -------------------------------------------------------------------------------------------
+
+
+def _login_csrf(secret: bytes, nonce: str) -> str:
+    # Before sign-in there is no session: a nonce cookie and its HMAC in the form (double submit).
+    return hmac.new(secret, b"kyufu-staff-login|" + nonce.encode(), hashlib.sha256).hexdigest()
+
+
+async def login_page(request: Request) -> Response:
+    return _render_login(request, status=200, message="ログインの有効期限が切れました。" if request.query_params.get("expired") else "")
+
+
+def _render_login(request: Request, *, status: int, message: str = "", municipality: str = "", login: str = "") -> Response:
+    nonce = secrets.token_urlsafe(16)
+    response = render(request, "staff_login.html", {
+        "title": "職員ログイン", "csrf_token": _login_csrf(_secret(request), nonce), "message": message,
+        "municipality": municipality, "login": login,
+    }, status_code=status)
+    response.set_cookie(LOGIN_NONCE_COOKIE, nonce, path="/staff", httponly=True, samesite="strict",
+                        secure=request.app.state.settings.production, max_age=3600)
+    return response
+
+
+async def login_submit(request: Request) -> Response:
+    form = await request.form()
+    nonce = request.cookies.get(LOGIN_NONCE_COOKIE, "")
+    sent = form.get("csrf_token")
+    if not nonce or not isinstance(sent, str) or not hmac.compare_digest(sent, _login_csrf(_secret(request), nonce)):
+        raise CsrfError()
+    code = str(form.get("municipality_code", "")).strip()
+    login_name = str(form.get("login", "")).strip().lower()
+    fail = LoginFailed().message
+    try:
+        validate_code(code)
+    except MunicipalityCodeError:
+        return _render_login(request, status=401, message=fail, municipality=code, login=login_name)
+    if not login_name or len(login_name) > 64:
+        return _render_login(request, status=401, message=fail, municipality=code, login=login_name)
+    async with tenant_transaction(request.app.state.pool, code) as conn:
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM municipalities WHERE code = $1)", code):
+            return _render_login(request, status=401, message=fail, municipality=code, login=login_name)
+        cipher = await _cipher(request, conn, code)
+        staff, _reason = await accounts.login(
+            conn, cipher, code, login_name, str(form.get("password", "")), str(form.get("totp", "")),
+        )
+        # The failure counter and the audit entry commit with this transaction either way.
+        cookie = await sessions.create(conn, code, staff.staff_id) if staff else None
+    if cookie is None:
+        return _render_login(request, status=401, message=fail, municipality=code, login=login_name)
+    response = _redirect("/staff/")
+    response.set_cookie(sessions.COOKIE, cookie, path="/staff", httponly=True, samesite="strict",
+                        secure=request.app.state.settings.production)
+    response.delete_cookie(LOGIN_NONCE_COOKIE, path="/staff")
+    return response
+
+
+@page()
+async def logout(request, conn, staff, ctx):
+    code, token = sessions.split_cookie(request.cookies.get(sessions.COOKIE))
+    await sessions.revoke(conn, code, token)
+    await audit.append(conn, code, staff, "logout", "staff", staff.staff_id)
+    response = _redirect("/staff/login")
+    response.delete_cookie(sessions.COOKIE, path="/staff")
+    return response
+
+
+# ---- dashboard -----------------------------------------------------------------------------------------
+
+DASHBOARD = """
+SELECT pr.program_id, pr.name, pr.payment_mode,
+  (SELECT count(*) FROM entitlements e WHERE e.municipality_code = pr.municipality_code AND e.program_id = pr.program_id) AS entitlements,
+  (SELECT coalesce(sum(e.amount_yen), 0)::bigint FROM entitlements e
+    WHERE e.municipality_code = pr.municipality_code AND e.program_id = pr.program_id) AS entitled_yen,
+  (SELECT coalesce(jsonb_object_agg(status, n), '{}')::text FROM (
+     SELECT a.status, count(*) AS n FROM applications a JOIN entitlements e USING (municipality_code, entitlement_id)
+     WHERE a.municipality_code = pr.municipality_code AND e.program_id = pr.program_id GROUP BY a.status) s) AS by_status,
+  (SELECT coalesce(sum(e.amount_yen), 0)::bigint FROM applications a JOIN entitlements e USING (municipality_code, entitlement_id)
+    WHERE a.municipality_code = pr.municipality_code AND e.program_id = pr.program_id AND a.status IN ('verified', 'approved')
+      AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.municipality_code = a.municipality_code
+                      AND p.entitlement_id = a.entitlement_id AND p.status IN ('released', 'paid'))) AS verified_unpaid_yen,
+  (SELECT coalesce(sum(p.amount_yen), 0)::bigint FROM payments p JOIN entitlements e USING (municipality_code, entitlement_id)
+    WHERE p.municipality_code = pr.municipality_code AND e.program_id = pr.program_id AND p.status = 'paid') AS paid_yen
+FROM programs pr WHERE pr.municipality_code = $1 ORDER BY pr.program_id
+"""
+
+
+@page()
+async def dashboard(request, conn, staff, ctx):
+    import json
+
+    code = staff.municipality_code
+    rows = [dict(r) | {"by_status": json.loads(r["by_status"])} for r in await conn.fetch(DASHBOARD, code)]
+    queue_count = await conn.fetchval(review.QUEUE_COUNT, code)
+    return render(request, "staff_dashboard.html", ctx | {
+        "title": "ダッシュボード", "programs": rows, "queue_count": queue_count,
+        "batches": (await batches.list_batches(conn, code))[:10],
+    })
+
+
+# ---- 審査 ----------------------------------------------------------------------------------------------
+
+
+@page("reviewer", "admin")
+async def review_queue(request, conn, staff, ctx):
+    rows, total = await review.queue(conn, staff.municipality_code)
+    return render(request, "staff_review.html", ctx | {
+        "title": "審査", "rows": rows, "total": total, "reason_labels": review.REASON_LABELS,
+    })
+
+
+@page("reviewer", "admin")
+async def review_search(request, conn, staff, ctx):
+    app_id = await review.find(conn, staff.municipality_code, staff, str(ctx["form"].get("receipt_no", "")))
+    return _redirect(f"/staff/applications/{app_id}")
+
+
+@page("reviewer", "admin")
+async def application_page(request, conn, staff, ctx):
+    app_id = _int_param(request, "application_id")
+    code = staff.municipality_code
+    purpose = request.query_params.get("purpose")
+    view = None
+    if purpose:
+        view = await review.personal_view(conn, await _cipher(request, conn, code), code, staff, app_id, purpose)
+    app = view["app"] if view else await review.summary(conn, code, app_id)
+    return render(request, "staff_application.html", ctx | {
+        "title": f"申請 {app['receipt_no']}", "app": app, "view": view, "purposes": review.PURPOSES,
+        "reason_labels": review.REASON_LABELS,
+    })
+
+
+@page("reviewer")
+async def application_decision(request, conn, staff, ctx):
+    app_id = _int_param(request, "application_id")
+    form = ctx["form"]
+    await review.decide(conn, staff.municipality_code, staff, app_id, str(form.get("decision", "")),
+                        str(form.get("comment", "")))
+    return _redirect("/staff/review")
+
+
+# ---- 振込起案 ------------------------------------------------------------------------------------------
+
+
+def _parse_date(value: str, field: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(f"{field}は YYYY-MM-DD 形式の日付で入力してください。") from None
+
+
+def _parse_int(value: object, field: str) -> int:
+    text = str(value or "").strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 15:
+        raise InvalidInput(f"{field}は半角数字で入力してください。")
+    return int(text)
+
+
+@page("drafter")
+async def draft_page(request, conn, staff, ctx):
+    program_id = _int_param(request, "program_id")
+    code = staff.municipality_code
+    program = await batches.program(conn, code, program_id)
+    preview = await batches.draft_preview(conn, code, program_id)
+    lead = await batches.lead_days(conn, code)
+    return render(request, "staff_draft.html", ctx | {
+        "title": f"振込起案: {program['name']}", "program": program, "preview": preview, "lead_days": lead,
+        "earliest": earliest_transfer_date(today_jst(), lead).isoformat(),
+    })
+
+
+@page("drafter")
+async def draft_submit(request, conn, staff, ctx):
+    program_id = _int_param(request, "program_id")
+    code = staff.municipality_code
+    await batches.program(conn, code, program_id)
+    form = ctx["form"]
+    batch_id = await batches.draft_batch(
+        conn, await _cipher(request, conn, code), code, staff, program_id,
+        _parse_date(str(form.get("transfer_date", "")), "振込指定日（transfer_date）"),
+        expected_count=_parse_int(form.get("expected_count"), "件数（expected_count）"),
+        expected_total_yen=_parse_int(form.get("expected_total_yen"), "合計金額（expected_total_yen）"),
+    )
+    return _redirect(f"/staff/batches/{batch_id}")
+
+
+@page()
+async def batch_list(request, conn, staff, ctx):
+    code = staff.municipality_code
+    return render(request, "staff_batches.html", ctx | {
+        "title": "振込起案・承認", "batches": await batches.list_batches(conn, code),
+        "programs": await batches.programs(conn, code),
+    })
+
+
+@page()
+async def batch_page(request, conn, staff, ctx):
+    batch_id = _int_param(request, "batch_id")
+    code = staff.municipality_code
+    batch = await batches.get_batch(conn, code, batch_id)
+    view = None
+    if staff.has("approver"):
+        view = await batches.approval_view(conn, request.app.state.settings, await _cipher(request, conn, code),
+                                           code, staff, batch_id)
+    return render(request, "staff_batch.html", ctx | {
+        "title": f"起案 #{batch_id}", "batch": batch, "view": view,
+        "by_bank": view["by_bank"] if view else await conn.fetch(batches.BATCH_BY_BANK, code, batch_id),
+    })
+
+
+def _batch_action(action: str, *roles: str):
+    @page(*roles)
+    async def endpoint(request, conn, staff, ctx):
+        batch_id = _int_param(request, "batch_id")
+        code, form, settings = staff.municipality_code, ctx["form"], request.app.state.settings
+        if action == "approve":
+            await batches.approve_batch(conn, settings, code, staff, batch_id, str(form.get("sha256", "")))
+        elif action == "reject":
+            await batches.reject_batch(conn, code, staff, batch_id, str(form.get("comment", "")))
+        elif action == "resubmit":
+            await batches.resubmit_batch(conn, code, staff, batch_id)
+        elif action == "cancel":
+            await batches.cancel_batch(conn, code, staff, batch_id)
+        elif action == "release":
+            await batches.release_batch(conn, settings, code, staff, batch_id)
+        return _redirect(f"/staff/batches/{batch_id}")
+
+    endpoint.__name__ = f"batch_{action}"
+    return endpoint
+
+
+# ---- reconciliation ------------------------------------------------------------------------------------
+
+
+@page("reviewer", "drafter")
+async def reconciliation_page(request, conn, staff, ctx):
+    return render(request, "staff_reconciliation.html", ctx | {
+        "title": "振込不能の対応", "rows": await reconciliation.returned(conn, staff.municipality_code),
+    })
+
+
+@page("reviewer", "drafter")
+async def payment_recontact(request, conn, staff, ctx):
+    payment_id = _int_param(request, "payment_id")
+    await reconciliation.mark_recontact(conn, staff.municipality_code, staff, payment_id, str(ctx["form"].get("note", "")))
+    return _redirect("/staff/reconciliation")
+
+
+@page("drafter")
+async def payment_reissue(request, conn, staff, ctx):
+    payment_id = _int_param(request, "payment_id")
+    code = staff.municipality_code
+    account = reconciliation.corrected_account(dict(ctx["form"]))
+    await reconciliation.reissue(conn, await _cipher(request, conn, code), code, staff, payment_id, account)
+    return _redirect("/staff/reconciliation")
+
+
+# ---- admin ---------------------------------------------------------------------------------------------
+
+
+@page("admin")
+async def staff_list(request, conn, staff, ctx):
+    return render(request, "staff_admin_staff.html", ctx | {
+        "title": "職員の管理", "rows": await accounts.list_staff(conn, staff.municipality_code), "roles": ROLES,
+        "new_totp": None,
+    })
+
+
+@page("admin")
+async def staff_create(request, conn, staff, ctx):
+    code, form = staff.municipality_code, ctx["form"]
+    login_name = str(form.get("login", "")).strip().lower()
+    roles = accounts.check_roles([r for r in form.getlist("roles") if isinstance(r, str)])
+    display = str(form.get("display_name", "")).strip()
+    if not display or len(display) > 100:
+        raise InvalidInput("氏名（display_name）を100文字以内で入力してください。")
+    import re
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{2,63}", login_name):
+        raise InvalidInput("ログインID（login）は半角英小文字・数字・._- の3〜64文字で入力してください。")
+    try:
+        staff_id = await accounts.create_staff(conn, code, login_name, display, roles, str(form.get("password", "")))
+    except ValueError as exc:
+        raise InvalidInput(f"パスワード（password）: {exc}") from None
+    if staff_id is None:
+        raise InvalidInput("そのログインID（login）は既に使われています。")
+    secret = None
+    if accounts.TOTP_ROLES & set(roles):
+        secret = await accounts.enroll_totp(conn, await _cipher(request, conn, code), code, staff_id)
+    await audit.append(conn, code, staff, "staff.create", "staff", staff_id, {"login": login_name, "roles": roles})
+    return render(request, "staff_admin_staff.html", ctx | {
+        "title": "職員の管理", "rows": await accounts.list_staff(conn, code), "roles": ROLES,
+        "new_totp": secret and {"login": login_name, "secret": secret, "uri": accounts.totp_uri(secret, code, login_name)},
+    })
+
+
+def _staff_action(action: str):
+    @page("admin")
+    async def endpoint(request, conn, staff, ctx):
+        staff_id = _int_param(request, "staff_id")
+        code = staff.municipality_code
+        if await accounts.get_staff(conn, code, staff_id) is None:
+            raise NotFound()
+        if action == "revoke":
+            await sessions.revoke_all(conn, code, staff_id)
+        elif action in ("disable", "enable"):
+            if staff_id == staff.staff_id:
+                raise Forbidden("自分自身のアカウントは無効にできません。")
+            await accounts.set_disabled(conn, code, staff_id, action == "disable")
+        elif action == "unlock":
+            await accounts.unlock(conn, code, staff_id)
+        elif action == "roles":
+            if staff_id == staff.staff_id:
+                raise Forbidden("自分自身の権限は変更できません。")
+            await accounts.set_roles(conn, code, staff_id, [r for r in ctx["form"].getlist("roles") if isinstance(r, str)])
+            # New roles take effect at the next sign-in; end current sessions so nobody keeps old rights.
+            await sessions.revoke_all(conn, code, staff_id)
+        await audit.append(conn, code, staff, f"staff.{action}", "staff", staff_id)
+        return _redirect("/staff/admin/staff")
+
+    endpoint.__name__ = f"staff_{action}"
+    return endpoint
+
+
+@page("admin")
+async def audit_page(request, conn, staff, ctx):
+    code = staff.municipality_code
+    report = await audit.verify_chain(conn, code)
+    return render(request, "staff_admin_audit.html", ctx | {
+        "title": "監査ログ", "rows": await audit.recent(conn, code, 200), "report": report,
+    })
+
+
+@page("admin")
+async def audit_export(request, conn, staff, ctx):
+    code = staff.municipality_code
+    fmt = request.query_params.get("format", "csv")
+    if fmt not in ("csv", "jsonl"):
+        raise InvalidInput("形式（format）は csv か jsonl を指定してください。")
+    await audit.append(conn, code, staff, "audit.export", "audit_log", "", {"format": fmt})
+    # Collected inside the transaction (the page() scope ends with the handler); an auditor's export of a
+    # very long chain should use `kyufu audit export`, which streams.
+    body = "".join([line async for line in audit.export_lines(conn, code, fmt)])
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
+    return Response(body, media_type=media, headers={
+        "content-disposition": f'attachment; filename="audit-{code}.{fmt}"', "cache-control": "no-store",
+    })
+
+
+def routes(settings) -> list[BaseRoute]:
+    return [
+        Route("/staff/login", login_page, methods=["GET"]),
+        Route("/staff/login", login_submit, methods=["POST"]),
+        Route("/staff/logout", logout, methods=["POST"]),
+        Route("/staff/", dashboard, methods=["GET"]),
+        Route("/staff/review", review_queue, methods=["GET"]),
+        Route("/staff/review/search", review_search, methods=["POST"]),
+        Route("/staff/applications/{application_id}", application_page, methods=["GET"]),
+        Route("/staff/applications/{application_id}/decision", application_decision, methods=["POST"]),
+        Route("/staff/programs/{program_id}/draft", draft_page, methods=["GET"]),
+        Route("/staff/programs/{program_id}/draft", draft_submit, methods=["POST"]),
+        Route("/staff/batches", batch_list, methods=["GET"]),
+        Route("/staff/batches/{batch_id}", batch_page, methods=["GET"]),
+        *[Route(f"/staff/batches/{{batch_id}}/{a}", _batch_action(a, *r), methods=["POST"]) for a, r in (
+            ("approve", ("approver",)), ("reject", ("approver",)), ("resubmit", ("drafter",)),
+            ("cancel", ("drafter",)), ("release", ("approver",)))],
+        Route("/staff/reconciliation", reconciliation_page, methods=["GET"]),
+        Route("/staff/payments/{payment_id}/recontact", payment_recontact, methods=["POST"]),
+        Route("/staff/payments/{payment_id}/reissue", payment_reissue, methods=["POST"]),
+        Route("/staff/admin/staff", staff_list, methods=["GET"]),
+        Route("/staff/admin/staff", staff_create, methods=["POST"]),
+        *[Route(f"/staff/admin/staff/{{staff_id}}/{a}", _staff_action(a), methods=["POST"])
+          for a in ("revoke", "disable", "enable", "unlock", "roles")],
+        Route("/staff/admin/audit", audit_page, methods=["GET"]),
+        Route("/staff/admin/audit/export", audit_export, methods=["GET"]),
+    ]

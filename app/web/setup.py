@@ -1,5 +1,160 @@
-"""Cross-cutting web setup: middleware and exception handlers (applied by app/main.py)."""
+"""Cross-cutting web setup: security headers, a request body limit, the static files and one error
+handler that renders every failure in Japanese (HTML for pages, JSON under /api/), never a bare 500.
+
+Applied by app/main.py to the whole app, so the resident site and the staff console share it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.web.errors import WebError
+from app.web.templates import STATIC_DIR, render
+
+log = logging.getLogger("kyufu.web")
+
+# Forms and JSON bodies here are a few kilobytes; uploads (registry extracts) go through the CLI.
+MAX_BODY_BYTES = 64 * 1024
+
+# No inline script or style anywhere: everything comes from /static on this origin.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+]
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+STATUS_MESSAGES = {
+    400: "リクエストの形式が正しくありません。",
+    401: "認証が必要です。",
+    403: "この操作は許可されていません。ページを読み込み直してから、もう一度お試しください。",
+    404: "お探しのページが見つかりません。",
+    405: "この操作はできません。",
+    413: "送信された内容が大きすぎます。",
+    429: "短時間に多くの操作がありました。しばらく待ってからもう一度お試しください。",
+    500: "システムで問題が発生しました。時間をおいてもう一度お試しください。",
+    503: "ただいま混み合っています。時間をおいてもう一度お試しください。",
+}
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeded MAX_BODY_BYTES while streaming (no or a false Content-Length)."""
+
+
+class SecurityMiddleware:
+    """Pure ASGI (no per-request task, unlike BaseHTTPMiddleware): adds headers, refuses big bodies."""
+
+    def __init__(self, app: ASGIApp, *, production: bool, max_body: int = MAX_BODY_BYTES):
+        self.app = app
+        self.headers = SECURITY_HEADERS + ([HSTS] if production else [])
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.max_body:
+                    await _too_large(scope, receive, send, self.headers)
+                    return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise HTTPException(413)
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + self.headers
+            await send(message)
+
+        await self.app(scope, limited_receive, send_with_headers)
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send, headers) -> None:
+    response = _error_response(Request(scope, receive), 413, STATUS_MESSAGES[413])
+    response.raw_headers.extend(headers)
+    await response(scope, receive, send)
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", "")
+
+
+def _error_response(request: Request, status: int, message: str, extra: dict | None = None) -> Response:
+    if wants_json(request):
+        body = {"error": {"status": status, "message": message, **(extra or {})}}
+        return JSONResponse(body, status_code=status)
+    return render(request, "error.html", {"status": status, "message": message}, status_code=status)
+
+
+async def web_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WebError)
+    response = _error_response(request, exc.status, exc.message, exc.extra)
+    for name, value in exc.headers.items():
+        response.headers[name] = value
+    return response
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = STATUS_MESSAGES.get(exc.status_code, STATUS_MESSAGES[400 if exc.status_code < 500 else 500])
+    response = _error_response(request, exc.status_code, message)
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    # The exception type and path only: a message may carry request data.
+    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    return _error_response(request, 500, STATUS_MESSAGES[500])
+
+
+def _with_shutdown_hooks(app) -> None:
+    """Give areas `app.state.shutdown_hooks`: async callables run at shutdown, before the lifespan
+    closes the pool and Redis client (an area's background tasks still need them to finish)."""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_):
+        async with inner(app_) as state:
+            app_.state.shutdown_hooks = []
+            try:
+                yield state
+            finally:
+                for hook in reversed(app_.state.shutdown_hooks):
+                    await hook()
+
+    app.router.lifespan_context = lifespan
 
 
 def setup(app, settings) -> None:
-    """Install middleware and error handlers on the app."""
+    """Install middleware, error handlers, /static and shutdown hooks on the app."""
+    _with_shutdown_hooks(app)
+    app.router.routes.insert(0, Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"))
+    app.add_exception_handler(WebError, web_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, server_error)
+    app.add_middleware(SecurityMiddleware, production=settings.production)

@@ -1,0 +1,264 @@
+"""JSON API under /api/v1: submit an application (idempotent), check status, bank/branch type-ahead,
+and the OpenAPI document describing them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from app.intake import banks
+from app.intake.batcher import SignInRejected, SubmitBatcher, for_app
+from app.intake.claims import Claim, format_receipt
+from app.intake.forms import BankDetails, FieldError, FormInvalid, normalise_access_code, normalise_pin, \
+    resolve, translate
+from app.intake.signin import SIGNIN_FAILED_MESSAGE, authenticate, check_ip, municipality_keys, record_ip_failure
+from app.intake.status import LATEST_APPLICATION, progress
+from app.tenancy.codes import MunicipalityCodeError, validate_code
+from app.tenancy.transaction import platform_transaction, tenant_transaction
+from app.web.errors import WebError
+
+log = logging.getLogger("kyufu.intake")
+
+MUNICIPALITY_EXISTS = "SELECT 1 FROM municipalities WHERE code = $1"
+_known_municipalities: set[str] = set()
+
+
+class ApplicationRequest(BaseModel):
+    """POST /api/v1/applications: claim the benefit of a 確認書 with a bank account."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=200)
+
+    municipality_code: str = Field(description="6-digit 地方公共団体コード of the letter's municipality")
+    access_code: str = Field(max_length=64, description="確認書番号 (hyphens and spaces ignored)")
+    pin: str = Field(max_length=32, description="暗証番号 printed on the letter")
+    bank: BankDetails
+
+    @field_validator("municipality_code")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        from pydantic_core import PydanticCustomError
+
+        try:
+            validate_code(v)
+        except MunicipalityCodeError:
+            raise PydanticCustomError("kyufu_municipality_code",
+                                      "地方公共団体コードは検査数字を含む6桁の数字で入力してください。") from None
+        return v
+
+
+class StatusRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=200)
+    municipality_code: str
+    access_code: str = Field(max_length=64)
+    pin: str = Field(max_length=32)
+
+
+class ApiInvalid(WebError):
+    status = 422
+
+    def __init__(self, errors: list[FieldError]):
+        super().__init__("入力内容に誤りがあります。", extra={"errors": [e.as_dict() for e in errors]})
+
+
+async def _body(request: Request) -> dict:
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiInvalid([FieldError(("body",), "json_invalid", "JSONとして読み取れません。")]) from None
+    if not isinstance(data, dict):
+        raise ApiInvalid([FieldError(("body",), "model_type", "JSONオブジェクトを送ってください。")])
+    return data
+
+
+async def _known(request: Request, code: str) -> None:
+    if code in _known_municipalities:
+        return
+    async with platform_transaction(request.app.state.pool) as conn:
+        if await conn.fetchval(MUNICIPALITY_EXISTS, code) is None:
+            raise WebError("指定された地方公共団体はこのサービスを利用していません。", status=404)
+    _known_municipalities.add(code)
+
+
+def _digest_key(request: Request) -> bytes:
+    secret = request.app.state.settings.session_secret or ""
+    return hashlib.sha256(b"kyufu-idempotency|" + secret.encode()).digest()
+
+
+def _request_digest(pin_key_material: bytes, data: dict) -> bytes:
+    # Keyed: the body contains the PIN, and a plain hash of a short PIN could be reversed.
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hmac.new(pin_key_material, canonical, hashlib.sha256).digest()
+
+
+async def create_application(request: Request) -> Response:
+    key = request.headers.get("idempotency-key", "").strip()
+    if not key or len(key) > 255:
+        raise ApiInvalid([FieldError(("header", "Idempotency-Key"), "missing",
+                                     "Idempotency-Key ヘッダー（255文字以内）を指定してください。")])
+    data = await _body(request)
+    try:
+        req = ApplicationRequest.model_validate(data)
+    except ValidationError as exc:
+        raise ApiInvalid(translate(exc)) from None
+    try:
+        account = resolve(req.bank, ("bank",))
+    except FormInvalid as exc:
+        raise ApiInvalid(exc.errors) from None
+    code = req.municipality_code
+    await _known(request, code)
+    redis = request.app.state.redis
+    ip = request.client.host if request.client else "-"
+    await check_ip(redis, ip)
+    batcher: SubmitBatcher = for_app(request)
+    claim = Claim(0, account, "online", idempotency_key=key,
+                  request_sha256=_request_digest(_digest_key(request), data))
+    try:
+        result = await batcher.submit(code, normalise_access_code(req.access_code), normalise_pin(req.pin), claim)
+    except Exception as exc:  # the batch's transaction failed; nothing was written for this request
+        log.error("application submit failed: %s", type(exc).__name__)
+        raise WebError("ただいま混み合っています。同じ Idempotency-Key で再送してください。", status=503,
+                       headers={"Retry-After": "1"}) from None
+    if isinstance(result, SignInRejected):
+        await record_ip_failure(redis, ip)
+        raise WebError(SIGNIN_FAILED_MESSAGE, status=401)
+    return JSONResponse(result.response(), status_code=result.http_status)
+
+
+async def application_status(request: Request) -> Response:
+    data = await _body(request)
+    try:
+        req = StatusRequest.model_validate(data)
+        validate_code(req.municipality_code)
+    except ValidationError as exc:
+        raise ApiInvalid(translate(exc)) from None
+    except MunicipalityCodeError:
+        raise ApiInvalid([FieldError(("municipality_code",), "kyufu_municipality_code",
+                                     "地方公共団体コードが正しくありません。")]) from None
+    code = req.municipality_code
+    await _known(request, code)
+    redis = request.app.state.redis
+    ip = request.client.host if request.client else "-"
+    await check_ip(redis, ip)
+    settings = request.app.state.settings
+    async with tenant_transaction(request.app.state.pool, code) as conn:
+        keys = await municipality_keys(conn, settings.master_key_bytes, code)
+        letter = (await authenticate(conn, keys, code, [(normalise_access_code(req.access_code), normalise_pin(req.pin))]))[0]
+        app = await conn.fetchrow(LATEST_APPLICATION, code, letter.entitlement_id) if letter else None
+    if letter is None:
+        await record_ip_failure(redis, ip)
+        raise WebError(SIGNIN_FAILED_MESSAGE, status=401)
+    p = progress(app)
+    if p is None or app is None:
+        return JSONResponse({"status": "not_applied", "label": "未申請"})
+    return JSONResponse({
+        "receipt_no": app["receipt_no"], "receipt": format_receipt(app["receipt_no"]), "status": p.key,
+        "label": p.label, "detail": p.detail,
+        "transfer_date": p.transfer_date.isoformat() if p.transfer_date else None,
+    })
+
+
+async def bank_search(request: Request) -> Response:
+    q = request.query_params.get("q", "")[:50]
+    items = [{"code": b.code, "name": b.name, "kana": b.kana} for b in banks.search_banks(q)]
+    return JSONResponse({"items": items}, headers={"cache-control": "public, max-age=3600"})
+
+
+async def branch_search(request: Request) -> Response:
+    bank_code = request.path_params["bank_code"]
+    if banks.bank(bank_code) is None:
+        raise WebError("金融機関コードに該当する金融機関がありません。", status=404)
+    q = request.query_params.get("q", "")[:50]
+    items = [{"code": b.code, "name": b.name, "kana": b.kana} for b in banks.search_branches(bank_code, q)]
+    return JSONResponse({"items": items}, headers={"cache-control": "public, max-age=3600"})
+
+
+# ---- OpenAPI --------------------------------------------------------------------------------------
+
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "object", "properties": {
+        "status": {"type": "integer"}, "message": {"type": "string"}, "type": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "properties": {
+            "loc": {"type": "array", "items": {"type": "string"}}, "type": {"type": "string"},
+            "message": {"type": "string"}}, "required": ["loc", "type", "message"]}},
+    }, "required": ["status", "message"]}},
+    "required": ["error"],
+}
+_RECEIPT = {
+    "type": "object",
+    "properties": {"receipt_no": {"type": "string", "pattern": "^[0-9]{10}$"}, "status": {"type": "string"},
+                   "duplicate": {"type": "boolean"}, "message": {"type": "string"}},
+    "required": ["receipt_no", "status", "duplicate"],
+}
+
+
+def _err(desc: str) -> dict:
+    return {"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def openapi_document() -> dict:
+    schemas: dict = {}
+    for model in (ApplicationRequest, StatusRequest):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schema.pop("$defs", {}).items():
+            schemas[name] = sub
+        schemas[model.__name__] = schema
+    schemas["Error"] = _ERROR
+    schemas["Receipt"] = _RECEIPT
+    listing = {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
+        "code": {"type": "string"}, "name": {"type": "string"}, "kana": {"type": "string"}}}}}}
+    q = {"name": "q", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 50}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "kyufu resident API", "version": "1"},
+        "paths": {
+            "/api/v1/applications": {"post": {
+                "summary": "Apply with a 確認書 code/PIN and a bank account (once per entitlement)",
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": True,
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 255}}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/ApplicationRequest"}}}},
+                "responses": {
+                    "201": {"description": "accepted", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Receipt"}}}},
+                    "409": {"description": "already applied (the first receipt), or the same key is in flight",
+                            "content": {"application/json": {"schema": {"oneOf": [
+                                {"$ref": "#/components/schemas/Receipt"}, {"$ref": "#/components/schemas/Error"}]}}}},
+                    "401": _err("code or PIN wrong, locked, or unknown"),
+                    "404": _err("municipality not served"),
+                    "413": _err("body too large"),
+                    "422": _err("invalid input, or the key was used with another body"),
+                    "429": _err("too many failures from this address"),
+                    "503": _err("temporarily unavailable; retry with the same key"),
+                },
+            }},
+            "/api/v1/status": {"post": {
+                "summary": "Where an application stands",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/StatusRequest"}}}},
+                "responses": {"200": {"description": "status"}, "401": _err("code or PIN wrong"),
+                              "422": _err("invalid input"), "429": _err("too many failures")},
+            }},
+            "/api/v1/banks": {"get": {"summary": "Bank type-ahead", "parameters": [q],
+                                      "responses": {"200": {"description": "banks", "content": {
+                                          "application/json": {"schema": listing}}}}}},
+            "/api/v1/banks/{bank_code}/branches": {"get": {
+                "summary": "Branch type-ahead",
+                "parameters": [{"name": "bank_code", "in": "path", "required": True,
+                                "schema": {"type": "string", "pattern": "^[0-9]{4}$"}}, q],
+                "responses": {"200": {"description": "branches", "content": {"application/json": {"schema": listing}}},
+                              "404": _err("unknown bank")}}},
+        },
+        "components": {"schemas": schemas},
+    }
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())

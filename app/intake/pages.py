@@ -1,0 +1,311 @@
+"""The resident's pages under /m/{municipality_code}/: start, sign-in, household, bank, confirm,
+receipt, status. Server-rendered, no JavaScript needed; every form carries a CSRF token.
+
+The session (app.web.sessions) holds who signed in (municipality, letter, entitlement) and, between the
+bank form and the confirmation, the account typed (encrypted at rest in Redis). The application itself
+is written only by the confirm POST, through app.intake.claims like every other channel.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from app.intake import banks
+from app.intake.batcher import for_app
+from app.intake.claims import format_receipt, submit_application
+from app.intake.forms import BankAccount, FieldError, FormInvalid, normalise_access_code, normalise_pin, parse_bank, \
+    describe_changes
+from app.intake.signin import SIGNIN_FAILED_MESSAGE, authenticate, check_ip, municipality_keys, record_ip_failure
+from app.intake.status import ENTITLEMENT, HOUSEHOLD, LATEST_APPLICATION, PROGRAMS, progress
+from app.tenancy.codes import MunicipalityCodeError, validate_code
+from app.tenancy.transaction import platform_transaction, tenant_transaction
+from app.web.csrf import verify_form
+from app.web.errors import WebError
+from app.web.sessions import load_session, revoke, rotate, save_session
+from app.web.templates import render
+
+MUNICIPALITY = "SELECT code, name FROM municipalities WHERE code = $1"
+LIST_MUNICIPALITIES = "SELECT code, name FROM municipalities ORDER BY code"
+
+
+class NotFound(WebError):
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("お探しのページが見つかりません。市区町村のページのアドレスをご確認ください。")
+
+
+async def _municipality(request: Request) -> dict:
+    code = request.path_params["code"]
+    try:
+        validate_code(code)
+    except MunicipalityCodeError:
+        raise NotFound() from None
+    async with platform_transaction(request.app.state.pool) as conn:
+        row = await conn.fetchrow(MUNICIPALITY, code)
+    if row is None:
+        raise NotFound()
+    return {"code": row["code"], "name": row["name"]}
+
+
+async def _page(request: Request, name: str, ctx: dict, *, status_code: int = 200) -> Response:
+    await load_session(request)
+    response = render(request, name, ctx, status_code=status_code)
+    await save_session(request, response)
+    return response
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+async def _signed_in(request: Request, m: dict) -> dict | None:
+    session = await load_session(request)
+    auth = session.get("auth")
+    if not auth or auth.get("m") != m["code"]:
+        return None
+    return auth
+
+
+async def index(request: Request) -> Response:
+    async with platform_transaction(request.app.state.pool) as conn:
+        rows = await conn.fetch(LIST_MUNICIPALITIES)
+    return render(request, "intake_index.html", {"municipalities": [dict(r) for r in rows]})
+
+
+async def start(request: Request) -> Response:
+    m = await _municipality(request)
+    async with tenant_transaction(request.app.state.pool, m["code"], readonly=True) as conn:
+        programs = [dict(r) for r in await conn.fetch(PROGRAMS, m["code"])]
+    return render(request, "intake_start.html", {"m": m, "programs": programs, "title": "給付金のご案内", "step": 0})
+
+
+# ---- sign-in ------------------------------------------------------------------------------------
+
+
+async def _check_letter(request: Request, m: dict, access_code: str, pin: str):
+    """Return the letter or None; counts failures per code (DB) and per address (Redis)."""
+    redis = request.app.state.redis
+    ip = request.client.host if request.client else "-"
+    await check_ip(redis, ip)
+    settings = request.app.state.settings
+    async with tenant_transaction(request.app.state.pool, m["code"]) as conn:
+        keys = await municipality_keys(conn, settings.master_key_bytes, m["code"])
+        letter = (await authenticate(conn, keys, m["code"], [(access_code, pin)]))[0]
+    if letter is None:
+        await record_ip_failure(redis, ip)
+    return letter
+
+
+async def signin(request: Request) -> Response:
+    m = await _municipality(request)
+    ctx = {"m": m, "title": "ログイン", "step": 1, "errors": [], "failed": None, "access_code": "",
+           "action": f"/m/{m['code']}/signin", "button": "ログイン"}
+    if request.method == "GET":
+        return await _page(request, "intake_signin.html", ctx)
+    session, form = await verify_form(request)
+    access_code = normalise_access_code(str(form.get("access_code", "")))
+    pin = normalise_pin(str(form.get("pin", "")))
+    ctx["access_code"] = access_code
+    errors = []
+    if not access_code:
+        errors.append(FieldError(("access_code",), "missing", "確認書番号を入力してください。"))
+    if not pin:
+        errors.append(FieldError(("pin",), "missing", "暗証番号を入力してください。"))
+    if errors:
+        ctx["errors"] = errors
+        return await _page(request, "intake_signin.html", ctx, status_code=422)
+    letter = await _check_letter(request, m, access_code, pin)
+    if letter is None:
+        ctx["failed"] = SIGNIN_FAILED_MESSAGE
+        return await _page(request, "intake_signin.html", ctx, status_code=401)
+    session.clear()
+    rotate(session)  # a new id on sign-in: a planted session id is useless
+    session["auth"] = {"m": m["code"], "letter_id": letter.letter_id, "entitlement_id": letter.entitlement_id}
+    response = _redirect(f"/m/{m['code']}/household")
+    await save_session(request, response, subject=f"letter:{m['code']}:{letter.letter_id}")
+    return response
+
+
+async def signout(request: Request) -> Response:
+    m = await _municipality(request)
+    await verify_form(request)
+    response = _redirect(f"/m/{m['code']}/")
+    await revoke(request, response)
+    return response
+
+
+# ---- household, bank, confirm, receipt ------------------------------------------------------------
+
+
+async def _entitlement(request: Request, m: dict, auth: dict) -> tuple[dict, list[dict], dict | None]:
+    async with tenant_transaction(request.app.state.pool, m["code"], readonly=True) as conn:
+        ent = await conn.fetchrow(ENTITLEMENT, m["code"], auth["entitlement_id"])
+        if ent is None:
+            raise NotFound()
+        members = await conn.fetch(HOUSEHOLD, m["code"], ent["snapshot_id"], ent["household_no"])
+        app = await conn.fetchrow(LATEST_APPLICATION, m["code"], auth["entitlement_id"])
+    return dict(ent), [dict(r) for r in members], dict(app) if app else None
+
+
+def _active(app: dict | None) -> bool:
+    return app is not None and app["status"] not in ("rejected", "withdrawn")
+
+
+async def household(request: Request) -> Response:
+    m = await _municipality(request)
+    auth = await _signed_in(request, m)
+    if auth is None:
+        return _redirect(f"/m/{m['code']}/signin")
+    ent, members, app = await _entitlement(request, m, auth)
+    return await _page(request, "intake_household.html", {
+        "m": m, "title": "世帯と支給額", "step": 2, "ent": ent, "members": members, "existing": _active(app),
+        "existing_receipt": format_receipt(app["receipt_no"]) if app else "",
+        "closed": ent["status"] in ("declined", "withdrawn"),
+    })
+
+
+_BANK_FIELDS = ("bank_code", "branch_code", "account_type", "account_number", "yucho_kigou", "yucho_bangou",
+                "holder_kana")
+
+
+async def bank(request: Request) -> Response:
+    m = await _municipality(request)
+    auth = await _signed_in(request, m)
+    if auth is None:
+        return _redirect(f"/m/{m['code']}/signin")
+    session = await load_session(request)
+    ctx = {"m": m, "title": "振込口座の入力", "step": 3, "errors": [], "err": defaultdict(str), "bank_choices": [],
+           "branch_choices": []}
+    if request.method == "GET":
+        previous = session.get("bank") or {}
+        ctx["f"] = {k: str(previous.get(k, "") or "") for k in _BANK_FIELDS}
+        ctx["f"]["account_type"] = ctx["f"]["account_type"] or "1"
+        ctx["f"]["yucho_kigou"] = ctx["f"]["yucho_bangou"] = ""
+        return await _page(request, "intake_bank.html", ctx)
+    session, form = await verify_form(request)
+    f = {k: str(form.get(k, "") or "").strip()[:200] for k in _BANK_FIELDS}
+    ctx["f"] = f
+    # Bank and branch may be typed as names: resolve a unique match, offer a choice otherwise.
+    bank_code = f["bank_code"]
+    if bank_code and not bank_code.isdigit():
+        found = banks.search_banks(bank_code, limit=10)
+        exact = [b for b in found if b.name == bank_code or b.kana == bank_code]
+        if len(found) == 1 or len(exact) == 1:
+            f["bank_code"] = bank_code = (exact or found)[0].code
+        else:
+            ctx["bank_choices"] = found
+    branch_code = f["branch_code"]
+    if branch_code and not branch_code.isdigit() and bank_code.isdigit():
+        found_br = banks.search_branches(bank_code, branch_code, limit=10)
+        exact_br = [b for b in found_br if b.name == branch_code or b.kana == branch_code]
+        if len(found_br) == 1 or len(exact_br) == 1:
+            f["branch_code"] = (exact_br or found_br)[0].code
+        else:
+            ctx["branch_choices"] = found_br
+    data = {k: (v or None) for k, v in f.items()}
+    data["bank_code"] = data["bank_code"] or ""
+    data["holder_kana"] = data["holder_kana"] or ""
+    data["account_type"] = data["account_type"] or "1"
+    try:
+        account = parse_bank(data)
+    except FormInvalid as exc:
+        errors = exc.errors
+        if ctx["bank_choices"] or ctx["branch_choices"]:
+            errors = [e for e in errors if e.field not in ("bank_code", "branch_code")]
+            field = "bank_code" if ctx["bank_choices"] else "branch_code"
+            errors.insert(0, FieldError((field,), "kyufu_choose", "候補の中から選んでください。"))
+        if not ctx["bank_choices"] and bank_code and not bank_code.isdigit():
+            errors = [e for e in errors if e.field != "bank_code"]
+            errors.insert(0, FieldError(("bank_code",), "kyufu_unknown_bank", "該当する金融機関が見つかりません。"))
+        ctx["errors"] = errors
+        ctx["err"] = defaultdict(str, {e.field: e.message for e in errors})
+        return await _page(request, "intake_bank.html", ctx, status_code=422)
+    if ctx["bank_choices"] or ctx["branch_choices"]:
+        ctx["errors"] = [FieldError(("bank_code",), "kyufu_choose", "候補の中から選んでください。")]
+        ctx["err"] = defaultdict(str, {"bank_code": "候補の中から選んでください。"})
+        return await _page(request, "intake_bank.html", ctx, status_code=422)
+    session["bank"] = account.to_session()
+    response = _redirect(f"/m/{m['code']}/confirm")
+    await save_session(request, response)
+    return response
+
+
+async def confirm(request: Request) -> Response:
+    m = await _municipality(request)
+    auth = await _signed_in(request, m)
+    if auth is None:
+        return _redirect(f"/m/{m['code']}/signin")
+    session = await load_session(request)
+    if request.method == "POST":
+        session, _ = await verify_form(request)
+    ent, _, app = await _entitlement(request, m, auth)
+    if _active(app):
+        # Back button, a reload or a second click after the first submit: the existing receipt, never a
+        # second application.
+        return _redirect(f"/m/{m['code']}/receipt")
+    stored = session.get("bank")
+    if not stored:
+        return _redirect(f"/m/{m['code']}/bank")
+    account = BankAccount.from_session(stored)
+    if request.method == "GET":
+        return await _page(request, "intake_confirm.html", {
+            "m": m, "title": "申請内容の確認", "step": 4, "ent": ent, "acct": account,
+            "account_type_label": banks.ACCOUNT_TYPES.get(account.account_type, ""),
+            "changes": describe_changes(account.kana_changes) if account.kana_material or account.kana_changes else [],
+        })
+    settings = request.app.state.settings
+    async with tenant_transaction(request.app.state.pool, m["code"]) as conn:
+        outcome = await submit_application(conn, settings, m["code"], auth["entitlement_id"], account, "online")
+    if outcome.kind == "created":
+        for_app(request).schedule_dispatch(m["code"])
+    if outcome.kind == "closed":
+        raise WebError("この給付金は辞退または取り下げ済みのため、申請できません。窓口にお問い合わせください。", status=409)
+    session.pop("bank")
+    session["duplicate"] = outcome.kind == "duplicate"
+    response = _redirect(f"/m/{m['code']}/receipt")
+    await save_session(request, response)
+    return response
+
+
+async def receipt(request: Request) -> Response:
+    m = await _municipality(request)
+    auth = await _signed_in(request, m)
+    if auth is None:
+        return _redirect(f"/m/{m['code']}/signin")
+    session = await load_session(request)
+    _, _, app = await _entitlement(request, m, auth)
+    if not _active(app):
+        return _redirect(f"/m/{m['code']}/household")
+    assert app is not None
+    return await _page(request, "intake_receipt.html", {
+        "m": m, "title": "申請を受け付けました", "step": 5, "receipt": format_receipt(app["receipt_no"]),
+        "duplicate": bool(session.get("duplicate")),
+    })
+
+
+async def status(request: Request) -> Response:
+    """By code + PIN (or the signed-in session): where the application stands."""
+    m = await _municipality(request)
+    auth = await _signed_in(request, m)
+    ctx = {"m": m, "title": "申請の状況", "step": 0, "errors": [], "failed": None, "access_code": "",
+           "action": f"/m/{m['code']}/status", "button": "状況を確認する"}
+    if auth is None and request.method == "POST":
+        session, form = await verify_form(request)
+        access_code = normalise_access_code(str(form.get("access_code", "")))
+        pin = normalise_pin(str(form.get("pin", "")))
+        letter = await _check_letter(request, m, access_code, pin) if access_code and pin else None
+        if letter is None:
+            ctx["failed"] = SIGNIN_FAILED_MESSAGE
+            ctx["access_code"] = access_code
+            return await _page(request, "intake_signin.html", ctx, status_code=401)
+        auth = {"m": m["code"], "letter_id": letter.letter_id, "entitlement_id": letter.entitlement_id}
+    if auth is None:
+        return await _page(request, "intake_signin.html", ctx)
+    ent, _, app = await _entitlement(request, m, auth)
+    return await _page(request, "intake_status.html", {
+        **ctx, "ent": ent, "progress": progress(app), "receipt": format_receipt(app["receipt_no"]) if app else "",
+    })

@@ -1,0 +1,153 @@
+"""Letter sign-in: 確認書番号 + PIN, with per-code lockout (in the database) and a per-IP limit (Redis).
+
+Wrong code, wrong PIN, a locked code, an invalidated letter and another municipality's code all fail
+the same way (`None`) after the same work: the HMAC is computed against a dummy hash when the code is
+unknown, so timing does not reveal whether a code exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+import asyncpg
+
+from app.registry.pins import pin_key, pin_matches
+from app.tenancy.municipalities import load_field_cipher
+from app.web.errors import TooManyRequests, WebError
+from app.crypto import FieldCipher
+
+log = logging.getLogger("kyufu.intake")
+
+MAX_FAILURES = 5
+LOCK_MINUTES = 30
+# Per source address, failures in a sliding-ish window: enough for a household mistyping several
+# letters, far too few to walk a code space.
+IP_MAX_FAILURES = 30
+IP_WINDOW_S = 15 * 60
+
+SIGNIN_FAILED_MESSAGE = (
+    "確認書番号または暗証番号が正しくありません。確認書をご確認のうえ入力してください。"
+    "5回続けて間違えると、30分間ご利用いただけなくなります。"
+)
+
+LETTERS_BY_CODE = """
+SELECT access_code, letter_id, entitlement_id, kind, pin_hash,
+       (locked_until IS NOT NULL AND locked_until > now()) AS locked
+FROM letters
+WHERE municipality_code = $1 AND access_code = ANY($2::text[]) AND invalidated_at IS NULL
+"""
+# A failure counts once per attempt; the fifth locks the code and starts a new count, so after the lock
+# expires the next five failures lock it again. Attempts while locked are not counted (they fail anyway).
+RECORD_FAILURES = """
+UPDATE letters l
+SET failed_attempts = CASE WHEN l.failed_attempts + f.n >= $3 THEN 0 ELSE l.failed_attempts + f.n END,
+    locked_until = CASE WHEN l.failed_attempts + f.n >= $3 THEN now() + make_interval(mins => $4)
+                        ELSE l.locked_until END
+FROM (SELECT id, count(*)::int AS n FROM unnest($2::bigint[]) AS id GROUP BY id) f
+WHERE l.municipality_code = $1 AND l.letter_id = f.id
+"""
+RESET_FAILURES = """
+UPDATE letters SET failed_attempts = 0
+WHERE municipality_code = $1 AND letter_id = ANY($2::bigint[]) AND failed_attempts > 0
+"""
+
+_DUMMY_HASH = hashlib.sha256(b"kyufu-no-such-letter").digest()
+
+
+class SignInFailed(WebError):
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__(SIGNIN_FAILED_MESSAGE)
+
+
+@dataclass(frozen=True)
+class Letter:
+    letter_id: int
+    entitlement_id: int
+    access_code: str
+    kind: str
+
+
+@dataclass
+class Keys:
+    cipher: FieldCipher
+    pin_key: bytes
+    loaded_at: float
+
+
+_KEYS: dict[str, Keys] = {}
+KEY_CACHE_S = 300.0
+
+
+async def municipality_keys(conn: asyncpg.Connection, master_key: bytes, code: str) -> Keys:
+    """The municipality's field cipher and PIN key, cached briefly (unwrapping costs a query).
+
+    Call inside tenant_transaction(conn, code)."""
+    keys = _KEYS.get(code)
+    now = time.monotonic()
+    if keys is None or now - keys.loaded_at > KEY_CACHE_S:
+        cipher = await load_field_cipher(conn, master_key, code)
+        keys = Keys(cipher, pin_key(cipher), now)
+        _KEYS[code] = keys
+    return keys
+
+
+async def authenticate(
+    conn: asyncpg.Connection, keys: Keys, code: str, credentials: list[tuple[str, str]]
+) -> list[Letter | None]:
+    """Check (access_code, pin) pairs of one municipality; record failures. Inside its tenant transaction.
+
+    Returns the letter for each pair that matched, None otherwise (in order)."""
+    found = {r["access_code"]: r for r in await conn.fetch(LETTERS_BY_CODE, code, list({c for c, _ in credentials}))}
+    results: list[Letter | None] = []
+    failed: list[int] = []
+    succeeded: list[int] = []
+    for access_code, pin in credentials:
+        row = found.get(access_code)
+        ok = pin_matches(keys.pin_key, access_code, pin, row["pin_hash"] if row is not None else _DUMMY_HASH)
+        if row is None:
+            results.append(None)
+        elif row["locked"]:
+            results.append(None)
+        elif not ok:
+            failed.append(row["letter_id"])
+            results.append(None)
+        else:
+            succeeded.append(row["letter_id"])
+            results.append(Letter(row["letter_id"], row["entitlement_id"], access_code, row["kind"]))
+    if failed:
+        await conn.execute(RECORD_FAILURES, code, failed, MAX_FAILURES, LOCK_MINUTES)
+    if succeeded:
+        await conn.execute(RESET_FAILURES, code, succeeded)
+    return results
+
+
+# ---- per-IP limit --------------------------------------------------------------------------------
+
+_IP_KEY = "kyufu:signin-fail:"
+
+
+async def check_ip(redis, ip: str) -> None:
+    """Refuse an address with too many recent failures. If Redis is down the per-code lockout (in the
+    database) still holds, so this fails open rather than closing the service."""
+    try:
+        count = await redis.get(_IP_KEY + ip)
+    except Exception as exc:  # Redis unavailable: documented fail-open, logged by type only
+        log.warning("sign-in rate limit unavailable (%s)", type(exc).__name__)
+        return
+    if count is not None and int(count) >= IP_MAX_FAILURES:
+        raise TooManyRequests(IP_WINDOW_S)
+
+
+async def record_ip_failure(redis, ip: str) -> None:
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.incr(_IP_KEY + ip)
+            pipe.expire(_IP_KEY + ip, IP_WINDOW_S, nx=True)
+            await pipe.execute()
+    except Exception as exc:
+        log.warning("sign-in rate limit unavailable (%s)", type(exc).__name__)

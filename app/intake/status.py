@@ -1,0 +1,72 @@
+"""What a resident sees about their claim: household, amount, and where the application stands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import asyncpg
+
+ENTITLEMENT = """
+SELECT e.entitlement_id, e.household_no, e.members_counted, e.amount_yen, e.status, e.snapshot_id,
+       p.program_id, p.name AS program_name, p.apply_until, p.payment_mode
+FROM entitlements e JOIN programs p USING (municipality_code, program_id)
+WHERE e.municipality_code = $1 AND e.entitlement_id = $2
+"""
+HOUSEHOLD = """
+SELECT family_name, given_name, relationship, is_head FROM residents
+WHERE municipality_code = $1 AND snapshot_id = $2 AND household_no = $3 AND removed_on IS NULL
+ORDER BY is_head DESC, birth_date
+"""
+# The latest application (an active one if any) and its payment, if one exists.
+LATEST_APPLICATION = """
+SELECT a.application_id, a.receipt_no, a.status, a.submitted_at, a.bank_code, a.branch_code,
+       pay.status AS payment_status, pay.paid_on, b.transfer_date, b.status AS batch_status
+FROM applications a
+LEFT JOIN LATERAL (SELECT * FROM payments p WHERE p.municipality_code = a.municipality_code
+                   AND p.application_id = a.application_id ORDER BY p.payment_id DESC LIMIT 1) pay ON true
+LEFT JOIN payout_batches b ON b.municipality_code = pay.municipality_code AND b.batch_id = pay.batch_id
+WHERE a.municipality_code = $1 AND a.entitlement_id = $2
+ORDER BY (a.status NOT IN ('rejected', 'withdrawn')) DESC, a.application_id DESC
+LIMIT 1
+"""
+PROGRAMS = """
+SELECT program_id, name, amount_yen, child_amount_yen, unit, base_date, apply_from, apply_until, payment_mode,
+       tax_condition, min_age, max_age
+FROM programs WHERE municipality_code = $1 ORDER BY program_id
+"""
+
+
+@dataclass
+class Progress:
+    key: str          # received | checking | approved | scheduled | paid | problem
+    label: str
+    detail: str
+    transfer_date: date | None = None
+
+
+def progress(row: asyncpg.Record | None) -> Progress | None:
+    """Map application + payment state to the resident's steps (never internal reason codes)."""
+    if row is None:
+        return None
+    pay, status = row["payment_status"], row["status"]
+    if pay == "paid":
+        return Progress("paid", "振込済み", "ご指定の口座へ振り込みました。通帳等でご確認ください。", row["paid_on"])
+    if pay == "returned":
+        return Progress("problem", "振込ができませんでした",
+                        "口座が解約されている、名義が違うなどの理由で振り込めませんでした。"
+                        "窓口で正しい口座をお届けください。")
+    if pay in ("in_batch", "released") and row["transfer_date"] is not None:
+        d = row["transfer_date"]
+        return Progress("scheduled", f"{d.year}年{d.month}月{d.day}日に振込予定",
+                        "振込予定日になりましたら口座をご確認ください。", d)
+    if status == "approved" or pay == "ready":
+        return Progress("approved", "支給決定", "支給が決定しました。振込日が決まるとここに表示されます。")
+    if status in ("verified", "needs_review"):
+        return Progress("checking", "審査中", "住民基本台帳等の情報と照合しています。")
+    if status == "rejected":
+        return Progress("problem", "申請内容に確認が必要です",
+                        "お申し込みの内容では支給できませんでした。郵送でお知らせする内容をご確認のうえ、窓口にお問い合わせください。")
+    if status == "withdrawn":
+        return Progress("problem", "取り下げ済み", "この申請は取り下げられています。")
+    return Progress("received", "受付済み", "申請を受け付けました。これから内容を確認します。")

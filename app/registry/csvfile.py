@@ -1,0 +1,93 @@
+"""Reading registry CSV files: encoding (UTF-8 or CP932, with or without BOM), header, and streaming the
+body into PostgreSQL with COPY. Values are never decoded in Python here: PostgreSQL parses and
+transcodes the body, so a million-line extract costs one COPY."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import re
+from dataclasses import dataclass
+
+import asyncpg
+
+from app.registry.errors import ImportRejected, LineError
+
+UTF8_BOM = b"\xef\xbb\xbf"
+# Enough of the file to tell UTF-8 from CP932 (Japanese text is almost never valid in both).
+_SNIFF_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str        # the Japanese header in the file
+    name: str          # the staging / table column
+    required: bool     # the header must be present (its values may still be optional)
+
+
+@dataclass(frozen=True)
+class CsvBody:
+    pg_encoding: str            # 'UTF8' or 'SJIS' (PostgreSQL's SJIS is Microsoft's CP932)
+    columns: list[str]          # staging column names in file order
+    body_offset: int            # where line 2 starts
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    # Incremental, not final: the sniffed prefix may end in the middle of a character.
+    try:
+        codecs.getincrementaldecoder(encoding)().decode(data, final=False)
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def read_header(data: bytes, spec: list[Column]) -> CsvBody:
+    """Detect the encoding and map the header to columns; raise ImportRejected naming every problem."""
+    start = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
+    sniff = data[start:start + _SNIFF_BYTES]
+    if _decodes(sniff, "utf-8"):
+        py_enc, pg_enc = "utf-8", "UTF8"
+    elif _decodes(sniff, "cp932"):
+        py_enc, pg_enc = "cp932", "SJIS"
+    else:
+        raise ImportRejected([LineError(1, "(ファイル)", "encoding")])
+    end = data.find(b"\n", start)
+    header_bytes = data[start:] if end < 0 else data[start:end]
+    names = [h.strip().strip('"').strip() for h in header_bytes.decode(py_enc).rstrip("\r").split(",")]
+    by_header = {c.header: c for c in spec}
+    errors, seen, columns = [], set(), []
+    for name in names:
+        col = by_header.get(name)
+        if col is None:
+            errors.append(LineError(1, name or "(空の列名)", "unknown_column"))
+        elif col.name in seen:
+            errors.append(LineError(1, name, "duplicate_column"))
+        else:
+            seen.add(col.name)
+            columns.append(col.name)
+    errors += [LineError(1, c.header, "missing_column") for c in spec if c.required and c.name not in seen]
+    if errors:
+        raise ImportRejected(errors)
+    body_offset = len(data) if end < 0 else end + 1
+    if not data[body_offset:].strip():
+        raise ImportRejected([LineError(2, "(ファイル)", "empty_file")])
+    return CsvBody(pg_enc, columns, body_offset)
+
+
+_COPY_LINE = re.compile(r"line (\d+)")
+
+
+async def copy_body(conn: asyncpg.Connection, table: str, data: bytes, body: CsvBody) -> None:
+    """COPY the body into a staging table. A line PostgreSQL cannot even split into fields (wrong column
+    count, bytes invalid in the encoding) rejects the file with its line number; the server's own message
+    is not passed on because it quotes the offending value."""
+    source = io.BytesIO(data)
+    source.seek(body.body_offset)
+    try:
+        await conn.copy_to_table(table, source=source, columns=body.columns, format="csv", encoding=body.pg_encoding)
+    except (asyncpg.BadCopyFileFormatError, asyncpg.CharacterNotInRepertoireError,
+            asyncpg.UntranslatableCharacterError) as exc:
+        match = _COPY_LINE.search(getattr(exc, "context", None) or "")
+        line = int(match.group(1)) + 1 if match else 0          # +1: the header is line 1
+        reason = "column_count" if isinstance(exc, asyncpg.BadCopyFileFormatError) else "encoding"
+        raise ImportRejected([LineError(line, "(行全体)", reason)]) from None

@@ -1,0 +1,237 @@
+"""Determining eligibility: one set-based computation per program and snapshot, frozen as entitlements.
+
+Rules (README, section registry, lists them for staff):
+
+* In scope are residents of the snapshot registered here on 基準日 D: born on or before D, 住定日 empty
+  or on/before D (moved in on D counts), 消除日 empty or after D (removed on D is out: from that day
+  the resident is registered elsewhere, or deceased).
+* People are grouped by the household they were in on D: 前世帯番号 when the 世帯変更日 is after D, else
+  世帯番号. A split or merge after D therefore does not change who is counted together.
+* Ages are legal ages on D (年齢計算ニ関スル法律: one turns N at the end of the day before the Nth
+  birthday). Children are those under child_age_under (default 18); min/max age limit who is counted.
+* Tax condition: the household's class is the worst of its household-level row and its members' rows
+  in the newest published tax snapshot of the fiscal year; a household with no row at all does not
+  qualify (no evidence of 非課税). Members without their own row count as not taxed.
+* Amount: per person, amount_yen per counted adult plus child_amount_yen (or amount_yen) per child;
+  per household, amount_yen plus child_amount_yen per counted child.
+* The head on D is the member flagged 世帯主 who was in that same household on D (a living one first),
+  else the oldest member.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from app.registry.errors import NoSnapshot, RegistryError
+from app.registry.programs import get_program
+
+LATEST_SNAPSHOT = """
+SELECT max(snapshot_id) FROM registry_snapshots
+WHERE municipality_code = $1 AND kind = $2 AND status = 'published' AND ($3::int IS NULL OR fiscal_year = $3)
+"""
+SNAPSHOT_EXISTS = """
+SELECT 1 FROM registry_snapshots WHERE municipality_code = $1 AND snapshot_id = $2 AND kind = 'residents' AND status = 'published'
+"""
+NEWEST_USED = "SELECT max(snapshot_id) FROM entitlements WHERE municipality_code = $1 AND program_id = $2"
+
+CREATE_RESULT = """
+CREATE TEMP TABLE eligibility_result (
+    household_no text PRIMARY KEY, head_resident_code text NOT NULL, members_counted int NOT NULL,
+    amount_yen bigint NOT NULL, rule text NOT NULL
+) ON COMMIT DROP
+"""
+
+# The whole rule set in one INSERT ... SELECT with GROUP BY household. $1 municipality, $2 program,
+# $3 residents snapshot, $4 tax snapshot (NULL when the program has no tax condition).
+COMPUTE = """
+INSERT INTO eligibility_result (household_no, head_resident_code, members_counted, amount_yen, rule)
+WITH p AS (
+    SELECT * FROM programs WHERE municipality_code = $1 AND program_id = $2
+), m AS (
+    SELECT r.resident_code, r.birth_date, r.removed_on,
+           CASE WHEN r.household_changed_on > p.base_date THEN r.prev_household_no ELSE r.household_no END AS hh,
+           r.is_head AND (r.household_changed_on IS NULL OR r.household_changed_on <= p.base_date) AS head_on_base_date,
+           extract(year FROM age(p.base_date + 1, r.birth_date))::int AS age
+    FROM residents r CROSS JOIN p
+    WHERE r.municipality_code = $1 AND r.snapshot_id = $3
+      AND r.birth_date <= p.base_date
+      AND (r.moved_in_on IS NULL OR r.moved_in_on <= p.base_date)
+      AND (r.removed_on IS NULL OR r.removed_on > p.base_date)
+), tax AS (
+    SELECT hh, max(sev) AS sev FROM (
+        SELECT t.household_no AS hh, CASE t.tax_class WHEN 'exempt' THEN 0 WHEN 'per_capita_only' THEN 1 ELSE 2 END AS sev
+        FROM tax_statuses t WHERE t.municipality_code = $1 AND t.snapshot_id = $4 AND t.household_no IS NOT NULL
+        UNION ALL
+        SELECT m.hh, CASE t.tax_class WHEN 'exempt' THEN 0 WHEN 'per_capita_only' THEN 1 ELSE 2 END
+        FROM tax_statuses t JOIN m ON m.resident_code = t.resident_code
+        WHERE t.municipality_code = $1 AND t.snapshot_id = $4
+    ) x GROUP BY hh
+), hh AS (
+    SELECT m.hh,
+           count(*) FILTER (WHERE m.age >= coalesce(p.min_age, 0) AND m.age <= coalesce(p.max_age, 1000)) AS counted,
+           count(*) FILTER (WHERE m.age >= coalesce(p.min_age, 0) AND m.age <= coalesce(p.max_age, 1000)
+                              AND m.age < p.child_age_under) AS children,
+           (array_agg(m.resident_code ORDER BY NOT m.head_on_base_date, m.removed_on IS NOT NULL,
+                      m.birth_date, m.resident_code))[1] AS head
+    FROM m CROSS JOIN p
+    GROUP BY m.hh
+)
+SELECT hh.hh, hh.head, hh.counted,
+       CASE p.unit
+         WHEN 'person' THEN (hh.counted - hh.children) * p.amount_yen + hh.children * coalesce(p.child_amount_yen, p.amount_yen)
+         ELSE p.amount_yen + hh.children * coalesce(p.child_amount_yen, 0)
+       END,
+       CASE p.unit
+         WHEN 'person' THEN format('person: %s x %s yen', hh.counted - hh.children, p.amount_yen)
+                            || CASE WHEN hh.children > 0 THEN format(' + %s child x %s yen', hh.children,
+                                    coalesce(p.child_amount_yen, p.amount_yen)) ELSE '' END
+         ELSE format('household: %s yen', p.amount_yen)
+              || CASE WHEN hh.children > 0 AND p.child_amount_yen IS NOT NULL
+                      THEN format(' + %s child x %s yen', hh.children, p.child_amount_yen) ELSE '' END
+       END
+       || CASE p.tax_condition WHEN 'none' THEN '' ELSE format('; tax %s FY%s', p.tax_condition, p.tax_fiscal_year) END
+FROM hh CROSS JOIN p
+LEFT JOIN tax ON tax.hh = hh.hh
+WHERE hh.counted > 0
+  AND (p.tax_condition = 'none'
+       OR (p.tax_condition = 'exempt' AND tax.sev = 0)
+       OR (p.tax_condition = 'exempt_or_per_capita' AND tax.sev <= 1))
+"""
+
+# An entitlement is frozen once anything outside this module relies on it: an application, a payment,
+# a printed letter, or a status other than open/withdrawn.
+FROZEN = """(e.status NOT IN ('open', 'withdrawn')
+    OR EXISTS (SELECT 1 FROM applications a WHERE a.municipality_code = e.municipality_code AND a.entitlement_id = e.entitlement_id)
+    OR EXISTS (SELECT 1 FROM payments y WHERE y.municipality_code = e.municipality_code AND y.entitlement_id = e.entitlement_id)
+    OR EXISTS (SELECT 1 FROM letters l WHERE l.municipality_code = e.municipality_code AND l.entitlement_id = e.entitlement_id
+               AND l.exported_at IS NOT NULL))"""
+
+# Existing entitlements compared with the new result: 'same', 'changed', 'gone', each frozen or not.
+CREATE_DIFF = f"""
+CREATE TEMP TABLE eligibility_diff ON COMMIT DROP AS
+SELECT e.entitlement_id, e.status,
+       CASE WHEN r.household_no IS NULL THEN CASE WHEN e.status = 'withdrawn' THEN 'same' ELSE 'gone' END
+            WHEN e.status = 'withdrawn' THEN 'changed'
+            WHEN (e.amount_yen, e.members_counted, e.head_resident_code, e.rule)
+                 IS DISTINCT FROM (r.amount_yen, r.members_counted, r.head_resident_code, r.rule) THEN 'changed'
+            ELSE 'same' END AS change,
+       {FROZEN} AS frozen,
+       r.amount_yen AS new_amount_yen, r.members_counted AS new_members
+FROM entitlements e
+LEFT JOIN eligibility_result r ON r.household_no = e.household_no
+WHERE e.municipality_code = $1 AND e.program_id = $2
+"""
+INSERT_NEW = """
+INSERT INTO entitlements (municipality_code, program_id, snapshot_id, household_no, head_resident_code,
+    members_counted, amount_yen, rule)
+SELECT $1, $2, $3, r.household_no, r.head_resident_code, r.members_counted, r.amount_yen, r.rule
+FROM eligibility_result r
+WHERE NOT EXISTS (SELECT 1 FROM entitlements e
+                  WHERE e.municipality_code = $1 AND e.program_id = $2 AND e.household_no = r.household_no)
+"""
+APPLY_CHANGED = """
+UPDATE entitlements e
+SET snapshot_id = $3, head_resident_code = r.head_resident_code, members_counted = r.members_counted,
+    amount_yen = r.amount_yen, rule = r.rule, status = 'open'
+FROM eligibility_diff d, eligibility_result r
+WHERE e.municipality_code = $1 AND e.entitlement_id = d.entitlement_id AND r.household_no = e.household_no
+  AND d.change = 'changed' AND NOT d.frozen
+"""
+APPLY_GONE = """
+UPDATE entitlements e SET status = 'withdrawn', snapshot_id = $2
+FROM eligibility_diff d
+WHERE e.municipality_code = $1 AND e.entitlement_id = d.entitlement_id AND d.change = 'gone' AND NOT d.frozen
+"""
+# Letters of withdrawn or changed entitlements were never printed (else the entitlement would be
+# frozen): invalidate them so a stale amount is never printed.
+INVALIDATE_STALE_LETTERS = """
+UPDATE letters l SET invalidated_at = now(), pin_enc = NULL
+FROM eligibility_diff d
+WHERE l.municipality_code = $1 AND l.entitlement_id = d.entitlement_id AND l.invalidated_at IS NULL
+  AND d.change IN ('changed', 'gone') AND NOT d.frozen
+"""
+RECORD_CONFLICTS = """
+INSERT INTO entitlement_conflicts (municipality_code, entitlement_id, snapshot_id, kind, new_amount_yen, new_members)
+SELECT $1, d.entitlement_id, $2, CASE d.change WHEN 'gone' THEN 'no_longer_eligible' ELSE 'amount_changed' END,
+       d.new_amount_yen, d.new_members
+FROM eligibility_diff d WHERE d.frozen AND d.change IN ('changed', 'gone')
+ON CONFLICT (municipality_code, entitlement_id, snapshot_id) DO NOTHING
+"""
+DIFF_COUNTS = """
+SELECT count(*) FILTER (WHERE change = 'changed' AND NOT frozen) AS updated,
+       count(*) FILTER (WHERE change = 'gone' AND NOT frozen) AS withdrawn,
+       count(*) FILTER (WHERE change IN ('changed', 'gone') AND frozen) AS conflicts
+FROM eligibility_diff
+"""
+SUMMARY = """
+SELECT count(*) AS households, coalesce(sum(members_counted), 0) AS people, coalesce(sum(amount_yen), 0) AS total_yen
+FROM entitlements WHERE municipality_code = $1 AND program_id = $2 AND status <> 'withdrawn'
+"""
+
+
+@dataclass(frozen=True)
+class EligibilityResult:
+    program_id: int
+    snapshot_id: int
+    added: int
+    updated: int
+    withdrawn: int
+    conflicts: int          # newly found: frozen entitlements this snapshot disagrees with (left unchanged)
+    households: int
+    people: int
+    total_yen: int
+
+    @property
+    def no_op(self) -> bool:
+        return not (self.added or self.updated or self.withdrawn or self.conflicts)
+
+
+async def latest_snapshot(conn: asyncpg.Connection, code: str, kind: str = "residents",
+                          fiscal_year: int | None = None) -> int | None:
+    return await conn.fetchval(LATEST_SNAPSHOT, code, kind, fiscal_year)
+
+
+async def determine_eligibility(conn: asyncpg.Connection, code: str, program_id: int,
+                                snapshot_id: int | None = None) -> EligibilityResult:
+    """Compute and freeze a program's entitlements (inside tenant_transaction).
+
+    On the snapshot already used this is a no-op. On a newer snapshot, new households are added,
+    entitlements nobody relies on yet follow the new data, and frozen ones are left as they are and
+    recorded in entitlement_conflicts.
+    """
+    program = await get_program(conn, code, program_id, lock=True)   # serialises runs of one program
+    if snapshot_id is None:
+        snapshot_id = await latest_snapshot(conn, code)
+        if snapshot_id is None:
+            raise NoSnapshot("住民基本台帳が取り込まれていません。先に kyufu registry import を実行してください。")
+    elif not await conn.fetchval(SNAPSHOT_EXISTS, code, snapshot_id):
+        raise NoSnapshot(f"住民基本台帳のスナップショット {snapshot_id} はありません。")
+    newest = await conn.fetchval(NEWEST_USED, code, program_id)
+    if newest is not None and snapshot_id < newest:
+        raise RegistryError(f"この給付はスナップショット {newest} で判定済みです。古いスナップショットでは判定できません。")
+    tax_snapshot = None
+    if program["tax_condition"] != "none":
+        tax_snapshot = await latest_snapshot(conn, code, "tax", program["tax_fiscal_year"])
+        if tax_snapshot is None:
+            raise NoSnapshot(f"{program['tax_fiscal_year']} 年度の課税情報が取り込まれていません（kyufu registry import-tax）。")
+    await conn.execute(CREATE_RESULT)
+    await conn.execute(COMPUTE, code, program_id, snapshot_id, tax_snapshot)
+    await conn.execute("ANALYZE eligibility_result")
+    await conn.execute(CREATE_DIFF, code, program_id)
+    counts = await conn.fetchrow(DIFF_COUNTS)
+    if counts["updated"] or counts["withdrawn"]:
+        await conn.execute(INVALIDATE_STALE_LETTERS, code)
+    if counts["updated"]:
+        await conn.execute(APPLY_CHANGED, code, program_id, snapshot_id)
+    if counts["withdrawn"]:
+        await conn.execute(APPLY_GONE, code, snapshot_id)
+    conflicts = 0
+    if counts["conflicts"]:
+        conflicts = int((await conn.execute(RECORD_CONFLICTS, code, snapshot_id)).split()[-1])
+    added = int((await conn.execute(INSERT_NEW, code, program_id, snapshot_id)).split()[-1])
+    await conn.execute("DROP TABLE eligibility_diff; DROP TABLE eligibility_result")
+    summary = await conn.fetchrow(SUMMARY, code, program_id)
+    return EligibilityResult(program_id, snapshot_id, added, counts["updated"], counts["withdrawn"],
+                             conflicts, summary["households"], summary["people"], summary["total_yen"])

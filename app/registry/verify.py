@@ -1,0 +1,199 @@
+"""Verifying applications against the registry, for one application or many in one transaction.
+
+Outcome per application (status, reason codes; README, section registry, explains each code):
+
+* rejected — entitlement_declined, entitlement_withdrawn, already_paid, applicant_not_in_household;
+* needs_review — entitlement_changed, not_head, not_head_proxy, proxy_outside_household, kana_mismatch,
+  holder_is_member_not_applicant, registry_kana_invalid, account_shared, late_application,
+  early_application;
+* verified — none of the above.
+
+Idempotent and safe under concurrency: applications are locked FOR UPDATE and only those still
+'received' are decided, so a second or concurrent run of the same job finds nothing to do and only marks
+its outbox row done. Accounts are compared through a keyed hash (application_account_keys); an advisory
+lock per hash stops two concurrent runs from each missing the other's use of the same account.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import asyncpg
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from app.crypto import FieldCipher
+from payouts.kana import ZenginKanaError, to_zengin_kana
+
+REJECTING = frozenset({"entitlement_declined", "entitlement_withdrawn", "already_paid", "applicant_not_in_household"})
+
+
+@lru_cache(maxsize=64)
+def _account_hmac_key(data_key: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"kyufu-account-key").derive(data_key)
+
+
+def account_key(cipher: FieldCipher, bank: str, branch: str, account_type: int, number: str) -> bytes:
+    """Keyed fingerprint of an account: equal for equal accounts of one municipality, useless elsewhere."""
+    msg = f"{bank}|{branch}|{int(account_type)}|{number}".encode()
+    return hmac.new(_account_hmac_key(cipher.key), msg, hashlib.sha256).digest()
+
+
+LOAD = """
+SELECT a.application_id, a.entitlement_id, a.applicant_resident_code, a.is_proxy, a.bank_code, a.branch_code,
+       a.account_type, a.account_number_enc, a.holder_kana_enc,
+       e.status AS entitlement_status, e.head_resident_code, e.snapshot_id, e.household_no,
+       p.base_date, p.apply_from, p.apply_until,
+       (a.submitted_at AT TIME ZONE 'Asia/Tokyo')::date AS submitted_on,
+       EXISTS (SELECT 1 FROM entitlement_conflicts c WHERE c.municipality_code = e.municipality_code
+               AND c.entitlement_id = e.entitlement_id AND c.resolved_at IS NULL) AS conflicted
+FROM applications a
+JOIN entitlements e ON e.municipality_code = a.municipality_code AND e.entitlement_id = a.entitlement_id
+JOIN programs p ON p.municipality_code = e.municipality_code AND p.program_id = e.program_id
+WHERE a.municipality_code = $1 AND a.application_id = ANY($2::bigint[]) AND a.status = 'received'
+ORDER BY a.application_id
+FOR UPDATE OF a
+"""
+# Members of each entitlement's household as it was on 基準日 (same rules as eligibility).
+MEMBERS = """
+WITH ent AS (
+    SELECT e.entitlement_id, e.snapshot_id, e.household_no, p.base_date
+    FROM entitlements e JOIN programs p ON p.municipality_code = e.municipality_code AND p.program_id = e.program_id
+    WHERE e.municipality_code = $1 AND e.entitlement_id = ANY($2::bigint[])
+), r AS (
+    SELECT ent.entitlement_id, ent.base_date, r.*
+    FROM ent JOIN residents r ON r.municipality_code = $1 AND r.snapshot_id = ent.snapshot_id
+                              AND r.household_no = ent.household_no
+    WHERE r.household_changed_on IS NULL OR r.household_changed_on <= ent.base_date
+    UNION ALL
+    SELECT ent.entitlement_id, ent.base_date, r.*
+    FROM ent JOIN residents r ON r.municipality_code = $1 AND r.snapshot_id = ent.snapshot_id
+                              AND r.prev_household_no = ent.household_no
+    WHERE r.household_changed_on > ent.base_date
+)
+SELECT entitlement_id, resident_code, family_kana, given_kana FROM r
+WHERE birth_date <= base_date AND (moved_in_on IS NULL OR moved_in_on <= base_date)
+  AND (removed_on IS NULL OR removed_on > base_date)
+"""
+LOCK_KEYS = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS u(k) ORDER BY k"
+# Active applications of other entitlements that used one of these accounts.
+SHARED = """
+SELECT k.account_key, a.entitlement_id FROM application_account_keys k
+JOIN applications a ON a.municipality_code = k.municipality_code AND a.application_id = k.application_id
+WHERE k.municipality_code = $1 AND k.account_key = ANY($2::bytea[]) AND a.status NOT IN ('rejected', 'withdrawn')
+"""
+SAVE = """
+UPDATE applications a SET status = u.status, reason_codes = string_to_array(u.reasons, ','), decided_at = now()
+FROM unnest($2::bigint[], $3::text[], $4::text[]) AS u(id, status, reasons)
+WHERE a.municipality_code = $1 AND a.application_id = u.id AND a.status = 'received'
+"""
+CLAIM = """
+UPDATE entitlements SET status = 'claimed'
+WHERE municipality_code = $1 AND entitlement_id = ANY($2::bigint[]) AND status = 'open'
+"""
+SAVE_KEYS = """
+INSERT INTO application_account_keys (municipality_code, application_id, account_key)
+SELECT $1, a, k FROM unnest($2::bigint[], $3::bytea[]) AS u(a, k)
+ON CONFLICT DO NOTHING
+"""
+
+
+@dataclass
+class Decision:
+    application_id: int
+    status: str
+    reasons: list[str] = field(default_factory=list)
+
+
+def _kana(family: str, given: str) -> str | None:
+    try:
+        return to_zengin_kana(f"{family} {given}")
+    except ZenginKanaError:
+        return None
+
+
+def _same_name(a: str, b: str | None) -> bool:
+    # Banks hold names with or without the space between family and given name; both are one name.
+    return b is not None and (a == b or a.replace(" ", "") == b.replace(" ", ""))
+
+
+def decide(app: asyncpg.Record, holder_kana: str, members: dict[str, str | None], shared: bool) -> list[str]:
+    """Reason codes for one application; `members` maps resident code -> Zengin kana of the household."""
+    reasons: list[str] = []
+    status = app["entitlement_status"]
+    if status == "declined":
+        reasons.append("entitlement_declined")
+    elif status == "withdrawn":
+        reasons.append("entitlement_withdrawn")
+    elif status == "paid":
+        reasons.append("already_paid")
+    if app["conflicted"]:
+        reasons.append("entitlement_changed")
+    if app["apply_until"] and app["submitted_on"] > app["apply_until"]:
+        reasons.append("late_application")
+    if app["apply_from"] and app["submitted_on"] < app["apply_from"]:
+        reasons.append("early_application")
+    # An application without an applicant came through a 確認書 addressed to the head.
+    applicant = app["applicant_resident_code"] or app["head_resident_code"]
+    if applicant != app["head_resident_code"]:
+        if applicant in members:
+            reasons.append("not_head_proxy" if app["is_proxy"] else "not_head")
+        else:
+            reasons.append("proxy_outside_household" if app["is_proxy"] else "applicant_not_in_household")
+    expected = members.get(applicant)
+    if applicant in members and expected is None:
+        reasons.append("registry_kana_invalid")
+    elif not _same_name(holder_kana, expected):
+        if any(_same_name(holder_kana, k) for code, k in members.items() if code != applicant):
+            reasons.append("holder_is_member_not_applicant")
+        else:
+            reasons.append("kana_mismatch")
+    if shared:
+        reasons.append("account_shared")
+    return reasons
+
+
+def _status(reasons: list[str]) -> str:
+    if REJECTING.intersection(reasons):
+        return "rejected"
+    return "needs_review" if reasons else "verified"
+
+
+async def verify_applications(conn: asyncpg.Connection, cipher: FieldCipher, code: str,
+                              application_ids: list[int]) -> list[Decision]:
+    """Decide every still-'received' application among `application_ids` (inside tenant_transaction)."""
+    apps = await conn.fetch(LOAD, code, application_ids)
+    if not apps:
+        return []
+    members: dict[int, dict[str, str | None]] = {}
+    for m in await conn.fetch(MEMBERS, code, list({a["entitlement_id"] for a in apps})):
+        members.setdefault(m["entitlement_id"], {})[m["resident_code"]] = _kana(m["family_kana"], m["given_kana"])
+    holders, keys = {}, {}
+    for a in apps:
+        app_id = a["application_id"]
+        holders[app_id] = cipher.decrypt_str("applications", "holder_kana", app_id, a["holder_kana_enc"])
+        number = cipher.decrypt_str("applications", "account_number", app_id, a["account_number_enc"])
+        keys[app_id] = account_key(cipher, a["bank_code"], a["branch_code"], a["account_type"], number)
+    # The same account may not be decided concurrently by two transactions (see module docstring).
+    await conn.execute(LOCK_KEYS, sorted({int.from_bytes(k[:8], "big", signed=True) for k in keys.values()}))
+    users: dict[bytes, set[int]] = {}
+    for row in await conn.fetch(SHARED, code, list(set(keys.values()))):
+        users.setdefault(bytes(row["account_key"]), set()).add(row["entitlement_id"])
+    for a in apps:   # within this batch too
+        users.setdefault(keys[a["application_id"]], set()).add(a["entitlement_id"])
+    decisions = []
+    for a in apps:
+        app_id = a["application_id"]
+        shared = len(users[keys[app_id]] - {a["entitlement_id"]}) > 0
+        reasons = decide(a, holders[app_id], members.get(a["entitlement_id"], {}), shared)
+        decisions.append(Decision(app_id, _status(reasons), reasons))
+    await conn.execute(SAVE, code, [d.application_id for d in decisions], [d.status for d in decisions],
+                       [",".join(d.reasons) for d in decisions])
+    by_id = {a["application_id"]: a for a in apps}
+    await conn.execute(CLAIM, code, [by_id[d.application_id]["entitlement_id"] for d in decisions if d.status != "rejected"])
+    await conn.execute(SAVE_KEYS, code, [d.application_id for d in decisions],
+                       [keys[d.application_id] for d in decisions])
+    return decisions

@@ -1,0 +1,328 @@
+"""振込起案 → 振込承認 → release, with four eyes in the application and in the database.
+
+Drafting freezes a set of payments (payments.batch_id is one column, so a payment is in one batch);
+approval records the SHA-256 of the exact Zengin file the batch produces (rendered by the payout stage);
+release regenerates the file and hands it to the payout stage only if its hash is the approved one.
+Every function runs inside the caller's tenant_transaction and appends its audit entry there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import asyncpg
+
+from app.crypto import FieldCipher
+from app.settings import Settings
+from app.staff import audit
+from app.staff.accounts import Staff
+from app.staff.bankdays import today_jst, transfer_date_problem
+from app.staff.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.staff.payments import ACCOUNT_NUMBER, HOLDER_KANA, create_payments_for_program
+
+DEFAULT_LEAD_DAYS = 2
+SAMPLE_SIZE = 10
+
+# The bank's lead time is part of the municipality's bank settings (payout stage, migration 0006).
+LEAD_DAYS = "SELECT min_business_days_ahead FROM municipality_bank_settings WHERE municipality_code = $1"
+PROGRAM = "SELECT program_id, name, amount_yen FROM programs WHERE municipality_code = $1 AND program_id = $2"
+PROGRAMS = "SELECT program_id, name, base_date, payment_mode FROM programs WHERE municipality_code = $1 ORDER BY program_id"
+# Ready payments of a program (what drafting would freeze now), per receiving bank.
+READY_BY_BANK = """
+SELECT p.bank_code, count(*) AS count, sum(p.amount_yen)::bigint AS total_yen
+FROM payments p JOIN entitlements e ON e.municipality_code = p.municipality_code AND e.entitlement_id = p.entitlement_id
+WHERE p.municipality_code = $1 AND e.program_id = $2 AND p.status = 'ready' AND p.batch_id IS NULL
+GROUP BY p.bank_code ORDER BY p.bank_code
+"""
+BATCH_BY_BANK = """
+SELECT bank_code, count(*) AS count, sum(amount_yen)::bigint AS total_yen
+FROM payments WHERE municipality_code = $1 AND batch_id = $2
+GROUP BY bank_code ORDER BY bank_code
+"""
+INSERT_BATCH = """
+INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by, record_count, total_yen)
+VALUES ($1, $2, $3, $4, 0, 0) RETURNING batch_id
+"""
+# The freeze: one statement moves every ready payment of the program into the batch. A concurrent draft
+# of the same program blocks on these rows' locks and, once the first commits, re-reads them as
+# 'in_batch' and takes none — so it finds an empty set and is refused.
+FREEZE = """
+WITH moved AS (
+  UPDATE payments p SET status = 'in_batch', batch_id = $3
+  FROM entitlements e
+  WHERE p.municipality_code = $1 AND p.status = 'ready' AND p.batch_id IS NULL
+    AND e.municipality_code = p.municipality_code AND e.entitlement_id = p.entitlement_id AND e.program_id = $2
+  RETURNING p.amount_yen
+)
+SELECT count(*) AS count, coalesce(sum(amount_yen), 0)::bigint AS total_yen FROM moved
+"""
+SET_TOTALS = "UPDATE payout_batches SET record_count = $3, total_yen = $4 WHERE municipality_code = $1 AND batch_id = $2"
+BATCH_COLUMNS = """
+b.batch_id, b.program_id, pr.name AS program_name, b.transfer_date, b.status, b.drafted_by, d.login AS drafted_by_login,
+b.drafted_at, b.record_count, b.total_yen, b.approved_by, a.login AS approved_by_login, b.approved_at, b.approved_sha256,
+b.released_at, b.released_sha256, b.file_name, b.rejected_at, b.rejection_comment, r.login AS rejected_by_login
+"""
+BATCH_FROM = """
+FROM payout_batches b
+JOIN programs pr ON pr.municipality_code = b.municipality_code AND pr.program_id = b.program_id
+JOIN staff_users d ON d.municipality_code = b.municipality_code AND d.staff_id = b.drafted_by
+LEFT JOIN staff_users a ON a.municipality_code = b.municipality_code AND a.staff_id = b.approved_by
+LEFT JOIN staff_users r ON r.municipality_code = b.municipality_code AND r.staff_id = b.rejected_by
+"""
+BATCH = f"SELECT {BATCH_COLUMNS} {BATCH_FROM} WHERE b.municipality_code = $1 AND b.batch_id = $2"
+LOCK_BATCH = """
+SELECT batch_id, program_id, transfer_date, status, drafted_by, record_count, total_yen, approved_sha256, rejected_at
+FROM payout_batches WHERE municipality_code = $1 AND batch_id = $2 FOR UPDATE
+"""
+BATCHES = f"SELECT {BATCH_COLUMNS} {BATCH_FROM} WHERE b.municipality_code = $1 ORDER BY b.batch_id DESC LIMIT 200"
+APPROVE = """
+UPDATE payout_batches SET status = 'approved', approved_by = $3, approved_at = now(), approved_sha256 = $4
+WHERE municipality_code = $1 AND batch_id = $2 AND status = 'draft'
+"""
+REJECT = """
+UPDATE payout_batches SET status = 'draft', approved_by = NULL, approved_at = NULL, approved_sha256 = NULL,
+       rejected_at = now(), rejected_by = $3, rejection_comment = $4
+WHERE municipality_code = $1 AND batch_id = $2
+"""
+RESUBMIT = """
+UPDATE payout_batches SET rejected_at = NULL, rejected_by = NULL
+WHERE municipality_code = $1 AND batch_id = $2
+"""
+CANCEL_BATCH = "UPDATE payout_batches SET status = 'cancelled' WHERE municipality_code = $1 AND batch_id = $2"
+UNFREEZE = """
+UPDATE payments SET status = 'ready', batch_id = NULL
+WHERE municipality_code = $1 AND batch_id = $2 AND status = 'in_batch'
+"""
+# The program's verified entitlements: what approved applications say should be paid in total, against
+# which the approver compares this batch (and what was paid or batched before).
+PROGRAM_TOTALS = """
+SELECT
+  (SELECT count(*) FROM applications a JOIN entitlements e USING (municipality_code, entitlement_id)
+    WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.status IN ('verified', 'approved')) AS verified_count,
+  (SELECT coalesce(sum(e.amount_yen), 0)::bigint FROM applications a JOIN entitlements e USING (municipality_code, entitlement_id)
+    WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.status IN ('verified', 'approved')) AS verified_yen,
+  (SELECT coalesce(sum(p.amount_yen), 0)::bigint FROM payments p JOIN entitlements e USING (municipality_code, entitlement_id)
+    WHERE p.municipality_code = $1 AND e.program_id = $2 AND p.status IN ('in_batch', 'released', 'paid')
+      AND p.batch_id IS DISTINCT FROM $3) AS other_batches_yen
+"""
+SAMPLE = """
+SELECT payment_id, bank_code, branch_code, account_type, account_number_enc, holder_kana_enc, amount_yen
+FROM payments WHERE municipality_code = $1 AND batch_id = $2 ORDER BY payment_id LIMIT $3
+"""
+
+
+async def lead_days(conn: asyncpg.Connection, code: str) -> int:
+    value = await conn.fetchval(LEAD_DAYS, code)
+    return DEFAULT_LEAD_DAYS if value is None else value
+
+
+async def programs(conn: asyncpg.Connection, code: str) -> list[asyncpg.Record]:
+    return await conn.fetch(PROGRAMS, code)
+
+
+async def program(conn: asyncpg.Connection, code: str, program_id: int) -> asyncpg.Record:
+    row = await conn.fetchrow(PROGRAM, code, program_id)
+    if row is None:
+        raise NotFound()
+    return row
+
+
+async def draft_preview(conn: asyncpg.Connection, code: str, program_id: int) -> dict[str, Any]:
+    """What drafting would freeze now: ready payments plus approved applications still without one."""
+    from app.staff.payments import eligible_totals
+
+    await program(conn, code, program_id)
+    by_bank = await conn.fetch(READY_BY_BANK, code, program_id)
+    pending = await eligible_totals(conn, code, program_id)
+    return {
+        "by_bank": by_bank,
+        "ready_count": sum(r["count"] for r in by_bank),
+        "ready_yen": sum(r["total_yen"] for r in by_bank),
+        "pending_count": pending["count"],
+        "pending_yen": pending["total_yen"],
+    }
+
+
+async def draft_batch(
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, staff: Staff, program_id: int, transfer_date: dt.date,
+    *, expected_count: int | None = None, expected_total_yen: int | None = None, today: dt.date | None = None,
+) -> int:
+    """振込起案: create the program's missing payments, then freeze every ready one into a new draft batch.
+
+    `expected_*` are the figures the drafter saw; if the set changed in between, nothing is drafted.
+    """
+    staff.require("drafter")
+    await program(conn, code, program_id)
+    problem = transfer_date_problem(transfer_date, today or today_jst(), await lead_days(conn, code))
+    if problem:
+        raise InvalidInput(problem)
+    await create_payments_for_program(conn, cipher, code, program_id)
+    batch_id = await conn.fetchval(INSERT_BATCH, code, program_id, transfer_date, staff.staff_id)
+    frozen = await conn.fetchrow(FREEZE, code, program_id, batch_id)
+    if frozen["count"] == 0:
+        raise Conflict("起案できる支払がありません（他の起案に含まれたか、対象がありません）。")
+    if (expected_count is not None and frozen["count"] != expected_count) or (
+        expected_total_yen is not None and frozen["total_yen"] != expected_total_yen
+    ):
+        raise Conflict("表示した後に対象の支払が変わりました。内容を確認し直してから起案してください。")
+    await conn.execute(SET_TOTALS, code, batch_id, frozen["count"], frozen["total_yen"])
+    await audit.append(conn, code, staff, "batch.draft", "batch", batch_id, {
+        "program_id": program_id, "transfer_date": transfer_date.isoformat(),
+        "record_count": frozen["count"], "total_yen": frozen["total_yen"],
+    })
+    return batch_id
+
+
+async def get_batch(conn: asyncpg.Connection, code: str, batch_id: int) -> asyncpg.Record:
+    row = await conn.fetchrow(BATCH, code, batch_id)
+    if row is None:
+        raise NotFound()
+    return row
+
+
+async def list_batches(conn: asyncpg.Connection, code: str) -> list[asyncpg.Record]:
+    return await conn.fetch(BATCHES, code)
+
+
+async def _lock(conn: asyncpg.Connection, code: str, batch_id: int) -> asyncpg.Record:
+    # The row lock serialises approve/reject/cancel/release of one batch: two approvers clicking at once,
+    # or a release racing a rejection, see each other's outcome instead of both proceeding.
+    row = await conn.fetchrow(LOCK_BATCH, code, batch_id)
+    if row is None:
+        raise NotFound()
+    return row
+
+
+async def render(conn: asyncpg.Connection, settings: Settings, code: str, batch_id: int):
+    """The payout stage's deterministic rendering of the batch's Zengin file (sha256, count, total).
+
+    The stage's refusals (bank settings missing, a payment it cannot represent) become Conflict with the
+    stage's own Japanese message, which names payments by number only.
+    """
+    from payouts.pipeline import render_batch
+
+    try:
+        return await render_batch(conn, settings, code, batch_id)
+    except (ValueError, LookupError) as exc:
+        raise Conflict(f"振込ファイルを作成できません: {exc}") from None
+
+
+async def approval_view(
+    conn: asyncpg.Connection, settings: Settings, cipher: FieldCipher, code: str, staff: Staff, batch_id: int,
+) -> dict[str, Any]:
+    """What the approver sees: totals, per-bank breakdown, difference against the program's verified
+    entitlements, a sample of records (personal data: audit-logged) and the file's SHA-256."""
+    staff.require("approver")
+    batch = await get_batch(conn, code, batch_id)
+    totals = await conn.fetchrow(PROGRAM_TOTALS, code, batch["program_id"], batch_id)
+    sample = []
+    for r in await conn.fetch(SAMPLE, code, batch_id, SAMPLE_SIZE):
+        number = cipher.decrypt_str("payments", ACCOUNT_NUMBER, r["payment_id"], r["account_number_enc"])
+        sample.append({
+            "payment_id": r["payment_id"], "bank_code": r["bank_code"], "branch_code": r["branch_code"],
+            "account_type": r["account_type"], "account_number_masked": "****" + number[-3:],
+            "holder_kana": cipher.decrypt_str("payments", HOLDER_KANA, r["payment_id"], r["holder_kana_enc"]),
+            "amount_yen": r["amount_yen"],
+        })
+    rendered = error = None
+    if batch["status"] in ("draft", "approved"):
+        try:
+            rendered = await render(conn, settings, code, batch_id)
+        except Conflict as exc:
+            # Shown on the page instead of the hash; nothing can be approved until it is fixed.
+            error = exc.message
+    await audit.append(conn, code, staff, "personal_data.view", "batch", batch_id,
+                       {"purpose": "approval", "records": len(sample)})
+    return {
+        "batch": batch, "by_bank": await conn.fetch(BATCH_BY_BANK, code, batch_id), "totals": totals,
+        "remaining_yen": totals["verified_yen"] - totals["other_batches_yen"] - batch["total_yen"],
+        "sample": sample, "rendered": rendered, "render_error": error,
+    }
+
+
+async def approve_batch(
+    conn: asyncpg.Connection, settings: Settings, code: str, staff: Staff, batch_id: int, shown_sha256: str,
+) -> str:
+    """振込承認 of the file whose SHA-256 the approver was shown; returns the approved hash."""
+    staff.require("approver")
+    batch = await _lock(conn, code, batch_id)
+    if batch["status"] != "draft" or batch["rejected_at"] is not None:
+        raise Conflict("この起案は承認待ちではありません。")
+    if batch["drafted_by"] == staff.staff_id:
+        raise Forbidden("起案した本人は承認できません。別の承認者が承認してください。")
+    rendered = await render(conn, settings, code, batch_id)
+    if rendered.sha256 != (shown_sha256 or "").strip().lower():
+        raise Conflict("表示した後にファイルの内容が変わりました（SHA-256 不一致）。画面を開き直して確認してください。")
+    if (rendered.record_count, rendered.total_yen) != (batch["record_count"], batch["total_yen"]):
+        raise Conflict("ファイルの件数・合計金額が起案と一致しません。承認できません。")
+    # payout_batches_four_eyes (approved_by <> drafted_by) refuses this too if the check above is bypassed.
+    await conn.execute(APPROVE, code, batch_id, staff.staff_id, rendered.sha256)
+    await audit.append(conn, code, staff, "batch.approve", "batch", batch_id, {
+        "sha256": rendered.sha256, "record_count": rendered.record_count, "total_yen": rendered.total_yen,
+    })
+    return rendered.sha256
+
+
+async def reject_batch(conn: asyncpg.Connection, code: str, staff: Staff, batch_id: int, comment: str) -> None:
+    """Send a draft (or an approved, unreleased batch) back to its drafter with a comment."""
+    staff.require("approver")
+    comment = (comment or "").strip()
+    if not comment:
+        raise InvalidInput("差戻しの理由（comment）を入力してください。")
+    if len(comment) > 1000:
+        raise InvalidInput("差戻しの理由（comment）は1000文字以内で入力してください。")
+    batch = await _lock(conn, code, batch_id)
+    if batch["status"] not in ("draft", "approved"):
+        raise Conflict("送信済み・取消済みの起案は差し戻せません。")
+    await conn.execute(REJECT, code, batch_id, staff.staff_id, comment)
+    await audit.append(conn, code, staff, "batch.reject", "batch", batch_id,
+                       {"comment": comment, "was": batch["status"]})
+
+
+async def resubmit_batch(conn: asyncpg.Connection, code: str, staff: Staff, batch_id: int) -> None:
+    """The drafter puts a sent-back draft on the approval queue again."""
+    staff.require("drafter")
+    batch = await _lock(conn, code, batch_id)
+    if batch["status"] != "draft" or batch["rejected_at"] is None:
+        raise Conflict("差し戻された起案ではありません。")
+    await conn.execute(RESUBMIT, code, batch_id)
+    await audit.append(conn, code, staff, "batch.resubmit", "batch", batch_id)
+
+
+async def cancel_batch(conn: asyncpg.Connection, code: str, staff: Staff, batch_id: int) -> None:
+    """Withdraw a draft: its payments return to 'ready' for a later draft."""
+    staff.require("drafter")
+    batch = await _lock(conn, code, batch_id)
+    if batch["status"] != "draft":
+        raise Conflict("承認前の起案だけを取り消せます。")
+    await conn.execute(UNFREEZE, code, batch_id)
+    await conn.execute(CANCEL_BATCH, code, batch_id)
+    await audit.append(conn, code, staff, "batch.cancel", "batch", batch_id)
+
+
+async def release_batch(conn: asyncpg.Connection, settings: Settings, code: str, staff: Staff, batch_id: int) -> Any:
+    """Release an approved batch to the bank, once, and only if the regenerated file is the approved one.
+
+    The payout stage's release (payouts.release.release_batch) encrypts, signs and writes the file and
+    marks the batch released in this same transaction; the release-once trigger and the
+    release-must-match-approval CHECK back both rules in the database.
+    """
+    staff.require("approver")
+    batch = await _lock(conn, code, batch_id)
+    if batch["status"] == "released":
+        raise Conflict("この起案は既に送信済みです。二度は送信できません。")
+    if batch["status"] != "approved":
+        raise Conflict("承認済みの起案だけを送信できます。")
+    rendered = await render(conn, settings, code, batch_id)
+    if rendered.sha256 != batch["approved_sha256"]:
+        raise Conflict("承認後にファイルの内容が変わりました（SHA-256 不一致）。送信できません。差し戻して起案し直してください。")
+    from payouts.release import ReleaseError
+    from payouts.release import release_batch as payouts_release
+
+    try:
+        result = await payouts_release(conn, settings, code, batch_id, released_by=staff.staff_id)
+    except ReleaseError as exc:
+        raise Conflict(f"送信できません: {exc}") from None
+    await audit.append(conn, code, staff, "batch.release", "batch", batch_id, {"sha256": rendered.sha256})
+    return result

@@ -1,0 +1,131 @@
+"""審査: the queue of applications the machine could not decide, the side-by-side view, the decision.
+
+Lists show receipt numbers and reason codes only; names, addresses and bank details are decrypted on the
+detail screen alone, for a stated purpose, and each such view is an audit entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from app.crypto import FieldCipher
+from app.staff import audit
+from app.staff.accounts import Staff
+from app.staff.errors import Conflict, InvalidInput, NotFound
+from app.staff.payments import ACCOUNT_NUMBER, HOLDER_KANA
+
+# Why a staff member opens personal data; the audit entry records which.
+PURPOSES = {"review": "審査", "inquiry": "問い合わせ対応", "reconciliation": "振込不能の対応", "audit": "監査"}
+REASON_LABELS = {
+    "holder_name_mismatch": "口座名義と住民票のカナ氏名が一致しない",
+    "identity_unverified": "本人確認が未了",
+    "moved_out": "基準日後に転出",
+    "deceased": "死亡による消除",
+    "proxy": "代理申請",
+}
+
+QUEUE = """
+SELECT a.application_id, a.receipt_no, a.channel, a.reason_codes, a.submitted_at, e.program_id, e.amount_yen
+FROM applications a
+JOIN entitlements e ON e.municipality_code = a.municipality_code AND e.entitlement_id = a.entitlement_id
+WHERE a.municipality_code = $1 AND a.status = 'needs_review'
+ORDER BY a.submitted_at, a.application_id
+LIMIT 200
+"""
+QUEUE_COUNT = "SELECT count(*) FROM applications WHERE municipality_code = $1 AND status = 'needs_review'"
+# Search-first: an exact receipt number, never a browsable list of residents.
+FIND = "SELECT application_id FROM applications WHERE municipality_code = $1 AND receipt_no = $2"
+APPLICATION = """
+SELECT a.application_id, a.entitlement_id, a.receipt_no, a.channel, a.status, a.reason_codes, a.is_proxy,
+       a.applicant_resident_code, a.bank_code, a.branch_code, a.account_type, a.account_number_enc,
+       a.holder_kana_enc, a.submitted_at, a.decided_at, u.login AS decided_by_login,
+       e.program_id, e.snapshot_id, e.household_no, e.head_resident_code, e.members_counted, e.amount_yen,
+       pr.name AS program_name
+FROM applications a
+JOIN entitlements e ON e.municipality_code = a.municipality_code AND e.entitlement_id = a.entitlement_id
+JOIN programs pr ON pr.municipality_code = e.municipality_code AND pr.program_id = e.program_id
+LEFT JOIN staff_users u ON u.municipality_code = a.municipality_code AND u.staff_id = a.decided_by
+WHERE a.municipality_code = $1 AND a.application_id = $2
+"""
+HOUSEHOLD = """
+SELECT resident_code, relationship, is_head, family_name, given_name, family_kana, given_kana, birth_date, address,
+       moved_in_on, removed_on, removal_reason
+FROM residents WHERE municipality_code = $1 AND snapshot_id = $2 AND household_no = $3
+ORDER BY is_head DESC, birth_date
+"""
+HISTORY = """
+SELECT seq, occurred_at, actor_label, action, details FROM audit_log
+WHERE municipality_code = $1 AND object_type = 'application' AND object_id = $2 ORDER BY seq
+"""
+DECIDE = """
+UPDATE applications SET status = $3, decided_at = now(), decided_by = $4
+WHERE municipality_code = $1 AND application_id = $2 AND status = 'needs_review'
+RETURNING application_id
+"""
+EXISTS = "SELECT status FROM applications WHERE municipality_code = $1 AND application_id = $2"
+
+
+async def queue(conn: asyncpg.Connection, code: str) -> tuple[list[asyncpg.Record], int]:
+    return await conn.fetch(QUEUE, code), await conn.fetchval(QUEUE_COUNT, code)
+
+
+async def find(conn: asyncpg.Connection, code: str, staff: Staff, receipt_no: str) -> int:
+    staff.require("reviewer", "admin")
+    receipt_no = (receipt_no or "").strip()
+    if not receipt_no or len(receipt_no) > 40:
+        raise InvalidInput("受付番号（receipt_no）を入力してください。")
+    app_id = await conn.fetchval(FIND, code, receipt_no)
+    await audit.append(conn, code, staff, "application.search", "application", app_id or "", {"found": app_id is not None})
+    if app_id is None:
+        raise NotFound("その受付番号の申請は見つかりません。")
+    return app_id
+
+
+async def summary(conn: asyncpg.Connection, code: str, application_id: int) -> asyncpg.Record:
+    row = await conn.fetchrow(APPLICATION, code, application_id)
+    if row is None:
+        raise NotFound()
+    return row
+
+
+async def personal_view(
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, staff: Staff, application_id: int, purpose: str,
+) -> dict[str, Any]:
+    """The application beside the registry's household, decrypted, recorded with who and why."""
+    staff.require("reviewer", "admin")
+    if purpose not in PURPOSES:
+        raise InvalidInput("閲覧の目的（purpose）を選んでください。")
+    app = await summary(conn, code, application_id)
+    household = await conn.fetch(HOUSEHOLD, code, app["snapshot_id"], app["household_no"])
+    await audit.append(conn, code, staff, "personal_data.view", "application", application_id, {"purpose": purpose})
+    return {
+        "app": app,
+        "account_number": cipher.decrypt_str("applications", ACCOUNT_NUMBER, application_id, app["account_number_enc"]),
+        "holder_kana": cipher.decrypt_str("applications", HOLDER_KANA, application_id, app["holder_kana_enc"]),
+        "household": household,
+        "history": await conn.fetch(HISTORY, code, str(application_id)),
+        "purpose": purpose,
+    }
+
+
+async def decide(
+    conn: asyncpg.Connection, code: str, staff: Staff, application_id: int, decision: str, comment: str,
+) -> None:
+    """Approve or reject an application in needs_review; a rejection needs a comment."""
+    staff.require("reviewer")
+    if decision not in ("approve", "reject"):
+        raise InvalidInput("判定（decision）は承認か却下を選んでください。")
+    comment = (comment or "").strip()
+    if decision == "reject" and not comment:
+        raise InvalidInput("却下の理由（comment）を入力してください。")
+    if len(comment) > 1000:
+        raise InvalidInput("コメント（comment）は1000文字以内で入力してください。")
+    status = "approved" if decision == "approve" else "rejected"
+    if await conn.fetchval(DECIDE, code, application_id, status, staff.staff_id) is None:
+        current = await conn.fetchval(EXISTS, code, application_id)
+        if current is None:
+            raise NotFound()
+        raise Conflict("この申請は審査待ちではありません（既に判定済みの可能性があります）。")
+    await audit.append(conn, code, staff, f"review.{decision}", "application", application_id, {"comment": comment})

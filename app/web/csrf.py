@@ -1,0 +1,30 @@
+"""CSRF tokens for every form: an HMAC of the session id (synchronizer token without storage).
+
+A form rendered for session S carries token_for(S); a POST is accepted only with the token of the
+session its cookie names. Rotating the session (sign-in) invalidates tokens of the old id.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.requests import Request
+
+from app.web.errors import CsrfError
+from app.web.sessions import Session, load_session, sign
+
+FIELD = "csrf_token"
+
+
+def token_for(secret: bytes, session_id: str) -> str:
+    return sign(secret, "csrf|" + session_id)
+
+
+async def verify_form(request: Request):
+    """Read the form of a POST and check its CSRF token; return (session, form). Raises CsrfError."""
+    session: Session = await load_session(request)
+    form = await request.form()
+    sent = form.get(FIELD)
+    if session.is_new or not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf_token):
+        raise CsrfError()
+    return session, form

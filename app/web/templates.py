@@ -1,0 +1,58 @@
+"""The Jinja2 environment shared by the resident site and the staff console.
+
+Autoescape is on for every template. Areas add their own template folder with `add_template_dir`;
+shared pieces (base.html, error.html, the CSS) live in app/web/templates and app/web/static.
+Templates get `csrf_token` from the request's session (set by app.web.sessions), so every form can
+carry it with `{{ csrf_field() }}`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+WEB_DIR = Path(__file__).resolve().parent
+STATIC_DIR = WEB_DIR / "static"
+_dirs: list[str] = [str(WEB_DIR / "templates")]
+
+env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(_dirs),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def add_template_dir(path: Path) -> None:
+    """Let an area's templates be found (area folders first, so names must be unique across areas)."""
+    searchpath = env.loader.searchpath  # type: ignore[union-attr]
+    if str(path) not in searchpath:
+        searchpath.insert(0, str(path))
+
+
+def yen(amount: int) -> str:
+    return f"{int(amount):,}円"
+
+
+env.filters["yen"] = yen
+
+
+def render(request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200,
+           headers: dict[str, str] | None = None) -> HTMLResponse:
+    ctx = dict(context or {})
+    session = getattr(request.state, "session", None) if hasattr(request, "state") else None
+    token = session.csrf_token if session is not None else ""
+    ctx.setdefault("csrf_token", token)
+    ctx["csrf_field"] = lambda: Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
+    ctx.setdefault("title", "")
+    html = env.get_template(name).render(ctx)
+    response = HTMLResponse(html, status_code=status_code, headers=headers)
+    # Pages may show personal data: never keep them in a shared cache or the browser's back cache.
+    response.headers["cache-control"] = "no-store"
+    return response

@@ -1,0 +1,326 @@
+"""Releasing an approved batch: regenerate, check against the approval, seal, record — once.
+
+Order of events, and what a crash at each point leaves:
+
+1. Lock the batch row (FOR UPDATE NOWAIT): a second release of the same batch, from another request or
+   a retried job, is refused at once instead of racing for the outbox file.
+2. Render the file from the rows (payouts.pipeline) straight into the age encryptor, in a thread, while
+   hashing; the ciphertext goes to a temp file in outbox/<code>/. If the SHA-256 is not the approved
+   one, or count/total differ from the batch, the temp file is discarded: nothing appears.
+3. Write `<name>.age` (rename) and the signed `<name>.manifest.json` (rename).
+4. In the same transaction as the lock: the batch becomes 'released' with the hashes and file name,
+   its payments 'released', and payout_releases keeps the signed manifest. Commit.
+
+A crash between 3 and 4 leaves a complete, signed file for a batch that is still 'approved'. Re-running
+the release then finds it: if its manifest verifies with the municipality's key and names this batch and
+the approved SHA-256, and the ciphertext matches the manifest, that file is adopted as it is (it may
+already have been picked up by the bank's transport, so it must not be replaced by a second encryption
+of the same plaintext); the rows are still regenerated first and must hash to the approved value.
+Anything else under those names (a lone .age, a manifest that does not verify) cannot have been accepted
+by the bank, whose verify needs both, and is replaced. So there is never more than one file per batch,
+and it always decrypts to the approved plaintext.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from app.tenancy.municipalities import load_signing_key
+from app.tenancy.transaction import tenant_transaction
+from payouts import pipeline, sealing, settings_store
+
+log = logging.getLogger("kyufu.payouts.release")
+
+MARK_BATCH_RELEASED = """
+UPDATE payout_batches SET status = 'released', released_at = now(), released_sha256 = $3,
+       ciphertext_sha256 = $4, file_name = $5
+WHERE municipality_code = $1 AND batch_id = $2 AND status = 'approved' AND approved_sha256 = $3
+"""
+MARK_PAYMENTS_RELEASED = """
+UPDATE payments SET status = 'released'
+WHERE municipality_code = $1 AND batch_id = $2 AND status = 'in_batch'
+"""
+RECORD_RELEASE = """
+INSERT INTO payout_releases (municipality_code, batch_id, released_by, file_name, plaintext_sha256,
+    ciphertext_sha256, signed_manifest, recovered)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+STAFF_LABEL = "SELECT login FROM staff_users WHERE municipality_code = $1 AND staff_id = $2"
+LOCK_NOWAIT = """
+SELECT batch_id FROM payout_batches WHERE municipality_code = $1 AND batch_id = $2 FOR UPDATE NOWAIT
+"""
+
+
+class ReleaseError(Exception):
+    """Base: the batch was not released; the message says why (Japanese, no personal data)."""
+
+
+class BatchAlreadyReleased(ReleaseError):
+    """The batch's file was released before; a batch is released once."""
+
+    def __init__(self) -> None:
+        super().__init__("この振込バッチは既に送信（リリース）済みです。二度は送信できません。")
+
+
+class BatchNotApproved(ReleaseError):
+    """Only an approved batch can be released."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"承認済みの振込バッチだけを送信できます（現在の状態: {status}）。")
+
+
+class ReleaseInProgress(ReleaseError):
+    """Another process holds the batch (its release is running)."""
+
+    def __init__(self) -> None:
+        super().__init__("この振込バッチは別の処理で送信中です。しばらくしてから状態を確認してください。")
+
+
+class ApprovalMismatch(ReleaseError):
+    """The regenerated file is not the one the approver approved."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"承認後に振込データが変わりました（{what}）。送信を中止しました。差し戻して起案し直してください。"
+        )
+
+
+def file_stem(code: str, batch: pipeline.BatchRow) -> str:
+    """Deterministic per batch, so a re-run after a crash finds what an earlier run wrote."""
+    return f"zengin21-{code}-b{batch.batch_id:08d}-{batch.transfer_date:%Y%m%d}.txt"
+
+
+def outbox_dir(settings, code: str) -> Path:
+    path = Path(settings.outbox_path) / code
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+@dataclass(frozen=True)
+class SealedFiles:
+    manifest: sealing.Manifest
+    signed_manifest: bytes
+    age_path: Path
+    manifest_path: Path
+    recovered: bool
+
+
+# --- the encryptor thread -------------------------------------------------------------------------
+
+
+class _Abort(Exception):
+    """Sent to the encryptor thread when rendering failed: the temp file is discarded."""
+
+
+class ThreadedSealer:
+    """Runs sealing.seal_batch in a thread, fed by `put(chunk)` from the event loop.
+
+    pyrage pulls plaintext through a file-like reader; the renderer pushes. A bounded queue joins the
+    two so memory stays flat: the renderer waits when the encryptor is behind."""
+
+    _END = object()
+
+    def __init__(self, **seal_kwargs) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=8)
+        self._result: sealing.Manifest | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, kwargs=seal_kwargs, name="kyufu-sealer", daemon=True)
+        self._thread.start()
+
+    def _chunks(self):
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _run(self, **seal_kwargs) -> None:
+        try:
+            self._result = sealing.seal_batch(plaintext_chunks=self._chunks(), **seal_kwargs)
+        except BaseException as exc:  # handed to the caller by finish()
+            self._error = exc
+            # Drain so a producer blocked on put() is released.
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._queue.get_nowait()
+
+    async def put(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        try:
+            self._queue.put_nowait(chunk)
+        except queue.Full:
+            await asyncio.to_thread(self._put_blocking, chunk)
+
+    def _put_blocking(self, chunk: bytes) -> None:
+        while self._thread.is_alive():
+            try:
+                self._queue.put(chunk, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    async def finish(self) -> sealing.Manifest:
+        await asyncio.to_thread(self._put_blocking, self._END)
+        await asyncio.to_thread(self._thread.join)
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    async def abort(self) -> None:
+        await asyncio.to_thread(self._put_blocking, _Abort())
+        await asyncio.to_thread(self._thread.join)
+
+
+# --- release --------------------------------------------------------------------------------------
+
+
+async def render_and_seal(
+    conn: asyncpg.Connection, settings, code: str, batch: pipeline.BatchRow, *, parallel: bool | None = None,
+) -> SealedFiles:
+    """Steps 2-3 (the benchmarked stage): rows → encrypted file and signed manifest on disk.
+
+    `conn` is inside tenant_transaction(conn, code). Adopts a valid leftover file (module docstring)."""
+    stored = await settings_store.get_bank_settings(conn, code)
+    signing_key = await load_signing_key(conn, settings.master_key_bytes, code)
+    approver = await conn.fetchval(STAFF_LABEL, code, batch.approved_by) or str(batch.approved_by)
+    directory = outbox_dir(settings, code)
+    stem = file_stem(code, batch)
+    age_path = directory / (stem + sealing.AGE_SUFFIX)
+    manifest_path = directory / (stem + sealing.MANIFEST_SUFFIX)
+
+    leftover = _adoptable(age_path, manifest_path, signing_key, code, batch)
+    if leftover is not None:
+        # Still prove the rows give the approved bytes before recording the release.
+        rendered = await pipeline.render_in_transaction(
+            conn, settings.master_key_bytes, code, batch.batch_id, batch=batch, parallel=parallel
+        )
+        _check(rendered, batch)
+        manifest, signed = leftover
+        log.warning("batch %s of %s: adopting the sealed file left by an interrupted release", batch.batch_id, code)
+        return SealedFiles(manifest, signed, age_path, manifest_path, recovered=True)
+    for stale in (age_path, manifest_path):
+        # Not adoptable (see module docstring): the bank cannot have accepted it.
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            log.warning("batch %s of %s: removed an incomplete sealed file %s", batch.batch_id, code, stale.name)
+
+    sealer = ThreadedSealer(
+        outbox_dir=directory, name=stem, recipients=list(stored.age_recipients), signing_key=signing_key,
+        municipality_code=code, batch_id=str(batch.batch_id), transfer_date=batch.transfer_date,
+        record_count=batch.record_count, total_yen=batch.total_yen, approved_by=approver,
+        approved_sha256=batch.approved_sha256,
+    )
+    try:
+        rendered = await pipeline.render_in_transaction(
+            conn, settings.master_key_bytes, code, batch.batch_id, sealer.put, batch=batch, parallel=parallel
+        )
+        _check(rendered, batch)
+    except BaseException:
+        await sealer.abort()
+        raise
+    manifest = await sealer.finish()
+    return SealedFiles(manifest, manifest_path.read_bytes(), age_path, manifest_path, recovered=False)
+
+
+def _check(rendered: pipeline.RenderResult, batch: pipeline.BatchRow) -> None:
+    if rendered.sha256 != batch.approved_sha256:
+        raise ApprovalMismatch("SHA-256 が承認時と異なります")
+    if (rendered.record_count, rendered.total_yen) != (batch.record_count, batch.total_yen):
+        raise ApprovalMismatch("件数・合計金額が起案と異なります")
+
+
+def _adoptable(age_path: Path, manifest_path: Path, signing_key, code: str, batch: pipeline.BatchRow):
+    """(manifest, signed bytes) of a complete sealed file of exactly this approved batch, else None."""
+    if not (age_path.exists() and manifest_path.exists()):
+        return None
+    try:
+        signed = manifest_path.read_bytes()
+        manifest = sealing.verify_manifest(signed, signing_key.public_key())
+    except (OSError, sealing.ManifestError):
+        return None
+    if (
+        manifest.municipality_code != code
+        or manifest.batch_id != str(batch.batch_id)
+        or manifest.approved_sha256 != batch.approved_sha256
+        or manifest.plaintext_sha256 != batch.approved_sha256
+        or manifest.transfer_date != batch.transfer_date
+        or (manifest.record_count, manifest.total_yen) != (batch.record_count, batch.total_yen)
+    ):
+        return None
+    digest, size = hashlib.sha256(), 0
+    with open(age_path, "rb") as handle:
+        while block := handle.read(1024 * 1024):
+            digest.update(block)
+            size += len(block)
+    if (digest.hexdigest(), size) != (manifest.ciphertext_sha256, manifest.ciphertext_size):
+        return None
+    return manifest, signed
+
+
+async def mark_released(
+    conn: asyncpg.Connection, code: str, batch: pipeline.BatchRow, sealed: SealedFiles, released_by: int,
+) -> None:
+    """Step 4, inside the caller's transaction."""
+    m = sealed.manifest
+    status = await conn.execute(MARK_BATCH_RELEASED, code, batch.batch_id, m.plaintext_sha256, m.ciphertext_sha256, m.file_name)
+    if status != "UPDATE 1":
+        raise ApprovalMismatch("バッチの状態が変わりました")
+    moved = int((await conn.execute(MARK_PAYMENTS_RELEASED, code, batch.batch_id)).split()[-1])
+    if moved != batch.record_count:
+        raise ApprovalMismatch("支払の件数がバッチと一致しません")
+    await conn.execute(
+        RECORD_RELEASE, code, batch.batch_id, released_by, m.file_name, m.plaintext_sha256, m.ciphertext_sha256,
+        sealed.signed_manifest, sealed.recovered,
+    )
+
+
+async def release_batch(db, settings, code: str, batch_id: int, released_by: int | None = None) -> sealing.Manifest:
+    """Release an approved batch (see the module docstring); returns the signed manifest's content.
+
+    `db` is a pool (this opens and commits its own transaction) or a connection: inside the caller's
+    tenant_transaction it joins that transaction (the caller commits), otherwise it opens one.
+    `released_by` defaults to the approver."""
+    if isinstance(db, asyncpg.Pool):
+        async with tenant_transaction(db, code) as conn:
+            return await _release(conn, settings, code, batch_id, released_by)
+    if db.is_in_transaction():
+        return await _release(db, settings, code, batch_id, released_by)
+    async with tenant_transaction(db, code):
+        return await _release(db, settings, code, batch_id, released_by)
+
+
+async def _release(conn, settings, code, batch_id, released_by) -> sealing.Manifest:
+    try:
+        async with conn.transaction():  # a savepoint: NOWAIT's refusal leaves the caller's transaction usable
+            if await conn.fetchval(LOCK_NOWAIT, code, batch_id) is None:
+                raise pipeline.BatchNotFound()
+    except asyncpg.LockNotAvailableError:
+        raise ReleaseInProgress() from None
+    batch = await pipeline.load_batch(conn, code, batch_id)
+    if batch.status == "released":
+        raise BatchAlreadyReleased()
+    if batch.status != "approved":
+        raise BatchNotApproved(batch.status)
+    sealed = await render_and_seal(conn, settings, code, batch)
+    await mark_released(conn, code, batch, sealed, released_by or batch.approved_by)
+    log.info("batch %s of %s released: %d records, file %s", batch_id, code, batch.record_count, sealed.manifest.file_name)
+    return sealed.manifest
+
+
+__all__ = [
+    "ApprovalMismatch", "BatchAlreadyReleased", "BatchNotApproved", "ReleaseError", "ReleaseInProgress",
+    "SealedFiles", "file_stem", "mark_released", "outbox_dir", "release_batch", "render_and_seal",
+]

@@ -1,0 +1,18 @@
+"""The demo seed: idempotent, and prints letter codes a person can sign in with."""
+
+from __future__ import annotations
+
+from app.registry.demo import seed_demo
+from app.tenancy.transaction import tenant_transaction
+
+
+async def test_seed_demo_is_idempotent_and_prints_codes(app_pool, settings, code):
+    async with app_pool.acquire() as conn:
+        first = await seed_demo(conn, settings, code)
+        second = await seed_demo(conn, settings, code)
+    assert sum("PIN" in line for line in first) == 6          # 3 for the letter program, 3 for the push program
+    assert [l for l in first if "PIN" not in l] == [l for l in second if "PIN" not in l]
+    async with tenant_transaction(app_pool, code) as conn:
+        counts = await conn.fetchrow("SELECT (SELECT count(*) FROM programs) AS programs,"
+                                     " (SELECT count(*) FROM registry_snapshots) AS snapshots")
+    assert dict(counts) == {"programs": 3, "snapshots": 3}

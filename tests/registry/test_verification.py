@@ -1,0 +1,103 @@
+"""Verification against the registry: outcomes and reason codes, idempotency under concurrency, batching."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from app.registry.eligibility import determine_eligibility
+from app.registry.imports import import_residents
+from app.registry.programs import create_program, parse_program
+from app.tenancy.transaction import tenant_transaction
+from tests.registry.helpers import create_application, person, residents_csv
+from workers.verification import verify_application, verify_applications_batch, verify_received
+
+
+async def _households(app_pool, code, count=3):
+    heads = [person(household_no=f"{i}", family_kana="ヤマダ", given_kana=f"タロウ{'ア' * i}") for i in range(count)]
+    wives = [person(household_no=f"{i}", relationship="妻", family_kana="ヤマダ", given_kana="ハナコ") for i in range(count)]
+    async with tenant_transaction(app_pool, code) as conn:
+        await import_residents(conn, code, residents_csv(heads + wives))
+        program_id = await create_program(conn, code, parse_program(dict(
+            name="申請型", base_date=dt.date(2026, 4, 1), unit="person", amount_yen=10000, payment_mode="application")))
+        await determine_eligibility(conn, code, program_id)
+        ents = {r["household_no"]: r["entitlement_id"] for r in await conn.fetch("SELECT * FROM entitlements")}
+    return heads, wives, [ents[str(i)] for i in range(count)]
+
+
+async def _app(app_pool, code, cipher, entitlement_id, kana, **kw):
+    async with tenant_transaction(app_pool, code) as conn:
+        return await create_application(conn, cipher, code, entitlement_id, kana, **kw)
+
+
+async def _state(app_pool, code, app_id):
+    async with tenant_transaction(app_pool, code) as conn:
+        app = await conn.fetchrow("SELECT status, reason_codes, entitlement_id FROM applications WHERE application_id = $1", app_id)
+        ent = await conn.fetchval("SELECT status FROM entitlements WHERE entitlement_id = $1", app["entitlement_id"])
+        done = await conn.fetchval("SELECT done_at IS NOT NULL FROM outbox WHERE job_id = $1", f"verify:{code}:{app_id}")
+    return app["status"], list(app["reason_codes"]), ent, done
+
+
+async def test_outcomes_and_reason_codes(app_pool, settings, code, cipher):
+    heads, wives, ents = await _households(app_pool, code)
+    ctx = {"pool": app_pool, "settings": settings}
+    ok = await _app(app_pool, code, cipher, ents[0], "ﾔﾏﾀﾞ ﾀﾛｳ", applicant=heads[0]["resident_code"])
+    assert await verify_application(ctx, code, ok) == "verified"
+    assert await _state(app_pool, code, ok) == ("verified", [], "claimed", True)
+
+    wife_account = await _app(app_pool, code, cipher, ents[1], "ﾔﾏﾀﾞ ﾊﾅｺ", account_number="2222222")
+    proxy = await _app(app_pool, code, cipher, ents[2], "ｽｽﾞｷ ｲﾁﾛｳ", applicant=wives[2]["resident_code"], is_proxy=True,
+                       account_number="3333333")
+    await verify_application(ctx, code, wife_account)
+    await verify_application(ctx, code, proxy)
+    assert (await _state(app_pool, code, wife_account))[:2] == ("needs_review", ["holder_is_member_not_applicant"])
+    assert (await _state(app_pool, code, proxy))[:2] == ("needs_review", ["not_head_proxy", "kana_mismatch"])
+
+
+async def test_an_account_used_by_two_households_and_an_outsider_are_caught(app_pool, settings, code, cipher):
+    heads, _, ents = await _households(app_pool, code)
+    ctx = {"pool": app_pool, "settings": settings}
+    first = await _app(app_pool, code, cipher, ents[0], "ﾔﾏﾀﾞ ﾀﾛｳ", account_number="5555555")
+    second = await _app(app_pool, code, cipher, ents[1], "ﾔﾏﾀﾞ ﾀﾛｳｱ", account_number="5555555")
+    outsider = await _app(app_pool, code, cipher, ents[2], "ﾔﾏﾀﾞ ﾀﾛｳｱｱ", applicant=heads[0]["resident_code"],
+                          account_number="6666666")
+    await verify_application(ctx, code, first)
+    await verify_application(ctx, code, second)
+    await verify_application(ctx, code, outsider)
+    assert (await _state(app_pool, code, first))[:2] == ("verified", [])
+    assert (await _state(app_pool, code, second))[:2] == ("needs_review", ["account_shared"])
+    status, reasons, ent_status, done = await _state(app_pool, code, outsider)
+    assert (status, reasons[0], ent_status, done) == ("rejected", "applicant_not_in_household", "open", True)
+
+
+async def test_a_declined_entitlement_rejects_the_application(app_pool, settings, code, cipher):
+    _, _, ents = await _households(app_pool, code, 1)
+    app_id = await _app(app_pool, code, cipher, ents[0], "ﾔﾏﾀﾞ ﾀﾛｳ")
+    async with tenant_transaction(app_pool, code) as conn:
+        await conn.execute("UPDATE entitlements SET status = 'declined' WHERE entitlement_id = $1", ents[0])
+    await verify_application({"pool": app_pool, "settings": settings}, code, app_id)
+    assert (await _state(app_pool, code, app_id))[:2] == ("rejected", ["entitlement_declined"])
+
+
+async def test_two_concurrent_jobs_give_one_result(app_pool, settings, code, cipher):
+    _, _, ents = await _households(app_pool, code, 1)
+    app_id = await _app(app_pool, code, cipher, ents[0], "ﾔﾏﾀﾞ ﾀﾛｳ")
+    ctx = {"pool": app_pool, "settings": settings}
+    results = await asyncio.gather(verify_application(ctx, code, app_id), verify_application(ctx, code, app_id),
+                                   verify_applications_batch(ctx, code, [app_id]))
+    # Exactly one run decided; the others found it decided and only marked their outbox row done.
+    assert sum(1 for r in results if r in ("verified", 1)) == 1
+    async with tenant_transaction(app_pool, code) as conn:
+        keys = await conn.fetchval("SELECT count(*) FROM application_account_keys WHERE application_id = $1", app_id)
+    assert await _state(app_pool, code, app_id) == ("verified", [], "claimed", True) and keys == 1
+    assert await verify_application(ctx, code, app_id) is None
+
+
+async def test_batched_verification_decides_many_and_marks_their_outbox_rows(app_pool, settings, code, cipher):
+    _, _, ents = await _households(app_pool, code, 3)
+    ids = [await _app(app_pool, code, cipher, e, f"ﾔﾏﾀﾞ ﾀﾛｳ{'ｱ' * i}", account_number=f"700000{i}")
+           for i, e in enumerate(ents)]
+    assert await verify_received(app_pool, settings, code) == 3
+    for app_id in ids:
+        assert await _state(app_pool, code, app_id) == ("verified", [], "claimed", True)
+    assert await verify_received(app_pool, settings, code) == 0

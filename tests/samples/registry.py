@@ -1,0 +1,29 @@
+"""Sample rows for the registry area's tables (migrations/0003_registry.sql)."""
+
+from __future__ import annotations
+
+from tests.samples.domain import application, entitlement, snapshot
+from tests.tenancy_samples import sample
+
+
+@sample("registry_events")
+async def _event(conn, code):
+    await conn.execute(
+        "INSERT INTO registry_events (municipality_code, actor, action) VALUES ($1, 'sample', 'sample.event')", code
+    )
+
+
+@sample("entitlement_conflicts")
+async def _conflict(conn, code):
+    await conn.execute(
+        "INSERT INTO entitlement_conflicts (municipality_code, entitlement_id, snapshot_id, kind)"
+        " VALUES ($1, $2, $3, 'no_longer_eligible')", code, await entitlement(conn, code), await snapshot(conn, code),
+    )
+
+
+@sample("application_account_keys")
+async def _account_key(conn, code):
+    await conn.execute(
+        "INSERT INTO application_account_keys (municipality_code, application_id, account_key) VALUES ($1, $2, '\\x01')",
+        code, await application(conn, code),
+    )

@@ -1,0 +1,178 @@
+"""The console over HTTP: sign-in with TOTP, lockout, session revocation, CSRF, roles, and 404 for every
+route given another municipality's ids (routes enumerated from the router)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from app.main import create_app
+from app.staff import batches
+from app.staff.accounts import Staff
+from app.staff.routes import routes as staff_routes
+from app.tenancy.transaction import tenant_transaction
+from tests.staff.conftest import PASSWORD, add_bank_settings, make_staff
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings), follow_redirects=False) as c:
+        yield c
+
+
+def login(client, code, login_name, password=PASSWORD, totp=""):
+    page = client.get("/staff/login")
+    token = CSRF.search(page.text).group(1)
+    return client.post("/staff/login", data={"csrf_token": token, "municipality_code": code, "login": login_name,
+                                             "password": password, "totp": totp})
+
+
+def csrf_of(client, path="/staff/"):
+    return CSRF.search(client.get(path).text).group(1)
+
+
+async def test_totp_is_required_for_approvers_and_codes_are_single_use(make_world, client):
+    world = await make_world(applications=0)
+    assert login(client, world.code, "appr").status_code == 401
+    assert login(client, world.code, "appr", totp="000000").status_code == 401
+    code = world.totp_now("appr")
+    assert login(client, world.code, "appr", totp=code).status_code == 303
+    client.cookies.clear()
+    assert login(client, world.code, "appr", totp=code).status_code == 401  # replay
+    assert login(client, world.code, "rev").status_code == 303  # reviewers: password only
+
+
+async def test_five_failures_lock_the_account(make_world, client):
+    world = await make_world(applications=0)
+    for _ in range(5):
+        assert login(client, world.code, "rev", password="wrong-password-x").status_code == 401
+    assert login(client, world.code, "rev").status_code == 401  # right password, but locked
+    assert "ログインできませんでした" in login(client, world.code, "rev").text
+
+
+async def test_sessions_are_revocable_and_logout_ends_them(make_world, client, app_pool, settings):
+    world = await make_world(applications=0)
+    assert login(client, world.code, "rev").status_code == 303
+    assert client.get("/staff/").status_code == 200
+    other = TestClient(client.app, follow_redirects=False)
+    other.cookies.update(client.cookies)
+    from app.staff.sessions import revoke_all
+
+    async with tenant_transaction(app_pool, world.code) as conn:
+        await revoke_all(conn, world.code, world.staff["rev"].staff_id)
+    assert client.get("/staff/").status_code == 303  # back to the login page
+    assert login(client, world.code, "rev").status_code == 303
+    token = csrf_of(client)
+    assert client.post("/staff/logout", data={"csrf_token": token}).status_code == 303
+    assert client.get("/staff/").status_code == 303
+
+
+async def test_idle_sessions_expire(make_world, client, app_pool):
+    world = await make_world(applications=0)
+    login(client, world.code, "rev")
+    async with tenant_transaction(app_pool, world.code) as conn:
+        await conn.execute("UPDATE staff_sessions SET last_seen_at = now() - interval '31 minutes'")
+    assert client.get("/staff/").status_code == 303
+
+
+async def test_posts_without_the_session_csrf_token_are_refused(make_world, client):
+    world = await make_world(applications=1)
+    login(client, world.code, "rev")
+    r = client.post(f"/staff/applications/{world.applications[0]}/decision", data={"decision": "approve"})
+    assert r.status_code == 403
+    r = client.post(f"/staff/applications/{world.applications[0]}/decision",
+                    data={"decision": "approve", "csrf_token": csrf_of(client)})
+    assert r.status_code == 303
+
+
+# Which role may do what (GET pages and POST actions), as the console enforces it.
+ROLE_MATRIX = {
+    ("GET", "/staff/review"): {"reviewer", "admin"},
+    ("GET", "/staff/programs/{program_id}/draft"): {"drafter"},
+    ("POST", "/staff/programs/{program_id}/draft"): {"drafter"},
+    ("POST", "/staff/batches/{batch_id}/approve"): {"approver"},
+    ("POST", "/staff/batches/{batch_id}/reject"): {"approver"},
+    ("POST", "/staff/batches/{batch_id}/release"): {"approver"},
+    ("POST", "/staff/batches/{batch_id}/cancel"): {"drafter"},
+    ("POST", "/staff/applications/{application_id}/decision"): {"reviewer"},
+    ("GET", "/staff/reconciliation"): {"reviewer", "drafter"},
+    ("GET", "/staff/admin/staff"): {"admin"},
+    ("GET", "/staff/admin/audit"): {"admin"},
+}
+
+
+async def test_role_matrix(make_world, client, app_pool, transfer_date):
+    world = await make_world(applications=1, status="approved")
+    async with tenant_transaction(app_pool, world.code) as conn:
+        await add_bank_settings(conn, world.code)
+        batch_id = await batches.draft_batch(conn, world.cipher, world.code, world.staff["draft2"], world.program_id, transfer_date)
+    ids = {"program_id": world.program_id, "batch_id": batch_id, "application_id": world.applications[0]}
+    for login_name, role in (("rev", "reviewer"), ("draft", "drafter"), ("appr", "approver"), ("admin", "admin")):
+        client.cookies.clear()
+        totp = world.totp_now(login_name) if login_name in world.totp else ""
+        assert login(client, world.code, login_name, totp=totp).status_code == 303
+        token = csrf_of(client)
+        for (method, path), allowed in ROLE_MATRIX.items():
+            url = path.format(**ids)
+            r = client.get(url) if method == "GET" else client.post(url, data={"csrf_token": token})
+            if role in allowed:
+                assert r.status_code not in (401, 403), (role, method, path, r.status_code)
+            else:
+                assert r.status_code == 403, (role, method, path, r.status_code)
+
+
+PARAM_OBJECTS = {"application_id", "batch_id", "program_id", "payment_id", "staff_id"}
+
+
+async def test_every_staff_route_answers_404_for_another_municipalitys_ids(make_world, client, app_pool, transfer_date, settings):
+    a, b = await make_world(applications=1, status="approved"), await make_world(applications=1, status="approved")
+    ids = {}
+    for world in (a, b):
+        async with tenant_transaction(app_pool, world.code) as conn:
+            await add_bank_settings(conn, world.code)
+            everyone = await make_staff(conn, world, "all", ["reviewer", "drafter", "approver", "admin"])
+            batch_id = await batches.draft_batch(conn, world.cipher, world.code, world.staff["draft"], world.program_id,
+                                                 transfer_date)
+            ids[world.code] = {
+                "application_id": world.applications[0], "batch_id": batch_id, "program_id": world.program_id,
+                "payment_id": await conn.fetchval("SELECT min(payment_id) FROM payments"),
+                "staff_id": world.staff["rev"].staff_id,
+            }
+    assert login(client, a.code, "all", totp=a.totp_now("all")).status_code == 303
+    token = csrf_of(client)
+    form = {"csrf_token": token, "decision": "approve", "comment": "x", "transfer_date": transfer_date.isoformat(),
+            "expected_count": "1", "expected_total_yen": "100000", "sha256": "0" * 64, "note": "x",
+            "bank_code": "0001", "branch_code": "001", "account_type": "1", "account_number": "1234567",
+            "holder_kana": "ﾔﾏﾀﾞ", "roles": "reviewer", "purpose": "review"}
+    checked = 0
+    for route in staff_routes(settings):
+        assert isinstance(route, Route)
+        params = set(route.param_convertors)
+        assert params <= PARAM_OBJECTS, f"{route.path}: add its parameters to this test"
+        if not params:
+            continue
+        for method in sorted(route.methods - {"HEAD"}):
+            url = route.path.format(**ids[b.code])
+            r = client.get(url, params={"purpose": "review"}) if method == "GET" else client.post(url, data=form)
+            assert r.status_code == 404, (method, route.path, r.status_code)
+            checked += 1
+    assert checked >= 15
+    # The same routes with A's own ids are found (GET pages render).
+    for path in ("/staff/applications/{application_id}", "/staff/batches/{batch_id}", "/staff/programs/{program_id}/draft"):
+        assert client.get(path.format(**ids[a.code]), params={"purpose": "review"}).status_code == 200, path
+
+
+async def test_admin_creates_an_approver_and_sees_the_totp_secret_once(make_world, client):
+    world = await make_world(applications=0)
+    assert login(client, world.code, "admin", totp=world.totp_now("admin")).status_code == 303
+    r = client.post("/staff/admin/staff", data={"csrf_token": csrf_of(client), "login": "kaikei", "display_name": "会計 一郎",
+                                                "password": "long-enough-password", "roles": ["approver"]})
+    assert r.status_code == 200 and re.search(r'id="totp-secret">[A-Z2-7]{32}<', r.text)
+    r = client.post("/staff/admin/staff", data={"csrf_token": csrf_of(client), "login": "x", "display_name": "",
+                                                "password": "short", "roles": ["nobody"]})
+    assert r.status_code == 422 and "roles" in r.text
