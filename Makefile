@@ -6,7 +6,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := age chromium wrk
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -24,11 +23,12 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP) ## Create .venv and install the pinned dependencies
 
-system-deps: ## Install Debian's age, chromium and wrk if missing (needs root or sudo)
+system-deps: ## Install Debian's age, chromium, wrk and a Japanese font if missing (needs root or sudo)
 	@missing=""; \
 	command -v age >/dev/null || missing="$$missing age"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	dpkg -s fonts-ipafont-gothic >/dev/null 2>&1 || missing="$$missing fonts-ipafont-gothic"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

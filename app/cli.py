@@ -20,7 +20,6 @@ from pathlib import Path
 from app.settings import Settings, SettingsError, dump_env, load_settings
 
 DEMO_MUNICIPALITY = ("131016", "千代田区（デモ）")
-DEMO_ADMIN = ("admin", "デモ管理者", ["admin"], "kyufu-demo-admin")
 
 
 # Each area adds its own subcommands: the module has `register(subparsers)`; each command's func takes
@@ -190,25 +189,29 @@ def cmd_worker(args, settings: Settings) -> int:
 
 
 async def _seed_demo(settings: Settings) -> list[str]:
-    """The demo municipality and what a person needs to try each capability. Idempotent."""
+    """The demo municipality and what a person needs to try each capability. Idempotent: a second
+    `make run` finds everything in place and prints the same logins, codes and PINs."""
     from app.db import connect_owner
-    from app.staff.accounts import create_staff
+    from app.registry.demo import seed_demo as seed_registry
+    from app.staff.demo import seed_demo_staff
     from app.tenancy.municipalities import MunicipalityExists, add_municipality
     from app.tenancy.transaction import tenant_transaction
+    from payouts.demo import seed_demo_bank
 
     code, name = DEMO_MUNICIPALITY
-    lines = []
+    lines = [f"municipality {code} {name}", "", "staff console logins:"]
     conn = await connect_owner(settings)
     try:
         try:
             await add_municipality(conn, settings.master_key_bytes, code, name)
         except MunicipalityExists:
             pass
-        login, display, roles, password = DEMO_ADMIN
         async with tenant_transaction(conn, code):
-            await create_staff(conn, code, login, display, roles, password)
-        lines.append(f"municipality {code} {name}")
-        lines.append(f"staff admin login: municipality {code}, user {login!r}, password {password!r}")
+            lines += ["  " + line for line in await seed_demo_staff(conn, code, settings.master_key_bytes)]
+        lines += ["", "registry, programs and letters (resident site: sign in with a letter code + PIN):"]
+        lines += ["  " + line for line in await seed_registry(conn, settings, code)]
+        lines += ["", "bank side:"]
+        lines += ["  " + line for line in await seed_demo_bank(conn, settings, code, settings.data_dir / "demo-bank")]
     finally:
         await conn.close()
     return lines
