@@ -16,18 +16,6 @@ ALTER TABLE residents
 ALTER TABLE letters ADD COLUMN pin_enc bytea;
 ALTER TABLE letters ADD CONSTRAINT letters_pin_until_export CHECK (exported_at IS NULL OR pin_enc IS NULL);
 
--- Append-only log of registry actions (imports, eligibility runs, letter issue/export/re-issue,
--- declines, push settlement). The app may insert and read, never change or delete.
-CREATE TABLE registry_events (
-    municipality_code text NOT NULL REFERENCES municipalities (code),
-    event_id          bigint GENERATED ALWAYS AS IDENTITY,
-    occurred_at       timestamptz NOT NULL DEFAULT now(),
-    actor             text NOT NULL CHECK (length(actor) BETWEEN 1 AND 200),
-    action            text NOT NULL CHECK (action ~ '^[a-z_]+\.[a-z_]+$'),
-    details           jsonb NOT NULL DEFAULT '{}',
-    PRIMARY KEY (municipality_code, event_id)
-);
-
 -- A later snapshot disagrees with an entitlement that can no longer change (it has an application,
 -- a payment or a printed letter). Verification sends its application to review ('entitlement_changed')
 -- until staff resolve the conflict.
@@ -69,7 +57,7 @@ CREATE INDEX letters_unexported ON letters (municipality_code, entitlement_id) W
 DO $$
 DECLARE t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['registry_events', 'entitlement_conflicts', 'application_account_keys'] LOOP
+  FOREACH t IN ARRAY ARRAY['entitlement_conflicts', 'application_account_keys'] LOOP
     EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
     EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
     EXECUTE format('CREATE POLICY tenant_isolation ON %I
@@ -78,7 +66,6 @@ BEGIN
   END LOOP;
 END $$;
 
-GRANT SELECT, INSERT ON registry_events TO kyufu_app;
 GRANT SELECT, INSERT, UPDATE ON entitlement_conflicts TO kyufu_app;
 GRANT SELECT, INSERT ON application_account_keys TO kyufu_app;
 -- Push settlement allocates application ids first, because each encrypted field's associated data

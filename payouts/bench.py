@@ -36,7 +36,6 @@ from app.tenancy.codes import check_digit
 from app.tenancy.municipalities import add_municipality, load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from payouts import pipeline, release, settings_store, zengin
-from payouts._chunk import STAGE_COLUMNS
 
 MAX_BATCH = zengin.MAX_COUNT
 SEED_CHUNK = 50_000

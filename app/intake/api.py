@@ -13,15 +13,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.intake import banks
-from app.intake.batcher import SignInRejected, SubmitBatcher, for_app
+from app.intake.batcher import RateLimited, SignInRejected, SubmitBatcher, for_app
 from app.intake.claims import Claim, format_receipt
 from app.intake.forms import BankDetails, FieldError, FormInvalid, normalise_access_code, normalise_pin, \
     resolve, translate
-from app.intake.signin import SIGNIN_FAILED_MESSAGE, authenticate, check_ip, municipality_keys, record_ip_failure
+from app.intake.signin import IP_WINDOW_S, SIGNIN_FAILED_MESSAGE, authenticate, check_ip, municipality_keys, \
+    record_ip_failure
 from app.intake.status import LATEST_APPLICATION, progress
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 from app.tenancy.transaction import platform_transaction, tenant_transaction
-from app.web.errors import WebError
+from app.web.errors import TooManyRequests, WebError
 
 log = logging.getLogger("kyufu.intake")
 
@@ -113,20 +114,21 @@ async def create_application(request: Request) -> Response:
         raise ApiInvalid(exc.errors) from None
     code = req.municipality_code
     await _known(request, code)
-    redis = request.app.state.redis
     ip = request.client.host if request.client else "-"
-    await check_ip(redis, ip)
     batcher: SubmitBatcher = for_app(request)
     claim = Claim(0, account, "online", idempotency_key=key,
                   request_sha256=_request_digest(_digest_key(request), data))
     try:
-        result = await batcher.submit(code, normalise_access_code(req.access_code), normalise_pin(req.pin), claim)
+        # The batcher checks the per-address limit (check_ip) for the whole batch, then signs in.
+        result = await batcher.submit(code, normalise_access_code(req.access_code), normalise_pin(req.pin), claim, ip)
     except Exception as exc:  # the batch's transaction failed; nothing was written for this request
         log.error("application submit failed: %s", type(exc).__name__)
         raise WebError("ただいま混み合っています。同じ Idempotency-Key で再送してください。", status=503,
                        headers={"Retry-After": "1"}) from None
+    if isinstance(result, RateLimited):
+        raise TooManyRequests(IP_WINDOW_S)
     if isinstance(result, SignInRejected):
-        await record_ip_failure(redis, ip)
+        await record_ip_failure(request.app.state.redis, ip)
         raise WebError(SIGNIN_FAILED_MESSAGE, status=401)
     return JSONResponse(result.response(), status_code=result.http_status)
 

@@ -19,7 +19,6 @@ import os
 import platform
 import time
 
-import asyncpg
 
 BARE_TABLE = "bench_bare_copy"
 
@@ -34,7 +33,7 @@ async def _bench(args, settings) -> None:
     from app.registry.imports import RESIDENT_COLUMNS, import_residents
     from app.registry.programs import create_program, parse_program
     from app.registry.synthetic import generate
-    from app.tenancy.municipalities import MunicipalityExists, add_municipality, load_field_cipher
+    from app.tenancy.municipalities import MunicipalityExists, add_municipality
     from app.tenancy.transaction import tenant_transaction
 
     code = args.municipality
@@ -50,10 +49,11 @@ async def _bench(args, settings) -> None:
         await owner.close()
     # Households sized so the extract has about --residents people (mean household size 2.225).
     households = round(args.residents / 2.225)
-    t = _t()
-    files = generate(households, seed=int(time.time()))   # a fresh file each run: never a re-import no-op
-    print(f"generated {files.residents} residents in {files.households} households "
-          f"({len(files.residents_csv) / 2**20:.1f} MiB CSV) in {_t() - t:.1f} s")
+    if "import" not in args.skip:
+        t = _t()
+        files = generate(households, seed=int(time.time()))   # a fresh file each run: never a re-import no-op
+        print(f"generated {files.residents} residents in {files.households} households "
+              f"({len(files.residents_csv) / 2**20:.1f} MiB CSV) in {_t() - t:.1f} s")
 
     pool = await create_app_pool(settings, min_size=2, max_size=20, server_settings={"temp_buffers": "256MB"})
     try:

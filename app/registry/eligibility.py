@@ -117,7 +117,12 @@ SELECT e.entitlement_id, e.status,
             WHEN (e.amount_yen, e.members_counted, e.head_resident_code, e.rule)
                  IS DISTINCT FROM (r.amount_yen, r.members_counted, r.head_resident_code, r.rule) THEN 'changed'
             ELSE 'same' END AS change,
-       {FROZEN} AS frozen,
+       -- Only a changed or vanished entitlement needs the (three-probe) frozen test.
+       CASE WHEN r.household_no IS NOT NULL AND e.status <> 'withdrawn'
+                 AND (e.amount_yen, e.members_counted, e.head_resident_code, e.rule)
+                     IS NOT DISTINCT FROM (r.amount_yen, r.members_counted, r.head_resident_code, r.rule) THEN false
+            WHEN r.household_no IS NULL AND e.status = 'withdrawn' THEN false
+            ELSE {FROZEN} END AS frozen,
        r.amount_yen AS new_amount_yen, r.members_counted AS new_members
 FROM entitlements e
 LEFT JOIN eligibility_result r ON r.household_no = e.household_no
@@ -166,7 +171,8 @@ SELECT count(*) FILTER (WHERE change = 'changed' AND NOT frozen) AS updated,
 FROM eligibility_diff
 """
 SUMMARY = """
-SELECT count(*) AS households, coalesce(sum(members_counted), 0) AS people, coalesce(sum(amount_yen), 0) AS total_yen
+SELECT count(*) AS households, coalesce(sum(members_counted), 0)::bigint AS people,
+       coalesce(sum(amount_yen), 0)::bigint AS total_yen
 FROM entitlements WHERE municipality_code = $1 AND program_id = $2 AND status <> 'withdrawn'
 """
 
@@ -216,6 +222,8 @@ async def determine_eligibility(conn: asyncpg.Connection, code: str, program_id:
         tax_snapshot = await latest_snapshot(conn, code, "tax", program["tax_fiscal_year"])
         if tax_snapshot is None:
             raise NoSnapshot(f"{program['tax_fiscal_year']} 年度の課税情報が取り込まれていません（kyufu registry import-tax）。")
+    # The per-household sort and hashes of ~1M residents spill to disk at the default 4 MB.
+    await conn.execute("SET LOCAL work_mem = '256MB'")
     await conn.execute(CREATE_RESULT)
     await conn.execute(COMPUTE, code, program_id, snapshot_id, tax_snapshot)
     await conn.execute("ANALYZE eligibility_result")

@@ -1,20 +1,18 @@
-"""The registry's append-only event log (imports, eligibility runs, letters, declines, push settlement).
-
-`record_event` is the one function that writes it; the lead can point it at the platform audit log
-(migration 0005) by changing only this module. Details carry ids and counts, never personal data.
+"""Registry actions (imports, eligibility runs, letters, declines, push settlement) go into the one
+hash-chained audit trail of the municipality (app/staff/audit.py, migration 0005), next to staff actions,
+so `kyufu audit verify` covers them too. Details carry ids and counts, never personal data.
 """
 
 from __future__ import annotations
 
-import json
-
 import asyncpg
 
-INSERT_EVENT = """
-INSERT INTO registry_events (municipality_code, actor, action, details) VALUES ($1, $2, $3, $4::jsonb)
-"""
+from app.staff import audit
 
 
 async def record_event(conn: asyncpg.Connection, code: str, actor: str, action: str, details: dict) -> None:
-    """Append one event inside the caller's tenant transaction (so it commits or rolls back with the effect)."""
-    await conn.execute(INSERT_EVENT, code, actor, action, json.dumps(details, ensure_ascii=False, default=str))
+    """Append one entry inside the caller's tenant transaction (so it commits or rolls back with the effect).
+
+    `actor` is a label (a CLI operator, 'system', a job name): registry actions are not staff sessions.
+    """
+    await audit.append(conn, code, None, action, details=details, actor_label=actor)

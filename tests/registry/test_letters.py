@@ -65,7 +65,7 @@ async def test_issue_export_once_and_pins_only_as_keyed_hashes(app_pool, code, c
     async with tenant_transaction(app_pool, code) as conn:
         assert await export_letters(conn, cipher, code, program_id, "test") == []
         left = await conn.fetchval("SELECT count(*) FROM letters WHERE pin_enc IS NOT NULL OR exported_at IS NULL")
-        events = [r[0] for r in await conn.fetch("SELECT action FROM registry_events ORDER BY event_id")]
+        events = [r[0] for r in await conn.fetch("SELECT action FROM audit_log WHERE action LIKE 'letters.%' ORDER BY seq")]
     assert left == 0
     assert events == ["letters.issue", "letters.issue", "letters.export", "letters.export"]
 

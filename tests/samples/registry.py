@@ -6,13 +6,6 @@ from tests.samples.domain import application, entitlement, snapshot
 from tests.tenancy_samples import sample
 
 
-@sample("registry_events")
-async def _event(conn, code):
-    await conn.execute(
-        "INSERT INTO registry_events (municipality_code, actor, action) VALUES ($1, 'sample', 'sample.event')", code
-    )
-
-
 @sample("entitlement_conflicts")
 async def _conflict(conn, code):
     await conn.execute(
