@@ -222,6 +222,10 @@ def cmd_demo(args, settings: Settings) -> int:
         from app.registry.cli import cmd_demo_registry
 
         return cmd_demo_registry(args, settings)
+    if args.action == "e2e":  # `kyufu demo e2e`: the whole chain, headless (app/e2e.py)
+        from app.e2e import cmd_demo_e2e
+
+        return cmd_demo_e2e(args, settings)
     for line in asyncio.run(_seed_demo(settings)):
         print(line)
     return 0
@@ -314,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="demo data")
-    p.add_argument("action", choices=["seed", "registry"])
+    p.add_argument("action", choices=["seed", "registry", "e2e"])
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="services + migrate + seed + app + worker (what `make run` does)")
