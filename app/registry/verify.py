@@ -80,9 +80,12 @@ WHERE birth_date <= base_date AND (moved_in_on IS NULL OR moved_in_on <= base_da
 """
 LOCK_KEYS = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS u(k) ORDER BY k"
 # Active applications of other entitlements that used one of these accounts.
+# Another household's live application with the same account. Compared by household, not entitlement:
+# one household claiming two programs with its own account is normal, not sharing.
 SHARED = """
-SELECT k.account_key, a.entitlement_id FROM application_account_keys k
+SELECT k.account_key, e.household_no FROM application_account_keys k
 JOIN applications a ON a.municipality_code = k.municipality_code AND a.application_id = k.application_id
+JOIN entitlements e ON e.municipality_code = a.municipality_code AND e.entitlement_id = a.entitlement_id
 WHERE k.municipality_code = $1 AND k.account_key = ANY($2::bytea[]) AND a.status NOT IN ('rejected', 'withdrawn')
 """
 SAVE = """
@@ -179,15 +182,15 @@ async def verify_applications(conn: asyncpg.Connection, cipher: FieldCipher, cod
         keys[app_id] = account_key(cipher, a["bank_code"], a["branch_code"], a["account_type"], number)
     # The same account may not be decided concurrently by two transactions (see module docstring).
     await conn.execute(LOCK_KEYS, sorted({int.from_bytes(k[:8], "big", signed=True) for k in keys.values()}))
-    users: dict[bytes, set[int]] = {}
+    users: dict[bytes, set[str]] = {}
     for row in await conn.fetch(SHARED, code, list(set(keys.values()))):
-        users.setdefault(bytes(row["account_key"]), set()).add(row["entitlement_id"])
+        users.setdefault(bytes(row["account_key"]), set()).add(row["household_no"])
     for a in apps:   # within this batch too
-        users.setdefault(keys[a["application_id"]], set()).add(a["entitlement_id"])
+        users.setdefault(keys[a["application_id"]], set()).add(a["household_no"])
     decisions = []
     for a in apps:
         app_id = a["application_id"]
-        shared = len(users[keys[app_id]] - {a["entitlement_id"]}) > 0
+        shared = len(users[keys[app_id]] - {a["household_no"]}) > 0
         reasons = decide(a, holders[app_id], members.get(a["entitlement_id"], {}), shared)
         decisions.append(Decision(app_id, _status(reasons), reasons))
     await conn.execute(SAVE, code, [d.application_id for d in decisions], [d.status for d in decisions],

@@ -101,3 +101,19 @@ async def test_batched_verification_decides_many_and_marks_their_outbox_rows(app
     for app_id in ids:
         assert await _state(app_pool, code, app_id) == ("verified", [], "claimed", True)
     assert await verify_received(app_pool, settings, code) == 0
+
+
+async def test_one_household_claiming_two_programs_with_its_own_account_is_not_sharing(app_pool, settings, code, cipher):
+    """account_shared is about another household's use of the account, not the same household's other claim."""
+    heads, _, ents = await _households(app_pool, code, 1)
+    async with tenant_transaction(app_pool, code) as conn:
+        second_program = await create_program(conn, code, parse_program(dict(
+            name="申請型2", base_date=dt.date(2026, 4, 1), unit="household", amount_yen=5000, payment_mode="application")))
+        await determine_eligibility(conn, code, second_program)
+        other = await conn.fetchval("SELECT entitlement_id FROM entitlements WHERE program_id = $1", second_program)
+    ctx = {"pool": app_pool, "settings": settings}
+    first = await _app(app_pool, code, cipher, ents[0], "ﾔﾏﾀﾞ ﾀﾛｳ", account_number="7777777")
+    again = await _app(app_pool, code, cipher, other, "ﾔﾏﾀﾞ ﾀﾛｳ", account_number="7777777")
+    await verify_application(ctx, code, first)
+    await verify_application(ctx, code, again)
+    assert (await _state(app_pool, code, again))[:2] == ("verified", [])
