@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run test test-fast services-up services-down migrate clean
+.PHONY: help install system-deps run test test-fast chaos loadtest services-up services-down migrate clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -43,6 +43,12 @@ test: install system-deps ## Run the whole suite on real PostgreSQL and Valkey (
 
 test-fast: install ## The suite without the browser tests
 	$(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
+
+chaos: install ## Injected faults on private servers (SIGKILLed worker/app, Valkey lost), incl. the slow ones (~8 min)
+	KYUFU_CHAOS_SLOW=1 $(PY) -m pytest tests/chaos -v $(PYTEST_ARGS)
+
+loadtest: install system-deps ## Submit-path load test (wrk, loopback, bounded): accepted/s, p50/p99, ratio to hello-world, DB check
+	$(PY) loadtests/submit_bench.py --duration 8 --letters 40000
 
 services-up: install ## Start the embedded PostgreSQL and Valkey under .data/
 	$(VENV)/bin/kyufu services up

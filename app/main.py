@@ -22,8 +22,9 @@ log = logging.getLogger("kyufu.app")
 # Each area contributes routes: the module has `routes(settings) -> list[BaseRoute]`.
 AREA_ROUTES = [
     "app.observability",   # /metrics
+    "app.intake.routes",   # /api/v1, resident pages and the site root (before staff: routes are tried in
+                           # order and the submit API takes the surges; no paths overlap)
     "app.staff.routes",    # /staff/...
-    "app.intake.routes",   # resident pages and /api/v1 (last: it owns the site root)
 ]
 # Cross-cutting web setup (middleware, exception handlers): `setup(app, settings)`.
 AREA_SETUP = [

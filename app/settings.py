@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(20, alias="KYUFU_DB_POOL_MAX")
     # Seconds after which an outbox row that has not been marked done is enqueued again.
     outbox_retry_after_s: int = Field(60, alias="KYUFU_OUTBOX_RETRY_AFTER_S")
+    # Admission control (app/web/admission.py): requests in flight per process before a fast 503.
+    max_in_flight: int = Field(64, alias="KYUFU_MAX_IN_FLIGHT")
+    busy_retry_after_s: int = Field(60, alias="KYUFU_BUSY_RETRY_AFTER_S")
     # Secret for session cookies and CSRF tokens (generated in local mode).
     session_secret: str | None = Field(None, alias="KYUFU_SESSION_SECRET", repr=False)
     # Port of the worker's Prometheus endpoint (unset: none).

@@ -60,7 +60,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
     return dict(
         functions=_collect("JOBS"),
         cron_jobs=[
-            cron(sweep_outbox, second=SWEEP_SECONDS, run_at_startup=True, unique=True, timeout=300),
+            cron(sweep_outbox, second=SWEEP_SECONDS, run_at_startup=True, unique=True, timeout=60),
             *_collect("CRON_JOBS"),
         ],
         on_startup=startup,
@@ -69,7 +69,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         ctx={"settings": settings},
         health_check_interval=30,
         max_jobs=50,
-        job_timeout=300,
+        # Short on purpose: after a worker is killed, arq re-runs its jobs only when their in-progress lock
+        # expires, which is the longest function timeout + 10 s (see workers/verification.py).
+        job_timeout=60,
         # Jobs are idempotent, so retrying after a crash or a transient error is safe.
         max_tries=5,
         keep_result=3600,

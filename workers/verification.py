@@ -99,4 +99,6 @@ async def settle_due_push_programs(ctx: dict[str, Any]) -> int:
 
 JOBS: list = [verify_application, verify_applications_batch]
 # Hourly: a deadline passes at midnight (Japan time); settlement is idempotent, so repeats cost a query.
-CRON_JOBS: list = [cron(settle_due_push_programs, minute={5}, unique=True, timeout=600)]
+# Timeouts stay short: arq keeps a killed worker's in-progress jobs locked for the LONGEST function timeout
+# + 10 s before another worker may run them, so one long timeout would stall every job after a crash.
+CRON_JOBS: list = [cron(settle_due_push_programs, minute={5}, unique=True, timeout=120)]

@@ -205,6 +205,10 @@ def _err(desc: str) -> dict:
     return {"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+# Admission control (app/web/admission.py) may shed any API request under overload.
+_BUSY = _err("overloaded: retry after the Retry-After seconds")
+
+
 def openapi_document() -> dict:
     schemas: dict = {}
     for model in (ApplicationRequest, StatusRequest):
@@ -246,17 +250,19 @@ def openapi_document() -> dict:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/StatusRequest"}}}},
                 "responses": {"200": {"description": "status"}, "401": _err("code or PIN wrong"),
-                              "422": _err("invalid input"), "429": _err("too many failures")},
+                              "404": _err("municipality not served"), "413": _err("body too large"),
+                              "422": _err("invalid input"), "429": _err("too many failures"),
+                              "503": _BUSY},
             }},
             "/api/v1/banks": {"get": {"summary": "Bank type-ahead", "parameters": [q],
                                       "responses": {"200": {"description": "banks", "content": {
-                                          "application/json": {"schema": listing}}}}}},
+                                          "application/json": {"schema": listing}}}, "503": _BUSY}}},
             "/api/v1/banks/{bank_code}/branches": {"get": {
                 "summary": "Branch type-ahead",
                 "parameters": [{"name": "bank_code", "in": "path", "required": True,
                                 "schema": {"type": "string", "pattern": "^[0-9]{4}$"}}, q],
                 "responses": {"200": {"description": "branches", "content": {"application/json": {"schema": listing}}},
-                              "404": _err("unknown bank")}}},
+                              "404": _err("unknown bank"), "503": _BUSY}}},
         },
         "components": {"schemas": schemas},
     }

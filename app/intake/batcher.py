@@ -6,6 +6,11 @@ takes whatever has queued up (at most MAX_BATCH) and writes it with array statem
 transaction — sign-in checks, applications, idempotency keys and outbox rows together, so a batch
 commits or fails as a whole and every request in it gets its answer only after the commit.
 Under light load a batch is one request and nothing waits.
+
+What sets the throughput is the number of round trips per batch, not the rows: under load every
+await costs a turn of an event loop that is busy parsing requests, so a batch is a handful of
+statements whatever its size (see claims.insert_claims), and only two batches run at once so that
+each is large.
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ from workers import outbox
 
 log = logging.getLogger("kyufu.intake")
 
-MAX_BATCH = 256
-import os as _os; MAX_CONCURRENT_BATCHES = int(_os.environ.get("XB", "4"))
+MAX_BATCH = 512
+# Two batches in flight per process: one in the database while the next fills. With one the process
+# idles during every round trip; with four the batches get small. Measured with loadtests/submit.lua
+# on a shared 2-core machine, two did best on average, but by less than the run-to-run spread.
+MAX_CONCURRENT_BATCHES = 2
 # After a commit the dispatcher waits this long, so that under a surge one dispatch (one query, one
 # Redis round trip) picks up every row committed meanwhile.
 DISPATCH_DELAY_S = 0.5
@@ -51,6 +59,21 @@ class RateLimited:
 
 REJECTED = SignInRejected()
 LIMITED = RateLimited()
+Result = Outcome | SignInRejected | RateLimited
+
+
+class _Slot:
+    """A batch's hold on one of MAX_CONCURRENT_BATCHES, given back once: as soon as every request of the
+    batch has its answer (the next batch should not wait for connection clean-up), or at the end."""
+
+    def __init__(self, semaphore: asyncio.Semaphore):
+        self.semaphore = semaphore
+        self.held = True
+
+    def free(self) -> None:
+        if self.held:
+            self.held = False
+            self.semaphore.release()
 
 
 class SubmitBatcher:
@@ -73,9 +96,7 @@ class SubmitBatcher:
             await asyncio.gather(self.collector, return_exceptions=True)
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    async def submit(
-        self, code: str, access_code: str, pin: str, claim: Claim, ip: str
-    ) -> Outcome | SignInRejected | RateLimited:
+    async def submit(self, code: str, access_code: str, pin: str, claim: Claim, ip: str) -> Result:
         future = asyncio.get_running_loop().create_future()
         self.queue.put_nowait(Pending(code, access_code, pin, claim, ip, future))
         return await future
@@ -88,57 +109,66 @@ class SubmitBatcher:
             batch = [first]
             while len(batch) < MAX_BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
-            task = asyncio.create_task(self._run(batch))
+            task = asyncio.create_task(self._run(batch, _Slot(self.slots)))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _run(self, batch: list[Pending]) -> None:
+    async def _run(self, batch: list[Pending], slot: _Slot) -> None:
         try:
-            # The per-address limit for the whole batch in one Redis round trip (one GET per request
-            # queued every request behind redis-py's connection-pool lock).
-            limited = await limited_ips(self.redis, {p.ip for p in batch})
+            # The per-address limit of the whole batch in one Redis round trip (a GET per request queued
+            # every request behind redis-py's connection-pool lock), overlapping the transaction's start.
+            limited = asyncio.ensure_future(limited_ips(self.redis, {p.ip for p in batch}))
             by_code: dict[str, list[Pending]] = {}
             for p in batch:
-                if p.ip in limited:
-                    p.future.set_result(LIMITED)
-                else:
-                    by_code.setdefault(p.code, []).append(p)
+                by_code.setdefault(p.code, []).append(p)
             for code, items in by_code.items():
                 try:
-                    results = await self._write(code, items)
-                except asyncpg.DeadlockDetectedError:
-                    results = await self._write(code, items)  # lock order differs only across batches; once more
+                    try:
+                        created = await self._write(code, items, limited, batch, slot)
+                    except asyncpg.DeadlockDetectedError:  # lock order differs only across batches; once more
+                        created = await self._write(code, items, limited, batch, slot)
                 except Exception as exc:  # every waiter gets the failure; the handler answers 503
                     log.error("intake batch of %d failed: %s", len(items), type(exc).__name__)
                     for p in items:
                         if not p.future.done():
                             p.future.set_exception(exc)
                     continue
-                for p, result in zip(items, results):
-                    if not p.future.done():
-                        p.future.set_result(result)
-                if any(isinstance(r, Outcome) and r.kind == "created" for r in results):
+                if created:
                     self.schedule_dispatch(code)
         finally:
-            self.slots.release()
+            slot.free()
 
-    async def _write(self, code: str, items: list[Pending]) -> list[Outcome | SignInRejected]:
+    async def _write(
+        self, code: str, items: list[Pending], limited: asyncio.Future, batch: list[Pending], slot: _Slot
+    ) -> bool:
+        """Write one municipality's part of a batch and answer its requests; True if any was created."""
         # Sorted by access code so two batches touching the same letters lock them in the same order.
-        order = sorted(range(len(items)), key=lambda i: items[i].access_code)
-        async with tenant_transaction(self.pool, code) as conn:
-            keys = await municipality_keys(conn, self.master_key, code)
-            letters: list[Letter | None] = await authenticate(
-                conn, keys, code, [(items[i].access_code, items[i].pin) for i in order])
-            results: list[Outcome | SignInRejected] = [REJECTED] * len(items)
-            ok = [(i, letter) for i, letter in zip(order, letters) if letter is not None]
-            claims = []
-            for i, letter in ok:
-                items[i].claim.entitlement_id = letter.entitlement_id
-                claims.append(items[i].claim)
-            if claims:
-                for (i, _), outcome in zip(ok, await insert_claims(conn, keys, code, claims)):
-                    results[i] = outcome
-        return results
+        items = sorted(items, key=lambda p: p.access_code)
+        results: list[Result] = [REJECTED] * len(items)
+        async with self.pool.acquire() as conn:
+            async with tenant_transaction(conn, code):
+                refused = await limited
+                todo = [i for i, p in enumerate(items) if p.ip not in refused]
+                for i in range(len(items)):
+                    if items[i].ip in refused:
+                        results[i] = LIMITED
+                keys = await municipality_keys(conn, self.master_key, code)
+                letters: list[Letter | None] = await authenticate(
+                    conn, keys, code, [(items[i].access_code, items[i].pin) for i in todo])
+                ok = [i for i, letter in zip(todo, letters) if letter is not None]
+                for i, letter in zip(todo, letters):
+                    if letter is not None:
+                        items[i].claim.entitlement_id = letter.entitlement_id
+                if ok:
+                    for i, outcome in zip(ok, await insert_claims(conn, keys, code, [items[i].claim for i in ok])):
+                        results[i] = outcome
+            # Committed: answer now, not after the pool has reset the connection (one more round trip).
+            for p, result in zip(items, results):
+                if not p.future.done():
+                    p.future.set_result(result)
+            if all(p.future.done() for p in batch):
+                slot.free()
+        return any(isinstance(r, Outcome) and r.kind == "created" for r in results)
 
     def schedule_dispatch(self, code: str) -> None:
         """Enqueue the new outbox rows after commit, best effort: one dispatcher per municipality at a

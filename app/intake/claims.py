@@ -27,32 +27,73 @@ from app.intake.signin import Keys, municipality_keys
 Kind = Literal["created", "duplicate", "replay", "key_reused", "in_flight", "closed"]
 ACTIVE = "status NOT IN ('rejected', 'withdrawn')"
 
-# One advisory lock per (municipality, key); try-lock so a duplicate in flight is refused, not queued.
-LOCK_KEYS = """
-SELECT k.ord, pg_try_advisory_xact_lock(hashtextextended($1 || '|' || k.key, 4)) AS locked
-FROM unnest($2::text[]) WITH ORDINALITY AS k(key, ord)
-ORDER BY k.ord
+# One statement per claim list before the writes: for each claim (in order) an advisory lock on its
+# idempotency key (try-lock, so a duplicate in flight is refused rather than queued; NULL for a claim
+# without a key), an application id reserved from the sequence (it is part of the ciphertexts'
+# associated data, so the row is written once, complete; an id left unused is only a gap in the
+# receipt numbers) and the entitlement's status (NULL: no such entitlement here).
+PREPARE_CLAIMS = """
+SELECT c.ord,
+       pg_try_advisory_xact_lock(hashtextextended($1 || '|' || c.key, 4)) AS locked,
+       nextval('applications_application_id_seq'::regclass) AS application_id,
+       e.status AS entitlement_status
+FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS c(key, ent, ord)
+LEFT JOIN entitlements e ON e.municipality_code = $1 AND e.entitlement_id = c.ent
+ORDER BY c.ord
 """
-STORED_KEYS = """
-SELECT idempotency_key, request_sha256, status_code, response FROM intake_idempotency_keys
-WHERE municipality_code = $1 AND idempotency_key = ANY($2::text[])
-"""
-ENTITLEMENT_STATUS = """
-SELECT entitlement_id, status FROM entitlements WHERE municipality_code = $1 AND entitlement_id = ANY($2::bigint[])
-"""
-RESERVE_IDS = "SELECT nextval('applications_application_id_seq'::regclass) FROM generate_series(1, $1)"
-# OVERRIDING SYSTEM VALUE: the id was reserved above because it is part of the ciphertexts' associated
-# data, so the row is complete when written (never a placeholder updated later).
-INSERT_APPLICATIONS = f"""
-INSERT INTO applications (municipality_code, application_id, entitlement_id, receipt_no, channel,
-    applicant_resident_code, is_proxy, bank_code, branch_code, account_type, account_number_enc, holder_kana_enc)
-OVERRIDING SYSTEM VALUE
-SELECT $1, a.id, a.ent, a.receipt, a.channel, a.applicant, a.proxy, a.bank, a.branch, a.atype, a.num, a.holder
-FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::boolean[], $8::text[],
-            $9::text[], $10::smallint[], $11::bytea[], $12::bytea[])
-     AS a(id, ent, receipt, channel, applicant, proxy, bank, branch, atype, num, holder)
-ON CONFLICT (municipality_code, entitlement_id) WHERE {ACTIVE} DO NOTHING
-RETURNING application_id
+# Everything a claim writes, for many claims, in one statement (one round trip per batch instead of
+# one per table). It runs after PREPARE_CLAIMS took the key locks, so its snapshot sees any stored
+# answer of a key whose earlier request has committed:
+#   stored  - keys that already have an answer (replayed or refused by the caller, never re-applied);
+#   ins     - applications of the insertable claims without a stored key; ON CONFLICT leaves out an
+#             entitlement that already has an active application (the caller answers with that one);
+#   claimed, queued, answered - for each inserted application: the entitlement marked claimed, the
+#             outbox row for verify_application (same shape as workers.outbox.add) and the
+#             idempotency key with its 201 answer (prepared by the caller, as the receipt is known).
+# OVERRIDING SYSTEM VALUE: the ids were reserved by PREPARE_CLAIMS.
+WRITE_CLAIMS = f"""
+WITH c AS (
+    SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::boolean[], $8::text[],
+                         $9::text[], $10::smallint[], $11::bytea[], $12::bytea[], $13::text[], $14::bytea[],
+                         $15::text[], $16::boolean[])
+        AS c(id, ent, receipt, channel, applicant, proxy, bank, branch, atype, num, holder, key, sha, answer, insertable)
+),
+stored AS (
+    SELECT k.idempotency_key, k.request_sha256, k.status_code, k.response
+    FROM intake_idempotency_keys k
+    WHERE k.municipality_code = $1 AND k.idempotency_key IN (SELECT key FROM c WHERE key IS NOT NULL)
+),
+ins AS (
+    INSERT INTO applications (municipality_code, application_id, entitlement_id, receipt_no, channel,
+        applicant_resident_code, is_proxy, bank_code, branch_code, account_type, account_number_enc, holder_kana_enc)
+    OVERRIDING SYSTEM VALUE
+    SELECT $1, c.id, c.ent, c.receipt, c.channel, c.applicant, c.proxy, c.bank, c.branch, c.atype, c.num, c.holder
+    FROM c
+    WHERE c.insertable AND (c.key IS NULL OR c.key NOT IN (SELECT idempotency_key FROM stored))
+    ON CONFLICT (municipality_code, entitlement_id) WHERE {ACTIVE} DO NOTHING
+    RETURNING application_id, entitlement_id
+),
+claimed AS (
+    UPDATE entitlements SET status = 'claimed'
+    WHERE municipality_code = $1 AND entitlement_id IN (SELECT entitlement_id FROM ins) AND status = 'open'
+),
+queued AS (
+    INSERT INTO outbox (municipality_code, job_name, job_id, args)
+    SELECT $1, 'verify_application', 'verify:' || $1 || ':' || ins.application_id, jsonb_build_array($1, ins.application_id)
+    FROM ins
+    ON CONFLICT (municipality_code, job_id) DO NOTHING
+),
+answered AS (
+    INSERT INTO intake_idempotency_keys (municipality_code, idempotency_key, request_sha256, status_code, response,
+        application_id)
+    SELECT $1, c.key, c.sha, 201, c.answer::jsonb, c.id
+    FROM c JOIN ins ON ins.application_id = c.id
+    WHERE c.key IS NOT NULL
+)
+SELECT NULL::bigint AS application_id, idempotency_key, request_sha256, status_code, response::text AS response
+FROM stored
+UNION ALL
+SELECT application_id, NULL, NULL, NULL, NULL FROM ins
 """
 ACTIVE_BY_ENTITLEMENT = f"""
 SELECT entitlement_id, application_id, receipt_no, status FROM applications
@@ -61,16 +102,6 @@ WHERE municipality_code = $1 AND entitlement_id = ANY($2::bigint[]) AND {ACTIVE}
 RECORD_DUPLICATES = """
 INSERT INTO intake_duplicate_claims (municipality_code, entitlement_id, application_id, channel)
 SELECT $1, d.ent, d.app, d.channel FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS d(ent, app, channel)
-"""
-MARK_CLAIMED = """
-UPDATE entitlements SET status = 'claimed'
-WHERE municipality_code = $1 AND entitlement_id = ANY($2::bigint[]) AND status = 'open'
-"""
-# Same row shape as workers.outbox.add, for many rows in one statement.
-ADD_OUTBOX = """
-INSERT INTO outbox (municipality_code, job_name, job_id, args)
-SELECT $1, 'verify_application', o.job_id, o.args::jsonb FROM unnest($2::text[], $3::text[]) AS o(job_id, args)
-ON CONFLICT (municipality_code, job_id) DO NOTHING
 """
 STORE_KEYS = """
 INSERT INTO intake_idempotency_keys (municipality_code, idempotency_key, request_sha256, status_code, response,
@@ -144,94 +175,89 @@ def response_body(outcome: Outcome) -> dict:
 
 async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims: list[Claim]) -> list[Outcome]:
     """Write claims of one municipality. Call inside tenant_transaction(conn, code); returns one
-    Outcome per claim, in order."""
-    outcomes: list[Outcome | None] = [None] * len(claims)
-    live = list(range(len(claims)))
+    Outcome per claim, in order.
 
-    keyed = [i for i in live if claims[i].idempotency_key is not None]
-    if keyed:
-        seen: set[str] = set()
-        to_lock: list[int] = []
-        for i in keyed:
-            key = claims[i].idempotency_key
-            assert key is not None
-            if key in seen:
-                outcomes[i] = Outcome("in_flight")  # the same key twice in one batch: the later one waits its turn
-            else:
-                seen.add(key)
-                to_lock.append(i)
-        locks = await conn.fetch(LOCK_KEYS, code, [claims[i].idempotency_key for i in to_lock])
-        locked = [to_lock[r["ord"] - 1] for r in locks if r["locked"]]
-        for r in locks:
-            if not r["locked"]:
-                outcomes[to_lock[r["ord"] - 1]] = Outcome("in_flight")
-        stored = {r["idempotency_key"]: r for r in await conn.fetch(
-            STORED_KEYS, code, [claims[i].idempotency_key for i in locked])}
-        for i in locked:
-            row = stored.get(claims[i].idempotency_key)  # type: ignore[arg-type]
-            if row is not None:
-                if bytes(row["request_sha256"]) == claims[i].request_sha256:
-                    outcomes[i] = Outcome("replay", stored={
-                        "status_code": row["status_code"], "response": json.loads(row["response"])})
-                else:
-                    outcomes[i] = Outcome("key_reused")
-        live = [i for i in live if outcomes[i] is None]
+    Three statements whatever the number of claims (PREPARE_CLAIMS, WRITE_CLAIMS, and only when some
+    claim is a duplicate or closed, the statements that record those)."""
+    outcomes: list[Outcome | None] = [None] * len(claims)
+    seen: set[str] = set()
+    live: list[int] = []
+    for i, c in enumerate(claims):
+        if c.idempotency_key is not None and c.idempotency_key in seen:
+            outcomes[i] = Outcome("in_flight")  # the same key twice in one batch: the later one waits its turn
+        else:
+            if c.idempotency_key is not None:
+                seen.add(c.idempotency_key)
+            live.append(i)
+    prepared = await conn.fetch(PREPARE_CLAIMS, code, [claims[i].idempotency_key for i in live],
+                                [claims[i].entitlement_id for i in live])
+    ids: dict[int, int] = {}
+    status: dict[int, str | None] = {}
+    for i, row in zip(live, prepared):
+        if row["locked"] is False:
+            outcomes[i] = Outcome("in_flight")
+        else:
+            ids[i] = row["application_id"]
+            status[i] = row["entitlement_status"]
+    live = [i for i in live if outcomes[i] is None]
     if not live:
         return outcomes  # type: ignore[return-value]
 
-    statuses = {r["entitlement_id"]: r["status"] for r in await conn.fetch(
-        ENTITLEMENT_STATUS, code, sorted({claims[i].entitlement_id for i in live}))}
+    cipher = keys.cipher
+    cols: list[list] = [[] for _ in range(15)]
     for i in live:
-        status = statuses.get(claims[i].entitlement_id)
-        if status is None:
-            raise EntitlementNotFound("entitlement not found in this municipality")
-        if status in ("declined", "withdrawn"):
+        app_id, c, a = ids[i], claims[i], claims[i].account
+        receipt = receipt_number(app_id)
+        for col, value in zip(cols, (
+            app_id, c.entitlement_id, receipt, c.channel, c.applicant_resident_code, c.is_proxy,
+            a.bank_code, a.branch_code, a.account_type,
+            cipher.encrypt("applications", "account_number", app_id, a.account_number),
+            cipher.encrypt("applications", "holder_kana", app_id, a.holder_kana),
+            c.idempotency_key, c.request_sha256,
+            json.dumps(response_body(Outcome("created", receipt, app_id, "received"))),
+            status[i] is not None and status[i] not in ("declined", "withdrawn"),
+        )):
+            col.append(value)
+    stored: dict[str, asyncpg.Record] = {}
+    inserted: set[int] = set()
+    for r in await conn.fetch(WRITE_CLAIMS, code, *cols):
+        if r["application_id"] is None:
+            stored[r["idempotency_key"]] = r
+        else:
+            inserted.add(r["application_id"])
+
+    for i in live:
+        c = claims[i]
+        row = stored.get(c.idempotency_key) if c.idempotency_key is not None else None
+        if row is not None:
+            if bytes(row["request_sha256"]) == c.request_sha256:
+                outcomes[i] = Outcome("replay", stored={
+                    "status_code": row["status_code"], "response": json.loads(row["response"])})
+            else:
+                outcomes[i] = Outcome("key_reused")
+        elif status[i] is None:
+            raise EntitlementNotFound("entitlement not found in this municipality")  # rolls back the caller
+        elif status[i] in ("declined", "withdrawn"):
             outcomes[i] = Outcome("closed")
-    live = [i for i in live if outcomes[i] is None]
+        elif ids[i] in inserted:
+            outcomes[i] = Outcome("created", receipt_number(ids[i]), ids[i], "received")
 
-    if live:
-        ids = [r[0] for r in await conn.fetch(RESERVE_IDS, len(live))]
-        cipher = keys.cipher
-        cols: list[list] = [[] for _ in range(11)]
-        for app_id, i in zip(ids, live):
-            c, a = claims[i], claims[i].account
-            for col, value in zip(cols, (
-                app_id, c.entitlement_id, receipt_number(app_id), c.channel, c.applicant_resident_code, c.is_proxy,
-                a.bank_code, a.branch_code, a.account_type,
-                cipher.encrypt("applications", "account_number", app_id, a.account_number),
-                cipher.encrypt("applications", "holder_kana", app_id, a.holder_kana),
-            )):
-                col.append(value)
-        inserted = {r[0] for r in await conn.fetch(INSERT_APPLICATIONS, code, *cols)}
-        created_ents: list[int] = []
-        for app_id, i in zip(ids, live):
-            if app_id in inserted:
-                outcomes[i] = Outcome("created", receipt_number(app_id), app_id, "received")
-                created_ents.append(claims[i].entitlement_id)
-        rest = [i for i in live if outcomes[i] is None]
-        if rest:
-            # The entitlement already has an active application (another channel, an earlier submit, or an
-            # earlier claim in this very batch): answer with that one's receipt and tell staff.
-            active = {r["entitlement_id"]: r for r in await conn.fetch(
-                ACTIVE_BY_ENTITLEMENT, code, sorted({claims[i].entitlement_id for i in rest}))}
-            for i in rest:
-                row = active[claims[i].entitlement_id]
-                outcomes[i] = Outcome("duplicate", row["receipt_no"], row["application_id"], row["status"])
-            await conn.execute(
-                RECORD_DUPLICATES, code, [claims[i].entitlement_id for i in rest],
-                [outcomes[i].application_id for i in rest], [claims[i].channel for i in rest],  # type: ignore[union-attr]
-            )
-        if created_ents:
-            await conn.execute(MARK_CLAIMED, code, sorted(created_ents))
-            made = [o for o in outcomes if o is not None and o.kind == "created" and o.application_id in inserted]
-            await conn.execute(
-                ADD_OUTBOX, code,
-                [f"verify:{code}:{o.application_id}" for o in made],
-                [json.dumps([code, o.application_id]) for o in made],
-            )
-
-    to_store = [i for i in range(len(claims)) if claims[i].idempotency_key is not None
-                and outcomes[i] is not None and outcomes[i].kind in ("created", "duplicate", "closed")]  # type: ignore[union-attr]
+    rest = [i for i in live if outcomes[i] is None]
+    if rest:
+        # The entitlement already has an active application (another channel, an earlier submit, or an
+        # earlier claim in this very batch): answer with that one's receipt and tell staff.
+        active = {r["entitlement_id"]: r for r in await conn.fetch(
+            ACTIVE_BY_ENTITLEMENT, code, sorted({claims[i].entitlement_id for i in rest}))}
+        for i in rest:
+            row = active[claims[i].entitlement_id]
+            outcomes[i] = Outcome("duplicate", row["receipt_no"], row["application_id"], row["status"])
+        await conn.execute(
+            RECORD_DUPLICATES, code, [claims[i].entitlement_id for i in rest],
+            [outcomes[i].application_id for i in rest], [claims[i].channel for i in rest],  # type: ignore[union-attr]
+        )
+    # The 201 answers were stored by WRITE_CLAIMS; a duplicate's or a closed claim's answer is stored here.
+    to_store = [i for i in live if claims[i].idempotency_key is not None
+                and outcomes[i].kind in ("duplicate", "closed")]  # type: ignore[union-attr]
     if to_store:
         await conn.execute(
             STORE_KEYS, code,

@@ -14,7 +14,14 @@ add_template_dir(Path(__file__).resolve().parent / "templates")
 
 def routes(settings) -> list:
     m = "/m/{code:str}"
+    # The API first: the router (and the metrics middleware, for the route label) tries routes in
+    # order, and the submit endpoint is the one that takes a surge.
     return [
+        Route("/api/v1/applications", api.create_application, methods=["POST"]),
+        Route("/api/v1/status", api.application_status, methods=["POST"]),
+        Route("/api/v1/banks", api.bank_search),
+        Route("/api/v1/banks/{bank_code:str}/branches", api.branch_search),
+        Route("/api/v1/openapi.json", api.openapi),
         Route("/", pages.index),
         Route(m + "/", pages.start),
         Route(m + "/signin", pages.signin, methods=["GET", "POST"]),
@@ -24,10 +31,5 @@ def routes(settings) -> list:
         Route(m + "/confirm", pages.confirm, methods=["GET", "POST"]),
         Route(m + "/receipt", pages.receipt),
         Route(m + "/status", pages.status, methods=["GET", "POST"]),
-        Route("/api/v1/applications", api.create_application, methods=["POST"]),
-        Route("/api/v1/status", api.application_status, methods=["POST"]),
-        Route("/api/v1/banks", api.bank_search),
-        Route("/api/v1/banks/{bank_code:str}/branches", api.branch_search),
-        Route("/api/v1/openapi.json", api.openapi),
     ]
 

@@ -34,7 +34,7 @@ SIGNIN_FAILED_MESSAGE = (
 )
 
 LETTERS_BY_CODE = """
-SELECT access_code, letter_id, entitlement_id, kind, pin_hash,
+SELECT access_code, letter_id, entitlement_id, kind, pin_hash, failed_attempts,
        (locked_until IS NOT NULL AND locked_until > now()) AS locked
 FROM letters
 WHERE municipality_code = $1 AND access_code = ANY($2::text[]) AND invalidated_at IS NULL
@@ -105,7 +105,7 @@ async def authenticate(
     found = {r["access_code"]: r for r in await conn.fetch(LETTERS_BY_CODE, code, list({c for c, _ in credentials}))}
     results: list[Letter | None] = []
     failed: list[int] = []
-    succeeded: list[int] = []
+    to_reset: list[int] = []
     for access_code, pin in credentials:
         row = found.get(access_code)
         ok = pin_matches(keys.pin_key, access_code, pin, row["pin_hash"] if row is not None else _DUMMY_HASH)
@@ -117,12 +117,13 @@ async def authenticate(
             failed.append(row["letter_id"])
             results.append(None)
         else:
-            succeeded.append(row["letter_id"])
+            if row["failed_attempts"]:
+                to_reset.append(row["letter_id"])  # a success resets the count; no count, no UPDATE
             results.append(Letter(row["letter_id"], row["entitlement_id"], access_code, row["kind"]))
     if failed:
         await conn.execute(RECORD_FAILURES, code, failed, MAX_FAILURES, LOCK_MINUTES)
-    if succeeded:
-        await conn.execute(RESET_FAILURES, code, succeeded)
+    if to_reset:
+        await conn.execute(RESET_FAILURES, code, to_reset)
     return results
 
 

@@ -41,6 +41,16 @@ def _decodes(data: bytes, encoding: str) -> bool:
         return False
 
 
+def _shown(name: str) -> str:
+    # An unknown "column name" is operator input of any length (a file without its header line would show
+    # the first resident's fields here): the report shows at most a short, printable prefix.
+    printable = "".join(ch if ch.isprintable() else "?" for ch in name[:_SHOWN_CHARS])
+    return (printable + ("…" if len(name) > _SHOWN_CHARS else "")) or "(空の列名)"
+
+
+_SHOWN_CHARS = 32
+
+
 def read_header(data: bytes, spec: list[Column]) -> CsvBody:
     """Detect the encoding and map the header to columns; raise ImportRejected naming every problem."""
     start = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
@@ -59,7 +69,7 @@ def read_header(data: bytes, spec: list[Column]) -> CsvBody:
     for name in names:
         col = by_header.get(name)
         if col is None:
-            errors.append(LineError(1, name or "(空の列名)", "unknown_column"))
+            errors.append(LineError(1, _shown(name), "unknown_column"))
         elif col.name in seen:
             errors.append(LineError(1, name, "duplicate_column"))
         else:

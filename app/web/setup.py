@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 
+import asyncpg
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,6 +18,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.web.admission import AdmissionMiddleware
 from app.web.errors import WebError
 from app.web.templates import STATIC_DIR, render
 
@@ -126,6 +129,13 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def unrepresentable_input(request: Request, exc: Exception) -> Response:
+    """Text PostgreSQL cannot store (NUL, a lone surrogate) reached a query: the client's input is at
+    fault, not the server, and the transaction it was in has rolled back. Found by tests/hostile/."""
+    log.warning("unrepresentable input (%s) on %s %s", type(exc).__name__, request.method, request.url.path)
+    return _error_response(request, 400, STATUS_MESSAGES[400])
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
     # The exception type and path only: a message may carry request data.
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
@@ -156,5 +166,10 @@ def setup(app, settings) -> None:
     app.router.routes.insert(0, Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"))
     app.add_exception_handler(WebError, web_error)
     app.add_exception_handler(HTTPException, http_error)
+    for exc_type in (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError, UnicodeEncodeError):
+        app.add_exception_handler(exc_type, unrepresentable_input)
     app.add_exception_handler(Exception, server_error)
+    # Admission inside SecurityMiddleware (added later = outer), so a shed 503 gets the same headers.
+    app.add_middleware(AdmissionMiddleware, max_in_flight=settings.max_in_flight,
+                       retry_after_s=settings.busy_retry_after_s)
     app.add_middleware(SecurityMiddleware, production=settings.production)

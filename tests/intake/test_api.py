@@ -130,6 +130,26 @@ async def test_wrong_pin_locks_the_code_after_five_failures(client, app_pool, se
     assert (await counts(app_pool, code, letter.entitlement_id))["apps"] == 0
 
 
+async def test_an_address_over_the_failure_limit_gets_429_and_writes_nothing(client, app_pool, settings, municipality):
+    """The per-address limit still holds now that the batcher checks it for a whole batch at once."""
+    from app.intake.signin import _IP_KEY, IP_MAX_FAILURES
+    from app.main import arq_redis
+
+    code = await municipality()
+    [letter] = await make_letters(app_pool, settings.master_key_bytes, code)
+    redis = arq_redis(settings)
+    try:
+        await redis.set(_IP_KEY + "127.0.0.1", IP_MAX_FAILURES, ex=60)
+        r = await client.post("/api/v1/applications", json=application_body(letter), headers=key())
+        assert r.status_code == 429 and "Retry-After" in r.headers
+        assert (await counts(app_pool, code, letter.entitlement_id))["apps"] == 0
+    finally:
+        await redis.delete(_IP_KEY + "127.0.0.1")  # every test comes from this address
+        await redis.aclose()
+    r = await client.post("/api/v1/applications", json=application_body(letter), headers=key())
+    assert r.status_code == 201
+
+
 async def test_code_of_municipality_a_on_b_fails_like_a_wrong_code(client, app_pool, settings, municipality):
     a, b = await municipality(), await municipality()
     [letter] = await make_letters(app_pool, settings.master_key_bytes, a)
