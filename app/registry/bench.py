@@ -27,6 +27,27 @@ def _t() -> float:
     return time.perf_counter()
 
 
+async def _server_cpu(conn) -> float | None:
+    """CPU seconds used so far by the connection's server process (embedded server on this machine only).
+    The cores are shared with other benchmarks: wall time grows with their load, CPU time much less, so
+    both are printed."""
+    pid = await conn.fetchval("SELECT pg_backend_pid()")
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(before: float | None, after: float | None) -> str:
+    return "" if before is None or after is None else f" (server CPU {after - before:.2f} s)"
+
+
+def _load() -> str:
+    return "load average %.2f %.2f %.2f" % os.getloadavg()
+
+
 async def _bench(args, settings) -> None:
     from app.db import connect_owner, create_app_pool
     from app.registry.eligibility import determine_eligibility
@@ -65,23 +86,25 @@ async def _bench(args, settings) -> None:
                 await owner.execute(f"DROP TABLE IF EXISTS {BARE_TABLE}")
                 cols = ", ".join(f"{c.name} text" for c in RESIDENT_COLUMNS)
                 await owner.execute(f"CREATE TABLE {BARE_TABLE} ({cols})")
-                t = _t()
+                c0, t = await _server_cpu(owner), _t()
                 await owner.copy_to_table(BARE_TABLE, source=io.BytesIO(files.residents_csv), format="csv",
                                           header=True, columns=[c.name for c in RESIDENT_COLUMNS])
                 bare = _t() - t
+                bare_cpu = _cpu(c0, await _server_cpu(owner))
                 await owner.execute(f"DROP TABLE {BARE_TABLE}")
             finally:
                 await owner.close()
             async with pool.acquire() as conn:
                 await conn.execute("SET statement_timeout = '15min'")
-                t = _t()
+                c0, t = await _server_cpu(conn), _t()
                 async with tenant_transaction(conn, code):
                     result = await import_residents(conn, code, files.residents_csv)
                 full = _t() - t
+                full_cpu = _cpu(c0, await _server_cpu(conn))
             snapshot_id = result.snapshot_id
-            print(f"bare COPY into unindexed table: {bare:.2f} s")
+            print(f"bare COPY into unindexed table: {bare:.2f} s{bare_cpu}")
             print(f"kyufu registry import ({result.rows} rows, COPY to staging + validation + publish): "
-                  f"{full:.2f} s; ratio {full / bare:.2f}")
+                  f"{full:.2f} s{full_cpu}; ratio {full / bare:.2f}  [{_load()}]")
 
         if "eligibility" not in args.skip:
             async with pool.acquire() as conn:
@@ -90,16 +113,17 @@ async def _bench(args, settings) -> None:
                     program_id = await create_program(conn, code, parse_program(dict(
                         name=f"ベンチ {time.time()}", base_date=dt.date(2026, 4, 1), unit="household",
                         amount_yen=100000, child_amount_yen=50000, payment_mode="application")))
-                t = _t()
+                c0, t = await _server_cpu(conn), _t()
                 async with tenant_transaction(conn, code):
                     r = await determine_eligibility(conn, code, program_id, snapshot_id)
                 first = _t() - t
-                t = _t()
+                c1, t = await _server_cpu(conn), _t()
                 async with tenant_transaction(conn, code):
                     again = await determine_eligibility(conn, code, program_id, snapshot_id)
                 rerun = _t() - t
-            print(f"eligibility: {r.households} households, {r.people} people, {r.total_yen} yen in {first:.2f} s; "
-                  f"no-op re-run {rerun:.2f} s (no_op={again.no_op})")
+                c2 = await _server_cpu(conn)
+            print(f"eligibility: {r.households} households, {r.people} people, {r.total_yen} yen in {first:.2f} s"
+                  f"{_cpu(c0, c1)}; no-op re-run {rerun:.2f} s{_cpu(c1, c2)} (no_op={again.no_op})  [{_load()}]")
 
         if "verify" not in args.skip:
             await _bench_verify(pool, settings, code, args.applications, args.batch_size)

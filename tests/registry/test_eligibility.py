@@ -129,3 +129,68 @@ async def test_rerun_is_a_no_op_and_a_new_snapshot_never_changes_a_claimed_entit
     assert after["D"]["snapshot_id"] == snapshot
     async with tenant_transaction(app_pool, code) as conn:
         assert (await determine_eligibility(conn, code, program_id)).no_op
+
+
+async def test_the_head_is_the_living_head_on_the_base_date_else_the_oldest(app_pool, code):
+    # R: the 世帯主 died after 基準日 and a new 世帯主 was registered; both were R's head on 基準日, the
+    # living one wins although the other is older.
+    removed_head = person(household_no="R", removed_on=day(5), removal_reason="死亡", birth_date="1940-01-01")
+    living_head = person(household_no="R", birth_date="1990-01-01")
+    # S: nobody flagged 世帯主 on 基準日 (the head split off after it): the oldest member, then the lowest code.
+    left_after = person(household_no="S2", relationship="世帯主", prev_household_no="S", household_changed_on=day(3),
+                        birth_date="1950-01-01")
+    twin_a, twin_b = sorted((person(household_no="S", relationship="子", birth_date="1948-03-03") for _ in range(2)),
+                            key=lambda r: r["resident_code"])
+    rows = [removed_head, living_head, left_after, twin_b, twin_a]
+    program_id, _ = await setup(app_pool, code, rows, {})
+    got = {k: v["head_resident_code"] for k, v in (await entitlements(app_pool, code, program_id)).items()}
+    assert got == {"R": living_head["resident_code"], "S": twin_a["resident_code"]}
+
+
+async def test_a_leap_day_birthday_turns_the_age_at_the_end_of_28_february(app_pool, code):
+    """Born 2004-02-29: legally 18 at the end of 2022-02-28, so an adult on that 基準日, a child the day before."""
+    rows = [person(household_no="L"),
+            person(household_no="L", relationship="子", birth_date="2004-02-29", moved_in_on="2004-02-29")]
+    program = dict(base_date=dt.date(2022, 2, 28), amount_yen=30000, child_amount_yen=50000)
+    program_id, result = await setup(app_pool, code, rows, program)
+    assert (await entitlements(app_pool, code, program_id))["L"]["rule"] == "person: 2 x 30000 yen"
+    # Summaries are whole yen as int (never Decimal, which printed as 2.01E+6).
+    assert all(type(v) is int for v in (result.households, result.people, result.total_yen))
+    assert result.total_yen == 60000
+    async with tenant_transaction(app_pool, code) as conn:
+        day_before = await create_program(conn, code, parse_program(dict(
+            name="前日", unit="person", payment_mode="letter", **dict(program, base_date=dt.date(2022, 2, 27)))))
+        await determine_eligibility(conn, code, day_before)
+    assert (await entitlements(app_pool, code, day_before))["L"]["rule"] == "person: 1 x 30000 yen + 1 child x 50000 yen"
+
+
+async def test_entitlements_must_refer_to_an_existing_program_and_snapshot(app_pool, owner_conn, code):
+    """The statement-level checks that replace the per-row foreign keys (0008) refuse orphans in both
+    directions: no entitlement for a missing program or snapshot; no deleting or re-keying one in use."""
+    import asyncpg
+    import pytest
+
+    program_id, _ = await setup(app_pool, code, [person(household_no="X")], {})
+    async with tenant_transaction(app_pool, code) as conn:
+        ent = await conn.fetchrow("SELECT entitlement_id, snapshot_id FROM entitlements WHERE program_id = $1", program_id)
+    insert = ("INSERT INTO entitlements (municipality_code, program_id, snapshot_id, household_no, head_resident_code,"
+              " members_counted, amount_yen, rule) VALUES ($1, $2, $3, 'Y', '12345678901', 1, 1, 'r')")
+    for program, snapshot, constraint in ((999999999, ent["snapshot_id"], "entitlements_program_exists"),
+                                          (program_id, 999999999, "entitlements_snapshot_exists")):
+        with pytest.raises(asyncpg.ForeignKeyViolationError) as caught:
+            async with tenant_transaction(app_pool, code) as conn:
+                await conn.execute(insert, code, program, snapshot)
+        assert caught.value.constraint_name == constraint
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        async with tenant_transaction(app_pool, code) as conn:
+            await conn.execute("UPDATE entitlements SET snapshot_id = 999999999 WHERE entitlement_id = $1",
+                               ent["entitlement_id"])
+    # The referenced side (the owner role: the app may not delete programs or snapshots at all).
+    for statement, args in (("DELETE FROM programs WHERE program_id = $1", (program_id,)),
+                            ("DELETE FROM registry_snapshots WHERE snapshot_id = $1", (ent["snapshot_id"],)),
+                            ("UPDATE programs SET program_id = DEFAULT WHERE program_id = $1", (program_id,))):
+        with pytest.raises((asyncpg.ForeignKeyViolationError, asyncpg.GeneratedAlwaysError)):
+            async with tenant_transaction(owner_conn, code):
+                await owner_conn.execute(statement, *args)
+    async with tenant_transaction(app_pool, code) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM entitlements WHERE program_id = $1", program_id) == 1

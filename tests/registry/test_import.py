@@ -72,6 +72,32 @@ async def test_a_bad_file_is_rejected_whole_with_every_bad_line_and_no_values(ap
     assert await _count(app_pool, code, "residents") == 0
 
 
+async def test_a_file_whose_only_fault_is_a_duplicate_code_is_rejected_with_its_line(app_pool, code):
+    """Duplicates in an otherwise clean file are caught by the residents primary key during the publishing
+    INSERT; the report is then built with the duplicate search and nothing is published."""
+    first = person(household_no="1")
+    rows = [first, person(household_no="2"), dict(first, household_no="3")]
+    with pytest.raises(ImportRejected) as caught:
+        async with tenant_transaction(app_pool, code) as conn:
+            await import_residents(conn, code, residents_csv(rows))
+    assert [(e.line, e.column, e.reason) for e in caught.value.errors] == [(4, "住民票コード", "duplicate")]
+    assert await _count(app_pool, code, "residents") == 0
+
+
+async def test_only_the_three_date_shapes_are_accepted(app_pool, code):
+    good = [person(birth_date=v, moved_in_on="") for v in ("1980-05-05", "1980/05/05", "19800505")]
+    bad = [person(birth_date=v, moved_in_on="") for v in ("1980-05/05", "1980-5-05", "1980.05.05", "１９８０-05-05",
+                                                           "80-05-05", "1980-05-5x", "1980--0505", "198005050")]
+    with pytest.raises(ImportRejected) as caught:
+        async with tenant_transaction(app_pool, code) as conn:
+            await import_residents(conn, code, residents_csv(good + bad))
+    assert {(e.line, e.reason) for e in caught.value.errors} == {(n, "bad_date") for n in range(5, 5 + len(bad))}
+    async with tenant_transaction(app_pool, code) as conn:
+        await import_residents(conn, code, residents_csv(good))
+        got = await conn.fetch("SELECT DISTINCT birth_date::text FROM residents")
+    assert [r[0] for r in got] == ["1980-05-05"]
+
+
 async def test_wrong_column_count_and_bad_header_are_reported(app_pool, code):
     good = residents_csv([person(), person()])
     lines = good.decode().split("\r\n")
