@@ -62,7 +62,18 @@ LOGIN_OK = """
 UPDATE staff_users SET failed_logins = 0, locked_until = NULL, totp_last_step = coalesce($3, totp_last_step)
 WHERE municipality_code = $1 AND staff_id = $2
 """
-SET_ROLES = "UPDATE staff_users SET roles = $3 WHERE municipality_code = $1 AND staff_id = $2 RETURNING staff_id"
+SET_ROLES = """
+UPDATE staff_users u SET roles = $3 FROM (SELECT roles FROM staff_users WHERE municipality_code = $1 AND staff_id = $2) old
+WHERE u.municipality_code = $1 AND u.staff_id = $2 RETURNING old.roles
+"""
+# The enabled admins, locked: two admins removing each other's (or their own) admin role at the same time
+# would otherwise each still see the other and leave the municipality with none. The second waits here,
+# then re-reads the rows and no longer counts the one the first demoted.
+LOCK_ADMINS = """
+SELECT staff_id FROM staff_users
+WHERE municipality_code = $1 AND 'admin' = ANY (roles) AND disabled_at IS NULL
+ORDER BY staff_id FOR UPDATE
+"""
 SET_DISABLED = """
 UPDATE staff_users SET disabled_at = CASE WHEN $3 THEN coalesce(disabled_at, now()) END
 WHERE municipality_code = $1 AND staff_id = $2 RETURNING staff_id
@@ -218,11 +229,21 @@ async def list_staff(conn: asyncpg.Connection, code: str) -> list[asyncpg.Record
     return await conn.fetch(LIST_STAFF, code)
 
 
-async def set_roles(conn: asyncpg.Connection, code: str, staff_id: int, roles: list[str]) -> None:
-    from app.staff.errors import NotFound
+async def set_roles(
+    conn: asyncpg.Connection, code: str, staff_id: int, roles: list[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Replace a staff member's roles; returns (old roles, new roles). Refused (LastAdmin) if it would
+    leave the municipality without an enabled admin. The caller revokes their sessions."""
+    from app.staff.errors import LastAdmin, NotFound
 
-    if await conn.fetchval(SET_ROLES, code, staff_id, check_roles(roles)) is None:
+    new = check_roles(roles)
+    admins = [r["staff_id"] for r in await conn.fetch(LOCK_ADMINS, code)]
+    if "admin" not in new and admins == [staff_id]:
+        raise LastAdmin()
+    old = await conn.fetchval(SET_ROLES, code, staff_id, new)
+    if old is None:
         raise NotFound()
+    return tuple(old), tuple(new)
 
 
 async def set_disabled(conn: asyncpg.Connection, code: str, staff_id: int, disabled: bool) -> None:

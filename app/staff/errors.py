@@ -34,6 +34,14 @@ class Conflict(StaffError):
     status = 409
 
 
+class LastAdmin(Conflict):
+    """A role change would leave the municipality without an enabled admin (nobody could manage staff)."""
+
+    def __init__(self) -> None:
+        super().__init__("この職員は最後の管理者のため、管理者の権限を外せません。"
+                         "先に別の職員に管理者の権限を付与してください。")
+
+
 class InvalidInput(StaffError):
     """A form value is missing or malformed; the message names the field."""
 

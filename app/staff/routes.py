@@ -25,7 +25,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from app.settings import Settings
-from app.staff import accounts, audit, batches, reconciliation, review, sessions
+from app.staff import accounts, audit, bank_form, batches, reconciliation, review, sessions, throttle
 from app.staff.accounts import ROLE_LABELS, ROLES, Staff
 from app.staff.bankdays import earliest_transfer_date, today_jst
 from app.staff.errors import Forbidden, InvalidInput, LoginFailed, NotFound
@@ -34,6 +34,7 @@ from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from app.web.errors import CsrfError
 from app.web.templates import add_template_dir, render
+from payouts.settings_store import BankSettingsMissing, get_bank_settings, put_bank_settings
 
 add_template_dir(Path(__file__).resolve().parent / "templates")
 
@@ -121,12 +122,13 @@ async def login_page(request: Request) -> Response:
     return _render_login(request, status=200, message="ログインの有効期限が切れました。" if request.query_params.get("expired") else "")
 
 
-def _render_login(request: Request, *, status: int, message: str = "", municipality: str = "", login: str = "") -> Response:
+def _render_login(request: Request, *, status: int, message: str = "", municipality: str = "", login: str = "",
+                  headers: dict[str, str] | None = None) -> Response:
     nonce = secrets.token_urlsafe(16)
     response = render(request, "staff_login.html", {
         "title": "職員ログイン", "csrf_token": _login_csrf(_secret(request), nonce), "message": message,
         "municipality": municipality, "login": login,
-    }, status_code=status)
+    }, status_code=status, headers=headers)
     response.set_cookie(LOGIN_NONCE_COOKIE, nonce, path="/staff", httponly=True, samesite="strict",
                         secure=request.app.state.settings.production, max_age=3600)
     return response
@@ -141,15 +143,26 @@ async def login_submit(request: Request) -> Response:
     code = str(form.get("municipality_code", "")).strip()
     login_name = str(form.get("login", "")).strip().lower()
     fail = LoginFailed().message
+    redis, ip = request.app.state.redis, request.client.host if request.client else "-"
+    wait_s = await throttle.blocked_for(redis, ip)
+    if wait_s:
+        # The same words as any failure: the screen must not tell a guesser which limit it hit.
+        return _render_login(request, status=429, message=fail, municipality=code, login=login_name,
+                             headers={"Retry-After": str(wait_s)})
+
+    async def failed() -> Response:
+        await throttle.record_failure(redis, ip)
+        return _render_login(request, status=401, message=fail, municipality=code, login=login_name)
+
     try:
         validate_code(code)
     except MunicipalityCodeError:
-        return _render_login(request, status=401, message=fail, municipality=code, login=login_name)
+        return await failed()
     if not login_name or len(login_name) > 64:
-        return _render_login(request, status=401, message=fail, municipality=code, login=login_name)
+        return await failed()
     async with tenant_transaction(request.app.state.pool, code) as conn:
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM municipalities WHERE code = $1)", code):
-            return _render_login(request, status=401, message=fail, municipality=code, login=login_name)
+            return await failed()
         cipher = await _cipher(request, conn, code)
         staff, _reason = await accounts.login(
             conn, cipher, code, login_name, str(form.get("password", "")), str(form.get("totp", "")),
@@ -157,7 +170,7 @@ async def login_submit(request: Request) -> Response:
         # The failure counter and the audit entry commit with this transaction either way.
         cookie = await sessions.create(conn, code, staff.staff_id) if staff else None
     if cookie is None:
-        return _render_login(request, status=401, message=fail, municipality=code, login=login_name)
+        return await failed()
     response = _redirect("/staff/")
     response.set_cookie(sessions.COOKIE, cookie, path="/staff", httponly=True, samesite="strict",
                         secure=request.app.state.settings.production)
@@ -188,7 +201,9 @@ SELECT pr.program_id, pr.name, pr.payment_mode,
   (SELECT coalesce(sum(e.amount_yen), 0)::bigint FROM applications a JOIN entitlements e USING (municipality_code, entitlement_id)
     WHERE a.municipality_code = pr.municipality_code AND e.program_id = pr.program_id AND a.status IN ('verified', 'approved')
       AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.municipality_code = a.municipality_code
-                      AND p.entitlement_id = a.entitlement_id AND p.status IN ('released', 'paid'))) AS verified_unpaid_yen,
+                      AND p.entitlement_id = a.entitlement_id AND (p.status = 'paid' OR (p.status = 'in_batch'
+                      AND EXISTS (SELECT 1 FROM payout_batches b WHERE b.municipality_code = p.municipality_code
+                                  AND b.batch_id = p.batch_id AND b.status = 'released'))))) AS verified_unpaid_yen,
   (SELECT coalesce(sum(p.amount_yen), 0)::bigint FROM payments p JOIN entitlements e USING (municipality_code, entitlement_id)
     WHERE p.municipality_code = pr.municipality_code AND e.program_id = pr.program_id AND p.status = 'paid') AS paid_yen
 FROM programs pr WHERE pr.municipality_code = $1 ORDER BY pr.program_id
@@ -420,16 +435,76 @@ def _staff_action(action: str):
         elif action == "unlock":
             await accounts.unlock(conn, code, staff_id)
         elif action == "roles":
-            if staff_id == staff.staff_id:
-                raise Forbidden("自分自身の権限は変更できません。")
-            await accounts.set_roles(conn, code, staff_id, [r for r in ctx["form"].getlist("roles") if isinstance(r, str)])
-            # New roles take effect at the next sign-in; end current sessions so nobody keeps old rights.
-            await sessions.revoke_all(conn, code, staff_id)
+            return await _change_roles(request, conn, staff, ctx, staff_id)
         await audit.append(conn, code, staff, f"staff.{action}", "staff", staff_id)
         return _redirect("/staff/admin/staff")
 
     endpoint.__name__ = f"staff_{action}"
     return endpoint
+
+
+async def _change_roles(request, conn, staff, ctx, staff_id: int) -> Response:
+    code = staff.municipality_code
+    old, new = await accounts.set_roles(conn, code, staff_id, [r for r in ctx["form"].getlist("roles") if isinstance(r, str)])
+    # New roles take effect at the next sign-in; end current sessions so nobody keeps old rights
+    # (the admin's own too, if they changed their own roles).
+    await sessions.revoke_all(conn, code, staff_id)
+    await audit.append(conn, code, staff, "staff.roles", "staff", staff_id, {"from": list(old), "to": list(new)})
+    if staff_id == staff.staff_id:
+        response = _redirect("/staff/login")
+        response.delete_cookie(sessions.COOKIE, path="/staff")
+        return response
+    target = await accounts.get_staff(conn, code, staff_id)
+    if not (accounts.TOTP_ROLES & set(new)) or target["has_totp"]:
+        return _redirect("/staff/admin/staff")
+    # Approvers and admins cannot sign in without a second factor: enrol it now and show it once.
+    secret = await accounts.enroll_totp(conn, await _cipher(request, conn, code), code, staff_id)
+    await audit.append(conn, code, staff, "staff.totp_enroll", "staff", staff_id)
+    return render(request, "staff_admin_staff.html", ctx | {
+        "title": "職員の管理", "rows": await accounts.list_staff(conn, code), "roles": ROLES,
+        "new_totp": {"login": target["login"], "secret": secret, "uri": accounts.totp_uri(secret, code, target["login"])},
+    })
+
+
+# ---- bank settings -------------------------------------------------------------------------------------
+
+
+def _render_bank(request, ctx, values: dict[str, str], *, errors: dict[str, str] | None = None, stored: bool,
+                 saved: bool = False) -> Response:
+    return render(request, "staff_admin_bank.html", ctx | {
+        "title": "振込の金融機関設定", "values": values, "errors": errors or {}, "labels": bank_form.LABELS,
+        "stored": stored, "saved": saved,
+    }, status_code=422 if errors else 200)
+
+
+async def _stored_bank(conn, code: str):
+    try:
+        return await get_bank_settings(conn, code)
+    except BankSettingsMissing:
+        return None
+
+
+@page("admin")
+async def bank_page(request, conn, staff, ctx):
+    current = await _stored_bank(conn, staff.municipality_code)
+    return _render_bank(request, ctx, bank_form.form_values(current), stored=current is not None,
+                        saved=request.query_params.get("saved") == "1")
+
+
+@page("admin")
+async def bank_submit(request, conn, staff, ctx):
+    code = staff.municipality_code
+    current = await _stored_bank(conn, code)
+    result = bank_form.parse(ctx["form"], updated_by=staff.staff_id)
+    if result.settings is None:
+        return _render_bank(request, ctx, result.values, errors=result.errors, stored=current is not None)
+    changed = bank_form.changed_fields(current, result.settings)
+    if changed:
+        await put_bank_settings(conn, code, result.settings)
+        # Field names only: the values (the municipality's account number among them) stay out of the log.
+        await audit.append(conn, code, staff, "settings.bank", "municipality_bank_settings", code,
+                           {"changed": changed, "created": current is None})
+    return _redirect("/staff/admin/bank?saved=1")
 
 
 @page("admin")
@@ -481,6 +556,8 @@ def routes(settings) -> list[BaseRoute]:
         Route("/staff/admin/staff", staff_create, methods=["POST"]),
         *[Route(f"/staff/admin/staff/{{staff_id}}/{a}", _staff_action(a), methods=["POST"])
           for a in ("revoke", "disable", "enable", "unlock", "roles")],
+        Route("/staff/admin/bank", bank_page, methods=["GET"]),
+        Route("/staff/admin/bank", bank_submit, methods=["POST"]),
         Route("/staff/admin/audit", audit_page, methods=["GET"]),
         Route("/staff/admin/audit/export", audit_export, methods=["GET"]),
     ]

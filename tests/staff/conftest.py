@@ -116,3 +116,16 @@ def transfer_date():
     from app.staff.bankdays import earliest_transfer_date, today_jst
 
     return earliest_transfer_date(today_jst(), 5)
+
+
+@pytest.fixture(autouse=True)
+def forget_staff_login_failures(settings):
+    """Every TestClient signs in from the address "testclient": clear its failure count so failed sign-ins
+    of earlier tests (on purpose, e.g. the lockout test) cannot throttle this one. (Synchronous: it also
+    runs for the synchronous tests here.)"""
+    from redis import Redis
+
+    from app.staff.throttle import IP_KEY
+
+    with Redis.from_url(settings.redis_url) as redis:
+        redis.delete(IP_KEY + "testclient")
