@@ -190,3 +190,27 @@ def pytest_collection_modifyitems(items):
     the rest of the session (the browser fixture is session-scoped), and async tests after it would fail
     with "cannot be called from a running event loop". The sort is stable, so the order is otherwise kept."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_staff_login_throttle(request):
+    """Staff sign-in is throttled per address in Redis (app/staff/throttle.py), and every test client
+    shares one address: clear the counters so one test's deliberate failures never throttle another's
+    login. Tests that need no servers do not start them for this."""
+    if "servers" not in request.fixturenames and not any(
+        name in request.fixturenames for name in ("settings", "app_pool", "owner_conn", "municipality")
+    ):
+        yield
+        return
+    import redis as redis_sync
+
+    from app.staff.throttle import IP_KEY
+
+    client = redis_sync.Redis.from_url(request.getfixturevalue("servers").redis_url)
+    try:
+        keys = list(client.scan_iter(match=IP_KEY + "*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+    yield

@@ -86,6 +86,10 @@ class SubmitBatcher:
         self.collector: asyncio.Task | None = None
         self.tasks: set[asyncio.Task] = set()
         self.dispatching: dict[str, bool] = {}
+        # Connections kept between batches (at most MAX_CONCURRENT_BATCHES): giving one back to the pool
+        # costs a reset round trip (advisory unlock, CLOSE ALL, RESET ALL) per batch, and the batches' own
+        # state is transaction-local (set_config(..., true), xact advisory locks), so nothing carries over.
+        self.idle: list[asyncpg.Connection] = []
 
     def start(self) -> None:
         self.collector = asyncio.create_task(self._collect())
@@ -95,6 +99,8 @@ class SubmitBatcher:
             self.collector.cancel()
             await asyncio.gather(self.collector, return_exceptions=True)
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        while self.idle:
+            await self.pool.release(self.idle.pop())
 
     async def submit(self, code: str, access_code: str, pin: str, claim: Claim, ip: str) -> Result:
         future = asyncio.get_running_loop().create_future()
@@ -145,7 +151,9 @@ class SubmitBatcher:
         # Sorted by access code so two batches touching the same letters lock them in the same order.
         items = sorted(items, key=lambda p: p.access_code)
         results: list[Result] = [REJECTED] * len(items)
-        async with self.pool.acquire() as conn:
+        conn = self.idle.pop() if self.idle else await self.pool.acquire()
+        reusable = False
+        try:
             async with tenant_transaction(conn, code):
                 refused = await limited
                 todo = [i for i, p in enumerate(items) if p.ip not in refused]
@@ -162,12 +170,18 @@ class SubmitBatcher:
                 if ok:
                     for i, outcome in zip(ok, await insert_claims(conn, keys, code, [items[i].claim for i in ok])):
                         results[i] = outcome
-            # Committed: answer now, not after the pool has reset the connection (one more round trip).
-            for p, result in zip(items, results):
-                if not p.future.done():
-                    p.future.set_result(result)
-            if all(p.future.done() for p in batch):
-                slot.free()
+            reusable = True
+        finally:
+            if reusable:
+                self.idle.append(conn)
+            else:  # the transaction failed: the pool resets the connection, or drops it if it is broken
+                await self.pool.release(conn)
+        # Committed: answer now.
+        for p, result in zip(items, results):
+            if not p.future.done():
+                p.future.set_result(result)
+        if all(p.future.done() for p in batch):
+            slot.free()
         return any(isinstance(r, Outcome) and r.kind == "created" for r in results)
 
     def schedule_dispatch(self, code: str) -> None:
