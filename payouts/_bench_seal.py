@@ -39,6 +39,15 @@ def _chunks(total_bytes: int) -> Iterator[bytes]:
 
 
 def _peak_rss_mb() -> float:
+    # VmHWM is this address space's high-water mark. ru_maxrss is not enough: Linux carries it across
+    # fork+exec, so a child of a large parent (pytest after many tests) starts with the parent's peak.
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 

@@ -10,8 +10,11 @@ Timed, per batch, summed:
   sink that drops the bytes; run before and after the stage, the smaller sum counts (the stricter ratio);
 * stage: payouts.release.render_and_seal — read, decrypt, validate, format, hash, age-encrypt, write
   and fsync the .age file and the signed manifest.
-Marking the batch and its payments released (one UPDATE of N rows) is measured and printed apart
-(mark_s): it is database write work, not the file stage.
+Marking the batch released (payout_batches + payout_releases; since migration 0009 no payment row is
+rewritten) is measured and printed apart (mark_s): it is database write work, not the file stage.
+CPU seconds of the stage per process (main incl. the sealer thread, the pool's workers, the PostgreSQL
+backend) and the load average are printed too: on a shared machine wall time says how busy it was as
+much as how fast the stage is.
 
 Run it against a scratch embedded server, never the test suite's:
     KYUFU_DATA_DIR=/tmp/paybench kyufu services up && KYUFU_DATA_DIR=/tmp/paybench kyufu db migrate
@@ -114,8 +117,7 @@ async def seed(conn: asyncpg.Connection, settings, code: str, n: int, *, seed_va
     rng = random.Random(seed_value)
     aead = AESGCM(cipher.key)
     header = bytes([1]) + cipher.key_version.to_bytes(4, "big")
-    aad_account = f"{code}|payments|account_number|".encode()
-    aad_holder = f"{code}|payments|holder_kana|".encode()
+    aad_bank = f"{code}|payments|bank|".encode()  # app.staff.payments.seal_bank, in one pass
     banks = ["0001", "0005", "0009", "0010", "0017", "0033", "0036", "9900"]
 
     async def rows():
@@ -123,19 +125,17 @@ async def seed(conn: asyncpg.Connection, settings, code: str, n: int, *, seed_va
             lines = []
             for i in range(lo, min(n, lo + SEED_CHUNK)):
                 pid = first_pid + i
-                account = f"{rng.randrange(10_000_000):07d}".encode()
-                name = synthetic_name(rng).encode()
+                bank_details = f"{rng.randrange(10_000_000):07d}\x00{synthetic_name(rng)}".encode()
                 lines.append(
                     f"{code}\t{pid}\t{first_ent + i}\t{rng.randrange(10_000, 200_000)}\t{rng.choice(banks)}\t"
                     f"{rng.randrange(1000):03d}\t{1 if rng.random() < 0.9 else 2}\t"
-                    f"\\\\x{_encrypt_row(aead, header, aad_account, pid, account).hex()}\t"
-                    f"\\\\x{_encrypt_row(aead, header, aad_holder, pid, name).hex()}\tin_batch\t"
+                    f"\\\\x{_encrypt_row(aead, header, aad_bank, pid, bank_details).hex()}\tin_batch\t"
                     f"{batches[i // per_batch]}\n"
                 )
             yield "".join(lines).encode()
 
     columns = ("municipality_code, payment_id, entitlement_id, amount_yen, bank_code, branch_code, account_type,"
-               " account_number_enc, holder_kana_enc, status, batch_id")
+               " bank_enc, status, batch_id")
     async with tenant_transaction(conn, code):
         # COPY FROM is refused on a table with row-level security: stage in a temp table, then one INSERT.
         await conn.execute(f"CREATE TEMP TABLE bench_payments ON COMMIT DROP AS SELECT {columns} FROM payments LIMIT 0")
@@ -210,16 +210,26 @@ async def run(settings, n: int, *, parallel: bool | None = None) -> dict:
         seed_s = time.perf_counter() - t0
         pipeline.warm_pool()
 
+        backend = await conn.fetchval("SELECT pg_backend_pid()")
+        load_before = os.getloadavg()
+        backend_cpu = _cpu_s(backend)
         floors_before = [await floor(conn, code, b) for b in batches]
+        floor_backend_cpu = _cpu_s(backend) - backend_cpu
         _reset_peak_rss()
         stage_s = mark_s = 0.0
         sizes = 0
+        workers = _pool_pids()
+        cpu = {"main": 0.0, "workers": 0.0, "postgres": 0.0}
         for batch_id in batches:
             async with tenant_transaction(conn, code):
                 batch = await pipeline.load_batch(conn, code, batch_id, for_update=True)
+                before = (time.process_time(), sum(map(_cpu_s, workers)), _cpu_s(backend))
                 started = time.perf_counter()
                 sealed = await release.render_and_seal(conn, settings, code, batch, parallel=parallel)
                 stage_s += time.perf_counter() - started
+                cpu["main"] += time.process_time() - before[0]
+                cpu["workers"] += sum(map(_cpu_s, workers)) - before[1]
+                cpu["postgres"] += _cpu_s(backend) - before[2]
                 sizes += sealed.age_path.stat().st_size
                 started = time.perf_counter()
                 await release.mark_released(conn, code, batch, sealed, batch.approved_by)
@@ -228,6 +238,7 @@ async def run(settings, n: int, *, parallel: bool | None = None) -> dict:
         worker_peaks = [_hwm_mb(pid) for pid in _pool_pids()]
         floors_after = [await floor(conn, code, b) for b in batches]
         floor_s = min(sum(floors_before), sum(floors_after))
+        load_after = os.getloadavg()
     finally:
         await conn.close()
     return {
@@ -236,7 +247,19 @@ async def run(settings, n: int, *, parallel: bool | None = None) -> dict:
         "stage_s": stage_s, "mark_s": mark_s, "ciphertext_mb": sizes / 1e6,
         "main_peak_rss_mb": main_peak, "worker_peak_rss_mb": worker_peaks,
         "peak_rss_mb": main_peak + sum(worker_peaks),
+        "floor_cpu_postgres_s": floor_backend_cpu, "stage_cpu_main_s": cpu["main"],
+        "stage_cpu_workers_s": cpu["workers"], "stage_cpu_postgres_s": cpu["postgres"],
+        "loadavg_before": "/".join(f"{v:.2f}" for v in load_before),
+        "loadavg_after": "/".join(f"{v:.2f}" for v in load_after),
     }
+
+
+def _cpu_s(pid: int | str = "self") -> float:
+    """User + system CPU seconds of a process so far (Linux /proc): contention on a shared machine
+    inflates wall time, not CPU time, so the profile reports both."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pool_pids() -> list[int]:

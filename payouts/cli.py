@@ -47,7 +47,8 @@ def cmd_bench(args, settings) -> int:
         raise _usage("--payments は1以上で指定してください。")
     result = asyncio.run(bench.run(settings, args.payments, parallel=False if args.inline else None))
     for key in ("municipality", "batches", "seed_s", "floor_before_s", "floor_after_s", "mark_s",
-                "ciphertext_mb", "main_peak_rss_mb", "worker_peak_rss_mb"):
+                "ciphertext_mb", "main_peak_rss_mb", "worker_peak_rss_mb", "floor_cpu_postgres_s",
+                "stage_cpu_main_s", "stage_cpu_workers_s", "stage_cpu_postgres_s", "loadavg_before", "loadavg_after"):
         value = result[key]
         if isinstance(value, float):
             value = f"{value:.3f}"

@@ -2,7 +2,9 @@
 
 A returns CSV (payouts.banksim format: payment reference = payment_id, reason code) reconciles one
 released batch: the listed payments become 'returned' with the reason, every other payment of the batch
-'paid' on the transfer date, in one transaction. The file's SHA-256 is unique per municipality
+'paid' on the transfer date, in one transaction. A released batch's payments are still 'in_batch' in
+their rows (release records the fact once, on the batch: migration 0009); the batch row, locked here,
+says they were sent. The file's SHA-256 is unique per municipality
 (payout_return_imports_file_once), so importing the same file again is a no-op; a different file for an
 already reconciled batch is refused (payout_return_imports_batch_once): 不能 after 'paid' is a manual
 組戻し case, not an import.
@@ -18,6 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from app.crypto import FieldCipher
+from app.staff.payments import seal_bank
 from app.tenancy.transaction import tenant_transaction
 from payouts import banksim, kana
 
@@ -32,10 +35,10 @@ LOCK_BATCH = """
 SELECT status, transfer_date FROM payout_batches WHERE municipality_code = $1 AND batch_id = $2 FOR UPDATE
 """
 BATCH_RECONCILED = "SELECT 1 FROM payout_return_imports WHERE municipality_code = $1 AND batch_id = $2"
-# The listed payments that are in this batch and still 'released' (anything else is an error).
+# The listed payments that are in this (released) batch and not yet reconciled (anything else is an error).
 MATCHING = """
 SELECT count(*) FROM payments
-WHERE municipality_code = $1 AND batch_id = $2 AND status = 'released' AND payment_id = ANY($3::bigint[])
+WHERE municipality_code = $1 AND batch_id = $2 AND status = 'in_batch' AND payment_id = ANY($3::bigint[])
 """
 INSERT_IMPORT = """
 INSERT INTO payout_return_imports (municipality_code, batch_id, file_sha256, returned_count, paid_count)
@@ -44,16 +47,16 @@ VALUES ($1, $2, $3, $4, $5) RETURNING import_id
 MARK_RETURNED = """
 UPDATE payments p SET status = 'returned', return_reason = r.reason
 FROM unnest($3::bigint[], $4::text[]) AS r (payment_id, reason)
-WHERE p.municipality_code = $1 AND p.batch_id = $2 AND p.payment_id = r.payment_id AND p.status = 'released'
+WHERE p.municipality_code = $1 AND p.batch_id = $2 AND p.payment_id = r.payment_id AND p.status = 'in_batch'
 """
 RECORD_RETURNS = """
 INSERT INTO payment_returns (municipality_code, payment_id, import_id, reason_code, reason)
 SELECT $1, r.payment_id, $2, r.code, r.reason FROM unnest($3::bigint[], $4::text[], $5::text[]) AS r (payment_id, code, reason)
 """
-RELEASED_COUNT = "SELECT count(*) FROM payments WHERE municipality_code = $1 AND batch_id = $2 AND status = 'released'"
+RELEASED_COUNT = "SELECT count(*) FROM payments WHERE municipality_code = $1 AND batch_id = $2 AND status = 'in_batch'"
 MARK_PAID = """
 UPDATE payments SET status = 'paid', paid_on = $3
-WHERE municipality_code = $1 AND batch_id = $2 AND status = 'released'
+WHERE municipality_code = $1 AND batch_id = $2 AND status = 'in_batch'
 """
 MARK_ENTITLEMENTS_PAID = """
 UPDATE entitlements e SET status = 'paid'
@@ -171,9 +174,9 @@ WHERE municipality_code = $1 AND payment_id = $2 FOR UPDATE
 NEXT_PAYMENT_ID = "SELECT nextval('payments_payment_id_seq')"
 INSERT_PAYMENT = """
 INSERT INTO payments (municipality_code, payment_id, entitlement_id, application_id, amount_yen, bank_code,
-                      branch_code, account_type, account_number_enc, holder_kana_enc)
+                      branch_code, account_type, bank_enc)
 OVERRIDING SYSTEM VALUE
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
 RECORD_REISSUE = "INSERT INTO payment_reissues (municipality_code, payment_id, replaces_payment_id) VALUES ($1, $2, $3)"
 
@@ -221,8 +224,7 @@ async def reissue_payment(
             await conn.execute(
                 INSERT_PAYMENT, code, new_id, original["entitlement_id"], original["application_id"],
                 original["amount_yen"], d.bank_code, d.branch_code, d.account_type,
-                cipher.encrypt("payments", "account_number", new_id, d.account_number.zfill(7)),
-                cipher.encrypt("payments", "holder_kana", new_id, holder),
+                seal_bank(cipher, new_id, d.account_number.zfill(7), holder),
             )
             await conn.execute(RECORD_REISSUE, code, new_id, payment_id)
     except asyncpg.UniqueViolationError as exc:

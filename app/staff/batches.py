@@ -19,7 +19,7 @@ from app.staff import audit
 from app.staff.accounts import Staff
 from app.staff.bankdays import today_jst, transfer_date_problem
 from app.staff.errors import Conflict, Forbidden, InvalidInput, NotFound
-from app.staff.payments import ACCOUNT_NUMBER, HOLDER_KANA, create_payments_for_program
+from app.staff.payments import create_payments_for_program, open_bank
 
 DEFAULT_LEAD_DAYS = 2
 SAMPLE_SIZE = 10
@@ -107,7 +107,7 @@ SELECT
       AND p.batch_id IS DISTINCT FROM $3) AS other_batches_yen
 """
 SAMPLE = """
-SELECT payment_id, bank_code, branch_code, account_type, account_number_enc, holder_kana_enc, amount_yen
+SELECT payment_id, bank_code, branch_code, account_type, bank_enc, account_number_enc, holder_kana_enc, amount_yen
 FROM payments WHERE municipality_code = $1 AND batch_id = $2 ORDER BY payment_id LIMIT $3
 """
 
@@ -218,11 +218,11 @@ async def approval_view(
     totals = await conn.fetchrow(PROGRAM_TOTALS, code, batch["program_id"], batch_id)
     sample = []
     for r in await conn.fetch(SAMPLE, code, batch_id, SAMPLE_SIZE):
-        number = cipher.decrypt_str("payments", ACCOUNT_NUMBER, r["payment_id"], r["account_number_enc"])
+        number, holder = open_bank(cipher, r)
         sample.append({
             "payment_id": r["payment_id"], "bank_code": r["bank_code"], "branch_code": r["branch_code"],
             "account_type": r["account_type"], "account_number_masked": "****" + number[-3:],
-            "holder_kana": cipher.decrypt_str("payments", HOLDER_KANA, r["payment_id"], r["holder_kana_enc"]),
+            "holder_kana": holder,
             "amount_yen": r["amount_yen"],
         })
     rendered = error = None

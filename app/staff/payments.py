@@ -13,6 +13,9 @@ from app.crypto import FieldCipher
 
 # Associated data of the encrypted bank fields, per table (row key: the table's id column).
 ACCOUNT_NUMBER, HOLDER_KANA = "account_number", "holder_kana"
+# A payment's account is one ciphertext (migration 0009): the payout stage decrypts once per payment.
+BANK = "bank"
+_BANK_SEP = "\x00"  # in neither value: digits, and Zengin kana
 
 # Applications that should be paid and have never had a payment (a cancelled one does not count:
 # it never left). A returned payment is followed up on the reconciliation screen instead, so the
@@ -34,18 +37,18 @@ RESERVE_IDS = "SELECT nextval('payments_payment_id_seq') FROM generate_series(1,
 # payments_one_live makes a concurrent second creation for the same entitlement a no-op.
 INSERT_PAYMENTS = """
 INSERT INTO payments (municipality_code, payment_id, entitlement_id, application_id, amount_yen, bank_code,
-                      branch_code, account_type, account_number_enc, holder_kana_enc)
+                      branch_code, account_type, bank_enc)
 OVERRIDING SYSTEM VALUE
 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
-                         $8::smallint[], $9::bytea[], $10::bytea[])
+                         $8::smallint[], $9::bytea[])
 ON CONFLICT (municipality_code, entitlement_id) WHERE status IN ('ready', 'in_batch', 'released', 'paid')
 DO NOTHING
 """
 INSERT_ONE = """
 INSERT INTO payments (municipality_code, payment_id, entitlement_id, application_id, amount_yen, bank_code,
-                      branch_code, account_type, account_number_enc, holder_kana_enc)
+                      branch_code, account_type, bank_enc)
 OVERRIDING SYSTEM VALUE
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
 
 
@@ -59,17 +62,16 @@ async def create_payments_for_program(conn: asyncpg.Connection, cipher: FieldCip
     if not rows:
         return 0
     ids = [r[0] for r in await conn.fetch(RESERVE_IDS, len(rows))]
-    numbers, holders = [], []
+    sealed = []
     for payment_id, r in zip(ids, rows):
         app_id = r["application_id"]
-        number = cipher.decrypt("applications", ACCOUNT_NUMBER, app_id, r["account_number_enc"])
-        holder = cipher.decrypt("applications", HOLDER_KANA, app_id, r["holder_kana_enc"])
-        numbers.append(cipher.encrypt("payments", ACCOUNT_NUMBER, payment_id, number))
-        holders.append(cipher.encrypt("payments", HOLDER_KANA, payment_id, holder))
+        number = cipher.decrypt_str("applications", ACCOUNT_NUMBER, app_id, r["account_number_enc"])
+        holder = cipher.decrypt_str("applications", HOLDER_KANA, app_id, r["holder_kana_enc"])
+        sealed.append(seal_bank(cipher, payment_id, number, holder))
     status = await conn.execute(
         INSERT_PAYMENTS, code, ids, [r["entitlement_id"] for r in rows], [r["application_id"] for r in rows],
         [r["amount_yen"] for r in rows], [r["bank_code"] for r in rows], [r["branch_code"] for r in rows],
-        [r["account_type"] for r in rows], numbers, holders,
+        [r["account_type"] for r in rows], sealed,
     )
     return int(status.split()[-1])
 
@@ -82,10 +84,50 @@ async def insert_payment(
     payment_id = await conn.fetchval(RESERVE_IDS, 1)
     await conn.execute(
         INSERT_ONE, code, payment_id, entitlement_id, application_id, amount_yen, bank_code, branch_code,
-        account_type, cipher.encrypt("payments", ACCOUNT_NUMBER, payment_id, account_number),
-        cipher.encrypt("payments", HOLDER_KANA, payment_id, holder_kana),
+        account_type, seal_bank(cipher, payment_id, account_number, holder_kana),
     )
     return payment_id
+
+
+def seal_bank(cipher: FieldCipher, payment_id: int, account_number: str, holder_kana: str) -> bytes:
+    """payments.bank_enc: the account number and holder name as one ciphertext bound to the payment row."""
+    if _BANK_SEP in account_number or _BANK_SEP in holder_kana:
+        raise ValueError("bank details must not contain NUL")
+    return cipher.encrypt("payments", BANK, payment_id, account_number + _BANK_SEP + holder_kana)
+
+
+def open_bank(cipher: FieldCipher, row: asyncpg.Record | dict) -> tuple[str, str]:
+    """(account_number, holder_kana) of a payments row (payment_id, bank_enc, and for rows written
+    before migration 0009, account_number_enc and holder_kana_enc)."""
+    if row["bank_enc"] is None:
+        return (cipher.decrypt_str("payments", ACCOUNT_NUMBER, row["payment_id"], row["account_number_enc"]),
+                cipher.decrypt_str("payments", HOLDER_KANA, row["payment_id"], row["holder_kana_enc"]))
+    number, holder = cipher.decrypt_str("payments", BANK, row["payment_id"], row["bank_enc"]).split(_BANK_SEP)
+    return number, holder
+
+
+LEGACY_BANK_ROWS = """
+SELECT payment_id, bank_enc, account_number_enc, holder_kana_enc FROM payments
+WHERE municipality_code = $1 AND bank_enc IS NULL ORDER BY payment_id LIMIT $2
+"""
+UPGRADE_BANK = """
+UPDATE payments p SET bank_enc = u.bank_enc, account_number_enc = NULL, holder_kana_enc = NULL
+FROM unnest($2::bigint[], $3::bytea[]) AS u (payment_id, bank_enc)
+WHERE p.municipality_code = $1 AND p.payment_id = u.payment_id AND p.bank_enc IS NULL
+"""
+
+
+async def upgrade_bank_layout(conn: asyncpg.Connection, cipher: FieldCipher, code: str, *, limit: int = 10_000) -> int:
+    """Re-encrypt up to `limit` payments written before migration 0009 into bank_enc; returns how many.
+
+    Inside the caller's tenant_transaction. The plaintext is unchanged, so an approved batch's file
+    (its SHA-256) is unchanged too. Call until it returns 0."""
+    rows = await conn.fetch(LEGACY_BANK_ROWS, code, limit)
+    if not rows:
+        return 0
+    sealed = [seal_bank(cipher, r["payment_id"], *open_bank(cipher, r)) for r in rows]
+    status = await conn.execute(UPGRADE_BANK, code, [r["payment_id"] for r in rows], sealed)
+    return int(status.split()[-1])
 
 
 async def eligible_totals(conn: asyncpg.Connection, code: str, program_id: int) -> asyncpg.Record:

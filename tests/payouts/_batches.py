@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.staff.payments import seal_bank
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from payouts import bank, pipeline, settings_store, zengin
@@ -69,11 +70,9 @@ async def make_batch(owner_conn, settings, code: str, tmp_path: Path, rows=ROWS,
             pid = await conn.fetchval("SELECT nextval('payments_payment_id_seq')")
             await conn.execute(
                 "INSERT INTO payments (municipality_code, payment_id, entitlement_id, amount_yen, bank_code, branch_code,"
-                " account_type, account_number_enc, holder_kana_enc, status, batch_id) OVERRIDING SYSTEM VALUE"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'in_batch', $10)",
-                code, pid, ent, amount, bank_code, branch, kind,
-                cipher.encrypt("payments", "account_number", pid, account),
-                cipher.encrypt("payments", "holder_kana", pid, holder), batch_id)
+                " account_type, bank_enc, status, batch_id) OVERRIDING SYSTEM VALUE"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_batch', $9)",
+                code, pid, ent, amount, bank_code, branch, kind, seal_bank(cipher, pid, account, holder), batch_id)
             ids.append(pid)
     batch = Batch(code, batch_id, ids, identity, drafter, approver)
     if approve:

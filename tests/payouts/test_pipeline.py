@@ -77,12 +77,12 @@ async def test_tampered_ciphertext_is_reported_not_rendered(owner_conn, settings
     a, b = batch.payment_ids[:2]
     async with tenant_transaction(owner_conn, code) as conn:
         await conn.execute(
-            "UPDATE payments SET account_number_enc = (SELECT account_number_enc FROM payments"
+            "UPDATE payments SET bank_enc = (SELECT bank_enc FROM payments"
             " WHERE municipality_code = $1 AND payment_id = $3) WHERE municipality_code = $1 AND payment_id = $2",
             code, a, b)
     with pytest.raises(zengin.InvalidPayments) as caught:
         await pipeline.render_batch(owner_conn, settings, code, batch.batch_id)
-    assert [(p.reference, p.field, p.reason) for p in caught.value.problems] == [(a, "account_number", "decrypt")]
+    assert [(p.reference, p.field, p.reason) for p in caught.value.problems] == [(a, "bank", "decrypt")]
 
 
 async def test_missing_bank_settings_and_unknown_batch_are_clear(owner_conn, settings, municipality):
@@ -103,3 +103,64 @@ async def test_missing_bank_settings_and_unknown_batch_are_clear(owner_conn, set
             " VALUES ($1, $2, '2026-12-01', $3, 0, 0) RETURNING batch_id", code, program, staff)
     with pytest.raises(BankSettingsMissing, match="金融機関設定"):
         await pipeline.render_batch(owner_conn, settings, code, batch_id)
+
+
+async def test_bank_details_from_before_0009_are_refused_by_id_until_upgraded(owner_conn, settings, municipality, tmp_path):
+    """A payment still holding two ciphertexts (written before 0009) is reported, not rendered; after
+    upgrade_bank_layout the same approved bytes come out (the plaintext did not change)."""
+    from app.staff.payments import upgrade_bank_layout
+    from app.tenancy.municipalities import load_field_cipher
+
+    code = await municipality()
+    batch = await make_batch(owner_conn, settings, code, tmp_path, approve=False)
+    a = batch.payment_ids[0]
+    async with tenant_transaction(owner_conn, code) as conn:
+        cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
+        await conn.execute(
+            "UPDATE payments SET bank_enc = NULL, account_number_enc = $3, holder_kana_enc = $4"
+            " WHERE municipality_code = $1 AND payment_id = $2", code, a,
+            cipher.encrypt("payments", "account_number", a, ROWS[0][3]),
+            cipher.encrypt("payments", "holder_kana", a, ROWS[0][4]))
+    with pytest.raises(zengin.InvalidPayments) as caught:
+        await pipeline.render_batch(owner_conn, settings, code, batch.batch_id)
+    assert [(p.reference, p.field, p.reason) for p in caught.value.problems] == [(a, "bank", "decrypt")]
+    async with tenant_transaction(owner_conn, code) as conn:
+        assert await upgrade_bank_layout(conn, cipher, code) == 1
+        assert await upgrade_bank_layout(conn, cipher, code) == 0
+    assert await _render(owner_conn, settings, code, batch.batch_id) == expected_file(batch)
+
+
+def test_fast_voicing_check_agrees_with_the_kana_module():
+    """_chunk's mark-first regex flags exactly the strings kana._BAD_VOICING flags."""
+    import random
+
+    from payouts import _chunk, kana
+
+    rng = random.Random(7)
+    alphabet = "ｱｶｳﾊﾎﾀﾞﾟ \x00ｦﾝ"
+    for _ in range(50_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        assert (_chunk._BAD_VOICING_FAST.search(text) is None) == (kana._BAD_VOICING.search(text) is None), text
+
+
+def test_misaligned_plaintexts_are_split_row_by_row():
+    """Plaintexts whose separators would cancel out across rows (one with none, one with two) are not
+    paired up by the chunk-wide split: the one without a separator is refused by payment id."""
+    import os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from payouts import _chunk, bench
+
+    key, code = os.urandom(32), "011002"
+    aead, header = AESGCM(key), bytes([1]) + (1).to_bytes(4, "big")
+    aad = f"{code}|payments|bank|".encode()
+    plaintexts = [b"1234567", "7654321\x001111111\x00ﾀﾛｳ".encode()]
+    rows = "".join(
+        f"{pid}\t0005\t001\t1\t\\\\x{bench._encrypt_row(aead, header, aad, pid, pt).hex()}\t1000\n"
+        for pid, pt in zip((1, 2), plaintexts))
+    settings = zengin.BankSettings(requester_code="1234567890", requester_name_kana="ｼ", bank_code="0001",
+                                   branch_code="001", account_type=1, account_number="1234567", separator="crlf")
+    job = _chunk.ChunkJob(key, 1, code, zengin._data_format(settings), "\r\n", False, rows.encode())
+    result = _chunk.render_chunk(job)
+    assert result.records == b"" and [(p.reference, p.field, p.reason) for p in result.problems] == [(1, "bank", "decrypt")]

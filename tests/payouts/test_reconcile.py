@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from app.staff.payments import open_bank
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from payouts import banksim, reconcile, release
@@ -57,8 +58,9 @@ async def test_reissue_after_return_pays_once(owner_conn, app_pool, settings, mu
     async with tenant_transaction(app_pool, code) as conn:
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
         new_id = await reconcile.reissue_payment(conn, cipher, code, returned_id, details)
-        assert cipher.decrypt_str("payments", "holder_kana", new_id, await conn.fetchval(
-            "SELECT holder_kana_enc FROM payments WHERE municipality_code = $1 AND payment_id = $2", code, new_id)) == "ﾔﾏﾀﾞ ﾀﾛｳ"
+        assert open_bank(cipher, await conn.fetchrow(
+            "SELECT payment_id, bank_enc FROM payments WHERE municipality_code = $1 AND payment_id = $2", code, new_id,
+        )) == ("1234567", "ﾔﾏﾀﾞ ﾀﾛｳ")
         with pytest.raises(reconcile.ReconcileError, match="二重"):
             await reconcile.reissue_payment(conn, cipher, code, returned_id, details)
     # The database itself refuses a second live payment for the entitlement, whatever the code path.
@@ -66,8 +68,8 @@ async def test_reissue_after_return_pays_once(owner_conn, app_pool, settings, mu
         with pytest.raises(asyncpg.UniqueViolationError, match="payments_one_live"):
             await conn.execute(
                 "INSERT INTO payments (municipality_code, entitlement_id, amount_yen, bank_code, branch_code, account_type,"
-                " account_number_enc, holder_kana_enc) SELECT municipality_code, entitlement_id, amount_yen, bank_code,"
-                " branch_code, account_type, account_number_enc, holder_kana_enc FROM payments"
+                " bank_enc) SELECT municipality_code, entitlement_id, amount_yen, bank_code,"
+                " branch_code, account_type, bank_enc FROM payments"
                 " WHERE municipality_code = $1 AND payment_id = $2", code, new_id)
     statuses = await _statuses(owner_conn, code, batch)
     assert statuses[new_id][0] == "ready" and statuses[returned_id][0] == "returned"

@@ -52,7 +52,8 @@ async def test_release_seals_for_the_bank_and_records_once(owner_conn, app_pool,
                                     code, batch.batch_id)
     assert (row["status"], row["released_sha256"], row["ciphertext_sha256"], row["file_name"]) == (
         "released", manifest.approved_sha256, manifest.ciphertext_sha256, manifest.file_name)
-    assert [r["status"] for r in statuses] == ["released"]
+    # Release writes the batch row only; its payments stay 'in_batch' (0009: the batch says they were sent).
+    assert [r["status"] for r in statuses] == ["in_batch"]
     before = age_file.read_bytes()
     with pytest.raises(release.BatchAlreadyReleased):
         await release.release_batch(app_pool, settings, code, batch.batch_id, batch.approver)
