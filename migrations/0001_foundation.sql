@@ -6,6 +6,7 @@
 --   * ROW LEVEL SECURITY is ENABLEd and FORCEd (so even the owner is filtered) with the policy
 --     `tenant_isolation`, which compares against the transaction-local setting kyufu.municipality;
 --     current_setting(..., true) is NULL when unset, so an unscoped query sees nothing (fails closed);
+--     a migration does all of this with `SELECT kyufu_isolate_tenant_table('new_table');`
 --   * the app role (kyufu_app) is granted only what the app needs.
 
 -- The check-digit rule of 地方公共団体コード, mirrored from app/tenancy/codes.py so that the database
@@ -80,17 +81,22 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_pending ON outbox (municipality_code, created_at) WHERE done_at IS NULL;
 
-DO $$
-DECLARE t text;
+-- Every tenant table calls this right after it is created: RLS ENABLEd and FORCEd (so even the owner is
+-- filtered) and the one policy comparing municipality_code with the transaction-local scope.
+-- tests/test_tenancy.py fails for any table with municipality_code that lacks any of it.
+CREATE FUNCTION kyufu_isolate_tenant_table(tbl regclass) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-  FOREACH t IN ARRAY ARRAY['municipality_keys', 'staff_users', 'outbox'] LOOP
-    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-    EXECUTE format('CREATE POLICY tenant_isolation ON %I
-                      USING (municipality_code = kyufu_current_municipality())
-                      WITH CHECK (municipality_code = kyufu_current_municipality())', t);
-  END LOOP;
+  EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+  EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+  EXECUTE format('CREATE POLICY tenant_isolation ON %s
+                    USING (municipality_code = kyufu_current_municipality())
+                    WITH CHECK (municipality_code = kyufu_current_municipality())', tbl);
 END $$;
+REVOKE EXECUTE ON FUNCTION kyufu_isolate_tenant_table(regclass) FROM PUBLIC;
+
+SELECT kyufu_isolate_tenant_table('municipality_keys');
+SELECT kyufu_isolate_tenant_table('staff_users');
+SELECT kyufu_isolate_tenant_table('outbox');
 
 GRANT USAGE ON SCHEMA public TO kyufu_app;
 GRANT EXECUTE ON FUNCTION kyufu_valid_municipality_code(text), kyufu_current_municipality() TO kyufu_app;

@@ -242,18 +242,16 @@ END $$;
 CREATE TRIGGER payout_batches_release_once BEFORE UPDATE ON payout_batches
     FOR EACH ROW EXECUTE FUNCTION payout_batches_release_once();
 
-DO $$
-DECLARE t text;
-BEGIN
-  FOREACH t IN ARRAY ARRAY['registry_snapshots', 'residents', 'tax_statuses', 'programs', 'entitlements',
-                           'letters', 'registered_accounts', 'applications', 'payments', 'payout_batches'] LOOP
-    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-    EXECUTE format('CREATE POLICY tenant_isolation ON %I
-                      USING (municipality_code = kyufu_current_municipality())
-                      WITH CHECK (municipality_code = kyufu_current_municipality())', t);
-  END LOOP;
-END $$;
+SELECT kyufu_isolate_tenant_table('registry_snapshots');
+SELECT kyufu_isolate_tenant_table('residents');
+SELECT kyufu_isolate_tenant_table('tax_statuses');
+SELECT kyufu_isolate_tenant_table('programs');
+SELECT kyufu_isolate_tenant_table('entitlements');
+SELECT kyufu_isolate_tenant_table('letters');
+SELECT kyufu_isolate_tenant_table('registered_accounts');
+SELECT kyufu_isolate_tenant_table('applications');
+SELECT kyufu_isolate_tenant_table('payments');
+SELECT kyufu_isolate_tenant_table('payout_batches');
 
 GRANT SELECT, INSERT, UPDATE ON registry_snapshots, programs, entitlements, letters, registered_accounts,
     applications, payments, payout_batches TO kyufu_app;

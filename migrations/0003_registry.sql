@@ -54,17 +54,8 @@ CREATE INDEX residents_prev_household ON residents (municipality_code, snapshot_
 CREATE INDEX entitlements_program_status ON entitlements (municipality_code, program_id, status);
 CREATE INDEX letters_unexported ON letters (municipality_code, entitlement_id) WHERE exported_at IS NULL;
 
-DO $$
-DECLARE t text;
-BEGIN
-  FOREACH t IN ARRAY ARRAY['entitlement_conflicts', 'application_account_keys'] LOOP
-    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-    EXECUTE format('CREATE POLICY tenant_isolation ON %I
-                      USING (municipality_code = kyufu_current_municipality())
-                      WITH CHECK (municipality_code = kyufu_current_municipality())', t);
-  END LOOP;
-END $$;
+SELECT kyufu_isolate_tenant_table('entitlement_conflicts');
+SELECT kyufu_isolate_tenant_table('application_account_keys');
 
 GRANT SELECT, INSERT, UPDATE ON entitlement_conflicts TO kyufu_app;
 GRANT SELECT, INSERT ON application_account_keys TO kyufu_app;

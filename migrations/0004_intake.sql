@@ -33,17 +33,8 @@ CREATE TABLE intake_duplicate_claims (
 );
 CREATE INDEX intake_duplicate_claims_entitlement ON intake_duplicate_claims (municipality_code, entitlement_id);
 
-DO $$
-DECLARE t text;
-BEGIN
-  FOREACH t IN ARRAY ARRAY['intake_idempotency_keys', 'intake_duplicate_claims'] LOOP
-    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-    EXECUTE format('CREATE POLICY tenant_isolation ON %I
-                      USING (municipality_code = kyufu_current_municipality())
-                      WITH CHECK (municipality_code = kyufu_current_municipality())', t);
-  END LOOP;
-END $$;
+SELECT kyufu_isolate_tenant_table('intake_idempotency_keys');
+SELECT kyufu_isolate_tenant_table('intake_duplicate_claims');
 
 -- The app reserves application ids before inserting (the id is part of the encryption's associated
 -- data, so the row is written once, complete).

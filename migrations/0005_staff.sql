@@ -116,17 +116,10 @@ CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
 
-DO $$
-DECLARE t text;
-BEGIN
-  FOREACH t IN ARRAY ARRAY['staff_sessions', 'staff_settings', 'payment_followups', 'audit_log'] LOOP
-    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-    EXECUTE format('CREATE POLICY tenant_isolation ON %I
-                      USING (municipality_code = kyufu_current_municipality())
-                      WITH CHECK (municipality_code = kyufu_current_municipality())', t);
-  END LOOP;
-END $$;
+SELECT kyufu_isolate_tenant_table('staff_sessions');
+SELECT kyufu_isolate_tenant_table('staff_settings');
+SELECT kyufu_isolate_tenant_table('payment_followups');
+SELECT kyufu_isolate_tenant_table('audit_log');
 
 GRANT SELECT, INSERT, UPDATE ON staff_sessions, staff_settings, payment_followups TO kyufu_app;
 GRANT SELECT, INSERT ON audit_log TO kyufu_app;

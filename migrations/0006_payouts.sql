@@ -92,18 +92,11 @@ CREATE TABLE payment_reissues (
 -- that read without a sort, so a million-row batch streams instead of spilling a sort to disk.
 CREATE INDEX payments_batch_order ON payments (municipality_code, batch_id, payment_id) WHERE batch_id IS NOT NULL;
 
-DO $$
-DECLARE t text;
-BEGIN
-  FOREACH t IN ARRAY ARRAY['municipality_bank_settings', 'payout_releases', 'payout_return_imports',
-                           'payment_returns', 'payment_reissues'] LOOP
-    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-    EXECUTE format('CREATE POLICY tenant_isolation ON %I
-                      USING (municipality_code = kyufu_current_municipality())
-                      WITH CHECK (municipality_code = kyufu_current_municipality())', t);
-  END LOOP;
-END $$;
+SELECT kyufu_isolate_tenant_table('municipality_bank_settings');
+SELECT kyufu_isolate_tenant_table('payout_releases');
+SELECT kyufu_isolate_tenant_table('payout_return_imports');
+SELECT kyufu_isolate_tenant_table('payment_returns');
+SELECT kyufu_isolate_tenant_table('payment_reissues');
 
 GRANT SELECT, INSERT, UPDATE ON municipality_bank_settings TO kyufu_app;
 GRANT SELECT, INSERT ON payout_releases, payout_return_imports, payment_returns, payment_reissues TO kyufu_app;
