@@ -5,7 +5,6 @@ The fast scenarios run in `make test`; `make chaos` runs this directory alone.""
 from __future__ import annotations
 
 import asyncio
-import os
 
 import asyncpg
 import pytest
@@ -43,12 +42,11 @@ async def _unverified(pool) -> int:
     return (await invariants.counts(pool, CODE))["unverified"]
 
 
-@pytest.mark.skipif(not os.environ.get("KYUFU_CHAOS_SLOW"), reason="about 6 minutes: `make chaos` runs it")
 @pytest.mark.timeout(600)
 async def test_worker_sigkilled_mid_verification_then_restarted(cluster):
     """Jobs a killed worker had started are not lost, but arq re-runs them only when their in-progress key
-    expires: job_timeout (300 s, workers/settings.py) + 10 s. The sweeper cannot shortcut that (the job
-    key still exists, so its enqueue is a no-op). Hence the long wait here."""
+    expires: the longest function timeout (120 s, workers/verification.py) + 10 s. The sweeper cannot
+    shortcut that (the job key still exists, so its enqueue is a no-op). Hence about 2.5 minutes here."""
     letters = await make_letters(cluster.pool, cluster.settings.master_key_bytes, CODE, 300)
     await asyncio.to_thread(cluster.start_app)
     receipts = await apply_all(cluster.url, letters)
