@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import zengin_code
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.db import connect_owner, create_app_pool
 from app.intake import banks
@@ -473,8 +471,7 @@ async def _bank_settings(pool, report: E2EReport) -> None:
             await settings_store.put_bank_settings(conn, code, StoredBankSettings(
                 stored.bank, (*stored.age_recipients, recipient), stored.min_business_days_ahead))
         raw = await signing_public_key(conn, code)
-    pem = Ed25519PublicKey.from_public_bytes(raw).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = sealing.public_key_pem_from_raw(raw)
     sealing.load_public_key(pem)   # the bank's reader accepts it
     report.public_key_path = report.out_dir / f"municipality-{code}-signing.pub.pem"
     report.public_key_path.write_bytes(pem)

@@ -7,7 +7,8 @@ from pathlib import Path
 import asyncpg
 
 from app.tenancy.transaction import tenant_transaction
-from payouts import bank, settings_store, zengin
+from app.tenancy.municipalities import signing_public_key
+from payouts import bank, sealing, settings_store, zengin
 
 IDENTITY_FILE = "bank-identity.txt"
 
@@ -38,8 +39,13 @@ async def seed_demo_bank(conn: asyncpg.Connection, settings, code: str, out_dir:
     )
     async with tenant_transaction(conn, code):
         await settings_store.put_bank_settings(conn, code, stored)
+        raw_public = await signing_public_key(conn, code)
+    # What the platform publishes for the bank: the municipality's manifest-signing public key.
+    public_pem = out_dir / f"municipality-{code}-signing.pub.pem"
+    public_pem.write_bytes(sealing.public_key_pem_from_raw(raw_public))
     return [
         f"bank age identity (demo bank's secret key): {identity}",
+        f"municipality's signing public key: {public_pem}",
         f"released files: {Path(settings.outbox_path) / code}/*.age — decrypt with: age -d -i {identity} FILE.age",
-        f"or verify everything: kyufu bank verify FILE.age FILE.manifest.json --public-key PUB.pem --identity {identity}",
+        f"or verify everything: kyufu bank verify FILE.age FILE.manifest.json --public-key {public_pem} --identity {identity}",
     ]

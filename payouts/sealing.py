@@ -317,6 +317,14 @@ def public_key_pem(private_key: Ed25519PrivateKey) -> bytes:
     )
 
 
+def public_key_pem_from_raw(raw: bytes) -> bytes:
+    """The same PEM from the raw 32-byte public key stored in municipality_keys.public_key (no private key
+    needed: this is what the platform publishes for each municipality)."""
+    return Ed25519PublicKey.from_public_bytes(bytes(raw)).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def load_public_key(pem_bytes: bytes) -> Ed25519PublicKey:
     """Read a PEM public key written by public_key_pem; anything but Ed25519 is refused."""
     try:

@@ -164,9 +164,11 @@ _code_counter = itertools.count(secrets.randbelow(400) * 100)
 
 
 def next_municipality_code() -> str:
-    n = next(_code_counter)
-    body = f"{n // 1000 % 47 + 1:02d}{n % 1000:03d}"
-    return body + check_digit(body)
+    while True:
+        n = next(_code_counter)
+        body = f"{n // 1000 % 47 + 1:02d}{n % 1000:03d}"
+        if body != "13101":  # 131016 is the demo municipality (tests/test_demo_seed.py)
+            return body + check_digit(body)
 
 
 @pytest.fixture

@@ -439,3 +439,16 @@ def test_the_memory_probe_sees_a_non_streaming_encryption():
     as at least its size, so a pass above is not a meter that always says zero."""
     figures = _bench("--mb", "120", "--in-memory")
     assert figures["peak_rss_growth_mb"] > 120, figures
+
+
+def test_public_key_pem_from_the_stored_raw_key_equals_the_one_from_the_private_key():
+    """What the platform publishes (from municipality_keys.public_key) verifies the manifests it signs."""
+    from cryptography.hazmat.primitives import serialization
+
+    from payouts.sealing import load_public_key, public_key_pem, public_key_pem_from_raw
+
+    key = Ed25519PrivateKey.generate()
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    assert public_key_pem_from_raw(raw) == public_key_pem(key)
+    assert load_public_key(public_key_pem_from_raw(raw)).public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw) == raw

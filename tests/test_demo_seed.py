@@ -1,0 +1,29 @@
+"""`make run`'s seed step: everything a person needs to try kyufu is printed, and a second run is the same."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+
+def test_demo_seed_prints_working_logins_codes_and_bank_files_and_is_idempotent(subprocess_env, settings):
+    first = run_cli(subprocess_env, "demo", "seed", timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    out = first.stdout
+    for login in ("reviewer", "drafter", "approver", "admin"):
+        assert f"login '{login}', password 'kyufu-demo-{login}'" in out
+    assert out.count("TOTP secret") == 2  # approver and admin
+    letters = re.findall(r"letter ([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}) PIN (\d{6})", out)
+    assert len(letters) >= 3
+    identity = Path(re.search(r"bank age identity \(demo bank's secret key\): (\S+)", out).group(1))
+    public = Path(re.search(r"municipality's signing public key: (\S+)", out).group(1))
+    assert identity.read_text().count("AGE-SECRET-KEY-") == 1
+    assert public.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+
+    second = run_cli(subprocess_env, "demo", "seed", timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    staff_lines = [line for line in out.splitlines() if "login '" in line and "TOTP" not in line]
+    assert staff_lines and all(line in second.stdout for line in staff_lines)
+    assert identity.read_text().count("AGE-SECRET-KEY-") == 1  # the bank identity is kept, not replaced
