@@ -94,7 +94,20 @@ class ApprovalMismatch(ReleaseError):
 
 def file_stem(code: str, batch: pipeline.BatchRow) -> str:
     """Deterministic per batch, so a re-run after a crash finds what an earlier run wrote."""
-    return f"zengin21-{code}-b{batch.batch_id:08d}-{batch.transfer_date:%Y%m%d}.txt"
+    return _stem(code, batch.batch_id, batch.transfer_date)
+
+
+def _stem(code: str, batch_id: int, transfer_date) -> str:
+    return f"zengin21-{code}-b{batch_id:08d}-{transfer_date:%Y%m%d}.txt"
+
+
+def written_files(settings, code: str, batch_id: int, transfer_date) -> list[Path]:
+    """Files an earlier, uncommitted release of this batch left in the outbox (a crash between writing
+    and committing). While any exists the batch must not go back to draft: the bank's transport may
+    already have the file, and a re-draft would send the same payments again under a new batch id."""
+    stem = _stem(code, batch_id, transfer_date)
+    directory = Path(settings.outbox_path) / code
+    return [p for p in (directory / f"{stem}.age", directory / f"{stem}.manifest.json") if p.exists()]
 
 
 def outbox_dir(settings, code: str) -> Path:

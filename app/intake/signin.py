@@ -38,7 +38,12 @@ SELECT access_code, letter_id, entitlement_id, kind, pin_hash, failed_attempts,
        (locked_until IS NOT NULL AND locked_until > now()) AS locked
 FROM letters
 WHERE municipality_code = $1 AND access_code = ANY($2::text[]) AND invalidated_at IS NULL
+ORDER BY letter_id
+FOR UPDATE
 """
+# FOR UPDATE: two batches checking the same code at once would otherwise both read the count from before
+# the other's failures and each allow five more guesses; the second now waits and reads the updated row.
+# Letters are one per household, so this lock is uncontended unless someone is guessing one code.
 # A failure counts once per attempt; the fifth locks the code and starts a new count, so after the lock
 # expires the next five failures lock it again. Attempts while locked are not counted (they fail anyway).
 RECORD_FAILURES = """
@@ -106,14 +111,19 @@ async def authenticate(
     results: list[Letter | None] = []
     failed: list[int] = []
     to_reset: list[int] = []
+    # Guesses for one code inside this batch count against the same five: once the stored failures plus
+    # this batch's reach MAX_FAILURES, later attempts in the batch fail as if locked (a right PIN too), so a
+    # burst of concurrent guesses gets five checks, not one per request.
+    failures_here: dict[int, int] = {}
     for access_code, pin in credentials:
         row = found.get(access_code)
         ok = pin_matches(keys.pin_key, access_code, pin, row["pin_hash"] if row is not None else _DUMMY_HASH)
         if row is None:
             results.append(None)
-        elif row["locked"]:
+        elif row["locked"] or row["failed_attempts"] + failures_here.get(row["letter_id"], 0) >= MAX_FAILURES:
             results.append(None)
         elif not ok:
+            failures_here[row["letter_id"]] = failures_here.get(row["letter_id"], 0) + 1
             failed.append(row["letter_id"])
             results.append(None)
         else:

@@ -264,7 +264,9 @@ async def approve_batch(
     return rendered.sha256
 
 
-async def reject_batch(conn: asyncpg.Connection, code: str, staff: Staff, batch_id: int, comment: str) -> None:
+async def reject_batch(
+    conn: asyncpg.Connection, settings: Settings, code: str, staff: Staff, batch_id: int, comment: str,
+) -> None:
     """Send a draft (or an approved, unreleased batch) back to its drafter with a comment."""
     staff.require("approver")
     comment = (comment or "").strip()
@@ -275,6 +277,13 @@ async def reject_batch(conn: asyncpg.Connection, code: str, staff: Staff, batch_
     batch = await _lock(conn, code, batch_id)
     if batch["status"] not in ("draft", "approved"):
         raise Conflict("送信済み・取消済みの起案は差し戻せません。")
+    from payouts.release import written_files
+
+    if batch["status"] == "approved" and written_files(settings, code, batch_id, batch["transfer_date"]):
+        # A release was interrupted after writing the file: it may already be with the bank. Going back to
+        # draft (and from there to cancel and a new draft) would pay the same people twice.
+        raise Conflict("この起案の振込ファイルは書き出し済みです（送信処理が中断されました）。"
+                       "差し戻さずに、もう一度「送信」を実行して送信を完了してください。")
     await conn.execute(REJECT, code, batch_id, staff.staff_id, comment)
     await audit.append(conn, code, staff, "batch.reject", "batch", batch_id,
                        {"comment": comment, "was": batch["status"]})

@@ -341,7 +341,7 @@ def _batch_action(action: str, *roles: str):
         if action == "approve":
             await batches.approve_batch(conn, settings, code, staff, batch_id, str(form.get("sha256", "")))
         elif action == "reject":
-            await batches.reject_batch(conn, code, staff, batch_id, str(form.get("comment", "")))
+            await batches.reject_batch(conn, settings, code, staff, batch_id, str(form.get("comment", "")))
         elif action == "resubmit":
             await batches.resubmit_batch(conn, code, staff, batch_id)
         elif action == "cancel":

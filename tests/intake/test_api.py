@@ -260,3 +260,21 @@ async def test_cli_refuses_to_purge_idempotency_keys_younger_than_seven_days(sub
     assert refused.returncode == 2 and "7 days" in refused.stderr
     ok = run_cli(subprocess_env, "intake", "purge-idempotency", code)
     assert ok.returncode == 0, ok.stderr
+
+
+async def test_a_burst_of_guesses_in_one_batch_gets_five_checks_not_one_each(app_pool, settings, municipality):
+    """The batcher checks many submissions at once: the lockout must count guesses within the batch, so a
+    correct PIN after five wrong ones in the same batch is refused and the code ends up locked."""
+    from app.intake.signin import authenticate, municipality_keys
+
+    code = await municipality()
+    [letter] = await make_letters(app_pool, settings.master_key_bytes, code, pin="246810")
+    attempts = [(letter.access_code, f"{n:06d}") for n in range(12)] + [(letter.access_code, "246810")]
+    async with tenant_transaction(app_pool, code) as conn:
+        keys = await municipality_keys(conn, settings.master_key_bytes, code)
+        results = await authenticate(conn, keys, code, attempts)
+    assert results == [None] * len(attempts)
+    async with tenant_transaction(app_pool, code, readonly=True) as conn:
+        locked = await conn.fetchval(
+            "SELECT locked_until > now() + interval '29 minutes' FROM letters WHERE letter_id = $1", letter.letter_id)
+    assert locked is True

@@ -196,8 +196,8 @@ async def test_reject_sends_back_to_draft_with_a_comment_and_cancel_frees_paymen
     async with tenant_transaction(app_pool, world.code) as conn:
         await batches.approve_batch(conn, settings, world.code, world.staff["appr"], batch_id, sha)
         with pytest.raises(InvalidInput):
-            await batches.reject_batch(conn, world.code, world.staff["appr"], batch_id, "")
-        await batches.reject_batch(conn, world.code, world.staff["appr"], batch_id, "振込日を月末に")
+            await batches.reject_batch(conn, settings, world.code, world.staff["appr"], batch_id, "")
+        await batches.reject_batch(conn, settings, world.code, world.staff["appr"], batch_id, "振込日を月末に")
         b = await batches.get_batch(conn, world.code, batch_id)
         assert (b["status"], b["approved_sha256"], b["rejection_comment"]) == ("draft", None, "振込日を月末に")
         with pytest.raises(Conflict):  # off the approval queue until resubmitted
@@ -205,6 +205,37 @@ async def test_reject_sends_back_to_draft_with_a_comment_and_cancel_frees_paymen
         await batches.cancel_batch(conn, world.code, world.staff["draft"], batch_id)
         assert await conn.fetchval("SELECT count(*) FROM payments WHERE status = 'ready' AND batch_id IS NULL") == 3
     assert await _draft(app_pool, world, transfer_date) != batch_id
+
+
+async def test_an_approved_batch_whose_file_was_already_written_cannot_go_back_to_draft(
+        make_world, app_pool, settings, transfer_date):
+    """A release interrupted after writing the file (the bank's transport may have it) must be completed, not
+    sent back: reject → cancel → re-draft would put the same payments in a second file."""
+    from payouts.release import written_files
+
+    world = await _approved_world(make_world, app_pool)
+    batch_id = await _draft(app_pool, world, transfer_date)
+    sha = await _sha(app_pool, settings, world, batch_id)
+    async with tenant_transaction(app_pool, world.code) as conn:
+        await batches.approve_batch(conn, settings, world.code, world.staff["appr"], batch_id, sha)
+        batch = await batches.get_batch(conn, world.code, batch_id)
+    # What a crash between writing and committing leaves behind.
+    directory = settings.outbox_path / world.code
+    directory.mkdir(parents=True, exist_ok=True)
+    leftover = directory / f"zengin21-{world.code}-b{batch_id:08d}-{batch['transfer_date']:%Y%m%d}.txt.age"
+    leftover.write_bytes(b"age-encryption.org/v1 (interrupted release)")
+    assert written_files(settings, world.code, batch_id, batch["transfer_date"]) == [leftover]
+    try:
+        with pytest.raises(Conflict, match="書き出し済み"):
+            async with tenant_transaction(app_pool, world.code) as conn:
+                await batches.reject_batch(conn, settings, world.code, world.staff["appr"], batch_id, "やり直し")
+        async with tenant_transaction(app_pool, world.code) as conn:
+            assert (await batches.get_batch(conn, world.code, batch_id))["status"] == "approved"
+    finally:
+        leftover.unlink()
+    async with tenant_transaction(app_pool, world.code) as conn:  # without the file, sending back is allowed
+        await batches.reject_batch(conn, settings, world.code, world.staff["appr"], batch_id, "やり直し")
+        assert (await batches.get_batch(conn, world.code, batch_id))["status"] == "draft"
 
 
 async def test_reissue_of_a_returned_payment_happens_once(make_world, app_pool, transfer_date):
