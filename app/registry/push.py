@@ -17,7 +17,9 @@ from app.crypto import FieldCipher
 from app.registry.errors import DeclineNotAllowed, EntitlementNotFound, RegistryError
 from app.registry.events import record_event
 from app.registry.programs import get_program
-from app.registry.verify import account_key
+# The same two statements verification uses: claiming the entitlement and recording the account's keyed hash.
+from app.registry.verify import CLAIM, account_key
+from app.registry.verify import SAVE_KEYS as INSERT_ACCOUNT_KEYS
 
 TODAY = "SELECT current_date"   # the server runs in Asia/Tokyo: deadlines are Japanese calendar days
 
@@ -52,15 +54,6 @@ FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::
      AS u(id, ent, head, b, br, t, n, k)
 ON CONFLICT DO NOTHING
 RETURNING application_id, entitlement_id
-"""
-CLAIM = """
-UPDATE entitlements SET status = 'claimed'
-WHERE municipality_code = $1 AND entitlement_id = ANY($2::bigint[]) AND status = 'open'
-"""
-INSERT_ACCOUNT_KEYS = """
-INSERT INTO application_account_keys (municipality_code, application_id, account_key)
-SELECT $1, a, k FROM unnest($2::bigint[], $3::bytea[]) AS u(a, k)
-ON CONFLICT DO NOTHING
 """
 DUE_PROGRAMS = """
 SELECT program_id FROM programs
