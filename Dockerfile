@@ -2,13 +2,19 @@
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /srv/kyufu
-COPY requirements.lock pyproject.toml ./
+COPY requirements.lock pyproject.toml setup.py ./
 RUN pip install --no-cache-dir -r requirements.lock
 COPY app ./app
 COPY workers ./workers
 COPY payouts ./payouts
 COPY migrations ./migrations
-RUN pip install --no-cache-dir --no-deps . && useradd --system --home /srv/kyufu kyufu \
+# payouts/_fastrender.c (the payout stage's per-row loop) is compiled against OpenSSL here; the
+# compiler and headers are removed again, the runtime libssl3 of the base image stays.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
+    && pip install --no-cache-dir --no-deps . \
+    && apt-get purge -y --auto-remove gcc libc6-dev libssl-dev && rm -rf /var/lib/apt/lists/* \
+    && (cd / && python -c "import payouts._fastrender") \
+    && useradd --system --home /srv/kyufu kyufu \
     && mkdir -p /var/lib/kyufu/outbox && chown kyufu /var/lib/kyufu/outbox
 USER kyufu
 ENV KYUFU_ENV=production KYUFU_OUTBOX_DIR=/var/lib/kyufu/outbox

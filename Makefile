@@ -14,7 +14,17 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml requirements.lock
+# The editable install also compiles payouts/_fastrender.c (setup.py), which needs gcc and OpenSSL's
+# headers; they are installed first when missing. Editing the C file re-runs the install.
+$(STAMP): pyproject.toml requirements.lock setup.py payouts/_fastrender.c
+	@missing=""; \
+	command -v gcc >/dev/null || missing="$$missing gcc"; \
+	test -f /usr/include/openssl/evp.h || missing="$$missing libssl-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.lock

@@ -56,6 +56,39 @@ class ChunkResult(NamedTuple):
     problems: list  # zengin.Problem
 
 
+try:  # built by `pip install -e .` (setup.py); without it every chunk takes the Python path, slower
+    from payouts import _fastrender
+except ImportError:  # pragma: no cover - tests/payouts/test_fastrender.py fails if it is missing
+    _fastrender = None
+
+# Where _fastrender writes each variable field of the 120-byte data record (zengin._data_format's
+# positions, 0-based): 銀行 2-5, 支店 21-23, 種目 43, 口座 44-50, 受取人名 51-80, 金額 81-90,
+# 顧客コード1 / EDI情報 from 92. Everything else comes from a template rendered by the Python format.
+_BANK_AT, _BRANCH_AT, _TYPE_AT, _ACCOUNT_AT, _NAME_AT, _AMOUNT_AT, _REF_AT = 1, 20, 42, 43, 50, 80, 91
+_TYPES_OK = bytes(1 if 0x30 <= b <= 0x39 and b - 0x30 in zengin.PAYEE_ACCOUNT_TYPES else 0 for b in range(256))
+_layouts: dict[tuple, tuple] = {}
+
+
+def _c_layout(job: ChunkJob) -> tuple:
+    """The per-file arguments of _fastrender.render after (data, key, header, aad): template, record
+    separator, allowed name characters (ASCII table, half-width kana table), account types, EDI flag,
+    field offsets. Cached per (format, separator, ｦ allowed)."""
+    cache_key = (job.record_format, job.separator, job.allow_wo)
+    layout = _layouts.get(cache_key)
+    if layout is None:
+        template = (job.record_format % ("0000", "", "000", "", 1, "0000000", "", 1, "0", 1)).encode("cp932")
+        charset = _CHARSETS[("party", job.allow_wo)]
+        ascii_ok = bytes(1 if chr(c) in charset else 0 for c in range(128))
+        kana_ok = bytes(1 if chr(0xFF61 + i) in charset else 0 for i in range(63))
+        edi = "%-20d" in job.record_format
+        layout = (template, job.separator.encode("ascii"), ascii_ok, kana_ok, _TYPES_OK, edi,
+                  _BANK_AT, _BRANCH_AT, _TYPE_AT, _ACCOUNT_AT, _NAME_AT, _AMOUNT_AT, _REF_AT)
+        if len(_layouts) > 16:
+            _layouts.clear()
+        _layouts[cache_key] = layout
+    return layout
+
+
 _DECRYPT_MESSAGE = "口座情報（暗号化）を復号できません（鍵または行の不一致・改ざん）。"
 _LEGACY_MESSAGE = "口座情報が旧形式（0009以前）です。app.staff.payments.upgrade_bank_layout で再暗号化してください。"
 _ciphers: dict[bytes, AESGCM] = {}
@@ -89,12 +122,23 @@ _NAME_LENGTHS = re.compile(f"[^{_SEP}]{{1,30}}(?:{_SEP}[^{_SEP}]{{1,30}})*")
 
 
 def render_chunk(job: ChunkJob) -> ChunkResult:
-    """Rows → records. The common path has no Python loop per row: columns are cut out of the chunk
-    with slicing, and every per-row step is a C-level `map` (hex decoding, slicing, decryption,
-    formatting). A Python loop runs only to find which rows failed, after a failure."""
-    aead = _cipher(job.key)
+    """Rows → records: the C loop (payouts/_fastrender.c) when every row is valid and in the common
+    shape, otherwise the Python path below, which gives the same bytes or the full problem report."""
     header = bytes([_FORMAT_VERSION]) + job.key_version.to_bytes(4, "big")
     aad_bank = (job.municipality_code + "|payments|bank|").encode()  # app.staff.payments.seal_bank
+    if _fastrender is not None:
+        fast = _fastrender.render(job.data, job.key, header, aad_bank, *_c_layout(job))
+        if fast is not None:
+            records, count, total, last = fast
+            return ChunkResult(records, count, total, last, [])
+    return _render_python(job, header, aad_bank)
+
+
+def _render_python(job: ChunkJob, header: bytes, aad_bank: bytes) -> ChunkResult:
+    """The reference path. It has no Python loop per row in the common case: columns are cut out of
+    the chunk with slicing, and every per-row step is a C-level `map` (hex decoding, slicing,
+    decryption, formatting). A Python loop runs only to find which rows failed, after a failure."""
+    aead = _cipher(job.key)
 
     # Text COPY: 6 tab-separated fields a row, bytea as \\x<hex> (the only place a backslash can be).
     fields = job.data.decode("ascii").replace("\\\\x", "").replace("\n", "\t").split("\t")

@@ -23,6 +23,7 @@ Run it against a scratch embedded server, never the test suite's:
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import math
 import os
@@ -242,7 +243,7 @@ async def run(settings, n: int, *, parallel: bool | None = None) -> dict:
     finally:
         await conn.close()
     return {
-        "payments": n, "batches": len(batches), "municipality": code, "seed_s": seed_s,
+        "payments": n, "batches": len(batches), "render": "threads" if pipeline.uses_threads() else "processes", "municipality": code, "seed_s": seed_s,
         "floor_s": floor_s, "floor_before_s": sum(floors_before), "floor_after_s": sum(floors_after),
         "stage_s": stage_s, "mark_s": mark_s, "ciphertext_mb": sizes / 1e6,
         "main_peak_rss_mb": main_peak, "worker_peak_rss_mb": worker_peaks,
@@ -263,8 +264,12 @@ def _cpu_s(pid: int | str = "self") -> float:
 
 
 def _pool_pids() -> list[int]:
+    """The pool's worker processes; none when rendering runs on threads of this process (the C loop),
+    whose CPU time is then part of stage_cpu_main_s."""
     pool = pipeline._pool
-    return list(pool._processes) if pool is not None else []  # type: ignore[attr-defined]
+    if not isinstance(pool, concurrent.futures.ProcessPoolExecutor):
+        return []
+    return list(pool._processes)  # type: ignore[attr-defined]
 
 
 def final_line(r: dict) -> str:

@@ -46,7 +46,7 @@ def cmd_bench(args, settings) -> int:
     if args.payments < 1:
         raise _usage("--payments は1以上で指定してください。")
     result = asyncio.run(bench.run(settings, args.payments, parallel=False if args.inline else None))
-    for key in ("municipality", "batches", "seed_s", "floor_before_s", "floor_after_s", "mark_s",
+    for key in ("municipality", "batches", "render", "seed_s", "floor_before_s", "floor_after_s", "mark_s",
                 "ciphertext_mb", "main_peak_rss_mb", "worker_peak_rss_mb", "floor_cpu_postgres_s",
                 "stage_cpu_main_s", "stage_cpu_workers_s", "stage_cpu_postgres_s", "loadavg_before", "loadavg_after"):
         value = result[key]
