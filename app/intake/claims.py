@@ -55,8 +55,9 @@ WRITE_CLAIMS = f"""
 WITH c AS (
     SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::boolean[], $8::text[],
                          $9::text[], $10::smallint[], $11::bytea[], $12::bytea[], $13::text[], $14::bytea[],
-                         $15::text[], $16::boolean[])
-        AS c(id, ent, receipt, channel, applicant, proxy, bank, branch, atype, num, holder, key, sha, answer, insertable)
+                         $15::text[], $16::boolean[], $17::text[])
+        AS c(id, ent, receipt, channel, applicant, proxy, bank, branch, atype, num, holder, key, sha, answer, insertable,
+             identification)
 ),
 stored AS (
     SELECT k.idempotency_key, k.request_sha256, k.status_code, k.response
@@ -65,9 +66,11 @@ stored AS (
 ),
 ins AS (
     INSERT INTO applications (municipality_code, application_id, entitlement_id, receipt_no, channel,
-        applicant_resident_code, is_proxy, bank_code, branch_code, account_type, account_number_enc, holder_kana_enc)
+        applicant_resident_code, is_proxy, bank_code, branch_code, account_type, account_number_enc, holder_kana_enc,
+        identification)
     OVERRIDING SYSTEM VALUE
-    SELECT $1, c.id, c.ent, c.receipt, c.channel, c.applicant, c.proxy, c.bank, c.branch, c.atype, c.num, c.holder
+    SELECT $1, c.id, c.ent, c.receipt, c.channel, c.applicant, c.proxy, c.bank, c.branch, c.atype, c.num, c.holder,
+           c.identification
     FROM c
     WHERE c.insertable AND (c.key IS NULL OR c.key NOT IN (SELECT idempotency_key FROM stored))
     ON CONFLICT (municipality_code, entitlement_id) WHERE {ACTIVE} DO NOTHING
@@ -124,6 +127,8 @@ class Claim:
     is_proxy: bool = False
     idempotency_key: str | None = None
     request_sha256: bytes | None = None
+    # 'letter' (a 確認書 code and PIN) or 'registry_match' (app/intake/identity.py; always reviewed).
+    identification: str = "letter"
 
 
 @dataclass
@@ -204,7 +209,7 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
         return outcomes  # type: ignore[return-value]
 
     cipher = keys.cipher
-    cols: list[list] = [[] for _ in range(15)]
+    cols: list[list] = [[] for _ in range(16)]
     for i in live:
         app_id, c, a = ids[i], claims[i], claims[i].account
         receipt = receipt_number(app_id)
@@ -216,6 +221,7 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
             c.idempotency_key, c.request_sha256,
             json.dumps(response_body(Outcome("created", receipt, app_id, "received"))),
             status[i] is not None and status[i] not in ("declined", "withdrawn"),
+            c.identification,
         )):
             col.append(value)
     stored: dict[str, asyncpg.Record] = {}
@@ -272,12 +278,12 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
 
 async def submit_application(
     conn: asyncpg.Connection, settings, code: str, entitlement_id: int, bank: BankAccount, channel: str = "paper",
-    *, applicant_resident_code: str | None = None, is_proxy: bool = False,
+    *, applicant_resident_code: str | None = None, is_proxy: bool = False, identification: str = "letter",
 ) -> Outcome:
     """One claim, for the resident pages and for staff entering a paper 確認書 (the same path as online).
 
     Call inside tenant_transaction(conn, code); the caller commits. After commit, call
     `dispatch_after_commit` (or leave it to the outbox sweeper)."""
     keys = await municipality_keys(conn, settings.master_key_bytes, code)
-    claim = Claim(entitlement_id, bank, channel, applicant_resident_code, is_proxy)
+    claim = Claim(entitlement_id, bank, channel, applicant_resident_code, is_proxy, identification=identification)
     return (await insert_claims(conn, keys, code, [claim]))[0]

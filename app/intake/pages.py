@@ -1,14 +1,18 @@
 """The resident's pages under /m/{municipality_code}/: start, sign-in, household, bank, confirm,
 receipt, status. Server-rendered, no JavaScript needed; every form carries a CSRF token.
 
-The session (app.web.sessions) holds who signed in (municipality, letter, entitlement) and, between the
-bank form and the confirmation, the account typed (encrypted at rest in Redis). The application itself
-is written only by the confirm POST, through app.intake.claims like every other channel.
+Sign-in is by letter (確認書番号 + PIN) or, for a 申請型 program, by identification without a letter
+(/identify: kana name, birth date, address; app.intake.identity). The session (app.web.sessions) holds who
+signed in (municipality, entitlement, the letter or the identified resident) and, between the bank form
+and the confirmation, the account typed (encrypted at rest in Redis). The application itself is written
+only by the confirm POST, through app.intake.claims like every other channel.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
+from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -18,6 +22,8 @@ from app.intake.batcher import for_app
 from app.intake.claims import format_receipt, submit_application
 from app.intake.forms import BankAccount, FieldError, FormInvalid, normalise_access_code, normalise_pin, parse_bank, \
     describe_changes
+from app.intake.identity import APPLICATION_PROGRAM, APPLICATION_PROGRAMS, FIELDS as IDENTITY_FIELDS, \
+    IDENTIFY_FAILED_MESSAGE, identify as identify_resident, parse_identity
 from app.intake.signin import SIGNIN_FAILED_MESSAGE, authenticate, check_ip, municipality_keys, record_ip_failure
 from app.intake.status import ENTITLEMENT, HOUSEHOLD, LATEST_APPLICATION, PROGRAMS, progress
 from app.tenancy.codes import MunicipalityCodeError, validate_code
@@ -28,6 +34,7 @@ from app.web.sessions import load_session, revoke, rotate, save_session
 from app.web.templates import render
 
 MUNICIPALITY = "SELECT code, name FROM municipalities WHERE code = $1"
+JST = ZoneInfo("Asia/Tokyo")
 LIST_MUNICIPALITIES = "SELECT code, name FROM municipalities ORDER BY code"
 
 
@@ -103,8 +110,10 @@ async def _check_letter(request: Request, m: dict, access_code: str, pin: str):
 async def signin(request: Request) -> Response:
     m = await _municipality(request)
     ctx = {"m": m, "title": "ログイン", "step": 1, "errors": [], "failed": None, "access_code": "",
-           "action": f"/m/{m['code']}/signin", "button": "ログイン"}
+           "action": f"/m/{m['code']}/signin", "button": "ログイン", "identify_next": "household",
+           "identify_programs": []}
     if request.method == "GET":
+        ctx["identify_programs"] = await _application_programs(request, m)
         return await _page(request, "intake_signin.html", ctx)
     session, form = await verify_form(request)
     access_code = normalise_access_code(str(form.get("access_code", "")))
@@ -127,6 +136,75 @@ async def signin(request: Request) -> Response:
     session["auth"] = {"m": m["code"], "letter_id": letter.letter_id, "entitlement_id": letter.entitlement_id}
     response = _redirect(f"/m/{m['code']}/household")
     await save_session(request, response, subject=f"letter:{m['code']}:{letter.letter_id}")
+    return response
+
+
+# ---- identification without a letter (申請型) --------------------------------------------------------
+
+
+async def _application_programs(request: Request, m: dict) -> list[dict]:
+    async with tenant_transaction(request.app.state.pool, m["code"], readonly=True) as conn:
+        return [dict(r) for r in await conn.fetch(APPLICATION_PROGRAMS, m["code"])]
+
+
+async def _application_program(request: Request, m: dict, raw: object) -> dict:
+    """The 申請型 program named by `raw`, else the municipality's only one; 404 for anything else (a letter
+    or push program, another municipality's id, garbage)."""
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 18:
+        async with tenant_transaction(request.app.state.pool, m["code"], readonly=True) as conn:
+            row = await conn.fetchrow(APPLICATION_PROGRAM, m["code"], int(raw))
+        if row is not None:
+            return dict(row)
+    elif raw is None or raw == "":
+        programs = await _application_programs(request, m)
+        if len(programs) == 1:
+            return programs[0]
+    raise NotFound()
+
+
+async def identify(request: Request) -> Response:
+    """確認書をお持ちでない方: kana name + birth date + address against the program's entitled households.
+
+    A shape error (empty field, kanji in the kana field, 2月30日) is shown at its field and not counted;
+    no match, several matches or a locked identity all get IDENTIFY_FAILED_MESSAGE and count as a failure
+    for the identity (app.intake.identity) and for the address (the letters' per-IP limit)."""
+    m = await _municipality(request)
+    form: dict = {}
+    if request.method == "POST":
+        session, form = await verify_form(request)
+        raw_program, next_page = form.get("program"), form.get("next")
+    else:
+        raw_program, next_page = request.query_params.get("program"), request.query_params.get("next")
+    program = await _application_program(request, m, raw_program)
+    next_page = "status" if next_page == "status" else "household"
+    ctx = {"m": m, "title": "確認書をお持ちでない方", "step": 1, "errors": [], "err": defaultdict(str),
+           "failed": None, "program": program, "next": next_page,
+           "f": {k: str(form.get(k, "") or "")[:300] for k in IDENTITY_FIELDS}}
+    if request.method == "GET":
+        return await _page(request, "intake_identify.html", ctx)
+    try:
+        identity = parse_identity(ctx["f"], m["name"], dt.datetime.now(JST).date())
+    except FormInvalid as exc:
+        ctx["errors"] = exc.errors
+        ctx["err"] = defaultdict(str, {e.field: e.message for e in exc.errors})
+        return await _page(request, "intake_identify.html", ctx, status_code=422)
+    redis = request.app.state.redis
+    ip = request.client.host if request.client else "-"
+    await check_ip(redis, ip)
+    settings = request.app.state.settings
+    async with tenant_transaction(request.app.state.pool, m["code"]) as conn:
+        keys = await municipality_keys(conn, settings.master_key_bytes, m["code"])
+        found = await identify_resident(conn, keys, m["code"], program["program_id"], identity, m["name"])
+    if found is None:
+        await record_ip_failure(redis, ip)
+        ctx["failed"] = IDENTIFY_FAILED_MESSAGE
+        return await _page(request, "intake_identify.html", ctx, status_code=401)
+    session.clear()
+    rotate(session)  # a new id on sign-in: a planted session id is useless
+    session["auth"] = {"m": m["code"], "letter_id": None, "entitlement_id": found.entitlement_id,
+                       "resident_code": found.resident_code, "identification": "registry_match"}
+    response = _redirect(f"/m/{m['code']}/{next_page}")
+    await save_session(request, response)
     return response
 
 
@@ -259,7 +337,11 @@ async def confirm(request: Request) -> Response:
         })
     settings = request.app.state.settings
     async with tenant_transaction(request.app.state.pool, m["code"]) as conn:
-        outcome = await submit_application(conn, settings, m["code"], auth["entitlement_id"], account, "online")
+        # The same claim path for both ways of signing in: the one-active-application index decides
+        # between a letter claim and a claim identified without a letter for the same household.
+        outcome = await submit_application(
+            conn, settings, m["code"], auth["entitlement_id"], account, "online",
+            applicant_resident_code=auth.get("resident_code"), identification=auth.get("identification", "letter"))
     if outcome.kind == "created":
         for_app(request).schedule_dispatch(m["code"])
     if outcome.kind == "closed":
@@ -292,7 +374,8 @@ async def status(request: Request) -> Response:
     m = await _municipality(request)
     auth = await _signed_in(request, m)
     ctx = {"m": m, "title": "申請の状況", "step": 0, "errors": [], "failed": None, "access_code": "",
-           "action": f"/m/{m['code']}/status", "button": "状況を確認する"}
+           "action": f"/m/{m['code']}/status", "button": "状況を確認する", "identify_next": "status",
+           "identify_programs": []}
     if auth is None and request.method == "POST":
         session, form = await verify_form(request)
         access_code = normalise_access_code(str(form.get("access_code", "")))
@@ -304,6 +387,7 @@ async def status(request: Request) -> Response:
             return await _page(request, "intake_signin.html", ctx, status_code=401)
         auth = {"m": m["code"], "letter_id": letter.letter_id, "entitlement_id": letter.entitlement_id}
     if auth is None:
+        ctx["identify_programs"] = await _application_programs(request, m)
         return await _page(request, "intake_signin.html", ctx)
     ent, _, app = await _entitlement(request, m, auth)
     return await _page(request, "intake_status.html", {

@@ -25,6 +25,7 @@ def routes(settings) -> list:
         Route("/", pages.index),
         Route(m + "/", pages.start),
         Route(m + "/signin", pages.signin, methods=["GET", "POST"]),
+        Route(m + "/identify", pages.identify, methods=["GET", "POST"]),
         Route(m + "/signout", pages.signout, methods=["POST"]),
         Route(m + "/household", pages.household),
         Route(m + "/bank", pages.bank, methods=["GET", "POST"]),

@@ -16,6 +16,16 @@ from app.tenancy.transaction import tenant_transaction
 
 DEMO_HOUSEHOLDS = 200
 FISCAL_YEAR = 2026
+# A 申請型 program mails no letter: print the identity of one entitled household's head (synthetic data)
+# to try identification without a letter with. The first household by number, so every run prints the same.
+DEMO_IDENTITY = """
+SELECT r.family_kana, r.given_kana, r.birth_date, r.address
+FROM entitlements e
+JOIN residents r ON r.municipality_code = e.municipality_code AND r.snapshot_id = e.snapshot_id
+                AND r.resident_code = e.head_resident_code
+WHERE e.municipality_code = $1 AND e.program_id = $2 AND e.status <> 'withdrawn'
+ORDER BY e.household_no LIMIT 1
+"""
 
 
 def _programs(today: dt.date) -> list[dict]:
@@ -49,6 +59,10 @@ async def seed_demo(conn: asyncpg.Connection, settings, code: str) -> list[str]:
             lines.append(f"program {program_id} {spec['name']}: {result.households} households, "
                          f"{result.total_yen} yen")
             if spec["payment_mode"] == "application":
+                who = await conn.fetchrow(DEMO_IDENTITY, code, program_id)
+                if who is not None:
+                    lines.append(f"  no letter (「確認書をお持ちでない方」): {who['family_kana']} {who['given_kana']}, "
+                                 f"born {who['birth_date'].isoformat()}, address {who['address']}")
                 continue
             await issue_letters(conn, cipher, code, program_id, "demo")
             for letter in await pending_pins(conn, cipher, code, program_id, 3):

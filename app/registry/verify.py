@@ -5,7 +5,7 @@ Outcome per application (status, reason codes; README, section registry, explain
 * rejected — entitlement_declined, entitlement_withdrawn, already_paid, applicant_not_in_household;
 * needs_review — entitlement_changed, not_head, not_head_proxy, proxy_outside_household, kana_mismatch,
   holder_is_member_not_applicant, registry_kana_invalid, account_shared, late_application,
-  early_application;
+  early_application, identified_without_letter;
 * verified — none of the above.
 
 Idempotent and safe under concurrency: applications are locked FOR UPDATE and only those still
@@ -44,7 +44,7 @@ def account_key(cipher: FieldCipher, bank: str, branch: str, account_type: int, 
 
 LOAD = """
 SELECT a.application_id, a.entitlement_id, a.applicant_resident_code, a.is_proxy, a.bank_code, a.branch_code,
-       a.account_type, a.account_number_enc, a.holder_kana_enc,
+       a.account_type, a.account_number_enc, a.holder_kana_enc, a.identification,
        e.status AS entitlement_status, e.head_resident_code, e.snapshot_id, e.household_no,
        p.base_date, p.apply_from, p.apply_until,
        (a.submitted_at AT TIME ZONE 'Asia/Tokyo')::date AS submitted_on,
@@ -156,6 +156,10 @@ def decide(app: asyncpg.Record, holder_kana: str, members: dict[str, str | None]
             reasons.append("kana_mismatch")
     if shared:
         reasons.append("account_shared")
+    # Identified by kana name, birth date and address instead of a mailed code (app/intake/identity.py):
+    # never decided by the machine alone (the CHECK applications_registry_match_reviewed backs this).
+    if app["identification"] == "registry_match":
+        reasons.append("identified_without_letter")
     return reasons
 
 

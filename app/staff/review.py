@@ -24,6 +24,18 @@ REASON_LABELS = {
     "moved_out": "基準日後に転出",
     "deceased": "死亡による消除",
     "proxy": "代理申請",
+    # The codes app/registry/verify.py writes.
+    "entitlement_changed": "基準日後の住民記録の変更で支給額・対象が変わった可能性",
+    "not_head": "申請者が世帯主ではない",
+    "not_head_proxy": "世帯主以外の世帯員による代理申請",
+    "proxy_outside_household": "世帯外の代理人による申請",
+    "kana_mismatch": "口座名義と住民票のカナ氏名が一致しない",
+    "holder_is_member_not_applicant": "口座名義が申請者以外の世帯員",
+    "registry_kana_invalid": "住民票のカナ氏名を振込用カナにできない",
+    "account_shared": "同じ口座が他の世帯の申請にも使われている",
+    "late_application": "申請期限後の申請",
+    "early_application": "受付開始前の申請",
+    "identified_without_letter": "確認書なし（氏名カナ・生年月日・住所の照合で本人確認）",
 }
 
 QUEUE = """

@@ -25,3 +25,11 @@ async def _duplicate(conn, code):
         "INSERT INTO intake_duplicate_claims (municipality_code, entitlement_id, application_id, channel)"
         " VALUES ($1, $2, $3, 'paper')", code, ent, app_id,
     )
+
+
+@sample("intake_identity_lockouts")
+async def _identity_lockout(conn, code):
+    await conn.execute(
+        "INSERT INTO intake_identity_lockouts (municipality_code, identity_key, failed_attempts) VALUES ($1, $2, 1)",
+        code, secrets.token_bytes(32),
+    )
