@@ -346,4 +346,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # As `python -m app.cli` this file is `__main__`; the areas' `from app.cli import UsageError` loads it
+    # again as app.cli, with a second UsageError class that this module's main() would not catch (a
+    # traceback and exit 1 instead of one line and exit 2). Run app.cli's main, whose class they raise.
+    from app.cli import main as app_cli_main
+
+    sys.exit(app_cli_main())

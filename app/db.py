@@ -7,6 +7,36 @@ import asyncpg
 from app.settings import Settings, require
 
 
+# What asyncpg raises when PostgreSQL goes away under a request or job (restart, crash, failover, network):
+# the transaction did not commit, or for a lost COMMIT reply its outcome is unknown, so the caller should
+# answer "try again" (an HTTP 503, a release to re-run), never a 500. Not a query's own failure.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,   # connection lost mid-query, or refused by the protocol
+    asyncpg.CannotConnectNowError,     # starting up or in crash recovery
+    asyncpg.AdminShutdownError,        # pg_ctl stop -m fast terminated the session
+    asyncpg.CrashShutdownError,        # another backend crashed; the server is resetting
+    ConnectionError,                   # refused or reset at the socket (the server is down)
+)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` is PostgreSQL going away. asyncpg reports the exit of a transaction on a connection
+    that was lost inside it as an InterfaceError ("the underlying connection is closed"), raised while the
+    loss itself, or an error a caller made of it, propagates: look behind it."""
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return True
+    if not isinstance(exc, asyncpg.InterfaceError):
+        return False
+    seen = exc.__context__
+    for _ in range(16):  # a chain is a few links; the bound guards against a cycle made with `raise ... from`
+        if seen is None:
+            return False
+        if isinstance(seen, DATABASE_UNAVAILABLE):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class UnsafeDatabaseRole(RuntimeError):
     """The app was given a role that row-level security would not restrict."""
 

@@ -6,7 +6,9 @@ Order of events, and what a crash at each point leaves:
    a retried job, is refused at once instead of racing for the outbox file.
 2. Render the file from the rows (payouts.pipeline) straight into the age encryptor, in a thread, while
    hashing; the ciphertext goes to a temp file in outbox/<code>/. If the SHA-256 is not the approved
-   one, or count/total differ from the batch, the temp file is discarded: nothing appears.
+   one, or count/total differ from the batch, the temp file is discarded: nothing appears. The same when
+   PostgreSQL goes away mid-stream or the outbox's disk fills up (DatabaseUnavailable, OutboxFull:
+   tests/chaos/test_postgres.py, tests/chaos/test_outbox_disk.py).
 3. Write `<name>.age` (rename) and the signed `<name>.manifest.json` (rename).
 4. In the same transaction as the lock: the batch becomes 'released' with the hashes and file name,
    and payout_releases keeps the signed manifest. Commit. The payments' rows are not touched: they stay
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import queue
@@ -36,6 +39,7 @@ from pathlib import Path
 
 import asyncpg
 
+from app.db import DATABASE_UNAVAILABLE, connection_lost
 from app.tenancy.municipalities import load_signing_key
 from app.tenancy.transaction import tenant_transaction
 from payouts import pipeline, sealing, settings_store
@@ -81,6 +85,29 @@ class ReleaseInProgress(ReleaseError):
 
     def __init__(self) -> None:
         super().__init__("この振込バッチは別の処理で送信中です。しばらくしてから状態を確認してください。")
+
+
+class OutboxFull(ReleaseError):
+    """The outbox's filesystem ran out of space (or quota) while the sealed file was written. The temp file
+    was removed (payouts.sealing.atomic_file), nothing was renamed into place, nothing was recorded."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "送信用フォルダ（outbox）のディスクに空きがないため、ファイルを書き出せませんでした。"
+            "ファイルは出力されておらず、送信も記録されていません。空きを確保してから、もう一度送信してください。"
+        )
+
+
+class DatabaseUnavailable(ReleaseError):
+    """PostgreSQL went away during the release (restart, crash, network): its transaction did not commit,
+    or, if the COMMIT's reply was lost, may have. Either way a re-run is safe and says which."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "データベースとの接続が切れたため、送信を完了できませんでした。復旧後にもう一度送信してください"
+            "（記録済みであれば「既に送信済み」と表示され、未記録であれば承認済みと同一のファイルであることを"
+            "確かめてから記録します）。"
+        )
 
 
 class ApprovalMismatch(ReleaseError):
@@ -302,13 +329,21 @@ async def release_batch(db, settings, code: str, batch_id: int, released_by: int
     `db` is a pool (this opens and commits its own transaction) or a connection: inside the caller's
     tenant_transaction it joins that transaction (the caller commits), otherwise it opens one.
     `released_by` defaults to the approver."""
-    if isinstance(db, asyncpg.Pool):
-        async with tenant_transaction(db, code) as conn:
-            return await _release(conn, settings, code, batch_id, released_by)
-    if db.is_in_transaction():
-        return await _release(db, settings, code, batch_id, released_by)
-    async with tenant_transaction(db, code):
-        return await _release(db, settings, code, batch_id, released_by)
+    try:
+        if isinstance(db, asyncpg.Pool):
+            async with tenant_transaction(db, code) as conn:
+                return await _release(conn, settings, code, batch_id, released_by)
+        if db.is_in_transaction():
+            return await _release(db, settings, code, batch_id, released_by)
+        async with tenant_transaction(db, code):
+            return await _release(db, settings, code, batch_id, released_by)
+    except (*DATABASE_UNAVAILABLE, asyncpg.InterfaceError) as exc:
+        if not connection_lost(exc):
+            raise
+        # Before the commit nothing is recorded; a file already renamed into place is adopted by the re-run.
+        log.error("release of batch %s of %s interrupted: database unavailable (%s)", batch_id, code,
+                  type(exc).__name__)
+        raise DatabaseUnavailable() from exc
 
 
 async def _release(conn, settings, code, batch_id, released_by) -> sealing.Manifest:
@@ -323,13 +358,20 @@ async def _release(conn, settings, code, batch_id, released_by) -> sealing.Manif
         raise BatchAlreadyReleased()
     if batch.status != "approved":
         raise BatchNotApproved(batch.status)
-    sealed = await render_and_seal(conn, settings, code, batch)
+    try:
+        sealed = await render_and_seal(conn, settings, code, batch)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        log.error("release of batch %s of %s: the outbox is full (%s)", batch_id, code, errno.errorcode[exc.errno])
+        raise OutboxFull() from exc
     await mark_released(conn, code, batch, sealed, released_by or batch.approved_by)
     log.info("batch %s of %s released: %d records, file %s", batch_id, code, batch.record_count, sealed.manifest.file_name)
     return sealed.manifest
 
 
 __all__ = [
-    "ApprovalMismatch", "BatchAlreadyReleased", "BatchNotApproved", "ReleaseError", "ReleaseInProgress",
+    "ApprovalMismatch", "BatchAlreadyReleased", "BatchNotApproved", "DatabaseUnavailable", "OutboxFull", "ReleaseError",
+    "ReleaseInProgress",
     "SealedFiles", "file_stem", "mark_released", "outbox_dir", "release_batch", "render_and_seal",
 ]

@@ -33,3 +33,24 @@ async def test_dispatch_enqueues_once_and_sweeper_rederives_after_redis_loses_it
     finally:
         await redis.flushdb()
         await redis.aclose()
+
+
+async def test_a_failed_runs_result_does_not_block_the_sweeper(app_pool, settings, municipality):
+    """arq keeps a failed job's result for an hour; a row still not done must be re-enqueued anyway
+    (found by tests/chaos/test_postgres.py: PostgreSQL restarted under running verification jobs)."""
+    from arq.constants import result_key_prefix
+
+    code = await municipality()
+    job_id = f"verify:{code}:2"
+    redis = arq_redis(settings)
+    try:
+        async with tenant_transaction(app_pool, code) as conn:
+            await outbox.add(conn, code, "verify_application", job_id, code, 2)
+        await redis.set(result_key_prefix + job_id, b"a failed run", px=3_600_000)  # no job key: it ran
+        assert await outbox.dispatch(app_pool, redis, code) == 1
+        assert await Job(job_id, redis).status() == "queued"
+        assert not await redis.exists(result_key_prefix + job_id)
+    finally:
+        await redis.delete(result_key_prefix + job_id, "arq:job:" + job_id)
+        await redis.zrem(redis.default_queue_name, job_id)
+        await redis.aclose()

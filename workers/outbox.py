@@ -2,7 +2,7 @@
 
 A change that needs background work inserts an outbox row in its own transaction. After commit the
 dispatcher enqueues the row with arq's `_job_id` set to the row's job_id (so a second enqueue of the same
-row is a no-op while the job or its result is in Redis), and the job marks the row done in the same
+row is a no-op while the job is queued or running), and the job marks the row done in the same
 transaction as its effect. The sweeper (an arq cron job) re-enqueues rows that are not done after a
 timeout, which is how jobs lost by Redis (restart, eviction, flush) are re-derived.
 """
@@ -58,14 +58,18 @@ FROM outbox WHERE municipality_code = $1 AND done_at IS NULL
 """
 MUNICIPALITY_CODES = "SELECT code FROM municipalities ORDER BY code"
 
-# arq's enqueue_job for many jobs in one round trip, with the same rule: a job whose job key or result
-# key exists is skipped (that is what makes a second enqueue of a row a no-op). A script runs
-# atomically, as arq's WATCH/MULTI does for one job. KEYS: the queue, then job key and result key per
-# job; ARGV: job id, score (ms), expiry (ms) and serialized job per job.
+# arq's enqueue_job for many jobs in one round trip: a job whose job key exists (queued or running) is
+# skipped, which makes a second enqueue of a row a no-op. Unlike arq, a result key does not block: every
+# row passed here is not done, and a run that succeeded marked its row done in its own transaction, so a
+# result means a run that failed (e.g. PostgreSQL was restarted under it); arq keeps it for keep_result
+# (an hour), and honouring it would leave the row undone that long. Found by tests/chaos/test_postgres.py.
+# A script runs atomically, as arq's WATCH/MULTI does for one job. KEYS: the queue, then job key and
+# result key per job; ARGV: job id, score (ms), expiry (ms) and serialized job per job.
 ENQUEUE_MANY = """
 local n = 0
 for i = 0, (#KEYS - 1) / 2 - 1 do
-  if redis.call('EXISTS', KEYS[2 + 2 * i], KEYS[3 + 2 * i]) == 0 then
+  if redis.call('EXISTS', KEYS[2 + 2 * i]) == 0 then
+    redis.call('DEL', KEYS[3 + 2 * i])
     redis.call('PSETEX', KEYS[2 + 2 * i], ARGV[3 + 4 * i], ARGV[4 + 4 * i])
     redis.call('ZADD', KEYS[1], ARGV[2 + 4 * i], ARGV[1 + 4 * i])
     n = n + 1

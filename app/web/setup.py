@@ -18,6 +18,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.db import DATABASE_UNAVAILABLE, connection_lost
 from app.web.admission import AdmissionMiddleware
 from app.web.errors import WebError
 from app.web.templates import STATIC_DIR, render
@@ -136,6 +137,26 @@ async def unrepresentable_input(request: Request, exc: Exception) -> Response:
     return _error_response(request, 400, STATUS_MESSAGES[400])
 
 
+# PostgreSQL restarting or unreachable (app.db.DATABASE_UNAVAILABLE): answer "try again shortly", not a 500.
+# Found by tests/chaos/test_postgres.py (the status API answered 500 while PostgreSQL restarted).
+DATABASE_RETRY_AFTER_S = 5
+
+
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("database unavailable (%s) on %s %s", type(exc).__name__, request.method, request.url.path)
+    response = _error_response(request, 503, STATUS_MESSAGES[503])
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def interface_error(request: Request, exc: Exception) -> Response:
+    """asyncpg's InterfaceError is a bug (500) unless it is a transaction closing on a lost connection."""
+    if connection_lost(exc):
+        return await database_unavailable(request, exc)
+    return await server_error(request, exc)
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
     # The exception type and path only: a message may carry request data.
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
@@ -168,6 +189,9 @@ def setup(app, settings) -> None:
     app.add_exception_handler(HTTPException, http_error)
     for exc_type in (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError, UnicodeEncodeError):
         app.add_exception_handler(exc_type, unrepresentable_input)
+    for exc_type in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(exc_type, database_unavailable)
+    app.add_exception_handler(asyncpg.InterfaceError, interface_error)
     app.add_exception_handler(Exception, server_error)
     # Admission inside SecurityMiddleware (added later = outer), so a shed 503 gets the same headers.
     app.add_middleware(AdmissionMiddleware, max_in_flight=settings.max_in_flight,

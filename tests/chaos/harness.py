@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 from app.migrate import migrate
@@ -23,6 +24,7 @@ from app.services import EmbeddedServices, _free_port
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+CODE = "131016"  # the municipality of every scenario (tests/chaos/conftest.py)
 
 
 class Cluster:
@@ -62,6 +64,24 @@ class Cluster:
         self.procs[name] = proc
         return proc
 
+    def run_cli(self, name: str, *args: str, timeout: float = 120) -> tuple[int, str]:
+        """Run `python -m app.cli ARGS` to the end; its exit code and output (kept in logs/NAME.log)."""
+        proc = self.spawn(name, *args)
+        try:
+            proc.wait(timeout=timeout)
+        finally:
+            self.stop(name)
+        return proc.returncode, self.log_tail(name, 20_000)
+
+    @property
+    def outbox(self) -> Path:
+        """The municipality's outbox directory (payouts.release.outbox_dir)."""
+        return Path(self.env["KYUFU_OUTBOX_DIR"]) / CODE
+
+    def outbox_files(self) -> list[str]:
+        """Every name in the outbox directory, temp files (".name.XXXX.tmp") included."""
+        return sorted(p.name for p in self.outbox.iterdir()) if self.outbox.exists() else []
+
     def start_app(self) -> None:
         self.spawn("app", "serve", "--port", str(self.port))
         deadline = time.monotonic() + 30
@@ -73,6 +93,10 @@ class Cluster:
                 pass
             time.sleep(0.1)
         raise RuntimeError("app did not start:\n" + (self.logs / "app.log").read_text()[-2000:])
+
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def start_worker(self) -> None:
         self.spawn("worker", "worker")
@@ -92,6 +116,30 @@ class Cluster:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+    # ---- PostgreSQL ------------------------------------------------------------------------------
+
+    async def commits_survive_a_crash(self) -> None:
+        """The cluster runs with synchronous_commit off (EmbeddedServices durable=False): a commit is
+        acknowledged before its WAL is written, so an immediate stop could lose a receipt the client was
+        given, which production (synchronous_commit on) never does. Turn it on; fsync stays off, which
+        only matters if the machine, not PostgreSQL, crashes."""
+        conn = await asyncpg.connect(self.services.urls()["DATABASE_ADMIN_URL"])
+        try:
+            await conn.execute("ALTER SYSTEM SET synchronous_commit = on")
+            await conn.execute("SELECT pg_reload_conf()")
+        finally:
+            await conn.close()
+
+    def stop_postgres(self, mode: str = "immediate") -> None:
+        """`pg_ctl stop -m immediate` is a PostgreSQL crash (every backend quits at once, crash recovery
+        at the next start); `fast` is an operator's restart (sessions terminated, clean checkpoint)."""
+        self.services.stop_postgres(mode)
+        if self.services.status()["postgres"]:
+            raise RuntimeError("PostgreSQL is still running")
+
+    def start_postgres(self) -> None:
+        self.services.start_postgres()  # the same data directory and port (services.json)
 
     def close(self) -> None:
         for name in list(self.procs):
