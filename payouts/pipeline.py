@@ -60,7 +60,7 @@ class BatchNotFound(LookupError):
 
 @dataclass(frozen=True)
 class RenderResult:
-    sha256: str  # hex, of the whole plaintext file
+    sha256: str | None  # hex, of the whole plaintext file; None if the caller's sink hashes (hash_output=False)
     record_count: int
     total_yen: int
     size_bytes: int
@@ -183,6 +183,7 @@ async def render_in_transaction(
     parallel: bool | None = None,
     chunk_bytes: int = CHUNK_BYTES,
     progress: Progress | None = None,
+    hash_output: bool = True,
 ) -> RenderResult:
     """render_batch on a connection already in tenant_transaction(conn, code).
 
@@ -197,7 +198,9 @@ async def render_in_transaction(
 
     bank = stored.bank
     writer = zengin.FileWriter(bank, batch.transfer_date)
-    digest = hashlib.sha256()
+    # A sink that hashes what it receives (the sealer: it refuses a plaintext whose SHA-256 is not the
+    # approved one) makes a second pass over every byte here pointless; the caller says so.
+    digest = hashlib.sha256() if hash_output else None
     size = 0
     count = total = 0
     problems: list[zengin.Problem] = []
@@ -205,7 +208,8 @@ async def render_in_transaction(
 
     async def emit(data: bytes) -> None:
         nonlocal size
-        digest.update(data)
+        if digest is not None:
+            digest.update(data)
         size += len(data)
         if emit_sink is not None:
             result = emit_sink(data)
@@ -274,5 +278,5 @@ async def render_in_transaction(
         raise zengin.InvalidPayments(sorted(problems, key=lambda p: (p.reference, p.field)), bad)
     writer.count, writer.total_yen = count, total
     await emit(writer.finish())
-    return RenderResult(digest.hexdigest(), count, total, size, batch.transfer_date)
+    return RenderResult(digest.hexdigest() if digest else None, count, total, size, batch.transfer_date)
 

@@ -226,7 +226,7 @@ class ThreadedSealer:
 
 
 async def render_and_seal(
-    conn: asyncpg.Connection, settings, code: str, batch: pipeline.BatchRow, *, parallel: bool | None = None,
+    conn: asyncpg.Connection, settings, code: str, batch: pipeline.BatchRow, *, parallel: bool | None = None, progress=None,
 ) -> SealedFiles:
     """Steps 2-3 (the benchmarked stage): rows → encrypted file and signed manifest on disk.
 
@@ -263,18 +263,23 @@ async def render_and_seal(
     )
     try:
         rendered = await pipeline.render_in_transaction(
-            conn, settings.master_key_bytes, code, batch.batch_id, sealer.put, batch=batch, parallel=parallel
+            conn, settings.master_key_bytes, code, batch.batch_id, sealer.put, batch=batch, parallel=parallel, progress=progress,
+            hash_output=False,  # the sealer hashes the plaintext and refuses one that is not the approved file
         )
         _check(rendered, batch)
     except BaseException:
         await sealer.abort()
         raise
-    manifest = await sealer.finish()
+    try:
+        manifest = await sealer.finish()
+    except sealing.PlaintextMismatch:  # the sealer's own hash of what it encrypted (hash_output=False above)
+        raise ApprovalMismatch("SHA-256 が承認時と異なります") from None
     return SealedFiles(manifest, manifest_path.read_bytes(), age_path, manifest_path, recovered=False)
 
 
 def _check(rendered: pipeline.RenderResult, batch: pipeline.BatchRow) -> None:
-    if rendered.sha256 != batch.approved_sha256:
+    """Counts, totals and (when the renderer hashed; otherwise the sealer checks it) the SHA-256."""
+    if rendered.sha256 is not None and rendered.sha256 != batch.approved_sha256:
         raise ApprovalMismatch("SHA-256 が承認時と異なります")
     if (rendered.record_count, rendered.total_yen) != (batch.record_count, batch.total_yen):
         raise ApprovalMismatch("件数・合計金額が起案と異なります")
@@ -323,7 +328,7 @@ async def mark_released(
     )
 
 
-async def release_batch(db, settings, code: str, batch_id: int, released_by: int | None = None) -> sealing.Manifest:
+async def release_batch(db, settings, code: str, batch_id: int, released_by: int | None = None, progress=None) -> sealing.Manifest:
     """Release an approved batch (see the module docstring); returns the signed manifest's content.
 
     `db` is a pool (this opens and commits its own transaction) or a connection: inside the caller's
@@ -332,11 +337,11 @@ async def release_batch(db, settings, code: str, batch_id: int, released_by: int
     try:
         if isinstance(db, asyncpg.Pool):
             async with tenant_transaction(db, code) as conn:
-                return await _release(conn, settings, code, batch_id, released_by)
+                return await _release(conn, settings, code, batch_id, released_by, progress)
         if db.is_in_transaction():
-            return await _release(db, settings, code, batch_id, released_by)
+            return await _release(db, settings, code, batch_id, released_by, progress)
         async with tenant_transaction(db, code):
-            return await _release(db, settings, code, batch_id, released_by)
+            return await _release(db, settings, code, batch_id, released_by, progress)
     except (*DATABASE_UNAVAILABLE, asyncpg.InterfaceError) as exc:
         if not connection_lost(exc):
             raise
@@ -346,7 +351,7 @@ async def release_batch(db, settings, code: str, batch_id: int, released_by: int
         raise DatabaseUnavailable() from exc
 
 
-async def _release(conn, settings, code, batch_id, released_by) -> sealing.Manifest:
+async def _release(conn, settings, code, batch_id, released_by, progress=None) -> sealing.Manifest:
     try:
         async with conn.transaction():  # a savepoint: NOWAIT's refusal leaves the caller's transaction usable
             if await conn.fetchval(LOCK_NOWAIT, code, batch_id) is None:
@@ -359,7 +364,7 @@ async def _release(conn, settings, code, batch_id, released_by) -> sealing.Manif
     if batch.status != "approved":
         raise BatchNotApproved(batch.status)
     try:
-        sealed = await render_and_seal(conn, settings, code, batch)
+        sealed = await render_and_seal(conn, settings, code, batch, progress=progress)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

@@ -44,6 +44,10 @@ class SealingError(ValueError):
     plaintext that is not the one the approver approved, or a batch that is already sealed."""
 
 
+class PlaintextMismatch(SealingError):
+    """The plaintext handed to seal_batch hashes to something other than the approved SHA-256."""
+
+
 class ManifestError(ValueError):
     """A signed manifest (or the public key to check it) cannot be trusted.
 
@@ -461,7 +465,7 @@ def seal_batch(
         plaintext = encrypt_for_recipients(plaintext_chunks, recipients, sink)
         if plaintext.sha256 != approved_sha256:
             # Raised inside the block so the ciphertext is discarded, not published.
-            raise SealingError("封緘しようとしたファイルは承認されたファイルと内容が違います（SHA-256 不一致）")
+            raise PlaintextMismatch("封緘しようとしたファイルは承認されたファイルと内容が違います（SHA-256 不一致）")
     ciphertext = sink.digest()
 
     manifest = Manifest(

@@ -67,6 +67,24 @@ async def test_changed_amount_after_approval_is_refused(owner_conn, app_pool, se
     async with tenant_transaction(owner_conn, code) as conn:
         await conn.execute("UPDATE payments SET amount_yen = amount_yen + 1 WHERE municipality_code = $1 AND payment_id = $2",
                            code, batch.payment_ids[0])
+    with pytest.raises(release.ApprovalMismatch, match="合計金額"):
+        await release.release_batch(app_pool, settings, code, batch.batch_id, batch.approver)
+    directory = settings.outbox_path / code
+    assert not directory.exists() or not any(directory.iterdir())
+    async with tenant_transaction(owner_conn, code) as conn:
+        assert await conn.fetchval("SELECT status FROM payout_batches WHERE municipality_code = $1 AND batch_id = $2",
+                                   code, batch.batch_id) == "approved"
+
+
+async def test_changed_branch_after_approval_is_refused_by_the_hash(owner_conn, app_pool, settings, municipality,
+                                                                    tmp_path):
+    """Same count and total, other bytes: only the SHA-256 the sealer takes of what it encrypts can tell.
+    (The stage hashes once, in the sealer; the encrypted file must never reach the outbox.)"""
+    code = await municipality()
+    batch = await make_batch(owner_conn, settings, code, tmp_path)
+    async with tenant_transaction(owner_conn, code) as conn:
+        await conn.execute("UPDATE payments SET branch_code = CASE WHEN branch_code = '999' THEN '998' ELSE '999' END"
+                           " WHERE municipality_code = $1 AND payment_id = $2", code, batch.payment_ids[0])
     with pytest.raises(release.ApprovalMismatch, match="SHA-256"):
         await release.release_batch(app_pool, settings, code, batch.batch_id, batch.approver)
     directory = settings.outbox_path / code
