@@ -32,6 +32,11 @@
 #define TAG 16
 #define MAX_PLAIN 256 /* 7 digits + NUL + 30 half-width kana at 3 UTF-8 bytes each = 98; generous */
 #define MAX_AAD 128
+/* The shortest row the loop can accept: a 1-digit id, bank, branch, type, "\\x" + the hex of header,
+ * nonce, one byte and tag, a 1-digit amount, 5 tabs and the newline. render() refuses a chunk with more
+ * lines than len / MIN_ROW before sizing the output by its line count. */
+#define MIN_ROW (1 + 4 + 3 + 1 + 3 + 2 * (HEADER + NONCE + 1 + TAG) + 1 + 5 + 1)
+#define MAX_SEP 2 /* "\r\n" or "" */
 
 typedef struct {
     const unsigned char *p;
@@ -135,8 +140,10 @@ typedef struct {
     Py_ssize_t bank_at, branch_at, type_at, account_at, name_at, amount_at, ref_at;
 } args_t;
 
-/* The loop proper, without the GIL. Returns rows written, or -1 for "not the fast shape". */
-static Py_ssize_t render_rows(args_t *a, unsigned char *out, unsigned long long *total, unsigned long long *last) {
+/* The loop proper, without the GIL. Writes at most `capacity` records (the size of `out`, whatever
+ * the data buffer holds by now). Returns rows written, or -1 for "not the fast shape". */
+static Py_ssize_t render_rows(args_t *a, unsigned char *out, Py_ssize_t capacity, unsigned long long *total,
+                              unsigned long long *last) {
     const unsigned char *pos = a->data.buf, *end = pos + a->data.len;
     const unsigned char *tmpl = a->tmpl.buf, *hdr = a->header.buf;
     const unsigned char *types_ok = a->types_ok.buf;
@@ -189,7 +196,7 @@ static Py_ssize_t render_rows(args_t *a, unsigned char *out, unsigned long long 
         memcpy(aad + prefix, pid.p, (size_t)pid.n);
         ok = EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, ct + HEADER) == 1 &&
              EVP_DecryptUpdate(ctx, NULL, &outl, aad, (int)(prefix + pid.n)) == 1 &&
-             EVP_DecryptUpdate(ctx, plain, &outl, ct + HEADER + NONCE, (int)bodylen) == 1 &&
+             EVP_DecryptUpdate(ctx, plain, &outl, ct + HEADER + NONCE, (int)bodylen) == 1 && outl == bodylen &&
              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG, ct + ctlen - TAG) == 1 &&
              EVP_DecryptFinal_ex(ctx, plain + outl, &outl) == 1; /* 1 only if the tag matches */
         if (!ok) break;
@@ -199,7 +206,7 @@ static Py_ssize_t render_rows(args_t *a, unsigned char *out, unsigned long long 
         ok = bodylen > 8 && plain[7] == 0 && all_digits(account) &&
              memchr(plain + 8, 0, (size_t)(bodylen - 8)) == NULL;
         int namelen = ok ? name_to_cp932(plain + 8, bodylen - 8, a->ascii_ok.buf, a->kana_ok.buf, name) : -1;
-        if (namelen < 0) { ok = 0; break; }
+        if (namelen < 0 || rows >= capacity) { ok = 0; break; }
 
         unsigned char *rec = out + rows * (RECORD + seplen);
         memcpy(rec, tmpl, RECORD);
@@ -217,6 +224,7 @@ static Py_ssize_t render_rows(args_t *a, unsigned char *out, unsigned long long 
         rows++;
     }
     OPENSSL_cleanse(plain, sizeof plain);
+    OPENSSL_cleanse(name, sizeof name);
     EVP_CIPHER_CTX_free(ctx);
     if (!ok) return -1;
     *total = sum;
@@ -232,11 +240,13 @@ static PyObject *render(PyObject *self, PyObject *args) {
                           &a.type_at, &a.account_at, &a.name_at, &a.amount_at, &a.ref_at))
         return NULL;
     PyObject *result = NULL;
-    if (a.key.len != 32 || a.header.len != HEADER || a.tmpl.len != RECORD || a.ascii_ok.len != 128 ||
-        a.kana_ok.len != 63 || a.types_ok.len != 256 || a.bank_at < 0 || a.bank_at + 4 > RECORD ||
-        a.branch_at < 0 || a.branch_at + 3 > RECORD || a.type_at < 0 || a.type_at >= RECORD ||
-        a.account_at < 0 || a.account_at + 7 > RECORD || a.name_at < 0 || a.name_at + 30 > RECORD ||
-        a.amount_at < 0 || a.amount_at + 10 > RECORD || a.ref_at < 0 || a.ref_at + (a.edi ? 20 : 10) > RECORD) {
+    /* offset > RECORD - width, not offset + width > RECORD: no signed overflow for a huge offset */
+    if (a.key.len != 32 || a.header.len != HEADER || a.tmpl.len != RECORD || a.sep.len > MAX_SEP ||
+        a.ascii_ok.len != 128 || a.kana_ok.len != 63 || a.types_ok.len != 256 || a.bank_at < 0 ||
+        a.bank_at > RECORD - 4 || a.branch_at < 0 || a.branch_at > RECORD - 3 || a.type_at < 0 ||
+        a.type_at > RECORD - 1 || a.account_at < 0 || a.account_at > RECORD - 7 || a.name_at < 0 ||
+        a.name_at > RECORD - 30 || a.amount_at < 0 || a.amount_at > RECORD - 10 || a.ref_at < 0 ||
+        a.ref_at > RECORD - (a.edi ? 20 : 10)) {
         PyErr_SetString(PyExc_ValueError, "render: bad layout arguments");
         goto done;
     }
@@ -244,15 +254,23 @@ static PyObject *render(PyObject *self, PyObject *args) {
     const char *p = a.data.buf, *end = p + a.data.len;
     while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) { lines++; p++; }
     if (a.data.len && ((const char *)a.data.buf)[a.data.len - 1] != '\n') { result = Py_NewRef(Py_None); goto done; }
+    /* More lines than whole rows could fill (e.g. a chunk of blank lines): not the fast shape, and no
+     * output buffer sized 120x the input. The second test keeps lines * width within Py_ssize_t. */
+    if (lines > a.data.len / MIN_ROW || lines > PY_SSIZE_T_MAX / (RECORD + MAX_SEP)) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
 
     PyObject *out = PyBytes_FromStringAndSize(NULL, lines * (RECORD + a.sep.len));
     if (out == NULL) goto done;
+    unsigned char *buf = (unsigned char *)PyBytes_AS_STRING(out);
     unsigned long long total = 0, last = 0;
     Py_ssize_t rows;
     Py_BEGIN_ALLOW_THREADS
-    rows = render_rows(&a, (unsigned char *)PyBytes_AS_STRING(out), &total, &last);
+    rows = render_rows(&a, buf, lines, &total, &last);
     Py_END_ALLOW_THREADS
     if (rows < 0 || rows != lines) {
+        OPENSSL_cleanse(buf, (size_t)PyBytes_GET_SIZE(out)); /* names and account numbers of the rows before */
         Py_DECREF(out);
         result = Py_NewRef(Py_None);
         goto done;
