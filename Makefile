@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run test test-fast chaos loadtest services-up services-down migrate clean
+.PHONY: help install system-deps run test test-fast chaos loadtest surge services-up services-down migrate clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -57,8 +57,12 @@ test-fast: install ## The suite without the browser tests
 chaos: install ## Only the injected-fault scenarios (SIGKILLed worker/app, Valkey lost empty); also part of make test
 	$(PY) -m pytest tests/chaos -v $(PYTEST_ARGS)
 
-loadtest: install system-deps ## Submit-path load test (wrk, loopback, bounded): accepted/s, p50/p99, ratio to hello-world, DB check
+loadtest: install system-deps ## Both load tests (loopback, bounded, ~3.5 min): the wrk submit-path bench, then `make surge`
 	$(PY) loadtests/submit_bench.py --duration 8 --letters 40000
+	$(PY) loadtests/surge/run.py
+
+surge: install ## Surge test (locust mixed scenario, ~3 min): sustainable rate, then 2x; JSON + PNG report in loadtests/results/, DB check
+	$(PY) loadtests/surge/run.py
 
 services-up: install ## Start the embedded PostgreSQL and Valkey under .data/
 	$(VENV)/bin/kyufu services up
