@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     outbox_retry_after_s: int = Field(60, alias="KYUFU_OUTBOX_RETRY_AFTER_S")
     # Admission control (app/web/admission.py): requests in flight per process before a fast 503.
     max_in_flight: int = Field(64, alias="KYUFU_MAX_IN_FLIGHT")
+    # The limit adapts below max_in_flight (never under admission_min_in_flight) to keep the 90th
+    # percentile of admitted requests' time in this process under admission_target_ms.
+    admission_target_ms: int = Field(100, alias="KYUFU_ADMISSION_TARGET_MS", ge=1)
+    admission_min_in_flight: int = Field(4, alias="KYUFU_ADMISSION_MIN_IN_FLIGHT", ge=1)
     busy_retry_after_s: int = Field(60, alias="KYUFU_BUSY_RETRY_AFTER_S")
     # Secret for session cookies and CSRF tokens (generated in local mode).
     session_secret: str | None = Field(None, alias="KYUFU_SESSION_SECRET", repr=False)

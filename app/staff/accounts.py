@@ -6,6 +6,7 @@ municipality cannot even be looked up from another's scope.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from dataclasses import dataclass
@@ -179,12 +180,12 @@ async def login(
     now = time.time() if now is None else now
     row = await conn.fetchrow(STAFF_BY_LOGIN, code, login_name)
     if row is None:
-        _verify_password(_DUMMY_HASH, password)
+        await _verify_password_off_loop(_DUMMY_HASH, password)
         await audit.append(conn, code, None, "login.failed", "staff", "", {"reason": "unknown_login"},
                            actor_label=login_name[:64])
         return None, "unknown_login"
     staff = Staff.from_row(row)
-    password_ok = _verify_password(row["password_hash"], password)
+    password_ok = await _verify_password_off_loop(row["password_hash"], password)
     reason = ""
     step = None
     if row["locked"]:
@@ -211,6 +212,13 @@ async def login(
     await conn.execute(LOGIN_OK, code, staff.staff_id, step)
     await audit.append(conn, code, staff, "login", "staff", staff.staff_id)
     return staff, ""
+
+
+async def _verify_password_off_loop(password_hash: str, password: str) -> bool:
+    """argon2 takes ~0.1-0.3 s of CPU by design; on the event loop it would stall every other request of
+    the process for that long (measured by loadtests/surge: p50 of requests started meanwhile 40-386 ms
+    against 5-11 ms). argon2-cffi releases the GIL, so a thread lets the loop go on."""
+    return await asyncio.to_thread(_verify_password, password_hash, password)
 
 
 def _verify_password(password_hash: str, password: str) -> bool:

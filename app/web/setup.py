@@ -195,5 +195,7 @@ def setup(app, settings) -> None:
     app.add_exception_handler(Exception, server_error)
     # Admission inside SecurityMiddleware (added later = outer), so a shed 503 gets the same headers.
     app.add_middleware(AdmissionMiddleware, max_in_flight=settings.max_in_flight,
-                       retry_after_s=settings.busy_retry_after_s)
+                       retry_after_s=settings.busy_retry_after_s,
+                       target_latency_s=settings.admission_target_ms / 1000,
+                       min_in_flight=min(settings.admission_min_in_flight, settings.max_in_flight))
     app.add_middleware(SecurityMiddleware, production=settings.production)

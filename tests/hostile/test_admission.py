@@ -62,3 +62,33 @@ async def test_overload_is_shed_fast_with_retry_after_and_admitted_requests_are_
 def test_the_default_limit_admits_the_suites_concurrency(settings):
     """The default must not shed normal use: tests and a single user never come near it."""
     assert settings.max_in_flight >= 32
+
+
+def test_the_limit_adapts_to_the_time_of_admitted_requests():
+    """AIMD: slow windows under concurrency cut the limit by a quarter down to the floor; fast windows
+    grow it back to the ceiling; a lone slow request (no concurrency) does not count as overload."""
+    from app.web.admission import AdmissionMiddleware
+
+    gate = AdmissionMiddleware(None, max_in_flight=64, retry_after_s=60, target_latency_s=0.1, min_in_flight=4)
+    for _ in range(3):  # one slow request at a time: not overload
+        gate._window_peak = 1
+        for _ in range(gate.WINDOW):
+            gate.observe(0.5)
+    assert gate.limit == 64
+    seen = []
+    for _ in range(20):  # slow and concurrent: 64 → 48 → 36 → ... → 4, never below
+        gate._window_peak = 40
+        for _ in range(gate.WINDOW):
+            gate.observe(0.3)
+        seen.append(gate.limit)
+    assert seen[:3] == [48, 36, 27] and seen[-1] == 4 and min(seen) == 4
+    for _ in range(3):  # between half the target and the target: hold
+        for _ in range(gate.WINDOW):
+            gate.observe(0.07)
+    assert gate.limit == 4
+    for _ in range(60):  # fast: grows back, never above the ceiling
+        for _ in range(gate.WINDOW):
+            gate.observe(0.01)
+    assert gate.limit == 64
+    with __import__("pytest").raises(ValueError):
+        AdmissionMiddleware(None, max_in_flight=4, retry_after_s=60, min_in_flight=5)
