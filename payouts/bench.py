@@ -36,6 +36,7 @@ import asyncpg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from app.db import connect_owner
+from app.progress import progress_bar
 from app.tenancy.codes import check_digit
 from app.tenancy.municipalities import add_municipality, load_field_cipher
 from app.tenancy.transaction import tenant_transaction
@@ -71,7 +72,7 @@ def scratch_code() -> str:
     return body + check_digit(body)
 
 
-async def seed(conn: asyncpg.Connection, settings, code: str, n: int, *, seed_value: int = 1) -> list[int]:
+async def seed(conn: asyncpg.Connection, settings, code: str, n: int, *, seed_value: int = 1, progress=None) -> list[int]:
     """Seed N approved payments for `code` in batches of ≤ 999,999; return the batch ids.
 
     `conn` is an owner connection outside any transaction (each step commits on its own)."""
@@ -133,6 +134,8 @@ async def seed(conn: asyncpg.Connection, settings, code: str, n: int, *, seed_va
                     f"\\\\x{_encrypt_row(aead, header, aad_bank, pid, bank_details).hex()}\tin_batch\t"
                     f"{batches[i // per_batch]}\n"
                 )
+            if progress is not None:  # app.progress bar: (payments encrypted so far, N)
+                progress(min(n, lo + SEED_CHUNK), n)
             yield "".join(lines).encode()
 
     columns = ("municipality_code, payment_id, entitlement_id, amount_yen, bank_code, branch_code, account_type,"
@@ -207,7 +210,8 @@ async def run(settings, n: int, *, parallel: bool | None = None) -> dict:
             code = scratch_code()
         await add_municipality(conn, settings.master_key_bytes, code, "ベンチ市")
         t0 = time.perf_counter()
-        batches = await seed(conn, settings, code, n)
+        with progress_bar("シード（計測外）: 支払の暗号化と投入") as bar:
+            batches = await seed(conn, settings, code, n, progress=bar)
         seed_s = time.perf_counter() - t0
         pipeline.warm_pool()
 
@@ -226,7 +230,8 @@ async def run(settings, n: int, *, parallel: bool | None = None) -> dict:
                 batch = await pipeline.load_batch(conn, code, batch_id, for_update=True)
                 before = (time.process_time(), sum(map(_cpu_s, workers)), _cpu_s(backend))
                 started = time.perf_counter()
-                sealed = await release.render_and_seal(conn, settings, code, batch, parallel=parallel)
+                with progress_bar(f"ステージ: バッチ {batch_id}（件）", batch.record_count) as bar:
+                    sealed = await release.render_and_seal(conn, settings, code, batch, parallel=parallel, progress=bar)
                 stage_s += time.perf_counter() - started
                 cpu["main"] += time.process_time() - before[0]
                 cpu["workers"] += sum(map(_cpu_s, workers)) - before[1]
