@@ -70,14 +70,17 @@ async def _with_pool(settings, fn):
 
 
 def cmd_release(args, settings) -> int:
+    from app.progress import progress_bar
     from payouts import release
     from payouts.pipeline import BatchNotFound
     from payouts.settings_store import BankSettingsMissing
     from payouts.zengin import ZenginFormatError
 
     try:
-        manifest = asyncio.run(_with_pool(settings, lambda pool: release.release_batch(
-            pool, settings, args.municipality, args.batch, args.released_by)))
+        # Records rendered into the sealed file (render_batch's progress callback), on a terminal only.
+        with progress_bar("振込ファイルの作成（件）") as bar:
+            manifest = asyncio.run(_with_pool(settings, lambda pool: release.release_batch(
+                pool, settings, args.municipality, args.batch, args.released_by, progress=bar)))
     except (release.ReleaseError, BatchNotFound, BankSettingsMissing, ZenginFormatError) as exc:
         raise _usage(str(exc)) from None
     print(f"released batch {manifest.batch_id}: {manifest.record_count:,} records, {manifest.total_yen:,} yen")

@@ -1,7 +1,8 @@
 """`kyufu registry bench`: the registry benchmarks, against a scratch server (never the test suite's).
 
 1. import of a synthetic extract (default 1,000,000 residents) vs a bare COPY of the same CSV into an
-   unindexed table, in the same run;
+   unindexed table, in the same run (the import is the whole of import_residents: the COPY into the
+   snapshot's partition with the line rules, the bulk index builds and the ATTACH);
 2. eligibility for that municipality (about 450,000 households), and the no-op re-run;
 3. verification throughput with one arq worker process: one job per application vs batched jobs.
 
@@ -50,6 +51,7 @@ def _load() -> str:
 
 async def _bench(args, settings) -> None:
     from app.db import connect_owner, create_app_pool
+    from app.progress import progress_bar
     from app.registry.eligibility import determine_eligibility
     from app.registry.imports import RESIDENT_COLUMNS, import_residents
     from app.registry.programs import create_program, parse_program
@@ -72,7 +74,9 @@ async def _bench(args, settings) -> None:
     households = round(args.residents / 2.225)
     if "import" not in args.skip:
         t = _t()
-        files = generate(households, seed=int(time.time()))   # a fresh file each run: never a re-import no-op
+        with progress_bar("合成データの生成（世帯）", households) as bar:
+            # A fresh file each run: never a re-import no-op.
+            files = generate(households, seed=int(time.time()), progress=bar)
         print(f"generated {files.residents} residents in {files.households} households "
               f"({len(files.residents_csv) / 2**20:.1f} MiB CSV) in {_t() - t:.1f} s")
 
@@ -87,8 +91,9 @@ async def _bench(args, settings) -> None:
                 cols = ", ".join(f"{c.name} text" for c in RESIDENT_COLUMNS)
                 await owner.execute(f"CREATE TABLE {BARE_TABLE} ({cols})")
                 c0, t = await _server_cpu(owner), _t()
-                await owner.copy_to_table(BARE_TABLE, source=io.BytesIO(files.residents_csv), format="csv",
-                                          header=True, columns=[c.name for c in RESIDENT_COLUMNS])
+                with progress_bar("比較用の素の COPY"):
+                    await owner.copy_to_table(BARE_TABLE, source=io.BytesIO(files.residents_csv), format="csv",
+                                              header=True, columns=[c.name for c in RESIDENT_COLUMNS])
                 bare = _t() - t
                 bare_cpu = _cpu(c0, await _server_cpu(owner))
                 await owner.execute(f"DROP TABLE {BARE_TABLE}")
@@ -98,12 +103,14 @@ async def _bench(args, settings) -> None:
                 await conn.execute("SET statement_timeout = '15min'")
                 c0, t = await _server_cpu(conn), _t()
                 async with tenant_transaction(conn, code):
-                    result = await import_residents(conn, code, files.residents_csv)
+                    with progress_bar("住民票の取込") as bar:
+                        result = await import_residents(conn, code, files.residents_csv, progress=bar)
                 full = _t() - t
                 full_cpu = _cpu(c0, await _server_cpu(conn))
             snapshot_id = result.snapshot_id
             print(f"bare COPY into unindexed table: {bare:.2f} s{bare_cpu}")
-            print(f"kyufu registry import ({result.rows} rows, COPY to staging + validation + publish): "
+            print(f"kyufu registry import ({result.rows} rows, COPY with validation into the snapshot's partition, "
+                  "bulk indexes, attach): "
                   f"{full:.2f} s{full_cpu}; ratio {full / bare:.2f}  [{_load()}]")
 
         if "eligibility" not in args.skip:
@@ -115,11 +122,13 @@ async def _bench(args, settings) -> None:
                         amount_yen=100000, child_amount_yen=50000, payment_mode="application")))
                 c0, t = await _server_cpu(conn), _t()
                 async with tenant_transaction(conn, code):
-                    r = await determine_eligibility(conn, code, program_id, snapshot_id)
+                    with progress_bar("資格判定") as bar:
+                        r = await determine_eligibility(conn, code, program_id, snapshot_id, progress=bar)
                 first = _t() - t
                 c1, t = await _server_cpu(conn), _t()
                 async with tenant_transaction(conn, code):
-                    again = await determine_eligibility(conn, code, program_id, snapshot_id)
+                    with progress_bar("資格判定（再実行）") as bar:
+                        again = await determine_eligibility(conn, code, program_id, snapshot_id, progress=bar)
                 rerun = _t() - t
                 c2 = await _server_cpu(conn)
             print(f"eligibility: {r.households} households, {r.people} people, {r.total_yen} yen in {first:.2f} s"
@@ -172,6 +181,7 @@ async def _bench_verify(pool, settings, code: str, n: int, batch_size: int) -> N
     from arq.connections import RedisSettings
     from arq.worker import Worker
 
+    from app.progress import progress_bar
     from workers.settings import worker_settings
 
     redis = await create_pool(RedisSettings.from_dsn(settings.redis_url))
@@ -188,7 +198,8 @@ async def _bench_verify(pool, settings, code: str, n: int, batch_size: int) -> N
             kwargs.update(burst=True, cron_jobs=[], poll_delay=0.05, handle_signals=False)
             worker = Worker(**kwargs)
             t = _t()
-            await worker.main()
+            with progress_bar(f"審査 ({label}, {len(ids)} 件)"):
+                await worker.main()
             elapsed = _t() - t
             await worker.close()
             async with pool.acquire() as conn:

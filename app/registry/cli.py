@@ -72,6 +72,7 @@ def _read(path: str) -> bytes:
 
 
 def cmd_registry(args, settings) -> int:
+    from app.progress import progress_bar
     from app.registry import imports
     from app.registry.events import record_event
     from app.tenancy.municipalities import load_field_cipher
@@ -88,9 +89,11 @@ def cmd_registry(args, settings) -> int:
         try:
             async with tenant_transaction(conn, code) as tx:
                 if args.action == "import":
-                    result = await imports.import_residents(tx, code, data)
+                    with progress_bar("住民票の取込") as bar:
+                        result = await imports.import_residents(tx, code, data, progress=bar)
                 elif args.action == "import-tax":
-                    result = await imports.import_tax(tx, code, args.fiscal_year, data)
+                    with progress_bar("課税情報の取込") as bar:
+                        result = await imports.import_tax(tx, code, args.fiscal_year, data, progress=bar)
                 else:
                     cipher = await load_field_cipher(tx, settings.master_key_bytes, code)
                     result = await imports.import_accounts(tx, cipher, code, data)
@@ -113,12 +116,14 @@ def cmd_registry(args, settings) -> int:
 
 def cmd_demo_registry(args, settings) -> int:
     """`kyufu demo registry --households N --out residents.csv`: write synthetic files (no database)."""
+    from app.progress import progress_bar
     from app.registry.synthetic import generate
 
     if not args.out:
         print("kyufu: --out residents.csv を指定してください", file=sys.stderr)
         return 2
-    files = generate(args.households, seed=args.seed, encoding=args.encoding)
+    with progress_bar("合成データの生成（世帯）", args.households) as bar:
+        files = generate(args.households, seed=args.seed, encoding=args.encoding, progress=bar)
     out = Path(args.out)
     tax = out.with_name(out.stem + ".tax.csv")
     accounts = out.with_name(out.stem + ".accounts.csv")
@@ -133,6 +138,7 @@ def cmd_demo_registry(args, settings) -> int:
 
 
 def cmd_programs(args, settings) -> int:
+    from app.progress import progress_bar
     from app.registry.eligibility import determine_eligibility
     from app.registry.events import record_event
     from app.registry.programs import create_program, list_programs, parse_program
@@ -158,7 +164,8 @@ def cmd_programs(args, settings) -> int:
                     print(f"{p['program_id']}\t{p['name']}\t基準日 {p['base_date']}\t{p['payment_mode']}\t"
                           f"{p['unit']} {p['amount_yen']}円")
             else:
-                r = await determine_eligibility(tx, code, args.program, args.snapshot)
+                with progress_bar("資格判定") as bar:
+                    r = await determine_eligibility(tx, code, args.program, args.snapshot, progress=bar)
                 await record_event(tx, code, _actor(), "programs.eligibility", {
                     "program_id": r.program_id, "snapshot_id": r.snapshot_id, "added": r.added, "updated": r.updated,
                     "withdrawn": r.withdrawn, "conflicts": r.conflicts})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import codecs
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -87,17 +88,50 @@ def read_header(data: bytes, spec: list[Column]) -> CsvBody:
 _COPY_LINE = re.compile(r"line (\d+)")
 
 
-async def copy_body(conn: asyncpg.Connection, table: str, data: bytes, body: CsvBody) -> None:
+class _BodySource(io.BytesIO):
+    """The file from line 2 on, for COPY; reports (bytes sent, body bytes, stage) as asyncpg reads it."""
+
+    def __init__(self, data: bytes, body: CsvBody, progress: Callable[..., None] | None, stage: str):
+        super().__init__(data)
+        self.seek(body.body_offset)
+        self._offset, self._size = body.body_offset, len(data) - body.body_offset
+        self._progress, self._stage = progress, stage
+        if progress is not None:
+            progress(0, self._size, stage)
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        if self._progress is not None:
+            self._progress(self.tell() - self._offset, self._size, self._stage)
+        return chunk
+
+
+def body_source(data: bytes, body: CsvBody, progress: Callable[..., None] | None = None,
+                stage: str = "COPY") -> io.BytesIO:
+    """A file-like source of the body for copy_to_table (see app/progress.py for `progress`)."""
+    return _BodySource(data, body, progress, stage)
+
+
+async def copy_body(conn: asyncpg.Connection, table: str, data: bytes, body: CsvBody,
+                    progress: Callable[..., None] | None = None) -> None:
     """COPY the body into a staging table. A line PostgreSQL cannot even split into fields (wrong column
     count, bytes invalid in the encoding) rejects the file with its line number; the server's own message
     is not passed on because it quotes the offending value."""
-    source = io.BytesIO(data)
-    source.seek(body.body_offset)
+    source = body_source(data, body, progress)
     try:
         await conn.copy_to_table(table, source=source, columns=body.columns, format="csv", encoding=body.pg_encoding)
-    except (asyncpg.BadCopyFileFormatError, asyncpg.CharacterNotInRepertoireError,
-            asyncpg.UntranslatableCharacterError) as exc:
-        match = _COPY_LINE.search(getattr(exc, "context", None) or "")
-        line = int(match.group(1)) + 1 if match else 0          # +1: the header is line 1
-        reason = "column_count" if isinstance(exc, asyncpg.BadCopyFileFormatError) else "encoding"
-        raise ImportRejected([LineError(line, "(行全体)", reason)]) from None
+    except UNSPLITTABLE as exc:
+        raise copy_rejection(exc) from None
+
+
+# What COPY raises for a line it cannot split into fields or decode (any table, any column types).
+UNSPLITTABLE = (asyncpg.BadCopyFileFormatError, asyncpg.CharacterNotInRepertoireError,
+                asyncpg.UntranslatableCharacterError)
+
+
+def copy_rejection(exc: Exception) -> ImportRejected:
+    """The rejection of a file for one of the UNSPLITTABLE errors, with its line number."""
+    match = _COPY_LINE.search(getattr(exc, "context", None) or "")
+    line = int(match.group(1)) + 1 if match else 0          # +1: the header is line 1
+    reason = "column_count" if isinstance(exc, asyncpg.BadCopyFileFormatError) else "encoding"
+    return ImportRejected([LineError(line, "(行全体)", reason)])

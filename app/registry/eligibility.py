@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from app.progress import Report
 from app.registry.errors import NoSnapshot, RegistryError
 from app.registry.programs import get_program
 
@@ -35,6 +36,22 @@ SNAPSHOT_EXISTS = """
 SELECT 1 FROM registry_snapshots WHERE municipality_code = $1 AND snapshot_id = $2 AND kind = 'residents' AND status = 'published'
 """
 NEWEST_USED = "SELECT max(snapshot_id) FROM entitlements WHERE municipality_code = $1 AND program_id = $2"
+# The inputs of the program's last completed run (see eligibility_runs in migrations/0011).
+LAST_RUN = """
+SELECT r.snapshot_id, r.tax_snapshot_id, r.program_digest = md5(p::text) AS same_program
+FROM eligibility_runs r JOIN programs p ON p.municipality_code = r.municipality_code AND p.program_id = r.program_id
+WHERE r.municipality_code = $1 AND r.program_id = $2
+"""
+RECORD_RUN = """
+INSERT INTO eligibility_runs (municipality_code, program_id, program_digest, snapshot_id, tax_snapshot_id)
+SELECT p.municipality_code, p.program_id, md5(p::text), $3::bigint, $4::bigint
+FROM programs p WHERE p.municipality_code = $1 AND p.program_id = $2
+ON CONFLICT (municipality_code, program_id) DO UPDATE
+SET program_digest = excluded.program_digest, snapshot_id = excluded.snapshot_id,
+    tax_snapshot_id = excluded.tax_snapshot_id, determined_at = now()
+"""
+
+RESTORE_PLANNER = "SELECT set_config('enable_sort', $1, true), set_config('enable_nestloop', $2, true)"
 
 CREATE_RESULT = """
 CREATE TEMP TABLE eligibility_result (
@@ -177,13 +194,14 @@ FROM eligibility_result r
 WHERE NOT EXISTS (SELECT 1 FROM entitlements e
                   WHERE e.municipality_code = $1 AND e.program_id = $2 AND e.household_no = r.household_no)
 """
+# Every parameter must appear in the statement: an unused $2 cannot be typed and the UPDATE fails.
 APPLY_CHANGED = """
 UPDATE entitlements e
 SET snapshot_id = $3, head_resident_code = r.head_resident_code, members_counted = r.members_counted,
     amount_yen = r.amount_yen, rule = r.rule, status = 'open'
 FROM eligibility_diff d, eligibility_result r
-WHERE e.municipality_code = $1 AND e.entitlement_id = d.entitlement_id AND r.household_no = e.household_no
-  AND d.change = 'changed' AND NOT d.frozen
+WHERE e.municipality_code = $1 AND e.program_id = $2 AND e.entitlement_id = d.entitlement_id
+  AND r.household_no = e.household_no AND d.change = 'changed' AND NOT d.frozen
 """
 APPLY_GONE = """
 UPDATE entitlements e SET status = 'withdrawn', snapshot_id = $2
@@ -241,13 +259,17 @@ async def latest_snapshot(conn: asyncpg.Connection, code: str, kind: str = "resi
 
 
 async def determine_eligibility(conn: asyncpg.Connection, code: str, program_id: int,
-                                snapshot_id: int | None = None) -> EligibilityResult:
+                                snapshot_id: int | None = None, progress: Report | None = None) -> EligibilityResult:
     """Compute and freeze a program's entitlements (inside tenant_transaction).
 
     On the snapshot already used this is a no-op. On a newer snapshot, new households are added,
     entitlements nobody relies on yet follow the new data, and frozen ones are left as they are and
-    recorded in entitlement_conflicts.
+    recorded in entitlement_conflicts. `progress(done, total, stage)` hears of the stages (app/progress.py).
     """
+    def stage(done: int, total: int, name: str | None = None) -> None:
+        if progress is not None:
+            progress(done, total, name)
+
     program = await get_program(conn, code, program_id, lock=True)   # serialises runs of one program
     if snapshot_id is None:
         snapshot_id = await latest_snapshot(conn, code)
@@ -263,6 +285,12 @@ async def determine_eligibility(conn: asyncpg.Connection, code: str, program_id:
         tax_snapshot = await latest_snapshot(conn, code, "tax", program["tax_fiscal_year"])
         if tax_snapshot is None:
             raise NoSnapshot(f"{program['tax_fiscal_year']} 年度の課税情報が取り込まれていません（kyufu registry import-tax）。")
+    last = await conn.fetchrow(LAST_RUN, code, program_id)
+    if last is not None and last["same_program"] and (last["snapshot_id"], last["tax_snapshot_id"]) == (snapshot_id, tax_snapshot):
+        # Same inputs as the last completed run: it would find nothing to change (eligibility_runs says why).
+        summary = await conn.fetchrow(SUMMARY, code, program_id)
+        return EligibilityResult(program_id, snapshot_id, 0, 0, 0, 0,
+                                 summary["households"], summary["people"], summary["total_yen"])
     # The per-household hash aggregate of ~1M residents (and the diff's hashes) spill to disk at the
     # default 4 MB.
     await conn.execute("SET LOCAL work_mem = '256MB'")
@@ -270,21 +298,31 @@ async def determine_eligibility(conn: asyncpg.Connection, code: str, program_id:
     # analyzes later): the planner then expects a few thousand residents and sorts the million rows
     # by household instead of hashing them (measured: 2.9 s of CPU instead of 1.4 s). One row per
     # household always suits a hash aggregate, so sorts are discouraged for this one statement (the
-    # final ORDER BY, which has no alternative, still sorts).
+    # final ORDER BY, which has no alternative, still sorts). For the same reason a tax snapshot just
+    # imported looks tiny, and a nested loop over it would compare every resident with every tax line;
+    # every join here is set against set, so nested loops are discouraged too (the one-row program
+    # CTE still joins by one, having no join key).
     enable_sort = await conn.fetchval("SELECT current_setting('enable_sort')")
-    await conn.execute("SET LOCAL enable_sort = off")
+    enable_nestloop = await conn.fetchval("SELECT current_setting('enable_nestloop')")
+    await conn.execute("SET LOCAL enable_sort = off; SET LOCAL enable_nestloop = off")
     if newest is None:
         # Nothing to compare with: no temporary result, no diff.
+        stage(0, 1, "判定・登録")
         summary = await conn.fetchrow(INSERT_FIRST_RUN, code, program_id, snapshot_id, tax_snapshot)
-        await conn.execute("SELECT set_config('enable_sort', $1, true)", enable_sort)
+        stage(1, 1)
+        await conn.execute(RESTORE_PLANNER, enable_sort, enable_nestloop)
+        await conn.execute(RECORD_RUN, code, program_id, snapshot_id, tax_snapshot)
         return EligibilityResult(program_id, snapshot_id, summary["households"], 0, 0, 0,
                                  summary["households"], summary["people"], summary["total_yen"])
+    stage(0, 3, "判定")
     await conn.execute(CREATE_RESULT)
     await conn.execute(COMPUTE, code, program_id, snapshot_id, tax_snapshot)
-    await conn.execute("SELECT set_config('enable_sort', $1, true)", enable_sort)
+    stage(1, 3, "既存の受給権と比較")
+    await conn.execute(RESTORE_PLANNER, enable_sort, enable_nestloop)
     await conn.execute("ANALYZE eligibility_result")
     await conn.execute(CREATE_DIFF, code, program_id)
     counts = await conn.fetchrow(DIFF_COUNTS)
+    stage(2, 3, "反映")
     if counts["updated"] or counts["withdrawn"]:
         await conn.execute(INVALIDATE_STALE_LETTERS, code)
     if counts["updated"]:
@@ -296,6 +334,8 @@ async def determine_eligibility(conn: asyncpg.Connection, code: str, program_id:
         conflicts = int((await conn.execute(RECORD_CONFLICTS, code, snapshot_id)).split()[-1])
     added = int((await conn.execute(INSERT_NEW, code, program_id, snapshot_id)).split()[-1])
     await conn.execute("DROP TABLE eligibility_diff; DROP TABLE eligibility_result")
+    await conn.execute(RECORD_RUN, code, program_id, snapshot_id, tax_snapshot)
     summary = await conn.fetchrow(SUMMARY, code, program_id)
+    stage(3, 3)
     return EligibilityResult(program_id, snapshot_id, added, counts["updated"], counts["withdrawn"],
                              conflicts, summary["households"], summary["people"], summary["total_yen"])

@@ -2,10 +2,12 @@
 
 An import runs in the caller's tenant transaction: the snapshot row is claimed first (its unique key on
 the file's SHA-256 makes a second import of the same file a no-op, and makes a concurrent one wait and
-then see the first), the file is COPYed into a temporary staging table, one query reports every bad
-line, and one INSERT ... SELECT publishes the rows together with the snapshot. A duplicate 住民票コード is
-left to the primary key of residents during that INSERT (the report is then built with a duplicate
-search: see VALIDATE_RESIDENTS). A rejected file leaves nothing behind because the transaction rolls back.
+then see the first). A residents file is then COPYed once, straight into the snapshot's future partition
+of residents, which checks the line rules below as CHECK constraints, gets its indexes in bulk and is
+attached with the snapshot (migrations/0011_residents_partitioned.sql). That check says only that some
+line is bad, so a rejected file is read again into a temporary staging table and one query reports every
+bad line (REPORT_RESIDENTS). Tax files take the staging route directly (they are small). A rejected file
+leaves nothing behind because the transaction rolls back.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from dataclasses import dataclass
 import asyncpg
 
 from app.crypto import FieldCipher
-from app.registry.csvfile import Column, copy_body, read_header
-from app.registry.errors import ImportRejected, LineError, SnapshotMismatch
+from app.progress import Report
+from app.registry.csvfile import UNSPLITTABLE, Column, CsvBody, body_source, copy_body, copy_rejection, read_header
+from app.registry.errors import ImportRejected, LineError, RegistryError, SnapshotMismatch
 from payouts.kana import ZenginKanaError, to_zengin_kana
 
 # At most this many bad lines are listed (the total is always counted); a file with a systematic
@@ -83,11 +86,11 @@ UPDATE registry_snapshots SET status = 'published', published_at = now(), row_co
 WHERE municipality_code = $1 AND snapshot_id = $2
 """
 
-# The columns VALIDATE_RESIDENTS checks, in the order of its reasons array.
+# The columns REPORT_RESIDENTS checks, in the order of its reasons array.
 RESIDENT_CHECK_COLUMNS = ['住民票コード', '世帯番号', '続柄', '世帯主', '氏', '名', '氏カナ', '名カナ', '生年月日', '性別', '住所', '住定日', '消除日', '消除事由', '前世帯番号', '世帯変更日']
 
-# Text staging: every value arrives as text so that a bad value becomes a reported line, not a COPY
-# abort. line_no follows COPY's row order (the header is line 1). Dropped at commit.
+# Text staging for the report on a rejected file: every value arrives as text so that a bad value becomes
+# a reported line, not a COPY abort. line_no follows COPY's row order (the header is line 1). Dropped at commit.
 CREATE_RESIDENT_STAGING = """
 CREATE TEMP TABLE resident_staging (
     line_no bigint GENERATED ALWAYS AS IDENTITY (START WITH 2),
@@ -110,27 +113,26 @@ def _ymd(column: str) -> str:
             f" THEN translate({c}, '-/', '')::int END")
 
 
-# Every bad value of the file except duplicate 住民票コード, in one pass: one row per (line, column) with a
-# reason code, first failing check per column (an array per line, unnested only for bad lines: a
-# LATERAL VALUES list re-initialises its expressions for every line, five times slower). Households
-# with two current heads are found by a hash aggregate of the head lines and joined back. Character
-# checks search for one bad character (see _ymd) instead of matching an anchored pattern.
-#
-# Duplicates are not searched here: in a clean file (the common case) the primary key of residents
-# (municipality, snapshot, 住民票コード) refuses them anyway during the publishing INSERT, at no extra cost,
-# whereas a hash aggregate of a million codes costs about a second. When the file has bad lines, or the
-# INSERT hits the primary key, import_residents runs the report again with duplicates included
-# (REPORT_WITH_DUPLICATES), so the report lists every bad line either way.
+# Every bad value of the file, in one pass: one row per (line, column) with a reason code, first failing
+# check per column (an array per line, unnested only for bad lines: a LATERAL VALUES list re-initialises
+# its expressions for every line, five times slower). Households with two current heads and repeated
+# 住民票コード are found by hash aggregates and joined back. Character checks search for one bad
+# character (see _ymd) instead of matching an anchored pattern. Only a rejected file gets here: the CHECK
+# constraints of kyufu_residents_publish (0011) are the same rules, and
+# tests/registry/test_import.py holds the two to the same verdict line by line.
 _LINE_CHECKS = """
 WITH heads AS (
     SELECT household_no FROM resident_staging
     WHERE is_head = '1' AND coalesce(removed_on, '') = ''
     GROUP BY household_no HAVING count(*) > 1
-), {dup_cte}checked AS (
+), dup AS (
+    SELECT resident_code, min(line_no) AS first_line FROM resident_staging
+    GROUP BY resident_code HAVING count(*) > 1
+), checked AS (
     SELECT s.line_no, ARRAY[
       CASE WHEN coalesce(s.resident_code, '') = '' THEN 'required'
            WHEN octet_length(s.resident_code) <> 11 OR s.resident_code ~ '[^0-9]' THEN 'digits'
-           {dup_case}END,
+           WHEN d.first_line < s.line_no THEN 'duplicate' END,
       CASE WHEN coalesce(s.household_no, '') = '' THEN 'required'
            WHEN octet_length(s.household_no) > 20 OR s.household_no ~ '[^0-9A-Za-z-]' THEN 'digits' END,
       CASE WHEN coalesce(s.relationship, '') = '' THEN 'required'
@@ -176,7 +178,8 @@ WITH heads AS (
     FROM (SELECT s.*, {born} AS born, {moved_in} AS moved_in, {removed} AS removed, {changed} AS changed
           FROM resident_staging s OFFSET 0) s
     CROSS JOIN LATERAL (SELECT s.born, s.moved_in, s.removed, s.changed) p
-    {dup_join}LEFT JOIN heads h ON h.household_no = s.household_no AND s.is_head = '1' AND coalesce(s.removed_on, '') = ''
+    LEFT JOIN dup d ON d.resident_code = s.resident_code
+    LEFT JOIN heads h ON h.household_no = s.household_no AND s.is_head = '1' AND coalesce(s.removed_on, '') = ''
 ), bad AS (
     -- Only lines with a problem are unnested (a clean million-line file unnests nothing).
     SELECT c.line_no, u.ord, ($4::text[])[u.ord] AS col, u.reason
@@ -186,32 +189,19 @@ WITH heads AS (
 SELECT (SELECT count(*) FROM bad) AS total, line_no, col, reason
 FROM (SELECT * FROM bad ORDER BY line_no, ord LIMIT $3) b
 """
-_DATES = dict(born=_ymd("birth_date"), moved_in=_ymd("moved_in_on"), removed=_ymd("removed_on"),
-              changed=_ymd("household_changed_on"))
-VALIDATE_RESIDENTS = _LINE_CHECKS.format(dup_cte="", dup_case="", dup_join="", **_DATES)
-REPORT_WITH_DUPLICATES = _LINE_CHECKS.format(
-    dup_cte="""dup AS (
-    SELECT resident_code, min(line_no) AS first_line FROM resident_staging
-    GROUP BY resident_code HAVING count(*) > 1
-), """,
-    dup_case="WHEN d.first_line < s.line_no THEN 'duplicate' ",
-    dup_join="LEFT JOIN dup d ON d.resident_code = s.resident_code\n    ",
-    **_DATES)
+REPORT_RESIDENTS = _LINE_CHECKS.format(born=_ymd("birth_date"), moved_in=_ymd("moved_in_on"),
+                                       removed=_ymd("removed_on"), changed=_ymd("household_changed_on"))
 
-# One statement from staging to the snapshot. Sorted by 住民票コード so the primary-key index is filled
-# in key order (appends to the right edge instead of random page splits). Dates were validated above,
-# so the plain date cast (which reads all three accepted forms) cannot fail here.
-INSERT_RESIDENTS = """
-INSERT INTO residents (municipality_code, snapshot_id, resident_code, household_no, relationship, is_head,
-    family_name, given_name, family_kana, given_kana, birth_date, sex, address, moved_in_on, removed_on,
-    removal_reason, prev_household_no, household_changed_on)
-SELECT $1, $2, resident_code, household_no, relationship, is_head = '1', family_name, given_name,
-       family_kana, given_kana, birth_date::date, sex, address,
-       nullif(moved_in_on, '')::date, nullif(removed_on, '')::date,
-       nullif(removal_reason, ''), nullif(prev_household_no, ''), nullif(household_changed_on, '')::date
-FROM resident_staging
-ORDER BY resident_code
-"""
+# The snapshot's future partition, and its publication with the line rules (both SECURITY DEFINER
+# functions of the owner, which check that the snapshot is the scoped municipality's and still being
+# imported; migrations/0011_residents_partitioned.sql).
+LOAD_BEGIN = "SELECT kyufu_residents_load_begin($1)"
+LOAD_PUBLISH = "SELECT kyufu_residents_publish($1, $2, $3)"
+PARTITION_SCHEMA = "registry_parts"
+# Columns that the partition generates from the file's text (typed, or NULL when empty) take the text
+# in <name>_raw.
+_GENERATED = {"is_head", "birth_date", "moved_in_on", "removed_on", "removal_reason", "prev_household_no",
+              "household_changed_on"}
 
 CREATE_TAX_STAGING = """
 CREATE TEMP TABLE tax_staging (
@@ -278,37 +268,69 @@ async def _rejected_if_any(rows: list[asyncpg.Record]) -> None:
         raise ImportRejected([LineError(r["line_no"], r["col"], r["reason"]) for r in rows], rows[0]["total"])
 
 
-async def import_residents(conn: asyncpg.Connection, code: str, data: bytes) -> ImportResult:
-    """Import a 住民基本台帳 extract (call inside tenant_transaction(conn, code))."""
+async def import_residents(conn: asyncpg.Connection, code: str, data: bytes, progress: Report | None = None) -> ImportResult:
+    """Import a 住民基本台帳 extract (call inside tenant_transaction(conn, code)). `progress(done, total,
+    stage)` hears of the bytes sent and of the stages (app/progress.py)."""
     body = read_header(data, RESIDENT_COLUMNS)
     sha = hashlib.sha256(data).hexdigest()
     snapshot_id, earlier = await _claim(conn, code, "residents", None, sha)
     if earlier:
         return earlier
-    # Sorting and hashing a million staging rows spill to disk at the default 4 MB.
-    await conn.execute("SET LOCAL work_mem = '256MB'")
-    await conn.execute(CREATE_RESIDENT_STAGING)
-    await copy_body(conn, "resident_staging", data, body)
-    # Row estimates for the aggregates below (a fresh temp table has no statistics; ~0.1 s).
-    await conn.execute("ANALYZE resident_staging")
-    report_args = (RELATIONSHIPS, REMOVAL_REASONS, MAX_REPORTED_ERRORS, RESIDENT_CHECK_COLUMNS)
-    if await conn.fetch(VALIDATE_RESIDENTS, *report_args):
-        await _rejected_if_any(await conn.fetch(REPORT_WITH_DUPLICATES, *report_args))
     try:
-        async with conn.transaction():      # a savepoint: a duplicate 住民票コード leaves the staging intact
-            status = await conn.execute(INSERT_RESIDENTS, code, snapshot_id)
-    except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name != "residents_pkey":
-            raise
-        await _rejected_if_any(await conn.fetch(REPORT_WITH_DUPLICATES, *report_args))
-        raise   # unreachable: the primary key saw a duplicate, so the report has one
-    rows = int(status.split()[-1])
+        async with conn.transaction():      # a savepoint: a rejected file leaves no partition behind
+            rows = await _load_partition(conn, snapshot_id, data, body, progress)
+    except UNSPLITTABLE as exc:
+        # Reading it again into the staging table would stop at the same line.
+        raise copy_rejection(exc) from None
+    except asyncpg.IntegrityConstraintViolationError:
+        # kyufu_residents_publish found a broken line rule, a repeated 住民票コード or two current heads,
+        # and says no more (its message names no row): the report names every bad line.
+        await _report_residents(conn, data, body, progress)
+        raise RegistryError("取込を中止しました（原因の行を特定できませんでした）。") from None
     await conn.execute(PUBLISH_SNAPSHOT, code, snapshot_id, rows)
-    await conn.execute("DROP TABLE resident_staging")
     return ImportResult(snapshot_id, rows, False)
 
 
-async def import_tax(conn: asyncpg.Connection, code: str, fiscal_year: int, data: bytes) -> ImportResult:
+async def _load_partition(conn: asyncpg.Connection, snapshot_id: int, data: bytes, body: CsvBody,
+                          progress: Report | None) -> int:
+    """COPY the body into the snapshot's future partition and publish it; returns the number of rows."""
+    table = await conn.fetchval(LOAD_BEGIN, snapshot_id)
+    source = body_source(data, body, progress, "読込・検査")
+    # FREEZE (allowed: the table was created in this subtransaction, and nobody else can see it yet)
+    # writes the rows frozen and all-visible, so the first reader (eligibility) does not rewrite every
+    # page to set hint bits, and vacuum has nothing to freeze later.
+    status = await conn.copy_to_table(
+        table, schema_name=PARTITION_SCHEMA, source=source, format="csv", encoding=body.pg_encoding, freeze=True,
+        columns=[f"{c}_raw" if c in _GENERATED else c for c in body.columns])
+    if progress is not None:
+        progress(0, 1, "索引・公開")
+    await conn.execute(LOAD_PUBLISH, snapshot_id, RELATIONSHIPS, REMOVAL_REASONS)
+    if progress is not None:
+        progress(1, 1)
+    return int(status.split()[-1])
+
+
+async def _report_residents(conn: asyncpg.Connection, data: bytes, body: CsvBody, progress: Report | None) -> None:
+    """Read a rejected file into the text staging table and raise ImportRejected listing every bad line."""
+    # Sorting and hashing a million staging rows spill to disk at the default 4 MB.
+    await conn.execute("SET LOCAL work_mem = '256MB'")
+    await conn.execute(CREATE_RESIDENT_STAGING)
+    await copy_body(conn, "resident_staging", data, body, _staged(progress, "エラー行の特定"))
+    # Row estimates for the aggregates (a fresh temp table has no statistics; ~0.1 s).
+    await conn.execute("ANALYZE resident_staging")
+    await _rejected_if_any(await conn.fetch(
+        REPORT_RESIDENTS, RELATIONSHIPS, REMOVAL_REASONS, MAX_REPORTED_ERRORS, RESIDENT_CHECK_COLUMNS))
+
+
+def _staged(progress: Report | None, stage: str) -> Report | None:
+    """`progress` with every report naming `stage`."""
+    if progress is None:
+        return None
+    return lambda done, total, _stage=None: progress(done, total, stage)
+
+
+async def import_tax(conn: asyncpg.Connection, code: str, fiscal_year: int, data: bytes,
+                     progress: Report | None = None) -> ImportResult:
     """Import 課税区分 per household or resident for one fiscal year (inside tenant_transaction)."""
     body = read_header(data, TAX_COLUMNS)
     sha = hashlib.sha256(data).hexdigest()
@@ -316,7 +338,7 @@ async def import_tax(conn: asyncpg.Connection, code: str, fiscal_year: int, data
     if earlier:
         return earlier
     await conn.execute(CREATE_TAX_STAGING)
-    await copy_body(conn, "tax_staging", data, body)
+    await copy_body(conn, "tax_staging", data, body, _staged(progress, "読込"))
     await _rejected_if_any(await conn.fetch(VALIDATE_TAX, list(TAX_CLASSES), MAX_REPORTED_ERRORS))
     status = await conn.execute(
         INSERT_TAX, code, snapshot_id, fiscal_year, list(TAX_CLASSES.values()), list(TAX_CLASSES)

@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import io
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from faker.providers.address.ja_JP import Provider as AddressProvider
@@ -41,8 +42,10 @@ def _day(rng: random.Random, start: dt.date, end: dt.date) -> dt.date:
 
 
 def generate(households: int, *, seed: int = 1, as_of: dt.date = dt.date(2026, 6, 1),
-             encoding: str = "utf-8", account_share: float = 0.6) -> SyntheticFiles:
-    """Build the three CSV files in memory (a million residents is ~150 MB)."""
+             encoding: str = "utf-8", account_share: float = 0.6,
+             progress: Callable[..., None] | None = None) -> SyntheticFiles:
+    """Build the three CSV files in memory (a million residents is ~150 MB); `progress(done, total)` hears
+    of the households written (app/progress.py)."""
     rng = random.Random(seed)
     towns = list(AddressProvider.towns)[:400]
     sizes = rng.choices(_SIZES, _SIZE_WEIGHTS, k=households)
@@ -57,6 +60,8 @@ def generate(households: int, *, seed: int = 1, as_of: dt.date = dt.date(2026, 6
     year = as_of.year
     n = 0
     for h, size in enumerate(sizes):
+        if progress is not None and h % 10_000 == 0:
+            progress(h, households)
         household_no = f"{h + 1:010d}"
         family, family_kana, _ = _FAMILY[rng.randrange(len(_FAMILY))]
         address = f"{towns[h % len(towns)]}{rng.randint(1, 5)}丁目{rng.randint(1, 30)}番{rng.randint(1, 20)}号"
@@ -102,6 +107,8 @@ def generate(households: int, *, seed: int = 1, as_of: dt.date = dt.date(2026, 6
             n += 1
         roll = rng.random()
         tax.writerow([household_no, "", "非課税" if roll < 0.25 else ("均等割のみ" if roll < 0.3 else "課税")])
+    if progress is not None:
+        progress(households, households)
     enc = "utf-8-sig" if encoding == "utf-8-sig" else encoding
     return SyntheticFiles(res_out.getvalue().encode(enc), tax_out.getvalue().encode(enc),
                           acc_out.getvalue().encode(enc), households, total)

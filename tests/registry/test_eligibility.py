@@ -194,3 +194,23 @@ async def test_entitlements_must_refer_to_an_existing_program_and_snapshot(app_p
                 await owner_conn.execute(statement, *args)
     async with tenant_transaction(app_pool, code) as conn:
         assert await conn.fetchval("SELECT count(*) FROM entitlements WHERE program_id = $1", program_id) == 1
+
+
+async def test_a_rerun_is_skipped_only_while_program_residents_and_tax_are_unchanged(app_pool, owner_conn, code):
+    """The shortcut of eligibility_runs: same inputs report without recomputing; a newer tax snapshot or an
+    edited program definition is determined again."""
+    rows = [person(household_no="E"), person(household_no="F")]
+    tax = [["E", "", "非課税"], ["F", "", "非課税"]]
+    program_id, first = await setup(app_pool, code, rows, dict(tax_condition="exempt", tax_fiscal_year=2026), tax)
+    assert (first.added, first.households) == (2, 2)
+    async with tenant_transaction(app_pool, code) as conn:
+        again = await determine_eligibility(conn, code, program_id)
+        assert again.no_op and again.households == 2
+        await import_tax(conn, code, 2026, simple_csv(["世帯番号", "住民票コード", "課税区分"], [["E", "", "非課税"], ["F", "", "課税"]]))
+        after_tax = await determine_eligibility(conn, code, program_id)
+    assert (after_tax.withdrawn, after_tax.households) == (1, 1)
+    async with tenant_transaction(owner_conn, code):
+        await owner_conn.execute("UPDATE programs SET amount_yen = 20000 WHERE program_id = $1", program_id)
+    async with tenant_transaction(app_pool, code) as conn:
+        edited = await determine_eligibility(conn, code, program_id)
+    assert (edited.updated, edited.total_yen) == (1, 20000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.registry.errors import ImportRejected
-from app.registry.imports import ACCOUNT_COLUMNS, import_accounts, import_residents, import_tax
+from app.registry.imports import ACCOUNT_COLUMNS, RESIDENT_COLUMNS, _ymd, import_accounts, import_residents, import_tax
 from app.tenancy.transaction import tenant_transaction
 from tests.registry.helpers import person, residents_csv, simple_csv
 
@@ -160,3 +160,123 @@ async def test_dates_are_checked_against_the_calendar(app_pool, code):
         got = [await conn.fetchval("SELECT coalesce(kyufu_ymd_valid($1), false)", v)
                for v in (20240229, 20000229, 20231231, 20230229, 19000229, 20241301, 20240100, 20240431, None)]
     assert got == [True] * 3 + [False] * 6
+
+
+# One fault per line, each with the one (column, reason) the report must give. A residents file is loaded
+# through the partition's CHECK constraints (0011) and only a rejected one is read again for the report,
+# so each case proves both halves agree: a rule missing from the constraints would let the file import,
+# and one the report lacks would end in a rejection without lines.
+SINGLE_FAULTS = [
+    (dict(resident_code=""), "住民票コード", "required"),
+    (dict(resident_code="1234567890a"), "住民票コード", "digits"),
+    (dict(household_no=""), "世帯番号", "required"),
+    (dict(household_no="H_1"), "世帯番号", "digits"),
+    (dict(household_no="1" * 21), "世帯番号", "digits"),
+    (dict(relationship="", is_head="0"), "続柄", "required"),
+    (dict(relationship="恋人", is_head="0"), "続柄", "unknown_relationship"),
+    (dict(is_head="true"), "世帯主", "bad_flag"),
+    (dict(is_head=""), "世帯主", "bad_flag"),
+    (dict(is_head="0"), "世帯主", "head_mismatch"),
+    (dict(family_name=""), "氏", "required"),
+    (dict(given_name="名" * 51), "名", "too_long"),
+    (dict(family_kana="やまだ"), "氏カナ", "not_katakana"),
+    (dict(given_kana="ﾀﾛｳ"), "名カナ", "not_katakana"),
+    (dict(given_kana="タ" * 51), "名カナ", "too_long"),
+    (dict(birth_date=""), "生年月日", "required"),
+    (dict(birth_date="1980-5-05", moved_in_on=""), "生年月日", "bad_date"),
+    (dict(birth_date="1980.05.05", moved_in_on=""), "生年月日", "bad_date"),
+    (dict(birth_date=" 9800505", moved_in_on=""), "生年月日", "bad_date"),
+    (dict(birth_date="1980-05/05", moved_in_on=""), "生年月日", "bad_date"),
+    (dict(birth_date="19800230", moved_in_on=""), "生年月日", "bad_date"),
+    (dict(birth_date="00000101", moved_in_on=""), "生年月日", "bad_date"),
+    (dict(sex="3"), "性別", "bad_sex"),
+    (dict(address=""), "住所", "required"),
+    (dict(address="町" * 201), "住所", "too_long"),
+    (dict(moved_in_on="2000-13-01"), "住定日", "bad_date"),
+    (dict(moved_in_on="1979-12-31"), "住定日", "moved_in_before_birth"),
+    (dict(removed_on="2001/02/30", removal_reason="転出"), "消除日", "bad_date"),
+    (dict(removed_on="1999-12-31", removal_reason="転出"), "消除日", "removed_before_moved_in"),
+    (dict(removed_on="2024-01-01"), "消除事由", "removal_reason_missing"),
+    (dict(removal_reason="転出"), "消除事由", "removal_without_date"),
+    (dict(removed_on="2024-01-01", removal_reason="引越"), "消除事由", "unknown_removal_reason"),
+    (dict(prev_household_no="9"), "前世帯番号", "household_change_pair"),
+    (dict(prev_household_no="9*", household_changed_on="2026-05-01"), "前世帯番号", "digits"),
+    (dict(prev_household_no="9", household_changed_on="2026-02-30"), "世帯変更日", "bad_date"),
+]
+
+
+@pytest.mark.parametrize(("fault", "column", "reason"), SINGLE_FAULTS, ids=[f"{c}-{r}-{i}" for i, (_, c, r) in enumerate(SINGLE_FAULTS)])
+async def test_each_line_rule_rejects_the_file_with_that_line(app_pool, code, fault, column, reason):
+    rows = [person(), person(**fault), person()]
+    with pytest.raises(ImportRejected) as caught:
+        async with tenant_transaction(app_pool, code) as conn:
+            await import_residents(conn, code, residents_csv(rows))
+    assert [(e.line, e.column, e.reason) for e in caught.value.errors] == [(3, column, reason)]
+    assert await _count(app_pool, code, "residents") == 0
+
+
+async def test_two_current_heads_of_one_household_are_reported(app_pool, code):
+    """The one rule across lines besides the primary key (kyufu_residents_publish checks it on the partition)."""
+    rows = [person(household_no="7"), person(household_no="8"), person(household_no="7"),
+            person(household_no="8", removed_on="2024-01-01", removal_reason="死亡")]
+    with pytest.raises(ImportRejected) as caught:
+        async with tenant_transaction(app_pool, code) as conn:
+            await import_residents(conn, code, residents_csv(rows))
+    assert {(e.line, e.reason) for e in caught.value.errors} == {(2, "multiple_heads"), (4, "multiple_heads")}
+
+
+async def test_empty_and_quoted_empty_optional_values_are_stored_as_null(app_pool, code):
+    """A value left empty, quoted ("") or not, and an optional column missing from the header, are NULL;
+    the three date shapes give the same day; every column keeps its value."""
+    mover = person(household_no="10", relationship="子", given_name="一郎", given_kana="イチロウ", birth_date="20000102",
+                   moved_in_on="2000/01/02", removed_on="2024-03-31", removal_reason="転出",
+                   prev_household_no="9", household_changed_on="2025-04-01")
+    head = person(household_no="10", birth_date="1970/01/01")
+    data = residents_csv([head, mover]).decode().split("\r\n")
+    data[1] = data[1].replace(",,,,", ',"","","",""')          # the head's four trailing optional values
+    async with tenant_transaction(app_pool, code) as conn:
+        await import_residents(conn, code, "\r\n".join(data).encode())
+        got = {r["resident_code"]: dict(r) for r in await conn.fetch(
+            "SELECT resident_code, household_no, relationship, is_head, family_name, given_name, family_kana, given_kana,"
+            " birth_date::text, sex, address, moved_in_on::text, removed_on::text, removal_reason, prev_household_no,"
+            " household_changed_on::text FROM residents")}
+    assert got[head["resident_code"]] == dict(
+        resident_code=head["resident_code"], household_no="10", relationship="世帯主", is_head=True, family_name="山田",
+        given_name="太郎", family_kana="ヤマダ", given_kana="タロウ", birth_date="1970-01-01", sex="1",
+        address="東京都千代田区1-1", moved_in_on="2000-01-01", removed_on=None, removal_reason=None,
+        prev_household_no=None, household_changed_on=None)
+    assert got[mover["resident_code"]] == dict(
+        resident_code=mover["resident_code"], household_no="10", relationship="子", is_head=False, family_name="山田",
+        given_name="一郎", family_kana="ヤマダ", given_kana="イチロウ", birth_date="2000-01-02", sex="1",
+        address="東京都千代田区1-1", moved_in_on="2000-01-02", removed_on="2024-03-31", removal_reason="転出",
+        prev_household_no="9", household_changed_on="2025-04-01")
+    without_optional = simple_csv([c.header for c in RESIDENT_COLUMNS if c.required],
+                                  [[person(household_no="11")[c.name] for c in RESIDENT_COLUMNS if c.required]])
+    async with tenant_transaction(app_pool, code) as conn:
+        assert (await import_residents(conn, code, without_optional)).rows == 1
+        assert await conn.fetchval("SELECT count(*) FROM residents WHERE household_no = '11'"
+                                   " AND prev_household_no IS NULL AND household_changed_on IS NULL") == 1
+
+
+async def test_the_partitions_date_parse_agrees_with_the_report_and_never_raises(owner_conn):
+    """kyufu_load_date_sql (the generated date columns of a load) against _ymd + kyufu_ymd_valid (the report):
+    the same verdict for every day of 1999-2001 in all three shapes and for impossible or malformed ones, and
+    NULL instead of an error (an error during the COPY would log the row)."""
+    load = await owner_conn.fetchval("SELECT kyufu_load_date_sql('v')")
+    report = _ymd("v").replace("s.v", "v")
+    candidates = """
+        SELECT to_char(d, f) AS v FROM generate_series(date '1999-01-01', date '2001-12-31', interval '1 day') d,
+               unnest(ARRAY['YYYY-MM-DD', 'YYYY/MM/DD', 'YYYYMMDD']) f
+        UNION ALL SELECT format('%s%s%s%s%s', lpad(y::text, 4, '0'), sep, lpad(m::text, 2, '0'), sep, lpad(dd::text, 2, '0'))
+        FROM unnest(ARRAY[0, 1, 1900, 2000, 2023, 2024]) y, generate_series(0, 13) m, generate_series(0, 32) dd,
+             unnest(ARRAY['', '-', '/']) sep
+        UNION ALL SELECT unnest(ARRAY['1980-05/05', '1980-5-05', '1980.05.05', ' 9800505', '+9800505', '0x989745',
+                                      '1_980505', '1980-05-5x', '1980--0505', '198005050', '', '１９８０-05-05'])
+    """
+    disagreements = await owner_conn.fetch(f"""
+        SELECT v FROM ({candidates}) c
+        WHERE (({load}) IS NOT NULL) IS DISTINCT FROM coalesce(kyufu_ymd_valid({report}), false)
+           OR ({load}) IS DISTINCT FROM (SELECT CASE WHEN kyufu_ymd_valid(n) THEN make_date(n / 10000, n / 100 % 100, n % 100) END
+                                        FROM (SELECT {report} AS n) r)
+    """)
+    assert [r["v"] for r in disagreements] == []
