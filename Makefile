@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml requirements.lock setup.py payouts/_fastrender.c
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the pinned dependencies
+install: $(STAMP) ## Create .venv and install the pinned dependencies (and gcc + libssl-dev for payouts/_fastrender.c if missing)
 
 system-deps: ## Install Debian's age, chromium, wrk and a Japanese font if missing (needs root or sudo)
 	@missing=""; \
@@ -54,7 +54,7 @@ test: install system-deps ## Run the whole suite on real PostgreSQL and Valkey (
 test-fast: install ## The suite without the browser tests
 	$(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
 
-chaos: install ## Only the injected-fault scenarios (SIGKILLed worker/app, Valkey lost empty); also part of make test
+chaos: install ## Only the injected-fault scenarios (SIGKILLed worker/app, Valkey lost empty, PostgreSQL crashed/restarted, outbox disk full); also part of make test
 	$(PY) -m pytest tests/chaos -v $(PYTEST_ARGS)
 
 loadtest: install system-deps ## Both load tests (loopback, bounded, ~3.5 min): the wrk submit-path bench, then `make surge`
