@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from app.observability import BATCH_PROGRESS
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from payouts import settings_store, zengin
@@ -226,6 +227,7 @@ async def render_in_transaction(
         nonlocal count, total, emit_sink
         count += result.count
         total += result.total_yen
+        gauge.set(count)  # /metrics: kyufu_batch_generation_records{municipality, batch}
         if progress is not None:  # e.g. a rich progress bar in a terminal (app/progress.py)
             progress(count, batch.record_count)
         if result.problems:
@@ -236,6 +238,8 @@ async def render_in_transaction(
                 raise zengin.TotalsOverflow("合計件数が999,999件を超えます。バッチを分割してください。")
             await emit(result.records)
 
+    gauge = BATCH_PROGRESS.labels(code, str(batch_id))
+    gauge.set(0)
     await emit(writer.header())
     loop = asyncio.get_running_loop()
     pool = get_pool() if parallel else None
