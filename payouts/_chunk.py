@@ -1,13 +1,17 @@
-"""The per-row hot loop of the payout stage, run in worker processes (or inline for small batches).
+"""The per-row hot loop of the payout stage, run on the pool of payouts.pipeline (threads when the C loop
+is built, processes otherwise) or inline for small batches.
 
 Input: a slice of `COPY (SELECT <STAGE_COLUMNS>) TO STDOUT` text output, whole rows only. Output: the
 cp932 bytes of the Zengin data records for those rows, their count and total, and every problem found.
 
-Two paths give the same bytes:
-* the fast path decrypts, then checks the whole chunk with a handful of C-level operations (joined
-  strings matched once per chunk, not once per row) and formats with zengin's own record format;
+Three paths give the same bytes:
+* payouts/_fastrender.c, when every row of the chunk is valid and in the common shape (it releases the
+  GIL; it never judges a payment, it returns None and lets the paths below decide);
+* the Python fast path decrypts, then checks the whole chunk with a handful of C-level operations
+  (joined strings matched once per chunk, not once per row) and formats with zengin's own record format;
 * if any check fails, the reference path builds `zengin.Payment` objects and runs
   `zengin.validate_payment` on each, so the report lists every bad payment and every reason.
+tests/payouts/test_fastrender.py holds the C loop to the Python path byte for byte;
 tests/payouts/test_pipeline.py proves the fast path equals `zengin.generate` byte for byte.
 
 Nothing here logs or raises with a name or an account number in it.
