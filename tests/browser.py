@@ -8,12 +8,15 @@ Import the fixtures into a conftest.py: `from tests.browser import browser, page
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
@@ -65,3 +68,21 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".png")
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def in_thread(coro):
+    """asyncio.run in a thread: Playwright's sync API keeps its own loop running in the test's thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def run_with_connection(coro_fn, settings):
+    """`await coro_fn(conn)` on a fresh app-role connection, from a browser test's thread."""
+    async def main():
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            return await coro_fn(conn)
+        finally:
+            await conn.close()
+
+    return in_thread(main())

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-
-import asyncpg
 import pytest
 
 from app.tenancy.transaction import tenant_transaction
-from tests.browser import screenshot
+from tests.browser import in_thread, run_with_connection, screenshot
 from tests.intake.helpers import make_letters
 
 pytestmark = pytest.mark.browser
 
 
-def _in_thread(coro):
-    """asyncio.run in a thread: Playwright's sync API keeps its own loop running in this one."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-def _run(coro_fn, settings):
-    async def main():
-        conn = await asyncpg.connect(settings.database_url)
-        try:
-            return await coro_fn(conn)
-        finally:
-            await conn.close()
-
-    return _in_thread(main())
-
-
 def _letter(settings, code):
-    return _run(lambda conn: make_letters(conn, settings.master_key_bytes, code), settings)[0]
+    return run_with_connection(lambda conn: make_letters(conn, settings.master_key_bytes, code), settings)[0]
 
 
 def _applications(settings, code, entitlement_id) -> int:
@@ -41,12 +20,12 @@ def _applications(settings, code, entitlement_id) -> int:
         async with tenant_transaction(conn, code, readonly=True) as c:
             return await c.fetchval("SELECT count(*) FROM applications WHERE entitlement_id = $1", entitlement_id)
 
-    return _run(count, settings)
+    return run_with_connection(count, settings)
 
 
 @pytest.fixture
 def code(municipality):
-    return _in_thread(municipality("テスト市"))
+    return in_thread(municipality("テスト市"))
 
 
 def test_whole_flow_once_despite_double_click_and_back_resubmit(live_server, settings, code, page):

@@ -3,39 +3,18 @@ with a screenshot of each page."""
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-
-import asyncpg
 import pytest
 
 from app.tenancy.transaction import tenant_transaction
-from tests.browser import screenshot
+from tests.browser import in_thread, run_with_connection, screenshot
 from tests.intake.identify_world import make_world
 
 pytestmark = pytest.mark.browser
 
 
-def _in_thread(coro):
-    """asyncio.run in a thread: Playwright's sync API keeps its own loop running in this one."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-def _run(coro_fn, settings):
-    async def main():
-        conn = await asyncpg.connect(settings.database_url)
-        try:
-            return await coro_fn(conn)
-        finally:
-            await conn.close()
-
-    return _in_thread(main())
-
-
 def test_no_letter_path_from_the_start_page_to_the_receipt(live_server, settings, municipality, page):
-    code = _in_thread(municipality("千代田区"))
-    world = _run(lambda conn: make_world(conn, settings.master_key_bytes, code), settings)
+    code = in_thread(municipality("千代田区"))
+    world = run_with_connection(lambda conn: make_world(conn, settings.master_key_bytes, code), settings)
     base = f"{live_server}/m/{code}"
     page.goto(base + "/")
     screenshot(page, "identify-01-start")
@@ -80,7 +59,7 @@ def test_no_letter_path_from_the_start_page_to_the_receipt(live_server, settings
             return await c.fetch("SELECT receipt_no, identification FROM applications WHERE entitlement_id = $1",
                                  world.entitlements["H1"])
 
-    rows = _run(stored, settings)
+    rows = run_with_connection(stored, settings)
     assert [(r["receipt_no"], r["identification"]) for r in rows] == [(receipt.replace("-", ""), "registry_match")]
 
     page.goto(base + "/status")

@@ -3,25 +3,16 @@ approver approves → release."""
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-
 import asyncpg
 import pyotp
 import pytest
 
 from app.tenancy.transaction import tenant_transaction
-from tests.browser import browser, page, screenshot  # noqa: F401  (fixtures)
+from tests.browser import browser, in_thread, page, screenshot  # noqa: F401  (fixtures)
 from tests.live_server import live_server  # noqa: F401
 from tests.staff.conftest import PASSWORD, add_bank_settings, build_world
 
 pytestmark = pytest.mark.browser
-
-
-def _in_thread(coro):
-    """asyncio.run in a thread: Playwright's sync API keeps its own loop running in this one."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 @pytest.fixture
@@ -37,7 +28,7 @@ def world(municipality, settings):
         finally:
             await conn.close()
 
-    return _in_thread(make())
+    return in_thread(make())
 
 
 def _login(page, base, code, login, totp=""):
