@@ -3,6 +3,8 @@ at-a-time builder of tests/payouts/_batches.py would take minutes for the sizes 
 
 from __future__ import annotations
 
+import hashlib
+
 import secrets
 from pathlib import Path
 
@@ -101,6 +103,17 @@ async def reference_file(pool, settings, code: str, batch_id: int) -> bytes:
     pieces: list[bytes] = []
     await pipeline.render_batch(pool, settings, code, batch_id, pieces.append)
     return b"".join(pieces)
+
+
+async def approved_release(cluster, code: str, n: int) -> tuple[Batch, bytes, str, tuple[str, ...]]:
+    """An approved batch of n payments in the chaos cluster: (batch, its reference plaintext — checked to
+    hash to the approved SHA-256 —, that SHA-256, the `kyufu` arguments that release it)."""
+    settings = cluster.settings
+    batch = await make_approved_batch(settings.database_owner_url, settings, code, n, cluster.root)
+    reference = await reference_file(cluster.pool, settings, code, batch.batch_id)
+    approved = (await release_state(cluster.pool, code, batch.batch_id))["approved_sha256"]
+    assert hashlib.sha256(reference).hexdigest() == approved
+    return batch, reference, approved, ("payouts", "release", "--municipality", code, "--batch", str(batch.batch_id))
 
 
 async def as_the_bank(owner_url: str, settings, batch: Batch, outbox: Path, scratch: Path) -> tuple[bytes, str]:

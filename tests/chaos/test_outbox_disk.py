@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.chaos import invariants
-from tests.chaos.batches import as_the_bank, make_approved_batch, reference_file, release_state
+from tests.chaos.batches import approved_release, as_the_bank, release_state
 from tests.chaos.harness import CODE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -50,11 +50,7 @@ async def test_outbox_disk_full_release_fails_cleanly_then_succeeds_with_space(c
     temp, and nothing recorded — also when the ciphertext fits but its manifest does not; once there is
     space the same release writes the approved file, once."""
     settings = cluster.settings
-    batch = await make_approved_batch(settings.database_owner_url, settings, CODE, PAYMENTS, cluster.root)
-    reference = await reference_file(cluster.pool, settings, CODE, batch.batch_id)
-    approved = (await release_state(cluster.pool, CODE, batch.batch_id))["approved_sha256"]
-    assert hashlib.sha256(reference).hexdigest() == approved
-    release = ("payouts", "release", "--municipality", CODE, "--batch", str(batch.batch_id))
+    batch, reference, approved, release = await approved_release(cluster, CODE, PAYMENTS)
 
     async def refused(name: str) -> str:
         code, out = await asyncio.to_thread(cluster.run_cli, name, *release)

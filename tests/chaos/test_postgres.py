@@ -19,7 +19,7 @@ import pytest
 
 from app.services import DATABASE
 from tests.chaos import invariants
-from tests.chaos.batches import as_the_bank, make_approved_batch, reference_file, release_state
+from tests.chaos.batches import approved_release, as_the_bank, release_state
 from tests.chaos.clients import apply, apply_all
 from tests.chaos.harness import CODE
 from tests.intake.helpers import application_body, make_letters
@@ -105,11 +105,7 @@ async def test_postgres_restarted_mid_generation_release_fails_cleanly_then_yiel
     Japanese message, leaves nothing in the outbox (not even a temp file) and records nothing. Re-run, it
     releases a file the bank verifies and decrypts to the approved bytes, once; a third run is refused."""
     settings = cluster.settings
-    batch = await make_approved_batch(settings.database_owner_url, settings, CODE, RELEASE_PAYMENTS, cluster.root)
-    reference = await reference_file(cluster.pool, settings, CODE, batch.batch_id)
-    approved = (await release_state(cluster.pool, CODE, batch.batch_id))["approved_sha256"]
-    assert hashlib.sha256(reference).hexdigest() == approved
-    release = ("payouts", "release", "--municipality", CODE, "--batch", str(batch.batch_id))
+    batch, reference, approved, release = await approved_release(cluster, CODE, RELEASE_PAYMENTS)
 
     admin = await asyncpg.connect(cluster.services.urls()["DATABASE_ADMIN_URL"])  # sees every session's query
     proc = cluster.spawn("release-interrupted", *release)

@@ -60,6 +60,15 @@ async def test_release_seals_for_the_bank_and_records_once(owner_conn, app_pool,
     assert age_file.read_bytes() == before
 
 
+async def _assert_nothing_released(owner_conn, settings, code, batch) -> None:
+    """No file in the municipality's outbox and the batch still only approved."""
+    directory = settings.outbox_path / code
+    assert not directory.exists() or not any(directory.iterdir())
+    async with tenant_transaction(owner_conn, code) as conn:
+        assert await conn.fetchval("SELECT status FROM payout_batches WHERE municipality_code = $1 AND batch_id = $2",
+                                   code, batch.batch_id) == "approved"
+
+
 async def test_changed_amount_after_approval_is_refused(owner_conn, app_pool, settings, municipality, tmp_path):
     """The regenerated file no longer hashes to the approved value: nothing is released or written."""
     code = await municipality()
@@ -69,11 +78,7 @@ async def test_changed_amount_after_approval_is_refused(owner_conn, app_pool, se
                            code, batch.payment_ids[0])
     with pytest.raises(release.ApprovalMismatch, match="合計金額"):
         await release.release_batch(app_pool, settings, code, batch.batch_id, batch.approver)
-    directory = settings.outbox_path / code
-    assert not directory.exists() or not any(directory.iterdir())
-    async with tenant_transaction(owner_conn, code) as conn:
-        assert await conn.fetchval("SELECT status FROM payout_batches WHERE municipality_code = $1 AND batch_id = $2",
-                                   code, batch.batch_id) == "approved"
+    await _assert_nothing_released(owner_conn, settings, code, batch)
 
 
 async def test_changed_branch_after_approval_is_refused_by_the_hash(owner_conn, app_pool, settings, municipality,
@@ -87,11 +92,7 @@ async def test_changed_branch_after_approval_is_refused_by_the_hash(owner_conn, 
                            " WHERE municipality_code = $1 AND payment_id = $2", code, batch.payment_ids[0])
     with pytest.raises(release.ApprovalMismatch, match="SHA-256"):
         await release.release_batch(app_pool, settings, code, batch.batch_id, batch.approver)
-    directory = settings.outbox_path / code
-    assert not directory.exists() or not any(directory.iterdir())
-    async with tenant_transaction(owner_conn, code) as conn:
-        assert await conn.fetchval("SELECT status FROM payout_batches WHERE municipality_code = $1 AND batch_id = $2",
-                                   code, batch.batch_id) == "approved"
+    await _assert_nothing_released(owner_conn, settings, code, batch)
 
 
 async def test_draft_cannot_be_released(owner_conn, app_pool, settings, municipality, tmp_path):
