@@ -93,18 +93,28 @@ async def start(request: Request) -> Response:
 # ---- sign-in ------------------------------------------------------------------------------------
 
 
-async def _check_letter(request: Request, m: dict, access_code: str, pin: str):
-    """Return the letter or None; counts failures per code (DB) and per address (Redis)."""
+async def _guarded_lookup(request: Request, m: dict, lookup):
+    """One sign-in attempt (letter or identity): the per-address limit first (Redis, 429 when exceeded),
+    then `await lookup(conn, keys)` in the municipality's tenant transaction; None counts as a failure for
+    the address (the lookup itself counts per code or per identity, in the database)."""
     redis = request.app.state.redis
     ip = request.client.host if request.client else "-"
     await check_ip(redis, ip)
     settings = request.app.state.settings
     async with tenant_transaction(request.app.state.pool, m["code"]) as conn:
         keys = await municipality_keys(conn, settings.master_key_bytes, m["code"])
-        letter = (await authenticate(conn, keys, m["code"], [(access_code, pin)]))[0]
-    if letter is None:
+        found = await lookup(conn, keys)
+    if found is None:
         await record_ip_failure(redis, ip)
-    return letter
+    return found
+
+
+async def _check_letter(request: Request, m: dict, access_code: str, pin: str):
+    """Return the letter or None; counts failures per code (DB) and per address (Redis)."""
+    async def lookup(conn, keys):
+        return (await authenticate(conn, keys, m["code"], [(access_code, pin)]))[0]
+
+    return await _guarded_lookup(request, m, lookup)
 
 
 async def signin(request: Request) -> Response:
@@ -188,15 +198,9 @@ async def identify(request: Request) -> Response:
         ctx["errors"] = exc.errors
         ctx["err"] = defaultdict(str, {e.field: e.message for e in exc.errors})
         return await _page(request, "intake_identify.html", ctx, status_code=422)
-    redis = request.app.state.redis
-    ip = request.client.host if request.client else "-"
-    await check_ip(redis, ip)
-    settings = request.app.state.settings
-    async with tenant_transaction(request.app.state.pool, m["code"]) as conn:
-        keys = await municipality_keys(conn, settings.master_key_bytes, m["code"])
-        found = await identify_resident(conn, keys, m["code"], program["program_id"], identity, m["name"])
+    found = await _guarded_lookup(request, m, lambda conn, keys: identify_resident(
+        conn, keys, m["code"], program["program_id"], identity, m["name"]))
     if found is None:
-        await record_ip_failure(redis, ip)
         ctx["failed"] = IDENTIFY_FAILED_MESSAGE
         return await _page(request, "intake_identify.html", ctx, status_code=401)
     session.clear()
