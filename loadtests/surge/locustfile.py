@@ -186,6 +186,13 @@ class Resident(FastHttpUser):
         self.client.cookiejar.clear()
         self.client.client.close()
 
+    def next_applicant(self) -> int | None:
+        """Index of the next unused letter, as a new resident (None once the letters run out)."""
+        i = _take_letter()
+        if i is not None:
+            self.new_resident()
+        return i
+
 
 class ResidentWeb(Resident):
     """A resident with a 確認書 in a browser: start, sign-in, household, bank (with type-ahead),
@@ -206,12 +213,11 @@ class ResidentWeb(Resident):
 
     @task
     def apply(self) -> None:
-        i = _take_letter()
+        i = self.next_applicant()
         if i is None:
             return
         code, access, pin = LETTERS[i]
         m = f"/m/{code}"
-        self.new_resident()
         steps = [
             ("GET", m + "/", "web GET start", None, 200),
             ("GET", "/static/kyufu.css", "web GET static", None, 200),
@@ -265,11 +271,10 @@ class ResidentApi(Resident):
 
     @task
     def apply(self) -> None:
-        i = _take_letter()
+        i = self.next_applicant()
         if i is None:
             return
         code, access, pin = LETTERS[i]
-        self.new_resident()
         body = {"municipality_code": code, "access_code": access, "pin": pin,
                 "bank": {"bank_code": BANK["bank_code"], "branch_code": BANK["branch_code"], "account_type": 1,
                          "account_number": _account(i), "holder_kana": _holder(i)}}
