@@ -17,6 +17,7 @@ import asyncpg
 from app.registry.pins import pin_key, pin_matches
 from app.tenancy.municipalities import load_field_cipher
 from app.web.errors import TooManyRequests, WebError
+from app.web.failures import count_failure
 from app.crypto import FieldCipher
 
 log = logging.getLogger("kyufu.intake")
@@ -170,10 +171,4 @@ async def limited_ips(redis, ips: set[str]) -> set[str]:
 
 
 async def record_ip_failure(redis, ip: str) -> None:
-    try:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(_IP_KEY + ip)
-            pipe.expire(_IP_KEY + ip, IP_WINDOW_S, nx=True)
-            await pipe.execute()
-    except Exception as exc:
-        log.warning("sign-in rate limit unavailable (%s)", type(exc).__name__)
+    await count_failure(redis, _IP_KEY + ip, IP_WINDOW_S, log, "sign-in rate limit")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+from app.web.failures import count_failure
+
 log = logging.getLogger("kyufu.staff")
 
 IP_KEY = "kyufu:staff-login-fail:"
@@ -35,10 +37,4 @@ async def blocked_for(redis, ip: str) -> int:
 
 async def record_failure(redis, ip: str) -> None:
     """Count a failed sign-in; the window starts at the first failure (EXPIRE NX) and is not extended."""
-    try:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(IP_KEY + ip)
-            pipe.expire(IP_KEY + ip, IP_WINDOW_S, nx=True)
-            await pipe.execute()
-    except Exception as exc:  # Redis unavailable: documented fail-open, logged by type only
-        log.warning("staff sign-in throttle unavailable (%s)", type(exc).__name__)
+    await count_failure(redis, IP_KEY + ip, IP_WINDOW_S, log, "staff sign-in throttle")
