@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 import asyncpg
@@ -37,6 +38,9 @@ MAX_CONCURRENT_BATCHES = 2
 # Redis round trip) picks up every row committed meanwhile.
 DISPATCH_DELAY_S = 0.5
 DISPATCH_LIMIT = 1000
+# At most one statistics refresh (migrations/0013_intake_statistics.sql) per this many seconds per process.
+STATISTICS_EVERY_S = 1.0
+REFRESH_STATISTICS = "SELECT kyufu_refresh_intake_statistics()"
 
 
 @dataclass
@@ -90,6 +94,8 @@ class SubmitBatcher:
         # costs a reset round trip (advisory unlock, CLOSE ALL, RESET ALL) per batch, and the batches' own
         # state is transaction-local (set_config(..., true), xact advisory locks), so nothing carries over.
         self.idle: list[asyncpg.Connection] = []
+        self.statistics_at = 0.0
+        self.statistics_task: asyncio.Task | None = None
 
     def start(self) -> None:
         self.collector = asyncio.create_task(self._collect())
@@ -141,6 +147,7 @@ class SubmitBatcher:
                     continue
                 if created:
                     self.schedule_dispatch(code)
+                    self.refresh_statistics()
         finally:
             slot.free()
 
@@ -183,6 +190,24 @@ class SubmitBatcher:
         if all(p.future.done() for p in batch):
             slot.free()
         return any(isinstance(r, Outcome) and r.kind == "created" for r in results)
+
+    def refresh_statistics(self) -> None:
+        """Let the planner see the intake tables grow (why: migrations/0013_intake_statistics.sql). In the
+        background, one at a time, at most once every STATISTICS_EVERY_S; the function itself analyzes only
+        a table that has doubled since its last analyze, so almost every call is one cheap query."""
+        now = time.monotonic()
+        if now - self.statistics_at < STATISTICS_EVERY_S or (self.statistics_task and not self.statistics_task.done()):
+            return
+        self.statistics_at = now
+        self.statistics_task = asyncio.create_task(self._refresh_statistics())
+        self.tasks.add(self.statistics_task)
+        self.statistics_task.add_done_callback(self.tasks.discard)
+
+    async def _refresh_statistics(self) -> None:
+        try:
+            await self.pool.fetchval(REFRESH_STATISTICS)
+        except Exception as exc:  # only speed is at stake; autovacuum analyzes these tables too
+            log.warning("intake statistics refresh skipped (%s)", type(exc).__name__)
 
     def schedule_dispatch(self, code: str) -> None:
         """Enqueue the new outbox rows after commit, best effort: one dispatcher per municipality at a
