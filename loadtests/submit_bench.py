@@ -113,7 +113,7 @@ def report(name: str, r: dict) -> float:
     rate = r["created"] / (r["window_us"] / 1e6)
     print(f"{name:12s} {rate:9.0f} 201/s   p50 {r['p50_us'] / 1000:6.1f} ms   p99 {r['p99_us'] / 1000:6.1f} ms   "
           f"submissions {r['submissions']} in {r['window_us'] / 1e6:.2f} s  201 {r['created']}  409 {r['duplicate']}  "
-          f"other {r['other']}  socket errors {r['errors']}")
+          f"other status (e.g. 503 shed) {r['other']}  socket errors {r['errors']}")
     return rate
 
 
