@@ -8,12 +8,13 @@ COPY app ./app
 COPY workers ./workers
 COPY payouts ./payouts
 COPY migrations ./migrations
-# payouts/_fastrender.c (the payout stage's per-row loop) is compiled against OpenSSL here; the
-# compiler and headers are removed again, the runtime libssl3 of the base image stays.
+# The C parts are compiled here: payouts/_fastrender.c (the payout stage's per-row loop, against OpenSSL)
+# and app/registry/_residentcsv.c (the registry import's line checks); the compiler and headers are
+# removed again, the runtime libssl3 of the base image stays.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
     && pip install --no-cache-dir --no-deps . \
     && apt-get purge -y --auto-remove gcc libc6-dev libssl-dev && rm -rf /var/lib/apt/lists/* \
-    && (cd / && python -c "import payouts._fastrender") \
+    && (cd / && python -c "import payouts._fastrender, app.registry._residentcsv") \
     && useradd --system --home /srv/kyufu kyufu \
     && mkdir -p /var/lib/kyufu/outbox && chown kyufu /var/lib/kyufu/outbox
 USER kyufu

@@ -16,7 +16,7 @@ help: ## List the targets
 
 # The editable install also compiles payouts/_fastrender.c (setup.py), which needs gcc and OpenSSL's
 # headers; they are installed first when missing. Editing the C file re-runs the install.
-$(STAMP): pyproject.toml requirements.lock setup.py payouts/_fastrender.c
+$(STAMP): pyproject.toml requirements.lock setup.py payouts/_fastrender.c app/registry/_residentcsv.c
 	@missing=""; \
 	command -v gcc >/dev/null || missing="$$missing gcc"; \
 	test -f /usr/include/openssl/evp.h || missing="$$missing libssl-dev"; \

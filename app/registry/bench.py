@@ -1,8 +1,9 @@
 """`kyufu registry bench`: the registry benchmarks, against a scratch server (never the test suite's).
 
 1. import of a synthetic extract (default 1,000,000 residents) vs a bare COPY of the same CSV into an
-   unindexed table, in the same run (the import is the whole of import_residents: the COPY into the
-   snapshot's partition with the line rules, the bulk index builds and the ATTACH);
+   unindexed table, in the same run (the import is the whole of import_residents: with the C encoder
+   built, its check and encoding on the client and the typed binary COPY (migrations/0012), else the CSV
+   COPY with the line rules in the server (0011); then the bulk index builds and the ATTACH);
 2. eligibility for that municipality (about 450,000 households), and the no-op re-run;
 3. verification throughput with one arq worker process: one job per application vs batched jobs.
 
@@ -53,6 +54,7 @@ async def _bench(args, settings) -> None:
     from app.db import connect_owner, create_app_pool
     from app.progress import progress_bar
     from app.registry.eligibility import determine_eligibility
+    from app.registry import residentcsv
     from app.registry.imports import RESIDENT_COLUMNS, import_residents
     from app.registry.programs import create_program, parse_program
     from app.registry.synthetic import generate
@@ -109,7 +111,8 @@ async def _bench(args, settings) -> None:
                 full_cpu = _cpu(c0, await _server_cpu(conn))
             snapshot_id = result.snapshot_id
             print(f"bare COPY into unindexed table: {bare:.2f} s{bare_cpu}")
-            print(f"kyufu registry import ({result.rows} rows, COPY with validation into the snapshot's partition, "
+            print(f"kyufu registry import ({result.rows} rows, validation and COPY into the snapshot's partition "
+                  f"({'typed binary if the C encoder accepts the file' if residentcsv.available() else 'CSV, no C encoder'}), "
                   "bulk indexes, attach): "
                   f"{full:.2f} s{full_cpu}; ratio {full / bare:.2f}  [{_load()}]")
 

@@ -2,16 +2,24 @@
 
 An import runs in the caller's tenant transaction: the snapshot row is claimed first (its unique key on
 the file's SHA-256 makes a second import of the same file a no-op, and makes a concurrent one wait and
-then see the first). A residents file is then COPYed once, straight into the snapshot's future partition
-of residents, which checks the line rules below as CHECK constraints, gets its indexes in bulk and is
-attached with the snapshot (migrations/0011_residents_partitioned.sql). That check says only that some
-line is bad, so a rejected file is read again into a temporary staging table and one query reports every
-bad line (REPORT_RESIDENTS). Tax files take the staging route directly (they are small). A rejected file
-leaves nothing behind because the transaction rolls back.
+then see the first). A residents file then goes once, straight into the snapshot's future partition of
+residents, which gets its indexes in bulk and is attached with the snapshot, by one of two paths:
+
+* typed (migrations/0012_residents_typed_load.sql): a UTF-8 file whose every line the C encoder
+  (app/registry/residentcsv.py) accepts arrives as a binary COPY of typed rows sorted by 住民票コード;
+  publish adds the parent's constraints and a few cheap rules as defense in depth;
+* text (migrations/0011_residents_partitioned.sql), for every other file (a line the encoder declines,
+  CP932, the encoder not built): the CSV is COPYed as text and publish checks the line rules below as
+  CHECK constraints.
+
+Either check says only that some line is bad, so a rejected file is read again into a temporary staging
+table and one query reports every bad line (REPORT_RESIDENTS). Tax files take the staging route directly
+(they are small). A rejected file leaves nothing behind because the transaction rolls back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -21,6 +29,7 @@ import asyncpg
 
 from app.crypto import FieldCipher
 from app.progress import Report
+from app.registry import residentcsv
 from app.registry.csvfile import UNSPLITTABLE, Column, CsvBody, body_source, copy_body, copy_rejection, read_header
 from app.registry.errors import ImportRejected, LineError, RegistryError, SnapshotMismatch
 from payouts.kana import ZenginKanaError, to_zengin_kana
@@ -198,6 +207,9 @@ REPORT_RESIDENTS = _LINE_CHECKS.format(born=_ymd("birth_date"), moved_in=_ymd("m
 LOAD_BEGIN = "SELECT kyufu_residents_load_begin($1)"
 LOAD_PUBLISH = "SELECT kyufu_residents_publish($1, $2, $3)"
 PARTITION_SCHEMA = "registry_parts"
+# The typed pair (0012), for a body the C encoder has checked and encoded (app/registry/residentcsv.py).
+LOAD_TYPED = "SELECT kyufu_residents_load_typed($1)"
+PUBLISH_TYPED = "SELECT kyufu_residents_publish_typed($1)"
 # Columns that the partition generates from the file's text (typed, or NULL when empty) take the text
 # in <name>_raw.
 _GENERATED = {"is_head", "birth_date", "moved_in_on", "removed_on", "removal_reason", "prev_household_no",
@@ -293,7 +305,25 @@ async def import_residents(conn: asyncpg.Connection, code: str, data: bytes, pro
 
 async def _load_partition(conn: asyncpg.Connection, snapshot_id: int, data: bytes, body: CsvBody,
                           progress: Report | None) -> int:
-    """COPY the body into the snapshot's future partition and publish it; returns the number of rows."""
+    """Load the body into the snapshot's future partition and publish it; returns the number of rows."""
+    if progress is not None:
+        progress(0, len(data) - body.body_offset, "読込・検査")
+    payload = None
+    if body.pg_encoding == "UTF8":
+        # Seconds of CPU for a million lines: kept off the event loop. None (a line the encoder declines,
+        # or no encoder built) means the text path below, which also builds the report of a bad file.
+        payload = await asyncio.to_thread(residentcsv.encode, memoryview(data)[body.body_offset:], body.columns,
+                                          RELATIONSHIPS, REMOVAL_REASONS)
+    if payload is not None:
+        try:
+            async with conn.transaction():      # a savepoint: a refused typed load leaves nothing
+                return await _load_typed(conn, snapshot_id, payload, len(data) - body.body_offset, progress)
+        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError):
+            # Should not happen (the encoder checks every rule and writes the format): a rule broken all the
+            # same at publish (a bare check_violation naming no row), or a payload PostgreSQL cannot read
+            # (its error names a line and column of the COPY, never a value). The text path, the reference,
+            # decides: it loads the file or is refused, and then the report names every bad line.
+            pass
     table = await conn.fetchval(LOAD_BEGIN, snapshot_id)
     source = body_source(data, body, progress, "読込・検査")
     # FREEZE (allowed: the table was created in this subtransaction, and nobody else can see it yet)
@@ -308,6 +338,37 @@ async def _load_partition(conn: asyncpg.Connection, snapshot_id: int, data: byte
     if progress is not None:
         progress(1, 1)
     return int(status.split()[-1])
+
+
+async def _load_typed(conn: asyncpg.Connection, snapshot_id: int, payload: bytes, body_size: int,
+                      progress: Report | None) -> int:
+    """The typed path: binary COPY of the encoder's payload (FREEZE, as on the text path), then publish."""
+    table = await conn.fetchval(LOAD_TYPED, snapshot_id)
+    source = _PayloadSource(payload, body_size, progress, "読込・検査")
+    status = await conn.copy_to_table(table, schema_name=PARTITION_SCHEMA, source=source, format="binary",
+                                      columns=list(residentcsv.OUTPUT_COLUMNS), freeze=True)
+    if progress is not None:
+        progress(0, 1, "索引・公開")
+    await conn.execute(PUBLISH_TYPED, snapshot_id)
+    if progress is not None:
+        progress(1, 1)
+    return int(status.split()[-1])
+
+
+class _PayloadSource(io.BytesIO):
+    """The binary payload for COPY; reports progress in the file's body bytes (the bar's total) as asyncpg
+    reads it, so both paths move the same bar."""
+
+    def __init__(self, payload: bytes, body_size: int, progress: Report | None, stage: str):
+        super().__init__(payload)
+        self._scale = body_size / max(len(payload), 1)
+        self._body_size, self._progress, self._stage = body_size, progress, stage
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        if self._progress is not None:
+            self._progress(min(round(self.tell() * self._scale), self._body_size), self._body_size, self._stage)
+        return chunk
 
 
 async def _report_residents(conn: asyncpg.Connection, data: bytes, body: CsvBody, progress: Report | None) -> None:

@@ -7,8 +7,10 @@ import asyncpg
 import pytest
 
 from app.registry.errors import ImportRejected
+from app.registry import residentcsv
 from app.registry.imports import REMOVAL_REASONS, RELATIONSHIPS, import_residents
 from app.tenancy.transaction import tenant_transaction
+from tests.registry import binary_copy
 from tests.registry.helpers import person, residents_csv
 
 PARTITIONS = """
@@ -25,9 +27,12 @@ async def _import(app_pool, code, rows) -> int:
         return (await import_residents(conn, code, residents_csv(rows))).snapshot_id
 
 
-async def test_every_partition_is_isolated_like_a_tenant_table(app_pool, owner_conn, code):
+@pytest.mark.parametrize("path", ["text", "typed"])
+async def test_every_partition_is_isolated_like_a_tenant_table(app_pool, owner_conn, code, monkeypatch, path):
     """The checks of tests/test_tenancy.py, for each partition (that test sees only the public schema), plus:
-    owned by kyufu_owner, no privilege for the app, and none of the load-only columns or rules left."""
+    owned by kyufu_owner, no privilege for the app, and none of the load-only columns or rules left; for a
+    partition of either load path (0011's text load, 0012's typed load)."""
+    monkeypatch.setattr(residentcsv, "encode", binary_copy.encode if path == "typed" else lambda *args: None)
     snapshot_id = await _import(app_pool, code, [person(), person()])
     partitions = await owner_conn.fetch(PARTITIONS)
     assert {p["bound"] for p in partitions} >= {"DEFAULT", f"FOR VALUES IN ('{snapshot_id}')"}
@@ -79,7 +84,8 @@ async def test_only_the_scoped_municipalitys_import_can_create_or_attach_a_parti
             " RETURNING snapshot_id", b)
     for scope, snapshot_id in ((a, staging), (b, published), (None, staging)):
         for call, args in (("kyufu_residents_load_begin($1)", ()),
-                           ("kyufu_residents_publish($1, $2, $3)", (RELATIONSHIPS, REMOVAL_REASONS))):
+                           ("kyufu_residents_publish($1, $2, $3)", (RELATIONSHIPS, REMOVAL_REASONS)),
+                           ("kyufu_residents_load_typed($1)", ()), ("kyufu_residents_publish_typed($1)", ())):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 async with app_pool.acquire() as conn, conn.transaction():
                     if scope:
@@ -87,25 +93,29 @@ async def test_only_the_scoped_municipalitys_import_can_create_or_attach_a_parti
                     await conn.execute(f"SELECT {call}", snapshot_id, *args)
 
 
-async def test_a_load_table_holds_only_the_scoped_municipality_and_snapshot(app_pool, municipality):
+@pytest.mark.parametrize(("begin", "publish", "typed"), [
+    ("kyufu_residents_load_begin($1)", "kyufu_residents_publish($1, $2, $3)", False),
+    ("kyufu_residents_load_typed($1)", "kyufu_residents_publish_typed($1)", True)], ids=["text", "typed"])
+async def test_a_load_table_holds_only_the_scoped_municipality_and_snapshot(app_pool, municipality, begin, publish, typed):
     """Until publish the future partition has no policy (COPY refuses one); two CHECKs pin every row instead."""
     a, b = await municipality(), await municipality()
     async with tenant_transaction(app_pool, a) as conn:
         snapshot_id = await conn.fetchval(
             "INSERT INTO registry_snapshots (municipality_code, kind, file_sha256) VALUES ($1, 'residents', repeat('b', 64))"
             " RETURNING snapshot_id", a)
-        table = await conn.fetchval("SELECT kyufu_residents_load_begin($1)", snapshot_id)
+        table = await conn.fetchval(f"SELECT {begin}", snapshot_id)
+        flag, born = ("is_head", "birth_date") if typed else ("is_head_raw", "birth_date_raw")
         row = person()
         for muni, snap in ((b, snapshot_id), (a, snapshot_id + 1)):
             with pytest.raises(asyncpg.CheckViolationError):
                 async with conn.transaction():
                     await conn.execute(
                         f"INSERT INTO registry_parts.{table} (municipality_code, snapshot_id, resident_code, household_no,"
-                        " relationship, is_head_raw, family_name, given_name, family_kana, given_kana, birth_date_raw, sex,"
+                        f" relationship, {flag}, family_name, given_name, family_kana, given_kana, {born}, sex,"
                         " address) VALUES ($1, $2, $3, '1', '世帯主', '1', '山田', '太郎', 'ヤマダ', 'タロウ', '19800101', '1', 'x')",
                         muni, snap, row["resident_code"])
         # An empty snapshot is fine here.
-        await conn.execute("SELECT kyufu_residents_publish($1, $2, $3)", snapshot_id, RELATIONSHIPS, REMOVAL_REASONS)
+        await conn.execute(f"SELECT {publish}", snapshot_id, *(() if typed else (RELATIONSHIPS, REMOVAL_REASONS)))
 
 
 async def test_a_rejected_import_leaves_no_table_behind(app_pool, owner_conn, code):
