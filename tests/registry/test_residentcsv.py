@@ -517,3 +517,24 @@ def test_dates_agree_with_the_calendar_in_every_shape():
                     assert (payload is not None) == (want is not None), value
                     if payload is not None:
                         assert decode(payload)[0][8] == want
+
+
+def test_delimiters_quotes_and_line_breaks_at_every_offset_of_the_64_byte_scan():
+    """The unquoted-field scanner works on 64-byte blocks and keeps the last one: values of every length
+    around one and two blocks, with a quoted comma, quote or line break at each offset, and one stray byte
+    (a quote, a comma, a CR, an LF) at each offset of a line, against the csv module."""
+    for n in range(1, 140):
+        for special in (",", '"', "\r\n", "\n"):
+            at = n * 7 % max(n, 1)
+            address = ("a" * n)[:at] + special + ("a" * n)[at:]
+            rows = [person(address=address, family_name="b" * (n % 50 + 1)),
+                    person(given_name="c" * (n % 50 + 1), address="d" * (n + 60))]
+            assert_encodes(file_of(rows))
+    data = file_of([person(address="a" * 100, family_name="b" * 40), person(given_name="c" * 50, address="d" * 63)])
+    start = read_header(data, RESIDENT_COLUMNS).body_offset
+    for i in range(start, len(data)):
+        for byte in (b'"', b",", b"\r", b"\n"):
+            damaged = data[:i] + byte + data[i + 1:]
+            payload = run_body(damaged[start:])
+            if payload is not None:
+                assert valid_rows(read_rows(damaged)) and decode(payload) == expected(damaged), (i, byte)
