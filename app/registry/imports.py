@@ -207,9 +207,9 @@ REPORT_RESIDENTS = _LINE_CHECKS.format(born=_ymd("birth_date"), moved_in=_ymd("m
 LOAD_BEGIN = "SELECT kyufu_residents_load_begin($1)"
 LOAD_PUBLISH = "SELECT kyufu_residents_publish($1, $2, $3)"
 PARTITION_SCHEMA = "registry_parts"
-# The typed pair (0012), for a body the C encoder has checked and encoded (app/registry/residentcsv.py).
+# The typed load (0012), for a body the C encoder has checked and encoded (app/registry/residentcsv.py);
+# LOAD_PUBLISH publishes either load (0012 replaced it to tell them apart by the table).
 LOAD_TYPED = "SELECT kyufu_residents_load_typed($1)"
-PUBLISH_TYPED = "SELECT kyufu_residents_publish_typed($1)"
 # Columns that the partition generates from the file's text (typed, or NULL when empty) take the text
 # in <name>_raw.
 _GENERATED = {"is_head", "birth_date", "moved_in_on", "removed_on", "removal_reason", "prev_household_no",
@@ -332,12 +332,7 @@ async def _load_partition(conn: asyncpg.Connection, snapshot_id: int, data: byte
     status = await conn.copy_to_table(
         table, schema_name=PARTITION_SCHEMA, source=source, format="csv", encoding=body.pg_encoding, freeze=True,
         columns=[f"{c}_raw" if c in _GENERATED else c for c in body.columns])
-    if progress is not None:
-        progress(0, 1, "索引・公開")
-    await conn.execute(LOAD_PUBLISH, snapshot_id, RELATIONSHIPS, REMOVAL_REASONS)
-    if progress is not None:
-        progress(1, 1)
-    return int(status.split()[-1])
+    return await _publish(conn, snapshot_id, status, progress)
 
 
 async def _load_typed(conn: asyncpg.Connection, snapshot_id: int, payload: bytes, body_size: int,
@@ -347,12 +342,18 @@ async def _load_typed(conn: asyncpg.Connection, snapshot_id: int, payload: bytes
     source = _PayloadSource(payload, body_size, progress, "読込・検査")
     status = await conn.copy_to_table(table, schema_name=PARTITION_SCHEMA, source=source, format="binary",
                                       columns=list(residentcsv.OUTPUT_COLUMNS), freeze=True)
+    return await _publish(conn, snapshot_id, status, progress)
+
+
+async def _publish(conn: asyncpg.Connection, snapshot_id: int, copy_status: str, progress: Report | None) -> int:
+    """Publish the loaded partition (either load: kyufu_residents_publish tells them apart); returns the rows
+    the COPY wrote."""
     if progress is not None:
         progress(0, 1, "索引・公開")
-    await conn.execute(PUBLISH_TYPED, snapshot_id)
+    await conn.execute(LOAD_PUBLISH, snapshot_id, RELATIONSHIPS, REMOVAL_REASONS)
     if progress is not None:
         progress(1, 1)
-    return int(status.split()[-1])
+    return int(copy_status.split()[-1])
 
 
 class _PayloadSource(io.BytesIO):

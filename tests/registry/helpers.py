@@ -7,10 +7,28 @@ import io
 import itertools
 import secrets
 
+import pytest
+
 from app.crypto import FieldCipher
 from app.registry.imports import RESIDENT_COLUMNS
 
 _codes = itertools.count(10_000_000_000 + secrets.randbelow(10**9))
+
+class ServerLog:
+    """What the embedded PostgreSQL writes to its log from now on (a test is skipped against an external
+    DATABASE_URL, whose log is not readable here)."""
+
+    def __init__(self, servers):
+        if servers.embedded is None:
+            pytest.skip("the server log of an external DATABASE_URL is not readable here")
+        self.path = servers.embedded.pgdata / "server.log"
+        self.start = self.path.stat().st_size
+
+    def written(self) -> str:
+        with open(self.path, "rb") as fh:
+            fh.seek(self.start)
+            return fh.read().decode("utf-8", "replace")
+
 
 DEFAULTS = dict(
     relationship="世帯主", is_head="1", family_name="山田", given_name="太郎",
