@@ -147,8 +147,7 @@ class SubmitBatcher:
                             p.future.set_exception(exc)
                     continue
                 if created:
-                    self.schedule_dispatch(code)
-                    self.refresh_statistics()
+                    self.after_created(code)
         finally:
             slot.free()
 
@@ -191,6 +190,12 @@ class SubmitBatcher:
         if all(p.future.done() for p in batch):
             slot.free()
         return any(isinstance(r, Outcome) and r.kind == "created" for r in results)
+
+    def after_created(self, code: str) -> None:
+        """After a commit that created applications (here or on the resident pages): enqueue their outbox
+        rows and keep the intake tables' statistics current."""
+        self.schedule_dispatch(code)
+        self.refresh_statistics()
 
     def refresh_statistics(self) -> None:
         """Let the planner see the intake tables grow (why: migrations/0013_intake_statistics.sql). In the

@@ -347,9 +347,7 @@ async def confirm(request: Request) -> Response:
             conn, settings, m["code"], auth["entitlement_id"], account, "online",
             applicant_resident_code=auth.get("resident_code"), identification=auth.get("identification", "letter"))
     if outcome.kind == "created":
-        intake = for_app(request)
-        intake.schedule_dispatch(m["code"])
-        intake.refresh_statistics()  # the pages fill the intake tables too (migrations/0013)
+        for_app(request).after_created(m["code"])
     if outcome.kind == "closed":
         raise WebError("この給付金は辞退または取り下げ済みのため、申請できません。窓口にお問い合わせください。", status=409)
     session.pop("bank")
