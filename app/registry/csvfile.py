@@ -87,6 +87,37 @@ def read_header(data: bytes, spec: list[Column]) -> CsvBody:
 
 _COPY_LINE = re.compile(r"line (\d+)")
 
+# A quote, or a line break (CRLF counts once).
+_QUOTE_OR_BREAK = re.compile(rb'"|\r\n|\n|\r')
+
+
+def record_start_lines(data: bytes, records: set[int]) -> dict[int, int]:
+    """The physical line (as an editor numbers it) on which each of `records` starts; records are numbered
+    as COPY, the staging tables and csv count them (the header is 1), which differs from the lines once a
+    quoted field holds a line break (an address over two lines). Every quote toggles being inside quotes and
+    a break outside quotes ends a record, as COPY's CSV mode splits lines; the doubled quote of an escaped
+    quote toggles twice. Byte-wise, which is safe for CP932 too (its second bytes are never a quote, CR or
+    LF). Records past the end keep their number."""
+    wanted = {r for r in records if r >= 2}
+    if not wanted or b'"' not in data:
+        return {}
+    last = max(wanted)
+    starts: dict[int, int] = {}
+    record, line, quoted = 1, 1, False
+    for match in _QUOTE_OR_BREAK.finditer(data, len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0):
+        if match.group() == b'"':
+            quoted = not quoted
+            continue
+        line += 1
+        if quoted:
+            continue
+        record += 1
+        if record in wanted:
+            starts[record] = line
+            if record == last:
+                break
+    return starts
+
 
 class _BodySource(io.BytesIO):
     """The file from line 2 on, for COPY; reports (bytes sent, body bytes, stage) as asyncpg reads it."""

@@ -62,6 +62,11 @@ class ImportRejected(RegistryError):
         self.total = total if total is not None else len(errors)
         super().__init__(f"ファイルを取り込みませんでした（誤り {self.total} 件）。修正して再度取り込んでください。")
 
+    def on_lines(self, starts: dict[int, int]) -> "ImportRejected":
+        """The same rejection with record numbers replaced by the physical lines in `starts`."""
+        return ImportRejected([LineError(starts.get(e.line, e.line), e.column, e.reason) for e in self.errors],
+                              self.total)
+
 
 class SnapshotMismatch(RegistryError):
     """The same file was already imported with different parameters (e.g. another fiscal year)."""

@@ -280,3 +280,43 @@ async def test_the_partitions_date_parse_agrees_with_the_report_and_never_raises
                                         FROM (SELECT {report} AS n) r)
     """)
     assert [r["v"] for r in disagreements] == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp932"])
+async def test_reports_name_the_files_physical_lines_after_a_quoted_line_break(app_pool, code, encoding):
+    """An address over two lines (a quoted line break, which COPY and csv take as one record): the lines
+    reported after it are the lines a clerk's editor shows, not the record numbers."""
+    rows = [
+        person(address="東京都千代田区\n丸の内１－１"),   # lines 2-3
+        person(resident_code="1234567890"),               # line 4 (record 3)
+        person(address='"コーポ""青葉""\r\n２０１号'),      # lines 5-6, doubled quotes and CRLF inside
+        person(birth_date="2020-02-30"),                  # line 7 (record 5)
+    ]
+    data = residents_csv(rows, encoding)
+    with pytest.raises(ImportRejected) as caught:
+        async with tenant_transaction(app_pool, code) as conn:
+            await import_residents(conn, code, data)
+    assert {(e.line, e.column, e.reason) for e in caught.value.errors} == {
+        (4, "住民票コード", "digits"), (7, "生年月日", "bad_date")}
+    lines = data.decode(encoding).splitlines()     # as an editor breaks them: CRLF, LF, CR
+    assert "1234567890" in lines[4 - 1] and "2020-02-30" in lines[7 - 1]
+
+    # A line COPY cannot split (one field too many), after the same two-line address.
+    broken = residents_csv(rows[:1] + [person()], encoding).decode(encoding).split("\r\n")   # the LF stays inside
+    broken[2] += ",extra"       # the second record, on line 4
+    with pytest.raises(ImportRejected) as caught:
+        async with tenant_transaction(app_pool, code) as conn:
+            await import_residents(conn, code, "\r\n".join(broken).encode(encoding))
+    assert [(e.line, e.reason) for e in caught.value.errors] == [(4, "column_count")]
+    assert await _count(app_pool, code, "residents") == 0
+
+
+async def test_account_reports_name_physical_lines_too(app_pool, code, cipher):
+    header = [c.header for c in ACCOUNT_COLUMNS]
+    rows = [["12345678901", "0001", "001", "1", "1234567", "ヤマダ タロウ"],
+            ["12345678902", "0001", "001", "1", "1234567", "ヤマダ\nハナコ"],      # lines 3-4
+            ["12345678903", "001", "001", "1", "1234567", "ヤマダ ジロウ"]]        # line 5 (record 4)
+    with pytest.raises(ImportRejected) as caught:
+        async with tenant_transaction(app_pool, code) as conn:
+            await import_accounts(conn, cipher, code, simple_csv(header, rows))
+    assert {(e.line, e.column) for e in caught.value.errors} == {(3, "口座名義カナ"), (5, "金融機関コード")}
