@@ -211,7 +211,7 @@ LOAD_BEGIN = "SELECT kyufu_residents_load_begin($1)"
 LOAD_PUBLISH = "SELECT kyufu_residents_publish($1, $2, $3)"
 PARTITION_SCHEMA = "registry_parts"
 # The typed load (0012), for a body the C encoder has checked and encoded (app/registry/residentcsv.py);
-# LOAD_PUBLISH publishes either load (0012 replaced it to tell them apart by the table).
+# LOAD_PUBLISH publishes either load (0011's function tells them apart by the table).
 LOAD_TYPED = "SELECT kyufu_residents_load_typed($1)"
 # Columns that the partition generates from the file's text (typed, or NULL when empty) take the text
 # in <name>_raw.

@@ -5,7 +5,7 @@ Two paths give the same residents rows (app/registry/imports.py):
   every line rule of imports.py (including repeated 住民票コード and two current heads in a household),
   and returns the rows, sorted by 住民票コード, as one binary COPY payload of OUTPUT_COLUMNS. The
   snapshot's partition is then loaded typed and only constrained at publish
-  (kyufu_residents_load_typed, then kyufu_residents_publish, migrations/0012_residents_typed_load.sql):
+  (kyufu_residents_load_typed, migrations/0012_residents_typed_load.sql, then kyufu_residents_publish, 0011):
   no text-to-date parsing in the server, no line-rule CHECKs, and index builds over presorted keys.
 * the SQL reference path (kyufu_residents_load_begin / kyufu_residents_publish, 0011), which takes the CSV
   text as it is and checks every rule in the server. It runs whenever the C module returns None (any bad

@@ -143,7 +143,7 @@ async def test_a_declined_file_takes_the_text_path_and_gets_its_full_report(app_
 
 
 async def test_two_current_heads_are_left_to_the_encoder(app_pool, code, typed, loaded_typed):
-    """kyufu_residents_publish (typed load) does not look for two current heads (0012: the encoder guarantees it, and
+    """kyufu_residents_publish (typed load) does not look for two current heads (0011: the encoder guarantees it, and
     the check costs a third of a bare COPY): what the encoder lets through is published as it is."""
     first = person()
     await _import(app_pool, code, residents_csv([first, person(household_no=first["household_no"])]))
