@@ -14,7 +14,8 @@ from starlette.responses import JSONResponse, Response
 
 from app.intake import banks
 from app.intake.batcher import RateLimited, SignInRejected, SubmitBatcher, for_app
-from app.intake.claims import Claim, format_receipt
+from app.intake.claims import Claim
+from app.registry.receipts import format_receipt
 from app.intake.forms import BankDetails, FieldError, FormInvalid, normalise_access_code, normalise_pin, \
     resolve, translate
 from app.intake.signin import IP_WINDOW_S, SIGNIN_FAILED_MESSAGE, authenticate, check_ip, municipality_keys, \
@@ -195,7 +196,7 @@ _ERROR = {
 }
 _RECEIPT = {
     "type": "object",
-    "properties": {"receipt_no": {"type": "string", "pattern": "^[0-9]{10}$"}, "status": {"type": "string"},
+    "properties": {"receipt_no": {"type": "string", "pattern": "^[0-9]{11}$"}, "status": {"type": "string"},
                    "duplicate": {"type": "boolean"}, "message": {"type": "string"}},
     "required": ["receipt_no", "status", "duplicate"],
 }

@@ -22,6 +22,7 @@ from typing import Literal
 import asyncpg
 
 from app.intake.forms import BankAccount
+from app.registry.receipts import receipt_number
 from app.intake.signin import Keys, municipality_keys
 
 Kind = Literal["created", "duplicate", "replay", "key_reused", "in_flight", "closed"]
@@ -153,17 +154,6 @@ class Outcome:
         return response_body(self)
 
 
-def receipt_number(application_id: int) -> str:
-    """10 digits: the id and a weighted mod-10 check digit, so a mistyped receipt is caught."""
-    body = f"{application_id:09d}"
-    check = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body))) % 10
-    return body + str((10 - check) % 10)
-
-
-def format_receipt(receipt_no: str) -> str:
-    return f"{receipt_no[:3]}-{receipt_no[3:6]}-{receipt_no[6:]}"
-
-
 def response_body(outcome: Outcome) -> dict:
     if outcome.kind in ("created", "duplicate"):
         body = {"receipt_no": outcome.receipt_no, "status": outcome.status, "duplicate": outcome.kind == "duplicate"}
@@ -212,7 +202,7 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
     cols: list[list] = [[] for _ in range(16)]
     for i in live:
         app_id, c, a = ids[i], claims[i], claims[i].account
-        receipt = receipt_number(app_id)
+        receipt = receipt_number(keys.receipt_key, app_id)
         for col, value in zip(cols, (
             app_id, c.entitlement_id, receipt, c.channel, c.applicant_resident_code, c.is_proxy,
             a.bank_code, a.branch_code, a.account_type,
@@ -246,7 +236,7 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
         elif status[i] in ("declined", "withdrawn"):
             outcomes[i] = Outcome("closed")
         elif ids[i] in inserted:
-            outcomes[i] = Outcome("created", receipt_number(ids[i]), ids[i], "received")
+            outcomes[i] = Outcome("created", receipt_number(keys.receipt_key, ids[i]), ids[i], "received")
 
     rest = [i for i in live if outcomes[i] is None]
     if rest:

@@ -19,11 +19,12 @@ from starlette.responses import RedirectResponse, Response
 
 from app.intake import banks
 from app.intake.batcher import for_app
-from app.intake.claims import format_receipt, submit_application
+from app.intake.claims import submit_application
 from app.intake.forms import BankAccount, FieldError, FormInvalid, normalise_access_code, normalise_pin, parse_bank, \
     describe_changes
 from app.intake.identity import APPLICATION_PROGRAM, APPLICATION_PROGRAMS, FIELDS as IDENTITY_FIELDS, \
     IDENTIFY_FAILED_MESSAGE, identify as identify_resident, parse_identity
+from app.registry.receipts import format_receipt
 from app.intake.signin import SIGNIN_FAILED_MESSAGE, authenticate, check_ip, municipality_keys, record_ip_failure
 from app.intake.status import ENTITLEMENT, HOUSEHOLD, LATEST_APPLICATION, PROGRAMS, progress
 from app.tenancy.codes import MunicipalityCodeError, validate_code

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from app.registry.receipts import receipt_key
 from app.registry.pins import pin_key, pin_matches
 from app.tenancy.municipalities import load_field_cipher
 from app.web.errors import TooManyRequests, WebError
@@ -83,6 +84,7 @@ class Keys:
     cipher: FieldCipher
     pin_key: bytes
     loaded_at: float
+    receipt_key: bytes
 
 
 _KEYS: dict[str, Keys] = {}
@@ -97,7 +99,7 @@ async def municipality_keys(conn: asyncpg.Connection, master_key: bytes, code: s
     now = time.monotonic()
     if keys is None or now - keys.loaded_at > KEY_CACHE_S:
         cipher = await load_field_cipher(conn, master_key, code)
-        keys = Keys(cipher, pin_key(cipher), now)
+        keys = Keys(cipher, pin_key(cipher), now, receipt_key(cipher.key))
         _KEYS[code] = keys
     return keys
 

@@ -147,6 +147,7 @@ async def _make_applications(pool, settings, code: str, n: int) -> list[int]:
     """n applications on open entitlements, as intake would write them (holder kana = the head's)."""
     from app.tenancy.municipalities import load_field_cipher
     from app.tenancy.transaction import tenant_transaction
+    from app.registry.receipts import receipt_key, receipt_number
     from payouts.kana import to_zengin_kana
 
     async with tenant_transaction(pool, code) as conn:
@@ -165,12 +166,14 @@ async def _make_applications(pool, settings, code: str, n: int) -> list[int]:
             INSERT INTO applications (application_id, municipality_code, entitlement_id, receipt_no, channel,
                 applicant_resident_code, bank_code, branch_code, account_type, account_number_enc, holder_kana_enc)
             OVERRIDING SYSTEM VALUE
-            SELECT id, $1, e, 'B' || id, 'online', h, '0001', '001', 1, n, k
-            FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bytea[], $6::bytea[]) AS u(id, e, h, n, k)""",
+            SELECT id, $1, e, r, 'online', h, '0001', '001', 1, n, k
+            FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bytea[], $6::bytea[], $7::text[])
+                AS u(id, e, h, n, k, r)""",
             code, ids, [r["entitlement_id"] for r in rows], [r["head_resident_code"] for r in rows],
             [cipher.encrypt("applications", "account_number", i, f"{i % 10**7:07d}") for i in ids],
             [cipher.encrypt("applications", "holder_kana", i, to_zengin_kana(f"{r['family_kana']} {r['given_kana']}"))
-             for i, r in zip(ids, rows)])
+             for i, r in zip(ids, rows)],
+            [receipt_number(receipt_key(cipher.key), i) for i in ids])
         await conn.execute("""
             INSERT INTO outbox (municipality_code, job_name, job_id, args)
             SELECT $1, 'verify_application', 'verify:' || $1 || ':' || id, jsonb_build_array($1, id)

@@ -17,6 +17,7 @@ from app.crypto import FieldCipher
 from app.registry.errors import DeclineNotAllowed, EntitlementNotFound, RegistryError
 from app.registry.events import record_event
 from app.registry.programs import get_program
+from app.registry.receipts import receipt_key, receipt_number
 # The same two statements verification uses: claiming the entitlement and recording the account's keyed hash.
 from app.registry.verify import CLAIM, account_key
 from app.registry.verify import SAVE_KEYS as INSERT_ACCOUNT_KEYS
@@ -49,9 +50,10 @@ INSERT_PUSH_APPLICATIONS = """
 INSERT INTO applications (application_id, municipality_code, entitlement_id, receipt_no, channel, status,
     applicant_resident_code, bank_code, branch_code, account_type, account_number_enc, holder_kana_enc, decided_at)
 OVERRIDING SYSTEM VALUE
-SELECT id, $1, ent, 'PUSH-' || ent, 'push', 'verified', head, b, br, t, n, k, now()
-FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::int2[], $8::bytea[], $9::bytea[])
-     AS u(id, ent, head, b, br, t, n, k)
+SELECT id, $1, ent, receipt, 'push', 'verified', head, b, br, t, n, k, now()
+FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::int2[], $8::bytea[], $9::bytea[],
+            $10::text[])
+     AS u(id, ent, head, b, br, t, n, k, receipt)
 ON CONFLICT DO NOTHING
 RETURNING application_id, entitlement_id
 """
@@ -106,7 +108,7 @@ async def settle_push(conn: asyncpg.Connection, cipher: FieldCipher, code: str, 
     created = await conn.fetch(
         INSERT_PUSH_APPLICATIONS, code, ids, [r["entitlement_id"] for r in rows],
         [r["head_resident_code"] for r in rows], [r["bank_code"] for r in rows], [r["branch_code"] for r in rows],
-        [r["account_type"] for r in rows], numbers, kanas,
+        [r["account_type"] for r in rows], numbers, kanas, [receipt_number(receipt_key(cipher.key), i) for i in ids],
     )
     made = {c["application_id"] for c in created}
     await conn.execute(CLAIM, code, [c["entitlement_id"] for c in created])

@@ -6,6 +6,7 @@ detail screen alone, for a stated purpose, and each such view is an audit entry.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import asyncpg
@@ -85,7 +86,8 @@ async def queue(conn: asyncpg.Connection, code: str) -> tuple[list[asyncpg.Recor
 
 async def find(conn: asyncpg.Connection, code: str, staff: Staff, receipt_no: str) -> int:
     staff.require("reviewer", "admin")
-    receipt_no = (receipt_no or "").strip()
+    # As printed (123-4567-8901), read out, or typed with full-width digits: the digits only.
+    receipt_no = unicodedata.normalize("NFKC", receipt_no or "").strip().replace("-", "").replace(" ", "")
     if not receipt_no or len(receipt_no) > 40:
         raise InvalidInput("受付番号（receipt_no）を入力してください。")
     app_id = await conn.fetchval(FIND, code, receipt_no)

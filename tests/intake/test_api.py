@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from app.intake.claims import receipt_number
+from app.registry.receipts import receipt_key, receipt_number
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from tests.intake.helpers import application_body, make_letters
@@ -42,7 +42,7 @@ async def test_submit_writes_application_encrypted_with_outbox_row(client, app_p
                           headers=key())
     assert r.status_code == 201, r.text
     body = r.json()
-    assert body["status"] == "received" and body["duplicate"] is False and len(body["receipt_no"]) == 10
+    assert body["status"] == "received" and body["duplicate"] is False and len(body["receipt_no"]) == 11
     async with tenant_transaction(app_pool, code, readonly=True) as conn:
         app = await conn.fetchrow("SELECT * FROM applications WHERE entitlement_id = $1", letter.entitlement_id)
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
@@ -51,7 +51,7 @@ async def test_submit_writes_application_encrypted_with_outbox_row(client, app_p
         ent_status = await conn.fetchval("SELECT status FROM entitlements WHERE entitlement_id = $1",
                                          letter.entitlement_id)
     assert app["channel"] == "online" and app["status"] == "received"
-    assert app["receipt_no"] == body["receipt_no"] == receipt_number(app["application_id"])
+    assert app["receipt_no"] == body["receipt_no"] == receipt_number(receipt_key(cipher.key), app["application_id"])
     assert b"1234567" not in app["account_number_enc"]
     assert cipher.decrypt_str("applications", "account_number", app["application_id"], app["account_number_enc"]) == "1234567"
     assert cipher.decrypt_str("applications", "holder_kana", app["application_id"], app["holder_kana_enc"]) == "ﾔﾏﾀﾞ ﾀﾛｳ"

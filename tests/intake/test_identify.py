@@ -142,7 +142,10 @@ async def test_identified_resident_applies_through_the_letter_flow_and_always_go
     standard = (set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}) - {
         "exc_info", "exc_text", "stack_info"}
     logged = "\n".join(rec.getMessage() + repr({k: v for k, v in vars(rec).items() if k not in standard})
-                       for rec in caplog.records)
+                       for rec in caplog.records
+                       # The test's own HTTP client logs response headers (a content-length of 1980 failed
+                       # this once); what matters is what the server's side logs.
+                       if not rec.name.startswith(("httpx", "httpcore")))
     for secret in ("ヤマダ", "やまだ", "ﾀﾛｳ", "九段南", world.residents["taro"]):
         assert secret not in logged
     # The birth year as a number of its own: request ids, session cookies and other hex/base64 tokens
