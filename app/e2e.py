@@ -38,7 +38,7 @@ from app.intake.forms import BankAccount, FormInvalid, normalise_access_code, no
 from app.intake.signin import authenticate, municipality_keys
 from app.registry.eligibility import determine_eligibility
 from app.registry.imports import import_accounts, import_residents, import_tax
-from app.registry.letters import EXPORT_HEADER, export_letters, issue_letters
+from app.registry.letters import EXPORT_HEADER, export_csv, export_letters, issue_letters
 from app.registry.programs import create_program, parse_program
 from app.registry.synthetic import generate
 from app.staff import accounts, batches, review
@@ -295,12 +295,9 @@ async def _letters(pool, settings, report: E2EReport) -> list[list[str]]:
         async with tenant_transaction(pool, code) as conn:
             cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
             rows = await export_letters(conn, cipher, code, program_id, ACTOR)
-            buf = io.StringIO()
-            writer = csv.writer(buf, lineterminator="\r\n")
-            writer.writerow(EXPORT_HEADER)
-            writer.writerows(rows)
+            data = export_csv(rows)
             with os.fdopen(fd, "wb") as fh:
-                fh.write(buf.getvalue().encode("utf-8-sig"))
+                fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
     except BaseException:

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from app import csvsafe
 from payouts import sealing, zengin
 
 RETURN_REASONS: dict[str, str] = {
@@ -81,9 +82,11 @@ def execute(plaintext_bytes: bytes, *, return_share: float, seed: int) -> list[R
 
 
 def write_returns_csv(rows: Iterable[ReturnRow], path: Path) -> Path:
-    """Write the returns CSV (UTF-8, no BOM, LF) atomically."""
+    """Write the returns CSV (UTF-8, no BOM, LF) atomically. Operations staff open it in a spreadsheet, so
+    text cells are neutralised against formulas (app/csvsafe.py); the codes and reasons we write never begin
+    with a trigger, so what read_returns_csv reads back is unchanged."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csvsafe.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for row in rows:
         writer.writerow((row.payment_reference, row.reason_code, row.reason))

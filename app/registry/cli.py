@@ -10,10 +10,8 @@ Mistakes the operator can fix print a Japanese message and exit 2; bad files lis
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as dt
 import getpass
-import io
 import os
 import sys
 from pathlib import Path
@@ -206,11 +204,7 @@ def cmd_letters(args, settings) -> int:
                     raise RegistryError(f"{out} は既にあります。別のファイル名を指定してください。") from None
                 try:
                     rows = await letters.export_letters(tx, cipher, code, args.program, _actor())
-                    buf = io.StringIO()
-                    writer = csv.writer(buf, lineterminator="\r\n")
-                    writer.writerow(letters.EXPORT_HEADER)
-                    writer.writerows(rows)
-                    data = buf.getvalue().encode("utf-8-sig" if args.encoding == "utf-8" else "cp932")
+                    data = letters.export_csv(rows, args.encoding)
                     with os.fdopen(fd, "wb") as fh:
                         fh.write(data)
                         fh.flush()

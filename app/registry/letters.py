@@ -12,12 +12,14 @@ file can be produced once per issue and never again.
 
 from __future__ import annotations
 
+import io
 import secrets
 import unicodedata
 from dataclasses import dataclass
 
 import asyncpg
 
+from app import csvsafe
 from app.crypto import FieldCipher
 from app.registry.errors import EntitlementNotFound, RegistryError
 from app.registry.events import record_event
@@ -213,6 +215,19 @@ async def export_letters(conn: asyncpg.Connection, cipher: FieldCipher, code: st
         await conn.execute(MARK_EXPORTED, code, [r["letter_id"] for r in rows])
     await record_event(conn, code, actor, "letters.export", {"program_id": program_id, "letters": len(rows)})
     return lines
+
+
+def export_csv(rows: list[list[str]], encoding: str = "utf-8") -> bytes:
+    """The print file for rows of `export_letters`: EXPORT_HEADER then the rows, CRLF, UTF-8 with a BOM (so
+    Excel takes it for UTF-8) or "cp932". People open it in a spreadsheet and its addresses and names come
+    from the registry extract, so text cells are neutralised against formulas (app/csvsafe.py)."""
+    if encoding not in ("utf-8", "cp932"):
+        raise ValueError("encoding は utf-8 か cp932 を指定してください")
+    buf = io.StringIO()
+    writer = csvsafe.writer(buf, lineterminator="\r\n")
+    writer.writerow(EXPORT_HEADER)
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8-sig" if encoding == "utf-8" else "cp932")
 
 
 async def pending_pins(conn: asyncpg.Connection, cipher: FieldCipher, code: str, program_id: int,

@@ -7,7 +7,6 @@ verification does not trust the function that wrote the rows.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import io
@@ -16,6 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import asyncpg
+
+from app import csvsafe
 
 if TYPE_CHECKING:
     from app.staff.accounts import Staff
@@ -140,12 +141,17 @@ EXPORT_COLUMNS = ["seq", "occurred_at", "actor_staff_id", "actor_label", "action
 
 
 async def export_lines(conn: asyncpg.Connection, code: str, fmt: str) -> AsyncIterator[str]:
-    """The chain as CSV (with header) or JSON Lines, streamed; details stay the exact hashed text."""
+    """The chain as CSV (with header) or JSON Lines, streamed.
+
+    JSON Lines carry the exact hashed text. The CSV is for opening in a spreadsheet, so its text cells are
+    neutralised (app/csvsafe.py: an unknown login typed as `=HYPERLINK(...)` is exported as `'=HYPERLINK(...)`);
+    recompute hashes from the JSON Lines, or `csvsafe.restore()` each text cell first.
+    """
     if fmt not in ("csv", "jsonl"):
         raise ValueError("形式は csv か jsonl を指定してください。")
     if fmt == "csv":
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, EXPORT_COLUMNS, lineterminator="\n")
+        writer = csvsafe.DictWriter(buf, EXPORT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         yield buf.getvalue()
     async for row in conn.cursor(ENTRIES, code, prefetch=1000):
@@ -153,7 +159,7 @@ async def export_lines(conn: asyncpg.Connection, code: str, fmt: str) -> AsyncIt
             yield json.dumps(_export_dict(row), ensure_ascii=False) + "\n"
         else:
             buf = io.StringIO()
-            csv.DictWriter(buf, EXPORT_COLUMNS, lineterminator="\n").writerow(_export_dict(row))
+            csvsafe.DictWriter(buf, EXPORT_COLUMNS, lineterminator="\n").writerow(_export_dict(row))
             yield buf.getvalue()
 
 

