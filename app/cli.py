@@ -166,9 +166,16 @@ def cmd_serve(args, settings: Settings) -> int:
 
     from app.main import create_app
 
+    if settings.metrics_port:
+        from app.observability import serve_metrics
+
+        serve_metrics(settings.metrics_host, settings.metrics_port)
+    # X-Forwarded-For is believed only from the configured proxies: otherwise any client could pick the
+    # address that admission control's per-client share and the sign-in limits count it under.
     uvicorn.run(
         create_app(settings), host=args.host or settings.host, port=args.port or settings.port,
-        log_level="info", access_log=False, proxy_headers=settings.production,
+        log_level="info", access_log=False, proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )
     return 0
 
@@ -239,7 +246,11 @@ def cmd_run(args, settings: Settings) -> int:
     settings = load_settings(KYUFU_DATA_DIR=str(settings.data_dir))
     cmd_db(args, settings)
     seeded = asyncio.run(_seed_demo(settings))
-    env = dict(os.environ, KYUFU_DATA_DIR=str(settings.data_dir))
+    # Metrics on loopback ports of their own, beside the public port (never on it).
+    app_metrics = int(os.environ.get("KYUFU_METRICS_PORT") or args.port + 1090)
+    worker_metrics = int(os.environ.get("KYUFU_WORKER_METRICS_PORT") or args.port + 1091)
+    env = dict(os.environ, KYUFU_DATA_DIR=str(settings.data_dir), KYUFU_METRICS_PORT=str(app_metrics),
+               KYUFU_WORKER_METRICS_PORT=str(worker_metrics))
     kyufu = [sys.executable, "-m", "app.cli"]
     # Own sessions: a terminal Ctrl-C reaches only this process, which then stops the children in
     # order (SIGTERM: uvicorn and arq both shut down gracefully on it) before the servers.
@@ -254,6 +265,8 @@ def cmd_run(args, settings: Settings) -> int:
         f"  resident site : {base}/",
         f"  staff console : {base}/staff/",
         f"  health        : {base}/healthz   {base}/readyz",
+        f"  metrics       : http://127.0.0.1:{app_metrics}/metrics (app)   http://127.0.0.1:{worker_metrics}/metrics"
+        " (worker), loopback only",
         *[f"  {line}" for line in seeded],
         "",
     ]), flush=True)

@@ -21,7 +21,6 @@ log = logging.getLogger("kyufu.app")
 
 # Each area contributes routes: the module has `routes(settings) -> list[BaseRoute]`.
 AREA_ROUTES = [
-    "app.observability",   # /metrics
     "app.intake.routes",   # /api/v1, resident pages and the site root (before staff: routes are tried in
                            # order and the submit API takes the surges; no paths overlap)
     "app.staff.routes",    # /staff/...
@@ -46,7 +45,8 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when both PostgreSQL and Redis answer within a second; 503 names what failed."""
+    """Ready when both PostgreSQL and Redis answer within a second and admission control is not
+    shedding; 503 names what failed (or says `saturated`)."""
     failed: dict[str, str] = {}
     try:
         async with asyncio.timeout(1):
@@ -61,6 +61,10 @@ async def readyz(request: Request) -> JSONResponse:
         failed["redis"] = type(exc).__name__
     if failed:
         return JSONResponse({"status": "unavailable", "failed": failed}, status_code=503)
+    # Shedding requests (app/web/admission.py): alive, but a load balancer should send new work elsewhere.
+    admission = getattr(request.app.state, "admission", None)
+    if admission is not None and admission.saturated():
+        return JSONResponse({"status": "saturated", "admission": admission.snapshot()}, status_code=503)
     return JSONResponse({"status": "ready"})
 
 

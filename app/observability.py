@@ -1,5 +1,10 @@
 """Metrics (Prometheus) and structured logs with a request id.
 
+Metrics are served on a listener of their own (`serve_metrics`: KYUFU_METRICS_PORT for `kyufu serve`,
+KYUFU_WORKER_METRICS_PORT for the worker), never on the public port: their labels name municipalities
+(backlogs and application counts per municipality, for the platform's operators) and they used to be
+readable by anyone, with batch ids too (issue 12). No label carries a batch id, a person or a raw path.
+
 Log lines are JSON objects carrying identifiers and counts only: a route template (never the raw path,
 which can hold an access code), a status, a duration and a request id. Personal data never reaches a
 logger anywhere in kyufu; this formatter does not try to scrub it, it relies on that rule.
@@ -13,10 +18,8 @@ import logging
 import time
 import uuid
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Match, Route
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -32,7 +35,7 @@ OUTBOX_OLDEST = Gauge("kyufu_outbox_oldest_seconds", "Age of the oldest outbox r
 QUEUE_DEPTH = Gauge("kyufu_arq_queue_depth", "Jobs waiting in the arq queue")
 JOBS = Counter("kyufu_jobs_total", "Job outcomes", ["job", "outcome"])
 BATCH_PROGRESS = Gauge("kyufu_batch_generation_records", "Records written by the batch being generated",
-                       ["municipality", "batch"])
+                       ["municipality"])
 
 
 class JsonFormatter(logging.Formatter):
@@ -112,16 +115,10 @@ class ObservabilityMiddleware:
             request_id_var.reset(token)
 
 
-async def metrics(request: Request) -> Response:
-    try:
-        QUEUE_DEPTH.set(await request.app.state.redis.zcard("arq:queue"))
-    except Exception as exc:  # metrics must render while Redis is down; the gauge keeps its last value
-        logging.getLogger("kyufu.metrics").warning("queue depth unavailable: %s", type(exc).__name__)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
-def routes(settings) -> list:
-    return [Route("/metrics", metrics)]
+def serve_metrics(host: str, port: int) -> None:
+    """Serve this process's metrics at http://host:port/metrics from a background thread. Bind it to an
+    address only operators reach (loopback, or a private network whose port is not published)."""
+    start_http_server(port, addr=host)
 
 
 def setup(app, settings) -> None:

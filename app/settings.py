@@ -48,6 +48,18 @@ class Settings(BaseSettings):
     admission_target_ms: int = Field(100, alias="KYUFU_ADMISSION_TARGET_MS", ge=1)
     admission_min_in_flight: int = Field(4, alias="KYUFU_ADMISSION_MIN_IN_FLIGHT", ge=1)
     busy_retry_after_s: int = Field(60, alias="KYUFU_BUSY_RETRY_AFTER_S")
+    # Once the process is half full, one client address may hold at most this many requests (429 past it).
+    max_in_flight_per_client: int = Field(8, alias="KYUFU_MAX_IN_FLIGHT_PER_CLIENT", ge=1)
+    # A request body must arrive whole within this many seconds (408 past it), before it is admitted.
+    body_timeout_s: float = Field(10.0, alias="KYUFU_BODY_TIMEOUT_S", gt=0)
+    # Bodies one client address may be sending at once (429 past it).
+    max_pending_bodies_per_client: int = Field(16, alias="KYUFU_MAX_PENDING_BODIES_PER_CLIENT", ge=1)
+    # Addresses of the reverse proxies whose X-Forwarded-For is believed (comma-separated, uvicorn's
+    # forwarded_allow_ips); empty: none, the peer's address is the client's.
+    forwarded_allow_ips: str = Field("", alias="KYUFU_FORWARDED_ALLOW_IPS")
+    # Where `kyufu serve` serves /metrics: a separate listener, never the public port (empty: no metrics).
+    metrics_host: str = Field("127.0.0.1", alias="KYUFU_METRICS_HOST")
+    metrics_port: int | None = Field(None, alias="KYUFU_METRICS_PORT")
     # Secret for session cookies and CSRF tokens (generated in local mode).
     session_secret: str | None = Field(None, alias="KYUFU_SESSION_SECRET", repr=False)
     # Port of the worker's Prometheus endpoint (unset: none).

@@ -61,7 +61,11 @@ function request()
     '"account_type":1,"account_number":"%07d","holder_kana":"ヤマダ タロウ"}}', l[1], l[2], l[3], i % 10000000)
   return wrk.format("POST", "/api/v1/applications",
     {["Content-Type"] = "application/json", ["Idempotency-Key"] = string.format("load-%d-%d-%d", origin_us, tid, counter),
-     ["X-Request-ID"] = string.format("sent-%d", t)}, body)
+     ["X-Request-ID"] = string.format("sent-%d", t),
+     -- Each resident from an address of their own (RFC 2544's benchmark range; a header only, no traffic
+     -- goes there): uvicorn believes X-Forwarded-For from loopback, and kyufu's per-client share would
+     -- otherwise count the whole bench as one client.
+     ["X-Forwarded-For"] = string.format("198.18.%d.%d", math.floor(i / 256) % 256, i % 256)}, body)
 end
 
 function response(status, headers, body)

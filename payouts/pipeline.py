@@ -238,7 +238,7 @@ async def render_in_transaction(
                 raise zengin.TotalsOverflow("合計件数が999,999件を超えます。バッチを分割してください。")
             await emit(result.records)
 
-    gauge = BATCH_PROGRESS.labels(code, str(batch_id))
+    gauge = BATCH_PROGRESS.labels(code)
     gauge.set(0)
     await emit(writer.header())
     loop = asyncio.get_running_loop()

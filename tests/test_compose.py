@@ -51,3 +51,18 @@ def test_the_roles_script_creates_a_non_owner_app_role():
     script = (ROOT / "deploy" / "postgres-init.sh").read_text()
     assert "CREATE ROLE kyufu_app LOGIN NOSUPERUSER NOBYPASSRLS" in script
     assert "CREATE DATABASE kyufu OWNER kyufu_owner" in script
+
+
+def test_only_the_app_port_is_published_and_metrics_stay_private():
+    """Issue 12: /metrics names municipalities; it is exposed on the compose network, never published."""
+    services = load()["services"]
+    published = {name: svc.get("ports", []) for name, svc in services.items() if svc.get("ports")}
+    assert published == {"app": ["8000:8000"]}
+    assert services["app"]["environment"]["KYUFU_METRICS_PORT"] == "9100" in services["app"]["expose"]
+    assert services["worker"]["environment"]["KYUFU_WORKER_METRICS_PORT"] == "9101" in services["worker"]["expose"]
+
+
+def test_valkey_requires_the_password_the_app_uses():
+    services = load()["services"]
+    assert "--requirepass" in " ".join(services["valkey"]["command"])
+    assert services["app"]["environment"]["REDIS_URL"].startswith("redis://:${KYUFU_VALKEY_PASSWORD")

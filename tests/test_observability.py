@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+import time
 
+import httpx
+import psutil
+from prometheus_client import generate_latest
 from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.observability import JsonFormatter
+from app.services import _free_port
+from tests.conftest import ROOT
 from workers.metrics import collect_metrics
 
 
@@ -16,10 +24,45 @@ def test_metrics_count_requests_by_route_template(settings):
     with TestClient(create_app(settings)) as client:
         client.get("/healthz")
         client.get("/no/such/page-with-a-secret-123")
-        body = client.get("/metrics").text
+    body = generate_latest().decode()
     assert 'kyufu_http_requests_total{method="GET",route="/healthz",status="200"}' in body
     assert "page-with-a-secret" not in body  # raw paths never become labels
     assert 'route="unmatched"' in body
+
+
+def test_the_public_app_serves_no_metrics(settings):
+    """Issue 12: /metrics on the public port let anyone read each municipality's series."""
+    with TestClient(create_app(settings)) as client:
+        r = client.get("/metrics")
+    assert r.status_code == 404 and "kyufu_" not in r.text
+
+
+def test_kyufu_serve_puts_metrics_on_a_loopback_port_of_their_own(subprocess_env):
+    """The real `kyufu serve`: the public port has no /metrics, the metrics port has them (bound to
+    127.0.0.1 by default), and no series is labelled with a batch id."""
+    port, metrics_port = _free_port(), _free_port()
+    env = dict(subprocess_env, KYUFU_METRICS_PORT=str(metrics_port), KYUFU_JSON_LOGS="false")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "kyufu serve did not start"
+                time.sleep(0.2)
+        public = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert public.status_code == 404 and "kyufu_http" not in public.text
+        private = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+        assert private.status_code == 200 and "kyufu_http_requests_total" in private.text
+        assert 'batch="' not in private.text
+        listening = {c.laddr for c in psutil.Process(proc.pid).net_connections() if c.status == "LISTEN"}
+        assert ("127.0.0.1", metrics_port) in listening
+    finally:
+        proc.terminate()
+        proc.wait(15)
 
 
 def test_request_id_is_echoed_or_generated(settings):
@@ -37,8 +80,6 @@ def test_json_log_line_has_request_fields():
 
 
 async def test_worker_gauges_cover_each_municipality(app_pool, settings, municipality):
-    from prometheus_client import generate_latest
-
     from app.main import arq_redis
 
     code = await municipality()

@@ -25,9 +25,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["settings"] = settings
     ctx["pool"] = await create_app_pool(settings)
     if settings.worker_metrics_port:
-        from prometheus_client import start_http_server
+        from app.observability import serve_metrics
 
-        start_http_server(settings.worker_metrics_port, addr="127.0.0.1" if not settings.production else "0.0.0.0")
+        serve_metrics(settings.metrics_host, settings.worker_metrics_port)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:

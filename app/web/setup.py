@@ -12,7 +12,7 @@ import logging
 import asyncpg
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
@@ -157,6 +157,13 @@ async def interface_error(request: Request, exc: Exception) -> Response:
     return await server_error(request, exc)
 
 
+async def client_disconnected(request: Request, exc: Exception) -> Response:
+    """The client went away mid-request: nobody reads the answer, and it is not the server's fault (it
+    was a traceback per connection; issue 12)."""
+    log.info("client disconnected on %s %s", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
     # The exception type and path only: a message may carry request data.
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
@@ -192,10 +199,15 @@ def setup(app, settings) -> None:
     for exc_type in DATABASE_UNAVAILABLE:
         app.add_exception_handler(exc_type, database_unavailable)
     app.add_exception_handler(asyncpg.InterfaceError, interface_error)
+    app.add_exception_handler(ClientDisconnect, client_disconnected)
     app.add_exception_handler(Exception, server_error)
     # Admission inside SecurityMiddleware (added later = outer), so a shed 503 gets the same headers.
     app.add_middleware(AdmissionMiddleware, max_in_flight=settings.max_in_flight,
                        retry_after_s=settings.busy_retry_after_s,
                        target_latency_s=settings.admission_target_ms / 1000,
-                       min_in_flight=min(settings.admission_min_in_flight, settings.max_in_flight))
+                       min_in_flight=min(settings.admission_min_in_flight, settings.max_in_flight),
+                       max_in_flight_per_client=settings.max_in_flight_per_client,
+                       body_timeout_s=settings.body_timeout_s,
+                       max_pending_bodies_per_client=settings.max_pending_bodies_per_client,
+                       state=app.state)
     app.add_middleware(SecurityMiddleware, production=settings.production)

@@ -165,11 +165,26 @@ def _paced(user) -> float:
     return max(0.0, user.next_start - time.time())
 
 
+_addresses = itertools.count(1)
+
+
+def _own_address() -> dict:
+    """Every simulated person comes from an address of their own (RFC 2544's benchmark range; a header
+    only, no traffic goes there). The cluster's uvicorn believes X-Forwarded-For from loopback, as from a
+    proxy; without it the whole surge would be one client to kyufu's per-client share."""
+    n = next(_addresses)
+    return {"X-Forwarded-For": f"198.{18 + (n >> 16) % 2}.{(n >> 8) & 255}.{n & 255}"}
+
+
 class Resident(FastHttpUser):
     abstract = True
     wait_time = _paced
     network_timeout = 15.0
     connection_timeout = 5.0
+
+    def __init__(self, environment) -> None:
+        self.default_headers = _own_address()  # read by FastHttpUser.__init__ when it makes the client
+        super().__init__(environment)
 
     def on_start(self) -> None:
         # Users are spawned at once; a random first slot spreads their arrivals evenly over one period.
@@ -373,6 +388,10 @@ class StaffReviewer(FastHttpUser):
     fixed_count = len(STAFF)
     wait_time = constant(2)   # plus the reading and deciding inside the task: ~one decision per 3-4 s
     network_timeout = 15.0
+
+    def __init__(self, environment) -> None:
+        self.default_headers = _own_address()
+        super().__init__(environment)
 
     def on_start(self) -> None:
         self.account = STAFF[next(_next_staff) % len(STAFF)]

@@ -33,16 +33,16 @@ async def test_render_equals_reference_generator(owner_conn, settings, municipal
 
 
 async def test_generation_progress_is_on_metrics(owner_conn, settings, municipality, tmp_path):
-    """/metrics shows how far the batch being generated is (issue 7: batch generation progress)."""
+    """/metrics shows how far the batch being generated is (issue 7: batch generation progress), labelled
+    by municipality only (issue 12: no batch ids in metrics)."""
     from prometheus_client import REGISTRY
 
     code = await municipality()
     batch = await make_batch(owner_conn, settings, code, tmp_path, approve=False)
     seen = []
     await _render(owner_conn, settings, code, batch.batch_id, progress=lambda done, total: seen.append(
-        REGISTRY.get_sample_value("kyufu_batch_generation_records", {"municipality": code, "batch": str(batch.batch_id)})))
-    final = REGISTRY.get_sample_value("kyufu_batch_generation_records",
-                                      {"municipality": code, "batch": str(batch.batch_id)})
+        REGISTRY.get_sample_value("kyufu_batch_generation_records", {"municipality": code})))
+    final = REGISTRY.get_sample_value("kyufu_batch_generation_records", {"municipality": code})
     assert seen and seen[-1] == final == len(ROWS)
 
 
