@@ -1,4 +1,5 @@
-"""Staff accounts: argon2id passwords, TOTP for approvers and admins, login throttling and lockout.
+"""Staff accounts: argon2id passwords, TOTP for approvers and admins, and sign-in (whose limits, progressive
+delays per path and trusted devices, live in app/staff/signin.py).
 
 Every function takes a connection inside the caller's tenant_transaction(conn, code): a login of one
 municipality cannot even be looked up from another's scope.
@@ -8,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 import time
 from dataclasses import dataclass
+from typing import Mapping
 
 import asyncpg
 import pyotp
@@ -17,15 +20,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from app.crypto import FieldCipher
-from app.staff import audit
+from app.staff import audit, signin
 from app.staff.errors import Forbidden, InvalidInput, LoginFailed
 
 ROLES = ("reviewer", "drafter", "approver", "admin")
 ROLE_LABELS = {"reviewer": "審査", "drafter": "起案", "approver": "承認", "admin": "管理者"}
 # Roles whose login needs a second factor: they move money or change who can.
 TOTP_ROLES = frozenset({"approver", "admin"})
-MAX_FAILED_LOGINS = 5
-LOCKOUT_SECONDS = 15 * 60
 TOTP_STEP_S = 30
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -40,28 +41,41 @@ RETURNING staff_id
 """
 SET_TOTP = "UPDATE staff_users SET totp_secret = $3, totp_last_step = NULL WHERE municipality_code = $1 AND staff_id = $2"
 STAFF_COLUMNS = "staff_id, municipality_code, login, display_name, roles, disabled_at"
+_LOGIN_SYNTAX = re.compile(r"[a-z0-9][a-z0-9._-]{2,63}")
+STAFF_ID_BY_LOGIN = "SELECT staff_id FROM staff_users WHERE municipality_code = $1 AND login = $2"
+# Locked after the path's lock (signin.open_track), always in that order: concurrent sign-ins to one account
+# by different paths still see each other's TOTP step (replay protection).
 STAFF_BY_LOGIN = f"""
-SELECT {STAFF_COLUMNS}, password_hash, totp_secret, totp_last_step, failed_logins, locked_until,
-       locked_until > now() AS locked
+SELECT {STAFF_COLUMNS}, password_hash, totp_secret, totp_last_step
 FROM staff_users WHERE municipality_code = $1 AND login = $2
 FOR UPDATE
 """
 STAFF_BY_ID = f"SELECT {STAFF_COLUMNS}, totp_secret IS NOT NULL AS has_totp FROM staff_users WHERE municipality_code = $1 AND staff_id = $2"
+# `locked`: the login's untrusted path is waiting now (app/staff/signin.py); its trusted devices are not.
+# failures_since_signin / last_failed_at: failed attempts on any path since the last sign-in.
 LIST_STAFF = f"""
-SELECT {STAFF_COLUMNS}, totp_secret IS NOT NULL AS has_totp, locked_until > now() AS locked, created_at
-FROM staff_users WHERE municipality_code = $1 ORDER BY login
+SELECT {STAFF_COLUMNS}, totp_secret IS NOT NULL AS has_totp, created_at, failures_since_signin, last_failed_at,
+       d.delayed_until, coalesce(d.delayed_until > now(), false) AS locked
+FROM staff_users u
+LEFT JOIN LATERAL (SELECT max(f.delayed_until) AS delayed_until FROM staff_signin_failures f
+                   WHERE f.municipality_code = u.municipality_code AND f.staff_id = u.staff_id) d ON true
+WHERE municipality_code = $1 ORDER BY login
 """
-LOGIN_FAILED = f"""
-UPDATE staff_users
-SET failed_logins = CASE WHEN failed_logins + 1 >= {MAX_FAILED_LOGINS} THEN 0 ELSE failed_logins + 1 END,
-    locked_until = CASE WHEN failed_logins + 1 >= {MAX_FAILED_LOGINS}
-                        THEN now() + make_interval(secs => {LOCKOUT_SECONDS}) ELSE locked_until END
+# Every failed or refused attempt at the account, whatever the path: what the owner is told next time.
+LOGIN_FAILED = """
+UPDATE staff_users SET failures_since_signin = failures_since_signin + 1, last_failed_at = now()
 WHERE municipality_code = $1 AND staff_id = $2
-RETURNING locked_until > now() AS locked
 """
+# The failures since the previous sign-in become this session's notice (dashboard) and the count restarts.
 LOGIN_OK = """
-UPDATE staff_users SET failed_logins = 0, locked_until = NULL, totp_last_step = coalesce($3, totp_last_step)
+UPDATE staff_users SET totp_last_step = coalesce($3, totp_last_step),
+       notice_failures = failures_since_signin, notice_last_failed_at = last_failed_at,
+       failures_since_signin = 0
 WHERE municipality_code = $1 AND staff_id = $2
+"""
+SIGNIN_NOTICE = """
+SELECT notice_failures, notice_last_failed_at FROM staff_users
+WHERE municipality_code = $1 AND staff_id = $2 AND notice_failures > 0
 """
 SET_ROLES = """
 UPDATE staff_users u SET roles = $3 FROM (SELECT roles FROM staff_users WHERE municipality_code = $1 AND staff_id = $2) old
@@ -79,7 +93,6 @@ SET_DISABLED = """
 UPDATE staff_users SET disabled_at = CASE WHEN $3 THEN coalesce(disabled_at, now()) END
 WHERE municipality_code = $1 AND staff_id = $2 RETURNING staff_id
 """
-UNLOCK = "UPDATE staff_users SET failed_logins = 0, locked_until = NULL WHERE municipality_code = $1 AND staff_id = $2"
 
 
 @dataclass(frozen=True)
@@ -167,51 +180,97 @@ def _totp_step(secret: str, submitted: str, last_step: int | None, now: float) -
     return None
 
 
+@dataclass(frozen=True)
+class SignIn:
+    """The outcome of one sign-in attempt. `reason` is for the audit trail only; the screen tells the
+    person no more than `wait_s` (the same for a login that does not exist)."""
+
+    staff: Staff | None
+    reason: str = ""
+    refused: bool = False      # not checked at all: the path (or the address) had to wait
+    wait_s: int = 0            # seconds until this path may try again (0: now)
+    trusted: bool = False      # came from a trusted device of the account
+    device_id: str | None = None  # on success: the device id for the browser's device cookie
+
+
 async def login(
     conn: asyncpg.Connection, cipher: FieldCipher, code: str, login_name: str, password: str, totp_code: str = "",
-    *, now: float | None = None,
-) -> tuple[Staff | None, str]:
-    """Check a login inside the caller's tenant transaction and record the outcome (audit, counters).
+    *, devices: Mapping[int, str] | None = None, address_wait_s: int = 0, now: float | None = None,
+) -> SignIn:
+    """Check a login inside the caller's tenant transaction and record the outcome (audit, counters), so
+    that the caller's transaction commits them with the failure.
 
-    Returns (staff, "") on success or (None, reason) on failure, so that the caller's transaction commits
-    the failure counter and the audit entry; the reason is for the audit trail only — the person at the
-    screen always gets the same message. Five failures in a row lock the account for 15 minutes.
+    `devices`: {staff_id: device id} of the browser's authentic device cookie entries for `code`; an entry
+    for this account that the server still trusts makes the attempt come by that device, else by the
+    login's untrusted path (app/staff/signin.py). A path that is waiting refuses the attempt without
+    checking the password; so does the untrusted path while the address is throttled (`address_wait_s`,
+    app/staff/throttle.py), so that only known browsers get past an address limit.
     """
     now = time.time() if now is None else now
-    row = await conn.fetchrow(STAFF_BY_LOGIN, code, login_name)
+    # A login no account can have (the CHECK of staff_users.login; a NUL would not even reach PostgreSQL)
+    # is not looked up, but otherwise goes the same way as any unknown login.
+    possible = _LOGIN_SYNTAX.fullmatch(login_name) is not None
+    staff_id = await conn.fetchval(STAFF_ID_BY_LOGIN, code, login_name) if possible else None
+    device_id = (devices or {}).get(staff_id) if staff_id is not None else None
+    track = await signin.open_track(conn, cipher.key, code, login_name, staff_id, device_id)
+    path = "device" if track.trusted else "untrusted"
+    wait_s = track.wait_s or (0 if track.trusted else address_wait_s)
+    if wait_s:
+        reason = "delayed" if track.wait_s else "address_throttled"
+        await _audit_failure(conn, code, login_name, staff_id, track, {"reason": reason, "path": path})
+        return SignIn(None, reason, refused=True, wait_s=wait_s, trusted=track.trusted)
+    row = await conn.fetchrow(STAFF_BY_LOGIN, code, login_name) if possible else None
     if row is None:
         await _verify_password_off_loop(_DUMMY_HASH, password)
-        await audit.append(conn, code, None, "login.failed", "staff", "", {"reason": "unknown_login"},
-                           actor_label=login_name[:64])
-        return None, "unknown_login"
+        reason = "unknown_login"
+    else:
+        reason, step = await _check(cipher, row, password, totp_code, now)
+    if reason:
+        failures, delay_s = await signin.record_failure(conn, code, track, row["staff_id"] if row else None)
+        details = {"reason": reason, "path": path, "failures": failures}
+        if delay_s:
+            details["delay_s"] = delay_s  # a wait starts: the audit trail says so
+        await _audit_failure(conn, code, login_name, row["staff_id"] if row else None, track, details)
+        return SignIn(None, reason, wait_s=delay_s, trusted=track.trusted)
+    staff = Staff.from_row(row)
+    device_id = await signin.record_success(conn, code, track, staff.staff_id)
+    await conn.execute(LOGIN_OK, code, staff.staff_id, step)
+    await audit.append(conn, code, staff, "login", "staff", staff.staff_id, {"path": path})
+    return SignIn(staff, trusted=track.trusted, device_id=device_id)
+
+
+async def _check(cipher: FieldCipher, row: asyncpg.Record, password: str, totp_code: str,
+                 now: float) -> tuple[str, int | None]:
+    """(failure reason or "", the TOTP step accepted). The password is checked even for a disabled account,
+    so that every checked attempt costs the same argon2 time."""
     staff = Staff.from_row(row)
     password_ok = await _verify_password_off_loop(row["password_hash"], password)
-    reason = ""
-    step = None
-    if row["locked"]:
-        reason = "locked"
-    elif row["disabled_at"] is not None:
-        reason = "disabled"
-    elif not password_ok:
-        reason = "bad_password"
-    elif TOTP_ROLES & set(staff.roles):
+    if row["disabled_at"] is not None:
+        return "disabled", None
+    if not password_ok:
+        return "bad_password", None
+    if TOTP_ROLES & set(staff.roles):
         if row["totp_secret"] is None:
-            reason = "totp_not_enrolled"
-        else:
-            secret = cipher.decrypt_str(*_totp_cipher_args(staff.staff_id), row["totp_secret"])
-            step = _totp_step(secret, totp_code, row["totp_last_step"], now)
-            if step is None:
-                reason = "bad_totp"
-    if reason:
-        if reason in ("bad_password", "bad_totp"):
-            locked = await conn.fetchval(LOGIN_FAILED, code, staff.staff_id)
-            if locked:
-                reason += "+locked_now"
-        await audit.append(conn, code, staff, "login.failed", "staff", staff.staff_id, {"reason": reason})
-        return None, reason
-    await conn.execute(LOGIN_OK, code, staff.staff_id, step)
-    await audit.append(conn, code, staff, "login", "staff", staff.staff_id)
-    return staff, ""
+            return "totp_not_enrolled", None
+        secret = cipher.decrypt_str(*_totp_cipher_args(staff.staff_id), row["totp_secret"])
+        step = _totp_step(secret, totp_code, row["totp_last_step"], now)
+        if step is None:
+            return "bad_totp", None
+        return "", step
+    return "", None
+
+
+async def _audit_failure(conn: asyncpg.Connection, code: str, login_name: str, staff_id: int | None,
+                         track: signin.Track, details: dict) -> None:
+    """One audit entry per failed or refused attempt (no actor: whoever typed it is unknown), counted for
+    the owner's next sign-in notice. A login that does not exist is named by a prefix of its HMAC, not by
+    what was typed: that may be a password typed into the wrong field."""
+    if staff_id is None:
+        await audit.append(conn, code, None, "login.failed", "staff", "",
+                           details | {"login_key": track.key[:16]}, actor_label="?")
+        return
+    await conn.execute(LOGIN_FAILED, code, staff_id)
+    await audit.append(conn, code, None, "login.failed", "staff", staff_id, details, actor_label=login_name)
 
 
 async def _verify_password_off_loop(password_hash: str, password: str) -> bool:
@@ -266,7 +325,14 @@ async def set_disabled(conn: asyncpg.Connection, code: str, staff_id: int, disab
 
 
 async def unlock(conn: asyncpg.Connection, code: str, staff_id: int) -> None:
-    await conn.execute(UNLOCK, code, staff_id)
+    """End every wait on sign-in to the account (its untrusted path and its devices); counts restart."""
+    await signin.clear_delays(conn, code, staff_id)
+
+
+async def signin_notice(conn: asyncpg.Connection, code: str, staff_id: int) -> asyncpg.Record | None:
+    """(notice_failures, notice_last_failed_at): failed attempts at the account between the previous
+    sign-in and the current one, or None if there were none."""
+    return await conn.fetchrow(SIGNIN_NOTICE, code, staff_id)
 
 
 __all__ = ["Forbidden", "Staff", "ROLES", "create_staff", "enroll_totp", "login"]

@@ -16,7 +16,7 @@ import asyncpg
 import pyotp
 
 from app.settings import Settings, require
-from app.staff import accounts, audit, sessions
+from app.staff import accounts, audit, sessions, signin
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
@@ -88,8 +88,9 @@ async def _revoke(args, settings: Settings) -> list[str]:
     async with _scope(settings, args.municipality) as conn:
         staff_id = await _staff_id(conn, args.municipality, args.login)
         n = await sessions.revoke_all(conn, args.municipality, staff_id)
+        devices = await signin.revoke_devices(conn, args.municipality, staff_id)  # as the console's "revoke"
         await audit.append(conn, args.municipality, None, "staff.revoke", "staff", staff_id, actor_label=CLI_ACTOR)
-    return [f"revoked {n} session(s) of {args.login}"]
+    return [f"revoked {n} session(s) and {devices} trusted device(s) of {args.login}"]
 
 
 async def _totp(args, settings: Settings) -> list[str]:
@@ -155,7 +156,7 @@ def register(sub) -> None:
     ls = ssub.add_parser("list")
     ls.add_argument("--municipality", required=True)
     ls.set_defaults(func=_run(_list))
-    rv = ssub.add_parser("revoke-sessions", help="end every session of a staff member")
+    rv = ssub.add_parser("revoke-sessions", help="end every session of a staff member and stop trusting their browsers")
     rv.add_argument("--municipality", required=True)
     rv.add_argument("--login", required=True)
     rv.set_defaults(func=_run(_revoke))

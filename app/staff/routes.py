@@ -25,15 +25,16 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from app.settings import Settings
-from app.staff import accounts, audit, bank_form, batches, reconciliation, review, sessions, throttle
+from app.staff import accounts, audit, bank_form, batches, reconciliation, review, sessions, signin, throttle
 from app.staff.accounts import ROLE_LABELS, ROLES, Staff
-from app.staff.bankdays import earliest_transfer_date, today_jst
+from app.staff.bankdays import JST, earliest_transfer_date, today_jst
 from app.staff.errors import Forbidden, InvalidInput, LoginFailed, NotFound
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
+from app.web.admission import client_address
 from app.web.errors import CsrfError
-from app.web.templates import add_template_dir, render
+from app.web.templates import add_template_dir, env, render
 from payouts.settings_store import BankSettingsMissing, get_bank_settings, put_bank_settings
 
 add_template_dir(Path(__file__).resolve().parent / "templates")
@@ -134,25 +135,49 @@ def _render_login(request: Request, *, status: int, message: str = "", municipal
     return response
 
 
+def _wait_message(wait_s: int, *, per_login: bool, trusted: bool) -> str:
+    """When the person may try again, in Japanese time. Worded the same whether the login exists or not."""
+    until = (dt.datetime.now(JST) + dt.timedelta(seconds=wait_s)).strftime("%H時%M分%S秒")
+    about = f"{wait_s}秒" if wait_s < 60 else f"{-(-wait_s // 60)}分"
+    if not per_login:
+        return f"ログインできませんでした。しばらく時間をおいて、{until}（約{about}後）以降にもう一度お試しください。"
+    text = (f"ログインできませんでした。失敗が続いたため、このログインIDでのログインは{until}（約{about}後）まで"
+            "受け付けません。その後にもう一度お試しください。")
+    if not trusted:
+        text += "以前にこのログインIDでログインした端末（ブラウザ）からは、待たずにログインできます。"
+    return text
+
+
 async def login_submit(request: Request) -> Response:
     form = await request.form()
     nonce = request.cookies.get(LOGIN_NONCE_COOKIE, "")
     sent = form.get("csrf_token")
-    if not nonce or not isinstance(sent, str) or not hmac.compare_digest(sent, _login_csrf(_secret(request), nonce)):
+    secret = _secret(request)
+    if not nonce or not isinstance(sent, str) or not hmac.compare_digest(sent, _login_csrf(secret, nonce)):
         raise CsrfError()
     code = str(form.get("municipality_code", "")).strip()
     login_name = str(form.get("login", "")).strip().lower()
     fail = LoginFailed().message
-    redis, ip = request.app.state.redis, request.client.host if request.client else "-"
-    wait_s = await throttle.blocked_for(redis, ip)
-    if wait_s:
-        # The same words as any failure: the screen must not tell a guesser which limit it hit.
-        return _render_login(request, status=429, message=fail, municipality=code, login=login_name,
-                             headers={"Retry-After": str(wait_s)})
+    redis, ip = request.app.state.redis, client_address(request.scope)
+    device_value = request.cookies.get(signin.DEVICE_COOKIE)
+    devices = signin.devices_in_cookie(secret, device_value, code)
+    address_wait_s = await throttle.blocked_for(redis, ip)
+    if address_wait_s and not devices:
+        # A throttled address reaches the database only from a browser holding a device of this municipality
+        # (accounts.login then lets it through only to that device's own account): an office behind one
+        # NAT address keeps its known browsers working while a guesser there is held back.
+        return _render_login(request, status=429, municipality=code, login=login_name,
+                             message=_wait_message(address_wait_s, per_login=False, trusted=False),
+                             headers={"Retry-After": str(address_wait_s)})
 
-    async def failed() -> Response:
+    async def failed(result: accounts.SignIn | None = None) -> Response:
         await throttle.record_failure(redis, ip)
-        return _render_login(request, status=401, message=fail, municipality=code, login=login_name)
+        if result is None or not result.wait_s:
+            return _render_login(request, status=401, message=fail, municipality=code, login=login_name)
+        per_login = result.reason != "address_throttled"
+        message = _wait_message(result.wait_s, per_login=per_login, trusted=result.trusted)
+        return _render_login(request, status=429 if result.refused else 401, message=message, municipality=code,
+                             login=login_name, headers={"Retry-After": str(result.wait_s)})
 
     try:
         validate_code(code)
@@ -164,16 +189,21 @@ async def login_submit(request: Request) -> Response:
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM municipalities WHERE code = $1)", code):
             return await failed()
         cipher = await _cipher(request, conn, code)
-        staff, _reason = await accounts.login(
+        result = await accounts.login(
             conn, cipher, code, login_name, str(form.get("password", "")), str(form.get("totp", "")),
+            devices=devices, address_wait_s=address_wait_s,
         )
-        # The failure counter and the audit entry commit with this transaction either way.
-        cookie = await sessions.create(conn, code, staff.staff_id) if staff else None
-    if cookie is None:
-        return await failed()
+        # The failure counters and the audit entry commit with this transaction either way.
+        cookie = await sessions.create(conn, code, result.staff.staff_id) if result.staff else None
+    if result.staff is None or cookie is None:
+        return await failed(result)
+    production = request.app.state.settings.production
     response = _redirect("/staff/")
-    response.set_cookie(sessions.COOKIE, cookie, path="/staff", httponly=True, samesite="strict",
-                        secure=request.app.state.settings.production)
+    response.set_cookie(sessions.COOKIE, cookie, path="/staff", httponly=True, samesite="strict", secure=production)
+    response.set_cookie(signin.DEVICE_COOKIE,
+                        signin.device_cookie(secret, device_value, code, result.staff.staff_id, result.device_id or ""),
+                        path="/staff", httponly=True, samesite="strict", secure=production,
+                        max_age=signin.DEVICE_IDLE_DAYS * 24 * 60 * 60)
     response.delete_cookie(LOGIN_NONCE_COOKIE, path="/staff")
     return response
 
@@ -217,10 +247,20 @@ async def dashboard(request, conn, staff, ctx):
     code = staff.municipality_code
     rows = [dict(r) | {"by_status": json.loads(r["by_status"])} for r in await conn.fetch(DASHBOARD, code)]
     queue_count = await conn.fetchval(review.QUEUE_COUNT, code)
+    notice = await accounts.signin_notice(conn, code, staff.staff_id)
     return render(request, "staff_dashboard.html", ctx | {
         "title": "ダッシュボード", "programs": rows, "queue_count": queue_count,
         "batches": (await batches.list_batches(conn, code))[:10],
+        "signin_notice": notice and {"failures": notice["notice_failures"],
+                                     "last": _jst(notice["notice_last_failed_at"])},
     })
+
+
+def _jst(value: dt.datetime | None) -> str:
+    return value.astimezone(JST).strftime("%Y-%m-%d %H:%M") if value else "不明"
+
+
+env.filters["jst"] = _jst
 
 
 # ---- 審査 ----------------------------------------------------------------------------------------------
@@ -427,7 +467,11 @@ def _staff_action(action: str):
         if await accounts.get_staff(conn, code, staff_id) is None:
             raise NotFound()
         if action == "revoke":
+            # "Sign out everywhere" also stops trusting the person's browsers: it is what an admin does
+            # when a device is lost or an account is misused. (Role changes and disabling end sessions but
+            # keep the devices: the person keeps signing in where they always did.)
             await sessions.revoke_all(conn, code, staff_id)
+            await signin.revoke_devices(conn, code, staff_id)
         elif action in ("disable", "enable"):
             if staff_id == staff.staff_id:
                 raise Forbidden("自分自身のアカウントは無効にできません。")
