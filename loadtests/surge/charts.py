@@ -79,7 +79,7 @@ def draw(out: Path, clients: dict, samples: list[dict], runs: list[dict], t0: fl
     ax.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8)
     files.append(_save(fig, out / "outbox_backlog.png"))
 
-    fig, ax = _figure("arq queue depth (app /metrics, read from Valkey at scrape time)", "jobs waiting")
+    fig, ax = _figure("arq queue depth (read from Valkey every second)", "jobs waiting")
     ax.plot(st, [s.get("queue_depth") if s.get("queue_depth") is not None else float("nan") for s in samples],
             color="tab:purple")
     _phases(ax, runs, t0)

@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster.start_app()
         cluster.start_worker()
         print(f"  cluster up, {args.letters} letters seeded, in {setup_s:.1f} s; app {cluster.url}")
-        sampler = Sampler(cluster.urls["DATABASE_URL"], cluster.code, cluster.url,
+        sampler = Sampler(cluster.urls["DATABASE_URL"], cluster.code, cluster.urls["REDIS_URL"],
                           f"http://127.0.0.1:{cluster.worker_metrics_port}/metrics")
         sampler.start()
         runner = Runner(args, cluster, sampler, work)

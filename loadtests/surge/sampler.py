@@ -1,6 +1,7 @@
 """Once a second during the surge: what an operator would watch, as a time series for the report.
 
-* arq queue depth: from the app's /metrics (`kyufu_arq_queue_depth` is read from Valkey at scrape time);
+* arq queue depth: straight from Valkey (ZCARD of arq's queue); the app serves no /metrics on its public
+  port, and the worker's gauge of it is recomputed every 30 s;
 * outbox backlog and its oldest row's age: straight from the database, because the worker's gauges of the
   same (`kyufu_outbox_backlog`, `kyufu_outbox_oldest_seconds`) are recomputed only every 30 s
   (workers/metrics.py). Their scraped values are kept beside the exact ones, to show that lag;
@@ -41,9 +42,9 @@ def scrape(url: str, names: tuple[str, ...]) -> dict[str, float]:
 
 
 class Sampler:
-    def __init__(self, database_url: str, code: str, app_url: str, worker_metrics_url: str) -> None:
+    def __init__(self, database_url: str, code: str, redis_url: str, worker_metrics_url: str) -> None:
         self.database_url, self.code = database_url, code
-        self.app_url, self.worker_metrics_url = app_url, worker_metrics_url
+        self.redis_url, self.worker_metrics_url = redis_url, worker_metrics_url
         self.samples: list[dict] = []
         self.locust_pid: int | None = None   # set by the caller while a locust run is going
         self._stop = threading.Event()
@@ -66,7 +67,10 @@ class Sampler:
 
         from app.tenancy.transaction import tenant_transaction
 
+        from redis.asyncio import Redis
+
         conn = await asyncpg.connect(self.database_url)
+        redis = Redis.from_url(self.redis_url, socket_timeout=1)
         locust_proc: psutil.Process | None = None
         try:
             next_t = time.time()
@@ -77,15 +81,15 @@ class Sampler:
                     s["outbox_backlog"], s["outbox_oldest_s"] = int(row["pending"]), float(row["oldest_s"])
                     s["applications"] = {r["status"]: r["n"] for r in await tx.fetch(BY_STATUS, self.code)}
                 loop = asyncio.get_running_loop()
-                for key, url, names in (
-                    ("app", self.app_url + "/metrics", ("kyufu_arq_queue_depth",)),
-                    ("worker", self.worker_metrics_url, ("kyufu_outbox_backlog", "kyufu_arq_queue_depth")),
-                ):
-                    try:
-                        s[key] = await loop.run_in_executor(None, scrape, url, names)
-                    except OSError as exc:  # a scrape that failed is a gap in the chart, named in the sample
-                        s[key] = {"error": type(exc).__name__}
-                s["queue_depth"] = s["app"].get("kyufu_arq_queue_depth")
+                try:
+                    s["worker"] = await loop.run_in_executor(
+                        None, scrape, self.worker_metrics_url, ("kyufu_outbox_backlog", "kyufu_arq_queue_depth"))
+                except OSError as exc:  # a scrape that failed is a gap in the chart, named in the sample
+                    s["worker"] = {"error": type(exc).__name__}
+                try:
+                    s["queue_depth"] = await redis.zcard("arq:queue")
+                except Exception as exc:  # a gap in the chart, named in the sample
+                    s["queue_depth"], s["queue_depth_error"] = None, type(exc).__name__
                 s["load1"] = psutil.getloadavg()[0]
                 s["cpu_percent"] = psutil.cpu_percent()
                 if self.locust_pid and (locust_proc is None or locust_proc.pid != self.locust_pid):
@@ -103,4 +107,5 @@ class Sampler:
                 next_t += 1.0
                 await asyncio.sleep(max(0.0, next_t - time.time()))
         finally:
+            await redis.aclose()
             await conn.close()
