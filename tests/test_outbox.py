@@ -16,13 +16,14 @@ async def test_dispatch_enqueues_once_and_sweeper_rederives_after_redis_loses_it
         async with tenant_transaction(app_pool, code) as conn:
             await outbox.add(conn, code, "verify_application", f"verify:{code}:1", code, 1)
             await outbox.add(conn, code, "verify_application", f"verify:{code}:1", code, 1)  # same job: one row
-        assert await outbox.dispatch(app_pool, redis, code) == 1
-        assert await outbox.dispatch(app_pool, redis, code) == 0  # already enqueued, not yet due again
+        # batch_size=1: one job per row (the single re-check); batching is tested in tests/registry.
+        assert await outbox.dispatch(app_pool, redis, code, batch_size=1) == 1
+        assert await outbox.dispatch(app_pool, redis, code, batch_size=1) == 0  # enqueued, not yet due again
         assert await Job(f"verify:{code}:1", redis).status() == "queued"
 
         await redis.flushdb()  # Redis restarted empty
         assert await Job(f"verify:{code}:1", redis).status() == "not_found"
-        assert await outbox.sweep(app_pool, redis, retry_after_s=0) >= 1
+        assert await outbox.sweep(app_pool, redis, retry_after_s=0, batch_size=1) >= 1
         assert await Job(f"verify:{code}:1", redis).status() == "queued"
 
         async with tenant_transaction(app_pool, code) as conn:
@@ -47,7 +48,7 @@ async def test_a_failed_runs_result_does_not_block_the_sweeper(app_pool, setting
         async with tenant_transaction(app_pool, code) as conn:
             await outbox.add(conn, code, "verify_application", job_id, code, 2)
         await redis.set(result_key_prefix + job_id, b"a failed run", px=3_600_000)  # no job key: it ran
-        assert await outbox.dispatch(app_pool, redis, code) == 1
+        assert await outbox.dispatch(app_pool, redis, code, batch_size=1) == 1
         assert await Job(job_id, redis).status() == "queued"
         assert not await redis.exists(result_key_prefix + job_id)
     finally:

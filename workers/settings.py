@@ -37,7 +37,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 async def sweep_outbox(ctx: dict[str, Any]) -> int:
-    return await outbox.sweep(ctx["pool"], ctx["redis"], ctx["settings"].outbox_retry_after_s)
+    settings: Settings = ctx["settings"]
+    return await outbox.sweep(ctx["pool"], ctx["redis"], settings.outbox_retry_after_s, settings.verify_batch_size)
 
 
 # Each area's jobs: the module has `JOBS` (functions) and optionally `CRON_JOBS` (arq cron objects).

@@ -82,10 +82,13 @@ class _Slot:
 
 
 class SubmitBatcher:
-    def __init__(self, pool: asyncpg.Pool, redis, master_key: bytes):
+    def __init__(self, pool: asyncpg.Pool, redis, master_key: bytes, *, verify_batch_size: int = 250,
+                 dispatch_delay_s: float = DISPATCH_DELAY_S):
         self.pool = pool
         self.redis = redis
         self.master_key = master_key
+        self.verify_batch_size = verify_batch_size
+        self.dispatch_delay_s = dispatch_delay_s
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
         self.slots = asyncio.Semaphore(MAX_CONCURRENT_BATCHES)
         self.collector: asyncio.Task | None = None
@@ -232,9 +235,10 @@ class SubmitBatcher:
                 self.dispatching[code] = False
                 # Debounce: under a surge one dispatch picks up every row committed meanwhile, instead of
                 # one transaction per batch competing with the submissions for the same CPU.
-                await asyncio.sleep(DISPATCH_DELAY_S)
+                await asyncio.sleep(self.dispatch_delay_s)
                 try:
-                    while await outbox.dispatch(self.pool, self.redis, code, limit=DISPATCH_LIMIT) == DISPATCH_LIMIT:
+                    while await outbox.dispatch(self.pool, self.redis, code, limit=DISPATCH_LIMIT,
+                                                batch_size=self.verify_batch_size) == DISPATCH_LIMIT:
                         pass  # a full page: more rows are due right now
                 except Exception as exc:  # Redis down or slow: the sweeper re-derives these jobs
                     log.warning("dispatch for %s deferred to the sweeper (%s)", code, type(exc).__name__)
@@ -251,7 +255,10 @@ def for_app(request) -> SubmitBatcher:
     state = request.app.state
     batcher = getattr(state, "intake_batcher", None)
     if batcher is None:
-        batcher = SubmitBatcher(state.pool, state.redis, state.settings.master_key_bytes)
+        settings = state.settings
+        batcher = SubmitBatcher(state.pool, state.redis, settings.master_key_bytes,
+                                verify_batch_size=settings.verify_batch_size,
+                                dispatch_delay_s=settings.verify_batch_linger_ms / 1000)
         batcher.start()
         state.intake_batcher = batcher
         state.shutdown_hooks.append(batcher.stop)

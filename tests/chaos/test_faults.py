@@ -21,26 +21,57 @@ async def _unverified(pool) -> int:
 
 
 @pytest.mark.timeout(600)
-async def test_worker_sigkilled_mid_verification_then_restarted(cluster):
-    """Jobs a killed worker had started are not lost, but arq re-runs them only when their in-progress key
-    expires: the longest function timeout (120 s, workers/verification.py) + 10 s. The sweeper cannot
-    shortcut that (the job key still exists, so its enqueue is a no-op). Hence about 2.5 minutes here."""
+async def test_worker_sigkilled_mid_batch_then_restarted(cluster):
+    """Verification runs as batch jobs (workers/outbox.py groups the rows). A batch is held mid-transaction
+    by a row lock this test takes on one of its applications, the worker is SIGKILLed while the batch
+    waits, the lock is let go and a new worker started: nothing is lost and nothing decided twice. arq
+    re-runs a killed worker's job only when its in-progress key expires (job_timeout 60 s + 10 s,
+    workers/settings.py); the sweeper cannot shortcut that (the job key still exists)."""
+    from app.tenancy.transaction import tenant_transaction
+
     letters = await make_letters(cluster.pool, cluster.settings.master_key_bytes, CODE, 300)
     await asyncio.to_thread(cluster.start_app)
     receipts = await apply_all(cluster.url, letters)
     assert await _unverified(cluster.pool) == 300  # no worker yet: everything waits in Redis/outbox
-    cluster.start_worker()
-    for _ in range(600):  # SIGKILL as soon as verification is under way, not finished
-        left = await _unverified(cluster.pool)
-        if left < 300:
-            break
-        await asyncio.sleep(0.05)
-    cluster.kill("worker")
-    left = await _unverified(cluster.pool)
-    assert 0 < left, "the worker finished before it could be killed; use more applications"
+    async with tenant_transaction(cluster.pool, CODE, readonly=True) as conn:
+        held_id = await conn.fetchval("SELECT max(application_id) FROM applications")
+    lock = await cluster.pool.acquire()
+    tx = lock.transaction()
+    await tx.start()
+    try:
+        await lock.execute("SELECT set_config('kyufu.municipality', $1, true)", CODE)
+        await lock.execute("SELECT 1 FROM applications WHERE municipality_code = $1 AND application_id = $2 FOR UPDATE",
+                           CODE, held_id)
+        cluster.start_worker()
+        # Wait until every other batch is done and the held one is waiting on the lock.
+        left, stable_since = 300, None
+        for _ in range(600):
+            now_left = await _unverified(cluster.pool)
+            waiting = await _waiting_on_locks(cluster.pool)
+            if now_left == left and waiting and now_left < 300:
+                stable_since = stable_since or asyncio.get_running_loop().time()
+                if asyncio.get_running_loop().time() - stable_since > 1.0:
+                    break
+            else:
+                left, stable_since = now_left, None
+            await asyncio.sleep(0.05)
+        assert 0 < left < 300 and await _waiting_on_locks(cluster.pool), (left, "no batch held mid-transaction")
+        cluster.kill("worker")
+    finally:
+        await tx.rollback()
+        await cluster.pool.release(lock)
+    assert await _unverified(cluster.pool) == left  # the killed batch decided nothing
     cluster.start_worker()
     c = await invariants.check(cluster.pool, CODE, receipts, 300, timeout=400)
     assert c["applications"] == 300
+
+
+async def _waiting_on_locks(pool) -> bool:
+    """A transaction of the worker waits for a row lock (pg_stat_activity shows every role's wait to
+    itself only; the test pool is the worker's role)."""
+    async with pool.acquire() as conn:
+        return bool(await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF a%'"))
 
 
 async def test_valkey_killed_and_restarted_empty_during_intake(cluster):
@@ -101,6 +132,8 @@ async def _first_jobs_in_redis(cluster, receipts: list[str]) -> int:
             "SELECT application_id FROM applications WHERE receipt_no = ANY($1::text[])", receipts)]
     r = Redis.from_url(cluster.settings.redis_url)
     try:
-        return sum([await r.exists(f"arq:job:verify:{CODE}:{i}") for i in ids])
+        # Verification jobs are batches (verify_applications_batch:CODE:first-last), not one per id.
+        batches = [k async for k in r.scan_iter(f"arq:job:verify_applications_batch:{CODE}:*")]
+        return sum([await r.exists(f"arq:job:verify:{CODE}:{i}") for i in ids]) + len(batches)
     finally:
         await r.aclose()

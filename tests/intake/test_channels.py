@@ -89,7 +89,9 @@ async def test_redis_down_at_submit_still_gives_a_receipt_and_the_job_is_enqueue
         try:
             # What the worker's sweep_outbox cron does every 15 s.
             await outbox.sweep(app_pool, redis, retry_after_s=0)
-            assert await Job(f"verify:{code}:{app_id}", redis).status() == "queued"
+            queued = [j.decode() for j in await redis.zrange(redis.default_queue_name, 0, -1)
+                      if j.decode().startswith(f"verify_applications_batch:{code}:")]
+            assert [(await Job(j, redis).info()).args for j in queued] == [(code, [app_id])]
         finally:
             await redis.aclose()
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import pytest
+
 from app.registry.eligibility import determine_eligibility
 from app.registry.imports import import_residents
 from app.registry.programs import create_program, parse_program
@@ -117,3 +119,51 @@ async def test_one_household_claiming_two_programs_with_its_own_account_is_not_s
     await verify_application(ctx, code, first)
     await verify_application(ctx, code, again)
     assert (await _state(app_pool, code, again))[:2] == ("verified", [])
+
+
+# arq's Worker.close() calls a redis-py method deprecated in redis 5 (arq's own code, not kyufu's).
+@pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
+async def test_dispatch_sends_batches_and_a_worker_decides_each_application_once(app_pool, settings, code, cipher):
+    """Issue 13: the outbox dispatcher groups verification rows into verify_applications_batch jobs (the
+    path every submit takes); a sweep that regroups the same rows while the first batches are still queued
+    adds overlapping jobs, and still every application is decided exactly once and its row marked done."""
+    from arq.jobs import Job
+
+    from arq.worker import Worker
+
+    from app.main import arq_redis
+    from workers import outbox
+    from workers.settings import worker_settings
+
+    _, _, ents = await _households(app_pool, code, 5)
+    ids = [await _app(app_pool, code, cipher, e, f"ﾔﾏﾀﾞ ﾀﾛｳ{'ｱ' * i}", account_number=f"710000{i}")
+           for i, e in enumerate(ents)]
+    redis = arq_redis(settings)
+    try:
+        await redis.flushdb()
+        assert await outbox.dispatch(app_pool, redis, code, batch_size=2) == 5
+        first = [j.decode() for j in await redis.zrange(redis.default_queue_name, 0, -1)]
+        assert len(first) == 3 and all(j.startswith(f"verify_applications_batch:{code}:") for j in first)
+        infos = [await Job(j, redis).info() for j in first]
+        assert {i.function for i in infos} == {"verify_applications_batch"}
+        assert sorted(a for i in infos for a in i.args[1]) == ids and max(len(i.args[1]) for i in infos) == 2
+        # The sweeper finds the rows enqueued and not done: it regroups them into other batches.
+        assert await outbox.sweep(app_pool, redis, retry_after_s=0, batch_size=3) >= 5
+        jobs = [j.decode() for j in await redis.zrange(redis.default_queue_name, 0, -1)
+                if j.decode().startswith(f"verify_applications_batch:{code}:")]  # other tests' rows too
+        assert len(jobs) == 5 and set(first) < set(jobs)
+        # The worker `kyufu worker` runs (its settings and jobs), in burst mode: it ends when the queue is empty.
+        kwargs = worker_settings(settings)
+        kwargs.update(burst=True, cron_jobs=[], poll_delay=0.05, handle_signals=False)
+        worker = Worker(**kwargs)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        decided = [await Job(j, redis).result(timeout=5) for j in jobs]
+        assert sum(decided) == 5, decided  # one decision per application, across the overlapping jobs
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
+    for app_id in ids:
+        assert await _state(app_pool, code, app_id) == ("verified", [], "claimed", True)
