@@ -79,6 +79,8 @@ class FieldCipher:
 
     def decrypt_aad(self, aad: bytes, ciphertext: bytes) -> bytes:
         """Decrypt with precomputed associated data (hot loops build the AAD themselves)."""
+        if len(ciphertext) < _HEADER.size + NONCE_BYTES:
+            raise DecryptionError("ciphertext is truncated")
         fmt, version = _HEADER.unpack_from(ciphertext)
         if fmt != FORMAT_VERSION or version != self.key_version:
             raise DecryptionError("ciphertext was made with another key version or format")

@@ -443,7 +443,7 @@ async def _review(pool, settings, report: E2EReport, reviewer: accounts.Staff) -
             refusals = [REJECT_REASONS[r] for r in row["reason_codes"] if r in REJECT_REASONS]
             decision = "reject" if refusals else "approve"
             comment = "、".join(refusals) if refusals else "世帯員名義の口座を電話で確認"
-            await review.decide(conn, code, reviewer, row["application_id"], decision, comment)
+            await review.decide(conn, cipher, code, reviewer, row["application_id"], decision, comment)
         done[decision] += 1
     report.reviewed = dict(sorted(done.items()))
 

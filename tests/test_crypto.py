@@ -42,6 +42,15 @@ def test_ciphertext_moved_elsewhere_does_not_decrypt(where):
     assert "1234567" not in str(err.value)
 
 
+@pytest.mark.parametrize("cut", [0, 1, 4, 5, 17, 32])
+def test_a_truncated_ciphertext_is_a_decryption_error(cut):
+    """Not a struct.error from the header or an InvalidTag from below: callers catch one error type."""
+    c = FieldCipher("131016", os.urandom(32))
+    ct = c.encrypt("applications", "account_number", 42, "1234567")
+    with pytest.raises(DecryptionError):
+        c.decrypt("applications", "account_number", 42, ct[:cut])
+
+
 async def test_each_municipality_has_its_own_key(owner_conn, settings, municipality):
     a, b = await municipality(), await municipality()
     async with tenant_transaction(owner_conn, a):

@@ -23,6 +23,7 @@ from app.intake.signin import IP_WINDOW_S, SIGNIN_FAILED_MESSAGE, authenticate, 
 from app.intake.status import LATEST_APPLICATION, progress
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 from app.tenancy.transaction import platform_transaction, tenant_transaction
+from app.web.bodies import read_json_object
 from app.web.errors import TooManyRequests, WebError
 
 log = logging.getLogger("kyufu.intake")
@@ -68,17 +69,6 @@ class ApiInvalid(WebError):
         super().__init__("入力内容に誤りがあります。", extra={"errors": [e.as_dict() for e in errors]})
 
 
-async def _body(request: Request) -> dict:
-    raw = await request.body()
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiInvalid([FieldError(("body",), "json_invalid", "JSONとして読み取れません。")]) from None
-    if not isinstance(data, dict):
-        raise ApiInvalid([FieldError(("body",), "model_type", "JSONオブジェクトを送ってください。")])
-    return data
-
-
 async def _known(request: Request, code: str) -> None:
     if code in _known_municipalities:
         return
@@ -104,7 +94,7 @@ async def create_application(request: Request) -> Response:
     if not key or len(key) > 255:
         raise ApiInvalid([FieldError(("header", "Idempotency-Key"), "missing",
                                      "Idempotency-Key ヘッダー（255文字以内）を指定してください。")])
-    data = await _body(request)
+    data = await read_json_object(request)
     try:
         req = ApplicationRequest.model_validate(data)
     except ValidationError as exc:
@@ -135,7 +125,7 @@ async def create_application(request: Request) -> Response:
 
 
 async def application_status(request: Request) -> Response:
-    data = await _body(request)
+    data = await read_json_object(request)
     try:
         req = StatusRequest.model_validate(data)
         validate_code(req.municipality_code)

@@ -9,20 +9,23 @@ Every function runs inside the caller's tenant_transaction and appends its audit
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import asyncpg
 
-from app.crypto import FieldCipher
+from app.crypto import DecryptionError, FieldCipher
 from app.settings import Settings
 from app.staff import audit
 from app.staff.accounts import Staff
 from app.staff.bankdays import today_jst, transfer_date_problem
 from app.staff.errors import Conflict, Forbidden, InvalidInput, NotFound
-from app.staff.payments import create_payments_for_program, open_bank
+from app.staff.payments import BANK_UNREADABLE, BankDetailsUnreadable, create_payments_for_program, open_bank
 
 DEFAULT_LEAD_DAYS = 2
 SAMPLE_SIZE = 10
+
+log = logging.getLogger("kyufu.staff")
 
 # The bank's lead time is part of the municipality's bank settings (payout stage, migration 0006).
 LEAD_DAYS = "SELECT min_business_days_ahead FROM municipality_bank_settings WHERE municipality_code = $1"
@@ -157,7 +160,11 @@ async def draft_batch(
     problem = transfer_date_problem(transfer_date, today or today_jst(), await lead_days(conn, code))
     if problem:
         raise InvalidInput(problem)
-    await create_payments_for_program(conn, cipher, code, program_id)
+    try:
+        await create_payments_for_program(conn, cipher, code, program_id)
+    except BankDetailsUnreadable as exc:
+        listed = "、".join(exc.receipts[:10]) + (f" ほか{len(exc.receipts) - 10}件" if len(exc.receipts) > 10 else "")
+        raise Conflict(f"起案できません。次の申請の{BANK_UNREADABLE}受付番号: {listed}") from None
     batch_id = await conn.fetchval(INSERT_BATCH, code, program_id, transfer_date, staff.staff_id)
     frozen = await conn.fetchrow(FREEZE, code, program_id, batch_id)
     if frozen["count"] == 0:
@@ -218,10 +225,17 @@ async def approval_view(
     totals = await conn.fetchrow(PROGRAM_TOTALS, code, batch["program_id"], batch_id)
     sample = []
     for r in await conn.fetch(SAMPLE, code, batch_id, SAMPLE_SIZE):
-        number, holder = open_bank(cipher, r)
+        try:
+            number, holder = open_bank(cipher, r)
+            masked = "****" + number[-3:]
+        except DecryptionError as exc:
+            # The file cannot be rendered either (render_error below says which payments): nothing to approve.
+            log.error("bank details of payment %s (municipality %s) do not decrypt: %s", r["payment_id"], code,
+                      type(exc).__name__)
+            masked, holder = "（復号できません）", ""
         sample.append({
             "payment_id": r["payment_id"], "bank_code": r["bank_code"], "branch_code": r["branch_code"],
-            "account_type": r["account_type"], "account_number_masked": "****" + number[-3:],
+            "account_type": r["account_type"], "account_number_masked": masked,
             "holder_kana": holder,
             "amount_yen": r["amount_yen"],
         })

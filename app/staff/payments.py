@@ -7,22 +7,38 @@ places and a batch does not change when an application is edited later.
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
 
-from app.crypto import FieldCipher
+from app.crypto import DecryptionError, FieldCipher
+
+log = logging.getLogger("kyufu.staff")
 
 # Associated data of the encrypted bank fields, per table (row key: the table's id column).
 ACCOUNT_NUMBER, HOLDER_KANA = "account_number", "holder_kana"
 # A payment's account is one ciphertext (migration 0009): the payout stage decrypts once per payment.
 BANK = "bank"
 _BANK_SEP = "\x00"  # in neither value: digits, and Zengin kana
+# Shown wherever bank details do not decrypt: a key that does not match (a restore with another master or
+# data key) or a damaged ciphertext. Nobody at the screen can fix either, and nobody can pay such an account.
+BANK_UNREADABLE = "口座情報を復号できませんでした（鍵の不一致またはデータ破損）。システム管理者に連絡してください。"
+
+
+class BankDetailsUnreadable(Exception):
+    """Applications whose bank details do not decrypt; `receipts` are their receipt numbers."""
+
+    def __init__(self, receipts: list[str]):
+        super().__init__(f"{len(receipts)} application(s) with bank details that do not decrypt")
+        self.receipts = receipts
+
 
 # Applications that should be paid and have never had a payment (a cancelled one does not count:
 # it never left). A returned payment is followed up on the reconciliation screen instead, so the
 # same wrong account is not paid again automatically.
 ELIGIBLE = """
 SELECT a.application_id, a.entitlement_id, e.amount_yen, a.bank_code, a.branch_code, a.account_type,
-       a.account_number_enc, a.holder_kana_enc
+       a.account_number_enc, a.holder_kana_enc, a.receipt_no
 FROM applications a
 JOIN entitlements e ON e.municipality_code = a.municipality_code AND e.entitlement_id = a.entitlement_id
 WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.status IN ('verified', 'approved')
@@ -57,17 +73,27 @@ async def create_payments_for_program(conn: asyncpg.Connection, cipher: FieldCip
 
     Call inside tenant_transaction(conn, code). Returns how many payments were created (a concurrent
     caller may have created some of them; the unique index keeps each entitlement to one live payment).
+    Raises BankDetailsUnreadable, having created none, if any application's bank details do not decrypt.
     """
     rows = await conn.fetch(ELIGIBLE, code, program_id)
     if not rows:
         return 0
     ids = [r[0] for r in await conn.fetch(RESERVE_IDS, len(rows))]
-    sealed = []
+    sealed, unreadable = [], []
     for payment_id, r in zip(ids, rows):
         app_id = r["application_id"]
-        number = cipher.decrypt_str("applications", ACCOUNT_NUMBER, app_id, r["account_number_enc"])
-        holder = cipher.decrypt_str("applications", HOLDER_KANA, app_id, r["holder_kana_enc"])
+        try:
+            number = cipher.decrypt_str("applications", ACCOUNT_NUMBER, app_id, r["account_number_enc"])
+            holder = cipher.decrypt_str("applications", HOLDER_KANA, app_id, r["holder_kana_enc"])
+        except DecryptionError as exc:
+            log.error("bank details of application %s (municipality %s) do not decrypt: %s", app_id, code,
+                      type(exc).__name__)
+            unreadable.append(r["receipt_no"])
+            continue
         sealed.append(seal_bank(cipher, payment_id, number, holder))
+    if unreadable:
+        # Nothing is created: skipping them would pay the rest while these wait unseen.
+        raise BankDetailsUnreadable(unreadable)
     status = await conn.execute(
         INSERT_PAYMENTS, code, ids, [r["entitlement_id"] for r in rows], [r["application_id"] for r in rows],
         [r["amount_yen"] for r in rows], [r["bank_code"] for r in rows], [r["branch_code"] for r in rows],

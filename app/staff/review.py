@@ -6,16 +6,19 @@ detail screen alone, for a stated purpose, and each such view is an audit entry.
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from typing import Any
 
 import asyncpg
 
-from app.crypto import FieldCipher
+from app.crypto import DecryptionError, FieldCipher
 from app.staff import audit
 from app.staff.accounts import Staff
 from app.staff.errors import Conflict, InvalidInput, NotFound
-from app.staff.payments import ACCOUNT_NUMBER, HOLDER_KANA
+from app.staff.payments import ACCOUNT_NUMBER, BANK_UNREADABLE, HOLDER_KANA
+
+log = logging.getLogger("kyufu.staff")
 
 # Why a staff member opens personal data; the audit entry records which.
 PURPOSES = {"review": "審査", "inquiry": "問い合わせ対応", "reconciliation": "振込不能の対応", "audit": "監査"}
@@ -80,6 +83,19 @@ RETURNING application_id
 EXISTS = "SELECT status FROM applications WHERE municipality_code = $1 AND application_id = $2"
 
 
+def open_account(cipher: FieldCipher, code: str, app: asyncpg.Record) -> tuple[str, str] | None:
+    """(account number, holder kana) of an application row, or None if they do not decrypt (logged with
+    the error type and the row's ids only)."""
+    application_id = app["application_id"]
+    try:
+        return (cipher.decrypt_str("applications", ACCOUNT_NUMBER, application_id, app["account_number_enc"]),
+                cipher.decrypt_str("applications", HOLDER_KANA, application_id, app["holder_kana_enc"]))
+    except DecryptionError as exc:
+        log.error("bank details of application %s (municipality %s) do not decrypt: %s", application_id, code,
+                  type(exc).__name__)
+        return None
+
+
 async def queue(conn: asyncpg.Connection, code: str) -> tuple[list[asyncpg.Record], int]:
     return await conn.fetch(QUEUE, code), await conn.fetchval(QUEUE_COUNT, code)
 
@@ -113,11 +129,16 @@ async def personal_view(
         raise InvalidInput("閲覧の目的（purpose）を選んでください。")
     app = await summary(conn, code, application_id)
     household = await conn.fetch(HOUSEHOLD, code, app["snapshot_id"], app["household_no"])
-    await audit.append(conn, code, staff, "personal_data.view", "application", application_id, {"purpose": purpose})
+    account = open_account(cipher, code, app)
+    details: dict[str, Any] = {"purpose": purpose}
+    if account is None:
+        details["bank_unreadable"] = True
+    await audit.append(conn, code, staff, "personal_data.view", "application", application_id, details)
     return {
         "app": app,
-        "account_number": cipher.decrypt_str("applications", ACCOUNT_NUMBER, application_id, app["account_number_enc"]),
-        "holder_kana": cipher.decrypt_str("applications", HOLDER_KANA, application_id, app["holder_kana_enc"]),
+        "account_number": account[0] if account else None,
+        "holder_kana": account[1] if account else None,
+        "bank_error": None if account else BANK_UNREADABLE,
         "household": household,
         "history": await conn.fetch(HISTORY, code, str(application_id)),
         "purpose": purpose,
@@ -125,9 +146,11 @@ async def personal_view(
 
 
 async def decide(
-    conn: asyncpg.Connection, code: str, staff: Staff, application_id: int, decision: str, comment: str,
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, staff: Staff, application_id: int, decision: str,
+    comment: str,
 ) -> None:
-    """Approve or reject an application in needs_review; a rejection needs a comment."""
+    """Approve or reject an application in needs_review; a rejection needs a comment. An application whose
+    bank details do not decrypt can be rejected but not approved (it could never be paid)."""
     staff.require("reviewer")
     if decision not in ("approve", "reject"):
         raise InvalidInput("判定（decision）は承認か却下を選んでください。")
@@ -137,6 +160,8 @@ async def decide(
     if len(comment) > 1000:
         raise InvalidInput("コメント（comment）は1000文字以内で入力してください。")
     status = "approved" if decision == "approve" else "rejected"
+    if decision == "approve" and open_account(cipher, code, await summary(conn, code, application_id)) is None:
+        raise Conflict("この申請は承認できません。" + BANK_UNREADABLE)
     if await conn.fetchval(DECIDE, code, application_id, status, staff.staff_id) is None:
         current = await conn.fetchval(EXISTS, code, application_id)
         if current is None:

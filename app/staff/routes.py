@@ -33,6 +33,7 @@ from app.tenancy.codes import MunicipalityCodeError, validate_code
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from app.web.admission import client_address
+from app.web.bodies import read_form
 from app.web.errors import CsrfError
 from app.web.templates import add_template_dir, env, render
 from payouts.settings_store import BankSettingsMissing, get_bank_settings, put_bank_settings
@@ -73,7 +74,7 @@ def page(*roles: str) -> Callable[[Handler], Callable[[Request], Awaitable[Respo
             code, token = parsed
             form = None
             if request.method == "POST":
-                form = await request.form()
+                form = await read_form(request)
                 if not sessions.csrf_ok(_secret(request), cookie, form.get("csrf_token")):
                     raise CsrfError()
             async with tenant_transaction(request.app.state.pool, code) as conn:
@@ -149,7 +150,7 @@ def _wait_message(wait_s: int, *, per_login: bool, trusted: bool) -> str:
 
 
 async def login_submit(request: Request) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     nonce = request.cookies.get(LOGIN_NONCE_COOKIE, "")
     sent = form.get("csrf_token")
     secret = _secret(request)
@@ -299,7 +300,8 @@ async def application_page(request, conn, staff, ctx):
 async def application_decision(request, conn, staff, ctx):
     app_id = _int_param(request, "application_id")
     form = ctx["form"]
-    await review.decide(conn, staff.municipality_code, staff, app_id, str(form.get("decision", "")),
+    code = staff.municipality_code
+    await review.decide(conn, await _cipher(request, conn, code), code, staff, app_id, str(form.get("decision", "")),
                         str(form.get("comment", "")))
     return _redirect("/staff/review")
 

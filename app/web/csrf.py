@@ -10,6 +10,7 @@ import hmac
 
 from starlette.requests import Request
 
+from app.web.bodies import read_form
 from app.web.errors import CsrfError
 from app.web.sessions import Session, load_session, sign
 
@@ -23,7 +24,7 @@ def token_for(secret: bytes, session_id: str) -> str:
 async def verify_form(request: Request):
     """Read the form of a POST and check its CSRF token; return (session, form). Raises CsrfError."""
     session: Session = await load_session(request)
-    form = await request.form()
+    form = await read_form(request)
     sent = form.get(FIELD)
     if session.is_new or not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf_token):
         raise CsrfError()

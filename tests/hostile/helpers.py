@@ -58,3 +58,15 @@ async def forget_ip_failures(redis_url: str, ip: str = "testclient") -> None:
         await redis.delete(_IP_KEY + ip)
     finally:
         await redis.aclose()
+
+
+async def staff_signed_in(client, pool, code: str, staff_id: int) -> str:
+    """Give the client a live staff session (made directly, without the sign-in form and its TOTP and
+    throttles) and return the session's CSRF token."""
+    from app.staff import sessions
+    from app.tenancy.transaction import tenant_transaction
+
+    async with tenant_transaction(pool, code) as conn:
+        cookie = await sessions.create(conn, code, staff_id)
+    client.cookies.set(sessions.COOKIE, cookie, path="/staff")
+    return csrf_from(client.get("/staff/").text)

@@ -169,3 +169,27 @@ async def test_release_and_audit_file_names_cannot_leave_their_directory(setting
         assert not isinstance(caught.value, (AssertionError, OSError)), caught.value
     after = set(outbox.parent.rglob("*")) if outbox.parent.exists() else set()
     assert not {p for p in after - before if "evil" in str(p) or not str(p).startswith(str(outbox.parent))}
+
+
+async def test_file_uploads_are_refused_before_any_handler_sees_them(client, make_world, app_pool):
+    """No form of ours takes a file: a multipart body with a file part is a 400 in Japanese (it used to
+    reach handlers as an UploadFile where text was expected, and leave its spooled file unclosed)."""
+    from tests.hostile.helpers import staff_signed_in
+
+    world = await make_world(applications=1)
+    body = (b'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="comment"; filename="x.txt"\r\n\r\nx\r\n--b--\r\n')
+    multipart = {"content-type": "multipart/form-data; boundary=b"}
+    token = await staff_signed_in(client, app_pool, world.code, world.staff["rev"].staff_id)
+    r = client.post(f"/staff/applications/{world.applications[0]}/decision",
+                    content=body.replace(b"{token}", token.encode()), headers=multipart)
+    assert r.status_code == 400 and "リクエストの形式が正しくありません。" in r.text
+    page = client.get(f"/m/{world.code}/signin")
+    r = client.post(f"/m/{world.code}/signin", content=body.replace(b"{token}", csrf_from(page.text).encode()),
+                    headers=multipart)
+    assert r.status_code == 400 and "リクエストの形式が正しくありません。" in r.text
+    # Text fields in multipart are still read (a browser may send a form that way).
+    text_only = body.split(b"--b\r\nContent-Disposition: form-data; name=\"comment\"")[0] + b"--b--\r\n"
+    r = client.post(f"/staff/applications/{world.applications[0]}/decision",
+                    content=text_only.replace(b"{token}", token.encode()), headers=multipart)
+    assert r.status_code == 422 and "判定（decision）" in r.text

@@ -37,13 +37,13 @@ async def test_review_decisions_need_the_reviewer_role_and_a_reason_to_reject(ma
     a, b = world.applications
     async with tenant_transaction(app_pool, world.code) as conn:
         with pytest.raises(Forbidden):
-            await review.decide(conn, world.code, world.staff["draft"], a, "approve", "")
+            await review.decide(conn, world.cipher, world.code, world.staff["draft"], a, "approve", "")
         with pytest.raises(InvalidInput, match="comment"):
-            await review.decide(conn, world.code, world.staff["rev"], a, "reject", " ")
-        await review.decide(conn, world.code, world.staff["rev"], a, "approve", "名義は旧姓")
-        await review.decide(conn, world.code, world.staff["rev"], b, "reject", "転出済み")
+            await review.decide(conn, world.cipher, world.code, world.staff["rev"], a, "reject", " ")
+        await review.decide(conn, world.cipher, world.code, world.staff["rev"], a, "approve", "名義は旧姓")
+        await review.decide(conn, world.cipher, world.code, world.staff["rev"], b, "reject", "転出済み")
         with pytest.raises(Conflict):
-            await review.decide(conn, world.code, world.staff["rev"], a, "reject", "二度目")
+            await review.decide(conn, world.cipher, world.code, world.staff["rev"], a, "reject", "二度目")
         statuses = dict(await conn.fetch("SELECT application_id, status FROM applications"))
         assert statuses == {a: "approved", b: "rejected"}
         actions = [r["action"] for r in await conn.fetch("SELECT action FROM audit_log WHERE action LIKE 'review.%' ORDER BY seq")]
@@ -268,4 +268,4 @@ async def test_objects_of_another_municipality_are_not_found(make_world, app_poo
         with pytest.raises(NotFound):
             await review.personal_view(conn, a.cipher, a.code, a.staff["rev"], b.applications[0], "review")
         with pytest.raises(NotFound):
-            await review.decide(conn, a.code, a.staff["rev"], b.applications[0], "approve", "")
+            await review.decide(conn, a.cipher, a.code, a.staff["rev"], b.applications[0], "approve", "")

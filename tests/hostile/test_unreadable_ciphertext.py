@@ -1,0 +1,117 @@
+"""Bank details that do not decrypt (a key that does not match after a restore, a damaged or misplaced
+ciphertext) never give a 500: the review view says so in Japanese and the reviewer cannot approve such an
+application, drafting refuses naming its receipt number and creates nothing, the approver's batch view
+shows the problem instead of a hash to approve. The log names the error type and ids, never the data."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from starlette.testclient import TestClient
+
+from app.main import create_app
+from app.staff import batches
+from app.staff.payments import ACCOUNT_NUMBER, BANK_UNREADABLE
+from app.tenancy.transaction import tenant_transaction
+from tests.hostile.helpers import staff_signed_in
+from tests.staff.conftest import add_bank_settings
+
+HOLDER = "ﾔﾏﾀﾞ ﾀﾛｳ"  # what tests/staff/conftest.add_application encrypts
+ACCOUNT = "1234567"
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings), follow_redirects=False) as c:
+        yield c
+
+
+def _corruptions(world, app_id: int) -> dict[str, bytes]:
+    good = world.cipher.encrypt("applications", ACCOUNT_NUMBER, app_id, ACCOUNT)
+    return {
+        # Authentic, but bound to another row: what a copied row or a restore into the wrong place gives.
+        "another row's": world.cipher.encrypt("applications", ACCOUNT_NUMBER, app_id + 10_000, ACCOUNT),
+        "one bit flipped": good[:-1] + bytes([good[-1] ^ 1]),
+        "truncated": good[:3],
+        "another key version": b"\x01\x00\x00\x00\x07" + good[5:],
+    }
+
+
+def _logged(caplog) -> str:
+    return "\n".join(f"{r.getMessage()} {r.exc_info or ''}" for r in caplog.records)
+
+
+@pytest.mark.parametrize("damage", ["another row's", "one bit flipped", "truncated", "another key version"])
+async def test_the_review_view_explains_and_the_reviewer_cannot_approve(damage, make_world, client, app_pool,
+                                                                        caplog):
+    world = await make_world(applications=1)
+    code, app_id = world.code, world.applications[0]
+    async with tenant_transaction(app_pool, code) as conn:
+        await conn.execute("UPDATE applications SET account_number_enc = $3 WHERE municipality_code = $1"
+                           " AND application_id = $2", code, app_id, _corruptions(world, app_id)[damage])
+    token = await staff_signed_in(client, app_pool, code, world.staff["rev"].staff_id)
+    with caplog.at_level(logging.INFO):
+        page = client.get(f"/staff/applications/{app_id}", params={"purpose": "review"})
+        assert page.status_code == 200 and BANK_UNREADABLE in page.text
+        # Neither field is shown (the holder name decrypts, but half an account is no account) and there
+        # is nothing to approve with.
+        assert HOLDER not in page.text and ACCOUNT not in page.text and 'value="approve"' not in page.text
+        r = client.post(f"/staff/applications/{app_id}/decision", data={"csrf_token": token, "decision": "approve"})
+        assert r.status_code == 409 and BANK_UNREADABLE in r.text
+        async with tenant_transaction(app_pool, code) as conn:
+            status = await conn.fetchval("SELECT status FROM applications WHERE application_id = $1", app_id)
+            viewed = await conn.fetchval("SELECT details FROM audit_log WHERE action = 'personal_data.view'"
+                                         " AND object_id = $1", str(app_id))
+        assert status == "needs_review" and "bank_unreadable" in str(viewed)
+        r = client.post(f"/staff/applications/{app_id}/decision",
+                        data={"csrf_token": token, "decision": "reject", "comment": "口座情報の破損"})
+        assert r.status_code == 303
+    logged = _logged(caplog)
+    assert "DecryptionError" in logged and f"application {app_id}" in logged
+    assert ACCOUNT not in logged and HOLDER not in logged
+
+
+async def test_drafting_refuses_naming_the_receipt_and_creates_nothing(make_world, client, app_pool, transfer_date,
+                                                                      caplog):
+    world = await make_world(applications=3, status="approved")
+    code, broken = world.code, world.applications[1]
+    async with tenant_transaction(app_pool, code) as conn:
+        await add_bank_settings(conn, code)
+        await conn.execute("UPDATE applications SET holder_kana_enc = $3 WHERE municipality_code = $1"
+                           " AND application_id = $2", code, broken, b"\x01")
+        receipt = await conn.fetchval("SELECT receipt_no FROM applications WHERE application_id = $1", broken)
+    token = await staff_signed_in(client, app_pool, code, world.staff["draft"].staff_id)
+    assert client.get(f"/staff/programs/{world.program_id}/draft").status_code == 200
+    with caplog.at_level(logging.INFO):
+        r = client.post(f"/staff/programs/{world.program_id}/draft", data={
+            "csrf_token": token, "transfer_date": transfer_date.isoformat(), "expected_count": "3",
+            "expected_total_yen": "300000"})
+    assert r.status_code == 409 and BANK_UNREADABLE in r.text and receipt in r.text
+    async with tenant_transaction(app_pool, code) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM payments") == 0
+        assert await conn.fetchval("SELECT count(*) FROM payout_batches") == 0
+    logged = _logged(caplog)
+    assert "DecryptionError" in logged and ACCOUNT not in logged and HOLDER not in logged
+
+
+async def test_the_approver_sees_which_payment_is_unreadable_instead_of_a_hash(make_world, client, app_pool,
+                                                                              transfer_date, caplog):
+    world = await make_world(applications=2, status="approved")
+    code = world.code
+    async with tenant_transaction(app_pool, code) as conn:
+        await add_bank_settings(conn, code)
+        batch_id = await batches.draft_batch(conn, world.cipher, code, world.staff["draft"], world.program_id,
+                                             transfer_date)
+        payment_id = await conn.fetchval("SELECT min(payment_id) FROM payments WHERE batch_id = $1", batch_id)
+        await conn.execute("UPDATE payments SET bank_enc = $2 WHERE payment_id = $1", payment_id,
+                           world.cipher.encrypt("payments", "bank", payment_id + 10_000, ACCOUNT + "\x00" + HOLDER))
+    token = await staff_signed_in(client, app_pool, code, world.staff["appr"].staff_id)
+    with caplog.at_level(logging.INFO):
+        page = client.get(f"/staff/batches/{batch_id}")
+        assert page.status_code == 200 and "（復号できません）" in page.text and 'id="file-sha256"' not in page.text
+        r = client.post(f"/staff/batches/{batch_id}/approve", data={"csrf_token": token, "sha256": "0" * 64})
+        assert r.status_code == 409
+    logged = _logged(caplog)
+    assert "DecryptionError" in logged and ACCOUNT not in logged and HOLDER not in logged
+
