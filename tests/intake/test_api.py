@@ -104,8 +104,10 @@ async def test_second_claim_with_new_key_returns_first_receipt_409_and_is_record
 async def test_many_concurrent_claims_on_one_entitlement_make_one_application(client, app_pool, settings, municipality):
     code = await municipality()
     [letter] = await make_letters(app_pool, settings.master_key_bytes, code)
+    # Twenty devices (each its own address: one address gets only its share of a busy process, 429).
     results = await asyncio.gather(*[
-        client.post("/api/v1/applications", json=application_body(letter), headers=key()) for _ in range(20)])
+        client.post("/api/v1/applications", json=application_body(letter),
+                    headers={**key(), "X-Forwarded-For": f"198.51.100.{i + 1}"}) for i in range(20)])
     assert sorted(r.status_code for r in results).count(201) == 1
     assert {r.json()["receipt_no"] for r in results} and len({r.json()["receipt_no"] for r in results}) == 1
     c = await counts(app_pool, code, letter.entitlement_id)
