@@ -216,7 +216,7 @@ async def run_e2e(settings, households: int, out_dir: Path, municipality: str | 
         clock.lap("applications")
         await _verify(pool, settings, report, app_ids)
         clock.lap("verification")
-        staff = await _staff(pool, code)
+        staff = await _staff(pool, settings, code)
         await _review(pool, settings, report, staff["reviewer"])
         clock.lap("review")
         await _bank_settings(pool, report)
@@ -414,11 +414,24 @@ async def _statuses(conn, report: E2EReport) -> dict[str, int]:
     return {r["status"]: r["n"] for r in rows}
 
 
-async def _staff(pool, code: str) -> dict[str, accounts.Staff]:
-    """A reviewer, a drafter and an approver (no TOTP: they act here, not through the console)."""
+async def _staff(pool, settings, code: str) -> dict[str, accounts.Staff]:
+    """A reviewer, a drafter and an approver, made as a municipality makes them: two admins create and
+    confirm them, and each enrols through their link (app/staff/demo.py). The admins are the
+    municipality's first two if it has two (the demo's admin and admin2), else two that the operator "e2e"
+    bootstraps."""
+    from app.staff.actors import Operator
+    from app.staff.demo import Person, provision
+
     async with tenant_transaction(pool, code) as conn:
-        for role in ("reviewer", "drafter", "approver"):
-            await accounts.create_staff(conn, code, f"e2e-{role}", f"E2E {role}", [role], secrets.token_urlsafe(18))
+        cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
+        existing = await conn.fetch(
+            "SELECT login FROM staff_users WHERE municipality_code = $1 AND 'admin' = ANY (roles)"
+            " AND disabled_at IS NULL ORDER BY staff_id LIMIT 2", code)
+        logins = [r["login"] for r in existing] if len(existing) == 2 else ["e2e-admin1", "e2e-admin2"]
+        admins = tuple(Person(login, f"E2E {login}", ("admin",), secrets.token_urlsafe(18)) for login in logins)
+        await provision(conn, cipher, code, Operator("e2e"), admins, [
+            Person(f"e2e-{role}", f"E2E {role}", (role,), secrets.token_urlsafe(18))
+            for role in ("reviewer", "drafter", "approver")])
         rows = {r["login"]: r for r in await accounts.list_staff(conn, code)}
     return {role: accounts.Staff.from_row(rows[f"e2e-{role}"]) for role in ("reviewer", "drafter", "approver")}
 

@@ -85,12 +85,14 @@ async def seed(conn: asyncpg.Connection, settings, code: str, n: int, *, seed_va
             ),
             age_recipients=(recipient,),
         ))
+        # The rows drafted_by/approved_by point at. The bench measures the stage, not the console: no roles
+        # (a role needs a grant confirmed by a second admin, migration 0014) and no credentials.
         drafter = await conn.fetchval(
             "INSERT INTO staff_users (municipality_code, login, display_name, roles, password_hash)"
-            " VALUES ($1, 'bench-drafter', 'bench', ARRAY['drafter'], 'x') RETURNING staff_id", code)
+            " VALUES ($1, 'bench-drafter', 'bench', '{}', 'x') RETURNING staff_id", code)
         approver = await conn.fetchval(
             "INSERT INTO staff_users (municipality_code, login, display_name, roles, password_hash)"
-            " VALUES ($1, 'bench-approver', 'bench', ARRAY['approver'], 'x') RETURNING staff_id", code)
+            " VALUES ($1, 'bench-approver', 'bench', '{}', 'x') RETURNING staff_id", code)
         snapshot = await conn.fetchval(
             "INSERT INTO registry_snapshots (municipality_code, kind, file_sha256, status)"
             " VALUES ($1, 'residents', $2, 'published') RETURNING snapshot_id", code, secrets.token_hex(32))

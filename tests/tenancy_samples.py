@@ -35,8 +35,9 @@ async def _key(conn, code):
 @sample("staff_users")
 async def _staff(conn, code):
     await conn.execute(
+        # No roles: a role needs a grant confirmed by a second admin (migration 0014).
         "INSERT INTO staff_users (municipality_code, login, display_name, roles, password_hash)"
-        " VALUES ($1, $2, 'サンプル', ARRAY['reviewer'], 'x')", code, f"sample-{secrets.token_hex(4)}"
+        " VALUES ($1, $2, 'サンプル', '{}', 'x')", code, f"sample-{secrets.token_hex(4)}"
     )
 
 

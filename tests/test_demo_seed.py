@@ -12,9 +12,10 @@ def test_demo_seed_prints_working_logins_codes_and_bank_files_and_is_idempotent(
     first = run_cli(subprocess_env, "demo", "seed", timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     out = first.stdout
-    for login in ("reviewer", "drafter", "approver", "admin"):
+    # One login per role, and a second admin who confirms the first one's role requests (and vice versa).
+    for login in ("reviewer", "drafter", "approver", "admin", "admin2"):
         assert f"login '{login}', password 'kyufu-demo-{login}'" in out
-    assert out.count("TOTP secret") == 2  # approver and admin
+    assert out.count("TOTP secret") == 3  # approver, admin and admin2
     letters = re.findall(r"letter ([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}) PIN (\d{6})", out)
     assert len(letters) >= 3
     identity = Path(re.search(r"bank age identity \(demo bank's secret key\): (\S+)", out).group(1))

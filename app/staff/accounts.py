@@ -33,13 +33,6 @@ _hasher = PasswordHasher()  # argon2id with the library's current recommended pa
 # Verified against when the login does not exist, so a wrong login costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash("kyufu-no-such-user-password")
 
-INSERT_STAFF = """
-INSERT INTO staff_users (municipality_code, login, display_name, roles, password_hash)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (municipality_code, login) DO NOTHING
-RETURNING staff_id
-"""
-SET_TOTP = "UPDATE staff_users SET totp_secret = $3, totp_last_step = NULL WHERE municipality_code = $1 AND staff_id = $2"
 STAFF_COLUMNS = "staff_id, municipality_code, login, display_name, roles, disabled_at"
 _LOGIN_SYNTAX = re.compile(r"[a-z0-9][a-z0-9._-]{2,63}")
 STAFF_ID_BY_LOGIN = "SELECT staff_id FROM staff_users WHERE municipality_code = $1 AND login = $2"
@@ -125,35 +118,19 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def check_roles(roles: list[str]) -> list[str]:
+def check_roles(roles: list[str], *, allow_empty: bool = False) -> list[str]:
     unknown = set(roles) - set(ROLES)
-    if unknown or not roles:
+    if unknown or not (roles or allow_empty):
         raise InvalidInput(f"権限（roles）は {', '.join(ROLES)} から1つ以上選んでください。")
     return [r for r in ROLES if r in roles]
 
 
-async def create_staff(
-    conn: asyncpg.Connection, municipality_code: str, login: str, display_name: str, roles: list[str], password: str
-) -> int | None:
-    """Create a staff account (inside a tenant transaction); None if the login already exists.
-
-    Approvers and admins cannot sign in until `enroll_totp` has given them a second factor.
-    """
-    unknown = set(roles) - set(ROLES)
-    if unknown:
-        raise ValueError(f"unknown roles: {sorted(unknown)}; choose from {ROLES}")
-    return await conn.fetchval(INSERT_STAFF, municipality_code, login, display_name, roles, hash_password(password))
+# Accounts are created, and their password and TOTP set, only through app/staff/enrolment.py (by their
+# owner); roles are given only through app/staff/grants.py (by two admins).
 
 
 def _totp_cipher_args(staff_id: int) -> tuple[str, str, int]:
     return ("staff_users", "totp_secret", staff_id)
-
-
-async def enroll_totp(conn: asyncpg.Connection, cipher: FieldCipher, code: str, staff_id: int) -> str:
-    """Give the account a new TOTP secret (encrypted at rest) and return it once, for the authenticator app."""
-    secret = pyotp.random_base32()
-    await conn.execute(SET_TOTP, code, staff_id, cipher.encrypt(*_totp_cipher_args(staff_id), secret))
-    return secret
 
 
 def totp_uri(secret: str, code: str, login: str) -> str:
@@ -300,10 +277,12 @@ async def set_roles(
     conn: asyncpg.Connection, code: str, staff_id: int, roles: list[str]
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Replace a staff member's roles; returns (old roles, new roles). Refused (LastAdmin) if it would
-    leave the municipality without an enabled admin. The caller revokes their sessions."""
+    leave the municipality without an enabled admin. The caller revokes their sessions. Only
+    app/staff/grants.py calls it, to take roles away: a role added here would need a confirmed grant
+    (trigger staff_users_roles_granted)."""
     from app.staff.errors import LastAdmin, NotFound
 
-    new = check_roles(roles)
+    new = check_roles(roles, allow_empty=True)
     admins = [r["staff_id"] for r in await conn.fetch(LOCK_ADMINS, code)]
     if "admin" not in new and admins == [staff_id]:
         raise LastAdmin()
@@ -335,4 +314,4 @@ async def signin_notice(conn: asyncpg.Connection, code: str, staff_id: int) -> a
     return await conn.fetchrow(SIGNIN_NOTICE, code, staff_id)
 
 
-__all__ = ["Forbidden", "Staff", "ROLES", "create_staff", "enroll_totp", "login"]
+__all__ = ["Forbidden", "Staff", "ROLES", "login"]

@@ -109,6 +109,17 @@ SELECT
     WHERE p.municipality_code = $1 AND e.program_id = $2 AND p.status IN ('in_batch', 'released', 'paid')
       AND p.batch_id IS DISTINCT FROM $3) AS other_batches_yen
 """
+# Why this approver may not approve this drafter's batch (NULL: they may); see app/staff/grants.py.
+APPROVAL_CONFLICT = "SELECT kyufu_approval_conflict($1, $2, $3)"
+INDEPENDENCE_MESSAGES = {
+    "same_account": "起案した本人は承認できません。別の承認者が承認してください。",
+    "created_by_drafter": "あなたのアカウントはこの起案者が作成したため、この起案は承認できません。"
+                          "別の承認者が承認してください。",
+    "granted_by_drafter": "あなたの承認の権限はこの起案者が申請または確認したため、この起案は承認できません。"
+                          "別の承認者が承認してください。",
+    "shared_hands": "あなたとこの起案者は独立していません（同じ人が両方のアカウントの登録用リンクを発行したか、"
+                    "一方が他方のリンクを発行しています）。この起案は別の承認者が承認してください。",
+}
 SAMPLE = """
 SELECT payment_id, bank_code, branch_code, account_type, bank_enc, account_number_enc, holder_kana_enc, amount_yen
 FROM payments WHERE municipality_code = $1 AND batch_id = $2 ORDER BY payment_id LIMIT $3
@@ -249,6 +260,7 @@ async def approval_view(
     await audit.append(conn, code, staff, "personal_data.view", "batch", batch_id,
                        {"purpose": "approval", "records": len(sample)})
     return {
+        "independence_problem": await independence_problem(conn, code, batch["drafted_by"], staff),
         "batch": batch, "by_bank": await conn.fetch(BATCH_BY_BANK, code, batch_id), "totals": totals,
         "remaining_yen": totals["verified_yen"] - totals["other_batches_yen"] - batch["total_yen"],
         "sample": sample, "rendered": rendered, "render_error": error,
@@ -263,19 +275,33 @@ async def approve_batch(
     batch = await _lock(conn, code, batch_id)
     if batch["status"] != "draft" or batch["rejected_at"] is not None:
         raise Conflict("この起案は承認待ちではありません。")
-    if batch["drafted_by"] == staff.staff_id:
-        raise Forbidden("起案した本人は承認できません。別の承認者が承認してください。")
+    problem = await independence_problem(conn, code, batch["drafted_by"], staff)
+    if problem:
+        raise Forbidden(problem)
     rendered = await render(conn, settings, code, batch_id)
     if rendered.sha256 != (shown_sha256 or "").strip().lower():
         raise Conflict("表示した後にファイルの内容が変わりました（SHA-256 不一致）。画面を開き直して確認してください。")
     if (rendered.record_count, rendered.total_yen) != (batch["record_count"], batch["total_yen"]):
         raise Conflict("ファイルの件数・合計金額が起案と一致しません。承認できません。")
-    # payout_batches_four_eyes (approved_by <> drafted_by) refuses this too if the check above is bypassed.
-    await conn.execute(APPROVE, code, batch_id, staff.staff_id, rendered.sha256)
+    # payout_batches_four_eyes (approved_by <> drafted_by) and the payout_batches_independent_approver
+    # trigger refuse this too if the check above is bypassed.
+    try:
+        await conn.execute(APPROVE, code, batch_id, staff.staff_id, rendered.sha256)
+    except asyncpg.CheckViolationError as exc:
+        if exc.constraint_name not in ("payout_batches_four_eyes", "payout_batches_independent_approver"):
+            raise
+        same = exc.constraint_name == "payout_batches_four_eyes"
+        raise Forbidden(INDEPENDENCE_MESSAGES["same_account" if same else "shared_hands"]) from None
     await audit.append(conn, code, staff, "batch.approve", "batch", batch_id, {
         "sha256": rendered.sha256, "record_count": rendered.record_count, "total_yen": rendered.total_yen,
     })
     return rendered.sha256
+
+
+async def independence_problem(conn: asyncpg.Connection, code: str, drafted_by: int, approver: Staff) -> str:
+    """Why `approver` may not approve a batch `drafted_by` drafted, in Japanese ("" if they may)."""
+    reason = await conn.fetchval(APPROVAL_CONFLICT, code, drafted_by, approver.staff_id)
+    return INDEPENDENCE_MESSAGES.get(reason, "承認できません。") if reason else ""
 
 
 async def reject_batch(

@@ -25,7 +25,9 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from app.settings import Settings
-from app.staff import accounts, audit, bank_form, batches, reconciliation, review, sessions, signin, throttle
+from app.staff import (
+    accounts, actors, audit, bank_form, batches, enrolment, grants, reconciliation, review, sessions, signin, throttle,
+)
 from app.staff.accounts import ROLE_LABELS, ROLES, Staff
 from app.staff.bankdays import JST, earliest_transfer_date, today_jst
 from app.staff.errors import Forbidden, InvalidInput, LoginFailed, NotFound
@@ -61,8 +63,11 @@ def _int_param(request: Request, name: str) -> int:
     return int(raw)
 
 
-def page(*roles: str) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """Wrap a handler: session, municipality scope, CSRF on POST, role check, one transaction."""
+def page(*roles: str, without_roles: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Wrap a handler: session, municipality scope, CSRF on POST, role check, one transaction.
+
+    With no `roles`, any staff member who holds at least one role may use it; `without_roles` also lets
+    in an account whose roles another admin has not confirmed yet (sign-out)."""
 
     def wrap(handler: Handler):
         @functools.wraps(handler)
@@ -83,6 +88,9 @@ def page(*roles: str) -> Callable[[Handler], Callable[[Request], Awaitable[Respo
                     return _to_login(request, expired=True)
                 if roles:
                     staff.require(*roles)
+                elif not staff.roles and not without_roles:
+                    # Enrolled, but no role confirmed yet: nothing to show (sign-out still works).
+                    raise Forbidden("権限がまだ有効になっていません。管理者が権限を確認した後にお使いください。")
                 token = sessions.csrf_token(_secret(request), cookie)
                 ctx = {
                     "staff": staff, "csrf_token": token, "form": form,
@@ -209,7 +217,7 @@ async def login_submit(request: Request) -> Response:
     return response
 
 
-@page()
+@page(without_roles=True)
 async def logout(request, conn, staff, ctx):
     code, token = sessions.split_cookie(request.cookies.get(sessions.COOKIE))
     await sessions.revoke(conn, code, token)
@@ -422,43 +430,45 @@ async def payment_reissue(request, conn, staff, ctx):
     return _redirect("/staff/reconciliation")
 
 
-# ---- admin ---------------------------------------------------------------------------------------------
+# ---- admin: staff accounts, role grants ----------------------------------------------------------------
+
+
+async def _render_staff_admin(request, conn, staff, ctx, *, issued: enrolment.Issued | None = None,
+                              requested: list[str] | None = None) -> Response:
+    code = staff.municipality_code
+    rows = await accounts.list_staff(conn, code)
+    logins = {r["staff_id"]: r["login"] for r in rows}
+    link = None
+    if issued is not None:
+        link = {"login": issued.login, "url": str(request.base_url).rstrip("/") + issued.path,
+                "expires_at": issued.expires_at, "pending": requested or []}
+    return render(request, "staff_admin_staff.html", ctx | {
+        "title": "職員の管理", "rows": rows, "roles": ROLES, "link": link,
+        "enrolments": await enrolment.latest(conn, code), "pending": await grants.pending(conn, code),
+        "logins": logins, "principal": actors.label,
+    })
 
 
 @page("admin")
 async def staff_list(request, conn, staff, ctx):
-    return render(request, "staff_admin_staff.html", ctx | {
-        "title": "職員の管理", "rows": await accounts.list_staff(conn, staff.municipality_code), "roles": ROLES,
-        "new_totp": None,
-    })
+    return await _render_staff_admin(request, conn, staff, ctx)
+
+
+def _form_roles(form) -> list[str]:
+    return [r for r in form.getlist("roles") if isinstance(r, str)]
 
 
 @page("admin")
 async def staff_create(request, conn, staff, ctx):
+    """A new account: no password here (its owner sets it through the link shown once on this page), and
+    the roles asked for wait for another admin's confirmation."""
     code, form = staff.municipality_code, ctx["form"]
-    login_name = str(form.get("login", "")).strip().lower()
-    roles = accounts.check_roles([r for r in form.getlist("roles") if isinstance(r, str)])
-    display = str(form.get("display_name", "")).strip()
-    if not display or len(display) > 100:
-        raise InvalidInput("氏名（display_name）を100文字以内で入力してください。")
-    import re
-
-    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{2,63}", login_name):
-        raise InvalidInput("ログインID（login）は半角英小文字・数字・._- の3〜64文字で入力してください。")
-    try:
-        staff_id = await accounts.create_staff(conn, code, login_name, display, roles, str(form.get("password", "")))
-    except ValueError as exc:
-        raise InvalidInput(f"パスワード（password）: {exc}") from None
-    if staff_id is None:
-        raise InvalidInput("そのログインID（login）は既に使われています。")
-    secret = None
-    if accounts.TOTP_ROLES & set(roles):
-        secret = await accounts.enroll_totp(conn, await _cipher(request, conn, code), code, staff_id)
-    await audit.append(conn, code, staff, "staff.create", "staff", staff_id, {"login": login_name, "roles": roles})
-    return render(request, "staff_admin_staff.html", ctx | {
-        "title": "職員の管理", "rows": await accounts.list_staff(conn, code), "roles": ROLES,
-        "new_totp": secret and {"login": login_name, "secret": secret, "uri": accounts.totp_uri(secret, code, login_name)},
-    })
+    issued = await enrolment.create_account(
+        conn, await _cipher(request, conn, code), code, staff, str(form.get("login", "")).strip().lower(),
+        str(form.get("display_name", "")).strip(), _form_roles(form),
+    )
+    return await _render_staff_admin(request, conn, staff, ctx, issued=issued,
+                                     requested=await grants.pending_roles(conn, code, issued.staff_id))
 
 
 def _staff_action(action: str):
@@ -482,6 +492,10 @@ def _staff_action(action: str):
             await accounts.unlock(conn, code, staff_id)
         elif action == "roles":
             return await _change_roles(request, conn, staff, ctx, staff_id)
+        elif action == "enroll":
+            # A reset: the person's password and TOTP stop working now; the new link is shown once.
+            issued = await enrolment.issue(conn, await _cipher(request, conn, code), code, staff, staff_id)
+            return await _render_staff_admin(request, conn, staff, ctx, issued=issued)
         await audit.append(conn, code, staff, f"staff.{action}", "staff", staff_id)
         return _redirect("/staff/admin/staff")
 
@@ -491,25 +505,107 @@ def _staff_action(action: str):
 
 async def _change_roles(request, conn, staff, ctx, staff_id: int) -> Response:
     code = staff.municipality_code
-    old, new = await accounts.set_roles(conn, code, staff_id, [r for r in ctx["form"].getlist("roles") if isinstance(r, str)])
-    # New roles take effect at the next sign-in; end current sessions so nobody keeps old rights
-    # (the admin's own too, if they changed their own roles).
-    await sessions.revoke_all(conn, code, staff_id)
-    await audit.append(conn, code, staff, "staff.roles", "staff", staff_id, {"from": list(old), "to": list(new)})
-    if staff_id == staff.staff_id:
-        response = _redirect("/staff/login")
-        response.delete_cookie(sessions.COOKIE, path="/staff")
-        return response
-    target = await accounts.get_staff(conn, code, staff_id)
-    if not (accounts.TOTP_ROLES & set(new)) or target["has_totp"]:
+    removed, _requested = await grants.change_roles(conn, code, staff, staff_id, _form_roles(ctx["form"]))
+    if removed:
+        # A role taken away ends the person's sessions so that nothing keeps using it (the admin's own too,
+        # if they took away one of their own roles). Roles asked for are only pending: nothing to end.
+        await sessions.revoke_all(conn, code, staff_id)
+        if staff_id == staff.staff_id:
+            response = _redirect("/staff/login")
+            response.delete_cookie(sessions.COOKIE, path="/staff")
+            return response
+    return _redirect("/staff/admin/staff")
+
+
+def _grant_action(action: str):
+    @page("admin")
+    async def endpoint(request, conn, staff, ctx):
+        grant_id = _int_param(request, "grant_id")
+        if action == "confirm":
+            await grants.confirm(conn, staff.municipality_code, staff, grant_id)
+        else:
+            await grants.refuse(conn, staff.municipality_code, staff, grant_id)
         return _redirect("/staff/admin/staff")
-    # Approvers and admins cannot sign in without a second factor: enrol it now and show it once.
-    secret = await accounts.enroll_totp(conn, await _cipher(request, conn, code), code, staff_id)
-    await audit.append(conn, code, staff, "staff.totp_enroll", "staff", staff_id)
-    return render(request, "staff_admin_staff.html", ctx | {
-        "title": "職員の管理", "rows": await accounts.list_staff(conn, code), "roles": ROLES,
-        "new_totp": {"login": target["login"], "secret": secret, "uri": accounts.totp_uri(secret, code, target["login"])},
-    })
+
+    endpoint.__name__ = f"grant_{action}"
+    return endpoint
+
+
+# ---- enrolment (before sign-in: the link's token is the credential) -----------------------------------
+
+ENROL_NONCE_COOKIE = "kyufu_staff_enrol"
+ENROL_MESSAGES = {
+    "unknown": (404, "この登録用リンクは無効です。アドレスをもう一度確認してください。"),
+    "used": (410, "この登録用リンクは使用済みか、新しいリンクが発行されたため使えません。"
+                  "必要なら管理者に新しいリンクの発行を依頼してください。"),
+    "expired": (410, f"この登録用リンクは有効期限（発行から{enrolment.LIFETIME_H}時間）が切れています。"
+                     "管理者に新しいリンクの発行を依頼してください。"),
+    "disabled": (410, "このアカウントは無効にされています。管理者に確認してください。"),
+}
+
+
+def _enrol_csrf(secret: bytes, nonce: str) -> str:
+    # No session yet: a nonce cookie and its HMAC in the form (double submit), like the sign-in form.
+    return hmac.new(secret, b"kyufu-staff-enrol|" + nonce.encode(), hashlib.sha256).hexdigest()
+
+
+def _enrol_path(request: Request) -> tuple[str, str]:
+    code, token = request.path_params["code"], request.path_params["token"]
+    try:
+        validate_code(code)
+    except MunicipalityCodeError:
+        raise NotFound(ENROL_MESSAGES["unknown"][1]) from None
+    if not enrolment.TOKEN.fullmatch(token):
+        raise NotFound(ENROL_MESSAGES["unknown"][1])
+    return code, token
+
+
+async def _enrol_cipher(request: Request, conn: asyncpg.Connection, code: str):
+    try:
+        return await _cipher(request, conn, code)
+    except LookupError:
+        # A well-formed code of no registered municipality: no such link (found by tests/hostile/).
+        raise NotFound(ENROL_MESSAGES["unknown"][1]) from None
+
+
+def _render_enrol(request: Request, code: str, link: enrolment.Link, nonce: str | None = None) -> Response:
+    status, message = ENROL_MESSAGES.get(link.state, (200, ""))
+    if link.errors:
+        status = 422
+    new_nonce = nonce or secrets.token_urlsafe(16)
+    response = render(request, "staff_enrol.html", {
+        "title": "職員アカウントの登録", "link": link, "message": message, "municipality": code,
+        "role_labels": ROLE_LABELS, "csrf_token": _enrol_csrf(_secret(request), new_nonce),
+    }, status_code=status)
+    if link.state == "ok" and not link.completed and nonce is None:
+        response.set_cookie(ENROL_NONCE_COOKIE, new_nonce, path="/staff/enroll", httponly=True, samesite="strict",
+                            secure=request.app.state.settings.production, max_age=3600)
+    return response
+
+
+async def enrol_page(request: Request) -> Response:
+    code, token = _enrol_path(request)
+    async with tenant_transaction(request.app.state.pool, code) as conn:
+        link = await enrolment.open_link(conn, await _enrol_cipher(request, conn, code), code, token)
+    return _render_enrol(request, code, link)
+
+
+async def enrol_submit(request: Request) -> Response:
+    code, token = _enrol_path(request)
+    form = await read_form(request)
+    nonce = request.cookies.get(ENROL_NONCE_COOKIE, "")
+    sent = form.get("csrf_token")
+    if not nonce or not isinstance(sent, str) or not hmac.compare_digest(sent, _enrol_csrf(_secret(request), nonce)):
+        raise CsrfError()
+    async with tenant_transaction(request.app.state.pool, code) as conn:
+        link = await enrolment.complete(
+            conn, await _enrol_cipher(request, conn, code), code, token, str(form.get("password", "")),
+            str(form.get("password_confirm", "")), str(form.get("totp", "")),
+        )
+    response = _render_enrol(request, code, link, nonce=nonce)
+    if link.completed:
+        response.delete_cookie(ENROL_NONCE_COOKIE, path="/staff/enroll")
+    return response
 
 
 # ---- bank settings -------------------------------------------------------------------------------------
@@ -601,7 +697,11 @@ def routes(settings) -> list[BaseRoute]:
         Route("/staff/admin/staff", staff_list, methods=["GET"]),
         Route("/staff/admin/staff", staff_create, methods=["POST"]),
         *[Route(f"/staff/admin/staff/{{staff_id}}/{a}", _staff_action(a), methods=["POST"])
-          for a in ("revoke", "disable", "enable", "unlock", "roles")],
+          for a in ("revoke", "disable", "enable", "unlock", "roles", "enroll")],
+        *[Route(f"/staff/admin/grants/{{grant_id}}/{a}", _grant_action(a), methods=["POST"])
+          for a in ("confirm", "refuse")],
+        Route("/staff/enroll/{code}/{token}", enrol_page, methods=["GET"]),
+        Route("/staff/enroll/{code}/{token}", enrol_submit, methods=["POST"]),
         Route("/staff/admin/bank", bank_page, methods=["GET"]),
         Route("/staff/admin/bank", bank_submit, methods=["POST"]),
         Route("/staff/admin/audit", audit_page, methods=["GET"]),

@@ -35,22 +35,24 @@ STAFF = [("surge-admin", ["reviewer", "admin"]), ("surge-rev1", ["reviewer"]), (
 async def seed_staff(urls: dict, master_key: bytes, code: str) -> list[dict]:
     import asyncpg
 
-    from app.staff import accounts
+    from app.staff.actors import Operator
+    from app.staff.demo import Person, provision
     from app.tenancy.municipalities import load_field_cipher
     from app.tenancy.transaction import tenant_transaction
 
     conn = await asyncpg.connect(urls["DATABASE_URL"])
-    out = []
+    # Through the real enrolment and grant path (app/staff/demo.py): surge-admin and a second admin, who
+    # only confirms and is not one of the scenario's users, are bootstrapped; the reviewers are created by
+    # one admin and confirmed by the other.
+    people = {login: Person(login, login, tuple(roles), secrets.token_urlsafe(12)) for login, roles in STAFF}
+    admins = (people["surge-admin"], Person("surge-admin2", "surge-admin2", ("admin",), secrets.token_urlsafe(12)))
     try:
         async with tenant_transaction(conn, code) as tx:
             cipher = await load_field_cipher(tx, master_key, code)
-            for login, roles in STAFF:
-                password = secrets.token_urlsafe(12)
-                staff_id = await accounts.create_staff(tx, code, login, login, roles, password)
-                totp = None
-                if accounts.TOTP_ROLES & set(roles):
-                    totp = await accounts.enroll_totp(tx, cipher, code, staff_id)
-                out.append({"municipality": code, "login": login, "password": password, "totp_secret": totp})
+            totp = await provision(tx, cipher, code, Operator("surge-seed"), admins,
+                                   [p for login, p in people.items() if login != "surge-admin"])
+        out = [{"municipality": code, "login": login, "password": people[login].password, "totp_secret": totp[login]}
+               for login, _roles in STAFF]
     finally:
         await conn.close()
     return out

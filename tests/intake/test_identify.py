@@ -16,12 +16,12 @@ from redis.asyncio import Redis
 
 from app.intake.identity import IDENTIFY_FAILED_MESSAGE, normalise_address, normalise_kana
 from app.intake.signin import _IP_KEY, IP_MAX_FAILURES
-from app.staff.accounts import create_staff
 from app.staff.review import REASON_LABELS
+from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from tests.hostile.helpers import HOSTILE
 from tests.intake.identify_world import apply, csrf, identify, make_world, person, typed
-from tests.staff.conftest import PASSWORD
+from tests.staff.conftest import PASSWORD, ready_staff
 from workers.verification import verify_application
 
 APPLICATIONS = """
@@ -120,7 +120,8 @@ async def test_identified_resident_applies_through_the_letter_flow_and_always_go
 
     # The reviewer's queue names the reason in Japanese.
     async with tenant_transaction(app_pool, world.code) as conn:
-        await create_staff(conn, world.code, "rev", "審査担当", ["reviewer"], PASSWORD)
+        await ready_staff(conn, await load_field_cipher(conn, settings.master_key_bytes, world.code), world.code,
+                          "rev", ["reviewer"])
     async with new_client(live_server) as staff:
         page = await staff.get("/staff/login")
         r = await staff.post("/staff/login", data={"csrf_token": csrf(page.text), "municipality_code": world.code,

@@ -47,8 +47,9 @@ async def make_batch(owner_conn, settings, code: str, tmp_path: Path, rows=ROWS,
         await settings_store.put_bank_settings(conn, code, settings_store.StoredBankSettings(
             bank=bank_settings(**bank_overrides), age_recipients=(recipient,)))
         drafter, approver = [await conn.fetchval(
+            # Rows for drafted_by/approved_by only: no roles (a role needs a confirmed grant, migration 0014).
             "INSERT INTO staff_users (municipality_code, login, display_name, roles, password_hash)"
-            " VALUES ($1, $2, 'テスト', $3, 'x') RETURNING staff_id", code, f"{role}-{secrets.token_hex(3)}", [role])
+            " VALUES ($1, $2, 'テスト', '{}', 'x') RETURNING staff_id", code, f"{role}-{secrets.token_hex(3)}")
             for role in ("drafter", "approver")]
         snapshot = await conn.fetchval(
             "INSERT INTO registry_snapshots (municipality_code, kind, file_sha256, status)"

@@ -108,7 +108,7 @@ async def test_missing_bank_settings_and_unknown_batch_are_clear(owner_conn, set
     async with tenant_transaction(owner_conn, code) as conn:
         staff = await conn.fetchval(
             "INSERT INTO staff_users (municipality_code, login, display_name, roles, password_hash)"
-            " VALUES ($1, 'drafter-x', 'x', ARRAY['drafter'], 'x') RETURNING staff_id", code)
+            " VALUES ($1, 'drafter-x', 'x', '{}', 'x') RETURNING staff_id", code)
         program = await conn.fetchval(
             "INSERT INTO programs (municipality_code, name, base_date, unit, amount_yen, payment_mode)"
             " VALUES ($1, 'p', '2026-01-01', 'household', 1, 'application') RETURNING program_id", code)

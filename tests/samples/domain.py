@@ -41,8 +41,9 @@ async def application(conn, code) -> int:
 
 async def staff(conn, code) -> int:
     return await conn.fetchval(
+        # No roles: a role needs a grant confirmed by a second admin (migration 0014); a row is all this needs.
         "INSERT INTO staff_users (municipality_code, login, display_name, roles, password_hash)"
-        " VALUES ($1, $2, 'サンプル', ARRAY['drafter'], 'x') RETURNING staff_id", code, f"s-{secrets.token_hex(4)}"
+        " VALUES ($1, $2, 'サンプル', '{}', 'x') RETURNING staff_id", code, f"s-{secrets.token_hex(4)}"
     )
 
 

@@ -1,4 +1,4 @@
-"""Sample rows for the staff console's tables (migrations/0005_staff.sql)."""
+"""Sample rows for the staff console's tables (migrations/0005_staff.sql, 0014_staff_enrolment.sql)."""
 
 from __future__ import annotations
 
@@ -42,4 +42,21 @@ async def _followup(conn, code):
     await conn.execute(
         "INSERT INTO payment_followups (municipality_code, payment_id, recontact_by) VALUES ($1, $2, $3)",
         code, payment_id, await staff(conn, code),
+    )
+
+
+@sample("staff_enrolments")
+async def _enrolment(conn, code):
+    await conn.execute(
+        "INSERT INTO staff_enrolments (municipality_code, staff_id, token_sha256, totp_secret, issued_by_operator,"
+        " expires_at) VALUES ($1, $2, $3, '\\x00', 'sample', now() + interval '1 hour')",
+        code, await staff(conn, code), secrets.token_hex(32),
+    )
+
+
+@sample("staff_role_grants")
+async def _grant(conn, code):
+    await conn.execute(
+        "INSERT INTO staff_role_grants (municipality_code, staff_id, role, requested_by_operator)"
+        " VALUES ($1, $2, 'reviewer', 'sample')", code, await staff(conn, code),
     )

@@ -9,7 +9,9 @@ import pyotp
 import pytest
 
 from app.crypto import FieldCipher
-from app.staff.accounts import Staff, create_staff, enroll_totp
+from app.staff.accounts import STAFF_COLUMNS, Staff
+from app.staff.actors import Operator
+from app.staff.demo import Person, bootstrap_ready, ready
 from app.staff.payments import ACCOUNT_NUMBER, HOLDER_KANA
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
@@ -33,13 +35,43 @@ class World:
         return pyotp.TOTP(self.totp[login]).at(time.time() + 30 * offset_steps)
 
 
+FIRST_ADMIN = "admin"
+STAFF_BY_LOGIN = f"SELECT {STAFF_COLUMNS} FROM staff_users WHERE municipality_code = $1 AND login = $2"
+
+
+async def _staff(conn, code: str, login: str) -> Staff | None:
+    row = await conn.fetchrow(STAFF_BY_LOGIN, code, login)
+    return row and Staff.from_row(row)
+
+
+async def ready_staff(conn, cipher: FieldCipher, code: str, login: str, roles: list[str],
+                      password: str = PASSWORD) -> tuple[Staff, str | None]:
+    """A ready account, made the way a municipality makes one (app/staff/demo.py): created with its roles
+    asked for, each role confirmed by a second admin, and enrolled by its owner through the link. Returns
+    (staff, TOTP secret or None).
+
+    The municipality's first admin ("admin") is bootstrapped by an operator (made first if needed). Every
+    other account is created, and its link issued, by an operator of its own ("tests-<login>") and confirmed
+    by "admin": no two test accounts share hands, so any drafter and approver are independent. Tests of the
+    independence rules make their accounts through the console or the domain functions instead."""
+    first = await _staff(conn, code, FIRST_ADMIN)
+    person = Person(login, f"{login}さん", tuple(roles), password)
+    if first is None:
+        if login == FIRST_ADMIN and list(roles) == ["admin"]:
+            secret = await bootstrap_ready(conn, cipher, code, Operator("tests"), person)
+            return await _staff(conn, code, login), secret
+        await bootstrap_ready(conn, cipher, code, Operator("tests"), Person(FIRST_ADMIN, "adminさん", ("admin",), password))
+        first = await _staff(conn, code, FIRST_ADMIN)
+    secret = await ready(conn, cipher, code, person, creator=Operator(f"tests-{login}"), confirmer=first)
+    return await _staff(conn, code, login), secret
+
+
 async def make_staff(conn, world: World, login: str, roles: list[str]) -> Staff:
-    staff_id = await create_staff(conn, world.code, login, f"{login}さん", roles, PASSWORD)
-    if {"approver", "admin"} & set(roles):
-        world.totp[login] = await enroll_totp(conn, world.cipher, world.code, staff_id)
-    s = Staff(staff_id, world.code, login, f"{login}さん", tuple(roles))
-    world.staff[login] = s
-    return s
+    staff, secret = await ready_staff(conn, world.cipher, world.code, login, roles)
+    if secret:
+        world.totp[login] = secret
+    world.staff[login] = staff
+    return staff
 
 
 async def add_application(conn, world: World, *, status: str = "needs_review", amount_yen: int = 100000,
@@ -74,8 +106,9 @@ async def build_world(db, code: str, settings, *, applications: int = 3, status:
     """Fill municipality `code` (db: a pool or a connection of the app role)."""
     async with tenant_transaction(db, code) as conn:
         world = World(code, await load_field_cipher(conn, settings.master_key_bytes, code))
-        for login, roles in (("rev", ["reviewer"]), ("draft", ["drafter"]), ("appr", ["approver"]),
-                             ("admin", ["admin"]), ("draft2", ["drafter", "approver"])):
+        # The admin first: it confirms the others' roles (ready_staff).
+        for login, roles in (("admin", ["admin"]), ("rev", ["reviewer"]), ("draft", ["drafter"]),
+                             ("appr", ["approver"]), ("draft2", ["drafter", "approver"])):
             await make_staff(conn, world, login, roles)
         world.snapshot_id = await conn.fetchval(
             "INSERT INTO registry_snapshots (municipality_code, kind, file_sha256, status)"

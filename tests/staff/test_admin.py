@@ -160,28 +160,57 @@ async def test_bank_settings_are_admin_only_and_per_municipality(make_world, cli
 # ---- role changes --------------------------------------------------------------------------------------
 
 
-async def test_admin_changes_roles_which_ends_the_persons_sessions_and_is_audited(make_world, client, app_pool, settings):
+async def test_roles_added_wait_for_a_second_admin_and_roles_taken_away_end_sessions(make_world, client, app_pool, settings):
+    """Adding a role is a request (nothing changes for the person until another admin confirms); taking
+    one away is immediate and ends the person's sessions. Both are audited."""
     world = await make_world(applications=0)
-    with TestClient(create_app(settings), follow_redirects=False) as rev:
+    rev_id = world.staff["rev"].staff_id
+    async with tenant_transaction(app_pool, world.code) as conn:
+        await make_staff(conn, world, "admin2", ["admin"])
+    with TestClient(create_app(settings), follow_redirects=False) as rev, \
+            TestClient(create_app(settings), follow_redirects=False) as admin2:
         assert login(rev, world.code, "rev").status_code == 303
-        assert rev.get("/staff/").status_code == 200
         admin_login(client, world)
         page = client.get("/staff/admin/staff")
         assert 'id="roles-rev"' in page.text and 'action="/staff/admin/staff/' in page.text
-        rev_id = world.staff["rev"].staff_id
         r = client.post(f"/staff/admin/staff/{rev_id}/roles",
                         data={"csrf_token": csrf_of(client), "roles": ["reviewer", "drafter"]})
         assert r.status_code == 303
-        assert rev.get("/staff/").status_code == 303  # signed out
+        assert rev.get("/staff/").status_code == 200  # nothing taken away: still signed in
+        assert rev.get(f"/staff/programs/{world.program_id}/draft").status_code == 403  # not a drafter yet
+        page = client.get("/staff/admin/staff")
+        assert 'id="pending-grants"' in page.text and "confirm-" not in page.text  # not by the one who asked
+        entry = await last_audit(app_pool, world.code, "grant.request")
+        grant_id = int(entry["object_id"])
+        assert entry["details"] == {"staff_id": rev_id, "login": "rev", "role": "drafter"}
+        async with tenant_transaction(app_pool, world.code) as conn:
+            assert await conn.fetchval("SELECT roles FROM staff_users WHERE staff_id = $1", rev_id) == ["reviewer"]
+        # The asking admin cannot confirm it, even by posting the form.
+        r = client.post(f"/staff/admin/grants/{grant_id}/confirm", data={"csrf_token": csrf_of(client)})
+        assert r.status_code == 403 and "自分が申請した" in r.text
+        admin_login(admin2, world, "admin2")
+        assert f'id="confirm-{grant_id}"' in admin2.get("/staff/admin/staff").text
+        r = admin2.post(f"/staff/admin/grants/{grant_id}/confirm", data={"csrf_token": csrf_of(admin2)})
+        assert r.status_code == 303
+        assert rev.get(f"/staff/programs/{world.program_id}/draft").status_code == 200  # effective at once
+        entry = await last_audit(app_pool, world.code, "grant.confirm")
+        assert entry["object_id"] == str(grant_id) and entry["details"]["requested_by"] == f"staff:{world.staff['admin'].staff_id}"
+        # Taking a role away is immediate and signs the person out.
+        r = client.post(f"/staff/admin/staff/{rev_id}/roles", data={"csrf_token": csrf_of(client), "roles": ["drafter"]})
+        assert r.status_code == 303
+        assert rev.get("/staff/").status_code == 303
     entry = await last_audit(app_pool, world.code, "staff.roles")
-    assert entry == {"object_id": str(rev_id), "details": {"from": ["reviewer"], "to": ["reviewer", "drafter"]}}
+    assert entry == {"object_id": str(rev_id), "details": {"from": ["reviewer", "drafter"], "to": ["drafter"]}}
     async with tenant_transaction(app_pool, world.code) as conn:
-        assert await conn.fetchval("SELECT roles FROM staff_users WHERE staff_id = $1", rev_id) == ["reviewer", "drafter"]
+        assert await conn.fetchval("SELECT roles FROM staff_users WHERE staff_id = $1", rev_id) == ["drafter"]
+        # The reviewer grant is revoked: putting the role back takes a new confirmed grant.
+        assert await conn.fetchval("SELECT status FROM staff_role_grants WHERE staff_id = $1 AND role = 'reviewer'"
+                                   " ORDER BY grant_id DESC LIMIT 1", rev_id) == "revoked"
     r = client.post(f"/staff/admin/staff/{rev_id}/roles", data={"csrf_token": csrf_of(client), "roles": ["boss"]})
     assert r.status_code == 422
-    # Granting approval to someone without a second factor shows its secret once.
+    # Asking for approval shows no TOTP secret (the person enrols it through a link).
     r = client.post(f"/staff/admin/staff/{rev_id}/roles", data={"csrf_token": csrf_of(client), "roles": ["approver"]})
-    assert r.status_code == 200 and 'id="totp-secret"' in r.text
+    assert r.status_code == 303 and 'id="totp-secret"' not in client.get("/staff/admin/staff").text
 
 
 async def test_the_last_admin_cannot_remove_their_own_admin_role(make_world, client, app_pool):
@@ -192,6 +221,9 @@ async def test_the_last_admin_cannot_remove_their_own_admin_role(make_world, cli
     assert r.status_code == 409 and "最後の管理者" in r.text
     async with tenant_transaction(app_pool, world.code) as conn:
         assert await conn.fetchval("SELECT roles FROM staff_users WHERE staff_id = $1", admin_id) == ["admin"]
+        # Refused as a whole: the reviewer role asked for with it was not recorded either.
+        assert await conn.fetchval("SELECT count(*) FROM staff_role_grants WHERE staff_id = $1 AND status = 'pending'",
+                                   admin_id) == 0
         # A disabled admin does not count: nobody could sign in with it.
         other = await make_staff(conn, world, "admin2", ["admin"])
         await conn.execute("UPDATE staff_users SET disabled_at = now() WHERE staff_id = $1", other.staff_id)
@@ -199,13 +231,15 @@ async def test_the_last_admin_cannot_remove_their_own_admin_role(make_world, cli
     assert r.status_code == 409
     async with tenant_transaction(app_pool, world.code) as conn:
         await conn.execute("UPDATE staff_users SET disabled_at = NULL WHERE staff_id = $1", other.staff_id)
-    # With another enabled admin it is allowed, and the admin's own session ends.
+    # With another enabled admin it is allowed, and the admin's own session ends; the roles asked for wait.
     r = client.post(f"/staff/admin/staff/{admin_id}/roles",
                     data={"csrf_token": csrf_of(client), "roles": ["reviewer", "approver"]})
     assert r.status_code == 303 and r.headers["location"] == "/staff/login"
     assert client.get("/staff/").status_code == 303
     async with tenant_transaction(app_pool, world.code) as conn:
-        assert await conn.fetchval("SELECT roles FROM staff_users WHERE staff_id = $1", admin_id) == ["reviewer", "approver"]
+        assert await conn.fetchval("SELECT roles FROM staff_users WHERE staff_id = $1", admin_id) == []
+        assert sorted(r["role"] for r in await conn.fetch(
+            "SELECT role FROM staff_role_grants WHERE staff_id = $1 AND status = 'pending'", admin_id)) == ["approver", "reviewer"]
 
 
 # ---- per-address throttling ----------------------------------------------------------------------------

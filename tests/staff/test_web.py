@@ -10,7 +10,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from app.staff import batches
+from app.staff import batches, grants
 from app.staff.accounts import Staff
 from app.staff.routes import routes as staff_routes
 from app.tenancy.transaction import tenant_transaction
@@ -151,7 +151,9 @@ async def test_role_matrix(make_world, client, app_pool, transfer_date):
                 assert r.status_code == 403, (role, method, path, r.status_code)
 
 
-PARAM_OBJECTS = {"application_id", "batch_id", "program_id", "payment_id", "staff_id"}
+PARAM_OBJECTS = {"application_id", "batch_id", "program_id", "payment_id", "staff_id", "grant_id"}
+# Routes before sign-in whose path carries its own credential (tests/staff/test_enrolment.py covers them).
+PUBLIC_WITH_PARAMS = {"/staff/enroll/{code}/{token}"}
 
 
 async def test_every_staff_route_answers_404_for_another_municipalitys_ids(make_world, client, app_pool, transfer_date, settings):
@@ -167,6 +169,8 @@ async def test_every_staff_route_answers_404_for_another_municipalitys_ids(make_
                 "application_id": world.applications[0], "batch_id": batch_id, "program_id": world.program_id,
                 "payment_id": await conn.fetchval("SELECT min(payment_id) FROM payments"),
                 "staff_id": world.staff["rev"].staff_id,
+                "grant_id": (await grants.request(conn, world.code, world.staff["admin"], world.staff["rev"].staff_id,
+                                                  ["drafter"]))[0],
             }
     assert login(client, a.code, "all", totp=a.totp_now("all")).status_code == 303
     token = csrf_of(client)
@@ -178,6 +182,8 @@ async def test_every_staff_route_answers_404_for_another_municipalitys_ids(make_
     for route in staff_routes(settings):
         assert isinstance(route, Route)
         params = set(route.param_convertors)
+        if route.path in PUBLIC_WITH_PARAMS:
+            continue
         assert params <= PARAM_OBJECTS, f"{route.path}: add its parameters to this test"
         if not params:
             continue
@@ -192,12 +198,36 @@ async def test_every_staff_route_answers_404_for_another_municipalitys_ids(make_
         assert client.get(path.format(**ids[a.code]), params={"purpose": "review"}).status_code == 200, path
 
 
-async def test_admin_creates_an_approver_and_sees_the_totp_secret_once(make_world, client):
+async def test_admin_creates_an_approver_without_choosing_or_seeing_any_secret(make_world, client, app_pool):
+    """The create form has no password field; the page shows a one-time enrolment link, never a password or
+    TOTP secret, and the approver role waits for a second admin (old code: admin set the password and was
+    shown the approver's TOTP secret)."""
     world = await make_world(applications=0)
     assert login(client, world.code, "admin", totp=world.totp_now("admin")).status_code == 303
-    r = client.post("/staff/admin/staff", data={"csrf_token": csrf_of(client), "login": "kaikei", "display_name": "会計 一郎",
-                                                "password": "long-enough-password", "roles": ["approver"]})
-    assert r.status_code == 200 and re.search(r'id="totp-secret">[A-Z2-7]{32}<', r.text)
+    form_page = client.get("/staff/admin/staff")
+    assert 'name="password"' not in form_page.text
+    r = client.post("/staff/admin/staff", data={"csrf_token": csrf_of(client), "login": "kaikei",
+                                                "display_name": "会計 一郎", "password": "long-enough-password",
+                                                "roles": ["approver"]})
+    assert r.status_code == 200
+    link = re.search(r'id="enrol-link">(http://[^<]+/staff/enroll/(\d{6})/([A-Za-z0-9_-]{43}))<', r.text)
+    assert link and link.group(2) == world.code
+    assert 'id="totp-secret"' not in r.text and not re.search(r"\b[A-Z2-7]{32}\b", r.text)
+    assert 'id="pending-notice"' in r.text and "別の管理者が確認するまで有効になりません" in r.text
+    async with tenant_transaction(app_pool, world.code) as conn:
+        row = await conn.fetchrow("SELECT roles, totp_secret, created_by FROM staff_users WHERE login = 'kaikei'")
+        pending = await conn.fetch("SELECT role, requested_by FROM staff_role_grants g JOIN staff_users u"
+                                   " USING (municipality_code, staff_id) WHERE u.login = 'kaikei' AND status = 'pending'")
+    assert list(row["roles"]) == [] and row["totp_secret"] is None
+    assert row["created_by"] == world.staff["admin"].staff_id
+    assert [(p["role"], p["requested_by"]) for p in pending] == [("approver", world.staff["admin"].staff_id)]
+    # The password the admin tried to set is not a password of the account.
+    client.cookies.clear()
+    assert login(client, world.code, "kaikei", password="long-enough-password").status_code == 401
+    assert login(client, world.code, "admin", totp=world.totp_now("admin", 1)).status_code == 303
     r = client.post("/staff/admin/staff", data={"csrf_token": csrf_of(client), "login": "x", "display_name": "",
-                                                "password": "short", "roles": ["nobody"]})
+                                                "roles": ["nobody"]})
     assert r.status_code == 422 and "roles" in r.text
+    r = client.post("/staff/admin/staff", data={"csrf_token": csrf_of(client), "login": "x", "display_name": "エックス",
+                                                "roles": ["reviewer"]})
+    assert r.status_code == 422 and "ログインID（login）" in r.text
