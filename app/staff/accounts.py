@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -19,9 +20,11 @@ import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from app.crypto import FieldCipher
+from app.crypto import DecryptionError, FieldCipher
 from app.staff import audit, signin
 from app.staff.errors import Forbidden, InvalidInput, LoginFailed
+
+log = logging.getLogger("kyufu.staff")
 
 ROLES = ("reviewer", "drafter", "approver", "admin")
 ROLE_LABELS = {"reviewer": "審査", "drafter": "起案", "approver": "承認", "admin": "管理者"}
@@ -229,7 +232,13 @@ async def _check(cipher: FieldCipher, row: asyncpg.Record, password: str, totp_c
     if TOTP_ROLES & set(staff.roles):
         if row["totp_secret"] is None:
             return "totp_not_enrolled", None
-        secret = cipher.decrypt_str(*_totp_cipher_args(staff.staff_id), row["totp_secret"])
+        try:
+            secret = cipher.decrypt_str(*_totp_cipher_args(staff.staff_id), row["totp_secret"])
+        except DecryptionError:
+            # A wrong key or a damaged row is not the person's fault, and no reason to answer 500: the
+            # sign-in fails, the audit entry says why, and an admin re-issues the account's link.
+            log.error("TOTP secret of a staff account did not decrypt (DecryptionError)")
+            return "totp_unreadable", None
         step = _totp_step(secret, totp_code, row["totp_last_step"], now)
         if step is None:
             return "bad_totp", None

@@ -19,6 +19,7 @@ import asyncio
 import datetime as dt
 import functools
 import hashlib
+import logging
 import re
 import secrets
 import time
@@ -27,12 +28,14 @@ from dataclasses import dataclass, field
 import asyncpg
 import pyotp
 
-from app.crypto import FieldCipher
+from app.crypto import DecryptionError, FieldCipher
 from app.staff import audit, grants, sessions
 # _totp_step: the sign-in's own check of a code (±1 step), so that enrolment accepts exactly what sign-in will.
 from app.staff.accounts import TOTP_ROLES, Staff, _totp_step, hash_password, totp_uri, unlock
 from app.staff.actors import Actor, Operator, audit_actor, columns
 from app.staff.errors import Conflict, InvalidInput, NotFound
+
+log = logging.getLogger("kyufu.staff")
 
 LIFETIME_H = 72
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")       # secrets.token_urlsafe(32)
@@ -217,7 +220,11 @@ async def _load(conn: asyncpg.Connection, cipher: FieldCipher, code: str, token:
         state, action = "disabled", "enrolment.disabled_attempt"
     else:
         pending = tuple(await grants.pending_roles(conn, code, row["staff_id"]))
-        secret = cipher.decrypt_str(*_secret_args(row["token_sha256"]), row["totp_secret"])
+        try:
+            secret = cipher.decrypt_str(*_secret_args(row["token_sha256"]), row["totp_secret"])
+        except DecryptionError:  # a wrong key or a damaged row: the link cannot be used; say so, no 500
+            log.error("enrolment TOTP secret did not decrypt (DecryptionError)")
+            return Link("unreadable"), None
         roles = tuple(row["roles"])
         return Link(
             "ok", row["login"], row["display_name"], roles, pending,

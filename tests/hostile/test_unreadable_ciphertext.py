@@ -115,3 +115,27 @@ async def test_the_approver_sees_which_payment_is_unreadable_instead_of_a_hash(m
     logged = _logged(caplog)
     assert "DecryptionError" in logged and ACCOUNT not in logged and HOLDER not in logged
 
+
+
+async def test_an_approvers_unreadable_totp_secret_fails_the_sign_in_without_a_500(make_world, client, app_pool,
+                                                                                  caplog):
+    """A TOTP secret that no longer decrypts (damaged row, wrong key after a restore) is a failed sign-in,
+    recorded in the audit log, not a 500 (found in the issue 12 review)."""
+    from tests.staff.conftest import PASSWORD
+    from tests.staff.test_web import login
+
+    world = await make_world()
+    approver = world.staff["appr"]
+    async with tenant_transaction(app_pool, world.code) as conn:
+        good = await conn.fetchval("SELECT totp_secret FROM staff_users WHERE staff_id = $1", approver.staff_id)
+        await conn.execute("UPDATE staff_users SET totp_secret = $2 WHERE staff_id = $1", approver.staff_id,
+                           good[:-1] + bytes([good[-1] ^ 1]))
+    caplog.set_level(logging.INFO)
+    r = login(client, world.code, "appr", PASSWORD, world.totp_now("appr"))
+    assert r.status_code == 401, r.status_code
+    assert world.totp["appr"] not in _logged(caplog)
+    async with tenant_transaction(app_pool, world.code, readonly=True) as conn:
+        reasons = [d["reason"] for d in await conn.fetch(
+            "SELECT details::jsonb->>'reason' AS reason FROM audit_log WHERE action = 'login.failed' AND object_id = $1",
+            str(approver.staff_id))]
+    assert reasons == ["totp_unreadable"]
