@@ -38,7 +38,7 @@ hashed text an auditor recomputes hashes from) are untouched.
 
 Where it applies (all of them are files a person may open in a spreadsheet):
 
-* the audit log as CSV (app/staff/audit.py: the console's /staff/admin/audit/export and
+* the audit log as CSV (app/audit.py: the console's /staff/admin/audit/export and
   `kyufu audit export`);
 * the 確認書 / 支給のお知らせ print file (app/registry/letters.py `export_csv`: `kyufu letters export` and the
   letters file of `kyufu demo e2e`); its addresses and names come from the registry extract. A print

@@ -1,5 +1,5 @@
 """Registry actions (imports, eligibility runs, letters, declines, push settlement) go into the one
-hash-chained audit trail of the municipality (app/staff/audit.py, migration 0005), next to staff actions,
+hash-chained audit trail of the municipality (app/audit.py, migration 0005), next to staff actions,
 so `kyufu audit verify` covers them too. Details carry ids and counts, never personal data.
 """
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from app.staff import audit
+from app import audit
 
 
 async def record_event(conn: asyncpg.Connection, code: str, actor: str, action: str, details: dict) -> None:

@@ -21,13 +21,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from app.crypto import DecryptionError, FieldCipher
-from app.staff import audit, signin
+from app.principals import ROLE_LABELS, ROLES, Staff
+from app import audit
+from app.staff import signin
 from app.staff.errors import Forbidden, InvalidInput, LoginFailed
 
 log = logging.getLogger("kyufu.staff")
 
-ROLES = ("reviewer", "drafter", "approver", "admin")
-ROLE_LABELS = {"reviewer": "審査", "drafter": "起案", "approver": "承認", "admin": "管理者"}
 # Roles whose login needs a second factor: they move money or change who can.
 TOTP_ROLES = frozenset({"approver", "admin"})
 TOTP_STEP_S = 30
@@ -89,30 +89,6 @@ SET_DISABLED = """
 UPDATE staff_users SET disabled_at = CASE WHEN $3 THEN coalesce(disabled_at, now()) END
 WHERE municipality_code = $1 AND staff_id = $2 RETURNING staff_id
 """
-
-
-@dataclass(frozen=True)
-class Staff:
-    """The signed-in staff member. Everything they do is scoped to `municipality_code`."""
-
-    staff_id: int
-    municipality_code: str
-    login: str
-    display_name: str
-    roles: tuple[str, ...]
-
-    def has(self, role: str) -> bool:
-        return role in self.roles
-
-    def require(self, *roles: str) -> None:
-        """Refuse unless the staff member holds at least one of `roles`."""
-        if not any(r in self.roles for r in roles):
-            labels = "・".join(ROLE_LABELS[r] for r in roles)
-            raise Forbidden(f"この操作には{labels}の権限が必要です。")
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> "Staff":
-        return cls(row["staff_id"], row["municipality_code"], row["login"], row["display_name"], tuple(row["roles"]))
 
 
 def hash_password(password: str) -> str:

@@ -16,7 +16,7 @@ import asyncpg
 
 from app.crypto import DecryptionError, FieldCipher
 from app.settings import Settings
-from app.staff import audit
+from app import audit
 from app.staff.accounts import Staff
 from app.staff.bankdays import today_jst, transfer_date_problem
 from app.staff.errors import Conflict, Forbidden, InvalidInput, NotFound

@@ -18,7 +18,8 @@ import asyncpg
 import pyotp
 
 from app.settings import Settings, require
-from app.staff import accounts, audit, enrolment, grants, sessions, signin
+from app import audit
+from app.staff import accounts, enrolment, grants, sessions, signin
 from app.staff.actors import Operator
 from app.staff.errors import StaffError
 from app.tenancy.codes import MunicipalityCodeError, validate_code

@@ -29,7 +29,8 @@ import asyncpg
 import pyotp
 
 from app.crypto import DecryptionError, FieldCipher
-from app.staff import audit, grants, sessions
+from app import audit
+from app.staff import grants, sessions
 # _totp_step: the sign-in's own check of a code (±1 step), so that enrolment accepts exactly what sign-in will.
 from app.staff.accounts import TOTP_ROLES, Staff, _totp_step, hash_password, totp_uri, unlock
 from app.staff.actors import Actor, Operator, audit_actor, columns

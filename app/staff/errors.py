@@ -1,37 +1,11 @@
-"""The staff console's domain errors. Each carries a Japanese message for the person at the screen and
-never a resident's personal data."""
+"""The staff console's errors: the core domain errors (app/errors.py), plus the two the console adds."""
 
 from __future__ import annotations
 
-from app.web.errors import WebError
+from app.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, Unauthenticated
 
-
-class StaffError(WebError):
-    """Base: a request the staff member can correct or that the rules refuse. HTTP status in `status`;
-    rendered by the shared handler of app/web/setup.py."""
-
-    status = 400
-
-
-class NotFound(StaffError):
-    """The object does not exist in the staff member's municipality (another municipality's looks the same)."""
-
-    status = 404
-
-    def __init__(self, message: str = "指定されたものは見つかりません。"):
-        super().__init__(message)
-
-
-class Forbidden(StaffError):
-    """The staff member's roles do not allow this action."""
-
-    status = 403
-
-
-class Conflict(StaffError):
-    """The object is not in a state that allows the action (already approved, changed since viewed...)."""
-
-    status = 409
+# The console's code catches this name for "any refusal" (e.g. the CLI prints its message).
+StaffError = DomainError
 
 
 class LastAdmin(Conflict):
@@ -42,16 +16,11 @@ class LastAdmin(Conflict):
                          "先に別の職員に管理者の権限を付与してください。")
 
 
-class InvalidInput(StaffError):
-    """A form value is missing or malformed; the message names the field."""
-
-    status = 422
-
-
-class LoginFailed(StaffError):
+class LoginFailed(Unauthenticated):
     """Wrong municipality, login, password or TOTP code; deliberately one message for all of them."""
 
-    status = 401
+    default_message = "ログインできませんでした。入力内容を確認してください。"
 
-    def __init__(self, message: str = "ログインできませんでした。入力内容を確認してください。"):
-        super().__init__(message)
+
+__all__ = ["Conflict", "DomainError", "Forbidden", "InvalidInput", "LastAdmin", "LoginFailed", "NotFound",
+           "StaffError", "Unauthenticated"]

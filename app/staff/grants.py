@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from app.staff import audit
+from app import audit
 from app.staff.accounts import ROLES, Staff, check_roles, set_roles
 from app.staff.actors import Actor, Operator, audit_actor, columns
 from app.staff.errors import Conflict, Forbidden, NotFound

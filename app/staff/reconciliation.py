@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 
 from app.crypto import FieldCipher
-from app.staff import audit
+from app import audit
 from app.staff.accounts import Staff
 from app.staff.errors import Conflict, InvalidInput, NotFound
 from app.staff.payments import insert_payment

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from app.crypto import DecryptionError, FieldCipher
-from app.staff import audit
+from app import audit
 from app.staff.accounts import Staff
 from app.staff.errors import Conflict, InvalidInput, NotFound
 from app.staff.payments import ACCOUNT_NUMBER, BANK_UNREADABLE, HOLDER_KANA

@@ -25,8 +25,9 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from app.settings import Settings
+from app import audit
 from app.staff import (
-    accounts, actors, audit, bank_form, batches, enrolment, grants, reconciliation, review, sessions, signin, throttle,
+    accounts, actors, bank_form, batches, enrolment, grants, reconciliation, review, sessions, signin, throttle,
 )
 from app.staff.accounts import ROLE_LABELS, ROLES, Staff
 from app.staff.bankdays import JST, earliest_transfer_date, today_jst

@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db import DATABASE_UNAVAILABLE, connection_lost
+from app.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, Unauthenticated
 from app.web.admission import AdmissionMiddleware
 from app.web.errors import WebError
 from app.web.templates import STATIC_DIR, render
@@ -121,6 +122,16 @@ async def web_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+# Domain errors (app/errors.py) carry no HTTP status: the web layer decides it, by class.
+DOMAIN_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, InvalidInput: 422, Unauthenticated: 401}
+
+
+async def domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    status = next((DOMAIN_STATUS[c] for c in type(exc).__mro__ if c in DOMAIN_STATUS), 400)
+    return _error_response(request, status, exc.message)
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = STATUS_MESSAGES.get(exc.status_code, STATUS_MESSAGES[400 if exc.status_code < 500 else 500])
@@ -193,6 +204,7 @@ def setup(app, settings) -> None:
     _with_shutdown_hooks(app)
     app.router.routes.insert(0, Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"))
     app.add_exception_handler(WebError, web_error)
+    app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(HTTPException, http_error)
     for exc_type in (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError, UnicodeEncodeError):
         app.add_exception_handler(exc_type, unrepresentable_input)

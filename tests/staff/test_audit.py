@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from app import csvsafe
 from app.main import create_app
-from app.staff import audit
+from app import audit
 from app.tenancy.transaction import tenant_transaction
 from tests.conftest import run_cli
 from tests.staff.test_web import login

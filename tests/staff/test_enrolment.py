@@ -15,7 +15,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from app.staff import audit, enrolment, grants
+from app import audit
+from app.staff import enrolment, grants
 from app.staff.actors import Operator
 from app.tenancy.transaction import tenant_transaction
 from tests.staff.conftest import PASSWORD, make_staff

@@ -10,7 +10,8 @@ import re
 import asyncpg
 import pytest
 
-from app.staff import audit, batches, enrolment, grants
+from app import audit
+from app.staff import batches, enrolment, grants
 from app.staff.actors import Operator
 from app.staff.demo import confirm_pending, enrol_as_owner
 from app.staff.errors import Conflict, Forbidden

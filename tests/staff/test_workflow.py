@@ -8,7 +8,8 @@ import datetime as dt
 import asyncpg
 import pytest
 
-from app.staff import audit, batches, reconciliation, review
+from app import audit
+from app.staff import batches, reconciliation, review
 from app.staff.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.staff.payments import create_payments_for_program, open_bank
 from app.tenancy.transaction import tenant_transaction

@@ -19,7 +19,7 @@ import asyncpg
 from app import csvsafe
 
 if TYPE_CHECKING:
-    from app.staff.accounts import Staff
+    from app.principals import Staff
 
 GENESIS = "0" * 64
 
