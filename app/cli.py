@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from app.errors import UsageError
 from app.settings import Settings, SettingsError, dump_env, load_settings
 
 DEMO_MUNICIPALITY = ("131016", "千代田区（デモ）")
@@ -32,8 +33,6 @@ AREA_COMMANDS = [
 ]
 
 
-class UsageError(Exception):
-    """A mistake the operator can fix; printed without a traceback."""
 
 
 # ---- services -----------------------------------------------------------------------------------
@@ -359,9 +358,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # As `python -m app.cli` this file is `__main__`; the areas' `from app.cli import UsageError` loads it
-    # again as app.cli, with a second UsageError class that this module's main() would not catch (a
-    # traceback and exit 1 instead of one line and exit 2). Run app.cli's main, whose class they raise.
+    # As `python -m app.cli` this file is `__main__`: run the module `app.cli` instead, the one the areas
+    # import from, so that there is one copy of its state.
     from app.cli import main as app_cli_main
 
     sys.exit(app_cli_main())

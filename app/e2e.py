@@ -41,8 +41,9 @@ from app.registry.imports import import_accounts, import_residents, import_tax
 from app.registry.letters import EXPORT_HEADER, export_csv, export_letters, issue_letters
 from app.registry.programs import create_program, parse_program
 from app.registry.synthetic import generate
-from app.staff import accounts, batches, review
-from app.staff.bankdays import JST, earliest_transfer_date, today_jst
+from app.staff import accounts, review
+from payouts import batches
+from payouts.bankdays import JST, earliest_transfer_date, today_jst
 from app.tenancy.codes import check_digit, validate_code
 from app.tenancy.municipalities import (
     MunicipalityExists, add_municipality, list_municipalities, load_field_cipher, signing_public_key,
@@ -549,7 +550,7 @@ async def _bank_side(pool, report: E2EReport, batch_id: int, seed: int, return_s
 
 def cmd_demo_e2e(args, settings) -> int:
     """`kyufu demo e2e --households N --out DIR [--municipality CODE]`."""
-    from app.cli import UsageError
+    from app.errors import UsageError
     from app.tenancy.codes import MunicipalityCodeError
 
     if not args.out:

@@ -43,3 +43,7 @@ class Unauthenticated(DomainError):
     """The caller could not be identified (wrong credentials, an expired sign-in)."""
 
     default_message = "認証が必要です。"
+
+
+class UsageError(Exception):
+    """A mistake the operator can fix at the command line; `kyufu` prints it as one line and exits 2."""

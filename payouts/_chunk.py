@@ -94,7 +94,7 @@ def _c_layout(job: ChunkJob) -> tuple:
 
 
 _DECRYPT_MESSAGE = "口座情報（暗号化）を復号できません（鍵または行の不一致・改ざん）。"
-_LEGACY_MESSAGE = "口座情報が旧形式（0009以前）です。app.staff.payments.upgrade_bank_layout で再暗号化してください。"
+_LEGACY_MESSAGE = "口座情報が旧形式（0009以前）です。payouts.payments.upgrade_bank_layout で再暗号化してください。"
 _ciphers: dict[bytes, AESGCM] = {}
 
 
@@ -129,7 +129,7 @@ def render_chunk(job: ChunkJob) -> ChunkResult:
     """Rows → records: the C loop (payouts/_fastrender.c) when every row is valid and in the common
     shape, otherwise the Python path below, which gives the same bytes or the full problem report."""
     header = bytes([_FORMAT_VERSION]) + job.key_version.to_bytes(4, "big")
-    aad_bank = (job.municipality_code + "|payments|bank|").encode()  # app.staff.payments.seal_bank
+    aad_bank = (job.municipality_code + "|payments|bank|").encode()  # payouts.payments.seal_bank
     if _fastrender is not None:
         fast = _fastrender.render(job.data, job.key, header, aad_bank, *_c_layout(job))
         if fast is not None:

@@ -121,7 +121,7 @@ async def seed(conn: asyncpg.Connection, settings, code: str, n: int, *, seed_va
     rng = random.Random(seed_value)
     aead = AESGCM(cipher.key)
     header = bytes([1]) + cipher.key_version.to_bytes(4, "big")
-    aad_bank = f"{code}|payments|bank|".encode()  # app.staff.payments.seal_bank, in one pass
+    aad_bank = f"{code}|payments|bank|".encode()  # payouts.payments.seal_bank, in one pass
     banks = ["0001", "0005", "0009", "0010", "0017", "0033", "0036", "9900"]
 
     async def rows():

@@ -6,6 +6,8 @@ import asyncio
 import sys
 from pathlib import Path
 
+from app.errors import UsageError
+
 
 def register(sub) -> None:
     """Add this area's subcommands to the `kyufu` parser."""
@@ -35,8 +37,6 @@ def register(sub) -> None:
 
 
 def _usage(message: str) -> Exception:
-    from app.cli import UsageError
-
     return UsageError(message)
 
 

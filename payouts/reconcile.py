@@ -1,4 +1,5 @@
-"""Reconciliation: the bank's returns file → returned / paid payments, once; re-issue after a return.
+"""Reconciliation: the bank's returns file → returned / paid payments, once; then, for each returned
+(不能) payment, re-contact and one re-issue to a corrected account.
 
 A returns CSV (payouts.banksim format: payment reference = payment_id, reason code) reconciles one
 released batch: the listed payments become 'returned' with the reason, every other payment of the batch
@@ -19,10 +20,14 @@ from pathlib import Path
 
 import asyncpg
 
+from app import audit
 from app.crypto import FieldCipher
-from app.staff.payments import seal_bank
+from app.errors import Conflict, InvalidInput, NotFound
+from app.principals import Staff
 from app.tenancy.transaction import tenant_transaction
-from payouts import banksim, kana
+from payouts import banksim
+from payouts.accounts import PayeeAccount
+from payouts.payments import insert_payment
 
 ALREADY_IMPORTED = """
 SELECT import_id, batch_id, returned_count, paid_count FROM payout_return_imports
@@ -66,7 +71,7 @@ WHERE p.municipality_code = $1 AND p.batch_id = $2 AND p.status = 'paid'
 """
 
 
-class ReconcileError(Exception):
+class ReconcileError(Conflict):
     """The returns file cannot be imported; the message says why (Japanese, payment ids only)."""
 
 
@@ -165,70 +170,91 @@ async def _import(conn, code, data, rows, batch_id) -> ImportOutcome:
     return ImportOutcome(batch_id, import_id, len(ids), paid_count, False)
 
 
-# --- re-issue -------------------------------------------------------------------------------------
+# --- after a return: re-contact, then one re-issue --------------------------------------------------
 
-RETURNED_PAYMENT = """
-SELECT entitlement_id, application_id, amount_yen, status FROM payments
+RETURNED = """
+SELECT p.payment_id, p.entitlement_id, p.amount_yen, p.bank_code, coalesce(pr.reason, p.return_reason) AS reason,
+       p.batch_id, e.program_id, f.recontact_at, f.note, u.login AS recontact_by_login,
+       ri.payment_id AS reissued_payment_id, ri.created_at AS reissued_at
+FROM payments p
+JOIN entitlements e ON e.municipality_code = p.municipality_code AND e.entitlement_id = p.entitlement_id
+LEFT JOIN payment_returns pr ON pr.municipality_code = p.municipality_code AND pr.payment_id = p.payment_id
+LEFT JOIN payment_followups f ON f.municipality_code = p.municipality_code AND f.payment_id = p.payment_id
+LEFT JOIN staff_users u ON u.municipality_code = f.municipality_code AND u.staff_id = f.recontact_by
+LEFT JOIN payment_reissues ri ON ri.municipality_code = p.municipality_code AND ri.replaces_payment_id = p.payment_id
+WHERE p.municipality_code = $1 AND p.status = 'returned'
+ORDER BY ri.payment_id IS NOT NULL, p.payment_id
+LIMIT 500
+"""
+PAYMENT = """
+SELECT payment_id, entitlement_id, application_id, amount_yen, status FROM payments
 WHERE municipality_code = $1 AND payment_id = $2 FOR UPDATE
 """
-NEXT_PAYMENT_ID = "SELECT nextval('payments_payment_id_seq')"
-INSERT_PAYMENT = """
-INSERT INTO payments (municipality_code, payment_id, entitlement_id, application_id, amount_yen, bank_code,
-                      branch_code, account_type, bank_enc)
-OVERRIDING SYSTEM VALUE
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+MARK = """
+INSERT INTO payment_followups (municipality_code, payment_id, recontact_by, note) VALUES ($1, $2, $3, $4)
+ON CONFLICT (municipality_code, payment_id) DO UPDATE SET note = EXCLUDED.note, recontact_by = EXCLUDED.recontact_by,
+    recontact_at = now()
 """
+FOLLOWUP = "SELECT 1 FROM payment_followups WHERE municipality_code = $1 AND payment_id = $2"
+REISSUED = "SELECT payment_id FROM payment_reissues WHERE municipality_code = $1 AND replaces_payment_id = $2"
+# payment_reissues_once (one re-issue per returned payment) and payments_one_live back this in the database.
 RECORD_REISSUE = "INSERT INTO payment_reissues (municipality_code, payment_id, replaces_payment_id) VALUES ($1, $2, $3)"
 
 
-@dataclasses.dataclass(frozen=True)
-class BankDetails:
-    """A corrected account (plaintext; encrypted here, bound to the new payment's row)."""
-
-    bank_code: str
-    branch_code: str
-    account_type: int
-    account_number: str
-    holder_kana: str
+async def returned(conn: asyncpg.Connection, code: str) -> list[asyncpg.Record]:
+    return await conn.fetch(RETURNED, code)
 
 
-async def reissue_payment(
-    conn: asyncpg.Connection, cipher: FieldCipher, code: str, payment_id: int, details: BankDetails,
+async def _returned_payment(conn: asyncpg.Connection, code: str, payment_id: int) -> asyncpg.Record:
+    row = await conn.fetchrow(PAYMENT, code, payment_id)
+    if row is None:
+        raise NotFound()
+    if row["status"] != "returned":
+        raise Conflict("振込不能になった支払ではありません。")
+    return row
+
+
+async def mark_recontact(conn: asyncpg.Connection, code: str, staff: Staff, payment_id: int, note: str) -> None:
+    staff.require("reviewer", "drafter")
+    note = (note or "").strip()
+    if len(note) > 1000:
+        raise InvalidInput("メモ（note）は1000文字以内で入力してください。")
+    await _returned_payment(conn, code, payment_id)
+    await conn.execute(MARK, code, payment_id, staff.staff_id, note)
+    await audit.append(conn, code, staff, "payment.recontact", "payment", payment_id, {"note": note})
+
+
+def corrected_account(form: dict) -> PayeeAccount:
+    """A corrected account from the reconciliation form; AccountInvalid (InvalidInput) names the field."""
+    return PayeeAccount.parse(form.get("bank_code"), form.get("branch_code"), form.get("account_type"),
+                              form.get("account_number"), form.get("holder_kana"))
+
+
+async def reissue(
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, staff: Staff, payment_id: int, account: PayeeAccount,
 ) -> int:
-    """A new 'ready' payment to a corrected account for a returned one; returns the new payment_id.
-
-    Inside the caller's tenant_transaction. payments_one_live (one live or paid payment per
-    entitlement) and payment_reissues_once (one re-issue per returned payment) make a second re-issue,
-    or a re-issue while another payment is live, fail in the database whatever the caller checked."""
-    original = await conn.fetchrow(RETURNED_PAYMENT, code, payment_id)
-    if original is None:
-        raise ReconcileError("指定された支払が見つかりません。")
-    if original["status"] != "returned":
-        raise ReconcileError("振込不能（返却）になった支払だけを再発行できます。")
-    d = details
-    if not (len(d.bank_code) == 4 and d.bank_code.isascii() and d.bank_code.isdigit()):
-        raise ReconcileError("金融機関コードは半角数字4桁で指定してください。")
-    if not (len(d.branch_code) == 3 and d.branch_code.isascii() and d.branch_code.isdigit()):
-        raise ReconcileError("支店コードは半角数字3桁で指定してください。")
-    if d.account_type not in (1, 2, 4, 9):
-        raise ReconcileError("預金種目は 1・2・4・9 のいずれかです。")
-    if not (1 <= len(d.account_number) <= 7 and d.account_number.isascii() and d.account_number.isdigit()):
-        raise ReconcileError("口座番号は7桁以内の半角数字で指定してください。")
+    """A new 'ready' payment to the corrected account, for a later batch; returns its id. Inside the caller's
+    tenant_transaction. payments_one_live (one live or paid payment per entitlement) and
+    payment_reissues_once (one re-issue per returned payment) refuse a second one in the database whatever
+    was checked here."""
+    staff.require("drafter")
+    original = await _returned_payment(conn, code, payment_id)
+    if await conn.fetchval(FOLLOWUP, code, payment_id) is None:
+        raise Conflict("先に再連絡の記録をしてください。")
+    if await conn.fetchval(REISSUED, code, payment_id) is not None:
+        raise Conflict("この支払は既に再発行されています。")
     try:
-        holder = kana.to_zengin_kana(d.holder_kana, max_width=30)
-    except kana.ZenginKanaError as exc:
-        raise ReconcileError(str(exc)) from None
-    new_id = await conn.fetchval(NEXT_PAYMENT_ID)
-    try:
-        async with conn.transaction():  # savepoint: the refusal leaves the caller's transaction usable
-            await conn.execute(
-                INSERT_PAYMENT, code, new_id, original["entitlement_id"], original["application_id"],
-                original["amount_yen"], d.bank_code, d.branch_code, d.account_type,
-                seal_bank(cipher, new_id, d.account_number.zfill(7), holder),
+        async with conn.transaction():  # a savepoint, so the refusal below leaves the transaction usable
+            new_id = await insert_payment(
+                conn, cipher, code, entitlement_id=original["entitlement_id"],
+                application_id=original["application_id"], amount_yen=original["amount_yen"],
+                bank_code=account.bank_code, branch_code=account.branch_code, account_type=account.account_type,
+                account_number=account.account_number, holder_kana=account.holder_kana,
             )
             await conn.execute(RECORD_REISSUE, code, new_id, payment_id)
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name not in ("payments_one_live", "payment_reissues_once"):
             raise
-        raise ReconcileError("この受給権には既に有効な支払（または再発行）があります。二重には支払えません。") from None
+        raise Conflict("この受給権には既に有効な支払があります。二重には支払えません。") from None
+    await audit.append(conn, code, staff, "payment.reissue", "payment", payment_id, {"new_payment_id": new_id})
     return new_id

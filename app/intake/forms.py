@@ -14,10 +14,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.intake import banks
+from payouts import accounts
+from payouts.accounts import HOLDER_MAX_WIDTH, AccountInvalid
 from payouts.kana import ZenginKanaError, normalise
 
 # Zengin 総合振込 受取人名 is 30 single-byte characters.
-HOLDER_MAX_WIDTH = 30
 
 LABELS = {
     "municipality_code": "地方公共団体コード",
@@ -93,14 +94,19 @@ def translate(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldE
     return out
 
 
-def _digits(value: str) -> str:
-    return unicodedata.normalize("NFKC", value).strip().replace("-", "").replace(" ", "")
-
-
 def _custom(kind: str, message: str):
     from pydantic_core import PydanticCustomError
 
     return PydanticCustomError("kyufu_" + kind, message)
+
+
+def _account_rule(check, value):
+    """payouts.accounts' rule for one field (the same for every way an account enters kyufu), as a
+    pydantic error of this form."""
+    try:
+        return check(value)
+    except AccountInvalid as exc:
+        raise _custom(exc.field, exc.message) from None
 
 
 class BankDetails(BaseModel):
@@ -110,7 +116,7 @@ class BankDetails(BaseModel):
 
     bank_code: str = Field(description="4-digit 金融機関コード (9900 = ゆうちょ銀行)")
     branch_code: str | None = Field(None, description="3-digit 支店コード (not needed with yucho_kigou)")
-    account_type: int = Field(1, description="預金種目: 1 普通, 2 当座, 4 貯蓄")
+    account_type: int = Field(1, description="預金種目: 1 普通, 2 当座, 4 貯蓄, 9 その他")
     account_number: str | None = Field(None, description="口座番号, up to 7 digits (zero-padded)")
     yucho_kigou: str | None = Field(None, description="ゆうちょ銀行 記号 (5 digits)")
     yucho_bangou: str | None = Field(None, description="ゆうちょ銀行 番号 (up to 8 digits)")
@@ -119,9 +125,7 @@ class BankDetails(BaseModel):
     @field_validator("bank_code")
     @classmethod
     def _bank_code(cls, v: str) -> str:
-        v = _digits(v)
-        if len(v) != 4 or not v.isdigit():
-            raise _custom("bank_code", "金融機関コードは4桁の数字で入力してください。")
+        v = _account_rule(accounts.check_bank_code, v)
         if banks.bank(v) is None:
             raise _custom("unknown_bank", "金融機関コードに該当する金融機関がありません。")
         return v
@@ -131,27 +135,19 @@ class BankDetails(BaseModel):
     def _branch_code(cls, v: str | None) -> str | None:
         if v is None or not v.strip():
             return None
-        v = _digits(v)
-        if len(v) != 3 or not v.isdigit():
-            raise _custom("branch_code", "支店コードは3桁の数字で入力してください。")
-        return v
+        return _account_rule(accounts.check_branch_code, v)
 
     @field_validator("account_type")
     @classmethod
     def _account_type(cls, v: int) -> int:
-        if v not in (1, 2, 4):
-            raise _custom("account_type", "預金種目は普通・当座・貯蓄から選んでください。")
-        return v
+        return _account_rule(accounts.check_account_type, v)
 
     @field_validator("account_number")
     @classmethod
     def _account_number(cls, v: str | None) -> str | None:
         if v is None or not v.strip():
             return None
-        v = _digits(v)
-        if not v.isdigit() or not 1 <= len(v) <= 7:
-            raise _custom("account_number", "口座番号は7桁以内の数字で入力してください。")
-        return v.zfill(7)
+        return _account_rule(accounts.check_account_number, v)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ from app.registry import residentcsv
 from app.registry.csvfile import (UNSPLITTABLE, Column, CsvBody, body_source, copy_body, copy_rejection, read_header,
                                   record_start_lines)
 from app.registry.errors import ImportRejected, LineError, RegistryError, SnapshotMismatch
-from payouts.kana import ZenginKanaError, to_zengin_kana
+from payouts import accounts
+from payouts.accounts import AccountInvalid
 
 # At most this many bad lines are listed (the total is always counted); a file with a systematic
 # problem would otherwise produce a million-line report.
@@ -246,6 +247,14 @@ SELECT $1, $2, line_no, $3, nullif(household_no, ''), nullif(resident_code, ''),
 FROM tax_staging
 """
 
+# (field, CSV header, rule, reason code in the report) of the 公金受取口座 extract.
+ACCOUNT_FIELDS = (
+    ("bank_code", "金融機関コード", accounts.check_bank_code, "digits"),
+    ("branch_code", "支店コード", accounts.check_branch_code, "digits"),
+    ("account_type", "預金種目", accounts.check_account_type, "bad_account_type"),
+    ("account_number", "口座番号", accounts.check_account_number, "digits"),
+    ("holder_kana", "口座名義カナ", accounts.check_holder_kana, "kana"),
+)
 UPSERT_ACCOUNTS = """
 INSERT INTO registered_accounts (municipality_code, resident_code, bank_code, branch_code, account_type,
     account_number_enc, holder_kana_enc, source, updated_at)
@@ -478,23 +487,21 @@ async def import_accounts(conn: asyncpg.Connection, cipher: FieldCipher, code: s
         elif resident in seen:
             errors.append(LineError(line_no, "住民票コード", "duplicate"))
         seen.add(resident)
-        for header_name, width in (("金融機関コード", 4), ("支店コード", 3), ("口座番号", 7)):
-            if not (len(v[header_name]) == width and v[header_name].isascii() and v[header_name].isdigit()):
-                errors.append(LineError(line_no, header_name, "digits"))
-        if v["預金種目"] not in ("1", "2", "4", "9"):
-            errors.append(LineError(line_no, "預金種目", "bad_account_type"))
-        try:
-            kana = to_zengin_kana(v["口座名義カナ"], max_width=30)
-        except ZenginKanaError:
-            errors.append(LineError(line_no, "口座名義カナ", "kana"))
+        # The account rules of every entry point (payouts.accounts); each bad field is reported.
+        account = {}
+        for field, header_name, check, reason in ACCOUNT_FIELDS:
+            try:
+                account[field] = check(v[header_name])
+            except AccountInvalid:
+                errors.append(LineError(line_no, header_name, reason))
         if len(errors) > bad:
             continue
         cols["r"].append(resident)
-        cols["b"].append(v["金融機関コード"])
-        cols["br"].append(v["支店コード"])
-        cols["t"].append(int(v["預金種目"]))
-        cols["n"].append(cipher.encrypt("registered_accounts", "account_number", resident, v["口座番号"]))
-        cols["k"].append(cipher.encrypt("registered_accounts", "holder_kana", resident, kana))
+        cols["b"].append(account["bank_code"])
+        cols["br"].append(account["branch_code"])
+        cols["t"].append(account["account_type"])
+        cols["n"].append(cipher.encrypt("registered_accounts", "account_number", resident, account["account_number"]))
+        cols["k"].append(cipher.encrypt("registered_accounts", "holder_kana", resident, account["holder_kana"]))
     if errors:
         raise ImportRejected(errors[:MAX_REPORTED_ERRORS], len(errors))
     if not cols["r"]:

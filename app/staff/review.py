@@ -16,7 +16,7 @@ from app.crypto import DecryptionError, FieldCipher
 from app import audit
 from app.staff.accounts import Staff
 from app.staff.errors import Conflict, InvalidInput, NotFound
-from app.staff.payments import ACCOUNT_NUMBER, BANK_UNREADABLE, HOLDER_KANA
+from payouts.payments import ACCOUNT_NUMBER, BANK_UNREADABLE, HOLDER_KANA
 
 log = logging.getLogger("kyufu.staff")
 

@@ -26,11 +26,8 @@ from starlette.routing import BaseRoute, Route
 
 from app.settings import Settings
 from app import audit
-from app.staff import (
-    accounts, actors, bank_form, batches, enrolment, grants, reconciliation, review, sessions, signin, throttle,
-)
+from app.staff import accounts, actors, bank_form, enrolment, grants, review, sessions, signin, throttle
 from app.staff.accounts import ROLE_LABELS, ROLES, Staff
-from app.staff.bankdays import JST, earliest_transfer_date, today_jst
 from app.staff.errors import Forbidden, InvalidInput, LoginFailed, NotFound
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 from app.tenancy.municipalities import load_field_cipher
@@ -39,6 +36,8 @@ from app.web.admission import client_address
 from app.web.bodies import read_form
 from app.web.errors import CsrfError
 from app.web.templates import add_template_dir, env, render
+from payouts import batches, reconcile
+from payouts.bankdays import JST, earliest_transfer_date, today_jst
 from payouts.settings_store import BankSettingsMissing, get_bank_settings, put_bank_settings
 
 add_template_dir(Path(__file__).resolve().parent / "templates")
@@ -411,14 +410,14 @@ def _batch_action(action: str, *roles: str):
 @page("reviewer", "drafter")
 async def reconciliation_page(request, conn, staff, ctx):
     return render(request, "staff_reconciliation.html", ctx | {
-        "title": "振込不能の対応", "rows": await reconciliation.returned(conn, staff.municipality_code),
+        "title": "振込不能の対応", "rows": await reconcile.returned(conn, staff.municipality_code),
     })
 
 
 @page("reviewer", "drafter")
 async def payment_recontact(request, conn, staff, ctx):
     payment_id = _int_param(request, "payment_id")
-    await reconciliation.mark_recontact(conn, staff.municipality_code, staff, payment_id, str(ctx["form"].get("note", "")))
+    await reconcile.mark_recontact(conn, staff.municipality_code, staff, payment_id, str(ctx["form"].get("note", "")))
     return _redirect("/staff/reconciliation")
 
 
@@ -426,8 +425,8 @@ async def payment_recontact(request, conn, staff, ctx):
 async def payment_reissue(request, conn, staff, ctx):
     payment_id = _int_param(request, "payment_id")
     code = staff.municipality_code
-    account = reconciliation.corrected_account(dict(ctx["form"]))
-    await reconciliation.reissue(conn, await _cipher(request, conn, code), code, staff, payment_id, account)
+    account = reconcile.corrected_account(dict(ctx["form"]))
+    await reconcile.reissue(conn, await _cipher(request, conn, code), code, staff, payment_id, account)
     return _redirect("/staff/reconciliation")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
-from app.staff.payments import seal_bank
+from payouts.payments import seal_bank
 from app.tenancy.municipalities import load_field_cipher, load_signing_key
 from app.tenancy.transaction import tenant_transaction
 from payouts import bank, pipeline, sealing, settings_store

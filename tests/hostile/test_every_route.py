@@ -23,7 +23,8 @@ from starlette.testclient import TestClient
 
 from app.intake.identity import FIELDS as IDENTITY_FIELDS
 from app.main import create_app
-from app.staff import batches, enrolment, grants
+from app.staff import enrolment, grants
+from payouts import batches
 from app.staff.bank_form import LABELS as BANK_SETTINGS_FIELDS
 from app.tenancy.transaction import tenant_transaction
 from tests.conftest import next_municipality_code

@@ -11,8 +11,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from app.staff import batches
-from app.staff.payments import ACCOUNT_NUMBER, BANK_UNREADABLE
+from payouts import batches
+from payouts.payments import ACCOUNT_NUMBER, BANK_UNREADABLE
 from app.tenancy.transaction import tenant_transaction
 from tests.hostile.helpers import staff_signed_in
 from tests.staff.conftest import add_bank_settings

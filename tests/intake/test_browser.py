@@ -64,7 +64,7 @@ def test_whole_flow_once_despite_double_click_and_back_resubmit(live_server, set
     page.dblclick("#submit")
     page.wait_for_url(base + "/receipt")
     receipt = page.locator("#receipt-no").inner_text()
-    assert len(receipt.replace("-", "")) == 10
+    assert len(receipt.replace("-", "")) == 11
     screenshot(page, "06-receipt")
     assert _applications(settings, code, letter.entitlement_id) == 1
 

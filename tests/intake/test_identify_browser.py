@@ -51,7 +51,7 @@ def test_no_letter_path_from_the_start_page_to_the_receipt(live_server, settings
     page.dblclick("#submit")
     page.wait_for_url(base + "/receipt")
     receipt = page.locator("#receipt-no").inner_text()
-    assert len(receipt.replace("-", "")) == 10
+    assert len(receipt.replace("-", "")) == 11
     screenshot(page, "identify-06-receipt")
 
     async def stored(conn):

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.staff.payments import seal_bank
+from payouts.payments import seal_bank
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from payouts import bank, pipeline, settings_store, zengin

@@ -122,7 +122,7 @@ async def test_missing_bank_settings_and_unknown_batch_are_clear(owner_conn, set
 async def test_bank_details_from_before_0009_are_refused_by_id_until_upgraded(owner_conn, settings, municipality, tmp_path):
     """A payment still holding two ciphertexts (written before 0009) is reported, not rendered; after
     upgrade_bank_layout the same approved bytes come out (the plaintext did not change)."""
-    from app.staff.payments import upgrade_bank_layout
+    from payouts.payments import upgrade_bank_layout
     from app.tenancy.municipalities import load_field_cipher
 
     code = await municipality()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from app.staff.payments import open_bank
+from app.errors import Conflict
+from app.principals import Staff
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from payouts import banksim, reconcile, release
+from payouts.payments import open_bank
 from tests.conftest import run_cli
 from tests.payouts._batches import make_batch
 
@@ -54,15 +56,21 @@ async def test_reissue_after_return_pays_once(owner_conn, app_pool, settings, mu
     returned_id = batch.payment_ids[0]
     csv_path = banksim.write_returns_csv([banksim.ReturnRow(returned_id, "2", "取引なし")], tmp_path / "r.csv")
     await reconcile.import_returns(app_pool, code, csv_path)
-    details = reconcile.BankDetails("0005", "002", 1, "1234567", "ヤマダ タロウ")
+    account = reconcile.corrected_account({"bank_code": "0005", "branch_code": "002", "account_type": "1",
+                                            "account_number": "1234567", "holder_kana": "ヤマダ タロウ"})
+    # The one re-issue (payouts.reconcile.reissue), as the console's reconciliation screen calls it.
+    clerk = Staff(batch.drafter, code, "drafter", "起案", ("reviewer", "drafter"))
     async with tenant_transaction(app_pool, code) as conn:
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
-        new_id = await reconcile.reissue_payment(conn, cipher, code, returned_id, details)
+        with pytest.raises(Conflict, match="再連絡"):  # re-contact is recorded first
+            await reconcile.reissue(conn, cipher, code, clerk, returned_id, account)
+        await reconcile.mark_recontact(conn, code, clerk, returned_id, "電話で口座を確認")
+        new_id = await reconcile.reissue(conn, cipher, code, clerk, returned_id, account)
         assert open_bank(cipher, await conn.fetchrow(
             "SELECT payment_id, bank_enc FROM payments WHERE municipality_code = $1 AND payment_id = $2", code, new_id,
         )) == ("1234567", "ﾔﾏﾀﾞ ﾀﾛｳ")
-        with pytest.raises(reconcile.ReconcileError, match="二重"):
-            await reconcile.reissue_payment(conn, cipher, code, returned_id, details)
+        with pytest.raises(Conflict, match="既に再発行"):
+            await reconcile.reissue(conn, cipher, code, clerk, returned_id, account)
     # The database itself refuses a second live payment for the entitlement, whatever the code path.
     async with tenant_transaction(owner_conn, code) as conn:
         with pytest.raises(asyncpg.UniqueViolationError, match="payments_one_live"):

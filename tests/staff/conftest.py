@@ -12,7 +12,7 @@ from app.crypto import FieldCipher
 from app.staff.accounts import STAFF_COLUMNS, Staff
 from app.staff.actors import Operator
 from app.staff.demo import Person, bootstrap_ready, ready
-from app.staff.payments import ACCOUNT_NUMBER, HOLDER_KANA
+from payouts.payments import ACCOUNT_NUMBER, HOLDER_KANA
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 
@@ -146,7 +146,7 @@ async def add_bank_settings(conn, code: str, lead_days: int = 2) -> None:
 
 @pytest.fixture
 def transfer_date():
-    from app.staff.bankdays import earliest_transfer_date, today_jst
+    from payouts.bankdays import earliest_transfer_date, today_jst
 
     return earliest_transfer_date(today_jst(), 5)
 

@@ -11,7 +11,8 @@ import asyncpg
 import pytest
 
 from app import audit
-from app.staff import batches, enrolment, grants
+from app.staff import enrolment, grants
+from payouts import batches
 from app.staff.actors import Operator
 from app.staff.demo import confirm_pending, enrol_as_owner
 from app.staff.errors import Conflict, Forbidden

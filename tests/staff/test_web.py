@@ -10,7 +10,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from app.staff import batches, grants
+from app.staff import grants
+from payouts import batches
 from app.staff.accounts import Staff
 from app.staff.routes import routes as staff_routes
 from app.tenancy.transaction import tenant_transaction

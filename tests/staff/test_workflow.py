@@ -9,9 +9,10 @@ import asyncpg
 import pytest
 
 from app import audit
-from app.staff import batches, reconciliation, review
+from app.staff import review
+from payouts import batches, reconcile as reconciliation
 from app.staff.errors import Conflict, Forbidden, InvalidInput, NotFound
-from app.staff.payments import create_payments_for_program, open_bank
+from payouts.payments import create_payments_for_program, open_bank
 from app.tenancy.transaction import tenant_transaction
 from tests.staff.conftest import add_application, add_bank_settings
 
@@ -258,7 +259,7 @@ async def test_reissue_of_a_returned_payment_happens_once(make_world, app_pool, 
         assert rows[0]["reissued_payment_id"] == new_id and rows[0]["reason"] == "取引なし"
         row = await conn.fetchrow("SELECT payment_id, bank_enc FROM payments WHERE payment_id = $1", new_id)
         assert open_bank(world.cipher, row)[1] == "ﾔﾏﾀﾞ ﾀﾛｳ"
-    with pytest.raises(InvalidInput, match="holder_kana"):
+    with pytest.raises(InvalidInput, match="口座名義"):
         reconciliation.corrected_account({"bank_code": "0005", "branch_code": "123", "account_type": "1",
                                           "account_number": "7654321", "holder_kana": "山田太郎"})
 

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from app.staff.bankdays import business_days_after, earliest_transfer_date, is_bank_business_day, transfer_date_problem
+from payouts.bankdays import business_days_after, earliest_transfer_date, is_bank_business_day, transfer_date_problem
 
 
 @pytest.mark.parametrize("day,ok", [

@@ -14,18 +14,18 @@ from typing import Any
 
 import asyncpg
 
-from app.crypto import DecryptionError, FieldCipher
-from app.settings import Settings
 from app import audit
-from app.staff.accounts import Staff
-from app.staff.bankdays import today_jst, transfer_date_problem
-from app.staff.errors import Conflict, Forbidden, InvalidInput, NotFound
-from app.staff.payments import BANK_UNREADABLE, BankDetailsUnreadable, create_payments_for_program, open_bank
+from app.crypto import DecryptionError, FieldCipher
+from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.principals import Staff
+from app.settings import Settings
+from payouts.bankdays import today_jst, transfer_date_problem
+from payouts.payments import BANK_UNREADABLE, BankDetailsUnreadable, create_payments_for_program, open_bank
 
 DEFAULT_LEAD_DAYS = 2
 SAMPLE_SIZE = 10
 
-log = logging.getLogger("kyufu.staff")
+log = logging.getLogger("kyufu.payouts")
 
 # The bank's lead time is part of the municipality's bank settings (payout stage, migration 0006).
 LEAD_DAYS = "SELECT min_business_days_ahead FROM municipality_bank_settings WHERE municipality_code = $1"
@@ -109,7 +109,7 @@ SELECT
     WHERE p.municipality_code = $1 AND e.program_id = $2 AND p.status IN ('in_batch', 'released', 'paid')
       AND p.batch_id IS DISTINCT FROM $3) AS other_batches_yen
 """
-# Why this approver may not approve this drafter's batch (NULL: they may); see app/staff/grants.py.
+# Why this approver may not approve this drafter's batch (NULL: they may): migrations/0014, app/staff/grants.py.
 APPROVAL_CONFLICT = "SELECT kyufu_approval_conflict($1, $2, $3)"
 INDEPENDENCE_MESSAGES = {
     "same_account": "起案した本人は承認できません。別の承認者が承認してください。",
@@ -144,7 +144,7 @@ async def program(conn: asyncpg.Connection, code: str, program_id: int) -> async
 
 async def draft_preview(conn: asyncpg.Connection, code: str, program_id: int) -> dict[str, Any]:
     """What drafting would freeze now: ready payments plus approved applications still without one."""
-    from app.staff.payments import eligible_totals
+    from payouts.payments import eligible_totals
 
     await program(conn, code, program_id)
     by_bank = await conn.fetch(READY_BY_BANK, code, program_id)
