@@ -42,15 +42,15 @@ from app.registry.letters import EXPORT_HEADER, export_csv, export_letters, issu
 from app.registry.programs import create_program, parse_program
 from app.registry.synthetic import generate
 from app.staff import accounts, review
-from payouts import batches
-from payouts.bankdays import JST, earliest_transfer_date, today_jst
 from app.tenancy.codes import check_digit, validate_code
 from app.tenancy.municipalities import (
     MunicipalityExists, add_municipality, list_municipalities, load_field_cipher, signing_public_key,
 )
 from app.tenancy.transaction import tenant_transaction
-from payouts import bank, banksim, reconcile, sealing, settings_store, zengin
+from payouts import bank, banksim, batches, reconcile, sealing, settings_store, zengin
+from payouts.bankdays import JST, earliest_transfer_date, today_jst
 from payouts.settings_store import BankSettingsMissing, StoredBankSettings
+from workers.payouts import run_due
 from workers.verification import verify_applications_batch
 
 ACTOR = "demo-e2e"
@@ -502,14 +502,15 @@ async def _draft_and_approve(pool, settings, report: E2EReport, drafter, approve
             expected_count=seen["ready_count"] + seen["pending_count"],
             expected_total_yen=seen["ready_yen"] + seen["pending_yen"],
         )
+    await run_due(pool, settings, code)                   # the worker hashes the drafted file
     async with tenant_transaction(pool, code) as conn:   # the approver's screen shows the file's hash
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
         view = await batches.approval_view(conn, settings, cipher, code, approver, batch_id)
-    if view["rendered"] is None:
+    if view["sha256"] is None:
         raise RuntimeError(f"batch {batch_id} cannot be rendered: {view['render_error']}")
     async with tenant_transaction(pool, code) as conn:
         report.approved_sha256 = await batches.approve_batch(conn, settings, code, approver, batch_id,
-                                                             view["rendered"].sha256)
+                                                             view["sha256"])
     report.batch_ids = [batch_id]
     report.record_count, report.total_yen = view["batch"]["record_count"], view["batch"]["total_yen"]
     return batch_id
@@ -518,12 +519,17 @@ async def _draft_and_approve(pool, settings, report: E2EReport, drafter, approve
 async def _release(pool, settings, report: E2EReport, approver, batch_id: int) -> None:
     """Release, then hand the sealed file and manifest to the bank (a copy into out_dir)."""
     code = report.municipality_code
-    async with tenant_transaction(pool, code) as conn:
-        manifest = await batches.release_batch(conn, settings, code, approver, batch_id)
+    async with tenant_transaction(pool, code) as conn:    # 送信 on the console
+        await batches.release_batch(conn, settings, code, approver, batch_id)
+    await run_due(pool, settings, code)                    # the worker's release job
+    async with tenant_transaction(pool, code, readonly=True) as conn:
+        batch = await batches.get_batch(conn, code, batch_id)
+    if batch["status"] != "released":
+        raise RuntimeError(f"batch {batch_id} was not released: {batch['release_error']}")
     outbox = Path(settings.outbox_path) / code
     for suffix, attr in ((sealing.AGE_SUFFIX, "age_path"), (sealing.MANIFEST_SUFFIX, "manifest_path")):
-        target = report.out_dir / (manifest.file_name + suffix)
-        shutil.copyfile(outbox / (manifest.file_name + suffix), target)
+        target = report.out_dir / (batch["file_name"] + suffix)
+        shutil.copyfile(outbox / (batch["file_name"] + suffix), target)
         setattr(report, attr, target)
 
 

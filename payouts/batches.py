@@ -1,24 +1,33 @@
-"""振込起案 → 振込承認 → release, with four eyes in the application and in the database.
+"""振込起案 → 振込承認 → 送信, with four eyes in the application and in the database.
 
-Drafting freezes a set of payments (payments.batch_id is one column, so a payment is in one batch);
-approval records the SHA-256 of the exact Zengin file the batch produces (rendered by the payout stage);
-release regenerates the file and hands it to the payout stage only if its hash is the approved one.
-Every function runs inside the caller's tenant_transaction and appends its audit entry there.
+Drafting freezes a set of payments (payments.batch_id is one column, so a payment is in one batch) and
+asks the worker for the file's hash (job `hash_batch`, through the outbox): `compute_hash` renders the
+Zengin file once and records its SHA-256, count and total on the batch, with progress while it runs.
+Approval approves that recorded hash (the database refuses any other: migration 0016). 送信 asks the
+worker for the release (job `release_batch`): `perform_release` renders again, refuses a file whose hash
+is not the approved one, seals, signs, writes and marks the batch released (payouts/release.py). So no
+web request renders a file: a city's batch is seconds of CPU, which belong in a worker.
+
+The console's functions run inside the caller's tenant_transaction and append their audit entry there;
+the two job functions take the pool and open their own transactions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Any
 
 import asyncpg
 
-from app import audit
+from app import audit, outbox
 from app.crypto import DecryptionError, FieldCipher
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.principals import Staff
 from app.settings import Settings
+from app.tenancy.transaction import tenant_transaction
+from payouts import pipeline, release
 from payouts.bankdays import today_jst, transfer_date_problem
 from payouts.payments import BANK_UNREADABLE, BankDetailsUnreadable, create_payments_for_program, open_bank
 
@@ -64,7 +73,9 @@ SET_TOTALS = "UPDATE payout_batches SET record_count = $3, total_yen = $4 WHERE 
 BATCH_COLUMNS = """
 b.batch_id, b.program_id, pr.name AS program_name, b.transfer_date, b.status, b.drafted_by, d.login AS drafted_by_login,
 b.drafted_at, b.record_count, b.total_yen, b.approved_by, a.login AS approved_by_login, b.approved_at, b.approved_sha256,
-b.released_at, b.released_sha256, b.file_name, b.rejected_at, b.rejection_comment, r.login AS rejected_by_login
+b.released_at, b.released_sha256, b.file_name, b.rejected_at, b.rejection_comment, r.login AS rejected_by_login,
+b.plaintext_sha256, b.hashed_at, b.hash_error, b.hash_progress, b.hash_generation,
+b.release_attempt, b.release_requested_at, b.release_error
 """
 BATCH_FROM = """
 FROM payout_batches b
@@ -75,7 +86,8 @@ LEFT JOIN staff_users r ON r.municipality_code = b.municipality_code AND r.staff
 """
 BATCH = f"SELECT {BATCH_COLUMNS} {BATCH_FROM} WHERE b.municipality_code = $1 AND b.batch_id = $2"
 LOCK_BATCH = """
-SELECT batch_id, program_id, transfer_date, status, drafted_by, record_count, total_yen, approved_sha256, rejected_at
+SELECT batch_id, program_id, transfer_date, status, drafted_by, record_count, total_yen, approved_sha256, rejected_at,
+       plaintext_sha256, hash_error, release_attempt, release_requested_at, release_error
 FROM payout_batches WHERE municipality_code = $1 AND batch_id = $2 FOR UPDATE
 """
 BATCHES = f"SELECT {BATCH_COLUMNS} {BATCH_FROM} WHERE b.municipality_code = $1 ORDER BY b.batch_id DESC LIMIT 200"
@@ -83,6 +95,47 @@ APPROVE = """
 UPDATE payout_batches SET status = 'approved', approved_by = $3, approved_at = now(), approved_sha256 = $4
 WHERE municipality_code = $1 AND batch_id = $2 AND status = 'draft'
 """
+# ---- the worker's part: the file's hash, then the release (jobs in workers/payouts.py) ----------------
+HASH_JOB, RELEASE_JOB = "hash_batch", "release_batch"
+# A new hash request for a draft: the previous hash (if any) no longer counts; the job is named by the
+# generation, so a stale job finds it moved on and does nothing.
+REQUEST_HASH = """
+UPDATE payout_batches SET hash_generation = hash_generation + 1, plaintext_sha256 = NULL, hashed_at = NULL,
+       hash_error = NULL, hash_progress = 0
+WHERE municipality_code = $1 AND batch_id = $2 AND status = 'draft'
+RETURNING hash_generation
+"""
+HASH_TARGET = """
+SELECT status, hash_generation, record_count, total_yen FROM payout_batches
+WHERE municipality_code = $1 AND batch_id = $2
+"""
+HASH_PROGRESS = """
+UPDATE payout_batches SET hash_progress = $4
+WHERE municipality_code = $1 AND batch_id = $2 AND hash_generation = $3 AND plaintext_sha256 IS NULL
+"""
+RECORD_HASH = """
+UPDATE payout_batches SET plaintext_sha256 = $4, hash_error = $5, hashed_at = now(),
+       hash_progress = CASE WHEN $4::text IS NULL THEN hash_progress ELSE record_count END
+WHERE municipality_code = $1 AND batch_id = $2 AND hash_generation = $3 AND status = 'draft'
+"""
+REQUEST_RELEASE = """
+UPDATE payout_batches SET release_attempt = release_attempt + 1, release_requested_at = now(),
+       release_requested_by = $3, release_error = NULL
+WHERE municipality_code = $1 AND batch_id = $2 AND status = 'approved'
+RETURNING release_attempt
+"""
+RELEASE_TARGET = """
+SELECT b.status, b.release_attempt, b.release_requested_by, u.staff_id, u.municipality_code, u.login, u.display_name,
+       u.roles
+FROM payout_batches b
+JOIN staff_users u ON u.municipality_code = b.municipality_code AND u.staff_id = b.release_requested_by
+WHERE b.municipality_code = $1 AND b.batch_id = $2
+"""
+RECORD_RELEASE_ERROR = """
+UPDATE payout_batches SET release_error = $4
+WHERE municipality_code = $1 AND batch_id = $2 AND release_attempt = $3 AND status = 'approved'
+"""
+HASH_PROGRESS_EVERY_S = 1.0
 REJECT = """
 UPDATE payout_batches SET status = 'draft', approved_by = NULL, approved_at = NULL, approved_sha256 = NULL,
        rejected_at = now(), rejected_by = $3, rejection_comment = $4
@@ -185,6 +238,7 @@ async def draft_batch(
     ):
         raise Conflict("表示した後に対象の支払が変わりました。内容を確認し直してから起案してください。")
     await conn.execute(SET_TOTALS, code, batch_id, frozen["count"], frozen["total_yen"])
+    await request_hash(conn, code, batch_id)
     await audit.append(conn, code, staff, "batch.draft", "batch", batch_id, {
         "program_id": program_id, "transfer_date": transfer_date.isoformat(),
         "record_count": frozen["count"], "total_yen": frozen["total_yen"],
@@ -212,25 +266,13 @@ async def _lock(conn: asyncpg.Connection, code: str, batch_id: int) -> asyncpg.R
     return row
 
 
-async def render(conn: asyncpg.Connection, settings: Settings, code: str, batch_id: int):
-    """The payout stage's deterministic rendering of the batch's Zengin file (sha256, count, total).
-
-    The stage's refusals (bank settings missing, a payment it cannot represent) become Conflict with the
-    stage's own Japanese message, which names payments by number only.
-    """
-    from payouts.pipeline import render_batch
-
-    try:
-        return await render_batch(conn, settings, code, batch_id)
-    except (ValueError, LookupError) as exc:
-        raise Conflict(f"振込ファイルを作成できません: {exc}") from None
-
-
 async def approval_view(
     conn: asyncpg.Connection, settings: Settings, cipher: FieldCipher, code: str, staff: Staff, batch_id: int,
 ) -> dict[str, Any]:
     """What the approver sees: totals, per-bank breakdown, difference against the program's verified
-    entitlements, a sample of records (personal data: audit-logged) and the file's SHA-256."""
+    entitlements, a sample of records (personal data: audit-logged) and the file's SHA-256 as the worker
+    recorded it (or its progress, or why it could not be made). Read from the database: nothing here
+    renders the file."""
     staff.require("approver")
     batch = await get_batch(conn, code, batch_id)
     totals = await conn.fetchrow(PROGRAM_TOTALS, code, batch["program_id"], batch_id)
@@ -240,7 +282,7 @@ async def approval_view(
             number, holder = open_bank(cipher, r)
             masked = "****" + number[-3:]
         except DecryptionError as exc:
-            # The file cannot be rendered either (render_error below says which payments): nothing to approve.
+            # The file cannot be rendered either (the hash job says which payments): nothing to approve.
             log.error("bank details of payment %s (municipality %s) do not decrypt: %s", r["payment_id"], code,
                       type(exc).__name__)
             masked, holder = "（復号できません）", ""
@@ -250,27 +292,22 @@ async def approval_view(
             "holder_kana": holder,
             "amount_yen": r["amount_yen"],
         })
-    rendered = error = None
-    if batch["status"] in ("draft", "approved"):
-        try:
-            rendered = await render(conn, settings, code, batch_id)
-        except Conflict as exc:
-            # Shown on the page instead of the hash; nothing can be approved until it is fixed.
-            error = exc.message
     await audit.append(conn, code, staff, "personal_data.view", "batch", batch_id,
                        {"purpose": "approval", "records": len(sample)})
     return {
         "independence_problem": await independence_problem(conn, code, batch["drafted_by"], staff),
         "batch": batch, "by_bank": await conn.fetch(BATCH_BY_BANK, code, batch_id), "totals": totals,
         "remaining_yen": totals["verified_yen"] - totals["other_batches_yen"] - batch["total_yen"],
-        "sample": sample, "rendered": rendered, "render_error": error,
+        "sample": sample, "sha256": batch["plaintext_sha256"], "render_error": batch["hash_error"],
+        "hashing": batch["status"] == "draft" and batch["plaintext_sha256"] is None and batch["hash_error"] is None,
     }
 
 
 async def approve_batch(
     conn: asyncpg.Connection, settings: Settings, code: str, staff: Staff, batch_id: int, shown_sha256: str,
 ) -> str:
-    """振込承認 of the file whose SHA-256 the approver was shown; returns the approved hash."""
+    """振込承認 of the file whose SHA-256 the approver was shown: the hash the worker recorded for this draft
+    (payout_batches_approves_the_recorded_hash refuses any other). Returns the approved hash."""
     staff.require("approver")
     batch = await _lock(conn, code, batch_id)
     if batch["status"] != "draft" or batch["rejected_at"] is not None:
@@ -278,24 +315,25 @@ async def approve_batch(
     problem = await independence_problem(conn, code, batch["drafted_by"], staff)
     if problem:
         raise Forbidden(problem)
-    rendered = await render(conn, settings, code, batch_id)
-    if rendered.sha256 != (shown_sha256 or "").strip().lower():
+    if batch["hash_error"] is not None:
+        raise Conflict(batch["hash_error"])
+    if batch["plaintext_sha256"] is None:
+        raise Conflict("振込ファイルのハッシュを計算中です。完了してから承認してください。")
+    if batch["plaintext_sha256"] != (shown_sha256 or "").strip().lower():
         raise Conflict("表示した後にファイルの内容が変わりました（SHA-256 不一致）。画面を開き直して確認してください。")
-    if (rendered.record_count, rendered.total_yen) != (batch["record_count"], batch["total_yen"]):
-        raise Conflict("ファイルの件数・合計金額が起案と一致しません。承認できません。")
     # payout_batches_four_eyes (approved_by <> drafted_by) and the payout_batches_independent_approver
     # trigger refuse this too if the check above is bypassed.
     try:
-        await conn.execute(APPROVE, code, batch_id, staff.staff_id, rendered.sha256)
+        await conn.execute(APPROVE, code, batch_id, staff.staff_id, batch["plaintext_sha256"])
     except asyncpg.CheckViolationError as exc:
         if exc.constraint_name not in ("payout_batches_four_eyes", "payout_batches_independent_approver"):
             raise
         same = exc.constraint_name == "payout_batches_four_eyes"
         raise Forbidden(INDEPENDENCE_MESSAGES["same_account" if same else "shared_hands"]) from None
     await audit.append(conn, code, staff, "batch.approve", "batch", batch_id, {
-        "sha256": rendered.sha256, "record_count": rendered.record_count, "total_yen": rendered.total_yen,
+        "sha256": batch["plaintext_sha256"], "record_count": batch["record_count"], "total_yen": batch["total_yen"],
     })
-    return rendered.sha256
+    return batch["plaintext_sha256"]
 
 
 async def independence_problem(conn: asyncpg.Connection, code: str, drafted_by: int, approver: Staff) -> str:
@@ -317,14 +355,16 @@ async def reject_batch(
     batch = await _lock(conn, code, batch_id)
     if batch["status"] not in ("draft", "approved"):
         raise Conflict("送信済み・取消済みの起案は差し戻せません。")
-    from payouts.release import written_files
 
-    if batch["status"] == "approved" and written_files(settings, code, batch_id, batch["transfer_date"]):
+
+    if batch["status"] == "approved" and release.written_files(settings, code, batch_id, batch["transfer_date"]):
         # A release was interrupted after writing the file: it may already be with the bank. Going back to
         # draft (and from there to cancel and a new draft) would pay the same people twice.
         raise Conflict("この起案の振込ファイルは書き出し済みです（送信処理が中断されました）。"
                        "差し戻さずに、もう一度「送信」を実行して送信を完了してください。")
     await conn.execute(REJECT, code, batch_id, staff.staff_id, comment)
+    # Hashed again for the next approval: the bank settings (the file's header) may be what was wrong.
+    await request_hash(conn, code, batch_id)
     await audit.append(conn, code, staff, "batch.reject", "batch", batch_id,
                        {"comment": comment, "was": batch["status"]})
 
@@ -350,28 +390,114 @@ async def cancel_batch(conn: asyncpg.Connection, code: str, staff: Staff, batch_
     await audit.append(conn, code, staff, "batch.cancel", "batch", batch_id)
 
 
-async def release_batch(conn: asyncpg.Connection, settings: Settings, code: str, staff: Staff, batch_id: int) -> Any:
-    """Release an approved batch to the bank, once, and only if the regenerated file is the approved one.
-
-    The payout stage's release (payouts.release.release_batch) encrypts, signs and writes the file and
-    marks the batch released in this same transaction; the release-once trigger and the
-    release-must-match-approval CHECK back both rules in the database.
-    """
+async def release_batch(conn: asyncpg.Connection, settings: Settings, code: str, staff: Staff, batch_id: int) -> int:
+    """送信: ask the worker to release an approved batch to the bank (job `release_batch`, through the
+    outbox, after this transaction commits); returns the attempt number. The release itself
+    (`perform_release`) checks the file against the approval and releases it once; the release-once
+    trigger and the release-must-match-approval CHECK back both rules in the database."""
     staff.require("approver")
     batch = await _lock(conn, code, batch_id)
     if batch["status"] == "released":
         raise Conflict("この起案は既に送信済みです。二度は送信できません。")
     if batch["status"] != "approved":
         raise Conflict("承認済みの起案だけを送信できます。")
-    rendered = await render(conn, settings, code, batch_id)
-    if rendered.sha256 != batch["approved_sha256"]:
-        raise Conflict("承認後にファイルの内容が変わりました（SHA-256 不一致）。送信できません。差し戻して起案し直してください。")
-    from payouts.release import ReleaseError
-    from payouts.release import release_batch as payouts_release
+    if batch["release_requested_at"] is not None and batch["release_error"] is None:
+        raise Conflict("送信処理中です。完了までお待ちください。")
+    attempt = await conn.fetchval(REQUEST_RELEASE, code, batch_id, staff.staff_id)
+    await outbox.add(conn, code, RELEASE_JOB, release_job_id(code, batch_id, attempt), code, batch_id, attempt)
+    await audit.append(conn, code, staff, "batch.release_request", "batch", batch_id,
+                       {"sha256": batch["approved_sha256"], "attempt": attempt})
+    return attempt
 
-    try:
-        result = await payouts_release(conn, settings, code, batch_id, released_by=staff.staff_id)
-    except ReleaseError as exc:
-        raise Conflict(f"送信できません: {exc}") from None
-    await audit.append(conn, code, staff, "batch.release", "batch", batch_id, {"sha256": rendered.sha256})
-    return result
+
+# ---- the worker's part ----------------------------------------------------------------------------------
+
+
+def hash_job_id(code: str, batch_id: int, generation: int) -> str:
+    return f"payouts.hash:{code}:{batch_id}:{generation}"
+
+
+def release_job_id(code: str, batch_id: int, attempt: int) -> str:
+    return f"payouts.release:{code}:{batch_id}:{attempt}"
+
+
+async def request_hash(conn: asyncpg.Connection, code: str, batch_id: int) -> int:
+    """Inside the caller's transaction: forget the draft's hash and ask the worker for a new one."""
+    generation = await conn.fetchval(REQUEST_HASH, code, batch_id)
+    await outbox.add(conn, code, HASH_JOB, hash_job_id(code, batch_id, generation), code, batch_id, generation)
+    return generation
+
+
+async def compute_hash(pool: asyncpg.Pool, settings: Settings, code: str, batch_id: int, generation: int) -> str:
+    """Job `hash_batch`: render the draft's file once from a read-only snapshot and record its SHA-256 (or,
+    when the stage refuses — bank settings missing, a payment it cannot write, count or total not the
+    batch's — the reason, in Japanese). A stale generation (the draft was sent back or hashed again
+    since) does nothing. Database trouble propagates: the job is retried and the sweeper re-derives it."""
+    done = {"records": 0}
+
+    def progress(records: int, total: int) -> None:
+        done["records"] = records
+
+    async def report_progress() -> None:
+        while True:
+            await asyncio.sleep(HASH_PROGRESS_EVERY_S)
+            async with tenant_transaction(pool, code) as conn:
+                await conn.execute(HASH_PROGRESS, code, batch_id, generation, done["records"])
+
+    sha = error = None
+    async with tenant_transaction(pool, code, isolation="repeatable_read", readonly=True) as conn:
+        target = await conn.fetchrow(HASH_TARGET, code, batch_id)
+        fresh = target is not None and target["status"] == "draft" and target["hash_generation"] == generation
+        if fresh:
+            reporter = asyncio.create_task(report_progress())
+            try:
+                rendered = await pipeline.render_in_transaction(conn, settings.master_key_bytes, code, batch_id,
+                                                                progress=progress)
+            except (ValueError, LookupError) as exc:  # the stage's refusals, named in Japanese
+                error = f"振込ファイルを作成できません: {exc}"
+            else:
+                if (rendered.record_count, rendered.total_yen) != (target["record_count"], target["total_yen"]):
+                    error = "振込ファイルの件数・合計金額が起案と一致しません。起案を取り消して起案し直してください。"
+                else:
+                    sha = rendered.sha256
+            finally:
+                reporter.cancel()
+    async with tenant_transaction(pool, code) as conn:
+        if fresh:
+            await conn.execute(RECORD_HASH, code, batch_id, generation, sha, error)
+        await outbox.mark_done(conn, code, hash_job_id(code, batch_id, generation))
+    if not fresh:
+        return "stale"
+    if error:
+        log.warning("hash of batch %s of %s refused", batch_id, code)
+        return "refused"
+    return sha
+
+
+async def perform_release(pool: asyncpg.Pool, settings: Settings, code: str, batch_id: int, attempt: int) -> str:
+    """Job `release_batch`: release the approved batch (payouts.release: render, check against the approved
+    hash, seal, sign, write, mark released — in this job's transaction, with its outbox row). A refusal
+    that retrying cannot change is recorded on the batch for the console (送信できませんでした: reason);
+    database or disk trouble propagates, so the job is retried and the sweeper re-derives it."""
+    async with tenant_transaction(pool, code) as conn:
+        target = await conn.fetchrow(RELEASE_TARGET, code, batch_id)
+        outcome = "stale"
+        if target is not None and target["release_attempt"] == attempt:
+            requester = Staff.from_row(target)
+            try:
+                async with conn.transaction():  # savepoint: a refusal still lets us record it and mark the row
+                    manifest = await release.release_batch(conn, settings, code, batch_id, requester.staff_id)
+                await audit.append(conn, code, requester, "batch.release", "batch", batch_id,
+                                   {"sha256": manifest.plaintext_sha256, "file_name": manifest.file_name})
+                outcome = f"released {manifest.file_name}"
+            except release.BatchAlreadyReleased:
+                outcome = "already released"
+            except (release.ApprovalMismatch, release.BatchNotApproved, pipeline.BatchNotFound, ValueError,
+                    LookupError) as exc:
+                # Permanent for these rows: staff see why, and may send the batch back.
+                message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else type(exc).__name__
+                await conn.execute(RECORD_RELEASE_ERROR, code, batch_id, attempt, f"送信できませんでした: {message}")
+                log.warning("release of batch %s of %s refused: %s", batch_id, code, type(exc).__name__)
+                outcome = f"refused: {type(exc).__name__}"
+        await outbox.mark_done(conn, code, release_job_id(code, batch_id, attempt))
+    return outcome

@@ -254,6 +254,11 @@ async def render_and_seal(
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
             log.warning("batch %s of %s: removed an incomplete sealed file %s", batch.batch_id, code, stale.name)
+    for temp in directory.glob(f".{stem}*.tmp"):
+        # Left by a release that was killed while writing (SIGKILL leaves no chance to clean up). This release
+        # holds the batch row's lock (step 1), so no other writer of this batch owns it.
+        temp.unlink(missing_ok=True)
+        log.warning("batch %s of %s: removed a temp file left by an interrupted release", batch.batch_id, code)
 
     sealer = ThreadedSealer(
         outbox_dir=directory, name=stem, recipients=list(stored.age_recipients), signing_key=signing_key,

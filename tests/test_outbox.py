@@ -6,7 +6,7 @@ from arq.jobs import Job
 
 from app.main import arq_redis
 from app.tenancy.transaction import tenant_transaction
-from workers import outbox
+from app import outbox
 
 
 async def test_dispatch_enqueues_once_and_sweeper_rederives_after_redis_loses_it(app_pool, settings, municipality):

@@ -20,7 +20,7 @@ from app.registry.push import due_programs, settle_push
 from app.registry.verify import verify_applications
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import platform_transaction, tenant_transaction
-from workers import outbox
+from app import outbox
 
 log = logging.getLogger("kyufu.verification")
 

@@ -25,7 +25,7 @@ import asyncpg
 from app.intake.claims import Claim, Outcome, insert_claims
 from app.intake.signin import Letter, authenticate, limited_ips, municipality_keys
 from app.tenancy.transaction import tenant_transaction
-from workers import outbox
+from app import outbox
 
 log = logging.getLogger("kyufu.intake")
 

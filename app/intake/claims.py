@@ -49,7 +49,7 @@ ORDER BY c.ord
 #   ins     - applications of the insertable claims without a stored key; ON CONFLICT leaves out an
 #             entitlement that already has an active application (the caller answers with that one);
 #   claimed, queued, answered - for each inserted application: the entitlement marked claimed, the
-#             outbox row for verify_application (same shape as workers.outbox.add) and the
+#             outbox row for verify_application (same shape as app.outbox.add) and the
 #             idempotency key with its 201 answer (prepared by the caller, as the receipt is known).
 # OVERRIDING SYSTEM VALUE: the ids were reserved by PREPARE_CLAIMS.
 WRITE_CLAIMS = f"""

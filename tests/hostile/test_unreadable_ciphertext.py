@@ -15,6 +15,7 @@ from payouts import batches
 from payouts.payments import ACCOUNT_NUMBER, BANK_UNREADABLE
 from app.tenancy.transaction import tenant_transaction
 from tests.hostile.helpers import staff_signed_in
+from tests.jobs import run_payout_jobs
 from tests.staff.conftest import add_bank_settings
 
 HOLDER = "ﾔﾏﾀﾞ ﾀﾛｳ"  # what tests/staff/conftest.add_application encrypts
@@ -96,7 +97,7 @@ async def test_drafting_refuses_naming_the_receipt_and_creates_nothing(make_worl
 
 
 async def test_the_approver_sees_which_payment_is_unreadable_instead_of_a_hash(make_world, client, app_pool,
-                                                                              transfer_date, caplog):
+                                                                              transfer_date, caplog, settings):
     world = await make_world(applications=2, status="approved")
     code = world.code
     async with tenant_transaction(app_pool, code) as conn:
@@ -106,10 +107,13 @@ async def test_the_approver_sees_which_payment_is_unreadable_instead_of_a_hash(m
         payment_id = await conn.fetchval("SELECT min(payment_id) FROM payments WHERE batch_id = $1", batch_id)
         await conn.execute("UPDATE payments SET bank_enc = $2 WHERE payment_id = $1", payment_id,
                            world.cipher.encrypt("payments", "bank", payment_id + 10_000, ACCOUNT + "\x00" + HOLDER))
+    with caplog.at_level(logging.INFO):
+        assert await run_payout_jobs(app_pool, settings, code) == ["refused"]  # the worker's hash job
     token = await staff_signed_in(client, app_pool, code, world.staff["appr"].staff_id)
     with caplog.at_level(logging.INFO):
         page = client.get(f"/staff/batches/{batch_id}")
         assert page.status_code == 200 and "（復号できません）" in page.text and 'id="file-sha256"' not in page.text
+        assert 'id="hash-error"' in page.text and str(payment_id) in page.text
         r = client.post(f"/staff/batches/{batch_id}/approve", data={"csrf_token": token, "sha256": "0" * 64})
         assert r.status_code == 409
     logged = _logged(caplog)

@@ -17,7 +17,7 @@ from app.services import _free_port, _port_open, _valkey_bin
 from app.tenancy.transaction import tenant_transaction
 from tests.intake.helpers import application_body, bank_body, make_letters
 from tests.live_server import start_live_server
-from workers import outbox
+from app import outbox
 
 
 async def test_paper_after_online_returns_the_online_receipt(app_pool, settings, municipality, live_server):

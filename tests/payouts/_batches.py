@@ -85,8 +85,10 @@ async def approve_batch(owner_conn, settings, batch: Batch) -> str:
     async with tenant_transaction(owner_conn, batch.code) as conn:
         rendered = await pipeline.render_batch(conn, settings, batch.code, batch.batch_id)
         await conn.execute(
-            "UPDATE payout_batches SET status = 'approved', approved_by = $3, approved_at = now(), approved_sha256 = $4"
-            " WHERE municipality_code = $1 AND batch_id = $2", batch.code, batch.batch_id, batch.approver, rendered.sha256)
+            # The hash as the worker records it (plaintext_sha256), then its approval (migration 0016 wants both).
+            "UPDATE payout_batches SET status = 'approved', approved_by = $3, approved_at = now(), approved_sha256 = $4,"
+            " plaintext_sha256 = $4 WHERE municipality_code = $1 AND batch_id = $2", batch.code, batch.batch_id,
+            batch.approver, rendered.sha256)
     return rendered.sha256
 
 

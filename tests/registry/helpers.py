@@ -84,7 +84,7 @@ async def create_application(conn, cipher: FieldCipher, code: str, entitlement_i
         cipher.encrypt("applications", "holder_kana", app_id, holder_kana), submitted_at,
     )
     if outbox_job:
-        from workers import outbox
+        from app import outbox
 
         await outbox.add(conn, code, "verify_application", f"verify:{code}:{app_id}", code, app_id)
     return app_id

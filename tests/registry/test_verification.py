@@ -132,7 +132,7 @@ async def test_dispatch_sends_batches_and_a_worker_decides_each_application_once
     from arq.worker import Worker
 
     from app.main import arq_redis
-    from workers import outbox
+    from app import outbox
     from workers.settings import worker_settings
 
     _, _, ents = await _households(app_pool, code, 5)

@@ -19,6 +19,7 @@ from app.staff.errors import Conflict, Forbidden
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from tests.conftest import run_cli
+from tests.jobs import run_payout_jobs
 from tests.staff.conftest import PASSWORD, _staff, add_bank_settings, make_staff
 
 
@@ -41,8 +42,9 @@ async def _draft_and_try(app_pool, settings, world, drafter_login, approver_logi
     async with tenant_transaction(app_pool, world.code) as conn:
         drafter, approver = await _staff(conn, world.code, drafter_login), await _staff(conn, world.code, approver_login)
         batch_id = await batches.draft_batch(conn, world.cipher, world.code, drafter, world.program_id, transfer_date)
-        sha = (await batches.render(conn, settings, world.code, batch_id)).sha256
+    await run_payout_jobs(app_pool, settings, world.code)  # the worker records the file's hash
     async with tenant_transaction(app_pool, world.code) as conn:
+        sha = (await batches.get_batch(conn, world.code, batch_id))["plaintext_sha256"]
         try:
             await batches.approve_batch(conn, settings, world.code, approver, batch_id, sha)
         except Forbidden as exc:

@@ -14,6 +14,7 @@ from payouts import batches, reconcile as reconciliation
 from app.staff.errors import Conflict, Forbidden, InvalidInput, NotFound
 from payouts.payments import create_payments_for_program, open_bank
 from app.tenancy.transaction import tenant_transaction
+from tests.jobs import run_payout_jobs
 from tests.staff.conftest import add_application, add_bank_settings
 
 
@@ -30,8 +31,18 @@ async def _draft(app_pool, world, transfer_date, who="draft"):
 
 
 async def _sha(app_pool, settings, world, batch_id):
+    """The worker hashes the draft (job hash_batch); the console shows the recorded SHA-256."""
+    await run_payout_jobs(app_pool, settings, world.code)
     async with tenant_transaction(app_pool, world.code) as conn:
-        return (await batches.render(conn, settings, world.code, batch_id)).sha256
+        return (await batches.get_batch(conn, world.code, batch_id))["plaintext_sha256"]
+
+
+async def _release(app_pool, settings, world, batch_id, who="appr"):
+    """送信 in the console, then the worker's release job; returns the job's outcome."""
+    async with tenant_transaction(app_pool, world.code) as conn:
+        await batches.release_batch(conn, settings, world.code, world.staff[who], batch_id)
+    [outcome] = await run_payout_jobs(app_pool, settings, world.code)
+    return outcome
 
 
 async def test_review_decisions_need_the_reviewer_role_and_a_reason_to_reject(make_world, app_pool):
@@ -161,6 +172,12 @@ async def test_approve_then_release_once(make_world, app_pool, settings, transfe
         assert await batches.approve_batch(conn, settings, world.code, world.staff["appr"], batch_id, sha) == sha
     async with tenant_transaction(app_pool, world.code) as conn:
         await batches.release_batch(conn, settings, world.code, world.staff["appr"], batch_id)
+        with pytest.raises(Conflict, match="送信処理中"):  # a second click while the worker is at it
+            await batches.release_batch(conn, settings, world.code, world.staff["appr"], batch_id)
+    async with tenant_transaction(app_pool, world.code) as conn:
+        b = await batches.get_batch(conn, world.code, batch_id)
+        assert b["status"] == "approved" and b["release_requested_at"] is not None  # nothing released in the request
+    assert (await run_payout_jobs(app_pool, settings, world.code))[0].startswith("released ")
     async with tenant_transaction(app_pool, world.code) as conn:
         b = await batches.get_batch(conn, world.code, batch_id)
         assert b["status"] == "released" and b["released_sha256"] == sha
@@ -184,11 +201,10 @@ async def test_a_batch_changed_after_approval_cannot_be_released(make_world, app
         # Someone redirects one transfer after approval (the 阿武町 shape of the attack).
         pid = await conn.fetchval("SELECT min(payment_id) FROM payments WHERE batch_id = $1", batch_id)
         await conn.execute("UPDATE payments SET amount_yen = 46300000 WHERE payment_id = $1", pid)
-    with pytest.raises(Conflict, match="SHA-256"):
-        async with tenant_transaction(app_pool, world.code) as conn:
-            await batches.release_batch(conn, settings, world.code, world.staff["appr"], batch_id)
+    assert await _release(app_pool, settings, world, batch_id) == "refused: ApprovalMismatch"
     async with tenant_transaction(app_pool, world.code) as conn:
-        assert (await batches.get_batch(conn, world.code, batch_id))["status"] == "approved"
+        b = await batches.get_batch(conn, world.code, batch_id)
+    assert b["status"] == "approved" and "承認後に振込データが変わりました" in b["release_error"]
 
 
 async def test_reject_sends_back_to_draft_with_a_comment_and_cancel_frees_payments(make_world, app_pool, settings, transfer_date):
