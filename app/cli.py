@@ -166,7 +166,7 @@ def cmd_serve(args, settings: Settings) -> int:
     from app.main import create_app
 
     if settings.metrics_port:
-        from app.observability import serve_metrics
+        from app.metrics import serve_metrics
 
         serve_metrics(settings.metrics_host, settings.metrics_port)
     # X-Forwarded-For is believed only from the configured proxies: otherwise any client could pick the

@@ -45,5 +45,15 @@ class Unauthenticated(DomainError):
     default_message = "認証が必要です。"
 
 
+class RateLimited(DomainError):
+    """Too many failures from this address or for this object lately; try again after `retry_after_s`."""
+
+    default_message = "短時間に多くの失敗がありました。しばらく待ってからもう一度お試しください。"
+
+    def __init__(self, retry_after_s: int, message: str | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class UsageError(Exception):
     """A mistake the operator can fix at the command line; `kyufu` prints it as one line and exits 2."""

@@ -1,9 +1,5 @@
-"""Metrics (Prometheus) and structured logs with a request id.
-
-Metrics are served on a listener of their own (`serve_metrics`: KYUFU_METRICS_PORT for `kyufu serve`,
-KYUFU_WORKER_METRICS_PORT for the worker), never on the public port: their labels name municipalities
-(backlogs and application counts per municipality, for the platform's operators) and they used to be
-readable by anyone, with batch ids too (issue 12). No label carries a batch id, a person or a raw path.
+"""HTTP request metrics (Prometheus) and structured logs with a request id. The business and job metrics
+and the listener that serves them (never the public port) are in app/metrics.py.
 
 Log lines are JSON objects carrying identifiers and counts only: a route template (never the raw path,
 which can hold an access code), a status, a duration and a request id. Personal data never reaches a
@@ -18,7 +14,7 @@ import logging
 import time
 import uuid
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Histogram
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,13 +25,7 @@ LATENCY = Histogram(
     "kyufu_http_request_seconds", "HTTP request latency", ["route", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-APPLICATIONS = Gauge("kyufu_applications", "Applications by status", ["municipality", "status"])
-OUTBOX_BACKLOG = Gauge("kyufu_outbox_backlog", "Outbox rows not done", ["municipality"])
-OUTBOX_OLDEST = Gauge("kyufu_outbox_oldest_seconds", "Age of the oldest outbox row not done", ["municipality"])
-QUEUE_DEPTH = Gauge("kyufu_arq_queue_depth", "Jobs waiting in the arq queue")
-JOBS = Counter("kyufu_jobs_total", "Job outcomes", ["job", "outcome"])
-BATCH_PROGRESS = Gauge("kyufu_batch_generation_records", "Records written by the batch being generated",
-                       ["municipality"])
+
 
 
 class JsonFormatter(logging.Formatter):
@@ -113,12 +103,6 @@ class ObservabilityMiddleware:
                 access_log.info("request", extra={"route": route, "method": method, "status": status,
                                                   "duration_ms": round(elapsed * 1000, 2)})
             request_id_var.reset(token)
-
-
-def serve_metrics(host: str, port: int) -> None:
-    """Serve this process's metrics at http://host:port/metrics from a background thread. Bind it to an
-    address only operators reach (loopback, or a private network whose port is not published)."""
-    start_http_server(port, addr=host)
 
 
 def setup(app, settings) -> None:

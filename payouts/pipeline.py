@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from app.observability import BATCH_PROGRESS
+from app.metrics import BATCH_PROGRESS
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from payouts import settings_store, zengin

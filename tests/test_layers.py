@@ -1,49 +1,80 @@
-"""Layering rules that the code must keep (issue 13): the money path (`payouts/`) is a domain — plain
-functions on a connection — and never reaches into the console (`app/staff/`), the web layer (`app/web/`)
-or the resident site (`app/intake/`); jobs (`workers/`) do not either. Checked on the import statements of
-every module, including imports inside functions."""
+"""The layers hold (issue 14): the import contracts in .importlinter (core ← domains ← web and entry
+points; payouts/ never imports the console or the web layer; jobs import no web handlers) and no import
+cycle between modules, function-local imports included."""
 
 from __future__ import annotations
 
-import ast
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest
+import grimp
 
 from tests.conftest import ROOT
 
-RULES = {
-    "payouts": ("app.staff", "app.web", "app.intake", "app.main", "app.cli"),
-    "workers": ("app.staff", "app.web", "app.main", "app.cli"),
-}
+PACKAGES = ("app", "payouts", "workers")
 
 
-def imported_modules(path: Path) -> list[tuple[int, str]]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append((node.lineno, node.module))
-            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+def test_import_contracts_are_kept():
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "BROKEN" not in result.stdout and "KEPT" in result.stdout
+
+
+def cycles(graph) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    adjacency = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in sorted(graph.modules)}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in adjacency:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+            children = adjacency[node]
+            if i < len(children):
+                work.append((node, i + 1))
+                child = children[i]
+                if child not in index:
+                    work.append((child, 0))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            for child in children:
+                if child in on_stack:
+                    low[node] = min(low[node], low[child])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
     return found
 
 
-@pytest.mark.parametrize("package", sorted(RULES))
-def test_package_does_not_import_the_layers_above_it(package):
-    forbidden = RULES[package]
-    files = sorted((ROOT / package).rglob("*.py"))
-    assert files
-    bad = [f"{path.relative_to(ROOT)}:{line} imports {name}" for path in files
-           for line, name in imported_modules(path)
-           if any(name == f or name.startswith(f + ".") for f in forbidden)]
-    assert not bad, "\n".join(bad)
+def test_no_import_cycles():
+    assert cycles(grimp.build_graph(*PACKAGES)) == []
 
 
-def test_the_rule_sees_a_forbidden_import(tmp_path):
-    """The checker itself: a function-local `from app.staff import x` is found."""
-    module = tmp_path / "m.py"
-    module.write_text("def f():\n    from app.staff import batches\n    import app.web.setup\n")
-    names = [n for _, n in imported_modules(module)]
-    assert "app.staff.batches" in names and "app.web.setup" in names
+def test_the_cycle_finder_finds_one(tmp_path, monkeypatch):
+    """The checker itself: two modules importing each other (one inside a function) are a cycle."""
+    package = tmp_path / "cyclic"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from cyclic import b\n")
+    (package / "b.py").write_text("def f():\n    from cyclic import a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cycles(grimp.build_graph("cyclic")) == [["cyclic.a", "cyclic.b"]]

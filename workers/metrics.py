@@ -10,7 +10,7 @@ from typing import Any
 
 from arq import cron
 
-from app.observability import APPLICATIONS, JOBS as JOB_OUTCOMES, OUTBOX_BACKLOG, OUTBOX_OLDEST, QUEUE_DEPTH
+from app.metrics import APPLICATIONS, JOBS as JOB_OUTCOMES, OUTBOX_BACKLOG, OUTBOX_OLDEST, QUEUE_DEPTH
 from app.tenancy.transaction import platform_transaction, tenant_transaction
 
 COUNT_APPLICATIONS = "SELECT status, count(*) AS n FROM applications WHERE municipality_code = $1 GROUP BY status"

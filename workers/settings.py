@@ -25,7 +25,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["settings"] = settings
     ctx["pool"] = await create_app_pool(settings)
     if settings.worker_metrics_port:
-        from app.observability import serve_metrics
+        from app.metrics import serve_metrics
 
         serve_metrics(settings.metrics_host, settings.worker_metrics_port)
 

@@ -17,8 +17,8 @@ import asyncpg
 from app.registry.receipts import receipt_key
 from app.registry.pins import pin_key, pin_matches
 from app.tenancy.municipalities import load_field_cipher
-from app.web.errors import TooManyRequests, WebError
-from app.web.failures import count_failure
+from app.errors import RateLimited
+from app.failures import count_failure
 from app.crypto import FieldCipher
 
 log = logging.getLogger("kyufu.intake")
@@ -62,13 +62,6 @@ WHERE municipality_code = $1 AND letter_id = ANY($2::bigint[]) AND failed_attemp
 """
 
 _DUMMY_HASH = hashlib.sha256(b"kyufu-no-such-letter").digest()
-
-
-class SignInFailed(WebError):
-    status = 401
-
-    def __init__(self) -> None:
-        super().__init__(SIGNIN_FAILED_MESSAGE)
 
 
 @dataclass(frozen=True)
@@ -154,7 +147,7 @@ async def check_ip(redis, ip: str) -> None:
         log.warning("sign-in rate limit unavailable (%s)", type(exc).__name__)
         return
     if count is not None and int(count) >= IP_MAX_FAILURES:
-        raise TooManyRequests(IP_WINDOW_S)
+        raise RateLimited(IP_WINDOW_S)
 
 
 async def limited_ips(redis, ips: set[str]) -> set[str]:

@@ -24,7 +24,8 @@ from app.crypto import DecryptionError, FieldCipher
 from app.principals import ROLE_LABELS, ROLES, Staff
 from app import audit
 from app.staff import signin
-from app.staff.errors import Forbidden, InvalidInput, LoginFailed
+from app.staff.errors import Forbidden, InvalidInput, LastAdmin, LoginFailed, NotFound
+from app.staff.sessions import revoke_all
 
 log = logging.getLogger("kyufu.staff")
 
@@ -265,7 +266,6 @@ async def set_roles(
     leave the municipality without an enabled admin. The caller revokes their sessions. Only
     app/staff/grants.py calls it, to take roles away: a role added here would need a confirmed grant
     (trigger staff_users_roles_granted)."""
-    from app.staff.errors import LastAdmin, NotFound
 
     new = check_roles(roles, allow_empty=True)
     admins = [r["staff_id"] for r in await conn.fetch(LOCK_ADMINS, code)]
@@ -279,9 +279,6 @@ async def set_roles(
 
 async def set_disabled(conn: asyncpg.Connection, code: str, staff_id: int, disabled: bool) -> None:
     """Disable (or re-enable) an account; disabling also revokes every session it has."""
-    from app.staff.errors import NotFound
-    from app.staff.sessions import revoke_all
-
     if await conn.fetchval(SET_DISABLED, code, staff_id, disabled) is None:
         raise NotFound()
     if disabled:

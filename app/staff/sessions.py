@@ -13,7 +13,7 @@ import secrets
 
 import asyncpg
 
-from app.staff.accounts import Staff
+from app.principals import Staff
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 
 COOKIE = "kyufu_staff"

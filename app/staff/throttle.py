@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from app.web.failures import count_failure
+from app.failures import count_failure
 
 log = logging.getLogger("kyufu.staff")
 

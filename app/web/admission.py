@@ -49,6 +49,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.web.responses import STATUS_MESSAGES, error_response, wants_json
+
 IN_FLIGHT = Gauge("kyufu_http_in_flight", "Requests being handled by this process (admitted)")
 LIMIT = Gauge("kyufu_admission_limit", "Current adaptive limit of requests in flight in this process")
 SHED = Counter("kyufu_admission_shed_total", "Requests refused by admission control", ["kind"])
@@ -182,8 +184,6 @@ class AdmissionMiddleware:
             await self._refuse(scope, receive, send, 408, BODY_TIMEOUT_MESSAGE, None, kind=None, close=True)
             return None
         except HTTPException as exc:  # the body limit (app.web.setup.SecurityMiddleware): 413
-            from app.web.setup import STATUS_MESSAGES
-
             await self._refuse(scope, receive, send, exc.status_code, STATUS_MESSAGES.get(exc.status_code, ""),
                                None, kind=None, close=True)
             return None
@@ -215,14 +215,11 @@ class AdmissionMiddleware:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, message: str,
                       retry_after_s: int | None, *, kind: str | None, close: bool = False) -> None:
-        # Imported here: app.web.setup imports this module.
-        from app.web.setup import _error_response, wants_json
-
         request = Request(scope, receive)
         if kind is not None:
             SHED.labels(("api" if wants_json(request) else "page") if kind == "api" else kind).inc()
         extra = {"retry_after_s": retry_after_s} if retry_after_s is not None else None
-        response = _error_response(request, status, message, extra)
+        response = error_response(request, status, message, extra)
         if retry_after_s is not None:
             response.headers["Retry-After"] = str(retry_after_s)
         response.headers["Cache-Control"] = "no-store"

@@ -12,13 +12,10 @@ from starlette.requests import Request
 
 from app.web.bodies import read_form
 from app.web.errors import CsrfError
-from app.web.sessions import Session, load_session, sign
+from app.web.sessions import Session, load_session, token_for
 
 FIELD = "csrf_token"
-
-
-def token_for(secret: bytes, session_id: str) -> str:
-    return sign(secret, "csrf|" + session_id)
+__all__ = ["FIELD", "token_for", "verify_form"]
 
 
 async def verify_form(request: Request):

@@ -62,8 +62,6 @@ class Session:
 
     @property
     def csrf_token(self) -> str:
-        from app.web.csrf import token_for
-
         return token_for(self.secret, self.id)
 
 
@@ -160,3 +158,8 @@ async def revoke_subject(redis, subject: str) -> int:
 
 def sign(secret: bytes, value: str) -> str:
     return base64.urlsafe_b64encode(hmac.new(secret, value.encode(), hashlib.sha256).digest()).decode().rstrip("=")
+
+
+def token_for(secret: bytes, session_id: str) -> str:
+    """The CSRF token of forms rendered for session `session_id` (checked by app/web/csrf.py)."""
+    return sign(secret, "csrf|" + session_id)

@@ -13,15 +13,16 @@ import asyncpg
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db import DATABASE_UNAVAILABLE, connection_lost
-from app.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, Unauthenticated
+from app.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, RateLimited, Unauthenticated
 from app.web.admission import AdmissionMiddleware
 from app.web.errors import WebError
+from app.web.responses import STATUS_MESSAGES, error_response, wants_json
 from app.web.templates import STATIC_DIR, render
 
 log = logging.getLogger("kyufu.web")
@@ -44,17 +45,6 @@ SECURITY_HEADERS = [
 ]
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
-STATUS_MESSAGES = {
-    400: "リクエストの形式が正しくありません。",
-    401: "認証が必要です。",
-    403: "この操作は許可されていません。ページを読み込み直してから、もう一度お試しください。",
-    404: "お探しのページが見つかりません。",
-    405: "この操作はできません。",
-    413: "送信された内容が大きすぎます。",
-    429: "短時間に多くの操作がありました。しばらく待ってからもう一度お試しください。",
-    500: "システムで問題が発生しました。時間をおいてもう一度お試しください。",
-    503: "ただいま混み合っています。時間をおいてもう一度お試しください。",
-}
 
 
 class BodyTooLarge(Exception):
@@ -98,44 +88,38 @@ class SecurityMiddleware:
 
 
 async def _too_large(scope: Scope, receive: Receive, send: Send, headers) -> None:
-    response = _error_response(Request(scope, receive), 413, STATUS_MESSAGES[413])
+    response = error_response(Request(scope, receive), 413, STATUS_MESSAGES[413])
     response.raw_headers.extend(headers)
     await response(scope, receive, send)
 
 
-def wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", "")
-
-
-def _error_response(request: Request, status: int, message: str, extra: dict | None = None) -> Response:
-    if wants_json(request):
-        body = {"error": {"status": status, "message": message, **(extra or {})}}
-        return JSONResponse(body, status_code=status)
-    return render(request, "error.html", {"status": status, "message": message}, status_code=status)
-
-
 async def web_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, WebError)
-    response = _error_response(request, exc.status, exc.message, exc.extra)
+    response = error_response(request, exc.status, exc.message, exc.extra)
     for name, value in exc.headers.items():
         response.headers[name] = value
     return response
 
 
 # Domain errors (app/errors.py) carry no HTTP status: the web layer decides it, by class.
-DOMAIN_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, InvalidInput: 422, Unauthenticated: 401}
+DOMAIN_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, InvalidInput: 422, Unauthenticated: 401,
+                 RateLimited: 429}
 
 
 async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
     status = next((DOMAIN_STATUS[c] for c in type(exc).__mro__ if c in DOMAIN_STATUS), 400)
-    return _error_response(request, status, exc.message)
+    if isinstance(exc, RateLimited):
+        response = error_response(request, status, exc.message, {"retry_after_s": exc.retry_after_s})
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+    return error_response(request, status, exc.message)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = STATUS_MESSAGES.get(exc.status_code, STATUS_MESSAGES[400 if exc.status_code < 500 else 500])
-    response = _error_response(request, exc.status_code, message)
+    response = error_response(request, exc.status_code, message)
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value
     return response
@@ -145,7 +129,7 @@ async def unrepresentable_input(request: Request, exc: Exception) -> Response:
     """Text PostgreSQL cannot store (NUL, a lone surrogate) reached a query: the client's input is at
     fault, not the server, and the transaction it was in has rolled back. Found by tests/hostile/."""
     log.warning("unrepresentable input (%s) on %s %s", type(exc).__name__, request.method, request.url.path)
-    return _error_response(request, 400, STATUS_MESSAGES[400])
+    return error_response(request, 400, STATUS_MESSAGES[400])
 
 
 # PostgreSQL restarting or unreachable (app.db.DATABASE_UNAVAILABLE): answer "try again shortly", not a 500.
@@ -155,7 +139,7 @@ DATABASE_RETRY_AFTER_S = 5
 
 async def database_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("database unavailable (%s) on %s %s", type(exc).__name__, request.method, request.url.path)
-    response = _error_response(request, 503, STATUS_MESSAGES[503])
+    response = error_response(request, 503, STATUS_MESSAGES[503])
     response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -178,7 +162,7 @@ async def client_disconnected(request: Request, exc: Exception) -> Response:
 async def server_error(request: Request, exc: Exception) -> Response:
     # The exception type and path only: a message may carry request data.
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-    return _error_response(request, 500, STATUS_MESSAGES[500])
+    return error_response(request, 500, STATUS_MESSAGES[500])
 
 
 def _with_shutdown_hooks(app) -> None:
