@@ -12,6 +12,7 @@ Ciphertext layout: version byte (1) || key version (4, big-endian) || nonce (12)
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import struct
 from dataclasses import dataclass
@@ -53,8 +54,21 @@ def unwrap_key(master_key: bytes, municipality_code: str, purpose: str, version:
         ) from None
 
 
+def field_aad_prefix(municipality_code: str, table: str, column: str) -> bytes:
+    """The associated data of a field up to its row key; hot loops (payouts/_chunk.py and its C loop,
+    payouts/_fastrender.c) append the row key themselves."""
+    return f"{municipality_code}|{table}|{column}|".encode()
+
+
 def field_aad(municipality_code: str, table: str, column: str, row_key: object) -> bytes:
-    return f"{municipality_code}|{table}|{column}|{row_key}".encode()
+    """Binds a ciphertext to its municipality, table, column and row: copied anywhere else, it does not
+    decrypt."""
+    return field_aad_prefix(municipality_code, table, column) + str(row_key).encode()
+
+
+def ciphertext_header(key_version: int) -> bytes:
+    """The 5 bytes every field ciphertext starts with: format version, key version."""
+    return _HEADER.pack(FORMAT_VERSION, key_version)
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,7 @@ class FieldCipher:
         data = plaintext.encode() if isinstance(plaintext, str) else plaintext
         nonce = os.urandom(NONCE_BYTES)
         aad = field_aad(self.municipality_code, table, column, row_key)
-        return _HEADER.pack(FORMAT_VERSION, self.key_version) + nonce + self._aead.encrypt(nonce, data, aad)  # type: ignore[attr-defined]
+        return ciphertext_header(self.key_version) + nonce + self._aead.encrypt(nonce, data, aad)  # type: ignore[attr-defined]
 
     def decrypt(self, table: str, column: str, row_key: object, ciphertext: bytes) -> bytes:
         return self.decrypt_aad(field_aad(self.municipality_code, table, column, row_key), ciphertext)
@@ -95,3 +109,14 @@ class FieldCipher:
 
     def decrypt_str(self, table: str, column: str, row_key: object, ciphertext: bytes) -> str:
         return self.decrypt(table, column, row_key, ciphertext).decode()
+
+
+def derive_key(secret: str | bytes, purpose: str) -> bytes:
+    """The one way kyufu turns a configured secret (KYUFU_SESSION_SECRET) into a key for one purpose:
+    HMAC-SHA256(secret, "kyufu|" + purpose). Each purpose gets an independent key, so a token made for one
+    use (a resident's session, the console's CSRF, an idempotency digest) is worthless for another.
+    An empty secret is refused: there is no fallback key, in any mode."""
+    raw = secret.encode() if isinstance(secret, str) else bytes(secret)
+    if not raw:
+        raise ValueError("KYUFU_SESSION_SECRET is empty: refusing to derive a key from nothing")
+    return hmac.new(raw, b"kyufu|" + purpose.encode(), hashlib.sha256).digest()

@@ -98,3 +98,9 @@ async def create_app_pool(settings: Settings, *, check_role: bool = True, **kwar
 async def connect_owner(settings: Settings) -> asyncpg.Connection:
     """A single owner connection for migrations and platform administration (CLI only)."""
     return await asyncpg.connect(require(settings.database_owner_url, "DATABASE_OWNER_URL"))
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    """One round trip on a pooled connection (readiness): raises if PostgreSQL does not answer."""
+    async with pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.db import create_app_pool
+from app.db import create_app_pool, ping
 from app.settings import Settings, load_settings, require
 
 log = logging.getLogger("kyufu.app")
@@ -50,8 +50,7 @@ async def readyz(request: Request) -> JSONResponse:
     failed: dict[str, str] = {}
     try:
         async with asyncio.timeout(1):
-            async with request.app.state.pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
+            await ping(request.app.state.pool)
     except Exception as exc:  # any failure means not ready; the type is reported, not swallowed
         failed["postgres"] = type(exc).__name__
     try:

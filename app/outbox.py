@@ -26,6 +26,7 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
+from app.tenancy.municipalities import municipality_codes
 from app.tenancy.transaction import platform_transaction, tenant_transaction
 
 log = logging.getLogger("kyufu.outbox")
@@ -64,7 +65,6 @@ BACKLOG = """
 SELECT count(*) AS pending, extract(epoch FROM now() - min(created_at)) AS oldest_s
 FROM outbox WHERE municipality_code = $1 AND done_at IS NULL
 """
-MUNICIPALITY_CODES = "SELECT code FROM municipalities ORDER BY code"
 
 # arq's enqueue_job for many jobs in one round trip: a job whose job key exists (queued or running) is
 # skipped, which makes a second enqueue of a row a no-op. Unlike arq, a result key does not block: every
@@ -85,6 +85,19 @@ for i = 0, (#KEYS - 1) / 2 - 1 do
 end
 return n
 """
+
+
+VERIFY_JOB = "verify_application"
+
+
+def job_id(kind: str, *parts: object) -> str:
+    """The one job-id format: `kind:part:part...`. A job's id names the change that needs it (an
+    application, a batch and its generation), so enqueueing the same row twice is one job."""
+    return ":".join((kind, *(str(p) for p in parts)))
+
+
+def verify_job_id(code: str, application_id: int) -> str:
+    return job_id("verify", code, application_id)
 
 
 async def add(conn: asyncpg.Connection, municipality_code: str, job_name: str, job_id: str, *args) -> None:
@@ -114,7 +127,7 @@ async def enqueue_many(redis: ArqRedis, jobs: list[tuple[str, str, list]]) -> in
 
 # Row job name -> the job that takes many such rows at once, with their arguments combined:
 # verify_application(code, id) rows become verify_applications_batch(code, [id, ...]).
-BATCHED = {"verify_application": "verify_applications_batch"}
+BATCHED = {VERIFY_JOB: "verify_applications_batch"}
 DEFAULT_BATCH_SIZE = 250
 
 
@@ -134,8 +147,8 @@ def group_jobs(municipality_code: str, rows, batch_size: int) -> list[tuple[str,
             chunk = items[k:k + batch_size]
             # Named by its first and last outbox row: a second dispatch of the same rows is a no-op while
             # the job is queued or running, like a single row's.
-            job_id = f"{name}:{municipality_code}:{chunk[0][0]}-{chunk[-1][0]}"
-            jobs.append((name, job_id, [municipality_code, [application_id for _, application_id in chunk]]))
+            batch_job = job_id(name, municipality_code, f"{chunk[0][0]}-{chunk[-1][0]}")
+            jobs.append((name, batch_job, [municipality_code, [application_id for _, application_id in chunk]]))
     return jobs
 
 
@@ -167,7 +180,7 @@ async def sweep(pool: asyncpg.Pool, redis: ArqRedis, retry_after_s: float,
                 batch_size: int = DEFAULT_BATCH_SIZE) -> int:
     """Re-derive lost jobs for every municipality; return how many rows were enqueued."""
     async with platform_transaction(pool) as conn:
-        codes = [r["code"] for r in await conn.fetch(MUNICIPALITY_CODES)]
+        codes = await municipality_codes(conn)
     total = 0
     for code in codes:
         while True:

@@ -27,15 +27,16 @@ from typing import NamedTuple
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from app.crypto import NONCE_BYTES, ciphertext_header, field_aad_prefix
 from payouts import zengin
 from payouts.kana import _CHARSETS
+from payouts.payments import BANK
 
 # The columns the stage reads, in this order (the bench's floor COPYs exactly these).
 STAGE_COLUMNS = "payment_id, bank_code, branch_code, account_type, bank_enc, amount_yen"
 
-_FORMAT_VERSION = 1
-_HEADER = 5  # app.crypto: version byte + 4-byte key version
-_NONCE_END = _HEADER + 12
+_HEADER = len(ciphertext_header(0))  # app.crypto: version byte + 4-byte key version
+_NONCE_END = _HEADER + NONCE_BYTES
 _SEP = "\x00"  # joins a chunk's values for one-shot checks; never allowed in any field
 _SEP_BYTES = _SEP.encode()
 
@@ -128,8 +129,8 @@ _NAME_LENGTHS = re.compile(f"[^{_SEP}]{{1,30}}(?:{_SEP}[^{_SEP}]{{1,30}})*")
 def render_chunk(job: ChunkJob) -> ChunkResult:
     """Rows → records: the C loop (payouts/_fastrender.c) when every row is valid and in the common
     shape, otherwise the Python path below, which gives the same bytes or the full problem report."""
-    header = bytes([_FORMAT_VERSION]) + job.key_version.to_bytes(4, "big")
-    aad_bank = (job.municipality_code + "|payments|bank|").encode()  # payouts.payments.seal_bank
+    header = ciphertext_header(job.key_version)
+    aad_bank = field_aad_prefix(job.municipality_code, "payments", BANK)  # payouts.payments.seal_bank
     if _fastrender is not None:
         fast = _fastrender.render(job.data, job.key, header, aad_bank, *_c_layout(job))
         if fast is not None:

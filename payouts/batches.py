@@ -253,6 +253,11 @@ async def get_batch(conn: asyncpg.Connection, code: str, batch_id: int) -> async
     return row
 
 
+async def by_bank(conn: asyncpg.Connection, code: str, batch_id: int) -> list[asyncpg.Record]:
+    """The batch's count and total per receiving bank."""
+    return await conn.fetch(BATCH_BY_BANK, code, batch_id)
+
+
 async def list_batches(conn: asyncpg.Connection, code: str) -> list[asyncpg.Record]:
     return await conn.fetch(BATCHES, code)
 
@@ -296,7 +301,7 @@ async def approval_view(
                        {"purpose": "approval", "records": len(sample)})
     return {
         "independence_problem": await independence_problem(conn, code, batch["drafted_by"], staff),
-        "batch": batch, "by_bank": await conn.fetch(BATCH_BY_BANK, code, batch_id), "totals": totals,
+        "batch": batch, "by_bank": await by_bank(conn, code, batch_id), "totals": totals,
         "remaining_yen": totals["verified_yen"] - totals["other_batches_yen"] - batch["total_yen"],
         "sample": sample, "sha256": batch["plaintext_sha256"], "render_error": batch["hash_error"],
         "hashing": batch["status"] == "draft" and batch["plaintext_sha256"] is None and batch["hash_error"] is None,
@@ -414,11 +419,11 @@ async def release_batch(conn: asyncpg.Connection, settings: Settings, code: str,
 
 
 def hash_job_id(code: str, batch_id: int, generation: int) -> str:
-    return f"payouts.hash:{code}:{batch_id}:{generation}"
+    return outbox.job_id("payouts.hash", code, batch_id, generation)
 
 
 def release_job_id(code: str, batch_id: int, attempt: int) -> str:
-    return f"payouts.release:{code}:{batch_id}:{attempt}"
+    return outbox.job_id("payouts.release", code, batch_id, attempt)
 
 
 async def request_hash(conn: asyncpg.Connection, code: str, batch_id: int) -> int:

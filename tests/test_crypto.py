@@ -96,3 +96,18 @@ async def test_master_key_rotation_rewraps_keys_and_keeps_data_readable(servers,
     finally:
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def test_one_key_derivation_with_no_fallback():
+    """Issue 14: every key derived from KYUFU_SESSION_SECRET comes from app.crypto.derive_key, one key per
+    purpose, and an empty secret is refused (the console used to fall back to a fixed test secret)."""
+    import pytest
+
+    from app.crypto import derive_key
+
+    a, b = derive_key("s3cret", "staff-console"), derive_key("s3cret", "resident-session")
+    assert len(a) == 32 and a != b and derive_key(b"s3cret", "staff-console") == a
+    assert derive_key("other", "staff-console") != a
+    for empty in ("", b""):
+        with pytest.raises(ValueError):
+            derive_key(empty, "staff-console")

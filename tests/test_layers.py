@@ -78,3 +78,34 @@ def test_the_cycle_finder_finds_one(tmp_path, monkeypatch):
     (package / "b.py").write_text("def f():\n    from cyclic import a\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert cycles(grimp.build_graph("cyclic")) == [["cyclic.a", "cyclic.b"]]
+
+
+HANDLER_MODULES = ("app/staff/routes.py", "app/intake/pages.py", "app/intake/api.py", "app/intake/routes.py",
+                   "app/main.py")
+QUERY_METHODS = {"fetch", "fetchrow", "fetchval", "execute", "executemany", "copy_records_to_table",
+                 "copy_from_query", "copy_to_table", "prepare"}
+
+
+def queries_in(source: str) -> list[str]:
+    """Database calls (`x.fetch(...)` and the like) and SQL-looking string constants in a module."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in QUERY_METHODS:
+            found.append(f"line {node.lineno}: .{node.func.attr}(...)")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.lstrip().upper().startswith(
+                ("SELECT ", "INSERT ", "UPDATE ", "DELETE ", "WITH ")):
+            found.append(f"line {node.lineno}: SQL text")
+    return found
+
+
+def test_web_handlers_run_no_sql():
+    """Handlers parse, call a domain function, render (issue 14): the queries live with their area."""
+    bad = {path: queries_in((ROOT / path).read_text()) for path in HANDLER_MODULES}
+    assert {path: found for path, found in bad.items() if found} == {}
+
+
+def test_the_sql_finder_finds_a_query():
+    assert queries_in('async def h(conn):\n    await conn.fetch("SELECT 1")\n') == [
+        "line 2: .fetch(...)", "line 2: SQL text"]

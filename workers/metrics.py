@@ -11,6 +11,7 @@ from typing import Any
 from arq import cron
 
 from app.metrics import APPLICATIONS, JOBS as JOB_OUTCOMES, OUTBOX_BACKLOG, OUTBOX_OLDEST, QUEUE_DEPTH
+from app.tenancy.municipalities import municipality_codes
 from app.tenancy.transaction import platform_transaction, tenant_transaction
 
 COUNT_APPLICATIONS = "SELECT status, count(*) AS n FROM applications WHERE municipality_code = $1 GROUP BY status"
@@ -23,7 +24,7 @@ FROM outbox WHERE municipality_code = $1 AND done_at IS NULL
 async def collect_metrics(ctx: dict[str, Any]) -> None:
     pool = ctx["pool"]
     async with platform_transaction(pool) as conn:
-        codes = [r["code"] for r in await conn.fetch("SELECT code FROM municipalities")]
+        codes = await municipality_codes(conn)
     for code in codes:
         async with tenant_transaction(pool, code, readonly=True) as conn:
             for row in await conn.fetch(COUNT_APPLICATIONS, code):

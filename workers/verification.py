@@ -18,7 +18,7 @@ from arq import cron
 
 from app.registry.push import due_programs, settle_push
 from app.registry.verify import verify_applications
-from app.tenancy.municipalities import load_field_cipher
+from app.tenancy.municipalities import load_field_cipher, municipality_codes
 from app.tenancy.transaction import platform_transaction, tenant_transaction
 from app import outbox
 
@@ -28,15 +28,13 @@ log = logging.getLogger("kyufu.verification")
 MARK_DONE_MANY = """
 UPDATE outbox SET done_at = now() WHERE municipality_code = $1 AND job_id = ANY($2::text[]) AND done_at IS NULL
 """
-MUNICIPALITY_CODES = "SELECT code FROM municipalities ORDER BY code"
 RECEIVED = """
 SELECT application_id FROM applications WHERE municipality_code = $1 AND status = 'received'
 ORDER BY application_id LIMIT $2
 """
 
 
-def job_id(code: str, application_id: int) -> str:
-    return f"verify:{code}:{application_id}"
+job_id = outbox.verify_job_id
 
 
 async def verify_application(ctx: dict[str, Any], municipality_code: str, application_id: int) -> str | None:
@@ -83,7 +81,7 @@ async def settle_due_push_programs(ctx: dict[str, Any]) -> int:
     """Cron: settle every プッシュ型 program of every municipality whose 辞退 deadline has passed."""
     pool: asyncpg.Pool = ctx["pool"]
     async with platform_transaction(pool) as conn:
-        codes = [r["code"] for r in await conn.fetch(MUNICIPALITY_CODES)]
+        codes = await municipality_codes(conn)
     total = 0
     for code in codes:
         async with tenant_transaction(pool, code) as conn:

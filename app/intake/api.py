@@ -7,29 +7,33 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from app.crypto import derive_key
 from app.intake import banks
 from app.intake.batcher import RateLimited, SignInRejected, SubmitBatcher, for_app
 from app.intake.claims import Claim
-from app.registry.receipts import format_receipt
 from app.intake.forms import BankDetails, FieldError, FormInvalid, normalise_access_code, normalise_pin, \
     resolve, translate
 from app.intake.signin import IP_WINDOW_S, SIGNIN_FAILED_MESSAGE, authenticate, check_ip, municipality_keys, \
     record_ip_failure
-from app.intake.status import LATEST_APPLICATION, progress
+from app.intake.status import latest_application, progress
+from app.registry.receipts import format_receipt
 from app.tenancy.codes import MunicipalityCodeError, validate_code
+from app.tenancy.municipalities import get_municipality
 from app.tenancy.transaction import platform_transaction, tenant_transaction
 from app.web.bodies import read_json_object
 from app.web.errors import TooManyRequests, WebError
 
 log = logging.getLogger("kyufu.intake")
 
-MUNICIPALITY_EXISTS = "SELECT 1 FROM municipalities WHERE code = $1"
-_known_municipalities: set[str] = set()
+# How long a process believes a municipality code it has seen registered (the submit API is the surge path:
+# one look-up per minute per code, not per request). Kept on the app's state, not in this module.
+KNOWN_FOR_S = 60.0
 
 
 class ApplicationRequest(BaseModel):
@@ -70,17 +74,19 @@ class ApiInvalid(WebError):
 
 
 async def _known(request: Request, code: str) -> None:
-    if code in _known_municipalities:
+    state = request.app.state
+    known: dict[str, float] = getattr(state, "known_municipalities", None) or {}
+    state.known_municipalities = known
+    if known.get(code, 0.0) > time.monotonic():
         return
-    async with platform_transaction(request.app.state.pool) as conn:
-        if await conn.fetchval(MUNICIPALITY_EXISTS, code) is None:
+    async with platform_transaction(state.pool) as conn:
+        if await get_municipality(conn, code) is None:
             raise WebError("指定された地方公共団体はこのサービスを利用していません。", status=404)
-    _known_municipalities.add(code)
+    known[code] = time.monotonic() + KNOWN_FOR_S
 
 
 def _digest_key(request: Request) -> bytes:
-    secret = request.app.state.settings.session_secret or ""
-    return hashlib.sha256(b"kyufu-idempotency|" + secret.encode()).digest()
+    return derive_key(request.app.state.settings.session_secret or "", "idempotency")
 
 
 def _request_digest(pin_key_material: bytes, data: dict) -> bytes:
@@ -143,7 +149,7 @@ async def application_status(request: Request) -> Response:
     async with tenant_transaction(request.app.state.pool, code) as conn:
         keys = await municipality_keys(conn, settings.master_key_bytes, code)
         letter = (await authenticate(conn, keys, code, [(normalise_access_code(req.access_code), normalise_pin(req.pin))]))[0]
-        app = await conn.fetchrow(LATEST_APPLICATION, code, letter.entitlement_id) if letter else None
+        app = await latest_application(conn, code, letter.entitlement_id) if letter else None
     if letter is None:
         await record_ip_failure(redis, ip)
         raise WebError(SIGNIN_FAILED_MESSAGE, status=401)

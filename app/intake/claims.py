@@ -21,6 +21,7 @@ from typing import Literal
 
 import asyncpg
 
+from app import outbox
 from app.intake.forms import BankAccount
 from app.registry.receipts import receipt_number
 from app.intake.signin import Keys, municipality_keys
@@ -56,9 +57,9 @@ WRITE_CLAIMS = f"""
 WITH c AS (
     SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::boolean[], $8::text[],
                          $9::text[], $10::smallint[], $11::bytea[], $12::bytea[], $13::text[], $14::bytea[],
-                         $15::text[], $16::boolean[], $17::text[])
+                         $15::text[], $16::boolean[], $17::text[], $18::text[])
         AS c(id, ent, receipt, channel, applicant, proxy, bank, branch, atype, num, holder, key, sha, answer, insertable,
-             identification)
+             identification, job_id)
 ),
 stored AS (
     SELECT k.idempotency_key, k.request_sha256, k.status_code, k.response
@@ -83,8 +84,8 @@ claimed AS (
 ),
 queued AS (
     INSERT INTO outbox (municipality_code, job_name, job_id, args)
-    SELECT $1, 'verify_application', 'verify:' || $1 || ':' || ins.application_id, jsonb_build_array($1, ins.application_id)
-    FROM ins
+    SELECT $1, 'verify_application', c.job_id, jsonb_build_array($1, ins.application_id)
+    FROM ins JOIN c ON c.id = ins.application_id
     ON CONFLICT (municipality_code, job_id) DO NOTHING
 ),
 answered AS (
@@ -199,7 +200,7 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
         return outcomes  # type: ignore[return-value]
 
     cipher = keys.cipher
-    cols: list[list] = [[] for _ in range(16)]
+    cols: list[list] = [[] for _ in range(17)]
     for i in live:
         app_id, c, a = ids[i], claims[i], claims[i].account
         receipt = receipt_number(keys.receipt_key, app_id)
@@ -211,7 +212,7 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
             c.idempotency_key, c.request_sha256,
             json.dumps(response_body(Outcome("created", receipt, app_id, "received"))),
             status[i] is not None and status[i] not in ("declined", "withdrawn"),
-            c.identification,
+            c.identification, outbox.verify_job_id(code, app_id),
         )):
             col.append(value)
     stored: dict[str, asyncpg.Record] = {}

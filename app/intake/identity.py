@@ -240,6 +240,16 @@ def identity_key(keys: Keys, code: str, identity: Identity) -> bytes:
     return hmac.new(_identity_hmac_key(keys.cipher.key), msg, hashlib.sha256).digest()
 
 
+async def application_programs(conn: asyncpg.Connection, code: str) -> list[dict]:
+    """The municipality's 申請型 programs: the ones that offer identification without a letter."""
+    return [dict(r) for r in await conn.fetch(APPLICATION_PROGRAMS, code)]
+
+
+async def application_program(conn: asyncpg.Connection, code: str, program_id: int) -> dict | None:
+    row = await conn.fetchrow(APPLICATION_PROGRAM, code, program_id)
+    return dict(row) if row else None
+
+
 async def identify(conn: asyncpg.Connection, keys: Keys, code: str, program_id: int, identity: Identity,
                    municipality_name: str) -> Identified | None:
     """The one entitled household member this identity names, or None; records failures.

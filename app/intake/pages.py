@@ -22,21 +22,20 @@ from app.intake.batcher import for_app
 from app.intake.claims import submit_application
 from app.intake.forms import BankAccount, FieldError, FormInvalid, normalise_access_code, normalise_pin, parse_bank, \
     describe_changes
-from app.intake.identity import APPLICATION_PROGRAM, APPLICATION_PROGRAMS, FIELDS as IDENTITY_FIELDS, \
-    IDENTIFY_FAILED_MESSAGE, identify as identify_resident, parse_identity
-from app.registry.receipts import format_receipt
+from app.intake.identity import FIELDS as IDENTITY_FIELDS, IDENTIFY_FAILED_MESSAGE, application_program, \
+    application_programs, identify as identify_resident, parse_identity
 from app.intake.signin import SIGNIN_FAILED_MESSAGE, authenticate, check_ip, municipality_keys, record_ip_failure
-from app.intake.status import ENTITLEMENT, HOUSEHOLD, LATEST_APPLICATION, PROGRAMS, progress
+from app.intake.status import household_view, programs as list_programs, progress
+from app.registry.receipts import format_receipt
 from app.tenancy.codes import MunicipalityCodeError, validate_code
+from app.tenancy.municipalities import get_municipality, list_municipalities
 from app.tenancy.transaction import platform_transaction, tenant_transaction
 from app.web.csrf import verify_form
 from app.web.errors import WebError
 from app.web.sessions import load_session, revoke, rotate, save_session
 from app.web.templates import render
 
-MUNICIPALITY = "SELECT code, name FROM municipalities WHERE code = $1"
 JST = ZoneInfo("Asia/Tokyo")
-LIST_MUNICIPALITIES = "SELECT code, name FROM municipalities ORDER BY code"
 
 
 class NotFound(WebError):
@@ -53,10 +52,10 @@ async def _municipality(request: Request) -> dict:
     except MunicipalityCodeError:
         raise NotFound() from None
     async with platform_transaction(request.app.state.pool) as conn:
-        row = await conn.fetchrow(MUNICIPALITY, code)
-    if row is None:
+        found = await get_municipality(conn, code)
+    if found is None:
         raise NotFound()
-    return {"code": row["code"], "name": row["name"]}
+    return {"code": found.code, "name": found.name}
 
 
 async def _page(request: Request, name: str, ctx: dict, *, status_code: int = 200) -> Response:
@@ -80,14 +79,15 @@ async def _signed_in(request: Request, m: dict) -> dict | None:
 
 async def index(request: Request) -> Response:
     async with platform_transaction(request.app.state.pool) as conn:
-        rows = await conn.fetch(LIST_MUNICIPALITIES)
-    return render(request, "intake_index.html", {"municipalities": [dict(r) for r in rows]})
+        municipalities = await list_municipalities(conn)
+    return render(request, "intake_index.html", {"municipalities": [{"code": m.code, "name": m.name}
+                                                                    for m in municipalities]})
 
 
 async def start(request: Request) -> Response:
     m = await _municipality(request)
     async with tenant_transaction(request.app.state.pool, m["code"], readonly=True) as conn:
-        programs = [dict(r) for r in await conn.fetch(PROGRAMS, m["code"])]
+        programs = await list_programs(conn, m["code"])
     return render(request, "intake_start.html", {"m": m, "programs": programs, "title": "給付金のご案内", "step": 0})
 
 
@@ -155,7 +155,7 @@ async def signin(request: Request) -> Response:
 
 async def _application_programs(request: Request, m: dict) -> list[dict]:
     async with tenant_transaction(request.app.state.pool, m["code"], readonly=True) as conn:
-        return [dict(r) for r in await conn.fetch(APPLICATION_PROGRAMS, m["code"])]
+        return await application_programs(conn, m["code"])
 
 
 async def _application_program(request: Request, m: dict, raw: object) -> dict:
@@ -163,9 +163,9 @@ async def _application_program(request: Request, m: dict, raw: object) -> dict:
     or push program, another municipality's id, garbage)."""
     if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 18:
         async with tenant_transaction(request.app.state.pool, m["code"], readonly=True) as conn:
-            row = await conn.fetchrow(APPLICATION_PROGRAM, m["code"], int(raw))
+            row = await application_program(conn, m["code"], int(raw))
         if row is not None:
-            return dict(row)
+            return row
     elif raw is None or raw == "":
         programs = await _application_programs(request, m)
         if len(programs) == 1:
@@ -226,12 +226,10 @@ async def signout(request: Request) -> Response:
 
 async def _entitlement(request: Request, m: dict, auth: dict) -> tuple[dict, list[dict], dict | None]:
     async with tenant_transaction(request.app.state.pool, m["code"], readonly=True) as conn:
-        ent = await conn.fetchrow(ENTITLEMENT, m["code"], auth["entitlement_id"])
-        if ent is None:
-            raise NotFound()
-        members = await conn.fetch(HOUSEHOLD, m["code"], ent["snapshot_id"], ent["household_no"])
-        app = await conn.fetchrow(LATEST_APPLICATION, m["code"], auth["entitlement_id"])
-    return dict(ent), [dict(r) for r in members], dict(app) if app else None
+        view = await household_view(conn, m["code"], auth["entitlement_id"])
+    if view is None:
+        raise NotFound()
+    return view
 
 
 def _active(app: dict | None) -> bool:

@@ -37,6 +37,27 @@ FROM programs WHERE municipality_code = $1 ORDER BY program_id
 """
 
 
+async def programs(conn: asyncpg.Connection, code: str) -> list[dict]:
+    """The municipality's programs, as its start page lists them."""
+    return [dict(r) for r in await conn.fetch(PROGRAMS, code)]
+
+
+async def latest_application(conn: asyncpg.Connection, code: str, entitlement_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(LATEST_APPLICATION, code, entitlement_id)
+
+
+async def household_view(conn: asyncpg.Connection, code: str,
+                         entitlement_id: int) -> tuple[dict, list[dict], dict | None] | None:
+    """(entitlement, household members, latest application) for the resident's pages; None if there is no
+    such entitlement in this municipality."""
+    ent = await conn.fetchrow(ENTITLEMENT, code, entitlement_id)
+    if ent is None:
+        return None
+    members = await conn.fetch(HOUSEHOLD, code, ent["snapshot_id"], ent["household_no"])
+    app = await latest_application(conn, code, entitlement_id)
+    return dict(ent), [dict(r) for r in members], dict(app) if app else None
+
+
 @dataclass
 class Progress:
     key: str          # received | checking | approved | scheduled | paid | problem

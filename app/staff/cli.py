@@ -23,7 +23,7 @@ from app.staff import accounts, enrolment, grants, sessions, signin
 from app.staff.actors import Operator
 from app.staff.errors import StaffError
 from app.tenancy.codes import MunicipalityCodeError, validate_code
-from app.tenancy.municipalities import load_field_cipher
+from app.tenancy.municipalities import get_municipality, load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 
 CLI_ACTOR = "cli"
@@ -42,7 +42,7 @@ async def _scope(settings: Settings, code: str, **kwargs):
     conn = await asyncpg.connect(require(settings.database_url, "DATABASE_URL"))
     try:
         async with tenant_transaction(conn, code, **kwargs):
-            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM municipalities WHERE code = $1)", code):
+            if await get_municipality(conn, code) is None:
                 raise CliError(f"municipality {code} is not registered")
             yield conn
     finally:

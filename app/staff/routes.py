@@ -9,7 +9,6 @@ app/web/setup.py renders.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import functools
 import hashlib
@@ -25,13 +24,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from app.crypto import derive_key
 from app.settings import Settings
 from app import audit, outbox
-from app.staff import accounts, actors, bank_form, enrolment, grants, review, sessions, signin, throttle
+from app.staff import accounts, actors, bank_form, enrolment, grants, overview, review, sessions, signin, throttle
 from app.staff.accounts import ROLE_LABELS, ROLES, Staff
 from app.staff.errors import Forbidden, InvalidInput, LoginFailed, NotFound
 from app.tenancy.codes import MunicipalityCodeError, validate_code
-from app.tenancy.municipalities import load_field_cipher
+from app.tenancy.municipalities import get_municipality, load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from app.web.admission import client_address
 from app.web.bodies import read_form
@@ -56,7 +56,7 @@ Handler = Callable[[Request, asyncpg.Connection, Staff, dict[str, Any]], Awaitab
 
 def _secret(request: Request) -> bytes:
     settings: Settings = request.app.state.settings
-    return base64.b64decode(settings.session_secret or "") or b"kyufu-test-secret"
+    return derive_key(settings.session_secret or "", "staff-console")
 
 
 def _int_param(request: Request, name: str) -> int:
@@ -210,7 +210,7 @@ async def login_submit(request: Request) -> Response:
     if not login_name or len(login_name) > 64:
         return await failed()
     async with tenant_transaction(request.app.state.pool, code) as conn:
-        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM municipalities WHERE code = $1)", code):
+        if await get_municipality(conn, code) is None:
             return await failed()
         cipher = await _cipher(request, conn, code)
         result = await accounts.login(
@@ -244,33 +244,13 @@ async def logout(request, conn, staff, ctx):
 
 # ---- dashboard -----------------------------------------------------------------------------------------
 
-DASHBOARD = """
-SELECT pr.program_id, pr.name, pr.payment_mode,
-  (SELECT count(*) FROM entitlements e WHERE e.municipality_code = pr.municipality_code AND e.program_id = pr.program_id) AS entitlements,
-  (SELECT coalesce(sum(e.amount_yen), 0)::bigint FROM entitlements e
-    WHERE e.municipality_code = pr.municipality_code AND e.program_id = pr.program_id) AS entitled_yen,
-  (SELECT coalesce(jsonb_object_agg(status, n), '{}')::text FROM (
-     SELECT a.status, count(*) AS n FROM applications a JOIN entitlements e USING (municipality_code, entitlement_id)
-     WHERE a.municipality_code = pr.municipality_code AND e.program_id = pr.program_id GROUP BY a.status) s) AS by_status,
-  (SELECT coalesce(sum(e.amount_yen), 0)::bigint FROM applications a JOIN entitlements e USING (municipality_code, entitlement_id)
-    WHERE a.municipality_code = pr.municipality_code AND e.program_id = pr.program_id AND a.status IN ('verified', 'approved')
-      AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.municipality_code = a.municipality_code
-                      AND p.entitlement_id = a.entitlement_id AND (p.status = 'paid' OR (p.status = 'in_batch'
-                      AND EXISTS (SELECT 1 FROM payout_batches b WHERE b.municipality_code = p.municipality_code
-                                  AND b.batch_id = p.batch_id AND b.status = 'released'))))) AS verified_unpaid_yen,
-  (SELECT coalesce(sum(p.amount_yen), 0)::bigint FROM payments p JOIN entitlements e USING (municipality_code, entitlement_id)
-    WHERE p.municipality_code = pr.municipality_code AND e.program_id = pr.program_id AND p.status = 'paid') AS paid_yen
-FROM programs pr WHERE pr.municipality_code = $1 ORDER BY pr.program_id
-"""
 
 
 @page()
 async def dashboard(request, conn, staff, ctx):
-    import json
-
     code = staff.municipality_code
-    rows = [dict(r) | {"by_status": json.loads(r["by_status"])} for r in await conn.fetch(DASHBOARD, code)]
-    queue_count = await conn.fetchval(review.QUEUE_COUNT, code)
+    rows = await overview.program_overview(conn, code)
+    queue_count = await overview.queue_count(conn, code)
     notice = await accounts.signin_notice(conn, code, staff.staff_id)
     return render(request, "staff_dashboard.html", ctx | {
         "title": "ダッシュボード", "programs": rows, "queue_count": queue_count,
@@ -394,7 +374,7 @@ async def batch_page(request, conn, staff, ctx):
                                            code, staff, batch_id)
     return render(request, "staff_batch.html", ctx | {
         "title": f"起案 #{batch_id}", "batch": batch, "view": view,
-        "by_bank": view["by_bank"] if view else await conn.fetch(batches.BATCH_BY_BANK, code, batch_id),
+        "by_bank": view["by_bank"] if view else await batches.by_bank(conn, code, batch_id),
     })
 
 

@@ -1,4 +1,5 @@
-"""Registering municipalities and loading their keys."""
+"""Municipalities: registering them, looking them up (the one place that reads the municipalities table)
+and loading their keys."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ INSERT INTO municipality_keys (municipality_code, purpose, version, wrapped_key,
 VALUES ($1, $2, $3, $4, $5, $6)
 """
 LIST_MUNICIPALITIES = "SELECT code, name, created_at FROM municipalities ORDER BY code"
+GET_MUNICIPALITY = "SELECT code, name FROM municipalities WHERE code = $1"
 # The newest key of a purpose; older versions stay for data encrypted under them.
 CURRENT_KEY = """
 SELECT version, wrapped_key, public_key FROM municipality_keys
@@ -40,6 +42,18 @@ WHERE municipality_code = $1 AND purpose = $2 AND version = $3
 class Municipality:
     code: str
     name: str
+
+
+async def get_municipality(conn: asyncpg.Connection, code: str) -> Municipality | None:
+    """The registered municipality with this code, or None. The table is platform data (no RLS): any
+    transaction may read it."""
+    row = await conn.fetchrow(GET_MUNICIPALITY, code)
+    return None if row is None else Municipality(row["code"], row["name"])
+
+
+async def municipality_codes(conn: asyncpg.Connection) -> list[str]:
+    """Every registered code, in order (what the platform's periodic jobs loop over)."""
+    return [m.code for m in await list_municipalities(conn)]
 
 
 async def add_municipality(conn: asyncpg.Connection, master_key: bytes, code: str, name: str) -> Municipality:

@@ -25,6 +25,8 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from starlette.requests import Request
+
+from app.crypto import derive_key
 from starlette.responses import Response
 
 COOKIE = "kyufu_session"
@@ -66,13 +68,11 @@ class Session:
 
 
 def _secret(request: Request) -> bytes:
-    raw = request.app.state.settings.session_secret
-    assert raw, "load_settings fills KYUFU_SESSION_SECRET outside production"
-    return hashlib.sha256(b"kyufu-session|" + raw.encode()).digest()
+    return derive_key(request.app.state.settings.session_secret or "", "resident-session")
 
 
 def _aead(secret: bytes) -> AESGCM:
-    return AESGCM(hashlib.sha256(b"kyufu-session-data|" + secret).digest())
+    return AESGCM(derive_key(secret, "resident-session-data"))
 
 
 def _new_id() -> str:
