@@ -28,10 +28,6 @@ log = logging.getLogger("kyufu.verification")
 MARK_DONE_MANY = """
 UPDATE outbox SET done_at = now() WHERE municipality_code = $1 AND job_id = ANY($2::text[]) AND done_at IS NULL
 """
-RECEIVED = """
-SELECT application_id FROM applications WHERE municipality_code = $1 AND status = 'received'
-ORDER BY application_id LIMIT $2
-"""
 
 
 job_id = outbox.verify_job_id
@@ -60,21 +56,6 @@ async def verify_applications_batch(ctx: dict[str, Any], municipality_code: str,
         await conn.execute(MARK_DONE_MANY, municipality_code, [job_id(municipality_code, i) for i in application_ids])
     log.info("verified %d of %d applications of %s", len(decisions), len(application_ids), municipality_code)
     return len(decisions)
-
-
-async def verify_received(pool: asyncpg.Pool, settings, municipality_code: str, *, batch_size: int = 500) -> int:
-    """Decide every application still 'received', batch by batch (catch-up after a backlog)."""
-    total = 0
-    ctx = {"pool": pool, "settings": settings}
-    while True:
-        async with tenant_transaction(pool, municipality_code, readonly=True) as conn:
-            ids = [r[0] for r in await conn.fetch(RECEIVED, municipality_code, batch_size)]
-        if not ids:
-            return total
-        decided = await verify_applications_batch(ctx, municipality_code, ids)
-        total += decided
-        if decided == 0:     # the rest is being decided by someone else right now
-            return total
 
 
 async def settle_due_push_programs(ctx: dict[str, Any]) -> int:

@@ -12,7 +12,7 @@ from app.registry.imports import import_residents
 from app.registry.programs import create_program, parse_program
 from app.tenancy.transaction import tenant_transaction
 from tests.registry.helpers import create_application, person, residents_csv
-from workers.verification import verify_application, verify_applications_batch, verify_received
+from workers.verification import verify_application, verify_applications_batch
 
 
 async def _households(app_pool, code, count=3):
@@ -99,10 +99,11 @@ async def test_batched_verification_decides_many_and_marks_their_outbox_rows(app
     _, _, ents = await _households(app_pool, code, 3)
     ids = [await _app(app_pool, code, cipher, e, f"ﾔﾏﾀﾞ ﾀﾛｳ{'ｱ' * i}", account_number=f"700000{i}")
            for i, e in enumerate(ents)]
-    assert await verify_received(app_pool, settings, code) == 3
+    ctx = {"pool": app_pool, "settings": settings}
+    assert await verify_applications_batch(ctx, code, ids) == 3
     for app_id in ids:
         assert await _state(app_pool, code, app_id) == ("verified", [], "claimed", True)
-    assert await verify_received(app_pool, settings, code) == 0
+    assert await verify_applications_batch(ctx, code, ids) == 0
 
 
 async def test_one_household_claiming_two_programs_with_its_own_account_is_not_sharing(app_pool, settings, code, cipher):
