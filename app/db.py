@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from app.errors import NotFound
+
 from app.settings import Settings, require
 
 
@@ -104,3 +106,11 @@ async def ping(pool: asyncpg.Pool) -> None:
     """One round trip on a pooled connection (readiness): raises if PostgreSQL does not answer."""
     async with pool.acquire() as conn:
         await conn.fetchval("SELECT 1")
+
+
+async def fetch_one(conn: asyncpg.Connection, query: str, *args) -> asyncpg.Record:
+    """The row the query finds, or NotFound (another municipality's row looks the same as none)."""
+    row = await conn.fetchrow(query, *args)
+    if row is None:
+        raise NotFound()
+    return row

@@ -23,7 +23,8 @@ import asyncpg
 
 from app import audit, outbox
 from app.crypto import DecryptionError, FieldCipher
-from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.db import fetch_one
+from app.errors import Conflict, Forbidden, InvalidInput
 from app.principals import Staff
 from app.settings import Settings
 from app.tenancy.transaction import tenant_transaction
@@ -189,10 +190,7 @@ async def programs(conn: asyncpg.Connection, code: str) -> list[asyncpg.Record]:
 
 
 async def program(conn: asyncpg.Connection, code: str, program_id: int) -> asyncpg.Record:
-    row = await conn.fetchrow(PROGRAM, code, program_id)
-    if row is None:
-        raise NotFound()
-    return row
+    return await fetch_one(conn, PROGRAM, code, program_id)
 
 
 async def draft_preview(conn: asyncpg.Connection, code: str, program_id: int) -> dict[str, Any]:
@@ -247,10 +245,7 @@ async def draft_batch(
 
 
 async def get_batch(conn: asyncpg.Connection, code: str, batch_id: int) -> asyncpg.Record:
-    row = await conn.fetchrow(BATCH, code, batch_id)
-    if row is None:
-        raise NotFound()
-    return row
+    return await fetch_one(conn, BATCH, code, batch_id)
 
 
 async def by_bank(conn: asyncpg.Connection, code: str, batch_id: int) -> list[asyncpg.Record]:
@@ -265,10 +260,7 @@ async def list_batches(conn: asyncpg.Connection, code: str) -> list[asyncpg.Reco
 async def _lock(conn: asyncpg.Connection, code: str, batch_id: int) -> asyncpg.Record:
     # The row lock serialises approve/reject/cancel/release of one batch: two approvers clicking at once,
     # or a release racing a rejection, see each other's outcome instead of both proceeding.
-    row = await conn.fetchrow(LOCK_BATCH, code, batch_id)
-    if row is None:
-        raise NotFound()
-    return row
+    return await fetch_one(conn, LOCK_BATCH, code, batch_id)
 
 
 async def approval_view(

@@ -1,7 +1,7 @@
 """Reconciliation: the bank's returns file → returned / paid payments, once; then, for each returned
 (不能) payment, re-contact and one re-issue to a corrected account.
 
-A returns CSV (payouts.banksim format: payment reference = payment_id, reason code) reconciles one
+A returns CSV (payouts/returns_csv.py: payment reference = payment_id, reason code) reconciles one
 released batch: the listed payments become 'returned' with the reason, every other payment of the batch
 'paid' on the transfer date, in one transaction. A released batch's payments are still 'in_batch' in
 their rows (release records the fact once, on the batch: migration 0009); the batch row, locked here,
@@ -22,10 +22,11 @@ import asyncpg
 
 from app import audit
 from app.crypto import FieldCipher
-from app.errors import Conflict, InvalidInput, NotFound
+from app.db import fetch_one
+from app.errors import Conflict, InvalidInput
 from app.principals import Staff
 from app.tenancy.transaction import tenant_transaction
-from payouts import banksim
+from payouts import returns_csv
 from payouts.accounts import PayeeAccount
 from payouts.payments import insert_payment
 
@@ -91,19 +92,19 @@ class ImportOutcome:
                 f"振込済 {self.paid_count:,} 件として取り込みました（取込 {self.import_id}）。")
 
 
-def _read(file: Path | bytes) -> tuple[bytes, list[banksim.ReturnRow]]:
+def _read(file: Path | bytes) -> tuple[bytes, list[returns_csv.ReturnRow]]:
     if isinstance(file, (bytes, bytearray)):
         data = bytes(file)
         with tempfile.NamedTemporaryFile(suffix=".csv") as handle:
             handle.write(data)
             handle.flush()
-            rows = banksim.read_returns_csv(Path(handle.name))
+            rows = returns_csv.read_returns_csv(Path(handle.name))
         return data, rows
     try:
         data = Path(file).read_bytes()
     except OSError as exc:
         raise ReconcileError(f"返却ファイルを読めません: {exc.strerror}") from None
-    return data, banksim.read_returns_csv(Path(file))
+    return data, returns_csv.read_returns_csv(Path(file))
 
 
 async def import_returns(db, code: str, file: Path | bytes, *, batch_id: int | None = None) -> ImportOutcome:
@@ -112,7 +113,7 @@ async def import_returns(db, code: str, file: Path | bytes, *, batch_id: int | N
     `db` is a pool or a connection (inside the caller's tenant_transaction it joins it)."""
     try:
         data, rows = _read(file)
-    except banksim.ReturnsCsvError as exc:
+    except returns_csv.ReturnsCsvError as exc:
         raise ReconcileError(str(exc)) from None
     if isinstance(db, asyncpg.Pool):
         async with tenant_transaction(db, code) as conn:
@@ -206,9 +207,7 @@ async def returned(conn: asyncpg.Connection, code: str) -> list[asyncpg.Record]:
 
 
 async def _returned_payment(conn: asyncpg.Connection, code: str, payment_id: int) -> asyncpg.Record:
-    row = await conn.fetchrow(PAYMENT, code, payment_id)
-    if row is None:
-        raise NotFound()
+    row = await fetch_one(conn, PAYMENT, code, payment_id)
     if row["status"] != "returned":
         raise Conflict("振込不能になった支払ではありません。")
     return row

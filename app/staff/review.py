@@ -12,8 +12,9 @@ from typing import Any
 
 import asyncpg
 
-from app.crypto import DecryptionError, FieldCipher
 from app import audit
+from app.crypto import DecryptionError, FieldCipher
+from app.db import fetch_one
 from app.staff.accounts import Staff
 from app.staff.errors import Conflict, InvalidInput, NotFound
 from payouts.payments import ACCOUNT_NUMBER, BANK_UNREADABLE, HOLDER_KANA
@@ -114,10 +115,7 @@ async def find(conn: asyncpg.Connection, code: str, staff: Staff, receipt_no: st
 
 
 async def summary(conn: asyncpg.Connection, code: str, application_id: int) -> asyncpg.Record:
-    row = await conn.fetchrow(APPLICATION, code, application_id)
-    if row is None:
-        raise NotFound()
-    return row
+    return await fetch_one(conn, APPLICATION, code, application_id)
 
 
 async def personal_view(
