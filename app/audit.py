@@ -61,8 +61,15 @@ async def append(
     label = actor_label if actor_label is not None else (actor.login if actor else "system")
     # seq/prev_hash/hash are placeholders the trigger overwrites; the CHECKs need well-formed values.
     row = await conn.fetchrow(
-        APPEND, code, actor.staff_id if actor else None, label, action, object_type,
-        "" if object_id is None else str(object_id), canonical_details(details), GENESIS,
+        APPEND,
+        code,
+        actor.staff_id if actor else None,
+        label,
+        action,
+        object_type,
+        "" if object_id is None else str(object_id),
+        canonical_details(details),
+        GENESIS,
     )
     return row["seq"]
 
@@ -78,9 +85,16 @@ def entry_hash(row: asyncpg.Record | dict) -> str:
     stamp = occurred.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
     actor = row["actor_staff_id"]
     parts = (
-        row["municipality_code"], str(row["seq"]), row["prev_hash"], stamp,
-        "" if actor is None else str(actor), row["actor_label"], row["action"], row["object_type"],
-        row["object_id"], row["details"],
+        row["municipality_code"],
+        str(row["seq"]),
+        row["prev_hash"],
+        stamp,
+        "" if actor is None else str(actor),
+        row["actor_label"],
+        row["action"],
+        row["object_type"],
+        row["object_id"],
+        row["details"],
     )
     return hashlib.sha256(b"".join(_field(p) for p in parts)).hexdigest()
 
@@ -136,8 +150,18 @@ def _export_dict(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-EXPORT_COLUMNS = ["seq", "occurred_at", "actor_staff_id", "actor_label", "action", "object_type", "object_id",
-                  "details", "prev_hash", "hash"]
+EXPORT_COLUMNS = [
+    "seq",
+    "occurred_at",
+    "actor_staff_id",
+    "actor_label",
+    "action",
+    "object_type",
+    "object_id",
+    "details",
+    "prev_hash",
+    "hash",
+]
 
 
 async def export_lines(conn: asyncpg.Connection, code: str, fmt: str) -> AsyncIterator[str]:

@@ -101,7 +101,7 @@ class FieldCipher:
         start = _HEADER.size
         try:
             return self._aead.decrypt(  # type: ignore[attr-defined]
-                ciphertext[start:start + NONCE_BYTES], ciphertext[start + NONCE_BYTES:], aad
+                ciphertext[start : start + NONCE_BYTES], ciphertext[start + NONCE_BYTES :], aad
             )
         except InvalidTag:
             # The message names no value: the row key may itself identify a resident.

@@ -13,11 +13,11 @@ from app.settings import Settings, require
 # the transaction did not commit, or for a lost COMMIT reply its outcome is unknown, so the caller should
 # answer "try again" (an HTTP 503, a release to re-run), never a 500. Not a query's own failure.
 DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,   # connection lost mid-query, or refused by the protocol
-    asyncpg.CannotConnectNowError,     # starting up or in crash recovery
-    asyncpg.AdminShutdownError,        # pg_ctl stop -m fast terminated the session
-    asyncpg.CrashShutdownError,        # another backend crashed; the server is resetting
-    ConnectionError,                   # refused or reset at the socket (the server is down)
+    asyncpg.PostgresConnectionError,  # connection lost mid-query, or refused by the protocol
+    asyncpg.CannotConnectNowError,  # starting up or in crash recovery
+    asyncpg.AdminShutdownError,  # pg_ctl stop -m fast terminated the session
+    asyncpg.CrashShutdownError,  # another backend crashed; the server is resetting
+    ConnectionError,  # refused or reset at the socket (the server is down)
 )
 
 
@@ -67,7 +67,8 @@ async def check_app_role(conn: asyncpg.Connection) -> None:
     if problems:
         user = await conn.fetchval("SELECT current_user")
         raise UnsafeDatabaseRole(
-            f"refusing to serve: database role {user!r} " + ", ".join(problems)
+            f"refusing to serve: database role {user!r} "
+            + ", ".join(problems)
             + "; connect the app as the non-owner role (kyufu_app) so row-level security applies"
         )
 

@@ -21,14 +21,14 @@ log = logging.getLogger("kyufu.app")
 
 # Each area contributes routes: the module has `routes(settings) -> list[BaseRoute]`.
 AREA_ROUTES = [
-    "app.intake.routes",   # /api/v1, resident pages and the site root (before staff: routes are tried in
-                           # order and the submit API takes the surges; no paths overlap)
-    "app.staff.routes",    # /staff/...
+    "app.intake.routes",  # /api/v1, resident pages and the site root (before staff: routes are tried in
+    # order and the submit API takes the surges; no paths overlap)
+    "app.staff.routes",  # /staff/...
 ]
 # Cross-cutting web setup (middleware, exception handlers): `setup(app, settings)`.
 AREA_SETUP = [
     "app.web.setup",
-    "app.observability",   # outermost: request id, metrics and the access log see every response
+    "app.observability",  # outermost: request id, metrics and the access log see every response
 ]
 
 

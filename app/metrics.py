@@ -16,8 +16,9 @@ OUTBOX_BACKLOG = Gauge("kyufu_outbox_backlog", "Outbox rows not done", ["municip
 OUTBOX_OLDEST = Gauge("kyufu_outbox_oldest_seconds", "Age of the oldest outbox row not done", ["municipality"])
 QUEUE_DEPTH = Gauge("kyufu_arq_queue_depth", "Jobs waiting in the arq queue")
 JOBS = Counter("kyufu_jobs_total", "Job outcomes", ["job", "outcome"])
-BATCH_PROGRESS = Gauge("kyufu_batch_generation_records", "Records written by the batch being generated",
-                       ["municipality"])
+BATCH_PROGRESS = Gauge(
+    "kyufu_batch_generation_records", "Records written by the batch being generated", ["municipality"]
+)
 
 
 def serve_metrics(host: str, port: int) -> None:

@@ -75,9 +75,7 @@ async def migrate(owner_url: str, directory: Path = MIGRATIONS_DIR) -> list[int]
             on_disk = {m.version for m in migrations}
             for version, row in applied.items():
                 if version not in on_disk:
-                    raise MigrationError(
-                        f"migration {version:04d}_{row['name']}.sql is applied but missing on disk"
-                    )
+                    raise MigrationError(f"migration {version:04d}_{row['name']}.sql is applied but missing on disk")
             done: list[int] = []
             for m in migrations:
                 if m.version in applied:

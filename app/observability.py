@@ -22,10 +22,11 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 
 REQUESTS = Counter("kyufu_http_requests_total", "HTTP requests", ["route", "method", "status"])
 LATENCY = Histogram(
-    "kyufu_http_request_seconds", "HTTP request latency", ["route", "method"],
+    "kyufu_http_request_seconds",
+    "HTTP request latency",
+    ["route", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,7 +49,9 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: int = logging.INFO, json_logs: bool = True) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -100,8 +103,10 @@ class ObservabilityMiddleware:
             REQUESTS.labels(route, method, str(status)).inc()
             LATENCY.labels(route, method).observe(elapsed)
             if route not in ("/healthz", "/readyz", "/metrics"):
-                access_log.info("request", extra={"route": route, "method": method, "status": status,
-                                                  "duration_ms": round(elapsed * 1000, 2)})
+                access_log.info(
+                    "request",
+                    extra={"route": route, "method": method, "status": status, "duration_ms": round(elapsed * 1000, 2)},
+                )
             request_id_var.reset(token)
 
 

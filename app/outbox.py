@@ -120,8 +120,12 @@ async def enqueue_many(redis: ArqRedis, jobs: list[tuple[str, str, list]]) -> in
     argv: list = []
     for name, job_id, args in jobs:
         keys += [job_key_prefix + job_id, result_key_prefix + job_id]
-        argv += [job_id, now_ms, redis.expires_extra_ms,
-                 serialize_job(name, tuple(args), {}, None, now_ms, serializer=redis.job_serializer)]
+        argv += [
+            job_id,
+            now_ms,
+            redis.expires_extra_ms,
+            serialize_job(name, tuple(args), {}, None, now_ms, serializer=redis.job_serializer),
+        ]
     return int(await redis.eval(ENQUEUE_MANY, len(keys), *keys, *argv))
 
 
@@ -144,7 +148,7 @@ def group_jobs(municipality_code: str, rows, batch_size: int) -> list[tuple[str,
             batches.setdefault(batch_name, []).append((r["outbox_id"], args[1]))
     for name, items in batches.items():
         for k in range(0, len(items), batch_size):
-            chunk = items[k:k + batch_size]
+            chunk = items[k : k + batch_size]
             # Named by its first and last outbox row: a second dispatch of the same rows is a no-op while
             # the job is queued or running, like a single row's.
             batch_job = job_id(name, municipality_code, f"{chunk[0][0]}-{chunk[-1][0]}")
@@ -153,8 +157,13 @@ def group_jobs(municipality_code: str, rows, batch_size: int) -> list[tuple[str,
 
 
 async def dispatch(
-    pool: asyncpg.Pool, redis: ArqRedis, municipality_code: str, *, older_than_s: float | None = None,
-    limit: int = 1000, batch_size: int = DEFAULT_BATCH_SIZE,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    municipality_code: str,
+    *,
+    older_than_s: float | None = None,
+    limit: int = 1000,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> int:
     """Enqueue due outbox rows of one municipality; return how many rows were handed to Redis.
 
@@ -176,8 +185,7 @@ async def dispatch(
     return len(rows)
 
 
-async def sweep(pool: asyncpg.Pool, redis: ArqRedis, retry_after_s: float,
-                batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+async def sweep(pool: asyncpg.Pool, redis: ArqRedis, retry_after_s: float, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
     """Re-derive lost jobs for every municipality; return how many rows were enqueued."""
     async with platform_transaction(pool) as conn:
         codes = await municipality_codes(conn)

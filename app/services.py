@@ -117,9 +117,7 @@ class EmbeddedServices:
             return Ports(postgres=int(data["postgres_port"]), valkey=int(data["valkey_port"]))
         ports = Ports(postgres=_free_port(), valkey=_free_port())
         self.root.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(
-            json.dumps({"postgres_port": ports.postgres, "valkey_port": ports.valkey}, indent=2)
-        )
+        self.state_file.write_text(json.dumps({"postgres_port": ports.postgres, "valkey_port": ports.valkey}, indent=2))
         return ports
 
     def passwords(self) -> dict[str, str]:
@@ -209,7 +207,9 @@ class EmbeddedServices:
             log = self.pgdata / "server.log"
             result = subprocess.run(
                 [str(_pg_bin("pg_ctl")), "-D", str(self.pgdata), "-l", str(log), "-w", "-t", "60", "start"],
-                capture_output=True, text=True, **self._run_as(),
+                capture_output=True,
+                text=True,
+                **self._run_as(),
             )
             if result.returncode != 0:
                 tail = log.read_text()[-2000:] if log.exists() else result.stderr
@@ -229,9 +229,20 @@ class EmbeddedServices:
                 entry = pwd.getpwnam(PG_SYSTEM_USER)
                 os.chown(pwfile, entry.pw_uid, entry.pw_gid)
             subprocess.run(
-                [str(_pg_bin("initdb")), "-D", str(self.pgdata), "--auth=scram-sha-256", f"--pwfile={pwfile}",
-                 "--encoding=UTF8", "--locale=C", "-U", PG_SUPERUSER],
-                check=True, capture_output=True, **self._run_as(),
+                [
+                    str(_pg_bin("initdb")),
+                    "-D",
+                    str(self.pgdata),
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "-U",
+                    PG_SUPERUSER,
+                ],
+                check=True,
+                capture_output=True,
+                **self._run_as(),
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -246,25 +257,38 @@ class EmbeddedServices:
         if not any(line.split()[-1] == "trust" for line in rules):
             return
         password = self.passwords()[PG_SUPERUSER]
-        psql = [str(_pg_bin("psql")), f"postgresql://{PG_SUPERUSER}@127.0.0.1:{self.ports().postgres}/postgres",
-                "-v", "ON_ERROR_STOP=1", "-q", "-At"]
-        subprocess.run(psql, input=f"ALTER ROLE {PG_SUPERUSER} PASSWORD '{password}';", text=True,
-                       check=True, capture_output=True)
+        psql = [
+            str(_pg_bin("psql")),
+            f"postgresql://{PG_SUPERUSER}@127.0.0.1:{self.ports().postgres}/postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-At",
+        ]
+        subprocess.run(
+            psql, input=f"ALTER ROLE {PG_SUPERUSER} PASSWORD '{password}';", text=True, check=True, capture_output=True
+        )
         converted = [
             line[: line.rindex("trust")] + "scram-sha-256"
-            if line.strip() and not line.lstrip().startswith("#") and line.split()[-1] == "trust" else line
+            if line.strip() and not line.lstrip().startswith("#") and line.split()[-1] == "trust"
+            else line
             for line in lines
         ]
         hba.write_text("\n".join(converted) + "\n")
-        subprocess.run([str(_pg_bin("pg_ctl")), "-D", str(self.pgdata), "reload"],
-                       check=True, capture_output=True, **self._run_as())
+        subprocess.run(
+            [str(_pg_bin("pg_ctl")), "-D", str(self.pgdata), "reload"],
+            check=True,
+            capture_output=True,
+            **self._run_as(),
+        )
 
     def stop_postgres(self, mode: str = "fast") -> None:
         if not self._pg_running():
             return
         subprocess.run(
             [str(_pg_bin("pg_ctl")), "-D", str(self.pgdata), "-m", mode, "-w", "stop"],
-            capture_output=True, **self._run_as(),
+            capture_output=True,
+            **self._run_as(),
         )
 
     def bootstrap_database(self) -> None:
@@ -304,19 +328,33 @@ class EmbeddedServices:
             return
         args = [
             str(_valkey_bin()),
-            "--bind", "127.0.0.1", "--port", str(ports.valkey),
-            "--dir", str(self.valkey_dir), "--pidfile", str(self.valkey_dir / "valkey.pid"),
-            "--logfile", str(self.valkey_dir / "valkey.log"), "--daemonize", "yes",
-            "--protected-mode", "yes", "--save", "",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(ports.valkey),
+            "--dir",
+            str(self.valkey_dir),
+            "--pidfile",
+            str(self.valkey_dir / "valkey.pid"),
+            "--logfile",
+            str(self.valkey_dir / "valkey.log"),
+            "--daemonize",
+            "yes",
+            "--protected-mode",
+            "yes",
+            "--save",
+            "",
             # The database is the source of truth; Valkey may lose jobs (the sweeper re-derives them),
             # but an append-only file keeps a dev restart from losing them needlessly.
-            "--appendonly", "yes" if self.durable else "no",
+            "--appendonly",
+            "yes" if self.durable else "no",
             # Last: the rest of the configuration (the password) is read from stdin, not argv, where
             # every local user could read it.
             "-",
         ]
-        result = subprocess.run(args, capture_output=True, text=True,
-                                input=f"requirepass {self.passwords()['valkey']}\n")
+        result = subprocess.run(
+            args, capture_output=True, text=True, input=f"requirepass {self.passwords()['valkey']}\n"
+        )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if _port_open(ports.valkey):

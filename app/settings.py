@@ -84,9 +84,7 @@ class Settings(BaseSettings):
             }
             missing = [name for name, value in required.items() if not value]
             if missing:
-                raise ValueError(
-                    "KYUFU_ENV=production requires explicit settings; missing: " + ", ".join(missing)
-                )
+                raise ValueError("KYUFU_ENV=production requires explicit settings; missing: " + ", ".join(missing))
         return self
 
     @property
@@ -155,9 +153,7 @@ def _local_secret(path: Path) -> str:
 def require(value: str | None, name: str) -> str:
     """Return a setting that an operation needs, or fail with the variable's name."""
     if not value:
-        raise SettingsError(
-            f"{name} is not set. Run `kyufu services up` (local) or export {name}."
-        )
+        raise SettingsError(f"{name} is not set. Run `kyufu services up` (local) or export {name}.")
     return value
 
 

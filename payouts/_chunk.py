@@ -86,8 +86,21 @@ def _c_layout(job: ChunkJob) -> tuple:
         ascii_ok = bytes(1 if chr(c) in charset else 0 for c in range(128))
         kana_ok = bytes(1 if chr(0xFF61 + i) in charset else 0 for i in range(63))
         edi = "%-20d" in job.record_format
-        layout = (template, job.separator.encode("ascii"), ascii_ok, kana_ok, _TYPES_OK, edi,
-                  _BANK_AT, _BRANCH_AT, _TYPE_AT, _ACCOUNT_AT, _NAME_AT, _AMOUNT_AT, _REF_AT)
+        layout = (
+            template,
+            job.separator.encode("ascii"),
+            ascii_ok,
+            kana_ok,
+            _TYPES_OK,
+            edi,
+            _BANK_AT,
+            _BRANCH_AT,
+            _TYPE_AT,
+            _ACCOUNT_AT,
+            _NAME_AT,
+            _AMOUNT_AT,
+            _REF_AT,
+        )
         if len(_layouts) > 16:
             _layouts.clear()
         _layouts[cache_key] = layout
@@ -189,9 +202,12 @@ def _render_python(job: ChunkJob, header: bytes, aad_bank: bytes) -> ChunkResult
         lines_out = [job.record_format % zengin._DATA_FIELDS(p) for p in payments]
     else:
         blank, new_code = repeat(""), repeat("0")
-        lines_out = list(map(job.record_format.__mod__, zip(
-            banks, blank, branches, blank, kinds, accounts, names, yen, new_code, refs
-        )))
+        lines_out = list(
+            map(
+                job.record_format.__mod__,
+                zip(banks, blank, branches, blank, kinds, accounts, names, yen, new_code, refs),
+            )
+        )
     sep = job.separator
     try:
         records = (sep.join(lines_out) + sep).encode("cp932")
@@ -199,9 +215,13 @@ def _render_python(job: ChunkJob, header: bytes, aad_bank: bytes) -> ChunkResult
         records = b""
     if len(records) != count * (zengin.RECORD_BYTES + len(sep)):
         problems = _reference_problems(job, refs, banks, branches, kinds, accounts, names, yen)
-        return ChunkResult(b"", count, total, last, problems or [
-            zengin.Problem(refs[0], "holder_kana", "charset", "レコード長が120バイトになりません。")
-        ])
+        return ChunkResult(
+            b"",
+            count,
+            total,
+            last,
+            problems or [zengin.Problem(refs[0], "holder_kana", "charset", "レコード長が120バイトになりません。")],
+        )
     return ChunkResult(records, count, total, last, [])
 
 
@@ -257,22 +277,26 @@ def _fast_checks(allow_wo, refs, banks, branches, kinds, accounts_joined, names_
         _NAME_LENGTHS.fullmatch(names_joined) is not None  # 1-30 characters each, n values
         and names_joined.count(_SEP) == n - 1
         and _BAD_CHAR[allow_wo].search(names_joined) is None
-        and not names_joined.startswith(" ") and not names_joined.endswith(" ")
+        and not names_joined.startswith(" ")
+        and not names_joined.endswith(" ")
         and not any(map(names_joined.__contains__, _BAD_SPACES))
         and _BAD_VOICING_FAST.search(names_joined) is None
         and _SEVEN_DIGITS.fullmatch(accounts_joined) is not None
         and _BANKS.fullmatch(_SEP.join(banks)) is not None
         and _BRANCHES.fullmatch(_SEP.join(branches)) is not None
         and set(kinds) <= zengin.PAYEE_ACCOUNT_TYPES
-        and min(yen) > 0 and max(yen) <= zengin.MAX_AMOUNT_YEN
-        and min(refs) > 0 and max(refs) <= zengin.MAX_REFERENCE
+        and min(yen) > 0
+        and max(yen) <= zengin.MAX_AMOUNT_YEN
+        and min(refs) > 0
+        and max(refs) <= zengin.MAX_REFERENCE
     )
 
 
 def _payments(refs, banks, branches, kinds, accounts, names, yen) -> list[zengin.Payment]:
     return [
-        zengin.Payment(reference=r, bank_code=b, branch_code=br, account_type=k, account_number=a,
-                       holder_kana=n, amount_yen=y)
+        zengin.Payment(
+            reference=r, bank_code=b, branch_code=br, account_type=k, account_number=a, holder_kana=n, amount_yen=y
+        )
         for r, b, br, k, a, n, y in zip(refs, banks, branches, kinds, accounts, names, yen)
     ]
 

@@ -23,8 +23,13 @@ assert set(ACCOUNT_TYPE_LABELS) == PAYEE_ACCOUNT_TYPES
 HOLDER_MAX_WIDTH = 30
 
 # Field -> its Japanese name, for messages that name the field.
-FIELD_NAMES = {"bank_code": "金融機関コード", "branch_code": "支店コード", "account_type": "預金種目",
-               "account_number": "口座番号", "holder_kana": "口座名義"}
+FIELD_NAMES = {
+    "bank_code": "金融機関コード",
+    "branch_code": "支店コード",
+    "account_type": "預金種目",
+    "account_number": "口座番号",
+    "holder_kana": "口座名義",
+}
 
 
 class AccountInvalid(InvalidInput):
@@ -46,15 +51,21 @@ class PayeeAccount:
     bank_code: str
     branch_code: str
     account_type: int
-    account_number: str   # 7 digits
-    holder_kana: str      # Zengin half-width kana
+    account_number: str  # 7 digits
+    holder_kana: str  # Zengin half-width kana
 
     @classmethod
-    def parse(cls, bank_code: object, branch_code: object, account_type: object, account_number: object,
-              holder_kana: object) -> "PayeeAccount":
+    def parse(
+        cls, bank_code: object, branch_code: object, account_type: object, account_number: object, holder_kana: object
+    ) -> "PayeeAccount":
         """Check and normalise; raises AccountInvalid naming the first bad field."""
-        return cls(check_bank_code(bank_code), check_branch_code(branch_code), check_account_type(account_type),
-                   check_account_number(account_number), check_holder_kana(holder_kana))
+        return cls(
+            check_bank_code(bank_code),
+            check_branch_code(branch_code),
+            check_account_type(account_type),
+            check_account_number(account_number),
+            check_holder_kana(holder_kana),
+        )
 
 
 def check_bank_code(value: object) -> str:

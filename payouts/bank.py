@@ -99,7 +99,9 @@ def load_identities(path: Path) -> list[x25519.Identity]:
         if not line or line.startswith("#"):
             continue
         if not line.startswith(_IDENTITY_PREFIX):
-            raise BankError("bad_identity_file", f"age 秘密鍵ファイルの {number} 行目が AGE-SECRET-KEY-1... ではありません")
+            raise BankError(
+                "bad_identity_file", f"age 秘密鍵ファイルの {number} 行目が AGE-SECRET-KEY-1... ではありません"
+            )
         try:
             identities.append(x25519.Identity.from_str(line))
         except pyrage.IdentityError:
@@ -321,7 +323,9 @@ def inspect(plaintext_path: Path) -> InspectSummary:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kyufu bank", description="自治体から届いた封緘済み全銀ファイルの検証・復号・確認")
+    parser = argparse.ArgumentParser(
+        prog="kyufu bank", description="自治体から届いた封緘済み全銀ファイルの検証・復号・確認"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("verify", help="署名・暗号文・（秘密鍵があれば）平文と合計を検証する")
     p.add_argument("age_file", type=Path)

@@ -48,6 +48,5 @@ def transfer_date_problem(day: dt.date, today: dt.date, lead_days: int) -> str |
         return "振込指定日は銀行営業日を指定してください（土日・祝日・12月31日〜1月3日は指定できません）。"
     if business_days_after(today, day) < lead_days:
         earliest = earliest_transfer_date(today, lead_days)
-        return (f"振込指定日は本日から{lead_days}営業日以上先を指定してください"
-                f"（最短 {earliest.isoformat()}）。")
+        return f"振込指定日は本日から{lead_days}営業日以上先を指定してください（最短 {earliest.isoformat()}）。"
     return None

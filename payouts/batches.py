@@ -40,7 +40,9 @@ log = logging.getLogger("kyufu.payouts")
 # The bank's lead time is part of the municipality's bank settings (payout stage, migration 0006).
 LEAD_DAYS = "SELECT min_business_days_ahead FROM municipality_bank_settings WHERE municipality_code = $1"
 PROGRAM = "SELECT program_id, name, amount_yen FROM programs WHERE municipality_code = $1 AND program_id = $2"
-PROGRAMS = "SELECT program_id, name, base_date, payment_mode FROM programs WHERE municipality_code = $1 ORDER BY program_id"
+PROGRAMS = (
+    "SELECT program_id, name, base_date, payment_mode FROM programs WHERE municipality_code = $1 ORDER BY program_id"
+)
 # Ready payments of a program (what drafting would freeze now), per receiving bank.
 READY_BY_BANK = """
 SELECT p.bank_code, count(*) AS count, sum(p.amount_yen)::bigint AS total_yen
@@ -70,7 +72,9 @@ WITH moved AS (
 )
 SELECT count(*) AS count, coalesce(sum(amount_yen), 0)::bigint AS total_yen FROM moved
 """
-SET_TOTALS = "UPDATE payout_batches SET record_count = $3, total_yen = $4 WHERE municipality_code = $1 AND batch_id = $2"
+SET_TOTALS = (
+    "UPDATE payout_batches SET record_count = $3, total_yen = $4 WHERE municipality_code = $1 AND batch_id = $2"
+)
 BATCH_COLUMNS = """
 b.batch_id, b.program_id, pr.name AS program_name, b.transfer_date, b.status, b.drafted_by, d.login AS drafted_by_login,
 b.drafted_at, b.record_count, b.total_yen, b.approved_by, a.login AS approved_by_login, b.approved_at, b.approved_sha256,
@@ -168,11 +172,11 @@ APPROVAL_CONFLICT = "SELECT kyufu_approval_conflict($1, $2, $3)"
 INDEPENDENCE_MESSAGES = {
     "same_account": "起案した本人は承認できません。別の承認者が承認してください。",
     "created_by_drafter": "あなたのアカウントはこの起案者が作成したため、この起案は承認できません。"
-                          "別の承認者が承認してください。",
+    "別の承認者が承認してください。",
     "granted_by_drafter": "あなたの承認の権限はこの起案者が申請または確認したため、この起案は承認できません。"
-                          "別の承認者が承認してください。",
+    "別の承認者が承認してください。",
     "shared_hands": "あなたとこの起案者は独立していません（同じ人が両方のアカウントの登録用リンクを発行したか、"
-                    "一方が他方のリンクを発行しています）。この起案は別の承認者が承認してください。",
+    "一方が他方のリンクを発行しています）。この起案は別の承認者が承認してください。",
 }
 SAMPLE = """
 SELECT payment_id, bank_code, branch_code, account_type, bank_enc, account_number_enc, holder_kana_enc, amount_yen
@@ -210,8 +214,16 @@ async def draft_preview(conn: asyncpg.Connection, code: str, program_id: int) ->
 
 
 async def draft_batch(
-    conn: asyncpg.Connection, cipher: FieldCipher, code: str, staff: Staff, program_id: int, transfer_date: dt.date,
-    *, expected_count: int | None = None, expected_total_yen: int | None = None, today: dt.date | None = None,
+    conn: asyncpg.Connection,
+    cipher: FieldCipher,
+    code: str,
+    staff: Staff,
+    program_id: int,
+    transfer_date: dt.date,
+    *,
+    expected_count: int | None = None,
+    expected_total_yen: int | None = None,
+    today: dt.date | None = None,
 ) -> int:
     """振込起案: create the program's missing payments, then freeze every ready one into a new draft batch.
 
@@ -237,10 +249,20 @@ async def draft_batch(
         raise Conflict("表示した後に対象の支払が変わりました。内容を確認し直してから起案してください。")
     await conn.execute(SET_TOTALS, code, batch_id, frozen["count"], frozen["total_yen"])
     await request_hash(conn, code, batch_id)
-    await audit.append(conn, code, staff, "batch.draft", "batch", batch_id, {
-        "program_id": program_id, "transfer_date": transfer_date.isoformat(),
-        "record_count": frozen["count"], "total_yen": frozen["total_yen"],
-    })
+    await audit.append(
+        conn,
+        code,
+        staff,
+        "batch.draft",
+        "batch",
+        batch_id,
+        {
+            "program_id": program_id,
+            "transfer_date": transfer_date.isoformat(),
+            "record_count": frozen["count"],
+            "total_yen": frozen["total_yen"],
+        },
+    )
     return batch_id
 
 
@@ -264,7 +286,12 @@ async def _lock(conn: asyncpg.Connection, code: str, batch_id: int) -> asyncpg.R
 
 
 async def approval_view(
-    conn: asyncpg.Connection, settings: Settings, cipher: FieldCipher, code: str, staff: Staff, batch_id: int,
+    conn: asyncpg.Connection,
+    settings: Settings,
+    cipher: FieldCipher,
+    code: str,
+    staff: Staff,
+    batch_id: int,
 ) -> dict[str, Any]:
     """What the approver sees: totals, per-bank breakdown, difference against the program's verified
     entitlements, a sample of records (personal data: audit-logged) and the file's SHA-256 as the worker
@@ -280,28 +307,47 @@ async def approval_view(
             masked = "****" + number[-3:]
         except DecryptionError as exc:
             # The file cannot be rendered either (the hash job says which payments): nothing to approve.
-            log.error("bank details of payment %s (municipality %s) do not decrypt: %s", r["payment_id"], code,
-                      type(exc).__name__)
+            log.error(
+                "bank details of payment %s (municipality %s) do not decrypt: %s",
+                r["payment_id"],
+                code,
+                type(exc).__name__,
+            )
             masked, holder = "（復号できません）", ""
-        sample.append({
-            "payment_id": r["payment_id"], "bank_code": r["bank_code"], "branch_code": r["branch_code"],
-            "account_type": r["account_type"], "account_number_masked": masked,
-            "holder_kana": holder,
-            "amount_yen": r["amount_yen"],
-        })
-    await audit.append(conn, code, staff, "personal_data.view", "batch", batch_id,
-                       {"purpose": "approval", "records": len(sample)})
+        sample.append(
+            {
+                "payment_id": r["payment_id"],
+                "bank_code": r["bank_code"],
+                "branch_code": r["branch_code"],
+                "account_type": r["account_type"],
+                "account_number_masked": masked,
+                "holder_kana": holder,
+                "amount_yen": r["amount_yen"],
+            }
+        )
+    await audit.append(
+        conn, code, staff, "personal_data.view", "batch", batch_id, {"purpose": "approval", "records": len(sample)}
+    )
     return {
         "independence_problem": await independence_problem(conn, code, batch["drafted_by"], staff),
-        "batch": batch, "by_bank": await by_bank(conn, code, batch_id), "totals": totals,
+        "batch": batch,
+        "by_bank": await by_bank(conn, code, batch_id),
+        "totals": totals,
         "remaining_yen": totals["verified_yen"] - totals["other_batches_yen"] - batch["total_yen"],
-        "sample": sample, "sha256": batch["plaintext_sha256"], "render_error": batch["hash_error"],
+        "sample": sample,
+        "sha256": batch["plaintext_sha256"],
+        "render_error": batch["hash_error"],
         "hashing": batch["status"] == "draft" and batch["plaintext_sha256"] is None and batch["hash_error"] is None,
     }
 
 
 async def approve_batch(
-    conn: asyncpg.Connection, settings: Settings, code: str, staff: Staff, batch_id: int, shown_sha256: str,
+    conn: asyncpg.Connection,
+    settings: Settings,
+    code: str,
+    staff: Staff,
+    batch_id: int,
+    shown_sha256: str,
 ) -> str:
     """振込承認 of the file whose SHA-256 the approver was shown: the hash the worker recorded for this draft
     (payout_batches_approves_the_recorded_hash refuses any other). Returns the approved hash."""
@@ -327,9 +373,19 @@ async def approve_batch(
             raise
         same = exc.constraint_name == "payout_batches_four_eyes"
         raise Forbidden(INDEPENDENCE_MESSAGES["same_account" if same else "shared_hands"]) from None
-    await audit.append(conn, code, staff, "batch.approve", "batch", batch_id, {
-        "sha256": batch["plaintext_sha256"], "record_count": batch["record_count"], "total_yen": batch["total_yen"],
-    })
+    await audit.append(
+        conn,
+        code,
+        staff,
+        "batch.approve",
+        "batch",
+        batch_id,
+        {
+            "sha256": batch["plaintext_sha256"],
+            "record_count": batch["record_count"],
+            "total_yen": batch["total_yen"],
+        },
+    )
     return batch["plaintext_sha256"]
 
 
@@ -340,7 +396,12 @@ async def independence_problem(conn: asyncpg.Connection, code: str, drafted_by: 
 
 
 async def reject_batch(
-    conn: asyncpg.Connection, settings: Settings, code: str, staff: Staff, batch_id: int, comment: str,
+    conn: asyncpg.Connection,
+    settings: Settings,
+    code: str,
+    staff: Staff,
+    batch_id: int,
+    comment: str,
 ) -> None:
     """Send a draft (or an approved, unreleased batch) back to its drafter with a comment."""
     staff.require("approver")
@@ -353,17 +414,19 @@ async def reject_batch(
     if batch["status"] not in ("draft", "approved"):
         raise Conflict("送信済み・取消済みの起案は差し戻せません。")
 
-
     if batch["status"] == "approved" and release.written_files(settings, code, batch_id, batch["transfer_date"]):
         # A release was interrupted after writing the file: it may already be with the bank. Going back to
         # draft (and from there to cancel and a new draft) would pay the same people twice.
-        raise Conflict("この起案の振込ファイルは書き出し済みです（送信処理が中断されました）。"
-                       "差し戻さずに、もう一度「送信」を実行して送信を完了してください。")
+        raise Conflict(
+            "この起案の振込ファイルは書き出し済みです（送信処理が中断されました）。"
+            "差し戻さずに、もう一度「送信」を実行して送信を完了してください。"
+        )
     await conn.execute(REJECT, code, batch_id, staff.staff_id, comment)
     # Hashed again for the next approval: the bank settings (the file's header) may be what was wrong.
     await request_hash(conn, code, batch_id)
-    await audit.append(conn, code, staff, "batch.reject", "batch", batch_id,
-                       {"comment": comment, "was": batch["status"]})
+    await audit.append(
+        conn, code, staff, "batch.reject", "batch", batch_id, {"comment": comment, "was": batch["status"]}
+    )
 
 
 async def resubmit_batch(conn: asyncpg.Connection, code: str, staff: Staff, batch_id: int) -> None:
@@ -402,8 +465,15 @@ async def release_batch(conn: asyncpg.Connection, settings: Settings, code: str,
         raise Conflict("送信処理中です。完了までお待ちください。")
     attempt = await conn.fetchval(REQUEST_RELEASE, code, batch_id, staff.staff_id)
     await outbox.add(conn, code, RELEASE_JOB, release_job_id(code, batch_id, attempt), code, batch_id, attempt)
-    await audit.append(conn, code, staff, "batch.release_request", "batch", batch_id,
-                       {"sha256": batch["approved_sha256"], "attempt": attempt})
+    await audit.append(
+        conn,
+        code,
+        staff,
+        "batch.release_request",
+        "batch",
+        batch_id,
+        {"sha256": batch["approved_sha256"], "attempt": attempt},
+    )
     return attempt
 
 
@@ -448,8 +518,9 @@ async def compute_hash(pool: asyncpg.Pool, settings: Settings, code: str, batch_
         if fresh:
             reporter = asyncio.create_task(report_progress())
             try:
-                rendered = await pipeline.render_in_transaction(conn, settings.master_key_bytes, code, batch_id,
-                                                                progress=progress)
+                rendered = await pipeline.render_in_transaction(
+                    conn, settings.master_key_bytes, code, batch_id, progress=progress
+                )
             except (ValueError, LookupError) as exc:  # the stage's refusals, named in Japanese
                 error = f"振込ファイルを作成できません: {exc}"
             else:
@@ -484,13 +555,25 @@ async def perform_release(pool: asyncpg.Pool, settings: Settings, code: str, bat
             try:
                 async with conn.transaction():  # savepoint: a refusal still lets us record it and mark the row
                     manifest = await release.release_batch(conn, settings, code, batch_id, requester.staff_id)
-                await audit.append(conn, code, requester, "batch.release", "batch", batch_id,
-                                   {"sha256": manifest.plaintext_sha256, "file_name": manifest.file_name})
+                await audit.append(
+                    conn,
+                    code,
+                    requester,
+                    "batch.release",
+                    "batch",
+                    batch_id,
+                    {"sha256": manifest.plaintext_sha256, "file_name": manifest.file_name},
+                )
                 outcome = f"released {manifest.file_name}"
             except release.BatchAlreadyReleased:
                 outcome = "already released"
-            except (release.ApprovalMismatch, release.BatchNotApproved, pipeline.BatchNotFound, ValueError,
-                    LookupError) as exc:
+            except (
+                release.ApprovalMismatch,
+                release.BatchNotApproved,
+                pipeline.BatchNotFound,
+                ValueError,
+                LookupError,
+            ) as exc:
                 # Permanent for these rows: staff see why, and may send the batch back.
                 message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else type(exc).__name__
                 await conn.execute(RECORD_RELEASE_ERROR, code, batch_id, attempt, f"送信できませんでした: {message}")

@@ -85,7 +85,10 @@ _BAD_VOICING = re.compile(r"(?<![ｶ-ﾄﾊ-ﾎｳ])ﾞ|(?<![ﾊ-ﾎ])ﾟ")
 # Step 3. Each entry: source -> (replacement, change code). Applied after hira2kata, so
 # hiragana never reaches it, and after NFKC, so half-width forms arrive full-width.
 _SUBSTITUTIONS: dict[str, tuple[str, str]] = {}
-for _src, _dst in zip("ァィゥェォッャュョヮヵヶㇰㇱㇲㇳㇴㇵㇶㇷㇸㇹㇺㇻㇼㇽㇾㇿ", "アイウエオツヤユヨワカケクシストヌハヒフヘホムラリルレロ"):
+for _src, _dst in zip(
+    "ァィゥェォッャュョヮヵヶㇰㇱㇲㇳㇴㇵㇶㇷㇸㇹㇺㇻㇼㇽㇾㇿ",
+    "アイウエオツヤユヨワカケクシストヌハヒフヘホムラリルレロ",
+):
     _SUBSTITUTIONS[_src] = (_dst, "small_kana")
 _SUBSTITUTIONS["ー"] = ("-", "long_vowel")  # §2.2: never ｰ (0xB0), always 0x2D
 for _src in "‐‒–—―−":  # U+2010, 2012-2015, 2212 (U+2011 and U+FF0D are folded by NFKC)

@@ -86,8 +86,9 @@ async def create_payments_for_program(conn: asyncpg.Connection, cipher: FieldCip
             number = cipher.decrypt_str("applications", ACCOUNT_NUMBER, app_id, r["account_number_enc"])
             holder = cipher.decrypt_str("applications", HOLDER_KANA, app_id, r["holder_kana_enc"])
         except DecryptionError as exc:
-            log.error("bank details of application %s (municipality %s) do not decrypt: %s", app_id, code,
-                      type(exc).__name__)
+            log.error(
+                "bank details of application %s (municipality %s) do not decrypt: %s", app_id, code, type(exc).__name__
+            )
             unreadable.append(r["receipt_no"])
             continue
         sealed.append(seal_bank(cipher, payment_id, number, holder))
@@ -95,22 +96,47 @@ async def create_payments_for_program(conn: asyncpg.Connection, cipher: FieldCip
         # Nothing is created: skipping them would pay the rest while these wait unseen.
         raise BankDetailsUnreadable(unreadable)
     status = await conn.execute(
-        INSERT_PAYMENTS, code, ids, [r["entitlement_id"] for r in rows], [r["application_id"] for r in rows],
-        [r["amount_yen"] for r in rows], [r["bank_code"] for r in rows], [r["branch_code"] for r in rows],
-        [r["account_type"] for r in rows], sealed,
+        INSERT_PAYMENTS,
+        code,
+        ids,
+        [r["entitlement_id"] for r in rows],
+        [r["application_id"] for r in rows],
+        [r["amount_yen"] for r in rows],
+        [r["bank_code"] for r in rows],
+        [r["branch_code"] for r in rows],
+        [r["account_type"] for r in rows],
+        sealed,
     )
     return int(status.split()[-1])
 
 
 async def insert_payment(
-    conn: asyncpg.Connection, cipher: FieldCipher, code: str, *, entitlement_id: int, application_id: int | None,
-    amount_yen: int, bank_code: str, branch_code: str, account_type: int, account_number: str, holder_kana: str,
+    conn: asyncpg.Connection,
+    cipher: FieldCipher,
+    code: str,
+    *,
+    entitlement_id: int,
+    application_id: int | None,
+    amount_yen: int,
+    bank_code: str,
+    branch_code: str,
+    account_type: int,
+    account_number: str,
+    holder_kana: str,
 ) -> int:
     """One 'ready' payment with the given (plaintext) account, encrypted bound to its row."""
     payment_id = await conn.fetchval(RESERVE_IDS, 1)
     await conn.execute(
-        INSERT_ONE, code, payment_id, entitlement_id, application_id, amount_yen, bank_code, branch_code,
-        account_type, seal_bank(cipher, payment_id, account_number, holder_kana),
+        INSERT_ONE,
+        code,
+        payment_id,
+        entitlement_id,
+        application_id,
+        amount_yen,
+        bank_code,
+        branch_code,
+        account_type,
+        seal_bank(cipher, payment_id, account_number, holder_kana),
     )
     return payment_id
 
@@ -126,8 +152,10 @@ def open_bank(cipher: FieldCipher, row: asyncpg.Record | dict) -> tuple[str, str
     """(account_number, holder_kana) of a payments row (payment_id, bank_enc, and for rows written
     before migration 0009, account_number_enc and holder_kana_enc)."""
     if row["bank_enc"] is None:
-        return (cipher.decrypt_str("payments", ACCOUNT_NUMBER, row["payment_id"], row["account_number_enc"]),
-                cipher.decrypt_str("payments", HOLDER_KANA, row["payment_id"], row["holder_kana_enc"]))
+        return (
+            cipher.decrypt_str("payments", ACCOUNT_NUMBER, row["payment_id"], row["account_number_enc"]),
+            cipher.decrypt_str("payments", HOLDER_KANA, row["payment_id"], row["holder_kana_enc"]),
+        )
     number, holder = cipher.decrypt_str("payments", BANK, row["payment_id"], row["bank_enc"]).split(_BANK_SEP)
     return number, holder
 

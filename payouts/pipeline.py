@@ -37,9 +37,7 @@ from payouts._chunk import STAGE_COLUMNS, ChunkJob, ChunkResult, _fastrender, re
 
 # Rows of one batch, in file order; asyncpg wraps it as `COPY (...) TO STDOUT` (text format). RLS scopes it
 # too; the municipality filter lets the planner use payments_batch_order (0006) and skip the sort.
-STAGE_QUERY = (
-    f"SELECT {STAGE_COLUMNS} FROM payments WHERE municipality_code = $1 AND batch_id = $2 ORDER BY payment_id"
-)
+STAGE_QUERY = f"SELECT {STAGE_COLUMNS} FROM payments WHERE municipality_code = $1 AND batch_id = $2 ORDER BY payment_id"
 BATCH = """
 SELECT batch_id, program_id, transfer_date, status, record_count, total_yen, drafted_by, approved_by,
        approved_sha256, plaintext_sha256
@@ -219,8 +217,13 @@ async def render_in_transaction(
 
     def job(data: bytes) -> ChunkJob:
         return ChunkJob(
-            cipher.key, cipher.key_version, code, zengin._data_format(bank),
-            "\r\n" if bank.separator == "crlf" else "", bank.allow_wo, data,
+            cipher.key,
+            cipher.key_version,
+            code,
+            zengin._data_format(bank),
+            "\r\n" if bank.separator == "crlf" else "",
+            bank.allow_wo,
+            data,
         )
 
     async def take(result: ChunkResult) -> None:
@@ -283,4 +286,3 @@ async def render_in_transaction(
     writer.count, writer.total_yen = count, total
     await emit(writer.finish())
     return RenderResult(digest.hexdigest() if digest else None, count, total, size, batch.transfer_date)
-

@@ -86,10 +86,14 @@ class ImportOutcome:
 
     def summary(self) -> str:
         if self.already_imported:
-            return (f"この返却ファイルは取込済みです（バッチ {self.batch_id}、取込 {self.import_id}）。"
-                    "何も変更していません。")
-        return (f"バッチ {self.batch_id}: 振込不能 {self.returned_count:,} 件、"
-                f"振込済 {self.paid_count:,} 件として取り込みました（取込 {self.import_id}）。")
+            return (
+                f"この返却ファイルは取込済みです（バッチ {self.batch_id}、取込 {self.import_id}）。"
+                "何も変更していません。"
+            )
+        return (
+            f"バッチ {self.batch_id}: 振込不能 {self.returned_count:,} 件、"
+            f"振込済 {self.paid_count:,} 件として取り込みました（取込 {self.import_id}）。"
+        )
 
 
 def _read(file: Path | bytes) -> tuple[bytes, list[returns_csv.ReturnRow]]:
@@ -225,12 +229,22 @@ async def mark_recontact(conn: asyncpg.Connection, code: str, staff: Staff, paym
 
 def corrected_account(form: dict) -> PayeeAccount:
     """A corrected account from the reconciliation form; AccountInvalid (InvalidInput) names the field."""
-    return PayeeAccount.parse(form.get("bank_code"), form.get("branch_code"), form.get("account_type"),
-                              form.get("account_number"), form.get("holder_kana"))
+    return PayeeAccount.parse(
+        form.get("bank_code"),
+        form.get("branch_code"),
+        form.get("account_type"),
+        form.get("account_number"),
+        form.get("holder_kana"),
+    )
 
 
 async def reissue(
-    conn: asyncpg.Connection, cipher: FieldCipher, code: str, staff: Staff, payment_id: int, account: PayeeAccount,
+    conn: asyncpg.Connection,
+    cipher: FieldCipher,
+    code: str,
+    staff: Staff,
+    payment_id: int,
+    account: PayeeAccount,
 ) -> int:
     """A new 'ready' payment to the corrected account, for a later batch; returns its id. Inside the caller's
     tenant_transaction. payments_one_live (one live or paid payment per entitlement) and
@@ -245,10 +259,17 @@ async def reissue(
     try:
         async with conn.transaction():  # a savepoint, so the refusal below leaves the transaction usable
             new_id = await insert_payment(
-                conn, cipher, code, entitlement_id=original["entitlement_id"],
-                application_id=original["application_id"], amount_yen=original["amount_yen"],
-                bank_code=account.bank_code, branch_code=account.branch_code, account_type=account.account_type,
-                account_number=account.account_number, holder_kana=account.holder_kana,
+                conn,
+                cipher,
+                code,
+                entitlement_id=original["entitlement_id"],
+                application_id=original["application_id"],
+                amount_yen=original["amount_yen"],
+                bank_code=account.bank_code,
+                branch_code=account.branch_code,
+                account_type=account.account_type,
+                account_number=account.account_number,
+                holder_kana=account.holder_kana,
             )
             await conn.execute(RECORD_REISSUE, code, new_id, payment_id)
     except asyncpg.UniqueViolationError as exc:

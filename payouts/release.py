@@ -226,7 +226,13 @@ class ThreadedSealer:
 
 
 async def render_and_seal(
-    conn: asyncpg.Connection, settings, code: str, batch: pipeline.BatchRow, *, parallel: bool | None = None, progress=None,
+    conn: asyncpg.Connection,
+    settings,
+    code: str,
+    batch: pipeline.BatchRow,
+    *,
+    parallel: bool | None = None,
+    progress=None,
 ) -> SealedFiles:
     """Steps 2-3 (the benchmarked stage): rows → encrypted file and signed manifest on disk.
 
@@ -261,14 +267,28 @@ async def render_and_seal(
         log.warning("batch %s of %s: removed a temp file left by an interrupted release", batch.batch_id, code)
 
     sealer = ThreadedSealer(
-        outbox_dir=directory, name=stem, recipients=list(stored.age_recipients), signing_key=signing_key,
-        municipality_code=code, batch_id=str(batch.batch_id), transfer_date=batch.transfer_date,
-        record_count=batch.record_count, total_yen=batch.total_yen, approved_by=approver,
+        outbox_dir=directory,
+        name=stem,
+        recipients=list(stored.age_recipients),
+        signing_key=signing_key,
+        municipality_code=code,
+        batch_id=str(batch.batch_id),
+        transfer_date=batch.transfer_date,
+        record_count=batch.record_count,
+        total_yen=batch.total_yen,
+        approved_by=approver,
         approved_sha256=batch.approved_sha256,
     )
     try:
         rendered = await pipeline.render_in_transaction(
-            conn, settings.master_key_bytes, code, batch.batch_id, sealer.put, batch=batch, parallel=parallel, progress=progress,
+            conn,
+            settings.master_key_bytes,
+            code,
+            batch.batch_id,
+            sealer.put,
+            batch=batch,
+            parallel=parallel,
+            progress=progress,
             hash_output=False,  # the sealer hashes the plaintext and refuses one that is not the approved file
         )
         _check(rendered, batch)
@@ -319,21 +339,36 @@ def _adoptable(age_path: Path, manifest_path: Path, signing_key, code: str, batc
 
 
 async def mark_released(
-    conn: asyncpg.Connection, code: str, batch: pipeline.BatchRow, sealed: SealedFiles, released_by: int,
+    conn: asyncpg.Connection,
+    code: str,
+    batch: pipeline.BatchRow,
+    sealed: SealedFiles,
+    released_by: int,
 ) -> None:
     """Step 4, inside the caller's transaction. The payments need no write: render_and_seal, in this
     transaction and under the batch's lock, found exactly the approved rows (count, total, SHA-256)."""
     m = sealed.manifest
-    status = await conn.execute(MARK_BATCH_RELEASED, code, batch.batch_id, m.plaintext_sha256, m.ciphertext_sha256, m.file_name)
+    status = await conn.execute(
+        MARK_BATCH_RELEASED, code, batch.batch_id, m.plaintext_sha256, m.ciphertext_sha256, m.file_name
+    )
     if status != "UPDATE 1":
         raise ApprovalMismatch("バッチの状態が変わりました")
     await conn.execute(
-        RECORD_RELEASE, code, batch.batch_id, released_by, m.file_name, m.plaintext_sha256, m.ciphertext_sha256,
-        sealed.signed_manifest, sealed.recovered,
+        RECORD_RELEASE,
+        code,
+        batch.batch_id,
+        released_by,
+        m.file_name,
+        m.plaintext_sha256,
+        m.ciphertext_sha256,
+        sealed.signed_manifest,
+        sealed.recovered,
     )
 
 
-async def release_batch(db, settings, code: str, batch_id: int, released_by: int | None = None, progress=None) -> sealing.Manifest:
+async def release_batch(
+    db, settings, code: str, batch_id: int, released_by: int | None = None, progress=None
+) -> sealing.Manifest:
     """Release an approved batch (see the module docstring); returns the signed manifest's content.
 
     `db` is a pool (this opens and commits its own transaction) or a connection: inside the caller's
@@ -351,8 +386,9 @@ async def release_batch(db, settings, code: str, batch_id: int, released_by: int
         if not connection_lost(exc):
             raise
         # Before the commit nothing is recorded; a file already renamed into place is adopted by the re-run.
-        log.error("release of batch %s of %s interrupted: database unavailable (%s)", batch_id, code,
-                  type(exc).__name__)
+        log.error(
+            "release of batch %s of %s interrupted: database unavailable (%s)", batch_id, code, type(exc).__name__
+        )
         raise DatabaseUnavailable() from exc
 
 
@@ -376,12 +412,24 @@ async def _release(conn, settings, code, batch_id, released_by, progress=None) -
         log.error("release of batch %s of %s: the outbox is full (%s)", batch_id, code, errno.errorcode[exc.errno])
         raise OutboxFull() from exc
     await mark_released(conn, code, batch, sealed, released_by or batch.approved_by)
-    log.info("batch %s of %s released: %d records, file %s", batch_id, code, batch.record_count, sealed.manifest.file_name)
+    log.info(
+        "batch %s of %s released: %d records, file %s", batch_id, code, batch.record_count, sealed.manifest.file_name
+    )
     return sealed.manifest
 
 
 __all__ = [
-    "ApprovalMismatch", "BatchAlreadyReleased", "BatchNotApproved", "DatabaseUnavailable", "OutboxFull", "ReleaseError",
+    "ApprovalMismatch",
+    "BatchAlreadyReleased",
+    "BatchNotApproved",
+    "DatabaseUnavailable",
+    "OutboxFull",
+    "ReleaseError",
     "ReleaseInProgress",
-    "SealedFiles", "file_stem", "mark_released", "outbox_dir", "release_batch", "render_and_seal",
+    "SealedFiles",
+    "file_stem",
+    "mark_released",
+    "outbox_dir",
+    "release_batch",
+    "render_and_seal",
 ]

@@ -61,12 +61,19 @@ async def get_bank_settings(conn: asyncpg.Connection, code: str) -> StoredBankSe
     if row is None:
         raise BankSettingsMissing()
     bank = zengin.BankSettings(
-        requester_code=row["requester_code"], requester_name_kana=row["requester_name_kana"],
-        bank_code=row["bank_code"], bank_name_kana=row["bank_name_kana"], branch_code=row["branch_code"],
-        branch_name_kana=row["branch_name_kana"], account_type=int(row["account_type"]),
-        account_number=row["account_number"], separator=row["separator"],
-        clearing_house_fill=row["clearing_house_fill"], transfer_designation=row["transfer_designation"],
-        reference_field=row["reference_field"], allow_wo=row["allow_wo"],
+        requester_code=row["requester_code"],
+        requester_name_kana=row["requester_name_kana"],
+        bank_code=row["bank_code"],
+        bank_name_kana=row["bank_name_kana"],
+        branch_code=row["branch_code"],
+        branch_name_kana=row["branch_name_kana"],
+        account_type=int(row["account_type"]),
+        account_number=row["account_number"],
+        separator=row["separator"],
+        clearing_house_fill=row["clearing_house_fill"],
+        transfer_designation=row["transfer_designation"],
+        reference_field=row["reference_field"],
+        allow_wo=row["allow_wo"],
     )
     return StoredBankSettings(bank, tuple(row["age_recipients"]), row["min_business_days_ahead"], row["updated_by"])
 
@@ -80,8 +87,22 @@ async def put_bank_settings(conn: asyncpg.Connection, code: str, settings: Store
         raise ValueError("振込指定日の何営業日前までに起案するかは0〜30で指定してください。")
     b = settings.bank
     await conn.execute(
-        PUT, code, b.requester_code, b.requester_name_kana, b.bank_code, b.bank_name_kana, b.branch_code,
-        b.branch_name_kana, b.account_type, b.account_number, b.separator, b.clearing_house_fill,
-        b.transfer_designation, b.reference_field, b.allow_wo, [r.strip() for r in settings.age_recipients],
-        settings.min_business_days_ahead, settings.updated_by,
+        PUT,
+        code,
+        b.requester_code,
+        b.requester_name_kana,
+        b.bank_code,
+        b.bank_name_kana,
+        b.branch_code,
+        b.branch_name_kana,
+        b.account_type,
+        b.account_number,
+        b.separator,
+        b.clearing_house_fill,
+        b.transfer_designation,
+        b.reference_field,
+        b.allow_wo,
+        [r.strip() for r in settings.age_recipients],
+        settings.min_business_days_ahead,
+        settings.updated_by,
     )

@@ -21,8 +21,14 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 
@@ -40,7 +46,11 @@ def browser():
     profile = tempfile.mkdtemp(prefix="kyufu-chromium-")
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=ARGS, headless=True, locale="ja-JP",
+            profile,
+            executable_path=CHROMIUM,
+            args=ARGS,
+            headless=True,
+            locale="ja-JP",
             viewport={"width": 390, "height": 844},  # a phone
         )
         try:
@@ -78,6 +88,7 @@ def in_thread(coro):
 
 def run_with_connection(coro_fn, settings):
     """`await coro_fn(conn)` on a fresh app-role connection, from a browser test's thread."""
+
     async def main():
         conn = await asyncpg.connect(settings.database_url)
         try:

@@ -137,8 +137,13 @@ def subprocess_env(settings) -> dict[str, str]:
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True,
-        timeout=timeout, **kwargs,
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
     )
 
 

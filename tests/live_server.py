@@ -34,8 +34,9 @@ class LiveServer:
 
 def start_live_server(app, *, timeout: float = 20.0) -> LiveServer:
     port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                            lifespan="on", ws="none")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on", ws="none"
+    )
     server = uvicorn.Server(config)
     # uvicorn installs signal handlers only in the main thread; a thread's server has none to install.
     thread = threading.Thread(target=server.run, name=f"live-server-{port}", daemon=True)

@@ -28,7 +28,8 @@ def sample(table: str):
 async def _key(conn, code):
     await conn.execute(
         "INSERT INTO municipality_keys (municipality_code, purpose, version, wrapped_key, master_key_id)"
-        " VALUES ($1, 'data', 1000 + (random() * 1000000)::int, '\\x00', 'sample')", code
+        " VALUES ($1, 'data', 1000 + (random() * 1000000)::int, '\\x00', 'sample')",
+        code,
     )
 
 
@@ -37,7 +38,9 @@ async def _staff(conn, code):
     await conn.execute(
         # No roles: a role needs a grant confirmed by a second admin (migration 0014).
         "INSERT INTO staff_users (municipality_code, login, display_name, roles, password_hash)"
-        " VALUES ($1, $2, 'サンプル', '{}', 'x')", code, f"sample-{secrets.token_hex(4)}"
+        " VALUES ($1, $2, 'サンプル', '{}', 'x')",
+        code,
+        f"sample-{secrets.token_hex(4)}",
     )
 
 
@@ -45,7 +48,8 @@ async def _staff(conn, code):
 async def _outbox(conn, code):
     await conn.execute(
         "INSERT INTO outbox (municipality_code, job_name, job_id) VALUES ($1, 'sample', $2)",
-        code, f"sample:{secrets.token_hex(6)}",
+        code,
+        f"sample:{secrets.token_hex(6)}",
     )
 
 

@@ -10,10 +10,17 @@ def test_real_codes_are_valid(code):
     assert check_digit(code[:5]) == code[5]
 
 
-@pytest.mark.parametrize("code,reason", [
-    ("131017", "チェックディジット"), ("13101", "6桁"), ("１３１０１６", "6桁"), ("481000", "都道府県"),
-    ("001007", "都道府県"), (131016, "6桁"),
-])
+@pytest.mark.parametrize(
+    "code,reason",
+    [
+        ("131017", "チェックディジット"),
+        ("13101", "6桁"),
+        ("１３１０１６", "6桁"),
+        ("481000", "都道府県"),
+        ("001007", "都道府県"),
+        (131016, "6桁"),
+    ],
+)
 def test_bad_codes_are_refused_with_the_reason(code, reason):
     with pytest.raises(MunicipalityCodeError, match=reason):
         validate_code(code)

@@ -24,9 +24,7 @@ def test_compose_has_the_production_services():
 
 def test_every_kyufu_command_in_compose_parses_with_the_cli():
     parser = build_parser()
-    commands = [
-        svc["command"] for svc in load()["services"].values() if svc.get("command", [None])[0] == "kyufu"
-    ]
+    commands = [svc["command"] for svc in load()["services"].values() if svc.get("command", [None])[0] == "kyufu"]
     for hc in (svc.get("healthcheck", {}).get("test", []) for svc in load()["services"].values()):
         if len(hc) > 1 and hc[1] == "kyufu":
             commands.append(hc[1:])

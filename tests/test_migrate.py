@@ -75,8 +75,15 @@ async def test_two_concurrent_cli_runs_both_succeed_with_one_application(fresh_d
     env = dict(subprocess_env, DATABASE_OWNER_URL=fresh_db)
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app.cli", "db", "migrate", env=env, cwd=ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "app.cli",
+            "db",
+            "migrate",
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         for _ in range(2)
     ]

@@ -42,8 +42,13 @@ def test_kyufu_serve_puts_metrics_on_a_loopback_port_of_their_own(subprocess_env
     127.0.0.1 by default), and no series is labelled with a batch id."""
     port, metrics_port = _free_port(), _free_port()
     env = dict(subprocess_env, KYUFU_METRICS_PORT=str(metrics_port), KYUFU_JSON_LOGS="false")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -67,7 +72,9 @@ def test_kyufu_serve_puts_metrics_on_a_loopback_port_of_their_own(subprocess_env
 
 def test_request_id_is_echoed_or_generated(settings):
     with TestClient(create_app(settings)) as client:
-        assert client.get("/healthz", headers={"X-Request-ID": "abc12345-req"}).headers["x-request-id"] == "abc12345-req"
+        assert (
+            client.get("/healthz", headers={"X-Request-ID": "abc12345-req"}).headers["x-request-id"] == "abc12345-req"
+        )
         generated = client.get("/healthz").headers["x-request-id"]
         assert len(generated) == 32
 

@@ -69,7 +69,8 @@ async def test_a_new_migration_changes_the_fresh_schema(servers, tmp_path, migra
     copy = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, copy)
     (copy / "9999_drift_probe.sql").write_text(
-        "CREATE TABLE drift_probe (id int PRIMARY KEY);\nGRANT SELECT ON drift_probe TO kyufu_app;\n")
+        "CREATE TABLE drift_probe (id int PRIMARY KEY);\nGRANT SELECT ON drift_probe TO kyufu_app;\n"
+    )
     changed = await fresh_schema(servers.admin_url, servers.owner_url, copy)
     message = drift(migrated_from_zero, changed)
     assert message is not None
@@ -78,70 +79,74 @@ async def test_a_new_migration_changes_the_fresh_schema(servers, tmp_path, migra
 
 
 def test_normalise_drops_only_what_varies():
-    dump = "\n".join([
-        "--",
-        "-- PostgreSQL database dump",
-        "--",
-        "",
-        "\\restrict AbC123randomKEY",
-        "",
-        "-- Dumped from database version 18.6",
-        "-- Dumped by pg_dump version 18.6",
-        "",
-        "SET statement_timeout = 0;",
-        "SELECT pg_catalog.set_config('search_path', '', false);",
-        "SET client_min_messages = warning;",
-        "",
-        "--",
-        "-- Name: f(); Type: FUNCTION; Schema: public; Owner: kyufu_owner",
-        "--",
-        "",
-        "CREATE FUNCTION public.f() RETURNS text",
-        "    LANGUAGE plpgsql",
-        "    AS $_$",
-        "BEGIN",
-        "-- a comment of the body",
-        "SET LOCAL work_mem = '1MB';",
-        "",
-        "",
-        "  RETURN '$$ -- not a comment';",
-        "END $_$;",
-        "",
-        "",
-        "ALTER FUNCTION public.f() OWNER TO kyufu_owner;",
-        "",
-        "COMMENT ON FUNCTION public.f() IS 'two",
-        "-- lines';",
-        "",
-        "GRANT ALL ON FUNCTION public.f() TO kyufu_app;",
-        "",
-        "--",
-        "-- PostgreSQL database dump complete",
-        "--",
-        "",
-        "\\unrestrict AbC123randomKEY",
-        "",
-    ])
-    assert normalise(dump) == "\n".join([
-        "CREATE FUNCTION public.f() RETURNS text",
-        "    LANGUAGE plpgsql",
-        "    AS $_$",
-        "BEGIN",
-        "-- a comment of the body",
-        "SET LOCAL work_mem = '1MB';",
-        "",
-        "",
-        "  RETURN '$$ -- not a comment';",
-        "END $_$;",
-        "",
-        "ALTER FUNCTION public.f() OWNER TO kyufu_owner;",
-        "",
-        "COMMENT ON FUNCTION public.f() IS 'two",
-        "-- lines';",
-        "",
-        "GRANT ALL ON FUNCTION public.f() TO kyufu_app;",
-        "",
-    ])
+    dump = "\n".join(
+        [
+            "--",
+            "-- PostgreSQL database dump",
+            "--",
+            "",
+            "\\restrict AbC123randomKEY",
+            "",
+            "-- Dumped from database version 18.6",
+            "-- Dumped by pg_dump version 18.6",
+            "",
+            "SET statement_timeout = 0;",
+            "SELECT pg_catalog.set_config('search_path', '', false);",
+            "SET client_min_messages = warning;",
+            "",
+            "--",
+            "-- Name: f(); Type: FUNCTION; Schema: public; Owner: kyufu_owner",
+            "--",
+            "",
+            "CREATE FUNCTION public.f() RETURNS text",
+            "    LANGUAGE plpgsql",
+            "    AS $_$",
+            "BEGIN",
+            "-- a comment of the body",
+            "SET LOCAL work_mem = '1MB';",
+            "",
+            "",
+            "  RETURN '$$ -- not a comment';",
+            "END $_$;",
+            "",
+            "",
+            "ALTER FUNCTION public.f() OWNER TO kyufu_owner;",
+            "",
+            "COMMENT ON FUNCTION public.f() IS 'two",
+            "-- lines';",
+            "",
+            "GRANT ALL ON FUNCTION public.f() TO kyufu_app;",
+            "",
+            "--",
+            "-- PostgreSQL database dump complete",
+            "--",
+            "",
+            "\\unrestrict AbC123randomKEY",
+            "",
+        ]
+    )
+    assert normalise(dump) == "\n".join(
+        [
+            "CREATE FUNCTION public.f() RETURNS text",
+            "    LANGUAGE plpgsql",
+            "    AS $_$",
+            "BEGIN",
+            "-- a comment of the body",
+            "SET LOCAL work_mem = '1MB';",
+            "",
+            "",
+            "  RETURN '$$ -- not a comment';",
+            "END $_$;",
+            "",
+            "ALTER FUNCTION public.f() OWNER TO kyufu_owner;",
+            "",
+            "COMMENT ON FUNCTION public.f() IS 'two",
+            "-- lines';",
+            "",
+            "GRANT ALL ON FUNCTION public.f() TO kyufu_app;",
+            "",
+        ]
+    )
 
 
 def test_lexer_knows_literals_identifiers_and_comments():
@@ -165,7 +170,7 @@ NOT_PREPARABLE: dict[str, str] = {}
 
 @dataclass(frozen=True)
 class NamedSQL:
-    name: str   # module.NAME
+    name: str  # module.NAME
     sql: str
 
 
@@ -182,7 +187,9 @@ def is_template(sql: str) -> bool:
     return "{" in _NOT_CODE.sub(" ", sql)
 
 
-def collect(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> tuple[list[NamedSQL], list[NamedSQL], list[str]]:
+def collect(
+    root: Path = ROOT, packages: tuple[str, ...] = PACKAGES
+) -> tuple[list[NamedSQL], list[NamedSQL], list[str]]:
     """(statements, temp-table setups, templates skipped): the module-level UPPER_CASE names assigned in
     each module's own source whose value (after import, so f-strings are formatted) is a str starting
     with SELECT/INSERT/UPDATE/DELETE/WITH, or CREATE TEMP TABLE (run first, so queries on a staging
@@ -196,8 +203,13 @@ def collect(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> tuple[li
             module_name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             names = []
             for node in ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body:
-                targets = (node.targets if isinstance(node, ast.Assign)
-                           else [node.target] if isinstance(node, ast.AnnAssign) and node.value else [])
+                targets = (
+                    node.targets
+                    if isinstance(node, ast.Assign)
+                    else [node.target]
+                    if isinstance(node, ast.AnnAssign) and node.value
+                    else []
+                )
                 names += [t.id for t in targets if isinstance(t, ast.Name) and _CONSTANT.match(t.id)]
             if not names:
                 continue
@@ -252,7 +264,8 @@ async def prepare_all(url: str, statements: list[NamedSQL], setups: list[NamedSQ
 
 def _report(failures: dict[str, str]) -> str:
     return f"{len(failures)} named queries do not prepare against the migrated schema:\n" + "\n".join(
-        f"  {name}: {error}" for name, error in sorted(failures.items()))
+        f"  {name}: {error}" for name, error in sorted(failures.items())
+    )
 
 
 async def test_every_named_query_prepares(servers):
@@ -273,23 +286,28 @@ def probe_package(tmp_path, monkeypatch):
     package = tmp_path / name
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "queries.py").write_text('\n'.join([
-        "from app.migrate import APPLIED  # imported: belongs to app.migrate, not collected here",
-        'GOOD = "SELECT seq FROM audit_log WHERE municipality_code = $1"',
-        'BROKEN = """',
-        "-- a deliberately broken query: the column does not exist",
-        'SELECT no_such_column FROM audit_log"""',
-        '_PRIVATE_BROKEN = "UPDATE no_such_table SET x = 1"',
-        'TABLE = "audit_log"',
-        'FORMATTED = f"SELECT count(*) FROM {TABLE}"  # formatted at import: a complete statement',
-        'TEMPLATE = "SELECT {columns} FROM audit_log"  # a str.format template: skipped',
-        "LITERAL_BRACES = \"SELECT '{}'::text[], 'x' ~ '^[0-9]{11}$'\"",
-        'STAGING = "CREATE TEMP TABLE probe_staging (line_no int) ON COMMIT DROP"',
-        'ON_STAGING = "SELECT line_no FROM probe_staging"',
-        'lower_case = "SELECT no_such_column FROM nowhere"  # not a named constant',
-        'NUMBER = 3',
-        'MESSAGE = "Select a municipality"',
-    ]) + "\n")
+    (package / "queries.py").write_text(
+        "\n".join(
+            [
+                "from app.migrate import APPLIED  # imported: belongs to app.migrate, not collected here",
+                'GOOD = "SELECT seq FROM audit_log WHERE municipality_code = $1"',
+                'BROKEN = """',
+                "-- a deliberately broken query: the column does not exist",
+                'SELECT no_such_column FROM audit_log"""',
+                '_PRIVATE_BROKEN = "UPDATE no_such_table SET x = 1"',
+                'TABLE = "audit_log"',
+                'FORMATTED = f"SELECT count(*) FROM {TABLE}"  # formatted at import: a complete statement',
+                'TEMPLATE = "SELECT {columns} FROM audit_log"  # a str.format template: skipped',
+                "LITERAL_BRACES = \"SELECT '{}'::text[], 'x' ~ '^[0-9]{11}$'\"",
+                'STAGING = "CREATE TEMP TABLE probe_staging (line_no int) ON COMMIT DROP"',
+                'ON_STAGING = "SELECT line_no FROM probe_staging"',
+                'lower_case = "SELECT no_such_column FROM nowhere"  # not a named constant',
+                "NUMBER = 3",
+                'MESSAGE = "Select a municipality"',
+            ]
+        )
+        + "\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path, name
     for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
@@ -300,7 +318,13 @@ async def test_the_prepare_check_reports_a_broken_query(servers, probe_package):
     root, name = probe_package
     statements, setups, templates = collect(root, (name,))
     assert sorted(s.name.rsplit(".", 1)[1] for s in statements) == [
-        "BROKEN", "FORMATTED", "GOOD", "LITERAL_BRACES", "ON_STAGING", "_PRIVATE_BROKEN"]
+        "BROKEN",
+        "FORMATTED",
+        "GOOD",
+        "LITERAL_BRACES",
+        "ON_STAGING",
+        "_PRIVATE_BROKEN",
+    ]
     assert [s.name for s in setups] == [f"{name}.queries.STAGING"]
     assert templates == [f"{name}.queries.TEMPLATE"]
     failures = await prepare_all(servers.owner_url, statements, setups)
@@ -344,13 +368,17 @@ def released_problems(directory: Path = MIGRATIONS_DIR, released_file: Path = RE
         if not path.exists():
             problems.append(f"{name} is released but missing from {directory.name}/")
         elif (actual := hashlib.sha256(path.read_bytes()).hexdigest()) != expected:
-            problems.append(f"{name} was edited after its release (sha256 {actual}, released {expected}): "
-                            "restore it and put the change in a new migration")
+            problems.append(
+                f"{name} was edited after its release (sha256 {actual}, released {expected}): "
+                "restore it and put the change in a new migration"
+            )
     last = max(names, default="0000")
     for m in discover(directory):
         if m.path.name not in names and m.version <= int(last[:4]):
-            problems.append(f"{m.path.name} is not released but numbered at or before the last released "
-                            f"migration {last}: a new migration goes after every released one")
+            problems.append(
+                f"{m.path.name} is not released but numbered at or before the last released "
+                f"migration {last}: a new migration goes after every released one"
+            )
     return problems
 
 

@@ -46,8 +46,11 @@ async def test_every_role_needs_its_generated_password(services):
     urls = services.up()
     mode = stat.S_IMODE(services.secrets_file.stat().st_mode)
     assert mode == 0o600, oct(mode)
-    for key, role in (("DATABASE_ADMIN_URL", PG_SUPERUSER), ("DATABASE_OWNER_URL", "kyufu_owner"),
-                      ("DATABASE_URL", "kyufu_app")):
+    for key, role in (
+        ("DATABASE_ADMIN_URL", PG_SUPERUSER),
+        ("DATABASE_OWNER_URL", "kyufu_owner"),
+        ("DATABASE_URL", "kyufu_app"),
+    ):
         assert await _accepted(urls[key]) == role
         await _refused(_without_password(urls[key]))
         await _refused(urls[key].replace(urlsplit(urls[key]).password, "wrong-password"))
@@ -64,14 +67,32 @@ async def test_a_trust_data_directory_from_before_is_converted_on_start(services
     """A `.data/` made by an earlier kyufu (initdb --auth=trust) gets passwords the next time it starts."""
     services.pgdata.mkdir(parents=True)
     services._prepare_root_permissions()
-    subprocess.run([str(_pg_bin("initdb")), "-D", str(services.pgdata), "--auth=trust", "-U", PG_SUPERUSER,
-                    "--encoding=UTF8", "--locale=C"], check=True, capture_output=True, **services._run_as())
+    subprocess.run(
+        [
+            str(_pg_bin("initdb")),
+            "-D",
+            str(services.pgdata),
+            "--auth=trust",
+            "-U",
+            PG_SUPERUSER,
+            "--encoding=UTF8",
+            "--locale=C",
+        ],
+        check=True,
+        capture_output=True,
+        **services._run_as(),
+    )
     with open(services.pgdata / "postgresql.conf", "a") as fh:
-        fh.write(f"\nlisten_addresses = '127.0.0.1'\nport = {services.ports().postgres}\n"
-                 "unix_socket_directories = ''\nfsync = off\n")
+        fh.write(
+            f"\nlisten_addresses = '127.0.0.1'\nport = {services.ports().postgres}\n"
+            "unix_socket_directories = ''\nfsync = off\n"
+        )
     urls = services.up()
-    assert "trust" not in [line.split()[-1] for line in (services.pgdata / "pg_hba.conf").read_text().splitlines()
-                           if line.strip() and not line.startswith("#")]
+    assert "trust" not in [
+        line.split()[-1]
+        for line in (services.pgdata / "pg_hba.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     await _refused(_without_password(urls["DATABASE_ADMIN_URL"]))
     assert await _accepted(urls["DATABASE_URL"]) == "kyufu_app"
     # Started again (a second `make run`): nothing to convert, still refused without the password.

@@ -38,7 +38,8 @@ async def test_every_tenant_table_forces_rls_and_leads_keys_with_municipality(ow
             problems.append(f"{name}: ROW LEVEL SECURITY not FORCEd")
         policy = await owner_conn.fetchrow(
             "SELECT pg_get_expr(polqual, polrelid) AS qual, pg_get_expr(polwithcheck, polrelid) AS chk,"
-            " polpermissive, polcmd::text AS polcmd FROM pg_policy WHERE polrelid = $1 AND polname = 'tenant_isolation'", oid
+            " polpermissive, polcmd::text AS polcmd FROM pg_policy WHERE polrelid = $1 AND polname = 'tenant_isolation'",
+            oid,
         )
         if policy is None:
             problems.append(f"{name}: no tenant_isolation policy")
@@ -49,7 +50,8 @@ async def test_every_tenant_table_forces_rls_and_leads_keys_with_municipality(ow
             if policy["polcmd"] != "*":  # '*' in pg_policy.polcmd means ALL
                 problems.append(f"{name}: tenant_isolation must cover all commands")
         others = await owner_conn.fetchval(
-            "SELECT count(*) FROM pg_policy WHERE polrelid = $1 AND polname <> 'tenant_isolation' AND polpermissive", oid
+            "SELECT count(*) FROM pg_policy WHERE polrelid = $1 AND polname <> 'tenant_isolation' AND polpermissive",
+            oid,
         )
         if others:
             problems.append(f"{name}: extra permissive policies would widen access")
@@ -57,7 +59,8 @@ async def test_every_tenant_table_forces_rls_and_leads_keys_with_municipality(ow
         indexes = await owner_conn.fetch(
             "SELECT i.indexrelid::regclass::text AS idx, i.indisprimary, a.attname AS first_col"
             " FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
-            " WHERE i.indrelid = $1 AND (i.indisunique OR i.indisprimary)", oid
+            " WHERE i.indrelid = $1 AND (i.indisunique OR i.indisprimary)",
+            oid,
         )
         if not any(i["indisprimary"] for i in indexes):
             problems.append(f"{name}: no primary key")
@@ -69,7 +72,8 @@ async def test_every_tenant_table_forces_rls_and_leads_keys_with_municipality(ow
             "SELECT conname, confrelid::regclass::text AS target,"
             " (SELECT array_agg(attname) FROM pg_attribute WHERE attrelid = conrelid AND attnum = ANY(conkey)) AS cols,"
             " EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = confrelid AND attname = 'municipality_code') AS tenant_target"
-            " FROM pg_constraint WHERE conrelid = $1 AND contype = 'f'", oid
+            " FROM pg_constraint WHERE conrelid = $1 AND contype = 'f'",
+            oid,
         )
         for fk in fks:
             if fk["tenant_target"] and "municipality_code" not in fk["cols"]:
@@ -115,7 +119,8 @@ async def test_rls_confines_every_statement_to_the_scoped_municipality(table, se
         await check_as(owner, {"UPDATE", "DELETE", "INSERT"})
         async with app_pool.acquire() as app:
             granted = {
-                p for p in ("UPDATE", "DELETE", "INSERT")
+                p
+                for p in ("UPDATE", "DELETE", "INSERT")
                 if await app.fetchval("SELECT has_table_privilege($1, $2)", table, p)
             }
             await check_as(app, granted)

@@ -78,9 +78,9 @@ def top_level_lines(text: str) -> list[tuple[str, bool]]:
     """Each line of `text` with whether it starts at SQL top level: not inside a string literal ('...',
     E'...'), a quoted identifier, a dollar-quoted body or a block comment."""
     out: list[tuple[str, bool]] = []
-    state = None        # None (top level), "'", "E'", '"', "$", "/*"
-    tag = ""            # the dollar quote's delimiter, e.g. "$_$"
-    depth = 0           # block comment nesting
+    state = None  # None (top level), "'", "E'", '"', "$", "/*"
+    tag = ""  # the dollar quote's delimiter, e.g. "$_$"
+    depth = 0  # block comment nesting
     i, n = 0, len(text)
     line_start, line_top = 0, True
     while i < n:
@@ -111,7 +111,7 @@ def top_level_lines(text: str) -> list[tuple[str, bool]]:
                     state, tag = "$", m.group(0)
                     i = m.end()
                 else:
-                    i += 1     # a parameter such as $1
+                    i += 1  # a parameter such as $1
             else:
                 i += 1
         elif state == "/*":
@@ -181,6 +181,7 @@ def normalise(dump: str) -> str:
 
 # ---- dump of a freshly migrated database ----------------------------------------------------------
 
+
 def _url_with_database(url: str, database: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + database))
 
@@ -192,9 +193,18 @@ def pg_dump(url: str) -> str:
     env = dict(os.environ)
     if parts.password:
         env["PGPASSWORD"] = unquote(parts.password)
-    args = [str(_pg_bin("pg_dump")), *PG_DUMP_OPTIONS, "--host", parts.hostname or "127.0.0.1",
-            "--port", str(parts.port or 5432), "--username", unquote(parts.username or ""),
-            "--dbname", unquote(parts.path.lstrip("/"))]
+    args = [
+        str(_pg_bin("pg_dump")),
+        *PG_DUMP_OPTIONS,
+        "--host",
+        parts.hostname or "127.0.0.1",
+        "--port",
+        str(parts.port or 5432),
+        "--username",
+        unquote(parts.username or ""),
+        "--dbname",
+        unquote(parts.path.lstrip("/")),
+    ]
     result = subprocess.run(args, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SchemaError(f"pg_dump failed ({result.returncode}): {result.stderr.strip()}")
@@ -240,15 +250,22 @@ def drift(committed: str, fresh: str, committed_name: str = "schema.sql") -> str
     → fresh) and the command that regenerates the file."""
     if committed == fresh:
         return None
-    diff = "".join(difflib.unified_diff(
-        committed.splitlines(keepends=True), fresh.splitlines(keepends=True),
-        fromfile=f"{committed_name} (committed)", tofile=f"{committed_name} (migrations from zero)",
-    ))
-    return (f"{committed_name} is not what the migrations build from an empty database.\n"
-            f"If the migrations are right, regenerate it with `{REGENERATE}`, review and commit it.\n\n{diff}")
+    diff = "".join(
+        difflib.unified_diff(
+            committed.splitlines(keepends=True),
+            fresh.splitlines(keepends=True),
+            fromfile=f"{committed_name} (committed)",
+            tofile=f"{committed_name} (migrations from zero)",
+        )
+    )
+    return (
+        f"{committed_name} is not what the migrations build from an empty database.\n"
+        f"If the migrations are right, regenerate it with `{REGENERATE}`, review and commit it.\n\n{diff}"
+    )
 
 
 # ---- command line ---------------------------------------------------------------------------------
+
 
 def _embedded_schema() -> str:
     from app.services import EmbeddedServices
@@ -270,8 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help=f"write {SCHEMA_FILE.name} (default: print to stdout)")
     mode.add_argument("--check", action="store_true", help=f"exit 1 with a diff when {SCHEMA_FILE.name} is stale")
-    parser.add_argument("--existing", action="store_true",
-                        help="use the server in DATABASE_ADMIN_URL/DATABASE_OWNER_URL instead of a throwaway one")
+    parser.add_argument(
+        "--existing",
+        action="store_true",
+        help="use the server in DATABASE_ADMIN_URL/DATABASE_OWNER_URL instead of a throwaway one",
+    )
     args = parser.parse_args(argv)
     if args.existing:
         try:

@@ -45,4 +45,6 @@ async def run_due(pool, settings, code: str) -> list[str]:
     async with tenant_transaction(pool, code, readonly=True) as conn:
         rows = await conn.fetch(DUE, code, [job.__name__ for job in JOBS])
     return [await globals()[r["job_name"]](ctx, *json.loads(r["args"])) for r in rows]
+
+
 CRON_JOBS: list = []

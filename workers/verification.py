@@ -41,8 +41,13 @@ async def verify_application(ctx: dict[str, Any], municipality_code: str, applic
         decisions = await verify_applications(conn, cipher, municipality_code, [application_id])
         await outbox.mark_done(conn, municipality_code, job_id(municipality_code, application_id))
     if decisions:
-        log.info("application %s of %s: %s %s", application_id, municipality_code, decisions[0].status,
-                 ",".join(decisions[0].reasons))
+        log.info(
+            "application %s of %s: %s %s",
+            application_id,
+            municipality_code,
+            decisions[0].status,
+            ",".join(decisions[0].reasons),
+        )
         return decisions[0].status
     return None
 

@@ -17,10 +17,23 @@ from app.crypto import derive_key
 from app.intake import banks
 from app.intake.batcher import RateLimited, SignInRejected, SubmitBatcher, for_app
 from app.intake.claims import Claim
-from app.intake.forms import BankDetails, FieldError, FormInvalid, normalise_access_code, normalise_pin, \
-    resolve, translate
-from app.intake.signin import IP_WINDOW_S, SIGNIN_FAILED_MESSAGE, authenticate, check_ip, municipality_keys, \
-    record_ip_failure
+from app.intake.forms import (
+    BankDetails,
+    FieldError,
+    FormInvalid,
+    normalise_access_code,
+    normalise_pin,
+    resolve,
+    translate,
+)
+from app.intake.signin import (
+    IP_WINDOW_S,
+    SIGNIN_FAILED_MESSAGE,
+    authenticate,
+    check_ip,
+    municipality_keys,
+    record_ip_failure,
+)
 from app.intake.status import latest_application, progress
 from app.registry.receipts import format_receipt
 from app.tenancy.codes import MunicipalityCodeError, validate_code
@@ -54,8 +67,9 @@ class ApplicationRequest(BaseModel):
         try:
             validate_code(v)
         except MunicipalityCodeError:
-            raise PydanticCustomError("kyufu_municipality_code",
-                                      "地方公共団体コードは検査数字を含む6桁の数字で入力してください。") from None
+            raise PydanticCustomError(
+                "kyufu_municipality_code", "地方公共団体コードは検査数字を含む6桁の数字で入力してください。"
+            ) from None
         return v
 
 
@@ -98,8 +112,15 @@ def _request_digest(pin_key_material: bytes, data: dict) -> bytes:
 async def create_application(request: Request) -> Response:
     key = request.headers.get("idempotency-key", "").strip()
     if not key or len(key) > 255:
-        raise ApiInvalid([FieldError(("header", "Idempotency-Key"), "missing",
-                                     "Idempotency-Key ヘッダー（255文字以内）を指定してください。")])
+        raise ApiInvalid(
+            [
+                FieldError(
+                    ("header", "Idempotency-Key"),
+                    "missing",
+                    "Idempotency-Key ヘッダー（255文字以内）を指定してください。",
+                )
+            ]
+        )
     data = await read_json_object(request)
     try:
         req = ApplicationRequest.model_validate(data)
@@ -113,15 +134,17 @@ async def create_application(request: Request) -> Response:
     await _known(request, code)
     ip = request.client.host if request.client else "-"
     batcher: SubmitBatcher = for_app(request)
-    claim = Claim(0, account, "online", idempotency_key=key,
-                  request_sha256=_request_digest(_digest_key(request), data))
+    claim = Claim(0, account, "online", idempotency_key=key, request_sha256=_request_digest(_digest_key(request), data))
     try:
         # The batcher checks the per-address limit (check_ip) for the whole batch, then signs in.
         result = await batcher.submit(code, normalise_access_code(req.access_code), normalise_pin(req.pin), claim, ip)
     except Exception as exc:  # the batch's transaction failed; nothing was written for this request
         log.error("application submit failed: %s", type(exc).__name__)
-        raise WebError("ただいま混み合っています。同じ Idempotency-Key で再送してください。", status=503,
-                       headers={"Retry-After": "1"}) from None
+        raise WebError(
+            "ただいま混み合っています。同じ Idempotency-Key で再送してください。",
+            status=503,
+            headers={"Retry-After": "1"},
+        ) from None
     if isinstance(result, RateLimited):
         raise TooManyRequests(IP_WINDOW_S)
     if isinstance(result, SignInRejected):
@@ -138,8 +161,9 @@ async def application_status(request: Request) -> Response:
     except ValidationError as exc:
         raise ApiInvalid(translate(exc)) from None
     except MunicipalityCodeError:
-        raise ApiInvalid([FieldError(("municipality_code",), "kyufu_municipality_code",
-                                     "地方公共団体コードが正しくありません。")]) from None
+        raise ApiInvalid(
+            [FieldError(("municipality_code",), "kyufu_municipality_code", "地方公共団体コードが正しくありません。")]
+        ) from None
     code = req.municipality_code
     await _known(request, code)
     redis = request.app.state.redis
@@ -148,7 +172,9 @@ async def application_status(request: Request) -> Response:
     settings = request.app.state.settings
     async with tenant_transaction(request.app.state.pool, code) as conn:
         keys = await municipality_keys(conn, settings.master_key_bytes, code)
-        letter = (await authenticate(conn, keys, code, [(normalise_access_code(req.access_code), normalise_pin(req.pin))]))[0]
+        letter = (
+            await authenticate(conn, keys, code, [(normalise_access_code(req.access_code), normalise_pin(req.pin))])
+        )[0]
         app = await latest_application(conn, code, letter.entitlement_id) if letter else None
     if letter is None:
         await record_ip_failure(redis, ip)
@@ -156,11 +182,16 @@ async def application_status(request: Request) -> Response:
     p = progress(app)
     if p is None or app is None:
         return JSONResponse({"status": "not_applied", "label": "未申請"})
-    return JSONResponse({
-        "receipt_no": app["receipt_no"], "receipt": format_receipt(app["receipt_no"]), "status": p.key,
-        "label": p.label, "detail": p.detail,
-        "transfer_date": p.transfer_date.isoformat() if p.transfer_date else None,
-    })
+    return JSONResponse(
+        {
+            "receipt_no": app["receipt_no"],
+            "receipt": format_receipt(app["receipt_no"]),
+            "status": p.key,
+            "label": p.label,
+            "detail": p.detail,
+            "transfer_date": p.transfer_date.isoformat() if p.transfer_date else None,
+        }
+    )
 
 
 async def bank_search(request: Request) -> Response:
@@ -182,18 +213,39 @@ async def branch_search(request: Request) -> Response:
 
 _ERROR = {
     "type": "object",
-    "properties": {"error": {"type": "object", "properties": {
-        "status": {"type": "integer"}, "message": {"type": "string"}, "type": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object", "properties": {
-            "loc": {"type": "array", "items": {"type": "string"}}, "type": {"type": "string"},
-            "message": {"type": "string"}}, "required": ["loc", "type", "message"]}},
-    }, "required": ["status", "message"]}},
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "integer"},
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "loc": {"type": "array", "items": {"type": "string"}},
+                            "type": {"type": "string"},
+                            "message": {"type": "string"},
+                        },
+                        "required": ["loc", "type", "message"],
+                    },
+                },
+            },
+            "required": ["status", "message"],
+        }
+    },
     "required": ["error"],
 }
 _RECEIPT = {
     "type": "object",
-    "properties": {"receipt_no": {"type": "string", "pattern": "^[0-9]{11}$"}, "status": {"type": "string"},
-                   "duplicate": {"type": "boolean"}, "message": {"type": "string"}},
+    "properties": {
+        "receipt_no": {"type": "string", "pattern": "^[0-9]{11}$"},
+        "status": {"type": "string"},
+        "duplicate": {"type": "boolean"},
+        "message": {"type": "string"},
+    },
     "required": ["receipt_no", "status", "duplicate"],
 }
 
@@ -215,51 +267,114 @@ def openapi_document() -> dict:
         schemas[model.__name__] = schema
     schemas["Error"] = _ERROR
     schemas["Receipt"] = _RECEIPT
-    listing = {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
-        "code": {"type": "string"}, "name": {"type": "string"}, "kana": {"type": "string"}}}}}}
+    listing = {
+        "type": "object",
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"code": {"type": "string"}, "name": {"type": "string"}, "kana": {"type": "string"}},
+                },
+            }
+        },
+    }
     q = {"name": "q", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 50}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "kyufu resident API", "version": "1"},
         "paths": {
-            "/api/v1/applications": {"post": {
-                "summary": "Apply with a 確認書 code/PIN and a bank account (once per entitlement)",
-                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": True,
-                                "schema": {"type": "string", "minLength": 1, "maxLength": 255}}],
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/ApplicationRequest"}}}},
-                "responses": {
-                    "201": {"description": "accepted", "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Receipt"}}}},
-                    "409": {"description": "already applied (the first receipt), or the same key is in flight",
-                            "content": {"application/json": {"schema": {"oneOf": [
-                                {"$ref": "#/components/schemas/Receipt"}, {"$ref": "#/components/schemas/Error"}]}}}},
-                    "401": _err("code or PIN wrong, locked, or unknown"),
-                    "404": _err("municipality not served"),
-                    "413": _err("body too large"),
-                    "422": _err("invalid input, or the key was used with another body"),
-                    "429": _err("too many failures from this address"),
-                    "503": _err("temporarily unavailable; retry with the same key"),
-                },
-            }},
-            "/api/v1/status": {"post": {
-                "summary": "Where an application stands",
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/StatusRequest"}}}},
-                "responses": {"200": {"description": "status"}, "401": _err("code or PIN wrong"),
-                              "404": _err("municipality not served"), "413": _err("body too large"),
-                              "422": _err("invalid input"), "429": _err("too many failures"),
-                              "503": _BUSY},
-            }},
-            "/api/v1/banks": {"get": {"summary": "Bank type-ahead", "parameters": [q],
-                                      "responses": {"200": {"description": "banks", "content": {
-                                          "application/json": {"schema": listing}}}, "503": _BUSY}}},
-            "/api/v1/banks/{bank_code}/branches": {"get": {
-                "summary": "Branch type-ahead",
-                "parameters": [{"name": "bank_code", "in": "path", "required": True,
-                                "schema": {"type": "string", "pattern": "^[0-9]{4}$"}}, q],
-                "responses": {"200": {"description": "branches", "content": {"application/json": {"schema": listing}}},
-                              "404": _err("unknown bank"), "503": _BUSY}}},
+            "/api/v1/applications": {
+                "post": {
+                    "summary": "Apply with a 確認書 code/PIN and a bank account (once per entitlement)",
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": True,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/ApplicationRequest"}}
+                        },
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "accepted",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Receipt"}}},
+                        },
+                        "409": {
+                            "description": "already applied (the first receipt), or the same key is in flight",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "oneOf": [
+                                            {"$ref": "#/components/schemas/Receipt"},
+                                            {"$ref": "#/components/schemas/Error"},
+                                        ]
+                                    }
+                                }
+                            },
+                        },
+                        "401": _err("code or PIN wrong, locked, or unknown"),
+                        "404": _err("municipality not served"),
+                        "413": _err("body too large"),
+                        "422": _err("invalid input, or the key was used with another body"),
+                        "429": _err("too many failures from this address"),
+                        "503": _err("temporarily unavailable; retry with the same key"),
+                    },
+                }
+            },
+            "/api/v1/status": {
+                "post": {
+                    "summary": "Where an application stands",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StatusRequest"}}},
+                    },
+                    "responses": {
+                        "200": {"description": "status"},
+                        "401": _err("code or PIN wrong"),
+                        "404": _err("municipality not served"),
+                        "413": _err("body too large"),
+                        "422": _err("invalid input"),
+                        "429": _err("too many failures"),
+                        "503": _BUSY,
+                    },
+                }
+            },
+            "/api/v1/banks": {
+                "get": {
+                    "summary": "Bank type-ahead",
+                    "parameters": [q],
+                    "responses": {
+                        "200": {"description": "banks", "content": {"application/json": {"schema": listing}}},
+                        "503": _BUSY,
+                    },
+                }
+            },
+            "/api/v1/banks/{bank_code}/branches": {
+                "get": {
+                    "summary": "Branch type-ahead",
+                    "parameters": [
+                        {
+                            "name": "bank_code",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "pattern": "^[0-9]{4}$"},
+                        },
+                        q,
+                    ],
+                    "responses": {
+                        "200": {"description": "branches", "content": {"application/json": {"schema": listing}}},
+                        "404": _err("unknown bank"),
+                        "503": _BUSY,
+                    },
+                }
+            },
         },
         "components": {"schemas": schemas},
     }

@@ -49,7 +49,7 @@ class Pending:
     code: str
     access_code: str
     pin: str
-    claim: Claim                 # entitlement_id is filled after sign-in
+    claim: Claim  # entitlement_id is filled after sign-in
     ip: str
     future: asyncio.Future
 
@@ -82,8 +82,15 @@ class _Slot:
 
 
 class SubmitBatcher:
-    def __init__(self, pool: asyncpg.Pool, redis, master_key: bytes, *, verify_batch_size: int = 250,
-                 dispatch_delay_s: float = DISPATCH_DELAY_S):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis,
+        master_key: bytes,
+        *,
+        verify_batch_size: int = 250,
+        dispatch_delay_s: float = DISPATCH_DELAY_S,
+    ):
         self.pool = pool
         self.redis = redis
         self.master_key = master_key
@@ -172,7 +179,8 @@ class SubmitBatcher:
                         results[i] = LIMITED
                 keys = await municipality_keys(conn, self.master_key, code)
                 letters: list[Letter | None] = await authenticate(
-                    conn, keys, code, [(items[i].access_code, items[i].pin) for i in todo])
+                    conn, keys, code, [(items[i].access_code, items[i].pin) for i in todo]
+                )
                 ok = [i for i, letter in zip(todo, letters) if letter is not None]
                 for i, letter in zip(todo, letters):
                     if letter is not None:
@@ -237,8 +245,12 @@ class SubmitBatcher:
                 # one transaction per batch competing with the submissions for the same CPU.
                 await asyncio.sleep(self.dispatch_delay_s)
                 try:
-                    while await outbox.dispatch(self.pool, self.redis, code, limit=DISPATCH_LIMIT,
-                                                batch_size=self.verify_batch_size) == DISPATCH_LIMIT:
+                    while (
+                        await outbox.dispatch(
+                            self.pool, self.redis, code, limit=DISPATCH_LIMIT, batch_size=self.verify_batch_size
+                        )
+                        == DISPATCH_LIMIT
+                    ):
                         pass  # a full page: more rows are due right now
                 except Exception as exc:  # Redis down or slow: the sweeper re-derives these jobs
                     log.warning("dispatch for %s deferred to the sweeper (%s)", code, type(exc).__name__)
@@ -256,9 +268,13 @@ def for_app(request) -> SubmitBatcher:
     batcher = getattr(state, "intake_batcher", None)
     if batcher is None:
         settings = state.settings
-        batcher = SubmitBatcher(state.pool, state.redis, settings.master_key_bytes,
-                                verify_batch_size=settings.verify_batch_size,
-                                dispatch_delay_s=settings.verify_batch_linger_ms / 1000)
+        batcher = SubmitBatcher(
+            state.pool,
+            state.redis,
+            settings.master_key_bytes,
+            verify_batch_size=settings.verify_batch_size,
+            dispatch_delay_s=settings.verify_batch_linger_ms / 1000,
+        )
         batcher.start()
         state.intake_batcher = batcher
         state.shutdown_hooks.append(batcher.stop)

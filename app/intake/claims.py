@@ -139,7 +139,7 @@ class Outcome:
     receipt_no: str | None = None
     application_id: int | None = None
     status: str | None = None
-    stored: dict | None = field(default=None)   # replay: (status_code, response) of the first request
+    stored: dict | None = field(default=None)  # replay: (status_code, response) of the first request
 
     @property
     def http_status(self) -> int:
@@ -185,8 +185,9 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
             if c.idempotency_key is not None:
                 seen.add(c.idempotency_key)
             live.append(i)
-    prepared = await conn.fetch(PREPARE_CLAIMS, code, [claims[i].idempotency_key for i in live],
-                                [claims[i].entitlement_id for i in live])
+    prepared = await conn.fetch(
+        PREPARE_CLAIMS, code, [claims[i].idempotency_key for i in live], [claims[i].entitlement_id for i in live]
+    )
     ids: dict[int, int] = {}
     status: dict[int, str | None] = {}
     for i, row in zip(live, prepared):
@@ -204,16 +205,28 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
     for i in live:
         app_id, c, a = ids[i], claims[i], claims[i].account
         receipt = receipt_number(keys.receipt_key, app_id)
-        for col, value in zip(cols, (
-            app_id, c.entitlement_id, receipt, c.channel, c.applicant_resident_code, c.is_proxy,
-            a.bank_code, a.branch_code, a.account_type,
-            cipher.encrypt("applications", "account_number", app_id, a.account_number),
-            cipher.encrypt("applications", "holder_kana", app_id, a.holder_kana),
-            c.idempotency_key, c.request_sha256,
-            json.dumps(response_body(Outcome("created", receipt, app_id, "received"))),
-            status[i] is not None and status[i] not in ("declined", "withdrawn"),
-            c.identification, outbox.verify_job_id(code, app_id),
-        )):
+        for col, value in zip(
+            cols,
+            (
+                app_id,
+                c.entitlement_id,
+                receipt,
+                c.channel,
+                c.applicant_resident_code,
+                c.is_proxy,
+                a.bank_code,
+                a.branch_code,
+                a.account_type,
+                cipher.encrypt("applications", "account_number", app_id, a.account_number),
+                cipher.encrypt("applications", "holder_kana", app_id, a.holder_kana),
+                c.idempotency_key,
+                c.request_sha256,
+                json.dumps(response_body(Outcome("created", receipt, app_id, "received"))),
+                status[i] is not None and status[i] not in ("declined", "withdrawn"),
+                c.identification,
+                outbox.verify_job_id(code, app_id),
+            ),
+        ):
             col.append(value)
     stored: dict[str, asyncpg.Record] = {}
     inserted: set[int] = set()
@@ -228,8 +241,9 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
         row = stored.get(c.idempotency_key) if c.idempotency_key is not None else None
         if row is not None:
             if bytes(row["request_sha256"]) == c.request_sha256:
-                outcomes[i] = Outcome("replay", stored={
-                    "status_code": row["status_code"], "response": json.loads(row["response"])})
+                outcomes[i] = Outcome(
+                    "replay", stored={"status_code": row["status_code"], "response": json.loads(row["response"])}
+                )
             else:
                 outcomes[i] = Outcome("key_reused")
         elif status[i] is None:
@@ -243,21 +257,28 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
     if rest:
         # The entitlement already has an active application (another channel, an earlier submit, or an
         # earlier claim in this very batch): answer with that one's receipt and tell staff.
-        active = {r["entitlement_id"]: r for r in await conn.fetch(
-            ACTIVE_BY_ENTITLEMENT, code, sorted({claims[i].entitlement_id for i in rest}))}
+        active = {
+            r["entitlement_id"]: r
+            for r in await conn.fetch(ACTIVE_BY_ENTITLEMENT, code, sorted({claims[i].entitlement_id for i in rest}))
+        }
         for i in rest:
             row = active[claims[i].entitlement_id]
             outcomes[i] = Outcome("duplicate", row["receipt_no"], row["application_id"], row["status"])
         await conn.execute(
-            RECORD_DUPLICATES, code, [claims[i].entitlement_id for i in rest],
-            [outcomes[i].application_id for i in rest], [claims[i].channel for i in rest],  # type: ignore[union-attr]
+            RECORD_DUPLICATES,
+            code,
+            [claims[i].entitlement_id for i in rest],
+            [outcomes[i].application_id for i in rest],
+            [claims[i].channel for i in rest],  # type: ignore[union-attr]
         )
     # The 201 answers were stored by WRITE_CLAIMS; a duplicate's or a closed claim's answer is stored here.
-    to_store = [i for i in live if claims[i].idempotency_key is not None
-                and outcomes[i].kind in ("duplicate", "closed")]  # type: ignore[union-attr]
+    to_store = [
+        i for i in live if claims[i].idempotency_key is not None and outcomes[i].kind in ("duplicate", "closed")
+    ]  # type: ignore[union-attr]
     if to_store:
         await conn.execute(
-            STORE_KEYS, code,
+            STORE_KEYS,
+            code,
             [claims[i].idempotency_key for i in to_store],
             [claims[i].request_sha256 for i in to_store],
             [outcomes[i].http_status for i in to_store],  # type: ignore[union-attr]
@@ -268,8 +289,16 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
 
 
 async def submit_application(
-    conn: asyncpg.Connection, settings, code: str, entitlement_id: int, bank: BankAccount, channel: str = "paper",
-    *, applicant_resident_code: str | None = None, is_proxy: bool = False, identification: str = "letter",
+    conn: asyncpg.Connection,
+    settings,
+    code: str,
+    entitlement_id: int,
+    bank: BankAccount,
+    channel: str = "paper",
+    *,
+    applicant_resident_code: str | None = None,
+    is_proxy: bool = False,
+    identification: str = "letter",
 ) -> Outcome:
     """One claim, for the resident pages and for staff entering a paper 確認書 (the same path as online).
 

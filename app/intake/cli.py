@@ -56,7 +56,9 @@ def cmd_duplicates(args, settings) -> int:
 
     print("entitlement\treceipt\tchannel\tattempts\tlast")
     for r in asyncio.run(run()):
-        print(f"{r['entitlement_id']}\t{r['receipt_no']}\t{r['channel']}\t{r['attempts']}\t{r['last_at']:%Y-%m-%d %H:%M}")
+        print(
+            f"{r['entitlement_id']}\t{r['receipt_no']}\t{r['channel']}\t{r['attempts']}\t{r['last_at']:%Y-%m-%d %H:%M}"
+        )
     return 0
 
 

@@ -179,12 +179,17 @@ def resolve(details: BankDetails, prefix: tuple[str, ...] = ()) -> BankAccount:
     """Cross-field checks: branch exists, ゆうちょ conversion, holder kana. Raises FormInvalid."""
     errors: list[FieldError] = []
     bank_code, branch_code, account_type, number = (
-        details.bank_code, details.branch_code, details.account_type, details.account_number,
+        details.bank_code,
+        details.branch_code,
+        details.account_type,
+        details.account_number,
     )
     from_yucho = False
     if bank_code == banks.YUCHO and (details.yucho_kigou or details.yucho_bangou):
         try:
-            branch_code, account_type, number = banks.yucho_to_zengin(details.yucho_kigou or "", details.yucho_bangou or "")
+            branch_code, account_type, number = banks.yucho_to_zengin(
+                details.yucho_kigou or "", details.yucho_bangou or ""
+            )
             from_yucho = True
         except banks.YuchoError as exc:
             field = "yucho_kigou" if "記号" in str(exc) else "yucho_bangou"
@@ -195,8 +200,13 @@ def resolve(details: BankDetails, prefix: tuple[str, ...] = ()) -> BankAccount:
         if number is None:
             errors.append(FieldError(prefix + ("account_number",), "missing", "口座番号を入力してください。"))
     if branch_code is not None and banks.branch(bank_code, branch_code) is None and not errors:
-        errors.append(FieldError(prefix + ("branch_code",), "kyufu_unknown_branch",
-                                 "支店コードに該当する支店がありません。金融機関と支店をご確認ください。"))
+        errors.append(
+            FieldError(
+                prefix + ("branch_code",),
+                "kyufu_unknown_branch",
+                "支店コードに該当する支店がありません。金融機関と支店をご確認ください。",
+            )
+        )
     kana = None
     try:
         kana = normalise(details.holder_kana, field="party", max_width=HOLDER_MAX_WIDTH)
@@ -207,8 +217,16 @@ def resolve(details: BankDetails, prefix: tuple[str, ...] = ()) -> BankAccount:
     assert kana is not None and branch_code is not None and number is not None
     b, br = banks.bank(bank_code), banks.branch(bank_code, branch_code)
     return BankAccount(
-        bank_code, branch_code, account_type, number, kana.value, b.name if b else "", br.name if br else "",
-        tuple(kana.changes), kana.material, from_yucho,
+        bank_code,
+        branch_code,
+        account_type,
+        number,
+        kana.value,
+        b.name if b else "",
+        br.name if br else "",
+        tuple(kana.changes),
+        kana.material,
+        from_yucho,
     )
 
 

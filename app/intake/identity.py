@@ -198,8 +198,13 @@ def parse_identity(form: dict[str, str], municipality_name: str, today: dt.date)
         elif len(kana) > _MAX_NAME:
             errors.append(FieldError((field,), "string_too_long", f"{label}が長すぎます。"))
         elif not _KATAKANA.fullmatch(kana):
-            errors.append(FieldError((field,), "kyufu_not_kana",
-                                     f"{label}はカタカナまたはひらがなで入力してください（漢字・英字は使えません）。"))
+            errors.append(
+                FieldError(
+                    (field,),
+                    "kyufu_not_kana",
+                    f"{label}はカタカナまたはひらがなで入力してください（漢字・英字は使えません）。",
+                )
+            )
         names[field] = kana
     y, mth, d = (_int_field(form.get(f, "")) for f in ("birth_year", "birth_month", "birth_day"))
     birth = None
@@ -250,16 +255,18 @@ async def application_program(conn: asyncpg.Connection, code: str, program_id: i
     return dict(row) if row else None
 
 
-async def identify(conn: asyncpg.Connection, keys: Keys, code: str, program_id: int, identity: Identity,
-                   municipality_name: str) -> Identified | None:
+async def identify(
+    conn: asyncpg.Connection, keys: Keys, code: str, program_id: int, identity: Identity, municipality_name: str
+) -> Identified | None:
     """The one entitled household member this identity names, or None; records failures.
 
     Call inside tenant_transaction(conn, code) (not read-only: failures are written)."""
     key = identity_key(keys, code, identity)
     await conn.execute(LOCK_IDENTITY, int.from_bytes(key[:8], "big", signed=True))
     lockout = await conn.fetchrow(LOCKOUT, code, key)
-    rows = await conn.fetch(CANDIDATES, code, program_id, identity.birth_date, identity.family_kana,
-                            identity.given_kana)
+    rows = await conn.fetch(
+        CANDIDATES, code, program_id, identity.birth_date, identity.family_kana, identity.given_kana
+    )
     typed = identity.address.encode()
     matches = set()
     for row in rows:

@@ -20,10 +20,23 @@ from starlette.responses import RedirectResponse, Response
 from app.intake import banks
 from app.intake.batcher import for_app
 from app.intake.claims import submit_application
-from app.intake.forms import BankAccount, FieldError, FormInvalid, normalise_access_code, normalise_pin, parse_bank, \
-    describe_changes
-from app.intake.identity import FIELDS as IDENTITY_FIELDS, IDENTIFY_FAILED_MESSAGE, application_program, \
-    application_programs, identify as identify_resident, parse_identity
+from app.intake.forms import (
+    BankAccount,
+    FieldError,
+    FormInvalid,
+    normalise_access_code,
+    normalise_pin,
+    parse_bank,
+    describe_changes,
+)
+from app.intake.identity import (
+    FIELDS as IDENTITY_FIELDS,
+    IDENTIFY_FAILED_MESSAGE,
+    application_program,
+    application_programs,
+    identify as identify_resident,
+    parse_identity,
+)
 from app.intake.signin import SIGNIN_FAILED_MESSAGE, authenticate, check_ip, municipality_keys, record_ip_failure
 from app.intake.status import household_view, programs as list_programs, progress
 from app.registry.receipts import format_receipt
@@ -80,8 +93,9 @@ async def _signed_in(request: Request, m: dict) -> dict | None:
 async def index(request: Request) -> Response:
     async with platform_transaction(request.app.state.pool) as conn:
         municipalities = await list_municipalities(conn)
-    return render(request, "intake_index.html", {"municipalities": [{"code": m.code, "name": m.name}
-                                                                    for m in municipalities]})
+    return render(
+        request, "intake_index.html", {"municipalities": [{"code": m.code, "name": m.name} for m in municipalities]}
+    )
 
 
 async def start(request: Request) -> Response:
@@ -112,6 +126,7 @@ async def _guarded_lookup(request: Request, m: dict, lookup):
 
 async def _check_letter(request: Request, m: dict, access_code: str, pin: str):
     """Return the letter or None; counts failures per code (DB) and per address (Redis)."""
+
     async def lookup(conn, keys):
         return (await authenticate(conn, keys, m["code"], [(access_code, pin)]))[0]
 
@@ -120,9 +135,18 @@ async def _check_letter(request: Request, m: dict, access_code: str, pin: str):
 
 async def signin(request: Request) -> Response:
     m = await _municipality(request)
-    ctx = {"m": m, "title": "ログイン", "step": 1, "errors": [], "failed": None, "access_code": "",
-           "action": f"/m/{m['code']}/signin", "button": "ログイン", "identify_next": "household",
-           "identify_programs": []}
+    ctx = {
+        "m": m,
+        "title": "ログイン",
+        "step": 1,
+        "errors": [],
+        "failed": None,
+        "access_code": "",
+        "action": f"/m/{m['code']}/signin",
+        "button": "ログイン",
+        "identify_next": "household",
+        "identify_programs": [],
+    }
     if request.method == "GET":
         ctx["identify_programs"] = await _application_programs(request, m)
         return await _page(request, "intake_signin.html", ctx)
@@ -188,9 +212,17 @@ async def identify(request: Request) -> Response:
         raw_program, next_page = request.query_params.get("program"), request.query_params.get("next")
     program = await _application_program(request, m, raw_program)
     next_page = "status" if next_page == "status" else "household"
-    ctx = {"m": m, "title": "確認書をお持ちでない方", "step": 1, "errors": [], "err": defaultdict(str),
-           "failed": None, "program": program, "next": next_page,
-           "f": {k: str(form.get(k, "") or "")[:300] for k in IDENTITY_FIELDS}}
+    ctx = {
+        "m": m,
+        "title": "確認書をお持ちでない方",
+        "step": 1,
+        "errors": [],
+        "err": defaultdict(str),
+        "failed": None,
+        "program": program,
+        "next": next_page,
+        "f": {k: str(form.get(k, "") or "")[:300] for k in IDENTITY_FIELDS},
+    }
     if request.method == "GET":
         return await _page(request, "intake_identify.html", ctx)
     try:
@@ -199,15 +231,23 @@ async def identify(request: Request) -> Response:
         ctx["errors"] = exc.errors
         ctx["err"] = defaultdict(str, {e.field: e.message for e in exc.errors})
         return await _page(request, "intake_identify.html", ctx, status_code=422)
-    found = await _guarded_lookup(request, m, lambda conn, keys: identify_resident(
-        conn, keys, m["code"], program["program_id"], identity, m["name"]))
+    found = await _guarded_lookup(
+        request,
+        m,
+        lambda conn, keys: identify_resident(conn, keys, m["code"], program["program_id"], identity, m["name"]),
+    )
     if found is None:
         ctx["failed"] = IDENTIFY_FAILED_MESSAGE
         return await _page(request, "intake_identify.html", ctx, status_code=401)
     session.clear()
     rotate(session)  # a new id on sign-in: a planted session id is useless
-    session["auth"] = {"m": m["code"], "letter_id": None, "entitlement_id": found.entitlement_id,
-                       "resident_code": found.resident_code, "identification": "registry_match"}
+    session["auth"] = {
+        "m": m["code"],
+        "letter_id": None,
+        "entitlement_id": found.entitlement_id,
+        "resident_code": found.resident_code,
+        "identification": "registry_match",
+    }
     response = _redirect(f"/m/{m['code']}/{next_page}")
     await save_session(request, response)
     return response
@@ -242,15 +282,31 @@ async def household(request: Request) -> Response:
     if auth is None:
         return _redirect(f"/m/{m['code']}/signin")
     ent, members, app = await _entitlement(request, m, auth)
-    return await _page(request, "intake_household.html", {
-        "m": m, "title": "世帯と支給額", "step": 2, "ent": ent, "members": members, "existing": _active(app),
-        "existing_receipt": format_receipt(app["receipt_no"]) if app else "",
-        "closed": ent["status"] in ("declined", "withdrawn"),
-    })
+    return await _page(
+        request,
+        "intake_household.html",
+        {
+            "m": m,
+            "title": "世帯と支給額",
+            "step": 2,
+            "ent": ent,
+            "members": members,
+            "existing": _active(app),
+            "existing_receipt": format_receipt(app["receipt_no"]) if app else "",
+            "closed": ent["status"] in ("declined", "withdrawn"),
+        },
+    )
 
 
-_BANK_FIELDS = ("bank_code", "branch_code", "account_type", "account_number", "yucho_kigou", "yucho_bangou",
-                "holder_kana")
+_BANK_FIELDS = (
+    "bank_code",
+    "branch_code",
+    "account_type",
+    "account_number",
+    "yucho_kigou",
+    "yucho_bangou",
+    "holder_kana",
+)
 
 
 async def bank(request: Request) -> Response:
@@ -259,8 +315,15 @@ async def bank(request: Request) -> Response:
     if auth is None:
         return _redirect(f"/m/{m['code']}/signin")
     session = await load_session(request)
-    ctx = {"m": m, "title": "振込口座の入力", "step": 3, "errors": [], "err": defaultdict(str), "bank_choices": [],
-           "branch_choices": []}
+    ctx = {
+        "m": m,
+        "title": "振込口座の入力",
+        "step": 3,
+        "errors": [],
+        "err": defaultdict(str),
+        "bank_choices": [],
+        "branch_choices": [],
+    }
     if request.method == "GET":
         previous = session.get("bank") or {}
         ctx["f"] = {k: str(previous.get(k, "") or "") for k in _BANK_FIELDS}
@@ -333,22 +396,41 @@ async def confirm(request: Request) -> Response:
         return _redirect(f"/m/{m['code']}/bank")
     account = BankAccount.from_session(stored)
     if request.method == "GET":
-        return await _page(request, "intake_confirm.html", {
-            "m": m, "title": "申請内容の確認", "step": 4, "ent": ent, "acct": account,
-            "account_type_label": banks.ACCOUNT_TYPES.get(account.account_type, ""),
-            "changes": describe_changes(account.kana_changes) if account.kana_material or account.kana_changes else [],
-        })
+        return await _page(
+            request,
+            "intake_confirm.html",
+            {
+                "m": m,
+                "title": "申請内容の確認",
+                "step": 4,
+                "ent": ent,
+                "acct": account,
+                "account_type_label": banks.ACCOUNT_TYPES.get(account.account_type, ""),
+                "changes": describe_changes(account.kana_changes)
+                if account.kana_material or account.kana_changes
+                else [],
+            },
+        )
     settings = request.app.state.settings
     async with tenant_transaction(request.app.state.pool, m["code"]) as conn:
         # The same claim path for both ways of signing in: the one-active-application index decides
         # between a letter claim and a claim identified without a letter for the same household.
         outcome = await submit_application(
-            conn, settings, m["code"], auth["entitlement_id"], account, "online",
-            applicant_resident_code=auth.get("resident_code"), identification=auth.get("identification", "letter"))
+            conn,
+            settings,
+            m["code"],
+            auth["entitlement_id"],
+            account,
+            "online",
+            applicant_resident_code=auth.get("resident_code"),
+            identification=auth.get("identification", "letter"),
+        )
     if outcome.kind == "created":
         for_app(request).after_created(m["code"])
     if outcome.kind == "closed":
-        raise WebError("この給付金は辞退または取り下げ済みのため、申請できません。窓口にお問い合わせください。", status=409)
+        raise WebError(
+            "この給付金は辞退または取り下げ済みのため、申請できません。窓口にお問い合わせください。", status=409
+        )
     session.pop("bank")
     session["duplicate"] = outcome.kind == "duplicate"
     response = _redirect(f"/m/{m['code']}/receipt")
@@ -366,19 +448,35 @@ async def receipt(request: Request) -> Response:
     if not _active(app):
         return _redirect(f"/m/{m['code']}/household")
     assert app is not None
-    return await _page(request, "intake_receipt.html", {
-        "m": m, "title": "申請を受け付けました", "step": 5, "receipt": format_receipt(app["receipt_no"]),
-        "duplicate": bool(session.get("duplicate")),
-    })
+    return await _page(
+        request,
+        "intake_receipt.html",
+        {
+            "m": m,
+            "title": "申請を受け付けました",
+            "step": 5,
+            "receipt": format_receipt(app["receipt_no"]),
+            "duplicate": bool(session.get("duplicate")),
+        },
+    )
 
 
 async def status(request: Request) -> Response:
     """By code + PIN (or the signed-in session): where the application stands."""
     m = await _municipality(request)
     auth = await _signed_in(request, m)
-    ctx = {"m": m, "title": "申請の状況", "step": 0, "errors": [], "failed": None, "access_code": "",
-           "action": f"/m/{m['code']}/status", "button": "状況を確認する", "identify_next": "status",
-           "identify_programs": []}
+    ctx = {
+        "m": m,
+        "title": "申請の状況",
+        "step": 0,
+        "errors": [],
+        "failed": None,
+        "access_code": "",
+        "action": f"/m/{m['code']}/status",
+        "button": "状況を確認する",
+        "identify_next": "status",
+        "identify_programs": [],
+    }
     if auth is None and request.method == "POST":
         session, form = await verify_form(request)
         access_code = normalise_access_code(str(form.get("access_code", "")))
@@ -393,6 +491,13 @@ async def status(request: Request) -> Response:
         ctx["identify_programs"] = await _application_programs(request, m)
         return await _page(request, "intake_signin.html", ctx)
     ent, _, app = await _entitlement(request, m, auth)
-    return await _page(request, "intake_status.html", {
-        **ctx, "ent": ent, "progress": progress(app), "receipt": format_receipt(app["receipt_no"]) if app else "",
-    })
+    return await _page(
+        request,
+        "intake_status.html",
+        {
+            **ctx,
+            "ent": ent,
+            "progress": progress(app),
+            "receipt": format_receipt(app["receipt_no"]) if app else "",
+        },
+    )

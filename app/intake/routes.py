@@ -33,4 +33,3 @@ def routes(settings) -> list:
         Route(m + "/receipt", pages.receipt),
         Route(m + "/status", pages.status, methods=["GET", "POST"]),
     ]
-

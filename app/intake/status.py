@@ -46,8 +46,9 @@ async def latest_application(conn: asyncpg.Connection, code: str, entitlement_id
     return await conn.fetchrow(LATEST_APPLICATION, code, entitlement_id)
 
 
-async def household_view(conn: asyncpg.Connection, code: str,
-                         entitlement_id: int) -> tuple[dict, list[dict], dict | None] | None:
+async def household_view(
+    conn: asyncpg.Connection, code: str, entitlement_id: int
+) -> tuple[dict, list[dict], dict | None] | None:
     """(entitlement, household members, latest application) for the resident's pages; None if there is no
     such entitlement in this municipality."""
     ent = await conn.fetchrow(ENTITLEMENT, code, entitlement_id)
@@ -60,7 +61,7 @@ async def household_view(conn: asyncpg.Connection, code: str,
 
 @dataclass
 class Progress:
-    key: str          # received | checking | approved | scheduled | paid | problem
+    key: str  # received | checking | approved | scheduled | paid | problem
     label: str
     detail: str
     transfer_date: date | None = None
@@ -74,20 +75,29 @@ def progress(row: asyncpg.Record | None) -> Progress | None:
     if pay == "paid":
         return Progress("paid", "振込済み", "ご指定の口座へ振り込みました。通帳等でご確認ください。", row["paid_on"])
     if pay == "returned":
-        return Progress("problem", "振込ができませんでした",
-                        "口座が解約されている、名義が違うなどの理由で振り込めませんでした。"
-                        "窓口で正しい口座をお届けください。")
+        return Progress(
+            "problem",
+            "振込ができませんでした",
+            "口座が解約されている、名義が違うなどの理由で振り込めませんでした。窓口で正しい口座をお届けください。",
+        )
     if pay in ("in_batch", "released") and row["transfer_date"] is not None:
         d = row["transfer_date"]
-        return Progress("scheduled", f"{d.year}年{d.month}月{d.day}日に振込予定",
-                        "振込予定日になりましたら口座をご確認ください。", d)
+        return Progress(
+            "scheduled",
+            f"{d.year}年{d.month}月{d.day}日に振込予定",
+            "振込予定日になりましたら口座をご確認ください。",
+            d,
+        )
     if status == "approved" or pay == "ready":
         return Progress("approved", "支給決定", "支給が決定しました。振込日が決まるとここに表示されます。")
     if status in ("verified", "needs_review"):
         return Progress("checking", "審査中", "住民基本台帳等の情報と照合しています。")
     if status == "rejected":
-        return Progress("problem", "申請内容に確認が必要です",
-                        "お申し込みの内容では支給できませんでした。郵送でお知らせする内容をご確認のうえ、窓口にお問い合わせください。")
+        return Progress(
+            "problem",
+            "申請内容に確認が必要です",
+            "お申し込みの内容では支給できませんでした。郵送でお知らせする内容をご確認のうえ、窓口にお問い合わせください。",
+        )
     if status == "withdrawn":
         return Progress("problem", "取り下げ済み", "この申請は取り下げられています。")
     return Progress("received", "受付済み", "申請を受け付けました。これから内容を確認します。")

@@ -21,16 +21,16 @@ _SNIFF_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class Column:
-    header: str        # the Japanese header in the file
-    name: str          # the staging / table column
-    required: bool     # the header must be present (its values may still be optional)
+    header: str  # the Japanese header in the file
+    name: str  # the staging / table column
+    required: bool  # the header must be present (its values may still be optional)
 
 
 @dataclass(frozen=True)
 class CsvBody:
-    pg_encoding: str            # 'UTF8' or 'SJIS' (PostgreSQL's SJIS is Microsoft's CP932)
-    columns: list[str]          # staging column names in file order
-    body_offset: int            # where line 2 starts
+    pg_encoding: str  # 'UTF8' or 'SJIS' (PostgreSQL's SJIS is Microsoft's CP932)
+    columns: list[str]  # staging column names in file order
+    body_offset: int  # where line 2 starts
 
 
 def _decodes(data: bytes, encoding: str) -> bool:
@@ -55,7 +55,7 @@ _SHOWN_CHARS = 32
 def read_header(data: bytes, spec: list[Column]) -> CsvBody:
     """Detect the encoding and map the header to columns; raise ImportRejected naming every problem."""
     start = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
-    sniff = data[start:start + _SNIFF_BYTES]
+    sniff = data[start : start + _SNIFF_BYTES]
     if _decodes(sniff, "utf-8"):
         py_enc, pg_enc = "utf-8", "UTF8"
     elif _decodes(sniff, "cp932"):
@@ -137,14 +137,16 @@ class _BodySource(io.BytesIO):
         return chunk
 
 
-def body_source(data: bytes, body: CsvBody, progress: Callable[..., None] | None = None,
-                stage: str = "COPY") -> io.BytesIO:
+def body_source(
+    data: bytes, body: CsvBody, progress: Callable[..., None] | None = None, stage: str = "COPY"
+) -> io.BytesIO:
     """A file-like source of the body for copy_to_table (see app/progress.py for `progress`)."""
     return _BodySource(data, body, progress, stage)
 
 
-async def copy_body(conn: asyncpg.Connection, table: str, data: bytes, body: CsvBody,
-                    progress: Callable[..., None] | None = None) -> None:
+async def copy_body(
+    conn: asyncpg.Connection, table: str, data: bytes, body: CsvBody, progress: Callable[..., None] | None = None
+) -> None:
     """COPY the body into a staging table. A line PostgreSQL cannot even split into fields (wrong column
     count, bytes invalid in the encoding) rejects the file with its line number; the server's own message
     is not passed on because it quotes the offending value."""
@@ -156,13 +158,16 @@ async def copy_body(conn: asyncpg.Connection, table: str, data: bytes, body: Csv
 
 
 # What COPY raises for a line it cannot split into fields or decode (any table, any column types).
-UNSPLITTABLE = (asyncpg.BadCopyFileFormatError, asyncpg.CharacterNotInRepertoireError,
-                asyncpg.UntranslatableCharacterError)
+UNSPLITTABLE = (
+    asyncpg.BadCopyFileFormatError,
+    asyncpg.CharacterNotInRepertoireError,
+    asyncpg.UntranslatableCharacterError,
+)
 
 
 def copy_rejection(exc: Exception) -> ImportRejected:
     """The rejection of a file for one of the UNSPLITTABLE errors, with its line number."""
     match = _COPY_LINE.search(getattr(exc, "context", None) or "")
-    line = int(match.group(1)) + 1 if match else 0          # +1: the header is line 1
+    line = int(match.group(1)) + 1 if match else 0  # +1: the header is line 1
     reason = "column_count" if isinstance(exc, asyncpg.BadCopyFileFormatError) else "encoding"
     return ImportRejected([LineError(line, "(行全体)", reason)])

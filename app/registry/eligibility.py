@@ -243,7 +243,7 @@ class EligibilityResult:
     added: int
     updated: int
     withdrawn: int
-    conflicts: int          # newly found: frozen entitlements this snapshot disagrees with (left unchanged)
+    conflicts: int  # newly found: frozen entitlements this snapshot disagrees with (left unchanged)
     households: int
     people: int
     total_yen: int
@@ -253,24 +253,27 @@ class EligibilityResult:
         return not (self.added or self.updated or self.withdrawn or self.conflicts)
 
 
-async def latest_snapshot(conn: asyncpg.Connection, code: str, kind: str = "residents",
-                          fiscal_year: int | None = None) -> int | None:
+async def latest_snapshot(
+    conn: asyncpg.Connection, code: str, kind: str = "residents", fiscal_year: int | None = None
+) -> int | None:
     return await conn.fetchval(LATEST_SNAPSHOT, code, kind, fiscal_year)
 
 
-async def determine_eligibility(conn: asyncpg.Connection, code: str, program_id: int,
-                                snapshot_id: int | None = None, progress: Report | None = None) -> EligibilityResult:
+async def determine_eligibility(
+    conn: asyncpg.Connection, code: str, program_id: int, snapshot_id: int | None = None, progress: Report | None = None
+) -> EligibilityResult:
     """Compute and freeze a program's entitlements (inside tenant_transaction).
 
     On the snapshot already used this is a no-op. On a newer snapshot, new households are added,
     entitlements nobody relies on yet follow the new data, and frozen ones are left as they are and
     recorded in entitlement_conflicts. `progress(done, total, stage)` hears of the stages (app/progress.py).
     """
+
     def stage(done: int, total: int, name: str | None = None) -> None:
         if progress is not None:
             progress(done, total, name)
 
-    program = await get_program(conn, code, program_id, lock=True)   # serialises runs of one program
+    program = await get_program(conn, code, program_id, lock=True)  # serialises runs of one program
     if snapshot_id is None:
         snapshot_id = await latest_snapshot(conn, code)
         if snapshot_id is None:
@@ -279,18 +282,27 @@ async def determine_eligibility(conn: asyncpg.Connection, code: str, program_id:
         raise NoSnapshot(f"住民基本台帳のスナップショット {snapshot_id} はありません。")
     newest = await conn.fetchval(NEWEST_USED, code, program_id)
     if newest is not None and snapshot_id < newest:
-        raise RegistryError(f"この給付はスナップショット {newest} で判定済みです。古いスナップショットでは判定できません。")
+        raise RegistryError(
+            f"この給付はスナップショット {newest} で判定済みです。古いスナップショットでは判定できません。"
+        )
     tax_snapshot = None
     if program["tax_condition"] != "none":
         tax_snapshot = await latest_snapshot(conn, code, "tax", program["tax_fiscal_year"])
         if tax_snapshot is None:
-            raise NoSnapshot(f"{program['tax_fiscal_year']} 年度の課税情報が取り込まれていません（kyufu registry import-tax）。")
+            raise NoSnapshot(
+                f"{program['tax_fiscal_year']} 年度の課税情報が取り込まれていません（kyufu registry import-tax）。"
+            )
     last = await conn.fetchrow(LAST_RUN, code, program_id)
-    if last is not None and last["same_program"] and (last["snapshot_id"], last["tax_snapshot_id"]) == (snapshot_id, tax_snapshot):
+    if (
+        last is not None
+        and last["same_program"]
+        and (last["snapshot_id"], last["tax_snapshot_id"]) == (snapshot_id, tax_snapshot)
+    ):
         # Same inputs as the last completed run: it would find nothing to change (eligibility_runs says why).
         summary = await conn.fetchrow(SUMMARY, code, program_id)
-        return EligibilityResult(program_id, snapshot_id, 0, 0, 0, 0,
-                                 summary["households"], summary["people"], summary["total_yen"])
+        return EligibilityResult(
+            program_id, snapshot_id, 0, 0, 0, 0, summary["households"], summary["people"], summary["total_yen"]
+        )
     # The per-household hash aggregate of ~1M residents (and the diff's hashes) spill to disk at the
     # default 4 MB.
     await conn.execute("SET LOCAL work_mem = '256MB'")
@@ -312,8 +324,17 @@ async def determine_eligibility(conn: asyncpg.Connection, code: str, program_id:
         stage(1, 1)
         await conn.execute(RESTORE_PLANNER, enable_sort, enable_nestloop)
         await conn.execute(RECORD_RUN, code, program_id, snapshot_id, tax_snapshot)
-        return EligibilityResult(program_id, snapshot_id, summary["households"], 0, 0, 0,
-                                 summary["households"], summary["people"], summary["total_yen"])
+        return EligibilityResult(
+            program_id,
+            snapshot_id,
+            summary["households"],
+            0,
+            0,
+            0,
+            summary["households"],
+            summary["people"],
+            summary["total_yen"],
+        )
     stage(0, 3, "判定")
     await conn.execute(CREATE_RESULT)
     await conn.execute(COMPUTE, code, program_id, snapshot_id, tax_snapshot)
@@ -337,5 +358,14 @@ async def determine_eligibility(conn: asyncpg.Connection, code: str, program_id:
     await conn.execute(RECORD_RUN, code, program_id, snapshot_id, tax_snapshot)
     summary = await conn.fetchrow(SUMMARY, code, program_id)
     stage(3, 3)
-    return EligibilityResult(program_id, snapshot_id, added, counts["updated"], counts["withdrawn"],
-                             conflicts, summary["households"], summary["people"], summary["total_yen"])
+    return EligibilityResult(
+        program_id,
+        snapshot_id,
+        added,
+        counts["updated"],
+        counts["withdrawn"],
+        conflicts,
+        summary["households"],
+        summary["people"],
+        summary["total_yen"],
+    )

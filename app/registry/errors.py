@@ -64,8 +64,9 @@ class ImportRejected(RegistryError):
 
     def on_lines(self, starts: dict[int, int]) -> "ImportRejected":
         """The same rejection with record numbers replaced by the physical lines in `starts`."""
-        return ImportRejected([LineError(starts.get(e.line, e.line), e.column, e.reason) for e in self.errors],
-                              self.total)
+        return ImportRejected(
+            [LineError(starts.get(e.line, e.line), e.column, e.reason) for e in self.errors], self.total
+        )
 
 
 class SnapshotMismatch(RegistryError):

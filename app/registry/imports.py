@@ -32,8 +32,16 @@ import asyncpg
 from app.crypto import FieldCipher
 from app.progress import Report
 from app.registry import residentcsv
-from app.registry.csvfile import (UNSPLITTABLE, Column, CsvBody, body_source, copy_body, copy_rejection, read_header,
-                                  record_start_lines)
+from app.registry.csvfile import (
+    UNSPLITTABLE,
+    Column,
+    CsvBody,
+    body_source,
+    copy_body,
+    copy_rejection,
+    read_header,
+    record_start_lines,
+)
 from app.registry.errors import ImportRejected, LineError, RegistryError, SnapshotMismatch
 from payouts import accounts
 from payouts.accounts import AccountInvalid
@@ -76,10 +84,54 @@ ACCOUNT_COLUMNS = [
 
 # 続柄 as written in 住民票 (the common entries; anything else is reported, not guessed).
 RELATIONSHIPS = [
-    "世帯主", "妻", "夫", "未届の妻", "未届の夫", "子", "養子", "妻の子", "夫の子", "子の妻", "子の夫",
-    "父", "母", "養父", "養母", "妻の父", "妻の母", "夫の父", "夫の母", "祖父", "祖母", "妻の祖父", "妻の祖母",
-    "夫の祖父", "夫の祖母", "孫", "孫の妻", "孫の夫", "曾孫", "兄", "姉", "弟", "妹", "兄の妻", "弟の妻", "姉の夫",
-    "妹の夫", "伯父", "伯母", "叔父", "叔母", "甥", "姪", "いとこ", "縁故者", "同居人", "使用人", "その他",
+    "世帯主",
+    "妻",
+    "夫",
+    "未届の妻",
+    "未届の夫",
+    "子",
+    "養子",
+    "妻の子",
+    "夫の子",
+    "子の妻",
+    "子の夫",
+    "父",
+    "母",
+    "養父",
+    "養母",
+    "妻の父",
+    "妻の母",
+    "夫の父",
+    "夫の母",
+    "祖父",
+    "祖母",
+    "妻の祖父",
+    "妻の祖母",
+    "夫の祖父",
+    "夫の祖母",
+    "孫",
+    "孫の妻",
+    "孫の夫",
+    "曾孫",
+    "兄",
+    "姉",
+    "弟",
+    "妹",
+    "兄の妻",
+    "弟の妻",
+    "姉の夫",
+    "妹の夫",
+    "伯父",
+    "伯母",
+    "叔父",
+    "叔母",
+    "甥",
+    "姪",
+    "いとこ",
+    "縁故者",
+    "同居人",
+    "使用人",
+    "その他",
 ]
 REMOVAL_REASONS = ["転出", "死亡", "国外転出", "職権消除", "失踪宣告", "その他"]
 TAX_CLASSES = {"課税": "taxable", "非課税": "exempt", "均等割のみ": "per_capita_only"}
@@ -100,7 +152,24 @@ WHERE municipality_code = $1 AND snapshot_id = $2
 """
 
 # The columns REPORT_RESIDENTS checks, in the order of its reasons array.
-RESIDENT_CHECK_COLUMNS = ['住民票コード', '世帯番号', '続柄', '世帯主', '氏', '名', '氏カナ', '名カナ', '生年月日', '性別', '住所', '住定日', '消除日', '消除事由', '前世帯番号', '世帯変更日']
+RESIDENT_CHECK_COLUMNS = [
+    "住民票コード",
+    "世帯番号",
+    "続柄",
+    "世帯主",
+    "氏",
+    "名",
+    "氏カナ",
+    "名カナ",
+    "生年月日",
+    "性別",
+    "住所",
+    "住定日",
+    "消除日",
+    "消除事由",
+    "前世帯番号",
+    "世帯変更日",
+]
 
 # Text staging for the report on a rejected file: every value arrives as text so that a bad value becomes
 # a reported line, not a COPY abort. line_no follows COPY's row order (the header is line 1). Dropped at commit.
@@ -120,10 +189,12 @@ def _ymd(column: str) -> str:
     `[^...]` search three to five times faster than an anchored pattern with counted repeats such as
     '^[0-9]{4}(-[0-9]{2}-...)$', and a million-line file asks this four million times."""
     c = f"s.{column}"
-    return (f"CASE WHEN octet_length({c}) = 8 AND {c} !~ '[^0-9]' THEN {c}::int"
-            f" WHEN octet_length({c}) = 10 AND {c} !~ '[^0-9/-]' AND substr({c}, 5, 1) IN ('-', '/')"
-            f" AND substr({c}, 8, 1) = substr({c}, 5, 1) AND octet_length(translate({c}, '-/', '')) = 8"
-            f" THEN translate({c}, '-/', '')::int END")
+    return (
+        f"CASE WHEN octet_length({c}) = 8 AND {c} !~ '[^0-9]' THEN {c}::int"
+        f" WHEN octet_length({c}) = 10 AND {c} !~ '[^0-9/-]' AND substr({c}, 5, 1) IN ('-', '/')"
+        f" AND substr({c}, 8, 1) = substr({c}, 5, 1) AND octet_length(translate({c}, '-/', '')) = 8"
+        f" THEN translate({c}, '-/', '')::int END"
+    )
 
 
 # Every bad value of the file, in one pass: one row per (line, column) with a reason code, first failing
@@ -202,8 +273,12 @@ WITH heads AS (
 SELECT (SELECT count(*) FROM bad) AS total, line_no, col, reason
 FROM (SELECT * FROM bad ORDER BY line_no, ord LIMIT $3) b
 """
-REPORT_RESIDENTS = _LINE_CHECKS.format(born=_ymd("birth_date"), moved_in=_ymd("moved_in_on"),
-                                       removed=_ymd("removed_on"), changed=_ymd("household_changed_on"))
+REPORT_RESIDENTS = _LINE_CHECKS.format(
+    born=_ymd("birth_date"),
+    moved_in=_ymd("moved_in_on"),
+    removed=_ymd("removed_on"),
+    changed=_ymd("household_changed_on"),
+)
 
 # The snapshot's future partition, and its publication with the line rules (both SECURITY DEFINER
 # functions of the owner, which check that the snapshot is the scoped municipality's and still being
@@ -216,8 +291,15 @@ PARTITION_SCHEMA = "registry_parts"
 LOAD_TYPED = "SELECT kyufu_residents_load_typed($1)"
 # Columns that the partition generates from the file's text (typed, or NULL when empty) take the text
 # in <name>_raw.
-_GENERATED = {"is_head", "birth_date", "moved_in_on", "removed_on", "removal_reason", "prev_household_no",
-              "household_changed_on"}
+_GENERATED = {
+    "is_head",
+    "birth_date",
+    "moved_in_on",
+    "removed_on",
+    "removal_reason",
+    "prev_household_no",
+    "household_changed_on",
+}
 
 CREATE_TAX_STAGING = """
 CREATE TEMP TABLE tax_staging (
@@ -289,6 +371,7 @@ def _reported_by_file_line(import_function):
             if not starts:
                 raise
             raise exc.on_lines(starts) from None
+
     return wrapper
 
 
@@ -299,9 +382,7 @@ async def _claim(conn, code: str, kind: str, fiscal_year: int | None, sha: str) 
         return snapshot_id, None
     row = await conn.fetchrow(EXISTING_SNAPSHOT, code, kind, sha)
     if row["fiscal_year"] != fiscal_year:
-        raise SnapshotMismatch(
-            f"同じファイルが年度 {row['fiscal_year']} として取込済みです。年度を確認してください。"
-        )
+        raise SnapshotMismatch(f"同じファイルが年度 {row['fiscal_year']} として取込済みです。年度を確認してください。")
     return row["snapshot_id"], ImportResult(row["snapshot_id"], row["row_count"], True)
 
 
@@ -311,7 +392,9 @@ async def _rejected_if_any(rows: list[asyncpg.Record]) -> None:
 
 
 @_reported_by_file_line
-async def import_residents(conn: asyncpg.Connection, code: str, data: bytes, progress: Report | None = None) -> ImportResult:
+async def import_residents(
+    conn: asyncpg.Connection, code: str, data: bytes, progress: Report | None = None
+) -> ImportResult:
     """Import a 住民基本台帳 extract (call inside tenant_transaction(conn, code)). `progress(done, total,
     stage)` hears of the bytes sent and of the stages (app/progress.py)."""
     body = read_header(data, RESIDENT_COLUMNS)
@@ -320,7 +403,7 @@ async def import_residents(conn: asyncpg.Connection, code: str, data: bytes, pro
     if earlier:
         return earlier
     try:
-        async with conn.transaction():      # a savepoint: a rejected file leaves no partition behind
+        async with conn.transaction():  # a savepoint: a rejected file leaves no partition behind
             rows = await _load_partition(conn, snapshot_id, data, body, progress)
     except UNSPLITTABLE as exc:
         # Reading it again into the staging table would stop at the same line.
@@ -334,8 +417,9 @@ async def import_residents(conn: asyncpg.Connection, code: str, data: bytes, pro
     return ImportResult(snapshot_id, rows, False)
 
 
-async def _load_partition(conn: asyncpg.Connection, snapshot_id: int, data: bytes, body: CsvBody,
-                          progress: Report | None) -> int:
+async def _load_partition(
+    conn: asyncpg.Connection, snapshot_id: int, data: bytes, body: CsvBody, progress: Report | None
+) -> int:
     """Load the body into the snapshot's future partition and publish it; returns the number of rows."""
     if progress is not None:
         progress(0, len(data) - body.body_offset, "読込・検査")
@@ -343,11 +427,12 @@ async def _load_partition(conn: asyncpg.Connection, snapshot_id: int, data: byte
     if body.pg_encoding == "UTF8":
         # Seconds of CPU for a million lines: kept off the event loop. None (a line the encoder declines,
         # or no encoder built) means the text path below, which also builds the report of a bad file.
-        payload = await asyncio.to_thread(residentcsv.encode, memoryview(data)[body.body_offset:], body.columns,
-                                          RELATIONSHIPS, REMOVAL_REASONS)
+        payload = await asyncio.to_thread(
+            residentcsv.encode, memoryview(data)[body.body_offset :], body.columns, RELATIONSHIPS, REMOVAL_REASONS
+        )
     if payload is not None:
         try:
-            async with conn.transaction():      # a savepoint: a refused typed load leaves nothing
+            async with conn.transaction():  # a savepoint: a refused typed load leaves nothing
                 return await _load_typed(conn, snapshot_id, payload, len(data) - body.body_offset, progress)
         except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError):
             # Should not happen (the encoder checks every rule and writes the format): a rule broken all the
@@ -361,18 +446,31 @@ async def _load_partition(conn: asyncpg.Connection, snapshot_id: int, data: byte
     # writes the rows frozen and all-visible, so the first reader (eligibility) does not rewrite every
     # page to set hint bits, and vacuum has nothing to freeze later.
     status = await conn.copy_to_table(
-        table, schema_name=PARTITION_SCHEMA, source=source, format="csv", encoding=body.pg_encoding, freeze=True,
-        columns=[f"{c}_raw" if c in _GENERATED else c for c in body.columns])
+        table,
+        schema_name=PARTITION_SCHEMA,
+        source=source,
+        format="csv",
+        encoding=body.pg_encoding,
+        freeze=True,
+        columns=[f"{c}_raw" if c in _GENERATED else c for c in body.columns],
+    )
     return await _publish(conn, snapshot_id, status, progress)
 
 
-async def _load_typed(conn: asyncpg.Connection, snapshot_id: int, payload: bytes, body_size: int,
-                      progress: Report | None) -> int:
+async def _load_typed(
+    conn: asyncpg.Connection, snapshot_id: int, payload: bytes, body_size: int, progress: Report | None
+) -> int:
     """The typed path: binary COPY of the encoder's payload (FREEZE, as on the text path), then publish."""
     table = await conn.fetchval(LOAD_TYPED, snapshot_id)
     source = _PayloadSource(payload, body_size, progress, "読込・検査")
-    status = await conn.copy_to_table(table, schema_name=PARTITION_SCHEMA, source=source, format="binary",
-                                      columns=list(residentcsv.OUTPUT_COLUMNS), freeze=True)
+    status = await conn.copy_to_table(
+        table,
+        schema_name=PARTITION_SCHEMA,
+        source=source,
+        format="binary",
+        columns=list(residentcsv.OUTPUT_COLUMNS),
+        freeze=True,
+    )
     return await _publish(conn, snapshot_id, status, progress)
 
 
@@ -411,8 +509,9 @@ async def _report_residents(conn: asyncpg.Connection, data: bytes, body: CsvBody
     await copy_body(conn, "resident_staging", data, body, _staged(progress, "エラー行の特定"))
     # Row estimates for the aggregates (a fresh temp table has no statistics; ~0.1 s).
     await conn.execute("ANALYZE resident_staging")
-    await _rejected_if_any(await conn.fetch(
-        REPORT_RESIDENTS, RELATIONSHIPS, REMOVAL_REASONS, MAX_REPORTED_ERRORS, RESIDENT_CHECK_COLUMNS))
+    await _rejected_if_any(
+        await conn.fetch(REPORT_RESIDENTS, RELATIONSHIPS, REMOVAL_REASONS, MAX_REPORTED_ERRORS, RESIDENT_CHECK_COLUMNS)
+    )
 
 
 def _staged(progress: Report | None, stage: str) -> Report | None:
@@ -423,8 +522,9 @@ def _staged(progress: Report | None, stage: str) -> Report | None:
 
 
 @_reported_by_file_line
-async def import_tax(conn: asyncpg.Connection, code: str, fiscal_year: int, data: bytes,
-                     progress: Report | None = None) -> ImportResult:
+async def import_tax(
+    conn: asyncpg.Connection, code: str, fiscal_year: int, data: bytes, progress: Report | None = None
+) -> ImportResult:
     """Import 課税区分 per household or resident for one fiscal year (inside tenant_transaction)."""
     body = read_header(data, TAX_COLUMNS)
     sha = hashlib.sha256(data).hexdigest()

@@ -53,11 +53,11 @@ def new_access_code() -> str:
 
 
 def new_pin() -> str:
-    return f"{secrets.randbelow(10 ** PIN_DIGITS):0{PIN_DIGITS}d}"
+    return f"{secrets.randbelow(10**PIN_DIGITS):0{PIN_DIGITS}d}"
 
 
 def format_access_code(code: str) -> str:
-    return "-".join(code[i:i + 4] for i in range(0, len(code), 4))
+    return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
 
 
 def normalise_access_code(typed: str) -> str:
@@ -128,7 +128,18 @@ WHERE l.municipality_code = $1 AND e.program_id = $2 AND l.exported_at IS NULL A
 ORDER BY l.letter_id LIMIT $3
 """
 
-EXPORT_HEADER = ["確認書番号", "暗証番号", "種別", "住所", "世帯主氏名", "世帯主氏名カナ", "支給額", "対象人数", "辞退期限", "世帯番号"]
+EXPORT_HEADER = [
+    "確認書番号",
+    "暗証番号",
+    "種別",
+    "住所",
+    "世帯主氏名",
+    "世帯主氏名カナ",
+    "支給額",
+    "対象人数",
+    "辞退期限",
+    "世帯番号",
+]
 KIND_LABEL = {"confirmation": "確認書", "push_notice": "支給のお知らせ"}
 
 
@@ -147,11 +158,18 @@ async def _insert(conn, cipher: FieldCipher, code: str, todo: list[tuple[int, st
         if not todo:
             break
         batch = [IssuedLetter(ent, new_access_code(), new_pin(), kind) for ent, kind in todo]
-        done = {r["entitlement_id"] for r in await conn.fetch(
-            INSERT_LETTERS, code, [b.entitlement_id for b in batch], [b.kind for b in batch], [b.access_code for b in batch],
-            [pin_hash(key, b.access_code, b.pin) for b in batch],
-            [cipher.encrypt("letters", "pin", b.access_code, b.pin) for b in batch],
-        )}
+        done = {
+            r["entitlement_id"]
+            for r in await conn.fetch(
+                INSERT_LETTERS,
+                code,
+                [b.entitlement_id for b in batch],
+                [b.kind for b in batch],
+                [b.access_code for b in batch],
+                [pin_hash(key, b.access_code, b.pin) for b in batch],
+                [cipher.encrypt("letters", "pin", b.access_code, b.pin) for b in batch],
+            )
+        }
         issued += [b for b in batch if b.entitlement_id in done]
         todo = [(b.entitlement_id, b.kind) for b in batch if b.entitlement_id not in done]
     if todo:
@@ -159,23 +177,32 @@ async def _insert(conn, cipher: FieldCipher, code: str, todo: list[tuple[int, st
     return issued
 
 
-async def issue_letters(conn: asyncpg.Connection, cipher: FieldCipher, code: str, program_id: int,
-                        actor: str) -> list[IssuedLetter]:
+async def issue_letters(
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, program_id: int, actor: str
+) -> list[IssuedLetter]:
     """Issue a letter for every open entitlement of the program that has none (inside tenant_transaction)."""
     program = await get_program(conn, code, program_id, lock=True)
     if program["payment_mode"] == "application":
         raise RegistryError("申請型の給付には確認書を発行しません。")
     rows = await conn.fetch(CANDIDATES, code, program_id, program["payment_mode"])
     issued = await _insert(conn, cipher, code, [(r["entitlement_id"], r["kind"]) for r in rows])
-    await record_event(conn, code, actor, "letters.issue", {
-        "program_id": program_id, "confirmation": sum(1 for i in issued if i.kind == "confirmation"),
-        "push_notice": sum(1 for i in issued if i.kind == "push_notice"),
-    })
+    await record_event(
+        conn,
+        code,
+        actor,
+        "letters.issue",
+        {
+            "program_id": program_id,
+            "confirmation": sum(1 for i in issued if i.kind == "confirmation"),
+            "push_notice": sum(1 for i in issued if i.kind == "push_notice"),
+        },
+    )
     return issued
 
 
-async def reissue_letter(conn: asyncpg.Connection, cipher: FieldCipher, code: str, entitlement_id: int,
-                         actor: str) -> IssuedLetter:
+async def reissue_letter(
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, entitlement_id: int, actor: str
+) -> IssuedLetter:
     """Invalidate the entitlement's valid letter and issue a new one, in one transaction."""
     row = await conn.fetchrow(ENTITLEMENT_FOR_REISSUE, code, entitlement_id)
     if row is None:
@@ -188,14 +215,22 @@ async def reissue_letter(conn: asyncpg.Connection, cipher: FieldCipher, code: st
     old = await conn.fetch(INVALIDATE, code, entitlement_id)
     kind = row["last_kind"] or "confirmation"
     [letter] = await _insert(conn, cipher, code, [(entitlement_id, kind)])
-    await record_event(conn, code, actor, "letters.reissue", {
-        "entitlement_id": entitlement_id, "invalidated_letter_ids": [r["letter_id"] for r in old],
-    })
+    await record_event(
+        conn,
+        code,
+        actor,
+        "letters.reissue",
+        {
+            "entitlement_id": entitlement_id,
+            "invalidated_letter_ids": [r["letter_id"] for r in old],
+        },
+    )
     return letter
 
 
-async def export_letters(conn: asyncpg.Connection, cipher: FieldCipher, code: str, program_id: int,
-                         actor: str) -> list[list[str]]:
+async def export_letters(
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, program_id: int, actor: str
+) -> list[list[str]]:
     """Rows of the print file (EXPORT_HEADER) for letters not exported yet, and mark them exported.
 
     Call inside tenant_transaction and write the file before the transaction commits: if writing
@@ -203,14 +238,21 @@ async def export_letters(conn: asyncpg.Connection, cipher: FieldCipher, code: st
     """
     await get_program(conn, code, program_id)
     rows = await conn.fetch(TO_EXPORT, code, program_id)
-    lines = [[
-        format_access_code(r["access_code"]),
-        cipher.decrypt_str("letters", "pin", r["access_code"], r["pin_enc"]),
-        KIND_LABEL[r["kind"]], r["address"], f"{r['family_name']} {r['given_name']}",
-        f"{r['family_kana']} {r['given_kana']}", str(r["amount_yen"]), str(r["members_counted"]),
-        r["decline_deadline"].isoformat() if r["kind"] == "push_notice" and r["decline_deadline"] else "",
-        r["household_no"],
-    ] for r in rows]
+    lines = [
+        [
+            format_access_code(r["access_code"]),
+            cipher.decrypt_str("letters", "pin", r["access_code"], r["pin_enc"]),
+            KIND_LABEL[r["kind"]],
+            r["address"],
+            f"{r['family_name']} {r['given_name']}",
+            f"{r['family_kana']} {r['given_kana']}",
+            str(r["amount_yen"]),
+            str(r["members_counted"]),
+            r["decline_deadline"].isoformat() if r["kind"] == "push_notice" and r["decline_deadline"] else "",
+            r["household_no"],
+        ]
+        for r in rows
+    ]
     if rows:
         await conn.execute(MARK_EXPORTED, code, [r["letter_id"] for r in rows])
     await record_event(conn, code, actor, "letters.export", {"program_id": program_id, "letters": len(rows)})
@@ -230,9 +272,17 @@ def export_csv(rows: list[list[str]], encoding: str = "utf-8") -> bytes:
     return buf.getvalue().encode("utf-8-sig" if encoding == "utf-8" else "cp932")
 
 
-async def pending_pins(conn: asyncpg.Connection, cipher: FieldCipher, code: str, program_id: int,
-                       limit: int) -> list[dict]:
+async def pending_pins(
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, program_id: int, limit: int
+) -> list[dict]:
     """Codes and PINs of letters not yet printed (the demo prints a few so a person can sign in)."""
-    return [dict(access_code=format_access_code(r["access_code"]), kind=r["kind"], household_no=r["household_no"],
-                 amount_yen=r["amount_yen"], pin=cipher.decrypt_str("letters", "pin", r["access_code"], r["pin_enc"]))
-            for r in await conn.fetch(PENDING_PINS, code, program_id, limit)]
+    return [
+        dict(
+            access_code=format_access_code(r["access_code"]),
+            kind=r["kind"],
+            household_no=r["household_no"],
+            amount_yen=r["amount_yen"],
+            pin=cipher.decrypt_str("letters", "pin", r["access_code"], r["pin_enc"]),
+        )
+        for r in await conn.fetch(PENDING_PINS, code, program_id, limit)
+    ]

@@ -12,10 +12,19 @@ from app.registry.errors import InvalidProgram, ProgramNotFound
 
 # Field names as staff know them, for error messages.
 FIELD_LABELS = {
-    "name": "給付名", "base_date": "基準日", "unit": "支給単位", "amount_yen": "支給額（円）",
-    "child_amount_yen": "子ども加算額（円）", "child_age_under": "子どもの年齢（未満）",
-    "tax_condition": "課税要件", "tax_fiscal_year": "課税年度", "min_age": "下限年齢", "max_age": "上限年齢",
-    "apply_from": "申請開始日", "apply_until": "申請期限", "payment_mode": "支給方式",
+    "name": "給付名",
+    "base_date": "基準日",
+    "unit": "支給単位",
+    "amount_yen": "支給額（円）",
+    "child_amount_yen": "子ども加算額（円）",
+    "child_age_under": "子どもの年齢（未満）",
+    "tax_condition": "課税要件",
+    "tax_fiscal_year": "課税年度",
+    "min_age": "下限年齢",
+    "max_age": "上限年齢",
+    "apply_from": "申請開始日",
+    "apply_until": "申請期限",
+    "payment_mode": "支給方式",
     "decline_deadline": "辞退期限",
 }
 
@@ -79,9 +88,22 @@ def parse_program(data: dict) -> ProgramSpec:
 
 async def create_program(conn: asyncpg.Connection, code: str, spec: ProgramSpec) -> int:
     return await conn.fetchval(
-        INSERT_PROGRAM, code, spec.name, spec.base_date, spec.unit, spec.amount_yen, spec.child_amount_yen,
-        spec.child_age_under, spec.tax_condition, spec.tax_fiscal_year, spec.min_age, spec.max_age,
-        spec.apply_from, spec.apply_until, spec.payment_mode, spec.decline_deadline,
+        INSERT_PROGRAM,
+        code,
+        spec.name,
+        spec.base_date,
+        spec.unit,
+        spec.amount_yen,
+        spec.child_amount_yen,
+        spec.child_age_under,
+        spec.tax_condition,
+        spec.tax_fiscal_year,
+        spec.min_age,
+        spec.max_age,
+        spec.apply_from,
+        spec.apply_until,
+        spec.payment_mode,
+        spec.decline_deadline,
     )
 
 

@@ -18,11 +18,12 @@ from app.registry.errors import DeclineNotAllowed, EntitlementNotFound, Registry
 from app.registry.events import record_event
 from app.registry.programs import get_program
 from app.registry.receipts import receipt_key, receipt_number
+
 # The same two statements verification uses: claiming the entitlement and recording the account's keyed hash.
 from app.registry.verify import CLAIM, account_key
 from app.registry.verify import SAVE_KEYS as INSERT_ACCOUNT_KEYS
 
-TODAY = "SELECT current_date"   # the server runs in Asia/Tokyo: deadlines are Japanese calendar days
+TODAY = "SELECT current_date"  # the server runs in Asia/Tokyo: deadlines are Japanese calendar days
 
 LOCK_ENTITLEMENT = """
 SELECT e.entitlement_id, e.status, p.payment_mode, p.decline_deadline
@@ -64,8 +65,9 @@ ORDER BY program_id
 """
 
 
-async def decline(conn: asyncpg.Connection, code: str, entitlement_id: int, *, actor: str = "resident",
-                  today: dt.date | None = None) -> None:
+async def decline(
+    conn: asyncpg.Connection, code: str, entitlement_id: int, *, actor: str = "resident", today: dt.date | None = None
+) -> None:
     """辞退: the household refuses a プッシュ型 payout. Only while the entitlement is open and on or
     before the deadline (call inside tenant_transaction)."""
     row = await conn.fetchrow(LOCK_ENTITLEMENT, code, entitlement_id)
@@ -84,8 +86,15 @@ async def decline(conn: asyncpg.Connection, code: str, entitlement_id: int, *, a
     await record_event(conn, code, actor, "push.decline", {"entitlement_id": entitlement_id})
 
 
-async def settle_push(conn: asyncpg.Connection, cipher: FieldCipher, code: str, program_id: int, *,
-                      actor: str = "system", today: dt.date | None = None) -> int:
+async def settle_push(
+    conn: asyncpg.Connection,
+    cipher: FieldCipher,
+    code: str,
+    program_id: int,
+    *,
+    actor: str = "system",
+    today: dt.date | None = None,
+) -> int:
     """Create push applications for a program whose 辞退 deadline has passed; return how many."""
     program = await get_program(conn, code, program_id, lock=True)
     if program["payment_mode"] != "push":
@@ -106,14 +115,23 @@ async def settle_push(conn: asyncpg.Connection, cipher: FieldCipher, code: str, 
         kanas.append(cipher.encrypt("applications", "holder_kana", app_id, kana))
         keys.append(account_key(cipher, r["bank_code"], r["branch_code"], r["account_type"], number))
     created = await conn.fetch(
-        INSERT_PUSH_APPLICATIONS, code, ids, [r["entitlement_id"] for r in rows],
-        [r["head_resident_code"] for r in rows], [r["bank_code"] for r in rows], [r["branch_code"] for r in rows],
-        [r["account_type"] for r in rows], numbers, kanas, [receipt_number(receipt_key(cipher.key), i) for i in ids],
+        INSERT_PUSH_APPLICATIONS,
+        code,
+        ids,
+        [r["entitlement_id"] for r in rows],
+        [r["head_resident_code"] for r in rows],
+        [r["bank_code"] for r in rows],
+        [r["branch_code"] for r in rows],
+        [r["account_type"] for r in rows],
+        numbers,
+        kanas,
+        [receipt_number(receipt_key(cipher.key), i) for i in ids],
     )
     made = {c["application_id"] for c in created}
     await conn.execute(CLAIM, code, [c["entitlement_id"] for c in created])
-    await conn.execute(INSERT_ACCOUNT_KEYS, code, [i for i in ids if i in made],
-                       [k for i, k in zip(ids, keys) if i in made])
+    await conn.execute(
+        INSERT_ACCOUNT_KEYS, code, [i for i in ids if i in made], [k for i, k in zip(ids, keys) if i in made]
+    )
     await record_event(conn, code, actor, "push.settle", {"program_id": program_id, "applications": len(created)})
     return len(created)
 

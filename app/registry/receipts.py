@@ -34,9 +34,15 @@ _ROUNDS = 8
 
 # Damm's totally anti-symmetric quasigroup of order 10.
 _DAMM = (
-    (0, 3, 1, 7, 5, 9, 8, 6, 4, 2), (7, 0, 9, 2, 1, 5, 4, 8, 6, 3), (4, 2, 0, 6, 8, 7, 1, 3, 5, 9),
-    (1, 7, 5, 0, 9, 8, 3, 4, 2, 6), (6, 1, 2, 3, 0, 4, 5, 9, 7, 8), (3, 6, 7, 4, 2, 0, 9, 5, 8, 1),
-    (5, 8, 6, 9, 7, 2, 0, 1, 3, 4), (8, 9, 4, 5, 3, 6, 2, 0, 1, 7), (9, 4, 3, 8, 6, 1, 7, 2, 0, 5),
+    (0, 3, 1, 7, 5, 9, 8, 6, 4, 2),
+    (7, 0, 9, 2, 1, 5, 4, 8, 6, 3),
+    (4, 2, 0, 6, 8, 7, 1, 3, 5, 9),
+    (1, 7, 5, 0, 9, 8, 3, 4, 2, 6),
+    (6, 1, 2, 3, 0, 4, 5, 9, 7, 8),
+    (3, 6, 7, 4, 2, 0, 9, 5, 8, 1),
+    (5, 8, 6, 9, 7, 2, 0, 1, 3, 4),
+    (8, 9, 4, 5, 3, 6, 2, 0, 1, 7),
+    (9, 4, 3, 8, 6, 1, 7, 2, 0, 5),
     (2, 5, 8, 1, 4, 3, 6, 7, 9, 0),
 )
 
@@ -72,8 +78,7 @@ def receipt_number(key: bytes, application_id: int) -> str:
 
 def is_valid(receipt_no: str) -> bool:
     """Eleven ASCII digits whose check digit holds."""
-    return (len(receipt_no) == DIGITS and receipt_no.isascii() and receipt_no.isdigit()
-            and damm_digit(receipt_no) == 0)
+    return len(receipt_no) == DIGITS and receipt_no.isascii() and receipt_no.isdigit() and damm_digit(receipt_no) == 0
 
 
 def format_receipt(receipt_no: str) -> str:

@@ -23,14 +23,27 @@ from collections.abc import Sequence
 
 try:
     from app.registry import _residentcsv as _c
-except ImportError:     # not built (setup.py / Makefile): the SQL path does everything
+except ImportError:  # not built (setup.py / Makefile): the SQL path does everything
     _c = None
 
 # The payload's columns, in this order (the typed load table's, and copy_to_table's columns=).
 OUTPUT_COLUMNS = (
-    "resident_code", "household_no", "relationship", "is_head", "family_name", "given_name", "family_kana",
-    "given_kana", "birth_date", "sex", "address", "moved_in_on", "removed_on", "removal_reason",
-    "prev_household_no", "household_changed_on",
+    "resident_code",
+    "household_no",
+    "relationship",
+    "is_head",
+    "family_name",
+    "given_name",
+    "family_kana",
+    "given_kana",
+    "birth_date",
+    "sex",
+    "address",
+    "moved_in_on",
+    "removed_on",
+    "removal_reason",
+    "prev_household_no",
+    "household_changed_on",
 )
 
 
@@ -39,8 +52,9 @@ def available() -> bool:
     return _c is not None
 
 
-def encode(body: bytes | memoryview, columns: Sequence[str], relationships: Sequence[str],
-           removal_reasons: Sequence[str]) -> bytes | None:
+def encode(
+    body: bytes | memoryview, columns: Sequence[str], relationships: Sequence[str], removal_reasons: Sequence[str]
+) -> bytes | None:
     """The binary COPY payload (header, rows sorted by resident_code, trailer) of a UTF-8 body (the file
     from line 2 on, `columns` in file order), or None: the module is not built, or some line breaks a rule
     or looks unusual, and the SQL path decides."""

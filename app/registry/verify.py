@@ -169,8 +169,9 @@ def _status(reasons: list[str]) -> str:
     return "needs_review" if reasons else "verified"
 
 
-async def verify_applications(conn: asyncpg.Connection, cipher: FieldCipher, code: str,
-                              application_ids: list[int]) -> list[Decision]:
+async def verify_applications(
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, application_ids: list[int]
+) -> list[Decision]:
     """Decide every still-'received' application among `application_ids` (inside tenant_transaction)."""
     apps = await conn.fetch(LOAD, code, application_ids)
     if not apps:
@@ -189,7 +190,7 @@ async def verify_applications(conn: asyncpg.Connection, cipher: FieldCipher, cod
     users: dict[bytes, set[str]] = {}
     for row in await conn.fetch(SHARED, code, list(set(keys.values()))):
         users.setdefault(bytes(row["account_key"]), set()).add(row["household_no"])
-    for a in apps:   # within this batch too
+    for a in apps:  # within this batch too
         users.setdefault(keys[a["application_id"]], set()).add(a["household_no"])
     decisions = []
     for a in apps:
@@ -197,10 +198,18 @@ async def verify_applications(conn: asyncpg.Connection, cipher: FieldCipher, cod
         shared = len(users[keys[app_id]] - {a["household_no"]}) > 0
         reasons = decide(a, holders[app_id], members.get(a["entitlement_id"], {}), shared)
         decisions.append(Decision(app_id, _status(reasons), reasons))
-    await conn.execute(SAVE, code, [d.application_id for d in decisions], [d.status for d in decisions],
-                       [",".join(d.reasons) for d in decisions])
+    await conn.execute(
+        SAVE,
+        code,
+        [d.application_id for d in decisions],
+        [d.status for d in decisions],
+        [",".join(d.reasons) for d in decisions],
+    )
     by_id = {a["application_id"]: a for a in apps}
-    await conn.execute(CLAIM, code, [by_id[d.application_id]["entitlement_id"] for d in decisions if d.status != "rejected"])
-    await conn.execute(SAVE_KEYS, code, [d.application_id for d in decisions],
-                       [keys[d.application_id] for d in decisions])
+    await conn.execute(
+        CLAIM, code, [by_id[d.application_id]["entitlement_id"] for d in decisions if d.status != "rejected"]
+    )
+    await conn.execute(
+        SAVE_KEYS, code, [d.application_id for d in decisions], [keys[d.application_id] for d in decisions]
+    )
     return decisions

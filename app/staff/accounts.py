@@ -118,8 +118,9 @@ def totp_uri(secret: str, code: str, login: str) -> str:
 
 
 async def load_totp_secret(conn: asyncpg.Connection, cipher: FieldCipher, code: str, staff_id: int) -> str | None:
-    raw = await conn.fetchval("SELECT totp_secret FROM staff_users WHERE municipality_code = $1 AND staff_id = $2",
-                              code, staff_id)
+    raw = await conn.fetchval(
+        "SELECT totp_secret FROM staff_users WHERE municipality_code = $1 AND staff_id = $2", code, staff_id
+    )
     return None if raw is None else cipher.decrypt_str(*_totp_cipher_args(staff_id), raw)
 
 
@@ -144,15 +145,23 @@ class SignIn:
 
     staff: Staff | None
     reason: str = ""
-    refused: bool = False      # not checked at all: the path (or the address) had to wait
-    wait_s: int = 0            # seconds until this path may try again (0: now)
-    trusted: bool = False      # came from a trusted device of the account
+    refused: bool = False  # not checked at all: the path (or the address) had to wait
+    wait_s: int = 0  # seconds until this path may try again (0: now)
+    trusted: bool = False  # came from a trusted device of the account
     device_id: str | None = None  # on success: the device id for the browser's device cookie
 
 
 async def login(
-    conn: asyncpg.Connection, cipher: FieldCipher, code: str, login_name: str, password: str, totp_code: str = "",
-    *, devices: Mapping[int, str] | None = None, address_wait_s: int = 0, now: float | None = None,
+    conn: asyncpg.Connection,
+    cipher: FieldCipher,
+    code: str,
+    login_name: str,
+    password: str,
+    totp_code: str = "",
+    *,
+    devices: Mapping[int, str] | None = None,
+    address_wait_s: int = 0,
+    now: float | None = None,
 ) -> SignIn:
     """Check a login inside the caller's tenant transaction and record the outcome (audit, counters), so
     that the caller's transaction commits them with the failure.
@@ -196,8 +205,9 @@ async def login(
     return SignIn(staff, trusted=track.trusted, device_id=device_id)
 
 
-async def _check(cipher: FieldCipher, row: asyncpg.Record, password: str, totp_code: str,
-                 now: float) -> tuple[str, int | None]:
+async def _check(
+    cipher: FieldCipher, row: asyncpg.Record, password: str, totp_code: str, now: float
+) -> tuple[str, int | None]:
     """(failure reason or "", the TOTP step accepted). The password is checked even for a disabled account,
     so that every checked attempt costs the same argon2 time."""
     staff = Staff.from_row(row)
@@ -223,14 +233,16 @@ async def _check(cipher: FieldCipher, row: asyncpg.Record, password: str, totp_c
     return "", None
 
 
-async def _audit_failure(conn: asyncpg.Connection, code: str, login_name: str, staff_id: int | None,
-                         track: signin.Track, details: dict) -> None:
+async def _audit_failure(
+    conn: asyncpg.Connection, code: str, login_name: str, staff_id: int | None, track: signin.Track, details: dict
+) -> None:
     """One audit entry per failed or refused attempt (no actor: whoever typed it is unknown), counted for
     the owner's next sign-in notice. A login that does not exist is named by a prefix of its HMAC, not by
     what was typed: that may be a password typed into the wrong field."""
     if staff_id is None:
-        await audit.append(conn, code, None, "login.failed", "staff", "",
-                           details | {"login_key": track.key[:16]}, actor_label="?")
+        await audit.append(
+            conn, code, None, "login.failed", "staff", "", details | {"login_key": track.key[:16]}, actor_label="?"
+        )
         return
     await conn.execute(LOGIN_FAILED, code, staff_id)
     await audit.append(conn, code, None, "login.failed", "staff", staff_id, details, actor_label=login_name)

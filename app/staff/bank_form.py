@@ -40,8 +40,15 @@ SPACE = "space"
 
 # A valid header: each field is checked alone against it, so every wrong field gets its own message
 # (BankSettings stops at the first).
-_VALID = dict(requester_code="0", requester_name_kana="ｱ", bank_code="0000", branch_code="000", account_type=1,
-              account_number="0", separator="crlf")
+_VALID = dict(
+    requester_code="0",
+    requester_name_kana="ｱ",
+    bank_code="0000",
+    branch_code="000",
+    account_type=1,
+    account_number="0",
+    separator="crlf",
+)
 _BANK_FIELDS = tuple(f.name for f in fields(zengin.BankSettings))
 
 

@@ -50,8 +50,9 @@ async def _scope(settings: Settings, code: str, **kwargs):
 
 
 async def _staff_id(conn, code: str, login: str) -> int:
-    staff_id = await conn.fetchval("SELECT staff_id FROM staff_users WHERE municipality_code = $1 AND login = $2",
-                                   code, login)
+    staff_id = await conn.fetchval(
+        "SELECT staff_id FROM staff_users WHERE municipality_code = $1 AND login = $2", code, login
+    )
     if staff_id is None:
         raise CliError(f"no staff login {login!r} in {code}")
     return staff_id
@@ -88,10 +89,16 @@ async def _add(args, settings: Settings) -> list[str]:
     operator, roles = _operator(args), _roles(args.roles)
     async with _scope(settings, args.municipality) as conn:
         cipher = await load_field_cipher(conn, settings.master_key_bytes, args.municipality)
-        issued = await _domain(enrolment.create_account(conn, cipher, args.municipality, operator,
-                                                        args.login.strip().lower(), args.name.strip(), roles))
-    return [f"created {issued.login} in {args.municipality}; roles requested (pending until a console admin"
-            f" confirms them): {','.join(roles)}", *_link_lines(settings, args, issued)]
+        issued = await _domain(
+            enrolment.create_account(
+                conn, cipher, args.municipality, operator, args.login.strip().lower(), args.name.strip(), roles
+            )
+        )
+    return [
+        f"created {issued.login} in {args.municipality}; roles requested (pending until a console admin"
+        f" confirms them): {','.join(roles)}",
+        *_link_lines(settings, args, issued),
+    ]
 
 
 async def _bootstrap(args, settings: Settings) -> list[str]:
@@ -99,11 +106,23 @@ async def _bootstrap(args, settings: Settings) -> list[str]:
     operator = _operator(args)
     async with _scope(settings, args.municipality) as conn:
         cipher = await load_field_cipher(conn, settings.master_key_bytes, args.municipality)
-        issued = await _domain(enrolment.create_account(conn, cipher, args.municipality, operator,
-                                                        args.login.strip().lower(), args.name.strip(), ["admin"],
-                                                        bootstrap=True))
-    return [f"bootstrapped admin {issued.login} in {args.municipality} (allowed while it has fewer than two"
-            " enabled admins)", *_link_lines(settings, args, issued)]
+        issued = await _domain(
+            enrolment.create_account(
+                conn,
+                cipher,
+                args.municipality,
+                operator,
+                args.login.strip().lower(),
+                args.name.strip(),
+                ["admin"],
+                bootstrap=True,
+            )
+        )
+    return [
+        f"bootstrapped admin {issued.login} in {args.municipality} (allowed while it has fewer than two"
+        " enabled admins)",
+        *_link_lines(settings, args, issued),
+    ]
 
 
 async def _enroll(args, settings: Settings) -> list[str]:
@@ -113,8 +132,10 @@ async def _enroll(args, settings: Settings) -> list[str]:
         staff_id = await _staff_id(conn, args.municipality, args.login)
         cipher = await load_field_cipher(conn, settings.master_key_bytes, args.municipality)
         issued = await _domain(enrolment.issue(conn, cipher, args.municipality, operator, staff_id))
-    return [f"reset {issued.login}: its password, TOTP and sessions no longer work",
-            *_link_lines(settings, args, issued)]
+    return [
+        f"reset {issued.login}: its password, TOTP and sessions no longer work",
+        *_link_lines(settings, args, issued),
+    ]
 
 
 async def _grant(args, settings: Settings) -> list[str]:
@@ -124,8 +145,10 @@ async def _grant(args, settings: Settings) -> list[str]:
         ids = await _domain(grants.request(conn, args.municipality, operator, staff_id, roles))
     if not ids:
         return [f"{args.login} already has or has pending: {','.join(roles)}"]
-    return [f"requested for {args.login}: {','.join(roles)} (grant ids {', '.join(map(str, ids))}); pending until"
-            " a console admin confirms"]
+    return [
+        f"requested for {args.login}: {','.join(roles)} (grant ids {', '.join(map(str, ids))}); pending until"
+        " a console admin confirms"
+    ]
 
 
 async def _domain(awaitable):
@@ -146,7 +169,8 @@ async def _list(args, settings: Settings) -> list[str]:
     return [
         f"{r['login']}\t{','.join(r['roles']) or '-'}\t{'disabled' if r['disabled_at'] else 'locked' if r['locked'] else 'active'}"
         f"\t{'totp' if r['has_totp'] else 'no-totp'}"
-        + (f"\tpending:{','.join(waiting[r['staff_id']])}" if r["staff_id"] in waiting else "") for r in rows
+        + (f"\tpending:{','.join(waiting[r['staff_id']])}" if r["staff_id"] in waiting else "")
+        for r in rows
     ]
 
 
@@ -186,8 +210,16 @@ async def _export(args, settings: Settings) -> list[str]:
             async for line in audit.export_lines(conn, args.municipality, args.format):
                 out.write(line)
             # The export itself is an audited action (appended after the rows it exported).
-            await audit.append(conn, args.municipality, None, "audit.export", "audit_log", "",
-                               {"format": args.format}, actor_label=CLI_ACTOR)
+            await audit.append(
+                conn,
+                args.municipality,
+                None,
+                "audit.export",
+                "audit_log",
+                "",
+                {"format": args.format},
+                actor_label=CLI_ACTOR,
+            )
     finally:
         if args.out:
             out.close()
@@ -212,23 +244,31 @@ def _run(coro_fn):
 def _who(parser) -> None:
     parser.add_argument("--municipality", required=True)
     parser.add_argument("--login", required=True)
-    parser.add_argument("--operator", required=True,
-                        help="your name as the platform operator (recorded in the audit trail as cli:NAME)")
-    parser.add_argument("--console-url", help="the staff console's address for the printed link"
-                                              " (default: http://KYUFU_HOST:KYUFU_PORT)")
+    parser.add_argument(
+        "--operator", required=True, help="your name as the platform operator (recorded in the audit trail as cli:NAME)"
+    )
+    parser.add_argument(
+        "--console-url", help="the staff console's address for the printed link (default: http://KYUFU_HOST:KYUFU_PORT)"
+    )
 
 
 def register(sub) -> None:
     p = sub.add_parser("staff", help="staff accounts of a municipality")
     ssub = p.add_subparsers(dest="action", required=True)
-    add = ssub.add_parser("add", help="create a staff account: roles pending until a console admin confirms;"
-                                      " prints a one-time enrolment link for the person")
+    add = ssub.add_parser(
+        "add",
+        help="create a staff account: roles pending until a console admin confirms;"
+        " prints a one-time enrolment link for the person",
+    )
     _who(add)
     add.add_argument("--name", required=True, help="display name")
     add.add_argument("--roles", required=True, help="comma-separated: reviewer,drafter,approver,admin")
     add.set_defaults(func=_run(_add))
-    boot = ssub.add_parser("bootstrap-admin", help="a municipality's first admins (only while it has fewer than"
-                                                   " two enabled admins); prints an enrolment link")
+    boot = ssub.add_parser(
+        "bootstrap-admin",
+        help="a municipality's first admins (only while it has fewer than"
+        " two enabled admins); prints an enrolment link",
+    )
     _who(boot)
     boot.add_argument("--name", required=True, help="display name")
     boot.set_defaults(func=_run(_bootstrap))

@@ -31,6 +31,7 @@ import pyotp
 from app.crypto import DecryptionError, FieldCipher
 from app import audit
 from app.staff import grants, sessions
+
 # _totp_step: the sign-in's own check of a code (±1 step), so that enrolment accepts exactly what sign-in will.
 from app.staff.accounts import TOTP_ROLES, Staff, _totp_step, hash_password, totp_uri, unlock
 from app.staff.actors import Actor, Operator, audit_actor, columns
@@ -39,7 +40,7 @@ from app.staff.errors import Conflict, InvalidInput, NotFound
 log = logging.getLogger("kyufu.staff")
 
 LIFETIME_H = 72
-TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")       # secrets.token_urlsafe(32)
+TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 LOGIN = re.compile(r"[a-z0-9][a-z0-9._-]{2,63}")
 MAX_PASSWORD_CHARS = 256
 
@@ -49,7 +50,9 @@ VALUES ($1, $2, $3, '{}', $4, $5, $6)
 ON CONFLICT (municipality_code, login) DO NOTHING
 RETURNING staff_id
 """
-TARGET = "SELECT staff_id, login, disabled_at FROM staff_users WHERE municipality_code = $1 AND staff_id = $2 FOR UPDATE"
+TARGET = (
+    "SELECT staff_id, login, disabled_at FROM staff_users WHERE municipality_code = $1 AND staff_id = $2 FOR UPDATE"
+)
 SUPERSEDE = """
 UPDATE staff_enrolments SET superseded_at = now()
 WHERE municipality_code = $1 AND staff_id = $2 AND completed_at IS NULL AND superseded_at IS NULL
@@ -131,8 +134,15 @@ def _check_account_fields(login: str, display_name: str) -> None:
 
 
 async def create_account(
-    conn: asyncpg.Connection, cipher: FieldCipher, code: str, actor: Actor, login: str, display_name: str,
-    roles: list[str], *, bootstrap: bool = False,
+    conn: asyncpg.Connection,
+    cipher: FieldCipher,
+    code: str,
+    actor: Actor,
+    login: str,
+    display_name: str,
+    roles: list[str],
+    *,
+    bootstrap: bool = False,
 ) -> Issued:
     """Create an account with no role and no usable credentials, ask for `roles` (pending until another
     admin confirms) and issue its first enrolment.
@@ -152,8 +162,16 @@ async def create_account(
     if staff_id is None:
         raise InvalidInput("そのログインID（login）は既に使われています。")
     who, label = audit_actor(actor)
-    await audit.append(conn, code, who, "staff.create", "staff", staff_id,
-                       {"login": login, "roles_requested": roles, "bootstrap": bootstrap}, actor_label=label)
+    await audit.append(
+        conn,
+        code,
+        who,
+        "staff.create",
+        "staff",
+        staff_id,
+        {"login": login, "roles_requested": roles, "bootstrap": bootstrap},
+        actor_label=label,
+    )
     if bootstrap:
         assert isinstance(actor, Operator)
         await grants.bootstrap_admin(conn, code, actor, staff_id)
@@ -163,7 +181,13 @@ async def create_account(
 
 
 async def issue(
-    conn: asyncpg.Connection, cipher: FieldCipher, code: str, actor: Actor, staff_id: int, *, bootstrap: bool = False,
+    conn: asyncpg.Connection,
+    cipher: FieldCipher,
+    code: str,
+    actor: Actor,
+    staff_id: int,
+    *,
+    bootstrap: bool = False,
 ) -> Issued:
     """Issue a new enrolment for an account (its first, or a reset of its password and TOTP): the current
     credentials and sessions stop working now, an earlier unused link is superseded."""
@@ -182,10 +206,23 @@ async def issue(
     by_staff, by_operator = columns(actor)
     row = await conn.fetchrow(INSERT_ENROLMENT, code, staff_id, digest, secret, by_staff, by_operator, bootstrap)
     who, label = audit_actor(actor)
-    await audit.append(conn, code, who, "enrolment.issue", "staff_enrolment", row["enrolment_id"], {
-        "staff_id": staff_id, "login": target["login"], "expires_at": row["expires_at"].isoformat(),
-        "superseded": superseded != "UPDATE 0", "sessions_revoked": revoked, "bootstrap": bootstrap,
-    }, actor_label=label)
+    await audit.append(
+        conn,
+        code,
+        who,
+        "enrolment.issue",
+        "staff_enrolment",
+        row["enrolment_id"],
+        {
+            "staff_id": staff_id,
+            "login": target["login"],
+            "expires_at": row["expires_at"].isoformat(),
+            "superseded": superseded != "UPDATE 0",
+            "sessions_revoked": revoked,
+            "bootstrap": bootstrap,
+        },
+        actor_label=label,
+    )
     return Issued(row["enrolment_id"], staff_id, target["login"], token, link_path(code, token), row["expires_at"])
 
 
@@ -207,7 +244,9 @@ class Link:
     completed: bool = False
 
 
-async def _load(conn: asyncpg.Connection, cipher: FieldCipher, code: str, token: str, *, lock: bool) -> tuple[Link, asyncpg.Record | None]:
+async def _load(
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, token: str, *, lock: bool
+) -> tuple[Link, asyncpg.Record | None]:
     if not TOKEN.fullmatch(token):
         return Link("unknown"), None
     row = await conn.fetchrow(BY_TOKEN + (" FOR UPDATE OF e" if lock else ""), code, _digest(token))
@@ -228,13 +267,27 @@ async def _load(conn: asyncpg.Connection, cipher: FieldCipher, code: str, token:
             return Link("unreadable"), None
         roles = tuple(row["roles"])
         return Link(
-            "ok", row["login"], row["display_name"], roles, pending,
-            needs_totp=bool(TOTP_ROLES & set(roles + pending)), totp_secret=secret,
-            totp_uri=totp_uri(secret, code, row["login"]), expires_at=row["expires_at"],
+            "ok",
+            row["login"],
+            row["display_name"],
+            roles,
+            pending,
+            needs_totp=bool(TOTP_ROLES & set(roles + pending)),
+            totp_secret=secret,
+            totp_uri=totp_uri(secret, code, row["login"]),
+            expires_at=row["expires_at"],
         ), row
     # Someone holds a real link that no longer works: the account's admins should know.
-    await audit.append(conn, code, None, action, "staff_enrolment", row["enrolment_id"],
-                       {"staff_id": row["staff_id"], "login": row["login"]}, actor_label="?")
+    await audit.append(
+        conn,
+        code,
+        None,
+        action,
+        "staff_enrolment",
+        row["enrolment_id"],
+        {"staff_id": row["staff_id"], "login": row["login"]},
+        actor_label="?",
+    )
     return Link(state), None
 
 
@@ -245,8 +298,15 @@ async def open_link(conn: asyncpg.Connection, cipher: FieldCipher, code: str, to
 
 
 async def complete(
-    conn: asyncpg.Connection, cipher: FieldCipher, code: str, token: str, password: str, password_confirm: str,
-    totp_code: str, *, now: float | None = None,
+    conn: asyncpg.Connection,
+    cipher: FieldCipher,
+    code: str,
+    token: str,
+    password: str,
+    password_confirm: str,
+    totp_code: str,
+    *,
+    now: float | None = None,
 ) -> Link:
     """The owner sets their password (and TOTP, confirmed by a current code): the link is used up and the
     account can sign in with the roles confirmed for it. Wrong input comes back in `errors` (nothing
@@ -268,8 +328,10 @@ async def complete(
     if link.needs_totp:
         step = _totp_step(link.totp_secret, totp_code.replace(" ", ""), None, time.time() if now is None else now)
         if step is None:
-            errors["totp"] = ("確認コード（totp）が正しくありません。認証アプリに秘密鍵を登録し、表示されている"
-                              "6桁の数字を入力してください。")
+            errors["totp"] = (
+                "確認コード（totp）が正しくありません。認証アプリに秘密鍵を登録し、表示されている"
+                "6桁の数字を入力してください。"
+            )
     if errors:
         link.errors = errors
         return link
@@ -280,8 +342,15 @@ async def complete(
     await conn.execute(COMPLETE, code, row["enrolment_id"])
     await unlock(conn, code, staff_id)  # waits from failed sign-ins before the reset end with it
     owner = Staff(staff_id, code, row["login"], row["display_name"], tuple(row["roles"]))
-    await audit.append(conn, code, owner, "enrolment.complete", "staff_enrolment", row["enrolment_id"],
-                       {"staff_id": staff_id, "login": row["login"], "totp": link.needs_totp})
+    await audit.append(
+        conn,
+        code,
+        owner,
+        "enrolment.complete",
+        "staff_enrolment",
+        row["enrolment_id"],
+        {"staff_id": staff_id, "login": row["login"], "totp": link.needs_totp},
+    )
     link.completed = True
     link.totp_secret = link.totp_uri = ""
     return link

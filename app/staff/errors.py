@@ -12,8 +12,9 @@ class LastAdmin(Conflict):
     """A role change would leave the municipality without an enabled admin (nobody could manage staff)."""
 
     def __init__(self) -> None:
-        super().__init__("この職員は最後の管理者のため、管理者の権限を外せません。"
-                         "先に別の職員に管理者の権限を付与してください。")
+        super().__init__(
+            "この職員は最後の管理者のため、管理者の権限を外せません。先に別の職員に管理者の権限を付与してください。"
+        )
 
 
 class LoginFailed(Unauthenticated):
@@ -22,5 +23,14 @@ class LoginFailed(Unauthenticated):
     default_message = "ログインできませんでした。入力内容を確認してください。"
 
 
-__all__ = ["Conflict", "DomainError", "Forbidden", "InvalidInput", "LastAdmin", "LoginFailed", "NotFound",
-           "StaffError", "Unauthenticated"]
+__all__ = [
+    "Conflict",
+    "DomainError",
+    "Forbidden",
+    "InvalidInput",
+    "LastAdmin",
+    "LoginFailed",
+    "NotFound",
+    "StaffError",
+    "Unauthenticated",
+]

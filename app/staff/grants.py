@@ -132,8 +132,16 @@ async def request(conn: asyncpg.Connection, code: str, actor: Actor, staff_id: i
         if grant_id is None:
             continue
         ids.append(grant_id)
-        await audit.append(conn, code, who, "grant.request", "staff_role_grant", grant_id,
-                           {"staff_id": staff_id, "login": target["login"], "role": role}, actor_label=label)
+        await audit.append(
+            conn,
+            code,
+            who,
+            "grant.request",
+            "staff_role_grant",
+            grant_id,
+            {"staff_id": staff_id, "login": target["login"], "role": role},
+            actor_label=label,
+        )
     return ids
 
 
@@ -143,14 +151,23 @@ async def bootstrap_admin(conn: asyncpg.Connection, code: str, operator: Operato
     anything else (staff_role_grants_rules)."""
     admins = await conn.fetchval(ENABLED_ADMINS, code)
     if admins >= 2:
-        raise Conflict(f"この団体には有効な管理者が既に{admins}人います。管理者の追加は、管理者がコンソールで"
-                       "申請し、別の管理者が確認してください。")
+        raise Conflict(
+            f"この団体には有効な管理者が既に{admins}人います。管理者の追加は、管理者がコンソールで"
+            "申請し、別の管理者が確認してください。"
+        )
     target = await _target(conn, code, staff_id)
     grant_id = await conn.fetchval(BOOTSTRAP, code, staff_id, operator.name)
     await conn.execute(ADD_ROLE, code, staff_id, "admin", list(ROLES))
-    await audit.append(conn, code, None, "grant.bootstrap", "staff_role_grant", grant_id,
-                       {"staff_id": staff_id, "login": target["login"], "role": "admin", "admins_before": admins},
-                       actor_label=operator.label)
+    await audit.append(
+        conn,
+        code,
+        None,
+        "grant.bootstrap",
+        "staff_role_grant",
+        grant_id,
+        {"staff_id": staff_id, "login": target["login"], "role": "admin", "admins_before": admins},
+        actor_label=operator.label,
+    )
     return grant_id
 
 
@@ -174,24 +191,44 @@ async def confirm(conn: asyncpg.Connection, code: str, admin: Staff, grant_id: i
         raise Forbidden("自分が申請した権限付与は確認できません。別の管理者が確認してください。")
     if grant["staff_id"] == admin.staff_id:
         raise Forbidden("自分自身への権限付与は確認できません。別の管理者が確認してください。")
-    if not await conn.fetchval(INDEPENDENT, code, grant["requested_by"], grant["requested_by_operator"],
-                               admin.staff_id, None):
-        raise Forbidden("この申請は確認できません: 申請者とあなたのアカウントは、同じ人が登録用リンクを発行して"
-                        "います（同一人物が両方を操作できた可能性があります）。申請者と無関係な別の管理者が"
-                        "確認してください。")
+    if not await conn.fetchval(
+        INDEPENDENT, code, grant["requested_by"], grant["requested_by_operator"], admin.staff_id, None
+    ):
+        raise Forbidden(
+            "この申請は確認できません: 申請者とあなたのアカウントは、同じ人が登録用リンクを発行して"
+            "います（同一人物が両方を操作できた可能性があります）。申請者と無関係な別の管理者が"
+            "確認してください。"
+        )
     try:
         await conn.execute(DECIDE, code, grant_id, "confirmed", admin.staff_id, None)
         await conn.execute(ADD_ROLE, code, grant["staff_id"], grant["role"], list(ROLES))
     except asyncpg.CheckViolationError as exc:
         # The checks above ask the same questions first; this is the database saying no to a path they missed.
-        if exc.constraint_name not in ("staff_role_grants_four_eyes", "staff_role_grants_not_own",
-                                       "staff_role_grants_independent", "staff_role_grants_confirmer_admin",
-                                       "staff_users_roles_granted"):
+        if exc.constraint_name not in (
+            "staff_role_grants_four_eyes",
+            "staff_role_grants_not_own",
+            "staff_role_grants_independent",
+            "staff_role_grants_confirmer_admin",
+            "staff_users_roles_granted",
+        ):
             raise
-        raise Forbidden("この権限付与は確認できません（申請者・対象者以外の、独立した管理者が確認してください）。") from None
-    await audit.append(conn, code, admin, "grant.confirm", "staff_role_grant", grant_id,
-                       {"staff_id": grant["staff_id"], "login": grant["login"], "role": grant["role"],
-                        "requested_by": _requester(grant)})
+        raise Forbidden(
+            "この権限付与は確認できません（申請者・対象者以外の、独立した管理者が確認してください）。"
+        ) from None
+    await audit.append(
+        conn,
+        code,
+        admin,
+        "grant.confirm",
+        "staff_role_grant",
+        grant_id,
+        {
+            "staff_id": grant["staff_id"],
+            "login": grant["login"],
+            "role": grant["role"],
+            "requested_by": _requester(grant),
+        },
+    )
     return grant["role"]
 
 
@@ -201,10 +238,20 @@ async def refuse(conn: asyncpg.Connection, code: str, admin: Staff, grant_id: in
     grant = await _lock_pending(conn, code, grant_id)
     status = "cancelled" if grant["requested_by"] == admin.staff_id else "refused"
     await conn.execute(DECIDE, code, grant_id, status, admin.staff_id, None)
-    await audit.append(conn, code, admin, "grant.cancel" if status == "cancelled" else "grant.refuse",
-                       "staff_role_grant", grant_id,
-                       {"staff_id": grant["staff_id"], "login": grant["login"], "role": grant["role"],
-                        "requested_by": _requester(grant)})
+    await audit.append(
+        conn,
+        code,
+        admin,
+        "grant.cancel" if status == "cancelled" else "grant.refuse",
+        "staff_role_grant",
+        grant_id,
+        {
+            "staff_id": grant["staff_id"],
+            "login": grant["login"],
+            "role": grant["role"],
+            "requested_by": _requester(grant),
+        },
+    )
     return status
 
 
@@ -215,7 +262,11 @@ def _requester(grant: asyncpg.Record) -> str:
 
 
 async def change_roles(
-    conn: asyncpg.Connection, code: str, admin: Staff, staff_id: int, wanted: list[str],
+    conn: asyncpg.Connection,
+    code: str,
+    admin: Staff,
+    staff_id: int,
+    wanted: list[str],
 ) -> tuple[tuple[str, ...], list[int]]:
     """The admin's roles form: roles left out are removed at once (LastAdmin still applies), roles added
     become pending grants. Returns (roles removed, new grant ids); the caller revokes sessions on removal."""
@@ -229,8 +280,15 @@ async def change_roles(
     removed = tuple(r for r in current if r not in wanted)
     if removed:
         await set_roles(conn, code, staff_id, [r for r in current if r in wanted])
-        await audit.append(conn, code, admin, "staff.roles", "staff", staff_id,
-                           {"from": list(current), "to": [r for r in current if r in wanted]})
+        await audit.append(
+            conn,
+            code,
+            admin,
+            "staff.roles",
+            "staff",
+            staff_id,
+            {"from": list(current), "to": [r for r in current if r in wanted]},
+        )
     return removed, ids
 
 
@@ -241,4 +299,3 @@ async def pending(conn: asyncpg.Connection, code: str) -> list[asyncpg.Record]:
 async def pending_roles(conn: asyncpg.Connection, code: str, staff_id: int) -> list[str]:
     rows = {r["role"] for r in await conn.fetch(PENDING_ROLES, code, staff_id)}
     return [r for r in ROLES if r in rows]
-

@@ -89,11 +89,17 @@ def open_account(cipher: FieldCipher, code: str, app: asyncpg.Record) -> tuple[s
     the error type and the row's ids only)."""
     application_id = app["application_id"]
     try:
-        return (cipher.decrypt_str("applications", ACCOUNT_NUMBER, application_id, app["account_number_enc"]),
-                cipher.decrypt_str("applications", HOLDER_KANA, application_id, app["holder_kana_enc"]))
+        return (
+            cipher.decrypt_str("applications", ACCOUNT_NUMBER, application_id, app["account_number_enc"]),
+            cipher.decrypt_str("applications", HOLDER_KANA, application_id, app["holder_kana_enc"]),
+        )
     except DecryptionError as exc:
-        log.error("bank details of application %s (municipality %s) do not decrypt: %s", application_id, code,
-                  type(exc).__name__)
+        log.error(
+            "bank details of application %s (municipality %s) do not decrypt: %s",
+            application_id,
+            code,
+            type(exc).__name__,
+        )
         return None
 
 
@@ -108,7 +114,9 @@ async def find(conn: asyncpg.Connection, code: str, staff: Staff, receipt_no: st
     if not receipt_no or len(receipt_no) > 40:
         raise InvalidInput("受付番号（receipt_no）を入力してください。")
     app_id = await conn.fetchval(FIND, code, receipt_no)
-    await audit.append(conn, code, staff, "application.search", "application", app_id or "", {"found": app_id is not None})
+    await audit.append(
+        conn, code, staff, "application.search", "application", app_id or "", {"found": app_id is not None}
+    )
     if app_id is None:
         raise NotFound("その受付番号の申請は見つかりません。")
     return app_id
@@ -119,7 +127,12 @@ async def summary(conn: asyncpg.Connection, code: str, application_id: int) -> a
 
 
 async def personal_view(
-    conn: asyncpg.Connection, cipher: FieldCipher, code: str, staff: Staff, application_id: int, purpose: str,
+    conn: asyncpg.Connection,
+    cipher: FieldCipher,
+    code: str,
+    staff: Staff,
+    application_id: int,
+    purpose: str,
 ) -> dict[str, Any]:
     """The application beside the registry's household, decrypted, recorded with who and why."""
     staff.require("reviewer", "admin")
@@ -144,7 +157,12 @@ async def personal_view(
 
 
 async def decide(
-    conn: asyncpg.Connection, cipher: FieldCipher, code: str, staff: Staff, application_id: int, decision: str,
+    conn: asyncpg.Connection,
+    cipher: FieldCipher,
+    code: str,
+    staff: Staff,
+    application_id: int,
+    decision: str,
     comment: str,
 ) -> None:
     """Approve or reject an application in needs_review; a rejection needs a comment. An application whose

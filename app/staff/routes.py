@@ -47,8 +47,15 @@ LOGIN_NONCE_COOKIE = "kyufu_staff_login"
 log = logging.getLogger("kyufu.staff")
 
 STATUS_LABELS = {
-    "received": "受付", "verified": "確認済", "needs_review": "要審査", "approved": "承認", "rejected": "却下",
-    "withdrawn": "取下げ", "draft": "起案（承認待ち）", "cancelled": "取消", "released": "送信済",
+    "received": "受付",
+    "verified": "確認済",
+    "needs_review": "要審査",
+    "approved": "承認",
+    "rejected": "却下",
+    "withdrawn": "取下げ",
+    "draft": "起案（承認待ち）",
+    "cancelled": "取消",
+    "released": "送信済",
 }
 
 Handler = Callable[[Request, asyncpg.Connection, Staff, dict[str, Any]], Awaitable[Response]]
@@ -105,9 +112,12 @@ def page(*roles: str, without_roles: bool = False) -> Callable[[Handler], Callab
                     raise Forbidden("権限がまだ有効になっていません。管理者が権限を確認した後にお使いください。")
                 token = sessions.csrf_token(_secret(request), cookie)
                 ctx = {
-                    "staff": staff, "csrf_token": token, "form": form,
+                    "staff": staff,
+                    "csrf_token": token,
+                    "form": form,
                     "csrf": lambda: Markup('<input type="hidden" name="csrf_token" value="{}">').format(token),
-                    "role_labels": ROLE_LABELS, "status_labels": STATUS_LABELS,
+                    "role_labels": ROLE_LABELS,
+                    "status_labels": STATUS_LABELS,
                 }
                 response = await handler(request, conn, staff, ctx)
             if request.method == "POST":
@@ -144,18 +154,43 @@ def _login_csrf(secret: bytes, nonce: str) -> str:
 
 
 async def login_page(request: Request) -> Response:
-    return _render_login(request, status=200, message="ログインの有効期限が切れました。" if request.query_params.get("expired") else "")
+    return _render_login(
+        request, status=200, message="ログインの有効期限が切れました。" if request.query_params.get("expired") else ""
+    )
 
 
-def _render_login(request: Request, *, status: int, message: str = "", municipality: str = "", login: str = "",
-                  headers: dict[str, str] | None = None) -> Response:
+def _render_login(
+    request: Request,
+    *,
+    status: int,
+    message: str = "",
+    municipality: str = "",
+    login: str = "",
+    headers: dict[str, str] | None = None,
+) -> Response:
     nonce = secrets.token_urlsafe(16)
-    response = render(request, "staff_login.html", {
-        "title": "職員ログイン", "csrf_token": _login_csrf(_secret(request), nonce), "message": message,
-        "municipality": municipality, "login": login,
-    }, status_code=status, headers=headers)
-    response.set_cookie(LOGIN_NONCE_COOKIE, nonce, path="/staff", httponly=True, samesite="strict",
-                        secure=request.app.state.settings.production, max_age=3600)
+    response = render(
+        request,
+        "staff_login.html",
+        {
+            "title": "職員ログイン",
+            "csrf_token": _login_csrf(_secret(request), nonce),
+            "message": message,
+            "municipality": municipality,
+            "login": login,
+        },
+        status_code=status,
+        headers=headers,
+    )
+    response.set_cookie(
+        LOGIN_NONCE_COOKIE,
+        nonce,
+        path="/staff",
+        httponly=True,
+        samesite="strict",
+        secure=request.app.state.settings.production,
+        max_age=3600,
+    )
     return response
 
 
@@ -165,8 +200,10 @@ def _wait_message(wait_s: int, *, per_login: bool, trusted: bool) -> str:
     about = f"{wait_s}秒" if wait_s < 60 else f"{-(-wait_s // 60)}分"
     if not per_login:
         return f"ログインできませんでした。しばらく時間をおいて、{until}（約{about}後）以降にもう一度お試しください。"
-    text = (f"ログインできませんでした。失敗が続いたため、このログインIDでのログインは{until}（約{about}後）まで"
-            "受け付けません。その後にもう一度お試しください。")
+    text = (
+        f"ログインできませんでした。失敗が続いたため、このログインIDでのログインは{until}（約{about}後）まで"
+        "受け付けません。その後にもう一度お試しください。"
+    )
     if not trusted:
         text += "以前にこのログインIDでログインした端末（ブラウザ）からは、待たずにログインできます。"
     return text
@@ -190,9 +227,14 @@ async def login_submit(request: Request) -> Response:
         # A throttled address reaches the database only from a browser holding a device of this municipality
         # (accounts.login then lets it through only to that device's own account): an office behind one
         # NAT address keeps its known browsers working while a guesser there is held back.
-        return _render_login(request, status=429, municipality=code, login=login_name,
-                             message=_wait_message(address_wait_s, per_login=False, trusted=False),
-                             headers={"Retry-After": str(address_wait_s)})
+        return _render_login(
+            request,
+            status=429,
+            municipality=code,
+            login=login_name,
+            message=_wait_message(address_wait_s, per_login=False, trusted=False),
+            headers={"Retry-After": str(address_wait_s)},
+        )
 
     async def failed(result: accounts.SignIn | None = None) -> Response:
         await throttle.record_failure(redis, ip)
@@ -200,8 +242,14 @@ async def login_submit(request: Request) -> Response:
             return _render_login(request, status=401, message=fail, municipality=code, login=login_name)
         per_login = result.reason != "address_throttled"
         message = _wait_message(result.wait_s, per_login=per_login, trusted=result.trusted)
-        return _render_login(request, status=429 if result.refused else 401, message=message, municipality=code,
-                             login=login_name, headers={"Retry-After": str(result.wait_s)})
+        return _render_login(
+            request,
+            status=429 if result.refused else 401,
+            message=message,
+            municipality=code,
+            login=login_name,
+            headers={"Retry-After": str(result.wait_s)},
+        )
 
     try:
         validate_code(code)
@@ -214,8 +262,14 @@ async def login_submit(request: Request) -> Response:
             return await failed()
         cipher = await _cipher(request, conn, code)
         result = await accounts.login(
-            conn, cipher, code, login_name, str(form.get("password", "")), str(form.get("totp", "")),
-            devices=devices, address_wait_s=address_wait_s,
+            conn,
+            cipher,
+            code,
+            login_name,
+            str(form.get("password", "")),
+            str(form.get("totp", "")),
+            devices=devices,
+            address_wait_s=address_wait_s,
         )
         # The failure counters and the audit entry commit with this transaction either way.
         cookie = await sessions.create(conn, code, result.staff.staff_id) if result.staff else None
@@ -224,10 +278,15 @@ async def login_submit(request: Request) -> Response:
     production = request.app.state.settings.production
     response = _redirect("/staff/")
     response.set_cookie(sessions.COOKIE, cookie, path="/staff", httponly=True, samesite="strict", secure=production)
-    response.set_cookie(signin.DEVICE_COOKIE,
-                        signin.device_cookie(secret, device_value, code, result.staff.staff_id, result.device_id or ""),
-                        path="/staff", httponly=True, samesite="strict", secure=production,
-                        max_age=signin.DEVICE_IDLE_DAYS * 24 * 60 * 60)
+    response.set_cookie(
+        signin.DEVICE_COOKIE,
+        signin.device_cookie(secret, device_value, code, result.staff.staff_id, result.device_id or ""),
+        path="/staff",
+        httponly=True,
+        samesite="strict",
+        secure=production,
+        max_age=signin.DEVICE_IDLE_DAYS * 24 * 60 * 60,
+    )
     response.delete_cookie(LOGIN_NONCE_COOKIE, path="/staff")
     return response
 
@@ -245,19 +304,25 @@ async def logout(request, conn, staff, ctx):
 # ---- dashboard -----------------------------------------------------------------------------------------
 
 
-
 @page()
 async def dashboard(request, conn, staff, ctx):
     code = staff.municipality_code
     rows = await overview.program_overview(conn, code)
     queue_count = await overview.queue_count(conn, code)
     notice = await accounts.signin_notice(conn, code, staff.staff_id)
-    return render(request, "staff_dashboard.html", ctx | {
-        "title": "ダッシュボード", "programs": rows, "queue_count": queue_count,
-        "batches": (await batches.list_batches(conn, code))[:10],
-        "signin_notice": notice and {"failures": notice["notice_failures"],
-                                     "last": _jst(notice["notice_last_failed_at"])},
-    })
+    return render(
+        request,
+        "staff_dashboard.html",
+        ctx
+        | {
+            "title": "ダッシュボード",
+            "programs": rows,
+            "queue_count": queue_count,
+            "batches": (await batches.list_batches(conn, code))[:10],
+            "signin_notice": notice
+            and {"failures": notice["notice_failures"], "last": _jst(notice["notice_last_failed_at"])},
+        },
+    )
 
 
 def _jst(value: dt.datetime | None) -> str:
@@ -273,9 +338,17 @@ env.filters["jst"] = _jst
 @page("reviewer", "admin")
 async def review_queue(request, conn, staff, ctx):
     rows, total = await review.queue(conn, staff.municipality_code)
-    return render(request, "staff_review.html", ctx | {
-        "title": "審査", "rows": rows, "total": total, "reason_labels": review.REASON_LABELS,
-    })
+    return render(
+        request,
+        "staff_review.html",
+        ctx
+        | {
+            "title": "審査",
+            "rows": rows,
+            "total": total,
+            "reason_labels": review.REASON_LABELS,
+        },
+    )
 
 
 @page("reviewer", "admin")
@@ -293,10 +366,18 @@ async def application_page(request, conn, staff, ctx):
     if purpose:
         view = await review.personal_view(conn, await _cipher(request, conn, code), code, staff, app_id, purpose)
     app = view["app"] if view else await review.summary(conn, code, app_id)
-    return render(request, "staff_application.html", ctx | {
-        "title": f"申請 {app['receipt_no']}", "app": app, "view": view, "purposes": review.PURPOSES,
-        "reason_labels": review.REASON_LABELS,
-    })
+    return render(
+        request,
+        "staff_application.html",
+        ctx
+        | {
+            "title": f"申請 {app['receipt_no']}",
+            "app": app,
+            "view": view,
+            "purposes": review.PURPOSES,
+            "reason_labels": review.REASON_LABELS,
+        },
+    )
 
 
 @page("reviewer")
@@ -304,8 +385,15 @@ async def application_decision(request, conn, staff, ctx):
     app_id = _int_param(request, "application_id")
     form = ctx["form"]
     code = staff.municipality_code
-    await review.decide(conn, await _cipher(request, conn, code), code, staff, app_id, str(form.get("decision", "")),
-                        str(form.get("comment", "")))
+    await review.decide(
+        conn,
+        await _cipher(request, conn, code),
+        code,
+        staff,
+        app_id,
+        str(form.get("decision", "")),
+        str(form.get("comment", "")),
+    )
     return _redirect("/staff/review")
 
 
@@ -333,10 +421,18 @@ async def draft_page(request, conn, staff, ctx):
     program = await batches.program(conn, code, program_id)
     preview = await batches.draft_preview(conn, code, program_id)
     lead = await batches.lead_days(conn, code)
-    return render(request, "staff_draft.html", ctx | {
-        "title": f"振込起案: {program['name']}", "program": program, "preview": preview, "lead_days": lead,
-        "earliest": earliest_transfer_date(today_jst(), lead).isoformat(),
-    })
+    return render(
+        request,
+        "staff_draft.html",
+        ctx
+        | {
+            "title": f"振込起案: {program['name']}",
+            "program": program,
+            "preview": preview,
+            "lead_days": lead,
+            "earliest": earliest_transfer_date(today_jst(), lead).isoformat(),
+        },
+    )
 
 
 @page("drafter")
@@ -346,7 +442,11 @@ async def draft_submit(request, conn, staff, ctx):
     await batches.program(conn, code, program_id)
     form = ctx["form"]
     batch_id = await batches.draft_batch(
-        conn, await _cipher(request, conn, code), code, staff, program_id,
+        conn,
+        await _cipher(request, conn, code),
+        code,
+        staff,
+        program_id,
         _parse_date(str(form.get("transfer_date", "")), "振込指定日（transfer_date）"),
         expected_count=_parse_int(form.get("expected_count"), "件数（expected_count）"),
         expected_total_yen=_parse_int(form.get("expected_total_yen"), "合計金額（expected_total_yen）"),
@@ -357,10 +457,16 @@ async def draft_submit(request, conn, staff, ctx):
 @page()
 async def batch_list(request, conn, staff, ctx):
     code = staff.municipality_code
-    return render(request, "staff_batches.html", ctx | {
-        "title": "振込起案・承認", "batches": await batches.list_batches(conn, code),
-        "programs": await batches.programs(conn, code),
-    })
+    return render(
+        request,
+        "staff_batches.html",
+        ctx
+        | {
+            "title": "振込起案・承認",
+            "batches": await batches.list_batches(conn, code),
+            "programs": await batches.programs(conn, code),
+        },
+    )
 
 
 @page()
@@ -370,12 +476,20 @@ async def batch_page(request, conn, staff, ctx):
     batch = await batches.get_batch(conn, code, batch_id)
     view = None
     if staff.has("approver"):
-        view = await batches.approval_view(conn, request.app.state.settings, await _cipher(request, conn, code),
-                                           code, staff, batch_id)
-    return render(request, "staff_batch.html", ctx | {
-        "title": f"起案 #{batch_id}", "batch": batch, "view": view,
-        "by_bank": view["by_bank"] if view else await batches.by_bank(conn, code, batch_id),
-    })
+        view = await batches.approval_view(
+            conn, request.app.state.settings, await _cipher(request, conn, code), code, staff, batch_id
+        )
+    return render(
+        request,
+        "staff_batch.html",
+        ctx
+        | {
+            "title": f"起案 #{batch_id}",
+            "batch": batch,
+            "view": view,
+            "by_bank": view["by_bank"] if view else await batches.by_bank(conn, code, batch_id),
+        },
+    )
 
 
 def _batch_action(action: str, *roles: str):
@@ -404,9 +518,15 @@ def _batch_action(action: str, *roles: str):
 
 @page("reviewer", "drafter")
 async def reconciliation_page(request, conn, staff, ctx):
-    return render(request, "staff_reconciliation.html", ctx | {
-        "title": "振込不能の対応", "rows": await reconcile.returned(conn, staff.municipality_code),
-    })
+    return render(
+        request,
+        "staff_reconciliation.html",
+        ctx
+        | {
+            "title": "振込不能の対応",
+            "rows": await reconcile.returned(conn, staff.municipality_code),
+        },
+    )
 
 
 @page("reviewer", "drafter")
@@ -428,20 +548,35 @@ async def payment_reissue(request, conn, staff, ctx):
 # ---- admin: staff accounts, role grants ----------------------------------------------------------------
 
 
-async def _render_staff_admin(request, conn, staff, ctx, *, issued: enrolment.Issued | None = None,
-                              requested: list[str] | None = None) -> Response:
+async def _render_staff_admin(
+    request, conn, staff, ctx, *, issued: enrolment.Issued | None = None, requested: list[str] | None = None
+) -> Response:
     code = staff.municipality_code
     rows = await accounts.list_staff(conn, code)
     logins = {r["staff_id"]: r["login"] for r in rows}
     link = None
     if issued is not None:
-        link = {"login": issued.login, "url": str(request.base_url).rstrip("/") + issued.path,
-                "expires_at": issued.expires_at, "pending": requested or []}
-    return render(request, "staff_admin_staff.html", ctx | {
-        "title": "職員の管理", "rows": rows, "roles": ROLES, "link": link,
-        "enrolments": await enrolment.latest(conn, code), "pending": await grants.pending(conn, code),
-        "logins": logins, "principal": actors.label,
-    })
+        link = {
+            "login": issued.login,
+            "url": str(request.base_url).rstrip("/") + issued.path,
+            "expires_at": issued.expires_at,
+            "pending": requested or [],
+        }
+    return render(
+        request,
+        "staff_admin_staff.html",
+        ctx
+        | {
+            "title": "職員の管理",
+            "rows": rows,
+            "roles": ROLES,
+            "link": link,
+            "enrolments": await enrolment.latest(conn, code),
+            "pending": await grants.pending(conn, code),
+            "logins": logins,
+            "principal": actors.label,
+        },
+    )
 
 
 @page("admin")
@@ -459,11 +594,17 @@ async def staff_create(request, conn, staff, ctx):
     the roles asked for wait for another admin's confirmation."""
     code, form = staff.municipality_code, ctx["form"]
     issued = await enrolment.create_account(
-        conn, await _cipher(request, conn, code), code, staff, str(form.get("login", "")).strip().lower(),
-        str(form.get("display_name", "")).strip(), _form_roles(form),
+        conn,
+        await _cipher(request, conn, code),
+        code,
+        staff,
+        str(form.get("login", "")).strip().lower(),
+        str(form.get("display_name", "")).strip(),
+        _form_roles(form),
     )
-    return await _render_staff_admin(request, conn, staff, ctx, issued=issued,
-                                     requested=await grants.pending_roles(conn, code, issued.staff_id))
+    return await _render_staff_admin(
+        request, conn, staff, ctx, issued=issued, requested=await grants.pending_roles(conn, code, issued.staff_id)
+    )
 
 
 def _staff_action(action: str):
@@ -531,13 +672,22 @@ def _grant_action(action: str):
 ENROL_NONCE_COOKIE = "kyufu_staff_enrol"
 ENROL_MESSAGES = {
     "unknown": (404, "この登録用リンクは無効です。アドレスをもう一度確認してください。"),
-    "used": (410, "この登録用リンクは使用済みか、新しいリンクが発行されたため使えません。"
-                  "必要なら管理者に新しいリンクの発行を依頼してください。"),
-    "expired": (410, f"この登録用リンクは有効期限（発行から{enrolment.LIFETIME_H}時間）が切れています。"
-                     "管理者に新しいリンクの発行を依頼してください。"),
+    "used": (
+        410,
+        "この登録用リンクは使用済みか、新しいリンクが発行されたため使えません。"
+        "必要なら管理者に新しいリンクの発行を依頼してください。",
+    ),
+    "expired": (
+        410,
+        f"この登録用リンクは有効期限（発行から{enrolment.LIFETIME_H}時間）が切れています。"
+        "管理者に新しいリンクの発行を依頼してください。",
+    ),
     "disabled": (410, "このアカウントは無効にされています。管理者に確認してください。"),
-    "unreadable": (409, "この登録用リンクの情報を読み出せませんでした（鍵の不一致またはデータ破損）。"
-                        "管理者に新しいリンクの発行を依頼してください。"),
+    "unreadable": (
+        409,
+        "この登録用リンクの情報を読み出せませんでした（鍵の不一致またはデータ破損）。"
+        "管理者に新しいリンクの発行を依頼してください。",
+    ),
 }
 
 
@@ -570,13 +720,29 @@ def _render_enrol(request: Request, code: str, link: enrolment.Link, nonce: str 
     if link.errors:
         status = 422
     new_nonce = nonce or secrets.token_urlsafe(16)
-    response = render(request, "staff_enrol.html", {
-        "title": "職員アカウントの登録", "link": link, "message": message, "municipality": code,
-        "role_labels": ROLE_LABELS, "csrf_token": _enrol_csrf(_secret(request), new_nonce),
-    }, status_code=status)
+    response = render(
+        request,
+        "staff_enrol.html",
+        {
+            "title": "職員アカウントの登録",
+            "link": link,
+            "message": message,
+            "municipality": code,
+            "role_labels": ROLE_LABELS,
+            "csrf_token": _enrol_csrf(_secret(request), new_nonce),
+        },
+        status_code=status,
+    )
     if link.state == "ok" and not link.completed and nonce is None:
-        response.set_cookie(ENROL_NONCE_COOKIE, new_nonce, path="/staff/enroll", httponly=True, samesite="strict",
-                            secure=request.app.state.settings.production, max_age=3600)
+        response.set_cookie(
+            ENROL_NONCE_COOKIE,
+            new_nonce,
+            path="/staff/enroll",
+            httponly=True,
+            samesite="strict",
+            secure=request.app.state.settings.production,
+            max_age=3600,
+        )
     return response
 
 
@@ -596,8 +762,13 @@ async def enrol_submit(request: Request) -> Response:
         raise CsrfError()
     async with tenant_transaction(request.app.state.pool, code) as conn:
         link = await enrolment.complete(
-            conn, await _enrol_cipher(request, conn, code), code, token, str(form.get("password", "")),
-            str(form.get("password_confirm", "")), str(form.get("totp", "")),
+            conn,
+            await _enrol_cipher(request, conn, code),
+            code,
+            token,
+            str(form.get("password", "")),
+            str(form.get("password_confirm", "")),
+            str(form.get("totp", "")),
         )
     response = _render_enrol(request, code, link, nonce=nonce)
     if link.completed:
@@ -608,12 +779,23 @@ async def enrol_submit(request: Request) -> Response:
 # ---- bank settings -------------------------------------------------------------------------------------
 
 
-def _render_bank(request, ctx, values: dict[str, str], *, errors: dict[str, str] | None = None, stored: bool,
-                 saved: bool = False) -> Response:
-    return render(request, "staff_admin_bank.html", ctx | {
-        "title": "振込の金融機関設定", "values": values, "errors": errors or {}, "labels": bank_form.LABELS,
-        "stored": stored, "saved": saved,
-    }, status_code=422 if errors else 200)
+def _render_bank(
+    request, ctx, values: dict[str, str], *, errors: dict[str, str] | None = None, stored: bool, saved: bool = False
+) -> Response:
+    return render(
+        request,
+        "staff_admin_bank.html",
+        ctx
+        | {
+            "title": "振込の金融機関設定",
+            "values": values,
+            "errors": errors or {},
+            "labels": bank_form.LABELS,
+            "stored": stored,
+            "saved": saved,
+        },
+        status_code=422 if errors else 200,
+    )
 
 
 async def _stored_bank(conn, code: str):
@@ -626,8 +808,13 @@ async def _stored_bank(conn, code: str):
 @page("admin")
 async def bank_page(request, conn, staff, ctx):
     current = await _stored_bank(conn, staff.municipality_code)
-    return _render_bank(request, ctx, bank_form.form_values(current), stored=current is not None,
-                        saved=request.query_params.get("saved") == "1")
+    return _render_bank(
+        request,
+        ctx,
+        bank_form.form_values(current),
+        stored=current is not None,
+        saved=request.query_params.get("saved") == "1",
+    )
 
 
 @page("admin")
@@ -641,8 +828,15 @@ async def bank_submit(request, conn, staff, ctx):
     if changed:
         await put_bank_settings(conn, code, result.settings)
         # Field names only: the values (the municipality's account number among them) stay out of the log.
-        await audit.append(conn, code, staff, "settings.bank", "municipality_bank_settings", code,
-                           {"changed": changed, "created": current is None})
+        await audit.append(
+            conn,
+            code,
+            staff,
+            "settings.bank",
+            "municipality_bank_settings",
+            code,
+            {"changed": changed, "created": current is None},
+        )
     return _redirect("/staff/admin/bank?saved=1")
 
 
@@ -650,9 +844,16 @@ async def bank_submit(request, conn, staff, ctx):
 async def audit_page(request, conn, staff, ctx):
     code = staff.municipality_code
     report = await audit.verify_chain(conn, code)
-    return render(request, "staff_admin_audit.html", ctx | {
-        "title": "監査ログ", "rows": await audit.recent(conn, code, 200), "report": report,
-    })
+    return render(
+        request,
+        "staff_admin_audit.html",
+        ctx
+        | {
+            "title": "監査ログ",
+            "rows": await audit.recent(conn, code, 200),
+            "report": report,
+        },
+    )
 
 
 @page("admin")
@@ -666,9 +867,14 @@ async def audit_export(request, conn, staff, ctx):
     # very long chain should use `kyufu audit export`, which streams.
     body = "".join([line async for line in audit.export_lines(conn, code, fmt)])
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
-    return Response(body, media_type=media, headers={
-        "content-disposition": f'attachment; filename="audit-{code}.{fmt}"', "cache-control": "no-store",
-    })
+    return Response(
+        body,
+        media_type=media,
+        headers={
+            "content-disposition": f'attachment; filename="audit-{code}.{fmt}"',
+            "cache-control": "no-store",
+        },
+    )
 
 
 def routes(settings) -> list[BaseRoute]:
@@ -685,18 +891,29 @@ def routes(settings) -> list[BaseRoute]:
         Route("/staff/programs/{program_id}/draft", draft_submit, methods=["POST"]),
         Route("/staff/batches", batch_list, methods=["GET"]),
         Route("/staff/batches/{batch_id}", batch_page, methods=["GET"]),
-        *[Route(f"/staff/batches/{{batch_id}}/{a}", _batch_action(a, *r), methods=["POST"]) for a, r in (
-            ("approve", ("approver",)), ("reject", ("approver",)), ("resubmit", ("drafter",)),
-            ("cancel", ("drafter",)), ("release", ("approver",)))],
+        *[
+            Route(f"/staff/batches/{{batch_id}}/{a}", _batch_action(a, *r), methods=["POST"])
+            for a, r in (
+                ("approve", ("approver",)),
+                ("reject", ("approver",)),
+                ("resubmit", ("drafter",)),
+                ("cancel", ("drafter",)),
+                ("release", ("approver",)),
+            )
+        ],
         Route("/staff/reconciliation", reconciliation_page, methods=["GET"]),
         Route("/staff/payments/{payment_id}/recontact", payment_recontact, methods=["POST"]),
         Route("/staff/payments/{payment_id}/reissue", payment_reissue, methods=["POST"]),
         Route("/staff/admin/staff", staff_list, methods=["GET"]),
         Route("/staff/admin/staff", staff_create, methods=["POST"]),
-        *[Route(f"/staff/admin/staff/{{staff_id}}/{a}", _staff_action(a), methods=["POST"])
-          for a in ("revoke", "disable", "enable", "unlock", "roles", "enroll")],
-        *[Route(f"/staff/admin/grants/{{grant_id}}/{a}", _grant_action(a), methods=["POST"])
-          for a in ("confirm", "refuse")],
+        *[
+            Route(f"/staff/admin/staff/{{staff_id}}/{a}", _staff_action(a), methods=["POST"])
+            for a in ("revoke", "disable", "enable", "unlock", "roles", "enroll")
+        ],
+        *[
+            Route(f"/staff/admin/grants/{{grant_id}}/{a}", _grant_action(a), methods=["POST"])
+            for a in ("confirm", "refuse")
+        ],
         Route("/staff/enroll/{code}/{token}", enrol_page, methods=["GET"]),
         Route("/staff/enroll/{code}/{token}", enrol_submit, methods=["POST"]),
         Route("/staff/admin/bank", bank_page, methods=["GET"]),

@@ -121,10 +121,10 @@ def delay_after(failures: int) -> int:
 class Track:
     """One path's failure count, read and locked for this attempt."""
 
-    key: str                 # login HMAC (untrusted path) or device SHA-256 (trusted device)
-    device_id: str | None    # the cookie's device id when the path is a trusted device
-    failures: int            # in a row, not yet forgotten
-    wait_s: int              # seconds until the path may try again (0: now)
+    key: str  # login HMAC (untrusted path) or device SHA-256 (trusted device)
+    device_id: str | None  # the cookie's device id when the path is a trusted device
+    failures: int  # in a row, not yet forgotten
+    wait_s: int  # seconds until the path may try again (0: now)
 
     @property
     def trusted(self) -> bool:
@@ -146,8 +146,9 @@ def _sha256(device_id: str) -> str:
     return hashlib.sha256(device_id.encode()).hexdigest()
 
 
-async def open_track(conn: asyncpg.Connection, data_key: bytes, code: str, login_name: str,
-                     staff_id: int | None, device_id: str | None) -> Track:
+async def open_track(
+    conn: asyncpg.Connection, data_key: bytes, code: str, login_name: str, staff_id: int | None, device_id: str | None
+) -> Track:
     """The path this attempt comes by, locked until commit: the browser's device of the account if it is
     still trusted, else the login's untrusted path."""
     if staff_id is not None and device_id is not None:
@@ -232,4 +233,3 @@ def device_cookie(secret: bytes, value: str | None, code: str, staff_id: int, de
     """The cookie value with this account's device first, keeping the browser's other accounts' entries."""
     entries = [(code, staff_id, device_id)] + [e for e in _entries(secret, value) if e[:2] != (code, staff_id)]
     return "~".join(f"{c}.{s}.{d}.{_device_mac(secret, c, s, d)}" for c, s, d in entries[:MAX_DEVICE_ENTRIES])
-

@@ -68,7 +68,9 @@ def busy_message(retry_after_s: int) -> str:
     return f"ただいま混み合っています。{minutes}分後にもう一度お試しください。"
 
 
-BODY_TIMEOUT_MESSAGE = "送信に時間がかかりすぎたため、受け付けられませんでした。通信環境を確かめて、もう一度お試しください。"
+BODY_TIMEOUT_MESSAGE = (
+    "送信に時間がかかりすぎたため、受け付けられませんでした。通信環境を確かめて、もう一度お試しください。"
+)
 PER_CLIENT_MESSAGE = "このネットワークからの処理が集中しています。少し待ってからもう一度お試しください。"
 
 
@@ -98,9 +100,19 @@ class AdmissionMiddleware:
 
     WINDOW = 32  # completions per adjustment (or fewer, once a second)
 
-    def __init__(self, app: ASGIApp, *, max_in_flight: int, retry_after_s: int, target_latency_s: float = 0.1,
-                 min_in_flight: int = 4, max_in_flight_per_client: int = 8, body_timeout_s: float = 10.0,
-                 max_pending_bodies_per_client: int = 16, state=None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_in_flight: int,
+        retry_after_s: int,
+        target_latency_s: float = 0.1,
+        min_in_flight: int = 4,
+        max_in_flight_per_client: int = 8,
+        body_timeout_s: float = 10.0,
+        max_pending_bodies_per_client: int = 16,
+        state=None,
+    ) -> None:
         if not 1 <= min_in_flight <= max_in_flight:
             raise ValueError("need 1 <= min_in_flight <= max_in_flight")
         self.app = app
@@ -129,8 +141,12 @@ class AdmissionMiddleware:
         return self.in_flight >= self.limit or time.monotonic() - self.last_shed < SATURATED_FOR_S
 
     def snapshot(self) -> dict:
-        return {"in_flight": self.in_flight, "limit": self.limit, "saturated": self.saturated(),
-                "pending_bodies": sum(self.pending_bodies.values())}
+        return {
+            "in_flight": self.in_flight,
+            "limit": self.limit,
+            "saturated": self.saturated(),
+            "pending_bodies": sum(self.pending_bodies.values()),
+        }
 
     # ---- the gate ----------------------------------------------------------------------------
 
@@ -146,12 +162,14 @@ class AdmissionMiddleware:
             receive = _replay(body, receive)
         if self.in_flight >= self.limit:
             self.last_shed = time.monotonic()
-            await self._refuse(scope, receive, send, 503, busy_message(self.retry_after_s), self.retry_after_s,
-                               kind="api")
+            await self._refuse(
+                scope, receive, send, 503, busy_message(self.retry_after_s), self.retry_after_s, kind="api"
+            )
             return
         if self.by_client[client] >= self.max_in_flight_per_client and self.in_flight * 2 >= self.limit:
-            await self._refuse(scope, receive, send, 429, PER_CLIENT_MESSAGE, PER_CLIENT_RETRY_AFTER_S,
-                               kind="per_client")
+            await self._refuse(
+                scope, receive, send, 429, PER_CLIENT_MESSAGE, PER_CLIENT_RETRY_AFTER_S, kind="per_client"
+            )
             return
         self.in_flight += 1
         self.by_client[client] += 1
@@ -172,8 +190,9 @@ class AdmissionMiddleware:
     async def _read_body(self, scope: Scope, receive: Receive, send: Send, client: str) -> bytes | None:
         """The whole body, read within body_timeout_s; None once the request has been answered here."""
         if self.pending_bodies[client] >= self.max_pending_bodies_per_client:
-            await self._refuse(scope, receive, send, 429, PER_CLIENT_MESSAGE, PER_CLIENT_RETRY_AFTER_S,
-                               kind="per_client_bodies")
+            await self._refuse(
+                scope, receive, send, 429, PER_CLIENT_MESSAGE, PER_CLIENT_RETRY_AFTER_S, kind="per_client_bodies"
+            )
             return None
         self.pending_bodies[client] += 1
         try:
@@ -184,8 +203,16 @@ class AdmissionMiddleware:
             await self._refuse(scope, receive, send, 408, BODY_TIMEOUT_MESSAGE, None, kind=None, close=True)
             return None
         except HTTPException as exc:  # the body limit (app.web.setup.SecurityMiddleware): 413
-            await self._refuse(scope, receive, send, exc.status_code, STATUS_MESSAGES.get(exc.status_code, ""),
-                               None, kind=None, close=True)
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                exc.status_code,
+                STATUS_MESSAGES.get(exc.status_code, ""),
+                None,
+                kind=None,
+                close=True,
+            )
             return None
         except _ClientGone:
             log.info("client disconnected while sending a request body")
@@ -213,8 +240,18 @@ class AdmissionMiddleware:
         self._window_started = now
         self._window_peak = self.in_flight
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, message: str,
-                      retry_after_s: int | None, *, kind: str | None, close: bool = False) -> None:
+    async def _refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        status: int,
+        message: str,
+        retry_after_s: int | None,
+        *,
+        kind: str | None,
+        close: bool = False,
+    ) -> None:
         request = Request(scope, receive)
         if kind is not None:
             SHED.labels(("api" if wants_json(request) else "page") if kind == "api" else kind).inc()

@@ -23,7 +23,7 @@ from app.web.errors import WebError
 # Our largest body (an application with its bank account) is three levels deep.
 MAX_JSON_DEPTH = 32
 
-_OPEN, _CLOSE = (0x5B, 0x7B), (0x5D, 0x7D)   # [ {   ] }
+_OPEN, _CLOSE = (0x5B, 0x7B), (0x5D, 0x7D)  # [ {   ] }
 _QUOTE, _BACKSLASH = 0x22, 0x5C
 
 
@@ -34,8 +34,9 @@ class JsonBodyInvalid(WebError):
     status = 422
 
     def __init__(self, kind: str, message: str, loc: tuple[str, ...] = ("body",)):
-        super().__init__("入力内容に誤りがあります。",
-                         extra={"errors": [{"loc": list(loc), "type": kind, "message": message}]})
+        super().__init__(
+            "入力内容に誤りがあります。", extra={"errors": [{"loc": list(loc), "type": kind, "message": message}]}
+        )
         self.kind = kind
 
 
@@ -96,8 +97,7 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
             if key in seen:
                 break
             seen.add(key)
-        raise _Refused("json_duplicate_key", "リクエスト本文（body）に同じ項目が2回以上あります。",
-                       ("body", key[:64]))
+        raise _Refused("json_duplicate_key", "リクエスト本文（body）に同じ項目が2回以上あります。", ("body", key[:64]))
     return obj
 
 
@@ -108,8 +108,9 @@ def parse_json_object(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> dict:
     except UnicodeDecodeError:
         raise JsonBodyInvalid("json_invalid", "リクエスト本文（body）は UTF-8 のJSONで送ってください。") from None
     if nesting_exceeds(raw, max_depth):
-        raise JsonBodyInvalid("json_too_deep",
-                              f"リクエスト本文（body）のJSONの入れ子が深すぎます（{max_depth}段まで）。")
+        raise JsonBodyInvalid(
+            "json_too_deep", f"リクエスト本文（body）のJSONの入れ子が深すぎます（{max_depth}段まで）。"
+        )
     try:
         data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite)
     except _Refused as refused:

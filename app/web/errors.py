@@ -8,8 +8,14 @@ class WebError(Exception):
 
     status = 400
 
-    def __init__(self, message: str, *, status: int | None = None, extra: dict | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        extra: dict | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         if status is not None:

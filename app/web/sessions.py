@@ -131,7 +131,12 @@ async def save_session(request: Request, response: Response, *, subject: str | N
         await redis.expire(key, IDLE_TTL_S)
     session.dirty = False
     response.set_cookie(
-        COOKIE, session.id, max_age=IDLE_TTL_S, path="/", httponly=True, samesite="lax",
+        COOKIE,
+        session.id,
+        max_age=IDLE_TTL_S,
+        path="/",
+        httponly=True,
+        samesite="lax",
         secure=request.app.state.settings.production,
     )
 

@@ -46,7 +46,6 @@ SECURITY_HEADERS = [
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
-
 class BodyTooLarge(Exception):
     """The request body exceeded MAX_BODY_BYTES while streaming (no or a false Content-Length)."""
 
@@ -102,8 +101,14 @@ async def web_error(request: Request, exc: Exception) -> Response:
 
 
 # Domain errors (app/errors.py) carry no HTTP status: the web layer decides it, by class.
-DOMAIN_STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, InvalidInput: 422, Unauthenticated: 401,
-                 RateLimited: 429}
+DOMAIN_STATUS = {
+    NotFound: 404,
+    Forbidden: 403,
+    Conflict: 409,
+    InvalidInput: 422,
+    Unauthenticated: 401,
+    RateLimited: 429,
+}
 
 
 async def domain_error(request: Request, exc: Exception) -> Response:
@@ -198,12 +203,15 @@ def setup(app, settings) -> None:
     app.add_exception_handler(ClientDisconnect, client_disconnected)
     app.add_exception_handler(Exception, server_error)
     # Admission inside SecurityMiddleware (added later = outer), so a shed 503 gets the same headers.
-    app.add_middleware(AdmissionMiddleware, max_in_flight=settings.max_in_flight,
-                       retry_after_s=settings.busy_retry_after_s,
-                       target_latency_s=settings.admission_target_ms / 1000,
-                       min_in_flight=min(settings.admission_min_in_flight, settings.max_in_flight),
-                       max_in_flight_per_client=settings.max_in_flight_per_client,
-                       body_timeout_s=settings.body_timeout_s,
-                       max_pending_bodies_per_client=settings.max_pending_bodies_per_client,
-                       state=app.state)
+    app.add_middleware(
+        AdmissionMiddleware,
+        max_in_flight=settings.max_in_flight,
+        retry_after_s=settings.busy_retry_after_s,
+        target_latency_s=settings.admission_target_ms / 1000,
+        min_in_flight=min(settings.admission_min_in_flight, settings.max_in_flight),
+        max_in_flight_per_client=settings.max_in_flight_per_client,
+        body_timeout_s=settings.body_timeout_s,
+        max_pending_bodies_per_client=settings.max_pending_bodies_per_client,
+        state=app.state,
+    )
     app.add_middleware(SecurityMiddleware, production=settings.production)

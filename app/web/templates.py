@@ -43,8 +43,14 @@ def yen(amount: int) -> str:
 env.filters["yen"] = yen
 
 
-def render(request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200,
-           headers: dict[str, str] | None = None) -> HTMLResponse:
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
     ctx = dict(context or {})
     session = getattr(request.state, "session", None) if hasattr(request, "state") else None
     token = session.csrf_token if session is not None else ""

@@ -68,23 +68,35 @@ async def make_approved_batch(owner_url: str, settings, code: str, n: int, scrat
     conn = await asyncpg.connect(owner_url)
     try:
         async with tenant_transaction(conn, code) as tx:
-            await settings_store.put_bank_settings(tx, code, settings_store.StoredBankSettings(
-                bank=bank_settings(), age_recipients=(recipient,)))
-            drafter, approver = [await tx.fetchval(INSERT_STAFF, code, f"{role}-{secrets.token_hex(3)}")
-                                 for role in ("drafter", "approver")]
+            await settings_store.put_bank_settings(
+                tx, code, settings_store.StoredBankSettings(bank=bank_settings(), age_recipients=(recipient,))
+            )
+            drafter, approver = [
+                await tx.fetchval(INSERT_STAFF, code, f"{role}-{secrets.token_hex(3)}")
+                for role in ("drafter", "approver")
+            ]
             snapshot = await tx.fetchval(INSERT_SNAPSHOT, code, secrets.token_hex(32))
             program = await tx.fetchval(INSERT_PROGRAM, code)
             amounts = [amount_yen(i) for i in range(n)]
             batch_id = await tx.fetchval(INSERT_BATCH, code, program, TRANSFER_DATE, drafter, n, sum(amounts))
             households = [f"c{i}" for i in range(n)]
-            ents = {r["household_no"]: r["entitlement_id"]
-                    for r in await tx.fetch(INSERT_ENTITLEMENTS, code, program, snapshot, households, amounts)}
+            ents = {
+                r["household_no"]: r["entitlement_id"]
+                for r in await tx.fetch(INSERT_ENTITLEMENTS, code, program, snapshot, households, amounts)
+            }
             ids = [r[0] for r in await tx.fetch(NEXT_PAYMENT_IDS, n)]
             cipher = await load_field_cipher(tx, settings.master_key_bytes, code)
             rows = [ROWS[i % len(ROWS)] for i in range(n)]
             await tx.execute(
-                INSERT_PAYMENTS, code, batch_id, ids, [ents[h] for h in households], amounts,
-                [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                INSERT_PAYMENTS,
+                code,
+                batch_id,
+                ids,
+                [ents[h] for h in households],
+                amounts,
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
                 [seal_bank(cipher, pid, f"{1_000_000 + i:07d}", r[4]) for i, (pid, r) in enumerate(zip(ids, rows))],
             )
         batch = Batch(code, batch_id, ids, identity, drafter, approver)

@@ -12,8 +12,14 @@ import httpx
 from tests.intake.helpers import application_body
 
 
-async def apply(client: httpx.AsyncClient, letter, *, deadline_s: float = 90, key: str | None = None,
-                seen: collections.Counter | None = None) -> str:
+async def apply(
+    client: httpx.AsyncClient,
+    letter,
+    *,
+    deadline_s: float = 90,
+    key: str | None = None,
+    seen: collections.Counter | None = None,
+) -> str:
     """`seen`, if given, counts what the client met on the way: status codes and "transport" errors."""
     key = key or uuid.uuid4().hex
     body = application_body(letter)
@@ -37,10 +43,12 @@ async def apply(client: httpx.AsyncClient, letter, *, deadline_s: float = 90, ke
         await asyncio.sleep(0.2)
 
 
-async def apply_all(base_url: str, letters, *, concurrency: int = 16,
-                    seen: collections.Counter | None = None) -> list[str]:
+async def apply_all(
+    base_url: str, letters, *, concurrency: int = 16, seen: collections.Counter | None = None
+) -> list[str]:
     sem = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+
         async def one(letter):
             async with sem:
                 return await apply(client, letter, seen=seen)

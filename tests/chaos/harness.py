@@ -44,22 +44,34 @@ class Cluster:
         asyncio.run(migrate(urls["DATABASE_OWNER_URL"]))
         self.env = dict(os.environ)
         self.env.update(
-            KYUFU_ENV="test", KYUFU_DATA_DIR=str(self.root / "data"), DATABASE_URL=urls["DATABASE_URL"],
-            DATABASE_OWNER_URL=urls["DATABASE_OWNER_URL"], REDIS_URL=urls["REDIS_URL"],
+            KYUFU_ENV="test",
+            KYUFU_DATA_DIR=str(self.root / "data"),
+            DATABASE_URL=urls["DATABASE_URL"],
+            DATABASE_OWNER_URL=urls["DATABASE_OWNER_URL"],
+            REDIS_URL=urls["REDIS_URL"],
             KYUFU_MASTER_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
             KYUFU_SESSION_SECRET=base64.b64encode(secrets.token_bytes(32)).decode(),
-            KYUFU_OUTBOX_DIR=str(self.root / "outbox"), KYUFU_OUTBOX_RETRY_AFTER_S=str(self.retry_after_s),
+            KYUFU_OUTBOX_DIR=str(self.root / "outbox"),
+            KYUFU_OUTBOX_RETRY_AFTER_S=str(self.retry_after_s),
             KYUFU_PORT=str(self.port),
         )
-        self.settings = Settings(**{k: v for k, v in self.env.items() if k.startswith(("KYUFU_", "DATABASE_", "REDIS_"))})
+        self.settings = Settings(
+            **{k: v for k, v in self.env.items() if k.startswith(("KYUFU_", "DATABASE_", "REDIS_"))}
+        )
         return self
 
     # ---- processes -------------------------------------------------------------------------------
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", *args], env=self.env, cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()  # the child has its own descriptor
         self.procs[name] = proc
         return proc

@@ -40,8 +40,9 @@ async def test_worker_sigkilled_mid_batch_then_restarted(cluster):
     await tx.start()
     try:
         await lock.execute("SELECT set_config('kyufu.municipality', $1, true)", CODE)
-        await lock.execute("SELECT 1 FROM applications WHERE municipality_code = $1 AND application_id = $2 FOR UPDATE",
-                           CODE, held_id)
+        await lock.execute(
+            "SELECT 1 FROM applications WHERE municipality_code = $1 AND application_id = $2 FOR UPDATE", CODE, held_id
+        )
         cluster.start_worker()
         # Wait until every other batch is done and the held one is waiting on the lock.
         left, stable_since = 300, None
@@ -70,8 +71,11 @@ async def _waiting_on_locks(pool) -> bool:
     """A transaction of the worker waits for a row lock (pg_stat_activity shows every role's wait to
     itself only; the test pool is the worker's role)."""
     async with pool.acquire() as conn:
-        return bool(await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF a%'"))
+        return bool(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF a%'"
+            )
+        )
 
 
 async def test_valkey_killed_and_restarted_empty_during_intake(cluster):
@@ -86,7 +90,7 @@ async def test_valkey_killed_and_restarted_empty_during_intake(cluster):
             break
         await asyncio.sleep(0.05)
     assert await _unsent(cluster.pool) == 0, "the first 60 were not dispatched to Valkey"
-    cluster.services.stop_valkey(kill=True)               # SIGKILL; no AOF in this cluster: restarts empty
+    cluster.services.stop_valkey(kill=True)  # SIGKILL; no AOF in this cluster: restarts empty
     during = await apply_all(cluster.url, letters[60:90])  # Redis down: intake must still take them
     await asyncio.to_thread(cluster.services.start_valkey)
     # The jobs of the first 60 were in Valkey only (their outbox rows are marked enqueued, so nothing but
@@ -128,8 +132,12 @@ async def _first_jobs_in_redis(cluster, receipts: list[str]) -> int:
     from app.tenancy.transaction import tenant_transaction
 
     async with tenant_transaction(cluster.pool, CODE, readonly=True) as conn:
-        ids = [r["application_id"] for r in await conn.fetch(
-            "SELECT application_id FROM applications WHERE receipt_no = ANY($1::text[])", receipts)]
+        ids = [
+            r["application_id"]
+            for r in await conn.fetch(
+                "SELECT application_id FROM applications WHERE receipt_no = ANY($1::text[])", receipts
+            )
+        ]
     r = Redis.from_url(cluster.settings.redis_url)
     try:
         # Verification jobs are batches (verify_applications_batch:CODE:first-last), not one per id.

@@ -33,8 +33,12 @@ def small_filesystem(directory, options: str):
     """A tmpfs mounted over `directory` (unmounted at the end, whatever happens)."""
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"{options},mode=0700", "tmpfs", str(directory)],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"{options},mode=0700", "tmpfs", str(directory)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     except (OSError, subprocess.CalledProcessError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
         pytest.skip(f"mounting a tmpfs is not permitted here (needs root or CAP_SYS_ADMIN): {detail.strip()}")
@@ -75,8 +79,9 @@ async def test_outbox_disk_full_release_fails_cleanly_then_succeeds_with_space(c
         code, out = await asyncio.to_thread(cluster.run_cli, "release-with-space", *release)
         release_s = time.monotonic() - started
         assert code == 0, out[-2000:]
-        plaintext, file_name = await as_the_bank(settings.database_owner_url, settings, batch, cluster.outbox,
-                                                 cluster.root)
+        plaintext, file_name = await as_the_bank(
+            settings.database_owner_url, settings, batch, cluster.outbox, cluster.root
+        )
         assert plaintext == reference and hashlib.sha256(plaintext).hexdigest() == approved
         assert cluster.outbox_files() == [file_name + ".age", file_name + ".manifest.json"]
     state = await release_state(cluster.pool, CODE, batch.batch_id)

@@ -51,16 +51,24 @@ async def test_postgres_restarted_during_intake_clients_retry_with_the_same_key(
 
     probe_key = uuid.uuid4().hex
     async with httpx.AsyncClient(base_url=cluster.url, timeout=15) as client:
+
         async def timed(request):
             started = time.monotonic()
             response = await request
             return response, time.monotonic() - started
 
-        submitted, submit_s = await timed(client.post("/api/v1/applications", json=application_body(probe_letter),
-                                                      headers={"Idempotency-Key": probe_key}))
+        submitted, submit_s = await timed(
+            client.post(
+                "/api/v1/applications", json=application_body(probe_letter), headers={"Idempotency-Key": probe_key}
+            )
+        )
         # Other routes that need the database answer the same way: the status API and a resident page.
-        status, status_s = await timed(client.post("/api/v1/status", json={
-            "municipality_code": CODE, "access_code": probe_letter.access_code, "pin": probe_letter.pin}))
+        status, status_s = await timed(
+            client.post(
+                "/api/v1/status",
+                json={"municipality_code": CODE, "access_code": probe_letter.access_code, "pin": probe_letter.pin},
+            )
+        )
         page, page_s = await timed(client.get(f"/m/{CODE}/status"))
         ready = await client.get("/readyz")
         for response, seconds in ((submitted, submit_s), (status, status_s), (page, page_s)):
@@ -85,8 +93,10 @@ async def test_postgres_restarted_during_intake_clients_retry_with_the_same_key(
         print(cluster.log_tail("worker"))  # shown by pytest with the failure
         raise
     assert cluster.procs["app"].poll() is None and cluster.procs["worker"].poll() is None  # recovered, not restarted
-    print(f"outage {outage_s:.1f} s; outage answers in {submit_s:.2f}/{status_s:.2f}/{page_s:.2f} s; "
-          f"clients saw {dict(seen)}; {c}")
+    print(
+        f"outage {outage_s:.1f} s; outage answers in {submit_s:.2f}/{status_s:.2f}/{page_s:.2f} s; "
+        f"clients saw {dict(seen)}; {c}"
+    )
 
 
 # Large enough that the batch's COPY outlasts the socket buffers once the release is frozen (so PostgreSQL
@@ -117,7 +127,8 @@ async def test_postgres_restarted_mid_generation_release_fails_cleanly_then_yiel
                 break
             await asyncio.sleep(0.002)
         assert proc.poll() is None, "the release ended before its COPY could be caught: " + cluster.log_tail(
-            "release-interrupted", 500)
+            "release-interrupted", 500
+        )
         # Frozen mid-stream: once the socket buffers are full PostgreSQL blocks sending the remaining rows, so
         # the end of the COPY cannot reach the release. On a busy machine the server may take a while to get
         # there; if the COPY ends instead, everything fitted in the buffers and the batch is too small.
@@ -126,7 +137,8 @@ async def test_postgres_restarted_mid_generation_release_fails_cleanly_then_yiel
             await asyncio.sleep(0.1)
             row = await admin.fetchrow(BATCH_COPY, DATABASE)
             assert row is not None and row["state"] == "active", (
-                f"the COPY ended while the release was frozen ({row and dict(row)}); use a bigger batch")
+                f"the COPY ended while the release was frozen ({row and dict(row)}); use a bigger batch"
+            )
             blocked.append(row["wait_event"] == "ClientWrite")
             if blocked[-3:] == [True] * 3:
                 break

@@ -34,7 +34,7 @@ async def test_worker_sigkilled_while_sealing_then_restarted_releases_once(clust
     settings = cluster.settings
     batch, reference, approved, _ = await approved_release(cluster, CODE, PAYMENTS)
     approver = Staff(batch.approver, CODE, "approver", "承認", ("approver",))
-    async with tenant_transaction(cluster.pool, CODE) as conn:   # 送信 on the console
+    async with tenant_transaction(cluster.pool, CODE) as conn:  # 送信 on the console
         await batches.release_batch(conn, settings, CODE, approver, batch.batch_id)
 
     admin = await asyncpg.connect(cluster.services.urls()["DATABASE_ADMIN_URL"])  # sees every session's query
@@ -75,6 +75,8 @@ async def test_worker_sigkilled_while_sealing_then_restarted_releases_once(clust
     # One file, and the killed worker's temp file is gone.
     assert cluster.outbox_files() == [file_name + ".age", file_name + ".manifest.json"]
     async with tenant_transaction(cluster.pool, CODE, readonly=True) as conn:
-        assert await conn.fetchval("SELECT count(*) FROM outbox WHERE job_name = 'release_batch' AND done_at IS NULL") == 0
+        assert (
+            await conn.fetchval("SELECT count(*) FROM outbox WHERE job_name = 'release_batch' AND done_at IS NULL") == 0
+        )
     await invariants.check(cluster.pool, CODE, [], 0)
     print(f"{PAYMENTS} payments; released {time.monotonic() - started:.1f} s after the restart")

@@ -7,10 +7,28 @@ import re
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 HOSTILE = [
-    "ﾔﾏﾀﾞ ﾀﾛｳ", "やまだ たろう", "髙﨑 𠮷野", "😀👨‍👩‍👧‍👦🇯🇵", "\x00", "a\x00b", "\x1b[31m\x07", "\u202eevil", "\ufeff\u200b",
-    "\r\nSet-Cookie: x=1", "' OR '1'='1", "'; DROP TABLE applications; --", "1); SELECT pg_sleep(10); --",
-    "$1 $2 %s %(x)s {0}", "../../../../etc/passwd", "..\\..\\windows\\win.ini", "<script>alert(1)</script>",
-    "{{ 7*7 }}", "%00%2e%2e%2f", "\ud800", "Ａ" * 5000, "9" * 400,
+    "ﾔﾏﾀﾞ ﾀﾛｳ",
+    "やまだ たろう",
+    "髙﨑 𠮷野",
+    "😀👨‍👩‍👧‍👦🇯🇵",
+    "\x00",
+    "a\x00b",
+    "\x1b[31m\x07",
+    "\u202eevil",
+    "\ufeff\u200b",
+    "\r\nSet-Cookie: x=1",
+    "' OR '1'='1",
+    "'; DROP TABLE applications; --",
+    "1); SELECT pg_sleep(10); --",
+    "$1 $2 %s %(x)s {0}",
+    "../../../../etc/passwd",
+    "..\\..\\windows\\win.ini",
+    "<script>alert(1)</script>",
+    "{{ 7*7 }}",
+    "%00%2e%2e%2f",
+    "\ud800",
+    "Ａ" * 5000,
+    "9" * 400,
 ]
 
 
@@ -22,8 +40,10 @@ def csrf_from(html: str) -> str:
 
 def resident_sign_in(client, code: str, letter) -> None:
     page = client.get(f"/m/{code}/signin")
-    r = client.post(f"/m/{code}/signin", data={"csrf_token": csrf_from(page.text), "access_code": letter.access_code,
-                                                 "pin": letter.pin})
+    r = client.post(
+        f"/m/{code}/signin",
+        data={"csrf_token": csrf_from(page.text), "access_code": letter.access_code, "pin": letter.pin},
+    )
     assert r.status_code == 303 and r.headers["location"].endswith("/household"), (r.status_code, r.headers)
 
 
@@ -37,8 +57,9 @@ def form(client, url: str, data: dict, **kwargs):
     from urllib.parse import urlencode
 
     body = urlencode(data, doseq=True, encoding="utf-8", errors="surrogatepass")
-    return client.post(url, content=body.encode(), headers={"content-type": "application/x-www-form-urlencoded"},
-                       **kwargs)
+    return client.post(
+        url, content=body.encode(), headers={"content-type": "application/x-www-form-urlencoded"}, **kwargs
+    )
 
 
 def get(client, url: str, params: dict):

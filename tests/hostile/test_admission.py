@@ -90,8 +90,10 @@ async def test_overload_is_shed_fast_with_retry_after_and_admitted_requests_are_
 def _slow_body(port: int, path: str, address: str) -> socket.socket:
     """A request whose headers promise 1000 bytes of body, of which one is sent."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 f"X-Forwarded-For: {address}\r\nContent-Length: 1000\r\n\r\n{{".encode())
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"X-Forwarded-For: {address}\r\nContent-Length: 1000\r\n\r\n{{".encode()
+    )
     return sock
 
 
@@ -127,8 +129,9 @@ async def test_slow_bodies_from_one_client_stall_nobody(settings, caplog):
             started = time.monotonic()
             for _ in range(3):
                 assert (await client.get("/m/131016/")).status_code < 500
-                api = await client.post("/api/v1/status", json={"municipality_code": "131016", "access_code": "X",
-                                                                "pin": "1"})
+                api = await client.post(
+                    "/api/v1/status", json={"municipality_code": "131016", "access_code": "X", "pin": "1"}
+                )
                 assert api.status_code not in (429, 503), api.text
                 staff = await client.get("/staff/login")
                 assert staff.status_code == 200

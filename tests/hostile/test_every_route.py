@@ -33,22 +33,88 @@ from tests.intake.helpers import make_letters
 from tests.staff.conftest import add_application, add_bank_settings, make_staff
 
 # Every form field and query parameter the app reads (a new one only adds coverage when listed here).
-FORM_FIELDS = sorted({
-    "municipality_code", "login", "password", "password_confirm", "totp", "receipt_no", "decision", "comment", "transfer_date",
-    "expected_count", "expected_total_yen", "sha256", "note", "display_name", "roles", "access_code", "pin",
-    "bank_code", "branch_code", "account_type", "account_number", "yucho_kigou", "yucho_bangou", "holder_kana",
-    "program", "next", *IDENTITY_FIELDS, *BANK_SETTINGS_FIELDS,
-})
+FORM_FIELDS = sorted(
+    {
+        "municipality_code",
+        "login",
+        "password",
+        "password_confirm",
+        "totp",
+        "receipt_no",
+        "decision",
+        "comment",
+        "transfer_date",
+        "expected_count",
+        "expected_total_yen",
+        "sha256",
+        "note",
+        "display_name",
+        "roles",
+        "access_code",
+        "pin",
+        "bank_code",
+        "branch_code",
+        "account_type",
+        "account_number",
+        "yucho_kigou",
+        "yucho_bangou",
+        "holder_kana",
+        "program",
+        "next",
+        *IDENTITY_FIELDS,
+        *BANK_SETTINGS_FIELDS,
+    }
+)
 QUERY_FIELDS = ("q", "purpose", "format", "expired", "saved", "next", "program")
 
 # Values that are not ids, not codes, not text a handler expects (and some that almost are).
 HOSTILE_PATH_VALUES = [
-    "0", "-1", "999999999", "9" * 18, "9" * 19, "9" * 400, "1.5", "1e3", " 1", "+1", "0x10", "１２３", "፩", "²",
-    "\x00", "a\x00b", "%00", "%", "\ud800", "😀", "ﾔﾏﾀﾞ", "\u202e1", "' OR '1'='1", "<script>alert(1)</script>",
-    "{{7*7}}", "..", "Ａ" * 2000, "000000", "131016", "13101", "1310160",
+    "0",
+    "-1",
+    "999999999",
+    "9" * 18,
+    "9" * 19,
+    "9" * 400,
+    "1.5",
+    "1e3",
+    " 1",
+    "+1",
+    "0x10",
+    "１２３",
+    "፩",
+    "²",
+    "\x00",
+    "a\x00b",
+    "%00",
+    "%",
+    "\ud800",
+    "😀",
+    "ﾔﾏﾀﾞ",
+    "\u202e1",
+    "' OR '1'='1",
+    "<script>alert(1)</script>",
+    "{{7*7}}",
+    "..",
+    "Ａ" * 2000,
+    "000000",
+    "131016",
+    "13101",
+    "1310160",
 ]
-HOSTILE_VALUES = ["\x00", "\ud800", "' OR '1'='1", "-1", "9" * 400, "፩", "²", "1e308", "Ａ" * 300,
-                  "<script>alert(1)</script>", "\r\nX: y", ""]
+HOSTILE_VALUES = [
+    "\x00",
+    "\ud800",
+    "' OR '1'='1",
+    "-1",
+    "9" * 400,
+    "፩",
+    "²",
+    "1e308",
+    "Ａ" * 300,
+    "<script>alert(1)</script>",
+    "\r\nX: y",
+    "",
+]
 
 PLAUSIBLE_QUERY = {"q": "ﾐｽﾞﾎ", "purpose": "review", "format": "jsonl", "expired": "1", "saved": "1"}
 GET_BODIES = {"JSON object nested 10,000 deep", "60 KB of [ as JSON", "multipart, every field a file"}
@@ -64,17 +130,25 @@ def _multipart(token: str) -> bytes:
     """The CSRF token as a field, every other field as a file upload (a str where handlers expect one)."""
     parts = [b'--kyufu\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n' + token.encode() + b"\r\n"]
     for name in FORM_FIELDS:
-        parts.append(b'--kyufu\r\nContent-Disposition: form-data; name="' + name.encode() + b'"; filename="../x.txt"'
-                     b"\r\nContent-Type: application/octet-stream\r\n\r\n\x00\xff\xfe" + b"\r\n")
+        parts.append(
+            b'--kyufu\r\nContent-Disposition: form-data; name="' + name.encode() + b'"; filename="../x.txt"'
+            b"\r\nContent-Type: application/octet-stream\r\n\r\n\x00\xff\xfe" + b"\r\n"
+        )
     return b"".join(parts) + b"--kyufu--\r\n"
 
 
 def hostile_bodies(token: str, code: str) -> list[tuple[str, bytes, str | None]]:
     """(name, body, content type) for a POST; `token` is the identity's CSRF token for that area."""
-    deep_object = b'{"a":' * 10_000 + b"1" + b"}" * 10_000           # 60,001 bytes: under the body limit
+    deep_object = b'{"a":' * 10_000 + b"1" + b"}" * 10_000  # 60,001 bytes: under the body limit
     deep_array = b"[" * (60 * 1024)
-    nested_31 = b'{"municipality_code":"' + code.encode() + b'","access_code":"A","pin":"1","bank":{"holder_kana":' \
-        + b"[" * 31 + b"]" * 31 + b"}}"
+    nested_31 = (
+        b'{"municipality_code":"'
+        + code.encode()
+        + b'","access_code":"A","pin":"1","bank":{"holder_kana":'
+        + b"[" * 31
+        + b"]" * 31
+        + b"}}"
+    )
     bodies: list[tuple[str, bytes, str | None]] = [
         ("empty, no content type", b"", None),
         ("empty JSON", b"", JSON),
@@ -90,16 +164,26 @@ def hostile_bodies(token: str, code: str) -> list[tuple[str, bytes, str | None]]
         ("JSON 5,000-digit number", b'{"municipality_code":1' + b"0" * 5000 + b"}", JSON),
         ("JSON 1e999", b'{"municipality_code":1e999,"bank":{"account_type":1e999}}', JSON),
         ("JSON duplicate keys", b'{"pin":"1","pin":{"pin":[]},"bank":1,"bank":{}}', JSON),
-        ("JSON array", b"[]", JSON), ("JSON string", b'"x"', JSON), ("JSON null", b"null", JSON),
+        ("JSON array", b"[]", JSON),
+        ("JSON string", b'"x"', JSON),
+        ("JSON null", b"null", JSON),
         ("JSON with a BOM", b"\xef\xbb\xbf{}", JSON),
         ("JSON in UTF-16", '{"pin":"1"}'.encode("utf-16"), JSON),
         ("JSON labelled as a form", b'{"csrf_token":"' + token.encode() + b'"}', FORM),
         ("form labelled as JSON", _urlencoded({"csrf_token": token, "pin": "1"}), JSON),
         ("form with an unknown charset", _urlencoded({"csrf_token": token}), FORM + "; charset=x-unknown"),
-        ("invalid UTF-8 form", b"csrf_token=" + token.encode() + b"".join(
-            b"&" + f.encode() + b"=%ff%fe%ed%a0%80\xff\xc0\xaf" for f in FORM_FIELDS), FORM),
-        ("form with every field repeated", _urlencoded([("csrf_token", token)] + [
-            (f, v) for f in FORM_FIELDS for v in ("1", "x", "\x00")] * 8), FORM),
+        (
+            "invalid UTF-8 form",
+            b"csrf_token="
+            + token.encode()
+            + b"".join(b"&" + f.encode() + b"=%ff%fe%ed%a0%80\xff\xc0\xaf" for f in FORM_FIELDS),
+            FORM,
+        ),
+        (
+            "form with every field repeated",
+            _urlencoded([("csrf_token", token)] + [(f, v) for f in FORM_FIELDS for v in ("1", "x", "\x00")] * 8),
+            FORM,
+        ),
         ("form with 2,000 fields", _urlencoded([("csrf_token", token)] + [(f"f{i}", "x") for i in range(2000)]), FORM),
         ("form with one 60 KB field", _urlencoded({"csrf_token": token, "comment": "x" * (60 * 1024)}), FORM),
         ("form with a 60 KB field name", _urlencoded({"csrf_token": token, "x" * (60 * 1024): "1"}), FORM),
@@ -108,8 +192,13 @@ def hostile_bodies(token: str, code: str) -> list[tuple[str, bytes, str | None]]
         ("multipart cut short", _multipart(token)[:200], MULTIPART),
     ]
     for value in HOSTILE_VALUES:
-        bodies.append((f"form, every field {value[:12]!r}",
-                       _urlencoded([("csrf_token", token)] + [(f, value) for f in FORM_FIELDS]), FORM))
+        bodies.append(
+            (
+                f"form, every field {value[:12]!r}",
+                _urlencoded([("csrf_token", token)] + [(f, value) for f in FORM_FIELDS]),
+                FORM,
+            )
+        )
     return bodies
 
 
@@ -119,7 +208,7 @@ def plausible_form(token: str) -> tuple[str, bytes, str]:
 
 @dataclass(frozen=True)
 class Endpoint:
-    path: str                 # with {name} placeholders
+    path: str  # with {name} placeholders
     methods: frozenset[str]
     params: tuple[str, ...]
 
@@ -135,8 +224,9 @@ def endpoints(routes, prefix: str = "") -> list[Endpoint]:
             else:
                 found.append(Endpoint(prefix + route.path + "/{path}", frozenset({"GET", "HEAD"}), ("path",)))
         elif isinstance(route, Route):
-            found.append(Endpoint(prefix + route.path_format, frozenset(route.methods or {"GET"}),
-                                  tuple(route.param_convertors)))
+            found.append(
+                Endpoint(prefix + route.path_format, frozenset(route.methods or {"GET"}), tuple(route.param_convertors))
+            )
         else:
             raise AssertionError(f"{route!r}: a route of a kind this walker cannot fill; teach it")
     return found
@@ -191,9 +281,18 @@ async def world(make_world, app_pool, settings, transfer_date) -> Targets:
         enrol_token = (await enrolment.issue(conn, w.cipher, w.code, w.staff["admin"], victim.staff_id)).token
         [grant_id] = await grants.request(conn, w.code, w.staff["admin"], victim.staff_id, ["drafter"])
     letter = (await make_letters(app_pool, settings.master_key_bytes, w.code, 1))[0]
-    ids = {"code": w.code, "bank_code": "0001", "application_id": str(w.applications[0]),
-           "program_id": str(w.program_id), "batch_id": str(batch_id), "payment_id": str(payment_id),
-           "staff_id": str(victim.staff_id), "path": "kyufu.css", "token": enrol_token, "grant_id": str(grant_id)}
+    ids = {
+        "code": w.code,
+        "bank_code": "0001",
+        "application_id": str(w.applications[0]),
+        "program_id": str(w.program_id),
+        "batch_id": str(batch_id),
+        "payment_id": str(payment_id),
+        "staff_id": str(victim.staff_id),
+        "path": "kyufu.css",
+        "token": enrol_token,
+        "grant_id": str(grant_id),
+    }
     return Targets(w.code, ids, {login: s.staff_id for login, s in w.staff.items()}, letter)
 
 
@@ -274,13 +373,16 @@ async def test_no_route_answers_5xx_to_hostile_input(identity, world, client, ap
                 continue
             # Handlers of GET read the query string, and must ignore a body.
             for value in HOSTILE_VALUES:
-                walk.send("GET", url + "?" + _urlencoded([(q, value) for q in QUERY_FIELDS]).decode(),
-                          f"query {value[:12]!r}")
+                walk.send(
+                    "GET", url + "?" + _urlencoded([(q, value) for q in QUERY_FIELDS]).decode(), f"query {value[:12]!r}"
+                )
             walk.send("GET", url + "?" + _urlencoded(PLAUSIBLE_QUERY).decode(), "plausible query")
             for name, content, ctype in bodies:
                 if name in GET_BODIES:
                     walk.send("GET", url, name, content, ctype)
     errors = sorted({r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR})
-    assert not walk.failures, "\n".join(walk.failures[:80] + ["server log:"] + errors[:40]) + \
-        f"\n({len(walk.failures)} of {walk.requests} requests)"
+    assert not walk.failures, (
+        "\n".join(walk.failures[:80] + ["server log:"] + errors[:40])
+        + f"\n({len(walk.failures)} of {walk.requests} requests)"
+    )
     assert walk.requests > 500, walk.requests

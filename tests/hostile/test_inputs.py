@@ -11,8 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from tests.hostile.helpers import HOSTILE, csrf_from, forget_ip_failures, form, get, no_raw_markup, \
-    resident_sign_in
+from tests.hostile.helpers import HOSTILE, csrf_from, forget_ip_failures, form, get, no_raw_markup, resident_sign_in
 from tests.intake.helpers import application_body, make_letters
 from tests.staff.conftest import PASSWORD
 
@@ -32,8 +31,16 @@ def _set(body: dict, path: tuple[str, ...], value) -> dict:
     return body
 
 
-API_FIELDS = [("municipality_code",), ("access_code",), ("pin",), ("bank", "bank_code"), ("bank", "branch_code"),
-              ("bank", "account_number"), ("bank", "holder_kana"), ("bank", "account_type")]
+API_FIELDS = [
+    ("municipality_code",),
+    ("access_code",),
+    ("pin",),
+    ("bank", "bank_code"),
+    ("bank", "branch_code"),
+    ("bank", "account_number"),
+    ("bank", "holder_kana"),
+    ("bank", "account_type"),
+]
 
 
 def _post_json(client, url: str, body: dict, **headers):
@@ -59,8 +66,11 @@ async def test_every_api_text_field_survives_hostile_strings(client, app_pool, m
     for value in HOSTILE:
         # Raw UTF-8 bytes in the header (what a hostile client can send); CR, LF and NUL cannot be sent.
         raw = value.encode("utf-8", "surrogatepass").translate(None, b"\r\n\x00")[:300] or b"x"
-        r = client.post("/api/v1/applications", content=json.dumps(application_body(letters[1])),
-                        headers={"content-type": "application/json", "Idempotency-Key": raw})
+        r = client.post(
+            "/api/v1/applications",
+            content=json.dumps(application_body(letters[1])),
+            headers={"content-type": "application/json", "Idempotency-Key": raw},
+        )
         assert r.status_code < 500, (value, r.status_code)
         q = raw.decode("latin-1")  # percent-encoded bytes, whatever they are
         assert client.get("/api/v1/banks", params={"q": q}).status_code < 500
@@ -75,18 +85,36 @@ async def test_every_resident_form_field_survives_hostile_strings(client, app_po
     for value in HOSTILE:
         for form_path in ("signin", "status"):
             page = client.get(f"/m/{code}/{form_path}")
-            r = form(client, f"/m/{code}/{form_path}", {"csrf_token": csrf_from(page.text), "access_code": value,
-                                                            "pin": value})
+            r = form(
+                client,
+                f"/m/{code}/{form_path}",
+                {"csrf_token": csrf_from(page.text), "access_code": value, "pin": value},
+            )
             assert r.status_code < 500 and no_raw_markup(r.text), (form_path, value, r.status_code)
     client.cookies.clear()
     await forget_ip_failures(settings.redis_url)
     resident_sign_in(client, code, letters[0])
-    fields = ("bank_code", "branch_code", "account_type", "account_number", "yucho_kigou", "yucho_bangou", "holder_kana")
+    fields = (
+        "bank_code",
+        "branch_code",
+        "account_type",
+        "account_number",
+        "yucho_kigou",
+        "yucho_bangou",
+        "holder_kana",
+    )
     for field in fields:
         for value in HOSTILE:
             page = client.get(f"/m/{code}/bank")
-            data = {"csrf_token": csrf_from(page.text), "bank_code": "0001", "branch_code": "001", "account_type": "1",
-                    "account_number": "1234567", "holder_kana": "ヤマダ タロウ", field: value}
+            data = {
+                "csrf_token": csrf_from(page.text),
+                "bank_code": "0001",
+                "branch_code": "001",
+                "account_type": "1",
+                "account_number": "1234567",
+                "holder_kana": "ヤマダ タロウ",
+                field: value,
+            }
             r = form(client, f"/m/{code}/bank", data)
             assert r.status_code < 500 and no_raw_markup(r.text), (field, value, r.status_code)
             assert r.status_code in (200, 303, 422), (field, value, r.status_code)
@@ -97,8 +125,14 @@ async def test_every_staff_form_field_survives_hostile_strings(client, make_worl
     for field in ("municipality_code", "login", "password", "totp"):
         for value in HOSTILE:
             page = client.get("/staff/login")
-            data = {"csrf_token": csrf_from(page.text), "municipality_code": world.code, "login": "draft",
-                    "password": "wrong", "totp": "000000", field: value}
+            data = {
+                "csrf_token": csrf_from(page.text),
+                "municipality_code": world.code,
+                "login": "draft",
+                "password": "wrong",
+                "totp": "000000",
+                field: value,
+            }
             r = form(client, "/staff/login", data)
             assert r.status_code < 500 and no_raw_markup(r.text), (field, value, r.status_code)
     client.cookies.clear()
@@ -111,28 +145,41 @@ async def test_every_staff_form_field_survives_hostile_strings(client, make_worl
     await redis.delete(IP_KEY + "testclient")
     await redis.aclose()
     page = client.get("/staff/login")
-    r = client.post("/staff/login", data={"csrf_token": csrf_from(page.text), "municipality_code": world.code,
-                                          "login": "admin", "password": PASSWORD, "totp": world.totp_now("admin")})
+    r = client.post(
+        "/staff/login",
+        data={
+            "csrf_token": csrf_from(page.text),
+            "municipality_code": world.code,
+            "login": "admin",
+            "password": PASSWORD,
+            "totp": world.totp_now("admin"),
+        },
+    )
     assert r.status_code == 303
     token = csrf_from(client.get("/staff/").text)
     app_id = world.applications[0]
     for value in HOSTILE:
-        posts = [("/staff/review/search", {"receipt_no": value}),
-                 (f"/staff/applications/{app_id}/decision", {"decision": value, "comment": value}),
-                 ("/staff/admin/staff", {"login": value, "display_name": value, "password": value, "roles": value})]
+        posts = [
+            ("/staff/review/search", {"receipt_no": value}),
+            (f"/staff/applications/{app_id}/decision", {"decision": value, "comment": value}),
+            ("/staff/admin/staff", {"login": value, "display_name": value, "password": value, "roles": value}),
+        ]
         for url, data in posts:
             r = form(client, url, {"csrf_token": token, **data})
             assert r.status_code < 500 and no_raw_markup(r.text), (url, value, r.status_code)
-        for url, params in ((f"/staff/applications/{app_id}", {"purpose": value}),
-                            ("/staff/admin/audit/export", {"format": value})):
+        for url, params in (
+            (f"/staff/applications/{app_id}", {"purpose": value}),
+            ("/staff/admin/audit/export", {"format": value}),
+        ):
             r = get(client, url, params)
             assert r.status_code < 500 and no_raw_markup(r.text), (url, value, r.status_code)
 
 
 def test_oversized_bodies_are_refused_with_413_in_japanese(client):
     big = b"{" + b'"a":"' + b"x" * (70 * 1024) + b'"}'
-    r = client.post("/api/v1/applications", content=big, headers={"content-type": "application/json",
-                                                                    "Idempotency-Key": "k"})
+    r = client.post(
+        "/api/v1/applications", content=big, headers={"content-type": "application/json", "Idempotency-Key": "k"}
+    )
     assert r.status_code == 413 and r.json()["error"]["message"] == "送信された内容が大きすぎます。"
 
     def chunks():  # no Content-Length: the limit applies while streaming
@@ -141,17 +188,29 @@ def test_oversized_bodies_are_refused_with_413_in_japanese(client):
 
     r = client.post("/api/v1/status", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413
-    r = client.post("/m/131016/signin", content=b"a=" + b"x" * (2 * 2**20),
-                    headers={"content-type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        "/m/131016/signin",
+        content=b"a=" + b"x" * (2 * 2**20),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 413 and "送信された内容が大きすぎます。" in r.text
-    r = client.post("/staff/login", content=b"x", headers={"content-length": "-1",
-                                                         "content-type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        "/staff/login",
+        content=b"x",
+        headers={"content-length": "-1", "content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code in (400, 413)
 
 
 def test_traversal_in_paths_and_file_name_parameters_finds_nothing(client):
-    for url in ("/static/../../../../etc/passwd", "/static/%2e%2e/%2e%2e/etc/passwd", "/static/..%2f..%2fapp/settings.py",
-                "/api/v1/banks/..%2f..%2f/branches", "/m/..%2f..%2f/status", "/m/131016/..%2f..%2fstaff/"):
+    for url in (
+        "/static/../../../../etc/passwd",
+        "/static/%2e%2e/%2e%2e/etc/passwd",
+        "/static/..%2f..%2fapp/settings.py",
+        "/api/v1/banks/..%2f..%2f/branches",
+        "/m/..%2f..%2f/status",
+        "/m/131016/..%2f..%2fstaff/",
+    ):
         r = client.get(url)
         assert r.status_code in (400, 404) and "root:" not in r.text and "Settings" not in r.text, (url, r.status_code)
 
@@ -177,19 +236,28 @@ async def test_file_uploads_are_refused_before_any_handler_sees_them(client, mak
     from tests.hostile.helpers import staff_signed_in
 
     world = await make_world(applications=1)
-    body = (b'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
-            b'--b\r\nContent-Disposition: form-data; name="comment"; filename="x.txt"\r\n\r\nx\r\n--b--\r\n')
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="comment"; filename="x.txt"\r\n\r\nx\r\n--b--\r\n'
+    )
     multipart = {"content-type": "multipart/form-data; boundary=b"}
     token = await staff_signed_in(client, app_pool, world.code, world.staff["rev"].staff_id)
-    r = client.post(f"/staff/applications/{world.applications[0]}/decision",
-                    content=body.replace(b"{token}", token.encode()), headers=multipart)
+    r = client.post(
+        f"/staff/applications/{world.applications[0]}/decision",
+        content=body.replace(b"{token}", token.encode()),
+        headers=multipart,
+    )
     assert r.status_code == 400 and "リクエストの形式が正しくありません。" in r.text
     page = client.get(f"/m/{world.code}/signin")
-    r = client.post(f"/m/{world.code}/signin", content=body.replace(b"{token}", csrf_from(page.text).encode()),
-                    headers=multipart)
+    r = client.post(
+        f"/m/{world.code}/signin", content=body.replace(b"{token}", csrf_from(page.text).encode()), headers=multipart
+    )
     assert r.status_code == 400 and "リクエストの形式が正しくありません。" in r.text
     # Text fields in multipart are still read (a browser may send a form that way).
-    text_only = body.split(b"--b\r\nContent-Disposition: form-data; name=\"comment\"")[0] + b"--b--\r\n"
-    r = client.post(f"/staff/applications/{world.applications[0]}/decision",
-                    content=text_only.replace(b"{token}", token.encode()), headers=multipart)
+    text_only = body.split(b'--b\r\nContent-Disposition: form-data; name="comment"')[0] + b"--b--\r\n"
+    r = client.post(
+        f"/staff/applications/{world.applications[0]}/decision",
+        content=text_only.replace(b"{token}", token.encode()),
+        headers=multipart,
+    )
     assert r.status_code == 422 and "判定（decision）" in r.text

@@ -58,23 +58,26 @@ def test_deep_but_allowed_parses_and_one_level_more_does_not():
     assert caught.value.kind == "json_too_deep" and caught.value.status == 422
 
 
-@pytest.mark.parametrize("raw, kind", [
-    (b"[" * (60 * 1024), "json_too_deep"),
-    (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "json_too_deep"),
-    (b'{"a":"\xff\xfe"}', "json_invalid"),
-    ('{"pin":"1"}'.encode("utf-16"), "json_invalid"),
-    (b'{"a":NaN}', "json_invalid"),
-    (b'{"a":-Infinity}', "json_invalid"),
-    (b'{"a":1e999}', "json_invalid"),
-    (b'{"a":1' + b"0" * 5000 + b"}", "json_invalid"),
-    (b'{"a":1,"a":2}', "json_duplicate_key"),
-    (b'{"a":{"b":1,"b":1}}', "json_duplicate_key"),
-    (b"{", "json_invalid"),
-    (b"", "json_invalid"),
-    (b"[]", "model_type"),
-    (b'"{}"', "model_type"),
-    (b"null", "model_type"),
-])
+@pytest.mark.parametrize(
+    "raw, kind",
+    [
+        (b"[" * (60 * 1024), "json_too_deep"),
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "json_too_deep"),
+        (b'{"a":"\xff\xfe"}', "json_invalid"),
+        ('{"pin":"1"}'.encode("utf-16"), "json_invalid"),
+        (b'{"a":NaN}', "json_invalid"),
+        (b'{"a":-Infinity}', "json_invalid"),
+        (b'{"a":1e999}', "json_invalid"),
+        (b'{"a":1' + b"0" * 5000 + b"}", "json_invalid"),
+        (b'{"a":1,"a":2}', "json_duplicate_key"),
+        (b'{"a":{"b":1,"b":1}}', "json_duplicate_key"),
+        (b"{", "json_invalid"),
+        (b"", "json_invalid"),
+        (b"[]", "model_type"),
+        (b'"{}"', "model_type"),
+        (b"null", "model_type"),
+    ],
+)
 def test_unreadable_bodies_are_refused_with_the_reason(raw, kind):
     with pytest.raises(JsonBodyInvalid) as caught:
         parse_json_object(raw)
@@ -89,14 +92,17 @@ def test_brackets_inside_strings_do_not_count():
 
 
 @pytest.mark.parametrize("url", ["/api/v1/applications", "/api/v1/status"])
-@pytest.mark.parametrize("raw, kind", [
-    (b"[" * (60 * 1024), "json_too_deep"),
-    (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "json_too_deep"),
-    (b'{"municipality_code":"\xed\xa0\x80"}', "json_invalid"),
-    (b'{"pin":NaN}', "json_invalid"),
-    (b'{"pin":"1","pin":"2"}', "json_duplicate_key"),
-    (b"[1]", "model_type"),
-])
+@pytest.mark.parametrize(
+    "raw, kind",
+    [
+        (b"[" * (60 * 1024), "json_too_deep"),
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "json_too_deep"),
+        (b'{"municipality_code":"\xed\xa0\x80"}', "json_invalid"),
+        (b'{"pin":NaN}', "json_invalid"),
+        (b'{"pin":"1","pin":"2"}', "json_duplicate_key"),
+        (b"[1]", "model_type"),
+    ],
+)
 def test_the_api_answers_422_in_japanese_with_its_error_shape(client, url, raw, kind):
     r = client.post(url, content=raw, headers={"content-type": "application/json", "Idempotency-Key": "k"})
     assert r.status_code == 422, (r.status_code, r.text[:300])
@@ -116,8 +122,11 @@ async def test_deep_but_allowed_values_in_fields_are_validation_errors(client, a
     body = application_body(letter)
     body["bank"]["holder_kana"] = nested
     body["pin"] = {"a": {"b": [[["1"]]]}}
-    r = client.post("/api/v1/applications", content=json.dumps(body),
-                    headers={"content-type": "application/json", "Idempotency-Key": uuid.uuid4().hex})
+    r = client.post(
+        "/api/v1/applications",
+        content=json.dumps(body),
+        headers={"content-type": "application/json", "Idempotency-Key": uuid.uuid4().hex},
+    )
     assert r.status_code == 422, r.text[:300]
     locs = {tuple(e["loc"]) for e in r.json()["error"]["errors"]}
     assert ("pin",) in locs and ("bank", "holder_kana") in locs

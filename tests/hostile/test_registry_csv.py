@@ -31,13 +31,19 @@ def _huge_field() -> bytes:
 CASES = {
     # name: (builder, reason codes any of which is acceptable)
     "utf16": (lambda: _valid().decode().encode("utf-16"), {"encoding"}),
-    "euc_jp_in_body_after_ascii_header": (lambda: HEADER + b"\r\n" + residents_csv(GOOD).split(b"\r\n", 1)[1]
-                                          .decode().encode("euc_jp"), {"encoding", "not_katakana", "column_count"}),
-    "truncated_mid_line": (lambda: _valid()[: len(_valid()) - 40], {"column_count", "required", "bad_date", "digits",
-                                                                      "encoding"}),
+    "euc_jp_in_body_after_ascii_header": (
+        lambda: HEADER + b"\r\n" + residents_csv(GOOD).split(b"\r\n", 1)[1].decode().encode("euc_jp"),
+        {"encoding", "not_katakana", "column_count"},
+    ),
+    "truncated_mid_line": (
+        lambda: _valid()[: len(_valid()) - 40],
+        {"column_count", "required", "bad_date", "digits", "encoding"},
+    ),
     "truncated_mid_character": (lambda: _valid()[: _valid().rindex("ヤ".encode()) + 1], {"encoding", "column_count"}),
-    "a_million_header_columns": (lambda: b",".join(b"c%d" % i for i in range(10**6)) + b"\r\n1\r\n",
-                                 {"unknown_column", "missing_column"}),
+    "a_million_header_columns": (
+        lambda: b",".join(b"c%d" % i for i in range(10**6)) + b"\r\n1\r\n",
+        {"unknown_column", "missing_column"},
+    ),
     "a_million_columns_in_a_row": (lambda: HEADER + b"\r\n" + b"x," * 10**6 + b"x\r\n", {"column_count"}),
     "nul_byte_in_a_field": (lambda: _valid().replace("山田".encode(), "山\x00田".encode(), 1), {"encoding"}),
     "nul_bytes_everywhere": (lambda: b"\x00" * 1_000_000, {"encoding", "unknown_column", "missing_column"}),
@@ -53,8 +59,10 @@ MAX_RSS_GROWTH = 600 * 2**20
 
 async def _rows(app_pool, code):
     async with tenant_transaction(app_pool, code) as conn:
-        return (await conn.fetchval("SELECT count(*) FROM residents"),
-                await conn.fetchval("SELECT count(*) FROM registry_snapshots"))
+        return (
+            await conn.fetchval("SELECT count(*) FROM residents"),
+            await conn.fetchval("SELECT count(*) FROM registry_snapshots"),
+        )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -39,8 +39,14 @@ def errors_are_in_japanese(ctx, response, case):
     return None
 
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance, errors_are_in_japanese]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    errors_are_in_japanese,
+]
 # 4 operations x 2 modes x 250 = 2,000 generated cases; about 30-60 s on the shared 2-core machine.
 EXAMPLES_PER_OPERATION_AND_MODE = 250
 SEED = 20260701
@@ -75,13 +81,18 @@ def _operations(base_url: str):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
-async def test_generated_requests_get_no_server_error_and_match_the_document(live_server, mode, app_pool,
-                                                                          municipality, settings):
+async def test_generated_requests_get_no_server_error_and_match_the_document(
+    live_server, mode, app_pool, municipality, settings
+):
     code = await municipality()
     letters = await make_letters(app_pool, settings.master_key_bytes, code, 40)
     operations = _operations(live_server)
-    assert {op.path for op in operations} == {"/api/v1/applications", "/api/v1/status", "/api/v1/banks",
-                                              "/api/v1/banks/{bank_code}/branches"}
+    assert {op.path for op in operations} == {
+        "/api/v1/applications",
+        "/api/v1/status",
+        "/api/v1/banks",
+        "/api/v1/banks/{bank_code}/branches",
+    }
     # Each case comes from its own documentation address (X-Forwarded-For, trusted from loopback by
     # uvicorn), so the per-address sign-in limit (429, documented) does not hide the deeper paths.
     addresses = (f"198.51.100.{i % 250 + 1}" for i in itertools.count())
@@ -89,15 +100,22 @@ async def test_generated_requests_get_no_server_error_and_match_the_document(liv
     statuses: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     refusals: collections.Counter[str] = collections.Counter()
     for op in operations:
+
         @seed(SEED)
-        @hypothesis_settings(max_examples=EXAMPLES_PER_OPERATION_AND_MODE, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck), derandomize=False)
+        @hypothesis_settings(
+            max_examples=EXAMPLES_PER_OPERATION_AND_MODE,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=False,
+        )
         @given(case=op.as_strategy(generation_mode=mode))
         def run(case):
             calls["n"] += 1
             _steer(case, calls["n"], code, letters)
-            response = case.call_and_validate(base_url=live_server, checks=CHECKS, timeout=10,
-                                              headers={"X-Forwarded-For": next(addresses)})
+            response = case.call_and_validate(
+                base_url=live_server, checks=CHECKS, timeout=10, headers={"X-Forwarded-For": next(addresses)}
+            )
             statuses[case.operation.label][response.status_code] += 1
             if response.status_code == 422:
                 refusals.update(e["type"] for e in response.json()["error"].get("errors", []))

@@ -44,8 +44,16 @@ def _param_routes(app) -> list[Route]:
 
 def _staff_login(client, code, login_name="admin", totp=""):
     page = client.get("/staff/login")
-    return client.post("/staff/login", data={"csrf_token": csrf_from(page.text), "municipality_code": code,
-                                             "login": login_name, "password": PASSWORD, "totp": totp})
+    return client.post(
+        "/staff/login",
+        data={
+            "csrf_token": csrf_from(page.text),
+            "municipality_code": code,
+            "login": login_name,
+            "password": PASSWORD,
+            "totp": totp,
+        },
+    )
 
 
 async def test_every_identifier_route_refuses_another_municipality(client, app_pool, settings, make_world):
@@ -69,9 +77,17 @@ async def _cross_tenant(stack, client, app_pool, settings, make_world):
     staff_client = stack.enter_context(TestClient(create_app(settings), follow_redirects=False))
     assert _staff_login(staff_client, a.code, totp=a.totp_now("admin")).status_code == 303
     staff_params = {r.path for r in staff_routes(settings) if r.param_convertors}
-    b_ids = {"code": b.code, "bank_code": "0001", "application_id": b.applications[0], "program_id": b.program_id,
-             "batch_id": 1, "payment_id": 1, "staff_id": b.staff["rev"].staff_id, "grant_id": 1,
-             "token": "A" * 43}
+    b_ids = {
+        "code": b.code,
+        "bank_code": "0001",
+        "application_id": b.applications[0],
+        "program_id": b.program_id,
+        "batch_id": 1,
+        "payment_id": 1,
+        "staff_id": b.staff["rev"].staff_id,
+        "grant_id": 1,
+        "token": "A" * 43,
+    }
     checked = 0
     # Sign-out last: posting it (with the session's own CSRF token) legitimately ends A's session.
     for route in sorted(_param_routes(client.app), key=lambda r: r.path.endswith("/signout")):
@@ -87,13 +103,19 @@ async def _cross_tenant(stack, client, app_pool, settings, make_world):
         url = route.path_format.format(**b_ids)
         for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
             for who, c in (("resident", client), ("staff", staff_client)):
-                r = c.get(url) if method == "GET" else c.post(url, data={"csrf_token": token, "bank_code": "0001",
-                                                                         "access_code": "", "pin": ""})
+                r = (
+                    c.get(url)
+                    if method == "GET"
+                    else c.post(url, data={"csrf_token": token, "bank_code": "0001", "access_code": "", "pin": ""})
+                )
                 checked += 1
                 assert r.status_code < 500, (who, method, url, r.status_code)
                 assert not any(m in r.text for m in secret_marks[:1]), (who, method, url)
-                if "code" in params and method == "GET" and route.path.rsplit("/", 1)[-1] in (
-                        "household", "bank", "confirm", "receipt"):
+                if (
+                    "code" in params
+                    and method == "GET"
+                    and route.path.rsplit("/", 1)[-1] in ("household", "bank", "confirm", "receipt")
+                ):
                     assert r.status_code == 303 and r.headers["location"] == f"/m/{b.code}/signin", (who, url)
                 if route.path.startswith("/staff/") and not public_staff and who == "resident":
                     assert r.status_code in (303, 401, 403), (method, url, r.status_code)
@@ -111,8 +133,9 @@ async def test_forged_csrf_tokens_are_refused(client, app_pool, settings, make_w
     client.cookies.clear()
     client.cookies.update(cookies)
     for forged in ("", "x", real[:-1] + ("A" if real[-1] != "A" else "B"), other_token, real + "=", "\x00" + real):
-        r = client.post(f"/m/{code}/signin", data={"csrf_token": forged, "access_code": letter.access_code,
-                                                    "pin": letter.pin})
+        r = client.post(
+            f"/m/{code}/signin", data={"csrf_token": forged, "access_code": letter.access_code, "pin": letter.pin}
+        )
         assert r.status_code == 403, (forged, r.status_code)
     r = client.post(f"/m/{code}/signin", data={"access_code": letter.access_code, "pin": letter.pin})
     assert r.status_code == 403
@@ -120,8 +143,9 @@ async def test_forged_csrf_tokens_are_refused(client, app_pool, settings, make_w
     staff = client
     staff.cookies.clear()
     staff.get("/staff/login")
-    r = staff.post("/staff/login", data={"csrf_token": "0" * 64, "municipality_code": code, "login": "rev",
-                                         "password": PASSWORD})
+    r = staff.post(
+        "/staff/login", data={"csrf_token": "0" * 64, "municipality_code": code, "login": "rev", "password": PASSWORD}
+    )
     assert r.status_code == 403
     assert _staff_login(staff, code, "rev").status_code == 303
     good = csrf_from(staff.get("/staff/").text)

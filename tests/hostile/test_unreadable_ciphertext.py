@@ -44,13 +44,16 @@ def _logged(caplog) -> str:
 
 
 @pytest.mark.parametrize("damage", ["another row's", "one bit flipped", "truncated", "another key version"])
-async def test_the_review_view_explains_and_the_reviewer_cannot_approve(damage, make_world, client, app_pool,
-                                                                        caplog):
+async def test_the_review_view_explains_and_the_reviewer_cannot_approve(damage, make_world, client, app_pool, caplog):
     world = await make_world(applications=1)
     code, app_id = world.code, world.applications[0]
     async with tenant_transaction(app_pool, code) as conn:
-        await conn.execute("UPDATE applications SET account_number_enc = $3 WHERE municipality_code = $1"
-                           " AND application_id = $2", code, app_id, _corruptions(world, app_id)[damage])
+        await conn.execute(
+            "UPDATE applications SET account_number_enc = $3 WHERE municipality_code = $1 AND application_id = $2",
+            code,
+            app_id,
+            _corruptions(world, app_id)[damage],
+        )
     token = await staff_signed_in(client, app_pool, code, world.staff["rev"].staff_id)
     with caplog.at_level(logging.INFO):
         page = client.get(f"/staff/applications/{app_id}", params={"purpose": "review"})
@@ -62,32 +65,46 @@ async def test_the_review_view_explains_and_the_reviewer_cannot_approve(damage, 
         assert r.status_code == 409 and BANK_UNREADABLE in r.text
         async with tenant_transaction(app_pool, code) as conn:
             status = await conn.fetchval("SELECT status FROM applications WHERE application_id = $1", app_id)
-            viewed = await conn.fetchval("SELECT details FROM audit_log WHERE action = 'personal_data.view'"
-                                         " AND object_id = $1", str(app_id))
+            viewed = await conn.fetchval(
+                "SELECT details FROM audit_log WHERE action = 'personal_data.view' AND object_id = $1", str(app_id)
+            )
         assert status == "needs_review" and "bank_unreadable" in str(viewed)
-        r = client.post(f"/staff/applications/{app_id}/decision",
-                        data={"csrf_token": token, "decision": "reject", "comment": "口座情報の破損"})
+        r = client.post(
+            f"/staff/applications/{app_id}/decision",
+            data={"csrf_token": token, "decision": "reject", "comment": "口座情報の破損"},
+        )
         assert r.status_code == 303
     logged = _logged(caplog)
     assert "DecryptionError" in logged and f"application {app_id}" in logged
     assert ACCOUNT not in logged and HOLDER not in logged
 
 
-async def test_drafting_refuses_naming_the_receipt_and_creates_nothing(make_world, client, app_pool, transfer_date,
-                                                                      caplog):
+async def test_drafting_refuses_naming_the_receipt_and_creates_nothing(
+    make_world, client, app_pool, transfer_date, caplog
+):
     world = await make_world(applications=3, status="approved")
     code, broken = world.code, world.applications[1]
     async with tenant_transaction(app_pool, code) as conn:
         await add_bank_settings(conn, code)
-        await conn.execute("UPDATE applications SET holder_kana_enc = $3 WHERE municipality_code = $1"
-                           " AND application_id = $2", code, broken, b"\x01")
+        await conn.execute(
+            "UPDATE applications SET holder_kana_enc = $3 WHERE municipality_code = $1 AND application_id = $2",
+            code,
+            broken,
+            b"\x01",
+        )
         receipt = await conn.fetchval("SELECT receipt_no FROM applications WHERE application_id = $1", broken)
     token = await staff_signed_in(client, app_pool, code, world.staff["draft"].staff_id)
     assert client.get(f"/staff/programs/{world.program_id}/draft").status_code == 200
     with caplog.at_level(logging.INFO):
-        r = client.post(f"/staff/programs/{world.program_id}/draft", data={
-            "csrf_token": token, "transfer_date": transfer_date.isoformat(), "expected_count": "3",
-            "expected_total_yen": "300000"})
+        r = client.post(
+            f"/staff/programs/{world.program_id}/draft",
+            data={
+                "csrf_token": token,
+                "transfer_date": transfer_date.isoformat(),
+                "expected_count": "3",
+                "expected_total_yen": "300000",
+            },
+        )
     assert r.status_code == 409 and BANK_UNREADABLE in r.text and receipt in r.text
     async with tenant_transaction(app_pool, code) as conn:
         assert await conn.fetchval("SELECT count(*) FROM payments") == 0
@@ -96,17 +113,22 @@ async def test_drafting_refuses_naming_the_receipt_and_creates_nothing(make_worl
     assert "DecryptionError" in logged and ACCOUNT not in logged and HOLDER not in logged
 
 
-async def test_the_approver_sees_which_payment_is_unreadable_instead_of_a_hash(make_world, client, app_pool,
-                                                                              transfer_date, caplog, settings):
+async def test_the_approver_sees_which_payment_is_unreadable_instead_of_a_hash(
+    make_world, client, app_pool, transfer_date, caplog, settings
+):
     world = await make_world(applications=2, status="approved")
     code = world.code
     async with tenant_transaction(app_pool, code) as conn:
         await add_bank_settings(conn, code)
-        batch_id = await batches.draft_batch(conn, world.cipher, code, world.staff["draft"], world.program_id,
-                                             transfer_date)
+        batch_id = await batches.draft_batch(
+            conn, world.cipher, code, world.staff["draft"], world.program_id, transfer_date
+        )
         payment_id = await conn.fetchval("SELECT min(payment_id) FROM payments WHERE batch_id = $1", batch_id)
-        await conn.execute("UPDATE payments SET bank_enc = $2 WHERE payment_id = $1", payment_id,
-                           world.cipher.encrypt("payments", "bank", payment_id + 10_000, ACCOUNT + "\x00" + HOLDER))
+        await conn.execute(
+            "UPDATE payments SET bank_enc = $2 WHERE payment_id = $1",
+            payment_id,
+            world.cipher.encrypt("payments", "bank", payment_id + 10_000, ACCOUNT + "\x00" + HOLDER),
+        )
     with caplog.at_level(logging.INFO):
         assert await run_payout_jobs(app_pool, settings, code) == ["refused"]  # the worker's hash job
     token = await staff_signed_in(client, app_pool, code, world.staff["appr"].staff_id)
@@ -120,9 +142,9 @@ async def test_the_approver_sees_which_payment_is_unreadable_instead_of_a_hash(m
     assert "DecryptionError" in logged and ACCOUNT not in logged and HOLDER not in logged
 
 
-
-async def test_an_approvers_unreadable_totp_secret_fails_the_sign_in_without_a_500(make_world, client, app_pool,
-                                                                                  caplog):
+async def test_an_approvers_unreadable_totp_secret_fails_the_sign_in_without_a_500(
+    make_world, client, app_pool, caplog
+):
     """A TOTP secret that no longer decrypts (damaged row, wrong key after a restore) is a failed sign-in,
     recorded in the audit log, not a 500 (found in the issue 12 review)."""
     from tests.staff.conftest import PASSWORD
@@ -132,14 +154,21 @@ async def test_an_approvers_unreadable_totp_secret_fails_the_sign_in_without_a_5
     approver = world.staff["appr"]
     async with tenant_transaction(app_pool, world.code) as conn:
         good = await conn.fetchval("SELECT totp_secret FROM staff_users WHERE staff_id = $1", approver.staff_id)
-        await conn.execute("UPDATE staff_users SET totp_secret = $2 WHERE staff_id = $1", approver.staff_id,
-                           good[:-1] + bytes([good[-1] ^ 1]))
+        await conn.execute(
+            "UPDATE staff_users SET totp_secret = $2 WHERE staff_id = $1",
+            approver.staff_id,
+            good[:-1] + bytes([good[-1] ^ 1]),
+        )
     caplog.set_level(logging.INFO)
     r = login(client, world.code, "appr", PASSWORD, world.totp_now("appr"))
     assert r.status_code == 401, r.status_code
     assert world.totp["appr"] not in _logged(caplog)
     async with tenant_transaction(app_pool, world.code, readonly=True) as conn:
-        reasons = [d["reason"] for d in await conn.fetch(
-            "SELECT details::jsonb->>'reason' AS reason FROM audit_log WHERE action = 'login.failed' AND object_id = $1",
-            str(approver.staff_id))]
+        reasons = [
+            d["reason"]
+            for d in await conn.fetch(
+                "SELECT details::jsonb->>'reason' AS reason FROM audit_log WHERE action = 'login.failed' AND object_id = $1",
+                str(approver.staff_id),
+            )
+        ]
     assert reasons == ["totp_unreadable"]

@@ -59,8 +59,9 @@ def access_code() -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(12))
 
 
-async def make_letters(db, master_key: bytes, code: str, n: int = 1, *, pin: str | None = None,
-                       program_id: int | None = None) -> list[LetterForTest]:
+async def make_letters(
+    db, master_key: bytes, code: str, n: int = 1, *, pin: str | None = None, program_id: int | None = None
+) -> list[LetterForTest]:
     """n households of two, each with an open entitlement and a valid letter (one transaction)."""
     import datetime as dt
 
@@ -76,8 +77,10 @@ async def make_letters(db, master_key: bytes, code: str, n: int = 1, *, pin: str
         heads, spouses = drawn[:n], drawn[n:]
         rcs, hhs, rels, is_head, givens, kanas, born = [], [], [], [], [], [], []
         for hh, head, spouse in zip(households, heads, spouses):
-            for rc, rel, h, g, k, b in ((head, "世帯主", True, "太郎", "タロウ", dt.date(1980, 4, 1)),
-                                        (spouse, "妻", False, "花子", "ハナコ", dt.date(1982, 6, 1))):
+            for rc, rel, h, g, k, b in (
+                (head, "世帯主", True, "太郎", "タロウ", dt.date(1980, 4, 1)),
+                (spouse, "妻", False, "花子", "ハナコ", dt.date(1982, 6, 1)),
+            ):
                 rcs.append(rc), hhs.append(hh), rels.append(rel), is_head.append(h), givens.append(g)
                 kanas.append(k), born.append(b)
         await conn.execute(INSERT_RESIDENTS, code, snap, rcs, hhs, rels, is_head, givens, kanas, born)
@@ -86,19 +89,29 @@ async def make_letters(db, master_key: bytes, code: str, n: int = 1, *, pin: str
         ent_ids = [by_hh[h] for h in households]
         codes = [access_code() for _ in range(n)]
         pins = [pin or f"{secrets.randbelow(10**6):06d}" for _ in range(n)]
-        rows = await conn.fetch(INSERT_LETTERS, code, ent_ids, codes,
-                                [pin_hash(key, c, p) for c, p in zip(codes, pins)])
+        rows = await conn.fetch(
+            INSERT_LETTERS, code, ent_ids, codes, [pin_hash(key, c, p) for c, p in zip(codes, pins)]
+        )
         letter_by_ent = {r["entitlement_id"]: r["letter_id"] for r in rows}
     return [LetterForTest(code, c, p, e, letter_by_ent[e], program_id) for c, p, e in zip(codes, pins, ent_ids)]
 
 
 def bank_body(**overrides) -> dict:
-    body = {"bank_code": "0001", "branch_code": "001", "account_type": 1, "account_number": "1234567",
-            "holder_kana": "ヤマダ タロウ"}
+    body = {
+        "bank_code": "0001",
+        "branch_code": "001",
+        "account_type": 1,
+        "account_number": "1234567",
+        "holder_kana": "ヤマダ タロウ",
+    }
     body.update(overrides)
     return body
 
 
 def application_body(letter: LetterForTest, **bank) -> dict:
-    return {"municipality_code": letter.code, "access_code": letter.access_code, "pin": letter.pin,
-            "bank": bank_body(**bank)}
+    return {
+        "municipality_code": letter.code,
+        "access_code": letter.access_code,
+        "pin": letter.pin,
+        "bank": bank_body(**bank),
+    }

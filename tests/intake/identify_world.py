@@ -59,16 +59,49 @@ class Person:
 PEOPLE = [
     Person("taro", "H1", True, "ヤマダ", "タロウ", dt.date(1980, 4, 1), "九段南1丁目2番3号"),
     Person("hanako", "H1", False, "ヤマダ", "ハナコ", dt.date(1982, 6, 1), "九段南1丁目2番3号"),
-    Person("moved_out", "H1", False, "ヤマダ", "ジロウ", dt.date(2000, 1, 1), "九段南1丁目2番3号",
-           removed_on=dt.date(2025, 12, 1)),
-    Person("removed_on_base", "H1", False, "ヤマダ", "サブロウ", dt.date(2001, 1, 1), "九段南1丁目2番3号",
-           removed_on=BASE_DATE),
-    Person("moved_in_late", "H1", False, "ヤマダ", "シロウ", dt.date(2002, 1, 1), "九段南1丁目2番3号",
-           moved_in_on=dt.date(2026, 2, 1)),
+    Person(
+        "moved_out",
+        "H1",
+        False,
+        "ヤマダ",
+        "ジロウ",
+        dt.date(2000, 1, 1),
+        "九段南1丁目2番3号",
+        removed_on=dt.date(2025, 12, 1),
+    ),
+    Person(
+        "removed_on_base",
+        "H1",
+        False,
+        "ヤマダ",
+        "サブロウ",
+        dt.date(2001, 1, 1),
+        "九段南1丁目2番3号",
+        removed_on=BASE_DATE,
+    ),
+    Person(
+        "moved_in_late",
+        "H1",
+        False,
+        "ヤマダ",
+        "シロウ",
+        dt.date(2002, 1, 1),
+        "九段南1丁目2番3号",
+        moved_in_on=dt.date(2026, 2, 1),
+    ),
     Person("ken", "H2", True, "サトウ", "ケン", dt.date(1975, 1, 2), "富士見2-10-1"),
     # 世帯分離 after 基準日: now heads H2b, but was in H2 on 基準日, so H2's entitlement is hers.
-    Person("yui", "H2b", True, "サトウ", "ユイ", dt.date(2004, 3, 3), "富士見2-10-1",
-           prev_household="H2", household_changed_on=dt.date(2026, 3, 1)),
+    Person(
+        "yui",
+        "H2b",
+        True,
+        "サトウ",
+        "ユイ",
+        dt.date(2004, 3, 3),
+        "富士見2-10-1",
+        prev_household="H2",
+        household_changed_on=dt.date(2026, 3, 1),
+    ),
     # Namesakes born the same day in two households: the address tells them apart.
     Person("jiro_101", "H3", True, "タナカ", "ジロウ", dt.date(1990, 9, 9), "飯田橋3-1-1 コーポ飯田101号室"),
     Person("jiro_202", "H4", True, "タナカ", "ジロウ", dt.date(1990, 9, 9), "飯田橋3-1-1 コーポ飯田202号室"),
@@ -86,8 +119,8 @@ class World:
     program_id: int
     letter_program_id: int
     snapshot_id: int
-    residents: dict[str, str] = field(default_factory=dict)      # person key -> 住民票コード
-    entitlements: dict[str, int] = field(default_factory=dict)   # household -> entitlement id
+    residents: dict[str, str] = field(default_factory=dict)  # person key -> 住民票コード
+    entitlements: dict[str, int] = field(default_factory=dict)  # household -> entitlement id
     access_code: str = ""
     pin: str = ""
 
@@ -97,26 +130,56 @@ async def make_world(db, master_key: bytes, code: str) -> World:
     for H1 (the cross-channel case), and a 確認書型 program over the same households."""
     async with tenant_transaction(db, code) as conn:
         program_id = await conn.fetchval(INSERT_PROGRAM, code, "生活支援給付金（申請型）", BASE_DATE, "application")
-        letter_program_id = await conn.fetchval(INSERT_PROGRAM, code, "物価高騰対策給付金（確認書型）", BASE_DATE, "letter")
+        letter_program_id = await conn.fetchval(
+            INSERT_PROGRAM, code, "物価高騰対策給付金（確認書型）", BASE_DATE, "letter"
+        )
         snap = await conn.fetchval(INSERT_SNAPSHOT, code, secrets.token_hex(32))
         world = World(code, program_id, letter_program_id, snap)
         for p in PEOPLE:
             rc = f"{secrets.randbelow(10**11):011d}"
             world.residents[p.key] = rc
-            await conn.execute(INSERT_RESIDENT, code, snap, rc, p.household, "世帯主" if p.head else "世帯員", p.head,
-                               p.family_kana, p.given_kana, p.birth, p.address, p.moved_in_on, p.removed_on,
-                               "転出" if p.removed_on else None, p.prev_household, p.household_changed_on)
-        heads = {"H1": "taro", "H2": "ken", "H3": "jiro_101", "H4": "jiro_202", "H5": "ichiro_a", "H6": "ichiro_b",
-                 "H7": "gone"}
+            await conn.execute(
+                INSERT_RESIDENT,
+                code,
+                snap,
+                rc,
+                p.household,
+                "世帯主" if p.head else "世帯員",
+                p.head,
+                p.family_kana,
+                p.given_kana,
+                p.birth,
+                p.address,
+                p.moved_in_on,
+                p.removed_on,
+                "転出" if p.removed_on else None,
+                p.prev_household,
+                p.household_changed_on,
+            )
+        heads = {
+            "H1": "taro",
+            "H2": "ken",
+            "H3": "jiro_101",
+            "H4": "jiro_202",
+            "H5": "ichiro_a",
+            "H6": "ichiro_b",
+            "H7": "gone",
+        }
         for hh, head in heads.items():
             status = "withdrawn" if hh == "H7" else "open"
-            world.entitlements[hh] = await conn.fetchval(INSERT_ENTITLEMENT, code, program_id, snap, hh,
-                                                          world.residents[head], status)
+            world.entitlements[hh] = await conn.fetchval(
+                INSERT_ENTITLEMENT, code, program_id, snap, hh, world.residents[head], status
+            )
             await conn.execute(INSERT_ENTITLEMENT, code, letter_program_id, snap, hh, world.residents[head], "open")
         world.access_code, world.pin = access_code(), f"{secrets.randbelow(10**6):06d}"
         key = pin_key(await load_field_cipher(conn, master_key, code))
-        await conn.execute(INSERT_LETTER, code, world.entitlements["H1"], world.access_code,
-                           pin_hash(key, world.access_code, world.pin))
+        await conn.execute(
+            INSERT_LETTER,
+            code,
+            world.entitlements["H1"],
+            world.access_code,
+            pin_hash(key, world.access_code, world.pin),
+        )
     return world
 
 
@@ -136,9 +199,14 @@ def typed(person: Person, **overrides) -> dict[str, str]:
     """The form as a resident fills it in: the address with prefecture and municipality (the world's
     municipality is named 千代田区), full-width digits and hyphens, a space."""
     wide = str.maketrans("0123456789-", "０１２３４５６７８９－")
-    form = {"family_kana": person.family_kana, "given_kana": person.given_kana, "birth_year": str(person.birth.year),
-            "birth_month": str(person.birth.month), "birth_day": str(person.birth.day),
-            "address": "東京都 千代田区" + person.address.translate(wide)}
+    form = {
+        "family_kana": person.family_kana,
+        "given_kana": person.given_kana,
+        "birth_year": str(person.birth.year),
+        "birth_month": str(person.birth.month),
+        "birth_day": str(person.birth.day),
+        "address": "東京都 千代田区" + person.address.translate(wide),
+    }
     form.update(overrides)
     return form
 
@@ -161,12 +229,20 @@ async def apply(client, world: World, holder_kana: str = "ヤマダ タロウ") 
     base = f"/m/{world.code}"
     bank = await client.get(base + "/bank")
     assert bank.status_code == 200, bank.status_code
-    r = await client.post(base + "/bank", data={"csrf_token": csrf(bank.text), "bank_code": "0001", "branch_code": "001",
-                                                "account_type": "1", "account_number": "1234567",
-                                                "holder_kana": holder_kana})
+    r = await client.post(
+        base + "/bank",
+        data={
+            "csrf_token": csrf(bank.text),
+            "bank_code": "0001",
+            "branch_code": "001",
+            "account_type": "1",
+            "account_number": "1234567",
+            "holder_kana": holder_kana,
+        },
+    )
     assert r.status_code == 303 and r.headers["location"] == base + "/confirm", (r.status_code, r.text[:300])
     confirm = await client.get(base + "/confirm")
-    if confirm.status_code == 303:   # an active application exists: straight to its receipt
+    if confirm.status_code == 303:  # an active application exists: straight to its receipt
         assert confirm.headers["location"] == base + "/receipt"
     else:
         r = await client.post(base + "/confirm", data={"csrf_token": csrf(confirm.text)})

@@ -38,22 +38,28 @@ async def counts(app_pool, code, entitlement_id):
 async def test_submit_writes_application_encrypted_with_outbox_row(client, app_pool, settings, municipality):
     code = await municipality()
     [letter] = await make_letters(app_pool, settings.master_key_bytes, code)
-    r = await client.post("/api/v1/applications", json=application_body(letter, holder_kana="やまだ　たろう"),
-                          headers=key())
+    r = await client.post(
+        "/api/v1/applications", json=application_body(letter, holder_kana="やまだ　たろう"), headers=key()
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["status"] == "received" and body["duplicate"] is False and len(body["receipt_no"]) == 11
     async with tenant_transaction(app_pool, code, readonly=True) as conn:
         app = await conn.fetchrow("SELECT * FROM applications WHERE entitlement_id = $1", letter.entitlement_id)
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
-        job = await conn.fetchrow("SELECT job_id, args FROM outbox WHERE job_id = $1",
-                                  f"verify:{code}:{app['application_id']}")
-        ent_status = await conn.fetchval("SELECT status FROM entitlements WHERE entitlement_id = $1",
-                                         letter.entitlement_id)
+        job = await conn.fetchrow(
+            "SELECT job_id, args FROM outbox WHERE job_id = $1", f"verify:{code}:{app['application_id']}"
+        )
+        ent_status = await conn.fetchval(
+            "SELECT status FROM entitlements WHERE entitlement_id = $1", letter.entitlement_id
+        )
     assert app["channel"] == "online" and app["status"] == "received"
     assert app["receipt_no"] == body["receipt_no"] == receipt_number(receipt_key(cipher.key), app["application_id"])
     assert b"1234567" not in app["account_number_enc"]
-    assert cipher.decrypt_str("applications", "account_number", app["application_id"], app["account_number_enc"]) == "1234567"
+    assert (
+        cipher.decrypt_str("applications", "account_number", app["application_id"], app["account_number_enc"])
+        == "1234567"
+    )
     assert cipher.decrypt_str("applications", "holder_kana", app["application_id"], app["holder_kana_enc"]) == "ﾔﾏﾀﾞ ﾀﾛｳ"
     assert job is not None and job["args"] == f'["{code}", {app["application_id"]}]'
     assert ent_status == "claimed"
@@ -67,7 +73,9 @@ async def test_same_key_same_body_replays_and_different_body_is_422(client, app_
     again = await client.post("/api/v1/applications", json=application_body(letter), headers=h)
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
-    other = await client.post("/api/v1/applications", json=application_body(letter, account_number="7654321"), headers=h)
+    other = await client.post(
+        "/api/v1/applications", json=application_body(letter, account_number="7654321"), headers=h
+    )
     assert other.status_code == 422
     assert other.json()["error"]["type"] == "key_reused"
     assert (await counts(app_pool, code, letter.entitlement_id))["apps"] == 1
@@ -77,8 +85,9 @@ async def test_concurrent_duplicates_of_one_key_make_one_application(client, app
     code = await municipality()
     [letter] = await make_letters(app_pool, settings.master_key_bytes, code)
     h = key()
-    results = await asyncio.gather(*[
-        client.post("/api/v1/applications", json=application_body(letter), headers=h) for _ in range(8)])
+    results = await asyncio.gather(
+        *[client.post("/api/v1/applications", json=application_body(letter), headers=h) for _ in range(8)]
+    )
     statuses = sorted(r.status_code for r in results)
     assert statuses.count(201) >= 1 and set(statuses) <= {201, 409}, statuses
     receipts = {r.json()["receipt_no"] for r in results if r.status_code == 201}
@@ -89,12 +98,15 @@ async def test_concurrent_duplicates_of_one_key_make_one_application(client, app
     assert (await counts(app_pool, code, letter.entitlement_id))["apps"] == 1
 
 
-async def test_second_claim_with_new_key_returns_first_receipt_409_and_is_recorded(client, app_pool, settings, municipality):
+async def test_second_claim_with_new_key_returns_first_receipt_409_and_is_recorded(
+    client, app_pool, settings, municipality
+):
     code = await municipality()
     [letter] = await make_letters(app_pool, settings.master_key_bytes, code)
     first = await client.post("/api/v1/applications", json=application_body(letter), headers=key())
-    second = await client.post("/api/v1/applications", json=application_body(letter, account_number="1111111"),
-                               headers=key())
+    second = await client.post(
+        "/api/v1/applications", json=application_body(letter, account_number="1111111"), headers=key()
+    )
     assert second.status_code == 409
     assert second.json()["receipt_no"] == first.json()["receipt_no"] and second.json()["duplicate"] is True
     c = await counts(app_pool, code, letter.entitlement_id)
@@ -105,9 +117,16 @@ async def test_many_concurrent_claims_on_one_entitlement_make_one_application(cl
     code = await municipality()
     [letter] = await make_letters(app_pool, settings.master_key_bytes, code)
     # Twenty devices (each its own address: one address gets only its share of a busy process, 429).
-    results = await asyncio.gather(*[
-        client.post("/api/v1/applications", json=application_body(letter),
-                    headers={**key(), "X-Forwarded-For": f"198.51.100.{i + 1}"}) for i in range(20)])
+    results = await asyncio.gather(
+        *[
+            client.post(
+                "/api/v1/applications",
+                json=application_body(letter),
+                headers={**key(), "X-Forwarded-For": f"198.51.100.{i + 1}"},
+            )
+            for i in range(20)
+        ]
+    )
     assert sorted(r.status_code for r in results).count(201) == 1
     assert {r.json()["receipt_no"] for r in results} and len({r.json()["receipt_no"] for r in results}) == 1
     c = await counts(app_pool, code, letter.entitlement_id)
@@ -127,7 +146,8 @@ async def test_wrong_pin_locks_the_code_after_five_failures(client, app_pool, se
     assert right.status_code == 401 and right.json()["error"]["message"] == message
     async with tenant_transaction(app_pool, code, readonly=True) as conn:
         locked = await conn.fetchval(
-            "SELECT locked_until > now() + interval '29 minutes' FROM letters WHERE letter_id = $1", letter.letter_id)
+            "SELECT locked_until > now() + interval '29 minutes' FROM letters WHERE letter_id = $1", letter.letter_id
+        )
     assert locked is True
     assert (await counts(app_pool, code, letter.entitlement_id))["apps"] == 0
 
@@ -196,15 +216,21 @@ async def test_yucho_kigou_bangou_becomes_branch_and_number(client, app_pool, se
         app = await conn.fetchrow("SELECT * FROM applications WHERE entitlement_id = $1", letter.entitlement_id)
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
     assert (app["bank_code"], app["branch_code"], app["account_type"]) == ("9900", "238", 1)
-    assert cipher.decrypt_str("applications", "account_number", app["application_id"], app["account_number_enc"]) == "1234567"
+    assert (
+        cipher.decrypt_str("applications", "account_number", app["application_id"], app["account_number_enc"])
+        == "1234567"
+    )
 
 
-@pytest.mark.parametrize("raw, headers, status", [
-    (b"{not json", {"content-type": "application/json"}, 422),
-    (b"[1, 2]", {"content-type": "application/json"}, 422),
-    (b'{"municipality_code": 5}', {}, 422),
-    (b"x" * 100_000, {}, 413),
-])
+@pytest.mark.parametrize(
+    "raw, headers, status",
+    [
+        (b"{not json", {"content-type": "application/json"}, 422),
+        (b"[1, 2]", {"content-type": "application/json"}, 422),
+        (b'{"municipality_code": 5}', {}, 422),
+        (b"x" * 100_000, {}, 413),
+    ],
+)
 async def test_hostile_bodies_get_a_clear_answer_never_a_500(client, raw, headers, status):
     r = await client.post("/api/v1/applications", content=raw, headers={**headers, **key()})
     assert r.status_code == status
@@ -278,5 +304,6 @@ async def test_a_burst_of_guesses_in_one_batch_gets_five_checks_not_one_each(app
     assert results == [None] * len(attempts)
     async with tenant_transaction(app_pool, code, readonly=True) as conn:
         locked = await conn.fetchval(
-            "SELECT locked_until > now() + interval '29 minutes' FROM letters WHERE letter_id = $1", letter.letter_id)
+            "SELECT locked_until > now() + interval '29 minutes' FROM letters WHERE letter_id = $1", letter.letter_id
+        )
     assert locked is True

@@ -80,8 +80,15 @@ def test_kana_from_hiragana_half_width_and_spaces_is_registry_katakana():
 
 
 def test_address_spellings_of_one_address_are_equal_and_different_addresses_are_not():
-    same = ["九段南1丁目2番3号", "九段南1-2-3", "東京都千代田区九段南一丁目二番地三号", "千代田区 九段南１－２－３",
-            "九段南1ー2ー3", "九段南1‐2‐3", "九段南1の2の3"]
+    same = [
+        "九段南1丁目2番3号",
+        "九段南1-2-3",
+        "東京都千代田区九段南一丁目二番地三号",
+        "千代田区 九段南１－２－３",
+        "九段南1ー2ー3",
+        "九段南1‐2‐3",
+        "九段南1の2の3",
+    ]
     assert {normalise_address(a, "千代田区") for a in same} == {"九段南1-2-3"}
     assert normalise_address("九段南1-2-4", "千代田区") != normalise_address("九段南1-2-3", "千代田区")
     assert normalise_address("コーポ101号室", "") != normalise_address("コーポ102号室", "")
@@ -92,7 +99,8 @@ def test_address_spellings_of_one_address_are_equal_and_different_addresses_are_
 
 
 async def test_identified_resident_applies_through_the_letter_flow_and_always_goes_to_review(
-        client, world, app_pool, settings, live_server, caplog):
+    client, world, app_pool, settings, live_server, caplog
+):
     """Hiragana and half-width kana, another spelling of the address: matched, bound to the household's
     entitlement, applied through the same pages; verification sends it to review with the reason."""
     caplog.set_level(logging.DEBUG)
@@ -100,8 +108,9 @@ async def test_identified_resident_applies_through_the_letter_flow_and_always_go
     start = await client.get(f"/m/{world.code}/")
     assert f"/m/{world.code}/identify?program={world.program_id}" in start.text
     assert f"identify?program={world.letter_program_id}" not in start.text
-    r = await identify(client, world, typed(taro, family_kana="やまだ", given_kana="ﾀﾛｳ",
-                                            address="千代田区九段南１－２－３"))
+    r = await identify(
+        client, world, typed(taro, family_kana="やまだ", given_kana="ﾀﾛｳ", address="千代田区九段南１－２－３")
+    )
     assert r.status_code == 303 and r.headers["location"] == f"/m/{world.code}/household", r.text[:500]
     household = await client.get(f"/m/{world.code}/household")
     assert "70,000円" in household.text
@@ -109,23 +118,37 @@ async def test_identified_resident_applies_through_the_letter_flow_and_always_go
     assert not duplicate
     [app] = await _applications(app_pool, world, "H1")
     assert app["receipt_no"] == receipt.replace("-", "")
-    assert (app["identification"], app["applicant_resident_code"], app["channel"]) == \
-        ("registry_match", world.residents["taro"], "online")
+    assert (app["identification"], app["applicant_resident_code"], app["channel"]) == (
+        "registry_match",
+        world.residents["taro"],
+        "online",
+    )
 
-    assert await verify_application({"pool": app_pool, "settings": settings}, world.code, app["application_id"]) \
+    assert (
+        await verify_application({"pool": app_pool, "settings": settings}, world.code, app["application_id"])
         == "needs_review"
+    )
     [app] = await _applications(app_pool, world, "H1")
     # The head, with his own name on the account: the only reason is how he was identified.
     assert app["status"] == "needs_review" and list(app["reason_codes"]) == ["identified_without_letter"]
 
     # The reviewer's queue names the reason in Japanese.
     async with tenant_transaction(app_pool, world.code) as conn:
-        await ready_staff(conn, await load_field_cipher(conn, settings.master_key_bytes, world.code), world.code,
-                          "rev", ["reviewer"])
+        await ready_staff(
+            conn, await load_field_cipher(conn, settings.master_key_bytes, world.code), world.code, "rev", ["reviewer"]
+        )
     async with new_client(live_server) as staff:
         page = await staff.get("/staff/login")
-        r = await staff.post("/staff/login", data={"csrf_token": csrf(page.text), "municipality_code": world.code,
-                                                   "login": "rev", "password": PASSWORD, "totp": ""})
+        r = await staff.post(
+            "/staff/login",
+            data={
+                "csrf_token": csrf(page.text),
+                "municipality_code": world.code,
+                "login": "rev",
+                "password": PASSWORD,
+                "totp": "",
+            },
+        )
         assert r.status_code == 303
         queue = await staff.get("/staff/review")
         assert receipt.replace("-", "") in queue.text and REASON_LABELS["identified_without_letter"] in queue.text
@@ -141,12 +164,17 @@ async def test_identified_resident_applies_through_the_letter_flow_and_always_go
     # Each record's message, exception and extra fields (the access log's route, status, ...), without the
     # other standard attributes: timestamps, thread and process ids are numbers that can contain any digits.
     standard = (set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}) - {
-        "exc_info", "exc_text", "stack_info"}
-    logged = "\n".join(rec.getMessage() + repr({k: v for k, v in vars(rec).items() if k not in standard})
-                       for rec in caplog.records
-                       # The test's own HTTP client logs response headers (a content-length of 1980 failed
-                       # this once); what matters is what the server's side logs.
-                       if not rec.name.startswith(("httpx", "httpcore")))
+        "exc_info",
+        "exc_text",
+        "stack_info",
+    }
+    logged = "\n".join(
+        rec.getMessage() + repr({k: v for k, v in vars(rec).items() if k not in standard})
+        for rec in caplog.records
+        # The test's own HTTP client logs response headers (a content-length of 1980 failed
+        # this once); what matters is what the server's side logs.
+        if not rec.name.startswith(("httpx", "httpcore"))
+    )
     for secret in ("ヤマダ", "やまだ", "ﾀﾛｳ", "九段南", world.residents["taro"]):
         assert secret not in logged
     # The birth year as a number of its own: request ids, session cookies and other hex/base64 tokens
@@ -155,7 +183,8 @@ async def test_identified_resident_applies_through_the_letter_flow_and_always_go
 
 
 async def test_a_non_head_member_is_flagged_not_refused_and_the_household_gets_one_application(
-        client, world, app_pool, settings, live_server):
+    client, world, app_pool, settings, live_server
+):
     """Wife first (not_head + identified_without_letter), then the head by identification and by letter
     (pages and API): one application, every later claim sees the first receipt."""
     r = await identify(client, world, typed(person("hanako")))
@@ -176,23 +205,38 @@ async def test_a_non_head_member_is_flagged_not_refused_and_the_household_gets_o
         assert again == first
     async with new_client(live_server) as letter:
         page = await letter.get(f"/m/{world.code}/signin")
-        r = await letter.post(f"/m/{world.code}/signin", data={
-            "csrf_token": csrf(page.text), "access_code": world.access_code, "pin": world.pin})
+        r = await letter.post(
+            f"/m/{world.code}/signin",
+            data={"csrf_token": csrf(page.text), "access_code": world.access_code, "pin": world.pin},
+        )
         assert r.status_code == 303
         via_letter, _ = await apply(letter, world)
         assert via_letter == first
-        api = await letter.post("/api/v1/applications", headers={"Idempotency-Key": str(uuid.uuid4())}, json={
-            "municipality_code": world.code, "access_code": world.access_code, "pin": world.pin,
-            "bank": {"bank_code": "0001", "branch_code": "001", "account_number": "7654321",
-                     "holder_kana": "ヤマダ タロウ"}})
+        api = await letter.post(
+            "/api/v1/applications",
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+            json={
+                "municipality_code": world.code,
+                "access_code": world.access_code,
+                "pin": world.pin,
+                "bank": {
+                    "bank_code": "0001",
+                    "branch_code": "001",
+                    "account_number": "7654321",
+                    "holder_kana": "ヤマダ タロウ",
+                },
+            },
+        )
         assert api.status_code == 409 and api.json()["receipt_no"] == first.replace("-", "")
     assert len(await _applications(app_pool, world, "H1")) == 1
 
 
 async def test_a_letter_claim_first_then_identification_shows_the_letter_receipt(client, world, app_pool):
     page = await client.get(f"/m/{world.code}/signin")
-    await client.post(f"/m/{world.code}/signin", data={
-        "csrf_token": csrf(page.text), "access_code": world.access_code, "pin": world.pin})
+    await client.post(
+        f"/m/{world.code}/signin",
+        data={"csrf_token": csrf(page.text), "access_code": world.access_code, "pin": world.pin},
+    )
     by_letter, _ = await apply(client, world)
     client.cookies.clear()
     assert (await identify(client, world, typed(person("hanako")))).status_code == 303
@@ -203,17 +247,18 @@ async def test_a_letter_claim_first_then_identification_shows_the_letter_receipt
 
 
 async def test_wrong_birth_date_address_or_name_and_people_out_of_scope_on_the_base_date_fail_alike(
-        client, world, app_pool):
+    client, world, app_pool
+):
     """One status and one message for every failure, none naming a field; each counts as a failure."""
     taro = person("taro")
     attempts = [
         typed(taro, birth_day="2"),
         typed(taro, address="九段南1-2-4"),
         typed(taro, given_kana="ジロウ"),
-        typed(person("moved_out")),          # removed (転出) before 基準日
-        typed(person("removed_on_base")),    # removed on 基準日: out from that day
-        typed(person("moved_in_late")),      # moved in after 基準日
-        typed(person("gone")),               # household's entitlement withdrawn
+        typed(person("moved_out")),  # removed (転出) before 基準日
+        typed(person("removed_on_base")),  # removed on 基準日: out from that day
+        typed(person("moved_in_late")),  # moved in after 基準日
+        typed(person("gone")),  # household's entitlement withdrawn
     ]
     bodies = set()
     for form in attempts:
@@ -227,12 +272,14 @@ async def test_wrong_birth_date_address_or_name_and_people_out_of_scope_on_the_b
 
 
 async def test_namesakes_born_the_same_day_are_told_apart_by_address_and_refused_when_it_cannot(
-        client, world, app_pool, live_server):
+    client, world, app_pool, live_server
+):
     r = await identify(client, world, typed(person("jiro_202"), address="飯田橋3-1-1コーポ飯田202"))
     assert r.status_code == 303
     receipt, _ = await apply(client, world, holder_kana="タナカ ジロウ")
-    assert [a["applicant_resident_code"] for a in await _applications(app_pool, world, "H4")] == \
-        [world.residents["jiro_202"]]
+    assert [a["applicant_resident_code"] for a in await _applications(app_pool, world, "H4")] == [
+        world.residents["jiro_202"]
+    ]
     assert await _applications(app_pool, world, "H3") == []
     async with new_client(live_server) as other:
         r = await identify(other, world, typed(person("jiro_101")))
@@ -258,12 +305,13 @@ async def test_five_failures_lock_the_identity_for_thirty_minutes(client, world,
         assert r.status_code == 401
     row = await _failures(app_pool, world)
     assert row["locked"] == 1
-    r = await identify(client, world, typed(taro))       # right this time, but locked
+    r = await identify(client, world, typed(taro))  # right this time, but locked
     assert r.status_code == 401 and FAILED in r.text
     assert (await identify(client, world, typed(person("hanako")))).status_code == 303  # another identity
     async with tenant_transaction(app_pool, world.code, readonly=True) as conn:
-        until = await conn.fetchval("SELECT locked_until - now() FROM intake_identity_lockouts"
-                                    " WHERE locked_until IS NOT NULL")
+        until = await conn.fetchval(
+            "SELECT locked_until - now() FROM intake_identity_lockouts WHERE locked_until IS NOT NULL"
+        )
     assert dt.timedelta(minutes=29) < until <= dt.timedelta(minutes=30)
     owner = await asyncpg.connect(servers.owner_url)
     try:
@@ -272,8 +320,8 @@ async def test_five_failures_lock_the_identity_for_thirty_minutes(client, world,
     finally:
         await owner.close()
     client.cookies.clear()
-    assert (await identify(client, world, typed(taro))).status_code == 303    # the lock has expired
-    assert (await _failures(app_pool, world))["n"] == 0                      # and success forgot the count
+    assert (await identify(client, world, typed(taro))).status_code == 303  # the lock has expired
+    assert (await _failures(app_pool, world))["n"] == 0  # and success forgot the count
 
 
 async def test_the_per_address_limit_refuses_before_matching(client, world, settings):
@@ -287,10 +335,15 @@ async def test_the_per_address_limit_refuses_before_matching(client, world, sett
 
 
 async def test_shape_errors_name_their_field_and_do_not_count(client, world, app_pool):
-    r = await identify(client, world, typed(person("taro"), family_kana="山田", birth_month="2", birth_day="30",
-                                            address=" "))
+    r = await identify(
+        client, world, typed(person("taro"), family_kana="山田", birth_month="2", birth_day="30", address=" ")
+    )
     assert r.status_code == 422
-    for message in ("氏（カナ）はカタカナまたはひらがなで", "生年月日が正しい日付ではありません", "住所を入力してください"):
+    for message in (
+        "氏（カナ）はカタカナまたはひらがなで",
+        "生年月日が正しい日付ではありません",
+        "住所を入力してください",
+    ):
         assert message in r.text
     assert (await _failures(app_pool, world))["n"] == 0
 
@@ -299,8 +352,10 @@ async def test_programs_that_are_not_application_type_neither_offer_nor_accept_i
     r = await client.get(f"/m/{world.code}/identify", params={"program": world.letter_program_id})
     assert r.status_code == 404
     page = await client.get(f"/m/{world.code}/identify", params={"program": world.program_id})
-    r = await client.post(f"/m/{world.code}/identify", data={
-        "csrf_token": csrf(page.text), "program": str(world.letter_program_id), **typed(person("taro"))})
+    r = await client.post(
+        f"/m/{world.code}/identify",
+        data={"csrf_token": csrf(page.text), "program": str(world.letter_program_id), **typed(person("taro"))},
+    )
     assert r.status_code == 404
     assert (await client.get(f"/m/{world.code}/household")).status_code == 303  # not signed in
     for junk in ("x", "-1", "99999999999999999999", "１"):
@@ -315,6 +370,7 @@ async def test_hostile_strings_in_every_field_never_give_a_5xx_or_raw_markup(cli
             data = {"csrf_token": token, "program": str(world.program_id), **typed(person("taro")), field: value}
             # Raw bytes, so a lone surrogate arrives as invalid UTF-8 (what a hostile client can send).
             body = urlencode(data, encoding="utf-8", errors="surrogatepass").encode()
-            r = await client.post(f"/m/{world.code}/identify", content=body,
-                                  headers={"content-type": "application/x-www-form-urlencoded"})
+            r = await client.post(
+                f"/m/{world.code}/identify", content=body, headers={"content-type": "application/x-www-form-urlencoded"}
+            )
             assert r.status_code < 500 and "<script>alert(1)</script>" not in r.text, (field, r.status_code)

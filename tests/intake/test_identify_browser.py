@@ -56,8 +56,10 @@ def test_no_letter_path_from_the_start_page_to_the_receipt(live_server, settings
 
     async def stored(conn):
         async with tenant_transaction(conn, code, readonly=True) as c:
-            return await c.fetch("SELECT receipt_no, identification FROM applications WHERE entitlement_id = $1",
-                                 world.entitlements["H1"])
+            return await c.fetch(
+                "SELECT receipt_no, identification FROM applications WHERE entitlement_id = $1",
+                world.entitlements["H1"],
+            )
 
     rows = run_with_connection(stored, settings)
     assert [(r["receipt_no"], r["identification"]) for r in rows] == [(receipt.replace("-", ""), "registry_match")]

@@ -46,8 +46,9 @@ async def test_app_role_refreshes_a_table_that_doubled_and_only_then(app_pool, o
 
         # Grown by at least its own size (and at least 200 rows): analyzed, by the app role's call.
         async with tenant_transaction(conn, code):
-            await conn.execute(ADD_OUTBOX_ROWS.replace("stats-test:", "stats-test-2:"), code,
-                               max(200, int(reltuples) + 1))
+            await conn.execute(
+                ADD_OUTBOX_ROWS.replace("stats-test:", "stats-test-2:"), code, max(200, int(reltuples) + 1)
+            )
         await conn.execute("SELECT pg_stat_force_next_flush()")
         deadline = time.monotonic() + 10
         while True:
@@ -71,7 +72,7 @@ async def test_batcher_asks_at_most_once_per_interval(app_pool, settings, server
         assert first is not None
         b.refresh_statistics()
         b.refresh_statistics()
-        assert b.statistics_task is first            # within the interval: the same request, no second one
+        assert b.statistics_task is first  # within the interval: the same request, no second one
         await first
         assert first.exception() is None
         b.statistics_at -= batcher_module.STATISTICS_EVERY_S  # the interval has passed

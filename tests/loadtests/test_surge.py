@@ -16,17 +16,52 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 CHARTS = {"throughput.png", "latency.png", "shed_rate.png", "outbox_backlog.png", "queue_depth.png"}
-KEYS = {"machine", "config", "search", "runs", "surge", "drain", "consistency", "clients", "server", "charts",
-        "timeseries"}
+KEYS = {
+    "machine",
+    "config",
+    "search",
+    "runs",
+    "surge",
+    "drain",
+    "consistency",
+    "clients",
+    "server",
+    "charts",
+    "timeseries",
+}
 
 
 def test_tiny_surge_writes_the_report_and_passes_the_consistency_check(tmp_path):
     out = tmp_path / "report"
     proc = subprocess.Popen(
-        [sys.executable, "loadtests/surge/run.py", "--out", str(out), "--letters", "600", "--no-fsync",
-         "--sustainable", "2", "--surge-seconds", "5", "--warm-up-run", "0",
-         "--warmup-seconds", "1", "--pacing", "2", "--stop-timeout", "10", "--drain-timeout", "30"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "loadtests/surge/run.py",
+            "--out",
+            str(out),
+            "--letters",
+            "600",
+            "--no-fsync",
+            "--sustainable",
+            "2",
+            "--surge-seconds",
+            "5",
+            "--warm-up-run",
+            "0",
+            "--warmup-seconds",
+            "1",
+            "--pacing",
+            "2",
+            "--stop-timeout",
+            "10",
+            "--drain-timeout",
+            "30",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=90)
     except subprocess.TimeoutExpired:
@@ -60,12 +95,15 @@ def test_tiny_surge_writes_the_report_and_passes_the_consistency_check(tmp_path)
     assert len(report["timeseries"]["samples"]) > 0
 
 
-@pytest.mark.parametrize("capacity, expected, tried", [
-    (50, 40, [10, 20, 40, 80, 56.6]),        # up by 2 until the first failure, then the midpoint (fails)
-    (60, 56.6, [10, 20, 40, 80, 56.6]),      # ... (passes)
-    (7, 5, [10, 5, 7.1]),                    # the start is too much: down, then the midpoint
-    (0.1, None, [10, 5, 2.5, 1.2, 0.6]),     # nothing passes within max_steps
-])
+@pytest.mark.parametrize(
+    "capacity, expected, tried",
+    [
+        (50, 40, [10, 20, 40, 80, 56.6]),  # up by 2 until the first failure, then the midpoint (fails)
+        (60, 56.6, [10, 20, 40, 80, 56.6]),  # ... (passes)
+        (7, 5, [10, 5, 7.1]),  # the start is too much: down, then the midpoint
+        (0.1, None, [10, 5, 2.5, 1.2, 0.6]),  # nothing passes within max_steps
+    ],
+)
 def test_search_finds_the_highest_passing_rate_on_a_geometric_grid(capacity, expected, tried):
     from loadtests.surge.run import search_rates
 

@@ -192,7 +192,11 @@ def test_is_zengin_kana_agrees_with_whitelist(value, allow_wo):
 
 
 _NAMES = st.lists(
-    st.lists(st.sampled_from(["ｱ", "ﾔ", "ﾝ", "ｶﾞ", "ｻﾞ", "ﾀﾞ", "ﾊﾞ", "ﾊﾟ", "ﾎﾟ", "ｳﾞ", "A", "1", "(", ")", "-", "."]), min_size=1, max_size=12).map("".join),
+    st.lists(
+        st.sampled_from(["ｱ", "ﾔ", "ﾝ", "ｶﾞ", "ｻﾞ", "ﾀﾞ", "ﾊﾞ", "ﾊﾟ", "ﾎﾟ", "ｳﾞ", "A", "1", "(", ")", "-", "."]),
+        min_size=1,
+        max_size=12,
+    ).map("".join),
     min_size=1,
     max_size=5,
 ).map(" ".join)

@@ -21,7 +21,9 @@ async def _public_key_file(owner_conn, settings, code, tmp_path):
     return path
 
 
-async def test_release_seals_for_the_bank_and_records_once(owner_conn, app_pool, settings, municipality, tmp_path, subprocess_env):
+async def test_release_seals_for_the_bank_and_records_once(
+    owner_conn, app_pool, settings, municipality, tmp_path, subprocess_env
+):
     """age -d with the bank's identity gives the approved bytes; kyufu bank verify accepts; a second release is refused."""
     code = await municipality()
     batch = await make_batch(owner_conn, settings, code, tmp_path)
@@ -30,13 +32,24 @@ async def test_release_seals_for_the_bank_and_records_once(owner_conn, app_pool,
     directory = settings.outbox_path / code
     age_file = directory / (manifest.file_name + sealing.AGE_SUFFIX)
     manifest_file = directory / (manifest.file_name + sealing.MANIFEST_SUFFIX)
-    plain = subprocess.run(["age", "-d", "-i", str(batch.identity_path), str(age_file)], capture_output=True, check=True).stdout
+    plain = subprocess.run(
+        ["age", "-d", "-i", str(batch.identity_path), str(age_file)], capture_output=True, check=True
+    ).stdout
     assert plain == expected_file(batch)
     assert manifest.record_count == 4 and manifest.plaintext_sha256 == manifest.approved_sha256
 
     public = await _public_key_file(owner_conn, settings, code, tmp_path)
-    ok = run_cli(subprocess_env, "bank", "verify", str(age_file), str(manifest_file), "--public-key", str(public),
-                 "--identity", str(batch.identity_path))
+    ok = run_cli(
+        subprocess_env,
+        "bank",
+        "verify",
+        str(age_file),
+        str(manifest_file),
+        "--public-key",
+        str(public),
+        "--identity",
+        str(batch.identity_path),
+    )
     assert ok.returncode == 0, ok.stderr
     tampered = tmp_path / "tampered.age"
     data = bytearray(age_file.read_bytes())
@@ -46,12 +59,21 @@ async def test_release_seals_for_the_bank_and_records_once(owner_conn, app_pool,
     assert bad.returncode == 2 and "ciphertext_tampered" in bad.stderr
 
     async with tenant_transaction(owner_conn, code) as conn:
-        row = await conn.fetchrow("SELECT status, released_sha256, ciphertext_sha256, file_name FROM payout_batches"
-                                  " WHERE municipality_code = $1 AND batch_id = $2", code, batch.batch_id)
-        statuses = await conn.fetch("SELECT DISTINCT status FROM payments WHERE municipality_code = $1 AND batch_id = $2",
-                                    code, batch.batch_id)
+        row = await conn.fetchrow(
+            "SELECT status, released_sha256, ciphertext_sha256, file_name FROM payout_batches"
+            " WHERE municipality_code = $1 AND batch_id = $2",
+            code,
+            batch.batch_id,
+        )
+        statuses = await conn.fetch(
+            "SELECT DISTINCT status FROM payments WHERE municipality_code = $1 AND batch_id = $2", code, batch.batch_id
+        )
     assert (row["status"], row["released_sha256"], row["ciphertext_sha256"], row["file_name"]) == (
-        "released", manifest.approved_sha256, manifest.ciphertext_sha256, manifest.file_name)
+        "released",
+        manifest.approved_sha256,
+        manifest.ciphertext_sha256,
+        manifest.file_name,
+    )
     # Release writes the batch row only; its payments stay 'in_batch' (0009: the batch says they were sent).
     assert [r["status"] for r in statuses] == ["in_batch"]
     before = age_file.read_bytes()
@@ -65,8 +87,12 @@ async def _assert_nothing_released(owner_conn, settings, code, batch) -> None:
     directory = settings.outbox_path / code
     assert not directory.exists() or not any(directory.iterdir())
     async with tenant_transaction(owner_conn, code) as conn:
-        assert await conn.fetchval("SELECT status FROM payout_batches WHERE municipality_code = $1 AND batch_id = $2",
-                                   code, batch.batch_id) == "approved"
+        assert (
+            await conn.fetchval(
+                "SELECT status FROM payout_batches WHERE municipality_code = $1 AND batch_id = $2", code, batch.batch_id
+            )
+            == "approved"
+        )
 
 
 async def test_changed_amount_after_approval_is_refused(owner_conn, app_pool, settings, municipality, tmp_path):
@@ -74,22 +100,30 @@ async def test_changed_amount_after_approval_is_refused(owner_conn, app_pool, se
     code = await municipality()
     batch = await make_batch(owner_conn, settings, code, tmp_path)
     async with tenant_transaction(owner_conn, code) as conn:
-        await conn.execute("UPDATE payments SET amount_yen = amount_yen + 1 WHERE municipality_code = $1 AND payment_id = $2",
-                           code, batch.payment_ids[0])
+        await conn.execute(
+            "UPDATE payments SET amount_yen = amount_yen + 1 WHERE municipality_code = $1 AND payment_id = $2",
+            code,
+            batch.payment_ids[0],
+        )
     with pytest.raises(release.ApprovalMismatch, match="合計金額"):
         await release.release_batch(app_pool, settings, code, batch.batch_id, batch.approver)
     await _assert_nothing_released(owner_conn, settings, code, batch)
 
 
-async def test_changed_branch_after_approval_is_refused_by_the_hash(owner_conn, app_pool, settings, municipality,
-                                                                    tmp_path):
+async def test_changed_branch_after_approval_is_refused_by_the_hash(
+    owner_conn, app_pool, settings, municipality, tmp_path
+):
     """Same count and total, other bytes: only the SHA-256 the sealer takes of what it encrypts can tell.
     (The stage hashes once, in the sealer; the encrypted file must never reach the outbox.)"""
     code = await municipality()
     batch = await make_batch(owner_conn, settings, code, tmp_path)
     async with tenant_transaction(owner_conn, code) as conn:
-        await conn.execute("UPDATE payments SET branch_code = CASE WHEN branch_code = '999' THEN '998' ELSE '999' END"
-                           " WHERE municipality_code = $1 AND payment_id = $2", code, batch.payment_ids[0])
+        await conn.execute(
+            "UPDATE payments SET branch_code = CASE WHEN branch_code = '999' THEN '998' ELSE '999' END"
+            " WHERE municipality_code = $1 AND payment_id = $2",
+            code,
+            batch.payment_ids[0],
+        )
     with pytest.raises(release.ApprovalMismatch, match="SHA-256"):
         await release.release_batch(app_pool, settings, code, batch.batch_id, batch.approver)
     await _assert_nothing_released(owner_conn, settings, code, batch)
@@ -115,8 +149,14 @@ async def test_crash_before_commit_adopts_the_sealed_file(owner_conn, app_pool, 
     assert sealed.age_path.read_bytes() == first_cipher
     assert manifest.ciphertext_sha256 == sealed.manifest.ciphertext_sha256
     async with tenant_transaction(owner_conn, code) as conn:
-        assert await conn.fetchval("SELECT recovered FROM payout_releases WHERE municipality_code = $1 AND batch_id = $2",
-                                   code, batch.batch_id) is True
+        assert (
+            await conn.fetchval(
+                "SELECT recovered FROM payout_releases WHERE municipality_code = $1 AND batch_id = $2",
+                code,
+                batch.batch_id,
+            )
+            is True
+        )
 
 
 async def test_lone_ciphertext_from_a_crash_is_replaced(owner_conn, app_pool, settings, municipality, tmp_path):
@@ -130,5 +170,7 @@ async def test_lone_ciphertext_from_a_crash_is_replaced(owner_conn, app_pool, se
     stale.write_bytes(b"partial")
     manifest = await release.release_batch(app_pool, settings, code, batch.batch_id, batch.approver)
     assert stale.read_bytes() != b"partial"
-    plain = subprocess.run(["age", "-d", "-i", str(batch.identity_path), str(stale)], capture_output=True, check=True).stdout
+    plain = subprocess.run(
+        ["age", "-d", "-i", str(batch.identity_path), str(stale)], capture_output=True, check=True
+    ).stdout
     assert plain == expected_file(batch) and manifest.record_count == 4

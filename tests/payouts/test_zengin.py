@@ -49,21 +49,45 @@ SETTINGS = BankSettings(
 
 PAYMENTS = [
     Payment(  # a voiced name, both optional names filled, 新規コード 1
-        reference=1, bank_code="0005", bank_name_kana="ﾐﾂﾋﾞｼﾕ-ｴﾌｼﾞｴｲ", branch_code="001",
-        branch_name_kana="ﾄｳｷﾖｳ", account_type=1, account_number="12345", holder_kana="ﾔﾏﾀﾞ ﾀﾛｳ",
-        amount_yen=100_000, new_code="1",
+        reference=1,
+        bank_code="0005",
+        bank_name_kana="ﾐﾂﾋﾞｼﾕ-ｴﾌｼﾞｴｲ",
+        branch_code="001",
+        branch_name_kana="ﾄｳｷﾖｳ",
+        account_type=1,
+        account_number="12345",
+        holder_kana="ﾔﾏﾀﾞ ﾀﾛｳ",
+        amount_yen=100_000,
+        new_code="1",
     ),
     Payment(  # ゆうちょ銀行: bank 9900, branch 019 (〇一九店)
-        reference=2, bank_code="9900", bank_name_kana="ﾕｳﾁﾖ", branch_code="019", account_type=1,
-        account_number="1234567", holder_kana="ｻﾄｳ ﾊﾅｺ", amount_yen=50_000,
+        reference=2,
+        bank_code="9900",
+        bank_name_kana="ﾕｳﾁﾖ",
+        branch_code="019",
+        account_type=1,
+        account_number="1234567",
+        holder_kana="ｻﾄｳ ﾊﾅｺ",
+        amount_yen=50_000,
     ),
     Payment(  # 当座, a company name with (ｶ) and ﾊﾟ, a ten-digit amount, no bank names
-        reference=3, bank_code="0009", branch_code="100", account_type=2, account_number="7000001",
-        holder_kana="(ｶ)ﾊﾟﾝﾔ", amount_yen=1_234_567_890,
+        reference=3,
+        bank_code="0009",
+        branch_code="100",
+        account_type=2,
+        account_number="7000001",
+        holder_kana="(ｶ)ﾊﾟﾝﾔ",
+        amount_yen=1_234_567_890,
     ),
     Payment(  # 貯蓄, a ten-digit reference, 新規コード 2, one yen
-        reference=4_000_000_000, bank_code="0001", branch_code="002", account_type=4,
-        account_number="0000001", holder_kana="ｽｽﾞｷ ｼﾞﾕﾝ", amount_yen=1, new_code="2",
+        reference=4_000_000_000,
+        bank_code="0001",
+        branch_code="002",
+        account_type=4,
+        account_number="0000001",
+        holder_kana="ｽｽﾞｷ ｼﾞﾕﾝ",
+        amount_yen=1,
+        new_code="2",
     ),
 ]
 
@@ -75,46 +99,79 @@ EXPECTED_RECORDS = [
     "21"  # 2-3 種別コード 総合振込
     "0"  # 4 コード区分 JIS
     "1234567890"  # 5-14 振込依頼人コード
-    "ﾃｽﾄｼ ｷﾕｳﾌｷﾝ" + " " * 29  # 15-54 振込依頼人名 (11 + 29 = 40)
+    "ﾃｽﾄｼ ｷﾕｳﾌｷﾝ"
+    + " "
+    * 29  # 15-54 振込依頼人名 (11 + 29 = 40)
     + "0901"  # 55-58 取組日 MMDD
     "0001"  # 59-62 仕向銀行番号
-    "ﾐｽﾞﾎ" + " " * 11  # 63-77 仕向銀行名 (4 + 11)
+    "ﾐｽﾞﾎ"
+    + " "
+    * 11  # 63-77 仕向銀行名 (4 + 11)
     + "001"  # 78-80 仕向支店番号
-    "ﾄｳｷﾖｳ" + " " * 10  # 81-95 仕向支店名 (5 + 10)
+    "ﾄｳｷﾖｳ"
+    + " "
+    * 10  # 81-95 仕向支店名 (5 + 10)
     + "1"  # 96 預金種目 普通
     "7654321"  # 97-103 口座番号
-    + " " * 17,  # 104-120 ダミー
+     + " " * 17,  # 104-120 ダミー
     # data §1.4, payment 1
     "2"  # 1 データ区分
     "0005"  # 2-5 被仕向銀行番号
-    "ﾐﾂﾋﾞｼﾕ-ｴﾌｼﾞｴｲ" + " " * 2  # 6-20 被仕向銀行名 (13 + 2)
+    "ﾐﾂﾋﾞｼﾕ-ｴﾌｼﾞｴｲ"
+    + " "
+    * 2  # 6-20 被仕向銀行名 (13 + 2)
     + "001"  # 21-23 被仕向支店番号
-    "ﾄｳｷﾖｳ" + " " * 10  # 24-38 被仕向支店名
+    "ﾄｳｷﾖｳ"
+    + " "
+    * 10  # 24-38 被仕向支店名
     + "0000"  # 39-42 手形交換所番号 (zero-filled)
     "1"  # 43 預金種目
     "0012345"  # 44-50 口座番号 (zero-filled on the left)
-    "ﾔﾏﾀﾞ ﾀﾛｳ" + " " * 22  # 51-80 受取人名 (8 + 22; ﾀﾞ is two bytes)
+    "ﾔﾏﾀﾞ ﾀﾛｳ"
+    + " "
+    * 22  # 51-80 受取人名 (8 + 22; ﾀﾞ is two bytes)
     + "0000100000"  # 81-90 振込金額
     "1"  # 91 新規コード
     "0000000001"  # 92-101 顧客コード1 = reference
     "0000000000"  # 102-111 顧客コード2 (unused N: zeros)
     "7"  # 112 振込指定区分 テレ振込
     " "  # 113 識別表示
-    + " " * 7,  # 114-120 ダミー
+     + " " * 7,  # 114-120 ダミー
     # data, payment 2
-    "2" "9900" "ﾕｳﾁﾖ" + " " * 11 + "019" + " " * 15 + "0000" "1" "1234567"
-    + "ｻﾄｳ ﾊﾅｺ" + " " * 23 + "0000050000" "0" "0000000002" "0000000000" "7" " " + " " * 7,
+    "2"
+    "9900"
+    "ﾕｳﾁﾖ" + " " * 11 + "019" + " " * 15 + "0000"
+    "1"
+    "1234567" + "ｻﾄｳ ﾊﾅｺ" + " " * 23 + "0000050000"
+    "0"
+    "0000000002"
+    "0000000000"
+    "7"
+    " " + " " * 7,
     # data, payment 3
-    "2" "0009" + " " * 15 + "100" + " " * 15 + "0000" "2" "7000001"
-    + "(ｶ)ﾊﾟﾝﾔ" + " " * 23 + "1234567890" "0" "0000000003" "0000000000" "7" " " + " " * 7,
+    "2"
+    "0009" + " " * 15 + "100" + " " * 15 + "0000"
+    "2"
+    "7000001" + "(ｶ)ﾊﾟﾝﾔ" + " " * 23 + "1234567890"
+    "0"
+    "0000000003"
+    "0000000000"
+    "7"
+    " " + " " * 7,
     # data, payment 4
-    "2" "0001" + " " * 15 + "002" + " " * 15 + "0000" "4" "0000001"
-    + "ｽｽﾞｷ ｼﾞﾕﾝ" + " " * 21 + "0000000001" "2" "4000000000" "0000000000" "7" " " + " " * 7,
+    "2"
+    "0001" + " " * 15 + "002" + " " * 15 + "0000"
+    "4"
+    "0000001" + "ｽｽﾞｷ ｼﾞﾕﾝ" + " " * 21 + "0000000001"
+    "2"
+    "4000000000"
+    "0000000000"
+    "7"
+    " " + " " * 7,
     # trailer §1.5
     "8"  # 1 データ区分
     "000004"  # 2-7 合計件数
-    "001234717891"  # 8-19 合計金額 = 100000 + 50000 + 1234567890 + 1
-    + " " * 101,  # 20-120 ダミー
+    "001234717891" + " " * 101,  # 8-19 合計金額 = 100000 + 50000 + 1234567890 + 1  # 20-120 ダミー
     # end §1.5
     "9" + " " * 119,
 ]
@@ -155,7 +212,9 @@ def test_record_functions_match_hand_built_records():
 
 
 def test_header_fields_at_exact_offsets():
-    h = header_record(dataclasses.replace(SETTINGS, requester_code="42", account_number="5"), datetime.date(2027, 12, 31))
+    h = header_record(
+        dataclasses.replace(SETTINGS, requester_code="42", account_number="5"), datetime.date(2027, 12, 31)
+    )
     assert h[0] == "1"
     assert h[1:3] == "21"
     assert h[3] == "0"
@@ -221,9 +280,17 @@ def test_streaming_writer_equals_generate():
 def test_parse_reads_header_and_totals():
     parsed = parse(EXPECTED)
     assert parsed.header == ParsedHeader(
-        kind_code="21", code_division="0", requester_code="1234567890", requester_name_kana="ﾃｽﾄｼ ｷﾕｳﾌｷﾝ",
-        transfer_mmdd="0901", bank_code="0001", bank_name_kana="ﾐｽﾞﾎ", branch_code="001",
-        branch_name_kana="ﾄｳｷﾖｳ", account_type=1, account_number="7654321",
+        kind_code="21",
+        code_division="0",
+        requester_code="1234567890",
+        requester_name_kana="ﾃｽﾄｼ ｷﾕｳﾌｷﾝ",
+        transfer_mmdd="0901",
+        bank_code="0001",
+        bank_name_kana="ﾐｽﾞﾎ",
+        branch_code="001",
+        branch_name_kana="ﾄｳｷﾖｳ",
+        account_type=1,
+        account_number="7654321",
     )
     assert parsed.payments == PAYMENTS
     assert (parsed.count, parsed.total_yen, parsed.separator) == (4, 1_234_717_891, "crlf")

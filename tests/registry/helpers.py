@@ -14,6 +14,7 @@ from app.registry.imports import RESIDENT_COLUMNS
 
 _codes = itertools.count(10_000_000_000 + secrets.randbelow(10**9))
 
+
 class ServerLog:
     """What the embedded PostgreSQL writes to its log from now on (a test is skipped against an external
     DATABASE_URL, whose log is not readable here)."""
@@ -31,9 +32,20 @@ class ServerLog:
 
 
 DEFAULTS = dict(
-    relationship="世帯主", is_head="1", family_name="山田", given_name="太郎",
-    family_kana="ヤマダ", given_kana="タロウ", birth_date="1980-05-05", sex="1", address="東京都千代田区1-1",
-    moved_in_on="2000-01-01", removed_on="", removal_reason="", prev_household_no="", household_changed_on="",
+    relationship="世帯主",
+    is_head="1",
+    family_name="山田",
+    given_name="太郎",
+    family_kana="ヤマダ",
+    given_kana="タロウ",
+    birth_date="1980-05-05",
+    sex="1",
+    address="東京都千代田区1-1",
+    moved_in_on="2000-01-01",
+    removed_on="",
+    removal_reason="",
+    prev_household_no="",
+    household_changed_on="",
 )
 
 
@@ -72,16 +84,35 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, '0001', '001', 1, $8, $9, coalesce($10, now(
 """
 
 
-async def create_application(conn, cipher: FieldCipher, code: str, entitlement_id: int, holder_kana: str, *,
-                             applicant: str | None = None, is_proxy: bool = False, account_number: str = "1234567",
-                             channel: str = "online", submitted_at=None, outbox_job: bool = True) -> int:
+async def create_application(
+    conn,
+    cipher: FieldCipher,
+    code: str,
+    entitlement_id: int,
+    holder_kana: str,
+    *,
+    applicant: str | None = None,
+    is_proxy: bool = False,
+    account_number: str = "1234567",
+    channel: str = "online",
+    submitted_at=None,
+    outbox_job: bool = True,
+) -> int:
     """An application as intake creates it (status 'received', bank details encrypted per row), plus its
     outbox row. Call inside tenant_transaction."""
     app_id = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('applications', 'application_id'))")
     await conn.execute(
-        INSERT_APPLICATION, app_id, code, entitlement_id, f"T{app_id}", channel, applicant, is_proxy,
+        INSERT_APPLICATION,
+        app_id,
+        code,
+        entitlement_id,
+        f"T{app_id}",
+        channel,
+        applicant,
+        is_proxy,
         cipher.encrypt("applications", "account_number", app_id, account_number),
-        cipher.encrypt("applications", "holder_kana", app_id, holder_kana), submitted_at,
+        cipher.encrypt("applications", "holder_kana", app_id, holder_kana),
+        submitted_at,
     )
     if outbox_job:
         from app import outbox

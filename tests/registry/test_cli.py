@@ -14,14 +14,54 @@ async def test_import_program_eligibility_letters_from_the_command_line(subproce
     assert r.returncode == 0 and "imported snapshot" in r.stdout, r.stderr
     r = run_cli(subprocess_env, "registry", "import", "--municipality", code, str(demo))
     assert "nothing changed" in r.stdout
-    r = run_cli(subprocess_env, "registry", "import-tax", "--municipality", code, "--fiscal-year", "2026",
-                str(tmp_path / "residents.tax.csv"))
+    r = run_cli(
+        subprocess_env,
+        "registry",
+        "import-tax",
+        "--municipality",
+        code,
+        "--fiscal-year",
+        "2026",
+        str(tmp_path / "residents.tax.csv"),
+    )
     assert r.returncode == 0, r.stderr
-    r = run_cli(subprocess_env, "programs", "add", "--municipality", code, "--name", "CLI給付", "--base-date", "2026-04-01",
-                "--unit", "household", "--amount", "30000", "--mode", "letter", "--tax-condition", "exempt")
+    r = run_cli(
+        subprocess_env,
+        "programs",
+        "add",
+        "--municipality",
+        code,
+        "--name",
+        "CLI給付",
+        "--base-date",
+        "2026-04-01",
+        "--unit",
+        "household",
+        "--amount",
+        "30000",
+        "--mode",
+        "letter",
+        "--tax-condition",
+        "exempt",
+    )
     assert r.returncode == 2 and "課税年度" in r.stderr
-    r = run_cli(subprocess_env, "programs", "add", "--municipality", code, "--name", "CLI給付", "--base-date", "2026-04-01",
-                "--unit", "household", "--amount", "30000", "--mode", "letter")
+    r = run_cli(
+        subprocess_env,
+        "programs",
+        "add",
+        "--municipality",
+        code,
+        "--name",
+        "CLI給付",
+        "--base-date",
+        "2026-04-01",
+        "--unit",
+        "household",
+        "--amount",
+        "30000",
+        "--mode",
+        "letter",
+    )
     program = r.stdout.split()[1]
     r = run_cli(subprocess_env, "programs", "eligibility", "--municipality", code, "--program", program)
     assert r.returncode == 0 and "entitled:" in r.stdout, r.stderr
@@ -33,9 +73,18 @@ async def test_import_program_eligibility_letters_from_the_command_line(subproce
     lines = out.read_text(encoding="utf-8-sig").splitlines()
     assert lines[0].startswith("確認書番号,暗証番号") and len(lines) > 1
     r = run_cli(subprocess_env, "letters", "export", "--municipality", code, "--program", program, "--out", str(out))
-    assert r.returncode == 2   # never overwrites the previous print file
-    r = run_cli(subprocess_env, "letters", "export", "--municipality", code, "--program", program,
-                "--out", str(tmp_path / "again.csv"))
+    assert r.returncode == 2  # never overwrites the previous print file
+    r = run_cli(
+        subprocess_env,
+        "letters",
+        "export",
+        "--municipality",
+        code,
+        "--program",
+        program,
+        "--out",
+        str(tmp_path / "again.csv"),
+    )
     assert "exported 0 letters" in r.stdout
 
 

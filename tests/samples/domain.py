@@ -10,14 +10,18 @@ from tests.tenancy_samples import sample
 async def snapshot(conn, code, kind="residents") -> int:
     return await conn.fetchval(
         "INSERT INTO registry_snapshots (municipality_code, kind, file_sha256, status)"
-        " VALUES ($1, $2, $3, 'published') RETURNING snapshot_id", code, kind, secrets.token_hex(32)
+        " VALUES ($1, $2, $3, 'published') RETURNING snapshot_id",
+        code,
+        kind,
+        secrets.token_hex(32),
     )
 
 
 async def program(conn, code) -> int:
     return await conn.fetchval(
         "INSERT INTO programs (municipality_code, name, base_date, unit, amount_yen, payment_mode)"
-        " VALUES ($1, 'サンプル給付金', '2026-01-01', 'household', 100000, 'letter') RETURNING program_id", code
+        " VALUES ($1, 'サンプル給付金', '2026-01-01', 'household', 100000, 'letter') RETURNING program_id",
+        code,
     )
 
 
@@ -26,7 +30,11 @@ async def entitlement(conn, code) -> int:
     return await conn.fetchval(
         "INSERT INTO entitlements (municipality_code, program_id, snapshot_id, household_no, head_resident_code,"
         " members_counted, amount_yen, rule) VALUES ($1, $2, $3, $4, '12345678901', 1, 100000, 'sample')"
-        " RETURNING entitlement_id", code, prog, snap, secrets.token_hex(4)
+        " RETURNING entitlement_id",
+        code,
+        prog,
+        snap,
+        secrets.token_hex(4),
     )
 
 
@@ -35,7 +43,10 @@ async def application(conn, code) -> int:
     return await conn.fetchval(
         "INSERT INTO applications (municipality_code, entitlement_id, receipt_no, channel, bank_code, branch_code,"
         " account_type, account_number_enc, holder_kana_enc) VALUES ($1, $2, $3, 'online', '0001', '001', 1,"
-        " '\\x00', '\\x00') RETURNING application_id", code, ent, secrets.token_hex(6)
+        " '\\x00', '\\x00') RETURNING application_id",
+        code,
+        ent,
+        secrets.token_hex(6),
     )
 
 
@@ -43,14 +54,19 @@ async def staff(conn, code) -> int:
     return await conn.fetchval(
         # No roles: a role needs a grant confirmed by a second admin (migration 0014); a row is all this needs.
         "INSERT INTO staff_users (municipality_code, login, display_name, roles, password_hash)"
-        " VALUES ($1, $2, 'サンプル', '{}', 'x') RETURNING staff_id", code, f"s-{secrets.token_hex(4)}"
+        " VALUES ($1, $2, 'サンプル', '{}', 'x') RETURNING staff_id",
+        code,
+        f"s-{secrets.token_hex(4)}",
     )
 
 
 async def batch(conn, code) -> int:
     return await conn.fetchval(
         "INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by, record_count, total_yen)"
-        " VALUES ($1, $2, '2026-12-01', $3, 0, 0) RETURNING batch_id", code, await program(conn, code), await staff(conn, code)
+        " VALUES ($1, $2, '2026-12-01', $3, 0, 0) RETURNING batch_id",
+        code,
+        await program(conn, code),
+        await staff(conn, code),
     )
 
 
@@ -67,7 +83,8 @@ async def _resident(conn, code):
         "INSERT INTO residents (municipality_code, snapshot_id, resident_code, household_no, relationship, is_head,"
         " family_name, given_name, family_kana, given_kana, birth_date, sex, address)"
         " VALUES ($1, $2, '12345678901', '1', '世帯主', true, '山田', '太郎', 'ヤマダ', 'タロウ', '1980-01-01', '1', '東京都')",
-        code, await snapshot(conn, code),
+        code,
+        await snapshot(conn, code),
     )
 
 
@@ -75,7 +92,9 @@ async def _resident(conn, code):
 async def _tax(conn, code):
     await conn.execute(
         "INSERT INTO tax_statuses (municipality_code, snapshot_id, line_no, fiscal_year, household_no, tax_class)"
-        " VALUES ($1, $2, 1, 2026, '1', 'exempt')", code, await snapshot(conn, code, "tax"),
+        " VALUES ($1, $2, 1, 2026, '1', 'exempt')",
+        code,
+        await snapshot(conn, code, "tax"),
     )
 
 
@@ -83,7 +102,10 @@ async def _tax(conn, code):
 async def _letter(conn, code):
     await conn.execute(
         "INSERT INTO letters (municipality_code, entitlement_id, kind, access_code, pin_hash)"
-        " VALUES ($1, $2, 'confirmation', $3, '\\x00')", code, await entitlement(conn, code), secrets.token_hex(6)
+        " VALUES ($1, $2, 'confirmation', $3, '\\x00')",
+        code,
+        await entitlement(conn, code),
+        secrets.token_hex(6),
     )
 
 
@@ -92,7 +114,8 @@ async def _account(conn, code):
     await conn.execute(
         "INSERT INTO registered_accounts (municipality_code, resident_code, bank_code, branch_code, account_type,"
         " account_number_enc, holder_kana_enc) VALUES ($1, $2, '0001', '001', 1, '\\x00', '\\x00')",
-        code, f"{secrets.randbelow(10**11):011d}",
+        code,
+        f"{secrets.randbelow(10**11):011d}",
     )
 
 
@@ -101,5 +124,6 @@ async def _payment(conn, code):
     await conn.execute(
         "INSERT INTO payments (municipality_code, entitlement_id, amount_yen, bank_code, branch_code, account_type,"
         " account_number_enc, holder_kana_enc) VALUES ($1, $2, 100000, '0001', '001', 1, '\\x00', '\\x00')",
-        code, await entitlement(conn, code),
+        code,
+        await entitlement(conn, code),
     )

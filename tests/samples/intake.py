@@ -12,7 +12,10 @@ from tests.tenancy_samples import sample
 async def _key(conn, code):
     await conn.execute(
         "INSERT INTO intake_idempotency_keys (municipality_code, idempotency_key, request_sha256, status_code, response)"
-        " VALUES ($1, $2, $3, 201, '{}')", code, secrets.token_hex(8), secrets.token_bytes(32),
+        " VALUES ($1, $2, $3, 201, '{}')",
+        code,
+        secrets.token_hex(8),
+        secrets.token_bytes(32),
     )
 
 
@@ -20,10 +23,14 @@ async def _key(conn, code):
 async def _duplicate(conn, code):
     app_id = await application(conn, code)
     ent = await conn.fetchval(
-        "SELECT entitlement_id FROM applications WHERE municipality_code = $1 AND application_id = $2", code, app_id)
+        "SELECT entitlement_id FROM applications WHERE municipality_code = $1 AND application_id = $2", code, app_id
+    )
     await conn.execute(
         "INSERT INTO intake_duplicate_claims (municipality_code, entitlement_id, application_id, channel)"
-        " VALUES ($1, $2, $3, 'paper')", code, ent, app_id,
+        " VALUES ($1, $2, $3, 'paper')",
+        code,
+        ent,
+        app_id,
     )
 
 
@@ -31,5 +38,6 @@ async def _duplicate(conn, code):
 async def _identity_lockout(conn, code):
     await conn.execute(
         "INSERT INTO intake_identity_lockouts (municipality_code, identity_key, failed_attempts) VALUES ($1, $2, 1)",
-        code, secrets.token_bytes(32),
+        code,
+        secrets.token_bytes(32),
     )

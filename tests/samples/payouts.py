@@ -15,7 +15,9 @@ async def _bank_settings(conn, code):
     await conn.execute(
         "INSERT INTO municipality_bank_settings (municipality_code, requester_code, requester_name_kana, bank_code,"
         " branch_code, account_type, account_number, separator, age_recipients)"
-        " VALUES ($1, '1234567890', 'ｻﾝﾌﾟﾙｼ', '0001', '001', 1, '1234567', 'crlf', $2)", code, [AGE_RECIPIENT],
+        " VALUES ($1, '1234567890', 'ｻﾝﾌﾟﾙｼ', '0001', '001', 1, '1234567', 'crlf', $2)",
+        code,
+        [AGE_RECIPIENT],
     )
 
 
@@ -24,7 +26,10 @@ async def _released_batch(conn, code) -> int:
     await conn.execute(
         "UPDATE payout_batches SET status = 'released', approved_by = $3, approved_at = now(), approved_sha256 = $4,"
         " released_at = now(), released_sha256 = $4 WHERE municipality_code = $1 AND batch_id = $2",
-        code, batch_id, await staff(conn, code), secrets.token_hex(32),
+        code,
+        batch_id,
+        await staff(conn, code),
+        secrets.token_hex(32),
     )
     return batch_id
 
@@ -35,14 +40,20 @@ async def _release(conn, code):
     await conn.execute(
         "INSERT INTO payout_releases (municipality_code, batch_id, released_by, file_name, plaintext_sha256,"
         " ciphertext_sha256, signed_manifest) VALUES ($1, $2, $3, 'sample.txt', $4, $4, '\\x00')",
-        code, batch_id, await staff(conn, code), secrets.token_hex(32),
+        code,
+        batch_id,
+        await staff(conn, code),
+        secrets.token_hex(32),
     )
 
 
 async def _import(conn, code) -> int:
     return await conn.fetchval(
         "INSERT INTO payout_return_imports (municipality_code, batch_id, file_sha256, returned_count, paid_count)"
-        " VALUES ($1, $2, $3, 0, 0) RETURNING import_id", code, await _released_batch(conn, code), secrets.token_hex(32),
+        " VALUES ($1, $2, $3, 0, 0) RETURNING import_id",
+        code,
+        await _released_batch(conn, code),
+        secrets.token_hex(32),
     )
 
 
@@ -53,7 +64,10 @@ async def _payment(conn, code, status="returned") -> int:
     return await conn.fetchval(
         "INSERT INTO payments (municipality_code, entitlement_id, amount_yen, bank_code, branch_code, account_type,"
         " account_number_enc, holder_kana_enc, status) VALUES ($1, $2, 100000, '0001', '001', 1, '\\x00', '\\x00', $3)"
-        " RETURNING payment_id", code, await entitlement(conn, code), status,
+        " RETURNING payment_id",
+        code,
+        await entitlement(conn, code),
+        status,
     )
 
 
@@ -61,7 +75,10 @@ async def _payment(conn, code, status="returned") -> int:
 async def _return(conn, code):
     await conn.execute(
         "INSERT INTO payment_returns (municipality_code, payment_id, import_id, reason_code, reason)"
-        " VALUES ($1, $2, $3, '2', '取引なし')", code, await _payment(conn, code), await _import(conn, code),
+        " VALUES ($1, $2, $3, '2', '取引なし')",
+        code,
+        await _payment(conn, code),
+        await _import(conn, code),
     )
 
 
@@ -71,5 +88,7 @@ async def _reissue(conn, code):
     new = await _payment(conn, code, "ready")
     await conn.execute(
         "INSERT INTO payment_reissues (municipality_code, payment_id, replaces_payment_id) VALUES ($1, $2, $3)",
-        code, new, old,
+        code,
+        new,
+        old,
     )

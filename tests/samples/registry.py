@@ -10,7 +10,10 @@ from tests.tenancy_samples import sample
 async def _conflict(conn, code):
     await conn.execute(
         "INSERT INTO entitlement_conflicts (municipality_code, entitlement_id, snapshot_id, kind)"
-        " VALUES ($1, $2, $3, 'no_longer_eligible')", code, await entitlement(conn, code), await snapshot(conn, code),
+        " VALUES ($1, $2, $3, 'no_longer_eligible')",
+        code,
+        await entitlement(conn, code),
+        await snapshot(conn, code),
     )
 
 
@@ -18,7 +21,8 @@ async def _conflict(conn, code):
 async def _account_key(conn, code):
     await conn.execute(
         "INSERT INTO application_account_keys (municipality_code, application_id, account_key) VALUES ($1, $2, '\\x01')",
-        code, await application(conn, code),
+        code,
+        await application(conn, code),
     )
 
 
@@ -26,5 +30,7 @@ async def _account_key(conn, code):
 async def _eligibility_run(conn, code):
     await conn.execute(
         "INSERT INTO eligibility_runs (municipality_code, program_id, program_digest, snapshot_id) VALUES ($1, $2, 'x', $3)",
-        code, await program(conn, code), await snapshot(conn, code),
+        code,
+        await program(conn, code),
+        await snapshot(conn, code),
     )

@@ -12,7 +12,10 @@ from tests.tenancy_samples import sample
 async def _failures(conn, code):
     await conn.execute(
         "INSERT INTO staff_signin_failures (municipality_code, login_hmac, staff_id, failures, last_failed_at)"
-        " VALUES ($1, $2, $3, 1, now())", code, secrets.token_hex(32), await staff(conn, code),
+        " VALUES ($1, $2, $3, 1, now())",
+        code,
+        secrets.token_hex(32),
+        await staff(conn, code),
     )
 
 
@@ -20,5 +23,7 @@ async def _failures(conn, code):
 async def _device(conn, code):
     await conn.execute(
         "INSERT INTO staff_devices (municipality_code, staff_id, device_sha256) VALUES ($1, $2, $3)",
-        code, await staff(conn, code), secrets.token_hex(32),
+        code,
+        await staff(conn, code),
+        secrets.token_hex(32),
     )

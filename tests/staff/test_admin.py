@@ -30,8 +30,12 @@ def admin_login(client, world, login_name="admin"):
 
 async def last_audit(app_pool, code, action):
     async with tenant_transaction(app_pool, code) as conn:
-        row = await conn.fetchrow("SELECT action, object_id, details FROM audit_log WHERE municipality_code = $1"
-                                  " AND action = $2 ORDER BY seq DESC LIMIT 1", code, action)
+        row = await conn.fetchrow(
+            "SELECT action, object_id, details FROM audit_log WHERE municipality_code = $1"
+            " AND action = $2 ORDER BY seq DESC LIMIT 1",
+            code,
+            action,
+        )
     return row and {"object_id": row["object_id"], "details": json.loads(row["details"])}
 
 
@@ -42,11 +46,23 @@ def age_key() -> str:
 
 
 def bank_form(token, **changes):
-    return {"csrf_token": token, "requester_code": "1234567890", "requester_name_kana": "ﾃｽﾄｼ", "bank_code": "0001",
-            "bank_name_kana": "", "branch_code": "001", "branch_name_kana": "", "account_type": "1",
-            "account_number": "7654321", "separator": "crlf", "clearing_house_fill": "zeros",
-            "transfer_designation": "7", "reference_field": "customer_code1", "min_business_days_ahead": "2",
-            "age_recipients": age_key()} | changes
+    return {
+        "csrf_token": token,
+        "requester_code": "1234567890",
+        "requester_name_kana": "ﾃｽﾄｼ",
+        "bank_code": "0001",
+        "bank_name_kana": "",
+        "branch_code": "001",
+        "branch_name_kana": "",
+        "account_type": "1",
+        "account_number": "7654321",
+        "separator": "crlf",
+        "clearing_house_fill": "zeros",
+        "transfer_designation": "7",
+        "reference_field": "customer_code1",
+        "min_business_days_ahead": "2",
+        "age_recipients": age_key(),
+    } | changes
 
 
 # ---- bank settings -------------------------------------------------------------------------------------
@@ -58,16 +74,34 @@ async def test_admin_first_saves_bank_settings_and_the_payout_stage_reads_them(m
     page = client.get("/staff/admin/bank")
     assert page.status_code == 200 and 'id="not-stored"' in page.text
     keys = [age_key(), age_key()]
-    r = client.post("/staff/admin/bank", data=bank_form(
-        csrf_of(client), requester_name_kana="ｷﾕｳﾌｼ", bank_name_kana="ﾃｽﾄｷﾞﾝｺｳ", separator="none",
-        clearing_house_fill="spaces", transfer_designation="space", reference_field="edi", allow_wo="1",
-        age_recipients=f"{keys[0]}\r\n\r\n  {keys[1]}  \r\n", min_business_days_ahead="5"))
+    r = client.post(
+        "/staff/admin/bank",
+        data=bank_form(
+            csrf_of(client),
+            requester_name_kana="ｷﾕｳﾌｼ",
+            bank_name_kana="ﾃｽﾄｷﾞﾝｺｳ",
+            separator="none",
+            clearing_house_fill="spaces",
+            transfer_designation="space",
+            reference_field="edi",
+            allow_wo="1",
+            age_recipients=f"{keys[0]}\r\n\r\n  {keys[1]}  \r\n",
+            min_business_days_ahead="5",
+        ),
+    )
     assert r.status_code == 303 and r.headers["location"] == "/staff/admin/bank?saved=1"
     async with tenant_transaction(app_pool, world.code) as conn:
         stored = await get_bank_settings(conn, world.code)
     b = stored.bank
-    assert (b.requester_name_kana, b.bank_name_kana, b.separator, b.clearing_house_fill, b.transfer_designation,
-            b.reference_field, b.allow_wo) == ("ｷﾕｳﾌｼ", "ﾃｽﾄｷﾞﾝｺｳ", "none", "spaces", " ", "edi", True)
+    assert (
+        b.requester_name_kana,
+        b.bank_name_kana,
+        b.separator,
+        b.clearing_house_fill,
+        b.transfer_designation,
+        b.reference_field,
+        b.allow_wo,
+    ) == ("ｷﾕｳﾌｼ", "ﾃｽﾄｷﾞﾝｺｳ", "none", "spaces", " ", "edi", True)
     assert stored.age_recipients == tuple(keys) and stored.min_business_days_ahead == 5
     assert stored.updated_by == world.staff["admin"].staff_id
     page = client.get("/staff/admin/bank?saved=1")
@@ -85,8 +119,9 @@ async def test_a_change_is_audited_by_field_name_without_the_account_number(make
     admin_login(client, world)
     page = client.get("/staff/admin/bank")
     assert 'value="1234567890"' in page.text and 'value="7654321"' in page.text  # the current settings
-    form = bank_form(csrf_of(client), account_number="1111111", branch_code="123",
-                     age_recipients="\n".join(before.age_recipients))
+    form = bank_form(
+        csrf_of(client), account_number="1111111", branch_code="123", age_recipients="\n".join(before.age_recipients)
+    )
     assert client.post("/staff/admin/bank", data=form).status_code == 303
     entry = await last_audit(app_pool, world.code, "settings.bank")
     assert entry["details"] == {"changed": ["branch_code", "account_number"], "created": False}
@@ -112,10 +147,21 @@ async def test_every_wrong_field_gets_its_own_message_and_nothing_is_written(mak
         await add_bank_settings(conn, world.code)
         before = await get_bank_settings(conn, world.code)
     admin_login(client, world)
-    bad = {"requester_code": "12345678901", "requester_name_kana": "漢字", "bank_code": "01", "branch_code": "x",
-           "account_type": "4", "account_number": "12345678", "separator": "lf", "clearing_house_fill": "none",
-           "transfer_designation": "9", "reference_field": "memo", "bank_name_kana": "ｱ" * 16,
-           "age_recipients": "age1notakey\nssh-ed25519 AAAA", "min_business_days_ahead": "31"}
+    bad = {
+        "requester_code": "12345678901",
+        "requester_name_kana": "漢字",
+        "bank_code": "01",
+        "branch_code": "x",
+        "account_type": "4",
+        "account_number": "12345678",
+        "separator": "lf",
+        "clearing_house_fill": "none",
+        "transfer_designation": "9",
+        "reference_field": "memo",
+        "bank_name_kana": "ｱ" * 16,
+        "age_recipients": "age1notakey\nssh-ed25519 AAAA",
+        "min_business_days_ahead": "31",
+    }
     r = client.post("/staff/admin/bank", data=bank_form(csrf_of(client), **bad))
     assert r.status_code == 422 and "保存していません" in r.text
     for name in bad:
@@ -129,7 +175,9 @@ async def test_every_wrong_field_gets_its_own_message_and_nothing_is_written(mak
     assert r.status_code == 422 and 'id="age_recipients-error"' in r.text
     r = client.post("/staff/admin/bank", data=bank_form(csrf_of(client), age_recipients="\n".join([age_key()] * 2)))
     assert r.status_code == 422 and "2回以上" in r.text
-    r = client.post("/staff/admin/bank", data=bank_form(csrf_of(client), age_recipients="\n".join(age_key() for _ in range(11))))
+    r = client.post(
+        "/staff/admin/bank", data=bank_form(csrf_of(client), age_recipients="\n".join(age_key() for _ in range(11)))
+    )
     assert r.status_code == 422 and "10件まで" in r.text
     # Without the session's CSRF token.
     assert client.post("/staff/admin/bank", data=bank_form("forged", account_number="3333333")).status_code == 403
@@ -150,7 +198,9 @@ async def test_bank_settings_are_admin_only_and_per_municipality(make_world, cli
     admin_login(client, a)
     page = client.get("/staff/admin/bank")
     assert 'id="not-stored"' in page.text and "1234567890" not in page.text  # B's settings are not A's
-    assert client.post("/staff/admin/bank", data=bank_form(csrf_of(client), account_number="4444444")).status_code == 303
+    assert (
+        client.post("/staff/admin/bank", data=bank_form(csrf_of(client), account_number="4444444")).status_code == 303
+    )
     async with tenant_transaction(app_pool, b.code) as conn:
         assert await get_bank_settings(conn, b.code) == b_before
     async with tenant_transaction(app_pool, a.code) as conn:
@@ -160,21 +210,26 @@ async def test_bank_settings_are_admin_only_and_per_municipality(make_world, cli
 # ---- role changes --------------------------------------------------------------------------------------
 
 
-async def test_roles_added_wait_for_a_second_admin_and_roles_taken_away_end_sessions(make_world, client, app_pool, settings):
+async def test_roles_added_wait_for_a_second_admin_and_roles_taken_away_end_sessions(
+    make_world, client, app_pool, settings
+):
     """Adding a role is a request (nothing changes for the person until another admin confirms); taking
     one away is immediate and ends the person's sessions. Both are audited."""
     world = await make_world(applications=0)
     rev_id = world.staff["rev"].staff_id
     async with tenant_transaction(app_pool, world.code) as conn:
         await make_staff(conn, world, "admin2", ["admin"])
-    with TestClient(create_app(settings), follow_redirects=False) as rev, \
-            TestClient(create_app(settings), follow_redirects=False) as admin2:
+    with (
+        TestClient(create_app(settings), follow_redirects=False) as rev,
+        TestClient(create_app(settings), follow_redirects=False) as admin2,
+    ):
         assert login(rev, world.code, "rev").status_code == 303
         admin_login(client, world)
         page = client.get("/staff/admin/staff")
         assert 'id="roles-rev"' in page.text and 'action="/staff/admin/staff/' in page.text
-        r = client.post(f"/staff/admin/staff/{rev_id}/roles",
-                        data={"csrf_token": csrf_of(client), "roles": ["reviewer", "drafter"]})
+        r = client.post(
+            f"/staff/admin/staff/{rev_id}/roles", data={"csrf_token": csrf_of(client), "roles": ["reviewer", "drafter"]}
+        )
         assert r.status_code == 303
         assert rev.get("/staff/").status_code == 200  # nothing taken away: still signed in
         assert rev.get(f"/staff/programs/{world.program_id}/draft").status_code == 403  # not a drafter yet
@@ -194,9 +249,14 @@ async def test_roles_added_wait_for_a_second_admin_and_roles_taken_away_end_sess
         assert r.status_code == 303
         assert rev.get(f"/staff/programs/{world.program_id}/draft").status_code == 200  # effective at once
         entry = await last_audit(app_pool, world.code, "grant.confirm")
-        assert entry["object_id"] == str(grant_id) and entry["details"]["requested_by"] == f"staff:{world.staff['admin'].staff_id}"
+        assert (
+            entry["object_id"] == str(grant_id)
+            and entry["details"]["requested_by"] == f"staff:{world.staff['admin'].staff_id}"
+        )
         # Taking a role away is immediate and signs the person out.
-        r = client.post(f"/staff/admin/staff/{rev_id}/roles", data={"csrf_token": csrf_of(client), "roles": ["drafter"]})
+        r = client.post(
+            f"/staff/admin/staff/{rev_id}/roles", data={"csrf_token": csrf_of(client), "roles": ["drafter"]}
+        )
         assert r.status_code == 303
         assert rev.get("/staff/").status_code == 303
     entry = await last_audit(app_pool, world.code, "staff.roles")
@@ -204,8 +264,14 @@ async def test_roles_added_wait_for_a_second_admin_and_roles_taken_away_end_sess
     async with tenant_transaction(app_pool, world.code) as conn:
         assert await conn.fetchval("SELECT roles FROM staff_users WHERE staff_id = $1", rev_id) == ["drafter"]
         # The reviewer grant is revoked: putting the role back takes a new confirmed grant.
-        assert await conn.fetchval("SELECT status FROM staff_role_grants WHERE staff_id = $1 AND role = 'reviewer'"
-                                   " ORDER BY grant_id DESC LIMIT 1", rev_id) == "revoked"
+        assert (
+            await conn.fetchval(
+                "SELECT status FROM staff_role_grants WHERE staff_id = $1 AND role = 'reviewer'"
+                " ORDER BY grant_id DESC LIMIT 1",
+                rev_id,
+            )
+            == "revoked"
+        )
     r = client.post(f"/staff/admin/staff/{rev_id}/roles", data={"csrf_token": csrf_of(client), "roles": ["boss"]})
     assert r.status_code == 422
     # Asking for approval shows no TOTP secret (the person enrols it through a link).
@@ -222,8 +288,12 @@ async def test_the_last_admin_cannot_remove_their_own_admin_role(make_world, cli
     async with tenant_transaction(app_pool, world.code) as conn:
         assert await conn.fetchval("SELECT roles FROM staff_users WHERE staff_id = $1", admin_id) == ["admin"]
         # Refused as a whole: the reviewer role asked for with it was not recorded either.
-        assert await conn.fetchval("SELECT count(*) FROM staff_role_grants WHERE staff_id = $1 AND status = 'pending'",
-                                   admin_id) == 0
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM staff_role_grants WHERE staff_id = $1 AND status = 'pending'", admin_id
+            )
+            == 0
+        )
         # A disabled admin does not count: nobody could sign in with it.
         other = await make_staff(conn, world, "admin2", ["admin"])
         await conn.execute("UPDATE staff_users SET disabled_at = now() WHERE staff_id = $1", other.staff_id)
@@ -232,14 +302,19 @@ async def test_the_last_admin_cannot_remove_their_own_admin_role(make_world, cli
     async with tenant_transaction(app_pool, world.code) as conn:
         await conn.execute("UPDATE staff_users SET disabled_at = NULL WHERE staff_id = $1", other.staff_id)
     # With another enabled admin it is allowed, and the admin's own session ends; the roles asked for wait.
-    r = client.post(f"/staff/admin/staff/{admin_id}/roles",
-                    data={"csrf_token": csrf_of(client), "roles": ["reviewer", "approver"]})
+    r = client.post(
+        f"/staff/admin/staff/{admin_id}/roles", data={"csrf_token": csrf_of(client), "roles": ["reviewer", "approver"]}
+    )
     assert r.status_code == 303 and r.headers["location"] == "/staff/login"
     assert client.get("/staff/").status_code == 303
     async with tenant_transaction(app_pool, world.code) as conn:
         assert await conn.fetchval("SELECT roles FROM staff_users WHERE staff_id = $1", admin_id) == []
-        assert sorted(r["role"] for r in await conn.fetch(
-            "SELECT role FROM staff_role_grants WHERE staff_id = $1 AND status = 'pending'", admin_id)) == ["approver", "reviewer"]
+        assert sorted(
+            r["role"]
+            for r in await conn.fetch(
+                "SELECT role FROM staff_role_grants WHERE staff_id = $1 AND status = 'pending'", admin_id
+            )
+        ) == ["approver", "reviewer"]
 
 
 # ---- per-address throttling ----------------------------------------------------------------------------
@@ -258,7 +333,11 @@ async def test_failures_from_one_address_throttle_it_without_checking_the_passwo
             async with tenant_transaction(app_pool, world.code) as conn:
                 audit_before = await conn.fetchval("SELECT count(*) FROM audit_log")
             r = login(c, world.code, "rev")  # the right password
-            assert r.status_code == 429 and "ログインできませんでした" in r.text and "kyufu_staff=" not in r.headers.get("set-cookie", "")
+            assert (
+                r.status_code == 429
+                and "ログインできませんでした" in r.text
+                and "kyufu_staff=" not in r.headers.get("set-cookie", "")
+            )
             assert 0 < int(r.headers["retry-after"]) <= throttle.IP_WINDOW_S
             async with tenant_transaction(app_pool, world.code) as conn:
                 assert await conn.fetchval("SELECT count(*) FROM audit_log") == audit_before  # not even tried

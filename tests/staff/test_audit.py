@@ -23,7 +23,7 @@ from tests.staff.test_web import login
 async def _append_n(pool, code, n, actor=None):
     for i in range(n):
         async with tenant_transaction(pool, code) as conn:
-            await audit.append(conn, code, actor, "test.event", "thing", i, {"i": i, "text": "改行\nと\"引用\";:"})
+            await audit.append(conn, code, actor, "test.event", "thing", i, {"i": i, "text": '改行\nと"引用";:'})
 
 
 async def _verify(pool, code):
@@ -42,13 +42,21 @@ async def test_python_and_database_compute_the_same_hash(app_pool, municipality)
             assert row["prev_hash"] == prev["hash"]
         for row in rows:
             assert audit.entry_hash(row) == row["hash"]
-            assert await conn.fetchval("SELECT kyufu_audit_hash(a) FROM audit_log a WHERE municipality_code = $1"
-                                       " AND seq = $2", code, row["seq"]) == row["hash"]
+            assert (
+                await conn.fetchval(
+                    "SELECT kyufu_audit_hash(a) FROM audit_log a WHERE municipality_code = $1 AND seq = $2",
+                    code,
+                    row["seq"],
+                )
+                == row["hash"]
+            )
     report = await _verify(app_pool, code)
     assert report.ok and report.entries == 3
 
 
-async def test_the_app_role_cannot_update_or_delete_and_the_owner_is_refused_by_the_trigger(app_pool, owner_conn, municipality):
+async def test_the_app_role_cannot_update_or_delete_and_the_owner_is_refused_by_the_trigger(
+    app_pool, owner_conn, municipality
+):
     code = await municipality()
     await _append_n(app_pool, code, 1)
     async with app_pool.acquire() as conn:
@@ -86,7 +94,9 @@ async def test_verify_finds_an_edited_row_whose_hash_was_recomputed(app_pool, mu
     code = await municipality()
     await _append_n(app_pool, code, 5)
     await _tamper(servers, code, "UPDATE audit_log a SET details = '{}' WHERE municipality_code = $1 AND seq = 2")
-    await _tamper(servers, code, "UPDATE audit_log a SET hash = kyufu_audit_hash(a) WHERE municipality_code = $1 AND seq = 2")
+    await _tamper(
+        servers, code, "UPDATE audit_log a SET hash = kyufu_audit_hash(a) WHERE municipality_code = $1 AND seq = 2"
+    )
     report = await _verify(app_pool, code)
     assert not report.ok and report.broken_at == 3
 
@@ -126,7 +136,7 @@ async def test_export_carries_the_hashed_text(app_pool, municipality):
         csv_lines = [line async for line in audit.export_lines(conn, code, "csv")]
     entries = [json.loads(line) for line in lines]
     assert [e["seq"] for e in entries] == [1, 2]
-    assert json.loads(entries[0]["details"])["text"] == "改行\nと\"引用\";:"
+    assert json.loads(entries[0]["details"])["text"] == '改行\nと"引用";:'
     assert csv_lines[0].startswith("seq,occurred_at")
 
 
@@ -167,8 +177,9 @@ async def test_a_failed_login_typed_as_a_formula_is_exported_by_the_console_as_t
 
     [raw] = [e for e in map(json.loads, jsonl.text.splitlines()) if e["action"] == "login.failed"]
     async with tenant_transaction(app_pool, world.code) as conn:
-        stored = await conn.fetchval("SELECT actor_label FROM audit_log WHERE municipality_code = $1 AND seq = $2",
-                                     world.code, raw["seq"])
+        stored = await conn.fetchval(
+            "SELECT actor_label FROM audit_log WHERE municipality_code = $1 AND seq = $2", world.code, raw["seq"]
+        )
         report = await audit.verify_chain(conn, world.code)
     assert raw["seq"] == int(failed["seq"]) and raw["actor_label"] == stored and report.ok
     assert failed["actor_label"] == csvsafe.neutralise(stored) and csvsafe.restore(failed["actor_label"]) == stored
@@ -192,12 +203,13 @@ async def test_every_text_column_of_the_csv_export_is_neutralised(app_pool, muni
     assert [r["actor_label"] for r in rows] == [csvsafe.neutralise(v) for v in HOSTILE]
     for row, entry, value in zip(rows, jsonl, HOSTILE):
         assert [csvsafe.restore(row[k]) for k in ("actor_label", "object_type", "object_id")] == [value] * 3
-        assert json.loads(row["details"]) == {"note": value}   # JSON text begins with {, left as it is
+        assert json.loads(row["details"]) == {"note": value}  # JSON text begins with {, left as it is
         assert [entry[k] for k in ("actor_label", "object_type", "object_id")] == [value] * 3
 
 
-async def test_kyufu_audit_export_writes_neutralised_csv_and_verify_still_passes(app_pool, municipality, subprocess_env,
-                                                                                 tmp_path):
+async def test_kyufu_audit_export_writes_neutralised_csv_and_verify_still_passes(
+    app_pool, municipality, subprocess_env, tmp_path
+):
     code = await municipality()
     await _append_hostile(app_pool, code)
     out = tmp_path / "audit.csv"

@@ -47,7 +47,8 @@ async def _jobs(state, app_pool, settings, code):
 
 
 async def test_the_console_never_renders_the_file_and_the_worker_hashes_and_releases_it(
-        make_world, client, app_pool, settings, transfer_date, renderer_forbidden):
+    make_world, client, app_pool, settings, transfer_date, renderer_forbidden
+):
     world = await make_world(applications=3, status="approved")
     code = world.code
     async with tenant_transaction(app_pool, code) as conn:
@@ -56,9 +57,15 @@ async def test_the_console_never_renders_the_file_and_the_worker_hashes_and_rele
 
     # 振込起案 through the console: the page says the hash is being computed.
     token = await staff_signed_in(client, app_pool, code, world.staff["draft"].staff_id)
-    r = client.post(f"/staff/programs/{world.program_id}/draft", data={
-        "csrf_token": token, "transfer_date": transfer_date.isoformat(),
-        "expected_count": str(preview["pending_count"]), "expected_total_yen": str(preview["pending_yen"])})
+    r = client.post(
+        f"/staff/programs/{world.program_id}/draft",
+        data={
+            "csrf_token": token,
+            "transfer_date": transfer_date.isoformat(),
+            "expected_count": str(preview["pending_count"]),
+            "expected_total_yen": str(preview["pending_yen"]),
+        },
+    )
     assert r.status_code == 303, r.text
     batch_id = int(r.headers["location"].rsplit("/", 1)[1])
     page = client.get(f"/staff/batches/{batch_id}")
@@ -69,8 +76,10 @@ async def test_the_console_never_renders_the_file_and_the_worker_hashes_and_rele
     token = await staff_signed_in(client, app_pool, code, world.staff["appr"].staff_id)
     page = client.get(f"/staff/batches/{batch_id}")
     assert page.status_code == 200 and 'id="approve"' not in page.text and 'id="file-sha256"' not in page.text
-    assert client.post(f"/staff/batches/{batch_id}/approve",
-                       data={"csrf_token": token, "sha256": "0" * 64}).status_code == 409
+    assert (
+        client.post(f"/staff/batches/{batch_id}/approve", data={"csrf_token": token, "sha256": "0" * 64}).status_code
+        == 409
+    )
 
     # The worker's hash job records the SHA-256; the approver approves exactly that.
     [sha] = await _jobs(renderer_forbidden, app_pool, settings, code)
@@ -89,23 +98,38 @@ async def test_the_console_never_renders_the_file_and_the_worker_hashes_and_rele
     assert outcome.startswith("released ")
     async with tenant_transaction(app_pool, code, readonly=True) as conn:
         batch = await batches.get_batch(conn, code, batch_id)
-        actions = [r["action"] for r in await conn.fetch(
-            "SELECT action FROM audit_log WHERE object_type = 'batch' AND object_id = $1 ORDER BY seq", str(batch_id))]
+        actions = [
+            r["action"]
+            for r in await conn.fetch(
+                "SELECT action FROM audit_log WHERE object_type = 'batch' AND object_id = $1 ORDER BY seq",
+                str(batch_id),
+            )
+        ]
     assert batch["status"] == "released" and batch["released_sha256"] == sha == batch["approved_sha256"]
-    assert actions == ["batch.draft", "personal_data.view", "personal_data.view", "batch.approve",
-                       "personal_data.view", "batch.release_request", "personal_data.view", "batch.release"]
+    assert actions == [
+        "batch.draft",
+        "personal_data.view",
+        "personal_data.view",
+        "batch.approve",
+        "personal_data.view",
+        "batch.release_request",
+        "personal_data.view",
+        "batch.release",
+    ]
     # The renderer ran twice, both times in a job: once for the hash, once for the release.
     assert renderer_forbidden["calls"] == 2
 
 
 async def test_a_send_back_asks_for_a_new_hash_and_a_stale_hash_job_does_nothing(
-        make_world, app_pool, settings, transfer_date):
+    make_world, app_pool, settings, transfer_date
+):
     world = await make_world(applications=2, status="approved")
     code = world.code
     async with tenant_transaction(app_pool, code) as conn:
         await add_bank_settings(conn, code)
-        batch_id = await batches.draft_batch(conn, world.cipher, code, world.staff["draft"], world.program_id,
-                                             transfer_date)
+        batch_id = await batches.draft_batch(
+            conn, world.cipher, code, world.staff["draft"], world.program_id, transfer_date
+        )
         # Sent back before the first hash job ran: the first job is stale, the second one counts.
         await batches.reject_batch(conn, settings, code, world.staff["appr"], batch_id, "口座の確認")
         generation = (await batches.get_batch(conn, code, batch_id))["hash_generation"]
@@ -116,12 +140,15 @@ async def test_a_send_back_asks_for_a_new_hash_and_a_stale_hash_job_does_nothing
     assert batch["plaintext_sha256"] == outcomes[1] and batch["hash_progress"] == batch["record_count"] == 2
 
 
-async def test_a_batch_the_stage_cannot_write_shows_why_instead_of_a_hash(make_world, app_pool, settings, transfer_date):
+async def test_a_batch_the_stage_cannot_write_shows_why_instead_of_a_hash(
+    make_world, app_pool, settings, transfer_date
+):
     world = await make_world(applications=1, status="approved")
     code = world.code
-    async with tenant_transaction(app_pool, code) as conn:   # no bank settings: the stage cannot make a header
-        batch_id = await batches.draft_batch(conn, world.cipher, code, world.staff["draft"], world.program_id,
-                                             transfer_date)
+    async with tenant_transaction(app_pool, code) as conn:  # no bank settings: the stage cannot make a header
+        batch_id = await batches.draft_batch(
+            conn, world.cipher, code, world.staff["draft"], world.program_id, transfer_date
+        )
     assert await run_payout_jobs(app_pool, settings, code) == ["refused"]
     async with tenant_transaction(app_pool, code) as conn:
         batch = await batches.get_batch(conn, code, batch_id)
@@ -137,8 +164,9 @@ async def test_the_database_refuses_an_approval_of_any_other_hash(make_world, ap
     code = world.code
     async with tenant_transaction(app_pool, code) as conn:
         await add_bank_settings(conn, code)
-        batch_id = await batches.draft_batch(conn, world.cipher, code, world.staff["draft"], world.program_id,
-                                             transfer_date)
+        batch_id = await batches.draft_batch(
+            conn, world.cipher, code, world.staff["draft"], world.program_id, transfer_date
+        )
     await run_payout_jobs(app_pool, settings, code)
     with pytest.raises(asyncpg.CheckViolationError, match="payout_batches_approves_the_recorded_hash"):
         async with tenant_transaction(app_pool, code) as conn:

@@ -42,23 +42,34 @@ def owner(settings):
 
 def admin_creates(client, world, login_name: str, roles: list[str]) -> str:
     assert login(client, world.code, "admin", totp=world.totp_now("admin")).status_code == 303
-    r = client.post("/staff/admin/staff", data={"csrf_token": csrf_of(client), "login": login_name,
-                                                "display_name": f"{login_name}さん", "roles": roles})
+    r = client.post(
+        "/staff/admin/staff",
+        data={"csrf_token": csrf_of(client), "login": login_name, "display_name": f"{login_name}さん", "roles": roles},
+    )
     assert r.status_code == 200, r.text
     return LINK.search(r.text).group(1)
 
 
 def submit(owner, path: str, page_text: str, password: str, confirm: str | None = None, totp: str = ""):
     token = FORM_TOKEN.search(page_text).group(1)
-    return owner.post(path, data={"csrf_token": token, "password": password,
-                                  "password_confirm": password if confirm is None else confirm, "totp": totp})
+    return owner.post(
+        path,
+        data={
+            "csrf_token": token,
+            "password": password,
+            "password_confirm": password if confirm is None else confirm,
+            "totp": totp,
+        },
+    )
 
 
 async def actions(app_pool, code) -> list[dict]:
     async with tenant_transaction(app_pool, code) as conn:
         rows = await conn.fetch("SELECT action, actor_label, object_id, details FROM audit_log ORDER BY seq")
-    return [{"action": r["action"], "actor": r["actor_label"], "object_id": r["object_id"],
-             **json.loads(r["details"])} for r in rows]
+    return [
+        {"action": r["action"], "actor": r["actor_label"], "object_id": r["object_id"], **json.loads(r["details"])}
+        for r in rows
+    ]
 
 
 async def test_the_owner_sets_password_and_totp_through_the_link_once(make_world, client, owner, app_pool):
@@ -88,8 +99,15 @@ async def test_the_owner_sets_password_and_totp_through_the_link_once(make_world
     assert again.status_code == 410 and 'id="enrol-invalid"' in again.text and "使用済み" in again.text
     assert submit(owner, path, page.text, "an-attackers-password").status_code == 403  # its form is gone too
     async with tenant_transaction(app_pool, world.code) as conn:
-        link = await enrolment.complete(conn, world.cipher, world.code, path.rsplit("/", 1)[1], "an-attackers-password",
-                                        "an-attackers-password", pyotp.TOTP(secret).now())
+        link = await enrolment.complete(
+            conn,
+            world.cipher,
+            world.code,
+            path.rsplit("/", 1)[1],
+            "an-attackers-password",
+            "an-attackers-password",
+            pyotp.TOTP(secret).now(),
+        )
     assert link.state == "used" and not link.completed
     # Signed in with what they set (no TOTP role is effective yet), but no role confirmed: nothing to see.
     owner.cookies.clear()
@@ -110,15 +128,24 @@ async def test_the_owner_sets_password_and_totp_through_the_link_once(make_world
     assert r.status_code == 303
     entries = await actions(app_pool, world.code)
     mine = [e for e in entries if e.get("login") == "kaikei"]
-    assert [e["action"] for e in mine] == ["staff.create", "grant.request", "enrolment.issue", "enrolment.complete",
-                                           "enrolment.reuse_attempt", "enrolment.reuse_attempt", "grant.confirm"]
+    assert [e["action"] for e in mine] == [
+        "staff.create",
+        "grant.request",
+        "enrolment.issue",
+        "enrolment.complete",
+        "enrolment.reuse_attempt",
+        "enrolment.reuse_attempt",
+        "grant.confirm",
+    ]
     assert [e["actor"] for e in mine if e["action"] == "enrolment.complete"] == ["kaikei"]
     async with tenant_transaction(app_pool, world.code) as conn:
         assert (await audit.verify_chain(conn, world.code)).ok
         # Single use in the database too, whatever writes the row.
         with pytest.raises(asyncpg.CheckViolationError, match="used, superseded or expired"):
-            await conn.execute("UPDATE staff_enrolments SET completed_at = now(), superseded_at = NULL"
-                               " WHERE staff_id = (SELECT staff_id FROM staff_users WHERE login = 'kaikei')")
+            await conn.execute(
+                "UPDATE staff_enrolments SET completed_at = now(), superseded_at = NULL"
+                " WHERE staff_id = (SELECT staff_id FROM staff_users WHERE login = 'kaikei')"
+            )
 
 
 async def test_an_expired_link_does_nothing_and_is_audited(make_world, owner, app_pool):
@@ -131,30 +158,40 @@ async def test_an_expired_link_does_nothing_and_is_audited(make_world, owner, ap
         await conn.execute(
             "INSERT INTO staff_enrolments (municipality_code, staff_id, token_sha256, totp_secret, issued_by_operator,"
             " issued_at, expires_at) VALUES ($1, $2, $3, $4, 'ops', now() - interval '73 hours',"
-            " now() - interval '1 hour')", world.code, rev.staff_id, digest,
-            world.cipher.encrypt("staff_enrolments", "totp_secret", digest, pyotp.random_base32()))
+            " now() - interval '1 hour')",
+            world.code,
+            rev.staff_id,
+            digest,
+            world.cipher.encrypt("staff_enrolments", "totp_secret", digest, pyotp.random_base32()),
+        )
         enrolment_id = await conn.fetchval("SELECT enrolment_id FROM staff_enrolments WHERE token_sha256 = $1", digest)
         with pytest.raises(asyncpg.CheckViolationError, match="staff_enrolments_lifetime"):
             async with conn.transaction():  # a savepoint: the row above stays
                 await conn.execute(
                     "INSERT INTO staff_enrolments (municipality_code, staff_id, token_sha256, totp_secret,"
                     " issued_by_operator, expires_at) VALUES ($1, $2, $3, '\\x00', 'ops', now() + interval '73 hours')",
-                    world.code, world.staff["draft"].staff_id, "0" * 64)
+                    world.code,
+                    world.staff["draft"].staff_id,
+                    "0" * 64,
+                )
     path = enrolment.link_path(world.code, token)
     page = owner.get(path)
     assert page.status_code == 410 and "有効期限" in page.text and 'name="password"' not in page.text
     # A form posted anyway (its token from another enrolment page's cookie pair) changes nothing.
-    r = owner.post(path, data={"csrf_token": "x", "password": "a-good-long-password",
-                               "password_confirm": "a-good-long-password"})
+    r = owner.post(
+        path, data={"csrf_token": "x", "password": "a-good-long-password", "password_confirm": "a-good-long-password"}
+    )
     assert r.status_code == 403
     async with tenant_transaction(app_pool, world.code) as conn:
-        link = await enrolment.complete(conn, world.cipher, world.code, token, "a-good-long-password",
-                                        "a-good-long-password", "")
+        link = await enrolment.complete(
+            conn, world.cipher, world.code, token, "a-good-long-password", "a-good-long-password", ""
+        )
         assert link.state == "expired" and not link.completed
         with pytest.raises(asyncpg.CheckViolationError, match="used, superseded or expired"):
             async with conn.transaction():
-                await conn.execute("UPDATE staff_enrolments SET completed_at = now() WHERE enrolment_id = $1",
-                                   enrolment_id)
+                await conn.execute(
+                    "UPDATE staff_enrolments SET completed_at = now() WHERE enrolment_id = $1", enrolment_id
+                )
     assert login(owner, world.code, "rev").status_code == 303  # the old password still works: nothing changed
     expired = [e for e in await actions(app_pool, world.code) if e["action"] == "enrolment.expired_attempt"]
     assert len(expired) == 2 and all(e["object_id"] == str(enrolment_id) and e["login"] == "rev" for e in expired)
@@ -164,7 +201,9 @@ async def test_an_expired_link_does_nothing_and_is_audited(make_world, owner, ap
     assert owner.get("/staff/enroll/999999/" + secrets.token_urlsafe(32)).status_code == 404
 
 
-async def test_a_reset_disables_the_old_credentials_and_supersedes_the_old_link(make_world, client, owner, app_pool, settings):
+async def test_a_reset_disables_the_old_credentials_and_supersedes_the_old_link(
+    make_world, client, owner, app_pool, settings
+):
     world = await make_world(applications=0)
     rev_id = world.staff["rev"].staff_id
     with TestClient(create_app(settings), follow_redirects=False) as rev:
@@ -185,7 +224,9 @@ async def test_a_reset_disables_the_old_credentials_and_supersedes_the_old_link(
     async with tenant_transaction(app_pool, world.code) as conn:
         latest = (await enrolment.latest(conn, world.code))[rev_id]
         assert latest["issued_by"] == world.staff["admin"].staff_id and latest["completed_at"] is not None
-    issued = [e for e in await actions(app_pool, world.code) if e["action"] == "enrolment.issue" and e["login"] == "rev"]
+    issued = [
+        e for e in await actions(app_pool, world.code) if e["action"] == "enrolment.issue" and e["login"] == "rev"
+    ]
     # Its first enrolment, then the two resets (the first ended its session).
     assert [e["superseded"] for e in issued] == [False, False, True] and issued[1]["sessions_revoked"] == 1
 
@@ -195,26 +236,33 @@ async def test_an_operator_account_needs_a_link_and_a_console_admin(make_world, 
     or stores is a password or TOTP secret in the clear."""
     world = await make_world(applications=0)
     async with tenant_transaction(app_pool, world.code) as conn:
-        issued = await enrolment.create_account(conn, world.cipher, world.code, Operator("ops-tanaka"), "clerk",
-                                                "事務 花子", ["drafter"])
-        row = await conn.fetchrow("SELECT roles, created_by, created_by_operator, password_hash, totp_secret"
-                                  " FROM staff_users WHERE login = 'clerk'")
-        stored = await conn.fetchrow("SELECT token_sha256, totp_secret FROM staff_enrolments WHERE staff_id = $1",
-                                     issued.staff_id)
+        issued = await enrolment.create_account(
+            conn, world.cipher, world.code, Operator("ops-tanaka"), "clerk", "事務 花子", ["drafter"]
+        )
+        row = await conn.fetchrow(
+            "SELECT roles, created_by, created_by_operator, password_hash, totp_secret"
+            " FROM staff_users WHERE login = 'clerk'"
+        )
+        stored = await conn.fetchrow(
+            "SELECT token_sha256, totp_secret FROM staff_enrolments WHERE staff_id = $1", issued.staff_id
+        )
     assert list(row["roles"]) == [] and row["created_by"] is None and row["created_by_operator"] == "ops-tanaka"
     assert row["totp_secret"] is None and row["password_hash"].startswith("$argon2id$")
     assert stored["token_sha256"] == hashlib.sha256(issued.token.encode()).hexdigest()
     assert issued.path == f"/staff/enroll/{world.code}/{issued.token}"
     with pytest.raises(Exception, match="bootstrap"):
         async with tenant_transaction(app_pool, world.code) as conn:
-            await enrolment.create_account(conn, world.cipher, world.code, world.staff["admin"], "boss", "ボス",
-                                           ["admin"], bootstrap=True)
+            await enrolment.create_account(
+                conn, world.cipher, world.code, world.staff["admin"], "boss", "ボス", ["admin"], bootstrap=True
+            )
 
 
 async def test_a_password_is_checked_for_length_and_login(make_world, app_pool):
     world = await make_world(applications=0)
     async with tenant_transaction(app_pool, world.code) as conn:
-        issued = await enrolment.issue(conn, world.cipher, world.code, world.staff["admin"], world.staff["rev"].staff_id)
+        issued = await enrolment.issue(
+            conn, world.cipher, world.code, world.staff["admin"], world.staff["rev"].staff_id
+        )
         link = await enrolment.complete(conn, world.cipher, world.code, issued.token, "rev", "rev", "")
         assert set(link.errors) == {"password"} and not link.completed
         link = await enrolment.complete(conn, world.cipher, world.code, issued.token, "x" * 257, "x" * 257, "")

@@ -55,8 +55,12 @@ async def keep_waiting(app_pool, world, login_name, minutes=10):
     staff_id = world.staff[login_name].staff_id
     async with tenant_transaction(app_pool, world.code) as conn:
         for table in ("staff_signin_failures", "staff_devices"):
-            await conn.execute(f"UPDATE {table} SET delayed_until = now() + make_interval(mins => $2)"
-                               " WHERE staff_id = $1 AND delayed_until IS NOT NULL", staff_id, minutes)
+            await conn.execute(
+                f"UPDATE {table} SET delayed_until = now() + make_interval(mins => $2)"
+                " WHERE staff_id = $1 AND delayed_until IS NOT NULL",
+                staff_id,
+                minutes,
+            )
 
 
 def sign_in_approver(client, world, offset_steps=0):
@@ -70,8 +74,9 @@ def message(response) -> str:
 
 async def audit_entries(app_pool, code, action="login.failed"):
     async with tenant_transaction(app_pool, code) as conn:
-        rows = await conn.fetch("SELECT actor_label, object_id, details FROM audit_log WHERE action = $1 ORDER BY seq",
-                                action)
+        rows = await conn.fetch(
+            "SELECT actor_label, object_id, details FROM audit_log WHERE action = $1 ORDER BY seq", action
+        )
     return [{"actor_label": r["actor_label"], "object_id": r["object_id"], **json.loads(r["details"])} for r in rows]
 
 
@@ -81,7 +86,9 @@ def test_the_wait_doubles_from_one_second_to_fifteen_minutes():
     assert signin.delay_after(10_000) == 900
 
 
-async def test_a_guessers_failures_do_not_stop_the_approver_at_their_known_browser(make_world, owner, attacker, app_pool):
+async def test_a_guessers_failures_do_not_stop_the_approver_at_their_known_browser(
+    make_world, owner, attacker, app_pool
+):
     world = await make_world(applications=0)
     assert sign_in_approver(owner, world).status_code == 303
     assert signin.DEVICE_COOKIE in owner.cookies
@@ -104,11 +111,16 @@ async def test_the_wait_grows_with_each_failure_and_restarts_after_a_success(mak
     async def attempt(password="wrong-password-x"):
         async with tenant_transaction(app_pool, world.code) as conn:
             result = await accounts.login(conn, world.cipher, world.code, "rev", password)
-            row = await conn.fetchrow("SELECT failures, extract(epoch FROM delayed_until - last_failed_at) AS wait"
-                                      " FROM staff_signin_failures WHERE staff_id = $1", world.staff["rev"].staff_id)
+            row = await conn.fetchrow(
+                "SELECT failures, extract(epoch FROM delayed_until - last_failed_at) AS wait"
+                " FROM staff_signin_failures WHERE staff_id = $1",
+                world.staff["rev"].staff_id,
+            )
             # Let the wait pass, as if the guesser came back just in time.
-            await conn.execute("UPDATE staff_signin_failures SET delayed_until = now() - interval '1 second'"
-                               " WHERE delayed_until IS NOT NULL")
+            await conn.execute(
+                "UPDATE staff_signin_failures SET delayed_until = now() - interval '1 second'"
+                " WHERE delayed_until IS NOT NULL"
+            )
         return result, row
 
     waits = []
@@ -136,7 +148,9 @@ async def test_during_the_wait_the_password_is_not_even_checked(make_world, atta
     wait = int(r.headers["retry-after"])
     assert 0 < wait <= signin.DELAY_CAP_S
     text = message(r)
-    assert text.startswith("ログインできませんでした。") and re.search(r"\d\d時\d\d分\d\d秒（約\d+(秒|分)後）まで", text)
+    assert text.startswith("ログインできませんでした。") and re.search(
+        r"\d\d時\d\d分\d\d秒（約\d+(秒|分)後）まで", text
+    )
     assert "以前にこのログインIDでログインした端末" in text
     assert (await audit_entries(app_pool, world.code))[-1]["reason"] == "delayed"
 
@@ -148,8 +162,11 @@ async def test_the_owner_is_told_of_failures_at_their_next_sign_in(make_world, o
     assert login(owner, world.code, "rev").status_code == 303
     page = owner.get("/staff/").text
     notice = re.search(r'id="signin-notice"><p>(.*?)</p>', page).group(1)
-    assert re.fullmatch(r"前回のサインイン以降、3回のサインイン失敗がありました（最終: \d{4}-\d\d-\d\d \d\d:\d\d）。"
-                        r"心当たりがない場合は、管理者に連絡してください。", notice), notice
+    assert re.fullmatch(
+        r"前回のサインイン以降、3回のサインイン失敗がありました（最終: \d{4}-\d\d-\d\d \d\d:\d\d）。"
+        r"心当たりがない場合は、管理者に連絡してください。",
+        notice,
+    ), notice
     # Told once per sign-in: the next sign-in with no failures in between has nothing to tell.
     owner.post("/staff/logout", data={"csrf_token": csrf_of(owner)})
     assert login(owner, world.code, "rev").status_code == 303
@@ -162,11 +179,15 @@ async def test_admins_see_who_is_waiting_and_failing_and_can_end_the_wait(make_w
     await keep_waiting(app_pool, world, "appr")
     assert login(owner, world.code, "admin", totp=world.totp_now("admin")).status_code == 303
     page = owner.get("/staff/admin/staff").text
-    assert re.search(r'id="delayed-appr">失敗が続いたため、新しい端末からのログインを\d{4}-\d\d-\d\d \d\d:\d\dまで', page)
+    assert re.search(
+        r'id="delayed-appr">失敗が続いたため、新しい端末からのログインを\d{4}-\d\d-\d\d \d\d:\d\dまで', page
+    )
     assert re.search(r'id="failures-appr">前回のログイン以降の失敗: \d+回', page)
     assert 'id="delayed-rev"' not in page and 'id="failures-rev"' not in page
     # The audit trail says when a wait started, and for which account, without the password.
-    entries = [e for e in await audit_entries(app_pool, world.code) if e["object_id"] == str(world.staff["appr"].staff_id)]
+    entries = [
+        e for e in await audit_entries(app_pool, world.code) if e["object_id"] == str(world.staff["appr"].staff_id)
+    ]
     assert entries[4]["delay_s"] == 1 and entries[4]["path"] == "untrusted" and entries[-1]["reason"] == "delayed"
     assert all(e["actor_label"] == "appr" for e in entries)
     r = owner.post(f"/staff/admin/staff/{world.staff['appr'].staff_id}/unlock", data={"csrf_token": csrf_of(owner)})
@@ -187,8 +208,11 @@ async def test_a_login_that_does_not_exist_answers_like_one_that_does(make_world
             # Five failures: four plain ones, then one that starts a wait.
             answers[name] = [normalised(login(c, world.code, name, password="wrong-password-x")) for _ in range(5)]
             async with tenant_transaction(app_pool, world.code) as conn:
-                await conn.execute("UPDATE staff_signin_failures SET delayed_until = now() + interval '10 minutes'"
-                                   " WHERE login_hmac = $1", signin.login_hmac(world.cipher.key, world.code, name))
+                await conn.execute(
+                    "UPDATE staff_signin_failures SET delayed_until = now() + interval '10 minutes'"
+                    " WHERE login_hmac = $1",
+                    signin.login_hmac(world.cipher.key, world.code, name),
+                )
             answers[name].append(normalised(login(c, world.code, name)))  # refused while waiting
     assert answers["rev"] == answers["nobody"]
     assert [a[0] for a in answers["rev"]] == [401] * 5 + [429]
@@ -196,8 +220,9 @@ async def test_a_login_that_does_not_exist_answers_like_one_that_does(make_world
     # Neither the unknown login nor the wrong password is in the audit trail.
     entries = await audit_entries(app_pool, world.code)
     unknown = [e for e in entries if e["actor_label"] == "?"]
-    assert len(unknown) == 6 and all(e["reason"] in ("unknown_login", "delayed") and len(e["login_key"]) == 16
-                                     for e in unknown)
+    assert len(unknown) == 6 and all(
+        e["reason"] in ("unknown_login", "delayed") and len(e["login_key"]) == 16 for e in unknown
+    )
     assert "nobody" not in json.dumps(entries) and "wrong-password-x" not in json.dumps(entries)
 
 
@@ -212,7 +237,9 @@ async def test_failures_at_a_trusted_browser_delay_only_that_browser(make_world,
         assert login(elsewhere, world.code, "rev").status_code == 303
 
 
-async def test_a_device_cookie_is_bound_to_its_account_and_dies_with_revoke(make_world, owner, attacker, app_pool, settings):
+async def test_a_device_cookie_is_bound_to_its_account_and_dies_with_revoke(
+    make_world, owner, attacker, app_pool, settings
+):
     world = await make_world(applications=0)
     assert login(owner, world.code, "rev").status_code == 303
     device = owner.cookies[signin.DEVICE_COOKIE]
@@ -231,8 +258,10 @@ async def test_a_device_cookie_is_bound_to_its_account_and_dies_with_revoke(make
     owner.cookies.delete("kyufu_staff", path="/staff")
     assert login(owner, world.code, "rev").status_code == 429
     async with tenant_transaction(app_pool, world.code) as conn:
-        assert await conn.fetchval("SELECT count(*) FROM staff_devices WHERE staff_id = $1 AND revoked_at IS NULL",
-                                   rev_id) == 0
+        assert (
+            await conn.fetchval("SELECT count(*) FROM staff_devices WHERE staff_id = $1 AND revoked_at IS NULL", rev_id)
+            == 0
+        )
 
 
 async def test_a_throttled_address_still_lets_known_browsers_in(make_world, app_pool, settings):
@@ -242,8 +271,7 @@ async def test_a_throttled_address_still_lets_known_browsers_in(make_world, app_
 
     redis = Redis.from_url(settings.redis_url)
     try:
-        with browser(settings, office) as approver, \
-                browser(settings, office) as guesser:
+        with browser(settings, office) as approver, browser(settings, office) as guesser:
             assert sign_in_approver(approver, world).status_code == 303
             rev_device = None
             with browser(settings, office) as rev:
@@ -283,7 +311,12 @@ def test_a_browser_keeps_devices_of_several_accounts():
         cookie = signin.device_cookie(secret, cookie, "131016", staff_id, f"{staff_id:032d}")
     cookie = signin.device_cookie(secret, cookie, "131016", 5, "n" * 32)  # 5 signed in again: a new device
     assert signin.devices_in_cookie(secret, cookie, "131016") == {
-        5: "n" * 32, 7: f"{7:032d}", 6: f"{6:032d}", 4: f"{4:032d}", 3: f"{3:032d}"}
+        5: "n" * 32,
+        7: f"{7:032d}",
+        6: f"{6:032d}",
+        4: f"{4:032d}",
+        3: f"{3:032d}",
+    }
 
 
 async def test_any_typed_login_fails_like_an_unknown_one(make_world, attacker, app_pool):

@@ -29,8 +29,10 @@ def client(settings):
 def login(client, code, login_name, password=PASSWORD, totp=""):
     page = client.get("/staff/login")
     token = CSRF.search(page.text).group(1)
-    return client.post("/staff/login", data={"csrf_token": token, "municipality_code": code, "login": login_name,
-                                             "password": password, "totp": totp})
+    return client.post(
+        "/staff/login",
+        data={"csrf_token": token, "municipality_code": code, "login": login_name, "password": password, "totp": totp},
+    )
 
 
 def csrf_of(client, path="/staff/"):
@@ -93,8 +95,10 @@ async def test_posts_without_the_session_csrf_token_are_refused(make_world, clie
     login(client, world.code, "rev")
     r = client.post(f"/staff/applications/{world.applications[0]}/decision", data={"decision": "approve"})
     assert r.status_code == 403
-    r = client.post(f"/staff/applications/{world.applications[0]}/decision",
-                    data={"decision": "approve", "csrf_token": csrf_of(client)})
+    r = client.post(
+        f"/staff/applications/{world.applications[0]}/decision",
+        data={"decision": "approve", "csrf_token": csrf_of(client)},
+    )
     assert r.status_code == 303
 
 
@@ -118,8 +122,13 @@ ROLE_MATRIX = {
     ("POST", "/staff/review/search"): {"reviewer", "admin"},
 }
 # Routes without an object id open to every signed-in staff member (or before sign-in).
-ANY_STAFF = {("GET", "/staff/login"), ("POST", "/staff/login"), ("POST", "/staff/logout"), ("GET", "/staff/"),
-             ("GET", "/staff/batches")}
+ANY_STAFF = {
+    ("GET", "/staff/login"),
+    ("POST", "/staff/login"),
+    ("POST", "/staff/logout"),
+    ("GET", "/staff/"),
+    ("GET", "/staff/batches"),
+}
 
 
 def test_every_route_without_an_id_is_classified(settings):
@@ -136,7 +145,9 @@ async def test_role_matrix(make_world, client, app_pool, transfer_date):
     world = await make_world(applications=1, status="approved")
     async with tenant_transaction(app_pool, world.code) as conn:
         await add_bank_settings(conn, world.code)
-        batch_id = await batches.draft_batch(conn, world.cipher, world.code, world.staff["draft2"], world.program_id, transfer_date)
+        batch_id = await batches.draft_batch(
+            conn, world.cipher, world.code, world.staff["draft2"], world.program_id, transfer_date
+        )
     ids = {"program_id": world.program_id, "batch_id": batch_id, "application_id": world.applications[0]}
     for login_name, role in (("rev", "reviewer"), ("draft", "drafter"), ("appr", "approver"), ("admin", "admin")):
         client.cookies.clear()
@@ -157,28 +168,49 @@ PARAM_OBJECTS = {"application_id", "batch_id", "program_id", "payment_id", "staf
 PUBLIC_WITH_PARAMS = {"/staff/enroll/{code}/{token}"}
 
 
-async def test_every_staff_route_answers_404_for_another_municipalitys_ids(make_world, client, app_pool, transfer_date, settings):
+async def test_every_staff_route_answers_404_for_another_municipalitys_ids(
+    make_world, client, app_pool, transfer_date, settings
+):
     a, b = await make_world(applications=1, status="approved"), await make_world(applications=1, status="approved")
     ids = {}
     for world in (a, b):
         async with tenant_transaction(app_pool, world.code) as conn:
             await add_bank_settings(conn, world.code)
             everyone = await make_staff(conn, world, "all", ["reviewer", "drafter", "approver", "admin"])
-            batch_id = await batches.draft_batch(conn, world.cipher, world.code, world.staff["draft"], world.program_id,
-                                                 transfer_date)
+            batch_id = await batches.draft_batch(
+                conn, world.cipher, world.code, world.staff["draft"], world.program_id, transfer_date
+            )
             ids[world.code] = {
-                "application_id": world.applications[0], "batch_id": batch_id, "program_id": world.program_id,
+                "application_id": world.applications[0],
+                "batch_id": batch_id,
+                "program_id": world.program_id,
                 "payment_id": await conn.fetchval("SELECT min(payment_id) FROM payments"),
                 "staff_id": world.staff["rev"].staff_id,
-                "grant_id": (await grants.request(conn, world.code, world.staff["admin"], world.staff["rev"].staff_id,
-                                                  ["drafter"]))[0],
+                "grant_id": (
+                    await grants.request(
+                        conn, world.code, world.staff["admin"], world.staff["rev"].staff_id, ["drafter"]
+                    )
+                )[0],
             }
     assert login(client, a.code, "all", totp=a.totp_now("all")).status_code == 303
     token = csrf_of(client)
-    form = {"csrf_token": token, "decision": "approve", "comment": "x", "transfer_date": transfer_date.isoformat(),
-            "expected_count": "1", "expected_total_yen": "100000", "sha256": "0" * 64, "note": "x",
-            "bank_code": "0001", "branch_code": "001", "account_type": "1", "account_number": "1234567",
-            "holder_kana": "ﾔﾏﾀﾞ", "roles": "reviewer", "purpose": "review"}
+    form = {
+        "csrf_token": token,
+        "decision": "approve",
+        "comment": "x",
+        "transfer_date": transfer_date.isoformat(),
+        "expected_count": "1",
+        "expected_total_yen": "100000",
+        "sha256": "0" * 64,
+        "note": "x",
+        "bank_code": "0001",
+        "branch_code": "001",
+        "account_type": "1",
+        "account_number": "1234567",
+        "holder_kana": "ﾔﾏﾀﾞ",
+        "roles": "reviewer",
+        "purpose": "review",
+    }
     checked = 0
     for route in staff_routes(settings):
         assert isinstance(route, Route)
@@ -195,7 +227,11 @@ async def test_every_staff_route_answers_404_for_another_municipalitys_ids(make_
             checked += 1
     assert checked >= 15
     # The same routes with A's own ids are found (GET pages render).
-    for path in ("/staff/applications/{application_id}", "/staff/batches/{batch_id}", "/staff/programs/{program_id}/draft"):
+    for path in (
+        "/staff/applications/{application_id}",
+        "/staff/batches/{batch_id}",
+        "/staff/programs/{program_id}/draft",
+    ):
         assert client.get(path.format(**ids[a.code]), params={"purpose": "review"}).status_code == 200, path
 
 
@@ -207,9 +243,16 @@ async def test_admin_creates_an_approver_without_choosing_or_seeing_any_secret(m
     assert login(client, world.code, "admin", totp=world.totp_now("admin")).status_code == 303
     form_page = client.get("/staff/admin/staff")
     assert 'name="password"' not in form_page.text
-    r = client.post("/staff/admin/staff", data={"csrf_token": csrf_of(client), "login": "kaikei",
-                                                "display_name": "会計 一郎", "password": "long-enough-password",
-                                                "roles": ["approver"]})
+    r = client.post(
+        "/staff/admin/staff",
+        data={
+            "csrf_token": csrf_of(client),
+            "login": "kaikei",
+            "display_name": "会計 一郎",
+            "password": "long-enough-password",
+            "roles": ["approver"],
+        },
+    )
     assert r.status_code == 200
     link = re.search(r'id="enrol-link">(http://[^<]+/staff/enroll/(\d{6})/([A-Za-z0-9_-]{43}))<', r.text)
     assert link and link.group(2) == world.code
@@ -217,8 +260,10 @@ async def test_admin_creates_an_approver_without_choosing_or_seeing_any_secret(m
     assert 'id="pending-notice"' in r.text and "別の管理者が確認するまで有効になりません" in r.text
     async with tenant_transaction(app_pool, world.code) as conn:
         row = await conn.fetchrow("SELECT roles, totp_secret, created_by FROM staff_users WHERE login = 'kaikei'")
-        pending = await conn.fetch("SELECT role, requested_by FROM staff_role_grants g JOIN staff_users u"
-                                   " USING (municipality_code, staff_id) WHERE u.login = 'kaikei' AND status = 'pending'")
+        pending = await conn.fetch(
+            "SELECT role, requested_by FROM staff_role_grants g JOIN staff_users u"
+            " USING (municipality_code, staff_id) WHERE u.login = 'kaikei' AND status = 'pending'"
+        )
     assert list(row["roles"]) == [] and row["totp_secret"] is None
     assert row["created_by"] == world.staff["admin"].staff_id
     assert [(p["role"], p["requested_by"]) for p in pending] == [("approver", world.staff["admin"].staff_id)]
@@ -226,9 +271,13 @@ async def test_admin_creates_an_approver_without_choosing_or_seeing_any_secret(m
     client.cookies.clear()
     assert login(client, world.code, "kaikei", password="long-enough-password").status_code == 401
     assert login(client, world.code, "admin", totp=world.totp_now("admin", 1)).status_code == 303
-    r = client.post("/staff/admin/staff", data={"csrf_token": csrf_of(client), "login": "x", "display_name": "",
-                                                "roles": ["nobody"]})
+    r = client.post(
+        "/staff/admin/staff",
+        data={"csrf_token": csrf_of(client), "login": "x", "display_name": "", "roles": ["nobody"]},
+    )
     assert r.status_code == 422 and "roles" in r.text
-    r = client.post("/staff/admin/staff", data={"csrf_token": csrf_of(client), "login": "x", "display_name": "エックス",
-                                                "roles": ["reviewer"]})
+    r = client.post(
+        "/staff/admin/staff",
+        data={"csrf_token": csrf_of(client), "login": "x", "display_name": "エックス", "roles": ["reviewer"]},
+    )
     assert r.status_code == 422 and "ログインID（login）" in r.text

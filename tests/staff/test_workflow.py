@@ -27,7 +27,9 @@ async def _approved_world(make_world, app_pool, n=3):
 
 async def _draft(app_pool, world, transfer_date, who="draft"):
     async with tenant_transaction(app_pool, world.code) as conn:
-        return await batches.draft_batch(conn, world.cipher, world.code, world.staff[who], world.program_id, transfer_date)
+        return await batches.draft_batch(
+            conn, world.cipher, world.code, world.staff[who], world.program_id, transfer_date
+        )
 
 
 async def _sha(app_pool, settings, world, batch_id):
@@ -59,7 +61,10 @@ async def test_review_decisions_need_the_reviewer_role_and_a_reason_to_reject(ma
             await review.decide(conn, world.cipher, world.code, world.staff["rev"], a, "reject", "二度目")
         statuses = dict(await conn.fetch("SELECT application_id, status FROM applications"))
         assert statuses == {a: "approved", b: "rejected"}
-        actions = [r["action"] for r in await conn.fetch("SELECT action FROM audit_log WHERE action LIKE 'review.%' ORDER BY seq")]
+        actions = [
+            r["action"]
+            for r in await conn.fetch("SELECT action FROM audit_log WHERE action LIKE 'review.%' ORDER BY seq")
+        ]
         assert actions == ["review.approve", "review.reject"]
 
 
@@ -116,13 +121,17 @@ async def test_drafting_freezes_the_set(make_world, app_pool, transfer_date):
     async with tenant_transaction(app_pool, world.code) as conn:
         b = await batches.get_batch(conn, world.code, batch_id)
         assert (b["status"], b["record_count"], b["total_yen"]) == ("draft", 3, 300000)
-        assert await conn.fetchval("SELECT count(*) FROM payments WHERE batch_id = $1 AND status = 'in_batch'", batch_id) == 3
+        assert (
+            await conn.fetchval("SELECT count(*) FROM payments WHERE batch_id = $1 AND status = 'in_batch'", batch_id)
+            == 3
+        )
         # A later approved application does not slip into the frozen batch.
         await add_application(conn, world, status="approved")
     with pytest.raises(Conflict):  # nothing ready except the new one... which goes to a new batch
         async with tenant_transaction(app_pool, world.code) as conn:
-            await batches.draft_batch(conn, world.cipher, world.code, world.staff["draft"], world.program_id,
-                                      transfer_date, expected_count=5)
+            await batches.draft_batch(
+                conn, world.cipher, world.code, world.staff["draft"], world.program_id, transfer_date, expected_count=5
+            )
     second = await _draft(app_pool, world, transfer_date)
     async with tenant_transaction(app_pool, world.code) as conn:
         assert (await batches.get_batch(conn, world.code, second))["record_count"] == 1
@@ -192,7 +201,9 @@ async def test_approve_then_release_once(make_world, app_pool, settings, transfe
         assert (await audit.verify_chain(conn, world.code)).ok
 
 
-async def test_a_batch_changed_after_approval_cannot_be_released(make_world, app_pool, settings, transfer_date, servers):
+async def test_a_batch_changed_after_approval_cannot_be_released(
+    make_world, app_pool, settings, transfer_date, servers
+):
     world = await _approved_world(make_world, app_pool)
     batch_id = await _draft(app_pool, world, transfer_date)
     sha = await _sha(app_pool, settings, world, batch_id)
@@ -207,7 +218,9 @@ async def test_a_batch_changed_after_approval_cannot_be_released(make_world, app
     assert b["status"] == "approved" and "承認後に振込データが変わりました" in b["release_error"]
 
 
-async def test_reject_sends_back_to_draft_with_a_comment_and_cancel_frees_payments(make_world, app_pool, settings, transfer_date):
+async def test_reject_sends_back_to_draft_with_a_comment_and_cancel_frees_payments(
+    make_world, app_pool, settings, transfer_date
+):
     world = await _approved_world(make_world, app_pool)
     batch_id = await _draft(app_pool, world, transfer_date)
     sha = await _sha(app_pool, settings, world, batch_id)
@@ -226,7 +239,8 @@ async def test_reject_sends_back_to_draft_with_a_comment_and_cancel_frees_paymen
 
 
 async def test_an_approved_batch_whose_file_was_already_written_cannot_go_back_to_draft(
-        make_world, app_pool, settings, transfer_date):
+    make_world, app_pool, settings, transfer_date
+):
     """A release interrupted after writing the file (the bank's transport may have it) must be completed, not
     sent back: reject → cancel → re-draft would put the same payments in a second file."""
     from payouts.release import written_files
@@ -262,9 +276,18 @@ async def test_reissue_of_a_returned_payment_happens_once(make_world, app_pool, 
     async with tenant_transaction(app_pool, world.code) as conn:
         pid = await conn.fetchval("SELECT payment_id FROM payments WHERE batch_id = $1", batch_id)
         # What the returns import does (payout stage): the transfer came back.
-        await conn.execute("UPDATE payments SET status = 'returned', return_reason = '取引なし' WHERE payment_id = $1", pid)
-        account = reconciliation.corrected_account({"bank_code": "0005", "branch_code": "123", "account_type": "1",
-                                                    "account_number": "7654321", "holder_kana": "ヤマダ タロウ"})
+        await conn.execute(
+            "UPDATE payments SET status = 'returned', return_reason = '取引なし' WHERE payment_id = $1", pid
+        )
+        account = reconciliation.corrected_account(
+            {
+                "bank_code": "0005",
+                "branch_code": "123",
+                "account_type": "1",
+                "account_number": "7654321",
+                "holder_kana": "ヤマダ タロウ",
+            }
+        )
         with pytest.raises(Conflict, match="再連絡"):
             await reconciliation.reissue(conn, world.cipher, world.code, world.staff["draft"], pid, account)
         await reconciliation.mark_recontact(conn, world.code, world.staff["rev"], pid, "電話で口座確認")
@@ -276,8 +299,15 @@ async def test_reissue_of_a_returned_payment_happens_once(make_world, app_pool, 
         row = await conn.fetchrow("SELECT payment_id, bank_enc FROM payments WHERE payment_id = $1", new_id)
         assert open_bank(world.cipher, row)[1] == "ﾔﾏﾀﾞ ﾀﾛｳ"
     with pytest.raises(InvalidInput, match="口座名義"):
-        reconciliation.corrected_account({"bank_code": "0005", "branch_code": "123", "account_type": "1",
-                                          "account_number": "7654321", "holder_kana": "山田太郎"})
+        reconciliation.corrected_account(
+            {
+                "bank_code": "0005",
+                "branch_code": "123",
+                "account_type": "1",
+                "account_number": "7654321",
+                "holder_kana": "山田太郎",
+            }
+        )
 
 
 async def test_objects_of_another_municipality_are_not_found(make_world, app_pool, settings):
