@@ -3,7 +3,12 @@ FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /srv/kyufu
 COPY requirements.lock pyproject.toml setup.py ./
-RUN pip install --no-cache-dir -r requirements.lock
+# Only the service's dependencies (pyproject's [project] dependencies), at the versions requirements.lock
+# pins. The lock also holds the `dev` and `test` extras (embedded servers, faker, the suite's tools); the
+# image leaves them out, as it leaves out devtools/ (the demo, benches and the bank simulator).
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+        > /tmp/production.txt \
+    && pip install --no-cache-dir -c requirements.lock -r /tmp/production.txt && rm /tmp/production.txt
 COPY app ./app
 COPY workers ./workers
 COPY payouts ./payouts

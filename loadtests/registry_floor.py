@@ -44,7 +44,7 @@ import asyncpg  # noqa: E402
 
 from app.registry import residentcsv  # noqa: E402
 from app.registry.imports import RELATIONSHIPS, REMOVAL_REASONS, RESIDENT_COLUMNS, read_header  # noqa: E402
-from app.registry.synthetic import generate  # noqa: E402
+from devtools.synthetic import generate  # noqa: E402
 
 SCHEMA = "registry_parts"
 MUNICIPALITY, SNAPSHOT = "999991", 999_999_999

@@ -1,9 +1,11 @@
-"""Subcommands of this area (registered by app/cli.py): `kyufu payouts ...` and `kyufu bank ...`."""
+"""Subcommands of this area (registered by app/cli.py): `kyufu payouts ...` and `kyufu bank ...`.
+
+`kyufu payouts bench` and `kyufu bank simulate` are developer tools: their code is in devtools/, imported
+inside the command only, so the service never loads it."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 from app.errors import UsageError
@@ -25,7 +27,7 @@ def register(sub) -> None:
     r.add_argument("--released-by", type=int, help="staff_id (default: the approver)")
     r.set_defaults(func=cmd_release)
 
-    i = psub.add_parser("import-returns", help="import a bank returns CSV (banksim format) for a released batch")
+    i = psub.add_parser("import-returns", help="import a bank returns CSV (payouts/returns_csv.py) for a released batch")
     i.add_argument("--municipality", required=True)
     i.add_argument("--batch", type=int, help="batch id (default: the one released batch the CSV's payments belong to)")
     i.add_argument("file", type=Path)
@@ -41,21 +43,14 @@ def _usage(message: str) -> Exception:
 
 
 def cmd_bench(args, settings) -> int:
-    from payouts import bench
+    # A developer tool (devtools/payouts_bench.py), imported only when run.
+    from devtools import payouts_bench
 
     if args.payments < 1:
         raise _usage("--payments は1以上で指定してください。")
-    result = asyncio.run(bench.run(settings, args.payments, parallel=False if args.inline else None))
-    for key in ("municipality", "batches", "render", "seed_s", "floor_before_s", "floor_after_s", "mark_s",
-                "ciphertext_mb", "main_peak_rss_mb", "worker_peak_rss_mb", "floor_cpu_postgres_s",
-                "stage_cpu_main_s", "stage_cpu_workers_s", "stage_cpu_postgres_s", "loadavg_before", "loadavg_after"):
-        value = result[key]
-        if isinstance(value, float):
-            value = f"{value:.3f}"
-        elif isinstance(value, list):
-            value = ",".join(f"{v:.0f}" for v in value)
-        print(f"{key}={value}")
-    print(bench.final_line(result))
+    result = asyncio.run(payouts_bench.run(settings, args.payments, parallel=False if args.inline else None))
+    for line in payouts_bench.report_lines(result):
+        print(line)
     return 0
 
 
@@ -104,40 +99,10 @@ def cmd_import_returns(args, settings) -> int:
 def cmd_bank(args, settings) -> int:
     argv = list(args.bank_args)
     if argv[:1] == ["simulate"]:
-        return simulate_main(argv[1:])
+        # The bank simulator is a developer tool (devtools/banksim.py), imported only when run.
+        from devtools import banksim
+
+        return banksim.main(argv[1:])
     from payouts import bank
 
     return bank.main(argv)
-
-
-def simulate_main(argv: list[str]) -> int:
-    """`kyufu bank simulate`: decrypt a sealed file with the bank's identity, "execute" it, write the
-    returns CSV the municipality imports (payouts.banksim)."""
-    import argparse
-    import tempfile
-
-    from payouts import bank, banksim
-
-    parser = argparse.ArgumentParser(prog="kyufu bank simulate", description="銀行シミュレータ: 振込を実行し返却CSVを書く")
-    parser.add_argument("age_file", type=Path)
-    parser.add_argument("--identity", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="返却CSVの出力先")
-    parser.add_argument("--share", type=float, default=0.02, help="返却（不能）にする割合 0..1")
-    parser.add_argument("--seed", type=int, default=1)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 2
-    try:
-        with tempfile.TemporaryDirectory() as scratch:
-            plain = bank.decrypt(args.age_file, args.identity, Path(scratch) / "plain.txt")
-            rows = banksim.execute(plain.read_bytes(), return_share=args.share, seed=args.seed)
-        banksim.write_returns_csv(rows, args.out)
-    except bank.BankError as exc:
-        print(f"エラー [{exc.reason_code}]: {exc.message}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"エラー: {exc}", file=sys.stderr)
-        return 2
-    print(f"OK: 返却 {len(rows)} 件を書きました: {args.out}")
-    return 0

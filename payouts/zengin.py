@@ -9,7 +9,7 @@ reference goes, whether ｦ is accepted) are ``BankSettings`` fields, never cons
 Speed: the payout stage formats about a million data records. ``FileWriter.records`` does one
 validation pass, one %-format per record and one ``encode('cp932')`` per chunk, and checks the
 byte count per chunk (§2.4: the count must equal 120 or 122 per record). Measure with
-``python -m payouts._bench_format``.
+``python -m devtools.zengin_bench``.
 """
 
 from __future__ import annotations

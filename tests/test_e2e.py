@@ -1,12 +1,12 @@
-"""`kyufu demo e2e` (app/e2e.py): the whole chain on the test servers, and the invariants it must keep."""
+"""`kyufu demo e2e` (devtools/e2e.py): the whole chain on the test servers, and the invariants it must keep."""
 
 from __future__ import annotations
 
 import hashlib
 import subprocess
 
-from app.e2e import run_e2e
 from app.tenancy.transaction import tenant_transaction
+from devtools.e2e import run_e2e
 from payouts import zengin
 from tests.conftest import run_cli
 

@@ -2,6 +2,8 @@
 
 kyufu registry import|import-tax|import-accounts|bench, kyufu programs add|list|eligibility,
 kyufu letters issue|export|reissue, kyufu push settle|decline, and the options of kyufu demo registry.
+`kyufu registry bench` and `kyufu demo registry` are developer tools: their code is in devtools/, imported
+inside the command only, so the service never loads it.
 
 Each command opens one app-role connection (row-level security applies) and one tenant transaction.
 Mistakes the operator can fix print a Japanese message and exit 2; bad files list every bad line.
@@ -77,7 +79,7 @@ def cmd_registry(args, settings) -> int:
     from app.tenancy.transaction import tenant_transaction
 
     if args.action == "bench":
-        from app.registry.bench import run_bench
+        from devtools.registry_bench import run_bench
 
         return run_bench(args, settings)
 
@@ -115,7 +117,7 @@ def cmd_registry(args, settings) -> int:
 def cmd_demo_registry(args, settings) -> int:
     """`kyufu demo registry --households N --out residents.csv`: write synthetic files (no database)."""
     from app.progress import progress_bar
-    from app.registry.synthetic import generate
+    from devtools.synthetic import generate
 
     if not args.out:
         print("kyufu: --out residents.csv を指定してください", file=sys.stderr)

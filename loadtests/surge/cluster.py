@@ -36,12 +36,12 @@ async def seed_staff(urls: dict, master_key: bytes, code: str) -> list[dict]:
     import asyncpg
 
     from app.staff.actors import Operator
-    from app.staff.demo import Person, provision
+    from devtools.demo_staff import Person, provision
     from app.tenancy.municipalities import load_field_cipher
     from app.tenancy.transaction import tenant_transaction
 
     conn = await asyncpg.connect(urls["DATABASE_URL"])
-    # Through the real enrolment and grant path (app/staff/demo.py): surge-admin and a second admin, who
+    # Through the real enrolment and grant path (devtools/demo_staff.py): surge-admin and a second admin, who
     # only confirms and is not one of the scenario's users, are bootstrapped; the reviewers are created by
     # one admin and confirmed by the other.
     people = {login: Person(login, login, tuple(roles), secrets.token_urlsafe(12)) for login, roles in STAFF}

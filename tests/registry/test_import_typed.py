@@ -13,8 +13,8 @@ import pytest
 from app.registry import imports, residentcsv
 from app.registry.errors import ImportRejected
 from app.registry.imports import import_residents
-from app.registry.synthetic import generate
 from app.tenancy.transaction import tenant_transaction
+from devtools.synthetic import generate
 from tests.registry import binary_copy
 from tests.registry.helpers import ServerLog, person, residents_csv
 

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from app.registry import synthetic
 from app.registry._residentcsv import encode
 from app.registry.csvfile import read_header
 from app.registry.imports import RELATIONSHIPS, REMOVAL_REASONS, RESIDENT_COLUMNS
+from devtools import synthetic
 from tests.registry.helpers import person, residents_csv, simple_csv
 from tests.registry.test_import import SINGLE_FAULTS
 

@@ -11,10 +11,10 @@ import pytest
 from app.crypto import FieldCipher
 from app.staff.accounts import STAFF_COLUMNS, Staff
 from app.staff.actors import Operator
-from app.staff.demo import Person, bootstrap_ready, ready
 from payouts.payments import ACCOUNT_NUMBER, HOLDER_KANA
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
+from devtools.demo_staff import Person, bootstrap_ready, ready
 
 PASSWORD = "correct-horse-battery"
 
@@ -46,7 +46,7 @@ async def _staff(conn, code: str, login: str) -> Staff | None:
 
 async def ready_staff(conn, cipher: FieldCipher, code: str, login: str, roles: list[str],
                       password: str = PASSWORD) -> tuple[Staff, str | None]:
-    """A ready account, made the way a municipality makes one (app/staff/demo.py): created with its roles
+    """A ready account, made the way a municipality makes one (devtools/demo_staff.py): created with its roles
     asked for, each role confirmed by a second admin, and enrolled by its owner through the link. Returns
     (staff, TOTP secret or None).
 

@@ -14,10 +14,10 @@ from app import audit
 from app.staff import enrolment, grants
 from payouts import batches
 from app.staff.actors import Operator
-from app.staff.demo import confirm_pending, enrol_as_owner
 from app.staff.errors import Conflict, Forbidden
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
+from devtools.demo_staff import confirm_pending, enrol_as_owner
 from tests.conftest import run_cli
 from tests.jobs import run_payout_jobs
 from tests.staff.conftest import PASSWORD, _staff, add_bank_settings, make_staff
@@ -266,7 +266,7 @@ async def test_the_cli_issues_links_and_asks_but_a_console_admin_confirms(munici
 async def test_the_demo_people_are_independent_and_ready(municipality, app_pool, settings):
     """provision (the demo, e2e, load tests): two bootstrapped admins, the drafter's and the approver's
     links issued by different admins, so the demo can draft, approve and release."""
-    from app.staff.demo import DEMO_ADMINS, DEMO_OPERATOR, DEMO_STAFF, provision
+    from devtools.demo_staff import DEMO_ADMINS, DEMO_OPERATOR, DEMO_STAFF, provision
 
     code = await municipality()
     async with tenant_transaction(app_pool, code) as conn:

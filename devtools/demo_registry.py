@@ -1,4 +1,4 @@
-"""Demo data for `kyufu run`: a synthetic registry and one program of each payment mode."""
+"""Demo data for `kyufu run` (devtools/demo.py): a synthetic registry and one program of each payment mode."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from app.registry.eligibility import determine_eligibility
 from app.registry.imports import import_accounts, import_residents, import_tax
 from app.registry.letters import issue_letters, pending_pins
 from app.registry.programs import create_program, list_programs, parse_program
-from app.registry.synthetic import generate
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
+from devtools.synthetic import generate
 
 DEMO_HOUSEHOLDS = 200
 FISCAL_YEAR = 2026

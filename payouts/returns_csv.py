@@ -1,9 +1,9 @@
-"""A bank simulator for tests and the demo: it "executes" a plaintext Zengin file and reports
-some payments as returned (不能), in a small CSV the reconciliation import reads.
+"""The returns CSV: the bank's 不能 (payments it could not credit) for one released batch, in the file the
+reconciliation import reads (payouts/reconcile.py).
 
-Real banks have no standard result file for 総合振込 (zengin.md §3.1); this CSV is our own.
-Reason codes reuse the 口座振替 振替結果コード (zengin.md §3.2) where the meaning fits a
-credit transfer:
+Real banks have no standard result file for 総合振込 (zengin.md §3.1); this CSV is our own. Operations staff
+write it from the bank's notice (or the bank simulator, devtools/banksim.py, writes it). Reason codes reuse
+the 口座振替 振替結果コード (zengin.md §3.2) where the meaning fits a credit transfer:
 
     2  取引なし        no such account / account closed (§3.2 code 2)
     3  預金者都合      stopped at the account holder's request (§3.2 code 3)
@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import csv
 import io
-import math
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from app import csvsafe
-from payouts import sealing, zengin
+from payouts import sealing
 
 RETURN_REASONS: dict[str, str] = {
     "2": "取引なし",
@@ -34,8 +32,6 @@ RETURN_REASONS: dict[str, str] = {
     "N": "名義相違",
     "9": "その他",
 }
-# How often each reason is drawn: mostly closed or unknown accounts, as in practice.
-_REASON_WEIGHTS = {"2": 5, "3": 1, "N": 3, "9": 1}
 CSV_HEADER = ("payment_reference", "reason_code", "reason")
 # References are 顧客コード1, N(10): at most ten digits.
 _MAX_REFERENCE_DIGITS = 10
@@ -56,29 +52,6 @@ class ReturnRow:
     payment_reference: int
     reason_code: str
     reason: str
-
-
-def execute(plaintext_bytes: bytes, *, return_share: float, seed: int) -> list[ReturnRow]:
-    """Pick round(return_share × count) payments as returned, each with a reason.
-
-    The same file, share and seed always give the same rows (in file order), so a test or a
-    demo run can be replayed."""
-    if not (isinstance(return_share, (int, float)) and 0.0 <= return_share <= 1.0):
-        raise ValueError("return_share は 0 以上 1 以下で指定してください")
-    payments = zengin.parse(plaintext_bytes).payments
-    references = [p.reference for p in payments]
-    if len(set(references)) != len(references):
-        # A return must point at exactly one payment, or reconciliation would guess.
-        raise ValueError("同じ顧客コード（支払参照番号）の明細が複数あり、返却先を特定できません")
-    rng = random.Random(seed)
-    returned = sorted(rng.sample(range(len(payments)), k=math.floor(return_share * len(payments) + 0.5)))
-    codes = list(_REASON_WEIGHTS)
-    weights = list(_REASON_WEIGHTS.values())
-    rows = []
-    for index in returned:
-        code = rng.choices(codes, weights)[0]
-        rows.append(ReturnRow(payments[index].reference, code, RETURN_REASONS[code]))
-    return rows
 
 
 def write_returns_csv(rows: Iterable[ReturnRow], path: Path) -> Path:

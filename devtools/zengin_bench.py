@@ -1,6 +1,6 @@
 """Micro-benchmark (not a test): format 1,000,000 validated payments with FileWriter.records.
 
-    .venv/bin/python -m payouts._bench_format [--no-validate]
+    .venv/bin/python -m devtools.zengin_bench [--no-validate]
 
 A file holds at most 999,999 data records (合計件数 N(6)), so the million is written as two
 files of 500,000. Prints records/s for the data records only (chunks of 10,000); building the Payment objects

@@ -57,7 +57,7 @@ async def _bench(args, settings) -> None:
     from app.registry import residentcsv
     from app.registry.imports import RESIDENT_COLUMNS, import_residents
     from app.registry.programs import create_program, parse_program
-    from app.registry.synthetic import generate
+    from devtools.synthetic import generate
     from app.tenancy.municipalities import MunicipalityExists, add_municipality
     from app.tenancy.transaction import tenant_transaction
 

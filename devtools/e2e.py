@@ -40,15 +40,17 @@ from app.registry.eligibility import determine_eligibility
 from app.registry.imports import import_accounts, import_residents, import_tax
 from app.registry.letters import EXPORT_HEADER, export_csv, export_letters, issue_letters
 from app.registry.programs import create_program, parse_program
-from app.registry.synthetic import generate
 from app.staff import accounts, review
 from app.tenancy.codes import check_digit, validate_code
 from app.tenancy.municipalities import (
     MunicipalityExists, add_municipality, list_municipalities, load_field_cipher, signing_public_key,
 )
 from app.tenancy.transaction import tenant_transaction
-from payouts import bank, banksim, batches, reconcile, sealing, settings_store, zengin
+from devtools import banksim
+from devtools.synthetic import generate
+from payouts import bank, batches, reconcile, sealing, settings_store, zengin
 from payouts.bankdays import JST, earliest_transfer_date, today_jst
+from payouts.returns_csv import write_returns_csv
 from payouts.settings_store import BankSettingsMissing, StoredBankSettings
 from workers.payouts import run_due
 from workers.verification import verify_applications_batch
@@ -417,11 +419,11 @@ async def _statuses(conn, report: E2EReport) -> dict[str, int]:
 
 async def _staff(pool, settings, code: str) -> dict[str, accounts.Staff]:
     """A reviewer, a drafter and an approver, made as a municipality makes them: two admins create and
-    confirm them, and each enrols through their link (app/staff/demo.py). The admins are the
+    confirm them, and each enrols through their link (devtools/demo_staff.py). The admins are the
     municipality's first two if it has two (the demo's admin and admin2), else two that the operator "e2e"
     bootstraps."""
     from app.staff.actors import Operator
-    from app.staff.demo import Person, provision
+    from devtools.demo_staff import Person, provision
 
     async with tenant_transaction(pool, code) as conn:
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
@@ -541,7 +543,7 @@ async def _bank_side(pool, report: E2EReport, batch_id: int, seed: int, return_s
         plain = bank.decrypt(report.age_path, report.identity_path, Path(scratch) / "plain.txt")
         rows = banksim.execute(plain.read_bytes(), return_share=return_share, seed=seed)
     code = report.municipality_code
-    report.returns_path = banksim.write_returns_csv(rows, report.out_dir / f"returns-{code}-b{batch_id:08d}.csv")
+    report.returns_path = write_returns_csv(rows, report.out_dir / f"returns-{code}-b{batch_id:08d}.csv")
     await reconcile.import_returns(pool, code, report.returns_path, batch_id=batch_id)
     async with tenant_transaction(pool, code, readonly=True) as conn:
         returns = await conn.fetch(RETURNS, code, batch_id)

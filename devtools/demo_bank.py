@@ -6,8 +6,8 @@ from pathlib import Path
 
 import asyncpg
 
-from app.tenancy.transaction import tenant_transaction
 from app.tenancy.municipalities import signing_public_key
+from app.tenancy.transaction import tenant_transaction
 from payouts import bank, sealing, settings_store, zengin
 
 IDENTITY_FILE = "bank-identity.txt"

@@ -1,7 +1,7 @@
 """Benchmark: peak memory of seal_batch on a large plaintext made by a chunk iterator.
 
-    .venv/bin/python -m payouts._bench_seal --mb 200            # streaming (seal_batch)
-    .venv/bin/python -m payouts._bench_seal --mb 200 --in-memory  # control: join, then encrypt
+    .venv/bin/python -m devtools.seal_bench --mb 200            # streaming (seal_batch)
+    .venv/bin/python -m devtools.seal_bench --mb 200 --in-memory  # control: join, then encrypt
 
 Prints one JSON line: plaintext size, seconds, and peak RSS growth over the baseline taken
 after imports and key generation. Run it in a fresh process: ru_maxrss is a high-water mark

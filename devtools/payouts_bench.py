@@ -279,6 +279,24 @@ def _pool_pids() -> list[int]:
     return list(pool._processes)  # type: ignore[attr-defined]
 
 
+REPORT_KEYS = ("municipality", "batches", "render", "seed_s", "floor_before_s", "floor_after_s", "mark_s",
+               "ciphertext_mb", "main_peak_rss_mb", "worker_peak_rss_mb", "floor_cpu_postgres_s",
+               "stage_cpu_main_s", "stage_cpu_workers_s", "stage_cpu_postgres_s", "loadavg_before", "loadavg_after")
+
+
+def report_lines(r: dict) -> list[str]:
+    """What `kyufu payouts bench` prints: key=value lines, then final_line."""
+    lines = []
+    for key in REPORT_KEYS:
+        value = r[key]
+        if isinstance(value, float):
+            value = f"{value:.3f}"
+        elif isinstance(value, list):
+            value = ",".join(f"{v:.0f}" for v in value)
+        lines.append(f"{key}={value}")
+    return [*lines, final_line(r)]
+
+
 def final_line(r: dict) -> str:
     return (
         f"payments={r['payments']} floor_s={r['floor_s']:.3f} stage_s={r['stage_s']:.3f} "

@@ -1,0 +1,36 @@
+"""`kyufu demo seed` and the seed step of `kyufu run`: the demo municipality and what a person needs to
+try each capability (staff logins, a synthetic registry with programs and letters, the demo bank)."""
+
+from __future__ import annotations
+
+from app.db import connect_owner
+from app.tenancy.municipalities import MunicipalityExists, add_municipality
+from app.tenancy.transaction import tenant_transaction
+from devtools.demo_bank import seed_demo_bank
+from devtools.demo_registry import seed_demo as seed_registry
+from devtools.demo_staff import seed_demo_staff
+
+DEMO_MUNICIPALITY = ("131016", "千代田区（デモ）")
+
+
+async def seed_demo(settings) -> list[str]:
+    """Seed the demo municipality; printable lines. Idempotent: a second `make run` finds everything in
+    place and prints the same logins, codes and PINs."""
+    code, name = DEMO_MUNICIPALITY
+    lines = [f"municipality {code} {name}", "", "staff console logins:"]
+    conn = await connect_owner(settings)
+    try:
+        try:
+            await add_municipality(conn, settings.master_key_bytes, code, name)
+        except MunicipalityExists:
+            pass
+        async with tenant_transaction(conn, code):
+            lines += ["  " + line for line in await seed_demo_staff(conn, code, settings.master_key_bytes)]
+        lines += ["", "registry, programs and letters (resident site: sign in with a letter code + PIN, or for the"
+                  " 申請型 program without a letter, with the identity printed below):"]
+        lines += ["  " + line for line in await seed_registry(conn, settings, code)]
+        lines += ["", "bank side:"]
+        lines += ["  " + line for line in await seed_demo_bank(conn, settings, code, settings.data_dir / "demo-bank")]
+    finally:
+        await conn.close()
+    return lines
