@@ -1,5 +1,6 @@
-"""The console in a real browser (Debian's Chromium): reviewer clears the queue → drafter drafts →
-approver approves → release."""
+"""The console in a real browser (Debian's Chromium): reviewer clears the queue → drafter drafts → the
+worker hashes the file (the page says ハッシュ計算中 meanwhile) → approver approves → 送信 → the worker
+releases it (送信処理中 meanwhile)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import asyncpg
 import pyotp
 import pytest
 
+from app.db import create_app_pool
 from app.tenancy.transaction import tenant_transaction
 from tests.browser import browser, in_thread, page, screenshot  # noqa: F401  (fixtures)
+from tests.jobs import run_payout_jobs
 from tests.live_server import live_server  # noqa: F401
 from tests.staff.conftest import PASSWORD, add_bank_settings, build_world
 
@@ -46,7 +49,20 @@ def _logout(page):
     page.click("text=ログアウト")
 
 
-def test_reviewer_drafter_approver_release(live_server, world, page):
+def _worker(settings, code) -> list[str]:
+    """What `kyufu worker` does with the municipality's payout jobs (the live server has no worker)."""
+
+    async def run():
+        pool = await create_app_pool(settings, min_size=1, max_size=2)
+        try:
+            return await run_payout_jobs(pool, settings, code)
+        finally:
+            await pool.close()
+
+    return in_thread(run())
+
+
+def test_reviewer_drafter_approver_release(live_server, world, page, settings):
     base, code = live_server, world.code
     _login(page, base, code, "rev")
     assert "審査待ちの申請" in page.content()
@@ -69,12 +85,14 @@ def test_reviewer_drafter_approver_release(live_server, world, page):
     page.click("text=この内容で起案する")
     page.wait_for_url(f"{base}/staff/batches/*")
     assert "承認待ち" in page.locator("#batch-status").inner_text()
+    assert "ハッシュ計算中" in page.locator("#hashing").inner_text()
     batch_url = page.url
     _logout(page)
+    [sha] = _worker(settings, code)
 
     _login(page, base, code, "appr", pyotp.TOTP(world.totp["appr"]).now())
     page.goto(batch_url)
-    sha = page.locator("#file-sha256").inner_text()
+    assert page.locator("#file-sha256").inner_text() == sha
     assert len(sha) == 64
     screenshot(page, "staff-04-approve")
     page.click("#approve")
@@ -82,6 +100,10 @@ def test_reviewer_drafter_approver_release(live_server, world, page):
     assert "承認" in page.locator("#batch-status").inner_text() and sha in page.content()
     page.click("#release")
     page.wait_for_url(batch_url)
+    assert "送信処理中" in page.locator("#releasing").inner_text() and page.locator("#release").count() == 0
+    [outcome] = _worker(settings, code)
+    assert outcome.startswith("released ")
+    page.reload()
     assert "送信済" in page.locator("#batch-status").inner_text()
     assert page.locator("#release").count() == 0
     screenshot(page, "staff-05-released")
