@@ -23,6 +23,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev l
     && useradd --system --home /srv/kyufu kyufu \
     && mkdir -p /var/lib/kyufu/outbox && chown kyufu /var/lib/kyufu/outbox
 USER kyufu
-ENV KYUFU_ENV=production KYUFU_OUTBOX_DIR=/var/lib/kyufu/outbox
+# The package is installed into site-packages; its migrations are this copy (`kyufu db migrate` refuses to
+# run with none).
+ENV KYUFU_ENV=production KYUFU_OUTBOX_DIR=/var/lib/kyufu/outbox KYUFU_MIGRATIONS_DIR=/srv/kyufu/migrations
 EXPOSE 8000
 CMD ["kyufu", "serve", "--host", "0.0.0.0", "--port", "8000"]

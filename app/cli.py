@@ -71,10 +71,14 @@ def cmd_services(args, settings: Settings) -> int:
 
 
 def cmd_db(args, settings: Settings) -> int:
-    from app.migrate import migrate
+    from app.migrate import MIGRATIONS_DIR, MigrationError, migrate
     from app.settings import require
 
-    applied = asyncio.run(migrate(require(settings.database_owner_url, "DATABASE_OWNER_URL")))
+    try:
+        applied = asyncio.run(migrate(require(settings.database_owner_url, "DATABASE_OWNER_URL"),
+                                      settings.migrations_dir or MIGRATIONS_DIR))
+    except MigrationError as exc:
+        raise UsageError(str(exc)) from None
     print(f"applied {len(applied)} migration(s)" + (f": {', '.join(f'{v:04d}' for v in applied)}" if applied else ""))
     return 0
 

@@ -51,6 +51,10 @@ class Migration:
 
 
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    # An installed package (not the source tree) has no migrations beside it: say so rather than apply
+    # nothing and report success (the image sets KYUFU_MIGRATIONS_DIR to its copy).
+    if not directory.is_dir() or not any(directory.glob("*.sql")):
+        raise MigrationError(f"no migrations in {directory}; set KYUFU_MIGRATIONS_DIR to the migrations folder")
     found: dict[int, Migration] = {}
     for path in sorted(directory.glob("*.sql")):
         match = _NAME.match(path.name)

@@ -71,9 +71,11 @@ class Settings(BaseSettings):
     json_logs: bool = Field(True, alias="KYUFU_JSON_LOGS")
     # Where released (encrypted) bank files are written, one sub-directory per municipality.
     outbox_dir: Path | None = Field(None, alias="KYUFU_OUTBOX_DIR")
+    # The migrations folder (default: migrations/ of the source tree; an installed image sets its copy).
+    migrations_dir: Path | None = Field(None, alias="KYUFU_MIGRATIONS_DIR")
 
     @model_validator(mode="after")
-    def _production_is_explicit(self) -> "Settings":
+    def _production_is_explicit(self) -> Settings:
         if self.env == "production":
             required = {
                 "DATABASE_URL": self.database_url,

@@ -93,3 +93,17 @@ async def test_two_concurrent_cli_runs_both_succeed_with_one_application(fresh_d
     assert outputs[0].startswith("applied 0 migration(s)")
     assert outputs[1].startswith(f"applied {len(discover())} migration(s)")
     assert await applied_versions(fresh_db) == [m.version for m in discover()]
+
+
+def test_no_migrations_found_is_an_error_not_success(tmp_path, subprocess_env):
+    """An installed package has no migrations/ beside it: `kyufu db migrate` used to apply nothing and say
+    "applied 0 migration(s)" (the Docker image's migrate service would have left the database empty)."""
+    import pytest
+
+    from app.migrate import MigrationError, discover
+    from tests.conftest import run_cli
+
+    with pytest.raises(MigrationError, match="KYUFU_MIGRATIONS_DIR"):
+        discover(tmp_path)
+    result = run_cli(dict(subprocess_env, KYUFU_MIGRATIONS_DIR=str(tmp_path)), "db", "migrate")
+    assert result.returncode == 2 and "no migrations in" in result.stderr, result.stderr
