@@ -11,12 +11,14 @@ import datetime as dt
 import hashlib
 import io
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from app import csvsafe
+from app.db import fetch_always
 
 if TYPE_CHECKING:
     from app.principals import Staff
@@ -46,7 +48,7 @@ def canonical_details(details: dict[str, Any] | None) -> str:
 async def append(
     conn: asyncpg.Connection,
     code: str,
-    actor: "Staff | None",
+    actor: Staff | None,
     action: str,
     object_type: str = "",
     object_id: object = "",
@@ -60,7 +62,8 @@ async def append(
     """
     label = actor_label if actor_label is not None else (actor.login if actor else "system")
     # seq/prev_hash/hash are placeholders the trigger overwrites; the CHECKs need well-formed values.
-    row = await conn.fetchrow(
+    row = await fetch_always(
+        conn,
         APPEND,
         code,
         actor.staff_id if actor else None,

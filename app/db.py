@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import asyncpg
 
 from app.errors import NotFound
-
 from app.settings import Settings, require
-
 
 # What asyncpg raises when PostgreSQL goes away under a request or job (restart, crash, failover, network):
 # the transaction did not commit, or for a lost COMMIT reply its outcome is unknown, so the caller should
@@ -56,7 +56,7 @@ FROM pg_roles r WHERE r.rolname = current_user
 
 
 async def check_app_role(conn: asyncpg.Connection) -> None:
-    row = await conn.fetchrow(ROLE_CHECK)
+    row = await fetch_always(conn, ROLE_CHECK)
     problems = []
     if row["rolsuper"]:
         problems.append("is a superuser")
@@ -91,7 +91,7 @@ async def create_app_pool(settings: Settings, *, check_role: bool = True, **kwar
     if check_role:
         try:
             async with pool.acquire() as conn:
-                await check_app_role(conn)
+                await check_app_role(cast(asyncpg.Connection, conn))  # a pool's proxy forwards every method
         except BaseException:
             await pool.close()
             raise
@@ -114,4 +114,14 @@ async def fetch_one(conn: asyncpg.Connection, query: str, *args) -> asyncpg.Reco
     row = await conn.fetchrow(query, *args)
     if row is None:
         raise NotFound()
+    return row
+
+
+async def fetch_always(conn: asyncpg.Connection, query: str, *args) -> asyncpg.Record:
+    """The row of a query that returns exactly one whatever the data (an aggregate without GROUP BY, an
+    INSERT ... RETURNING of one row). No row would be a bug in the query, so it is raised as one here
+    rather than as a TypeError where the row is first read."""
+    row = await conn.fetchrow(query, *args)
+    if row is None:
+        raise RuntimeError("a query that always returns one row returned none")
     return row

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from arq.connections import ArqRedis
 from starlette.applications import Starlette

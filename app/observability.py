@@ -31,7 +31,7 @@ LATENCY = Histogram(
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
             "level": record.levelname,
             "logger": record.name,
@@ -65,7 +65,7 @@ def _route_template(app, scope: Scope) -> str:
     for route in getattr(app, "routes", []):
         match, _ = route.matches(scope)
         if match == Match.FULL:
-            return getattr(route, "path", None) or getattr(route, "path_format", "?")
+            return str(getattr(route, "path", None) or getattr(route, "path_format", "?"))
     return "unmatched"
 
 

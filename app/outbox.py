@@ -26,6 +26,7 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
+from app.db import fetch_always
 from app.tenancy.municipalities import municipality_codes
 from app.tenancy.transaction import platform_transaction, tenant_transaction
 
@@ -36,8 +37,8 @@ INSERT INTO outbox (municipality_code, job_name, job_id, args)
 VALUES ($1, $2, $3, $4::jsonb)
 ON CONFLICT (municipality_code, job_id) DO NOTHING
 """
-# Rows never enqueued, or (when $2 is given) enqueued long enough ago that the job should have finished. SKIP LOCKED lets
-# several sweepers (one per worker process) share the work without enqueueing a row twice at once.
+# Rows never enqueued, or (when $2 is given) enqueued long enough ago that the job should have finished. SKIP
+# LOCKED lets several sweepers (one per worker process) share the work without enqueueing a row twice at once.
 DUE = """
 SELECT outbox_id, job_name, job_id, args FROM outbox
 WHERE municipality_code = $1 AND done_at IS NULL
@@ -126,7 +127,8 @@ async def enqueue_many(redis: ArqRedis, jobs: list[tuple[str, str, list]]) -> in
             redis.expires_extra_ms,
             serialize_job(name, tuple(args), {}, None, now_ms, serializer=redis.job_serializer),
         ]
-    return int(await redis.eval(ENQUEUE_MANY, len(keys), *keys, *argv))
+    # redis-py types its commands for the blocking and the asyncio client at once (`Awaitable[str] | str`)
+    return int(await redis.eval(ENQUEUE_MANY, len(keys), *keys, *argv))  # type: ignore[misc]
 
 
 # Row job name -> the job that takes many such rows at once, with their arguments combined:
@@ -203,5 +205,5 @@ async def sweep(pool: asyncpg.Pool, redis: ArqRedis, retry_after_s: float, batch
 
 async def backlog(pool: asyncpg.Pool, municipality_code: str) -> tuple[int, float]:
     async with tenant_transaction(pool, municipality_code, readonly=True) as conn:
-        row = await conn.fetchrow(BACKLOG, municipality_code)
+        row = await fetch_always(conn, BACKLOG, municipality_code)
     return int(row["pending"]), float(row["oldest_s"] or 0.0)

@@ -35,5 +35,5 @@ class Staff:
             raise Forbidden(f"この操作には{labels}の権限が必要です。")
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> "Staff":
+    def from_row(cls, row: asyncpg.Record) -> Staff:
         return cls(row["staff_id"], row["municipality_code"], row["login"], row["display_name"], tuple(row["roles"]))

@@ -40,12 +40,8 @@ class _RichBar(Bar):
         self._progress, self._task = progress, task
 
     def __call__(self, done: float, total: float | None = None, description: str | None = None) -> None:
-        fields = {"completed": done}
-        if total is not None:
-            fields["total"] = total
-        if description is not None:
-            fields["description"] = description
-        self._progress.update(self._task, **fields)
+        # rich leaves a field unchanged when it is given None
+        self._progress.update(self._task, completed=done, total=total, description=description)
 
     def advance(self, amount: float = 1) -> None:
         self._progress.advance(self._task, amount)

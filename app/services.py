@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import platform
 import pwd
+import secrets
 import signal
 import socket
 import stat

@@ -55,7 +55,7 @@ class ChunkJob(NamedTuple):
 
 class ChunkResult(NamedTuple):
     records: bytes  # empty if problems
-    count: int
+    count: int  # type: ignore[assignment]  # the field hides tuple.count(), which nothing here calls
     total_yen: int
     last_payment_id: int
     problems: list  # zengin.Problem
@@ -64,7 +64,7 @@ class ChunkResult(NamedTuple):
 try:  # built by `pip install -e .` (setup.py); without it every chunk takes the Python path, slower
     from payouts import _fastrender
 except ImportError:  # pragma: no cover - tests/payouts/test_fastrender.py fails if it is missing
-    _fastrender = None
+    _fastrender = None  # type: ignore[assignment]  # an optional module: callers test for None
 
 # Where _fastrender writes each variable field of the 120-byte data record (zengin._data_format's
 # positions, 0-based): 銀行 2-5, 支店 21-23, 種目 43, 口座 44-50, 受取人名 51-80, 金額 81-90,

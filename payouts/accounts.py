@@ -57,7 +57,7 @@ class PayeeAccount:
     @classmethod
     def parse(
         cls, bank_code: object, branch_code: object, account_type: object, account_number: object, holder_kana: object
-    ) -> "PayeeAccount":
+    ) -> PayeeAccount:
         """Check and normalise; raises AccountInvalid naming the first bad field."""
         return cls(
             check_bank_code(bank_code),

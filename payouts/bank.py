@@ -141,7 +141,8 @@ def _decrypt_stream(
     (a full disk) are re-raised as they are."""
     with open(age_path, "rb") as reader:
         try:
-            pyrage.decrypt_io(reader, writer, identities)
+            # pyrage writes to any object with write(b); its stubs ask for io.BufferedIOBase
+            pyrage.decrypt_io(reader, writer, identities)  # type: ignore[arg-type]
         except Exception as exc:
             # pyrage reports our writer's failure only as text; the original says what happened.
             if writer.error is not None:
@@ -216,7 +217,8 @@ def verify(
     if ciphertext_size < manifest.ciphertext_size:
         raise BankVerifyError(
             "ciphertext_truncated",
-            f"暗号文が途中で切れています（{ciphertext_size} バイト、マニフェストでは {manifest.ciphertext_size} バイト）",
+            f"暗号文が途中で切れています（{ciphertext_size} バイト、"
+            f"マニフェストでは {manifest.ciphertext_size} バイト）",
         )
     if ciphertext_size != manifest.ciphertext_size:
         raise BankVerifyError(

@@ -23,7 +23,7 @@ import asyncpg
 
 from app import audit, outbox
 from app.crypto import DecryptionError, FieldCipher
-from app.db import fetch_one
+from app.db import fetch_always, fetch_one
 from app.errors import Conflict, Forbidden, InvalidInput
 from app.principals import Staff
 from app.settings import Settings
@@ -77,7 +77,8 @@ SET_TOTALS = (
 )
 BATCH_COLUMNS = """
 b.batch_id, b.program_id, pr.name AS program_name, b.transfer_date, b.status, b.drafted_by, d.login AS drafted_by_login,
-b.drafted_at, b.record_count, b.total_yen, b.approved_by, a.login AS approved_by_login, b.approved_at, b.approved_sha256,
+b.drafted_at, b.record_count, b.total_yen, b.approved_by, a.login AS approved_by_login, b.approved_at,
+b.approved_sha256,
 b.released_at, b.released_sha256, b.file_name, b.rejected_at, b.rejection_comment, r.login AS rejected_by_login,
 b.plaintext_sha256, b.hashed_at, b.hash_error, b.hash_progress, b.hash_generation,
 b.release_attempt, b.release_requested_at, b.release_error
@@ -161,9 +162,11 @@ PROGRAM_TOTALS = """
 SELECT
   (SELECT count(*) FROM applications a JOIN entitlements e USING (municipality_code, entitlement_id)
     WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.status IN ('verified', 'approved')) AS verified_count,
-  (SELECT coalesce(sum(e.amount_yen), 0)::bigint FROM applications a JOIN entitlements e USING (municipality_code, entitlement_id)
+  (SELECT coalesce(sum(e.amount_yen), 0)::bigint
+    FROM applications a JOIN entitlements e USING (municipality_code, entitlement_id)
     WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.status IN ('verified', 'approved')) AS verified_yen,
-  (SELECT coalesce(sum(p.amount_yen), 0)::bigint FROM payments p JOIN entitlements e USING (municipality_code, entitlement_id)
+  (SELECT coalesce(sum(p.amount_yen), 0)::bigint
+    FROM payments p JOIN entitlements e USING (municipality_code, entitlement_id)
     WHERE p.municipality_code = $1 AND e.program_id = $2 AND p.status IN ('in_batch', 'released', 'paid')
       AND p.batch_id IS DISTINCT FROM $3) AS other_batches_yen
 """
@@ -240,7 +243,7 @@ async def draft_batch(
         listed = "、".join(exc.receipts[:10]) + (f" ほか{len(exc.receipts) - 10}件" if len(exc.receipts) > 10 else "")
         raise Conflict(f"起案できません。次の申請の{BANK_UNREADABLE}受付番号: {listed}") from None
     batch_id = await conn.fetchval(INSERT_BATCH, code, program_id, transfer_date, staff.staff_id)
-    frozen = await conn.fetchrow(FREEZE, code, program_id, batch_id)
+    frozen = await fetch_always(conn, FREEZE, code, program_id, batch_id)
     if frozen["count"] == 0:
         raise Conflict("起案できる支払がありません（他の起案に含まれたか、対象がありません）。")
     if (expected_count is not None and frozen["count"] != expected_count) or (
@@ -299,7 +302,7 @@ async def approval_view(
     renders the file."""
     staff.require("approver")
     batch = await get_batch(conn, code, batch_id)
-    totals = await conn.fetchrow(PROGRAM_TOTALS, code, batch["program_id"], batch_id)
+    totals = await fetch_always(conn, PROGRAM_TOTALS, code, batch["program_id"], batch_id)
     sample = []
     for r in await conn.fetch(SAMPLE, code, batch_id, SAMPLE_SIZE):
         try:
@@ -516,6 +519,7 @@ async def compute_hash(pool: asyncpg.Pool, settings: Settings, code: str, batch_
         target = await conn.fetchrow(HASH_TARGET, code, batch_id)
         fresh = target is not None and target["status"] == "draft" and target["hash_generation"] == generation
         if fresh:
+            assert target is not None  # fresh implies it
             reporter = asyncio.create_task(report_progress())
             try:
                 rendered = await pipeline.render_in_transaction(
@@ -539,6 +543,7 @@ async def compute_hash(pool: asyncpg.Pool, settings: Settings, code: str, batch_
     if error:
         log.warning("hash of batch %s of %s refused", batch_id, code)
         return "refused"
+    assert sha is not None, "a fresh render without a refusal has its hash"
     return sha
 
 

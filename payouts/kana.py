@@ -131,7 +131,10 @@ def _message(reason: str, field: str, max_width: int | None) -> str:
     if reason == "empty":
         return f"{label}が入力されていません。カタカナで入力してください。"
     if reason == "too_long":
-        return f"{label}が長すぎます。半角{max_width}文字以内になるように入力してください（濁点・半濁点も1文字と数えます）。"
+        return (
+            f"{label}が長すぎます。半角{max_width}文字以内になるように入力してください"
+            "（濁点・半濁点も1文字と数えます）。"
+        )
     if reason == "kanji":
         return f"{label}に使用できない文字が含まれています。漢字は使えません。カタカナで入力してください。"
     if reason == "wo":

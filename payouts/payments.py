@@ -12,6 +12,7 @@ import logging
 import asyncpg
 
 from app.crypto import DecryptionError, FieldCipher
+from app.db import fetch_always
 
 log = logging.getLogger("kyufu.staff")
 
@@ -185,4 +186,4 @@ async def upgrade_bank_layout(conn: asyncpg.Connection, cipher: FieldCipher, cod
 
 
 async def eligible_totals(conn: asyncpg.Connection, code: str, program_id: int) -> asyncpg.Record:
-    return await conn.fetchrow(ELIGIBLE_TOTALS, code, program_id)
+    return await fetch_always(conn, ELIGIBLE_TOTALS, code, program_id)

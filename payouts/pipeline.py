@@ -244,7 +244,6 @@ async def render_in_transaction(
     gauge = BATCH_PROGRESS.labels(code)
     gauge.set(0)
     await emit(writer.header())
-    loop = asyncio.get_running_loop()
     pool = get_pool() if parallel else None
     pending: deque[asyncio.Future] = deque()
     max_pending = 2 * worker_count() + 1

@@ -57,7 +57,8 @@ WHERE p.municipality_code = $1 AND p.batch_id = $2 AND p.payment_id = r.payment_
 """
 RECORD_RETURNS = """
 INSERT INTO payment_returns (municipality_code, payment_id, import_id, reason_code, reason)
-SELECT $1, r.payment_id, $2, r.code, r.reason FROM unnest($3::bigint[], $4::text[], $5::text[]) AS r (payment_id, code, reason)
+SELECT $1, r.payment_id, $2, r.code, r.reason
+FROM unnest($3::bigint[], $4::text[], $5::text[]) AS r (payment_id, code, reason)
 """
 RELEASED_COUNT = "SELECT count(*) FROM payments WHERE municipality_code = $1 AND batch_id = $2 AND status = 'in_batch'"
 MARK_PAID = """

@@ -201,7 +201,7 @@ class ThreadedSealer:
         except queue.Full:
             await asyncio.to_thread(self._put_blocking, chunk)
 
-    def _put_blocking(self, chunk: bytes) -> None:
+    def _put_blocking(self, chunk: object) -> None:  # a chunk (bytes), _END or an _Abort for the thread
         while self._thread.is_alive():
             try:
                 self._queue.put(chunk, timeout=0.5)
@@ -366,6 +366,10 @@ async def mark_released(
     )
 
 
+# What may cut a release off from the database (connection_lost then tells whether it did).
+_INTERRUPTED: tuple[type[BaseException], ...] = (*DATABASE_UNAVAILABLE, asyncpg.InterfaceError)
+
+
 async def release_batch(
     db, settings, code: str, batch_id: int, released_by: int | None = None, progress=None
 ) -> sealing.Manifest:
@@ -382,7 +386,7 @@ async def release_batch(
             return await _release(db, settings, code, batch_id, released_by, progress)
         async with tenant_transaction(db, code):
             return await _release(db, settings, code, batch_id, released_by, progress)
-    except (*DATABASE_UNAVAILABLE, asyncpg.InterfaceError) as exc:
+    except _INTERRUPTED as exc:
         if not connection_lost(exc):
             raise
         # Before the commit nothing is recorded; a file already renamed into place is adopted by the re-run.
@@ -411,7 +415,9 @@ async def _release(conn, settings, code, batch_id, released_by, progress=None) -
             raise
         log.error("release of batch %s of %s: the outbox is full (%s)", batch_id, code, errno.errorcode[exc.errno])
         raise OutboxFull() from exc
-    await mark_released(conn, code, batch, sealed, released_by or batch.approved_by)
+    releaser = released_by or batch.approved_by
+    assert releaser is not None, "an approved batch has its approver (CHECK payout_batches_approved_has_hash)"
+    await mark_released(conn, code, batch, sealed, releaser)
     log.info(
         "batch %s of %s released: %d records, file %s", batch_id, code, batch.record_count, sealed.manifest.file_name
     )

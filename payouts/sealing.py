@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Final, Literal, Protocol
 
 import pyrage
 from cryptography.exceptions import InvalidSignature
@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pyrage import x25519
 
-MANIFEST_FORMAT = "zengin-21"
+MANIFEST_FORMAT: Final = "zengin-21"
 AGE_SUFFIX = ".age"
 MANIFEST_SUFFIX = ".manifest.json"
 # A signed manifest is a few hundred bytes; anything far larger is not ours.
@@ -131,13 +131,20 @@ class _ChunkReader:
         return StreamDigest(self._hash.hexdigest(), self.size)
 
 
+class _Sink(Protocol):
+    """Where ciphertext goes: a binary file, or anything that writes and flushes like one."""
+
+    def write(self, data: bytes, /) -> object: ...
+    def flush(self) -> object: ...
+
+
 class _HashingWriter:
     """Passes writes through to `out`, hashing them and keeping the first write error.
 
     pyrage flushes its buffer when it drops it and ignores errors there, so an error seen
     here must be re-raised by the caller even when pyrage reports success."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: _Sink) -> None:
         self._out = out
         self._hash = hashlib.sha256()
         self.size = 0
@@ -168,7 +175,7 @@ class _HashingWriter:
 
 
 def encrypt_for_recipients(
-    plaintext_chunks: Iterable[bytes] | bytes, recipients: list[str], out: BinaryIO
+    plaintext_chunks: Iterable[bytes] | bytes, recipients: list[str], out: _Sink
 ) -> StreamDigest:
     """Write the age (binary, not armored) encryption of the plaintext to `out`, readable by
     each recipient's identity. Streams: memory does not grow with the plaintext size.
@@ -180,7 +187,8 @@ def encrypt_for_recipients(
     reader = _ChunkReader(plaintext_chunks)
     writer = _HashingWriter(out)
     try:
-        pyrage.encrypt_io(reader, writer, parsed)
+        # pyrage reads and writes any object with read(n) / write(b); its stubs ask for io.BufferedIOBase
+        pyrage.encrypt_io(reader, writer, parsed)  # type: ignore[arg-type]
     except (pyrage.EncryptError, OSError):
         for original in (reader.error, writer.error):
             if original is not None:
@@ -437,7 +445,7 @@ def seal_batch(
     age_name, manifest_name = name + AGE_SUFFIX, name + MANIFEST_SUFFIX
     for candidate in (name, age_name, manifest_name):
         check_file_name(candidate)
-    fields = dict(
+    fields: dict[str, Any] = dict(  # checked by Manifest (strict)
         municipality_code=municipality_code,
         batch_id=batch_id,
         file_name=name,

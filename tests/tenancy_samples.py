@@ -8,7 +8,7 @@ Each factory runs inside tenant_transaction(conn, code) and inserts exactly one 
 from __future__ import annotations
 
 import secrets
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 

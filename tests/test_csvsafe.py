@@ -9,8 +9,7 @@ import decimal
 import io
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from app import csvsafe
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from arq.jobs import Job
 
+from app import outbox
 from app.main import arq_redis
 from app.tenancy.transaction import tenant_transaction
-from app import outbox
 
 
 async def test_dispatch_enqueues_once_and_sweeper_rederives_after_redis_loses_it(app_pool, settings, municipality):

@@ -38,7 +38,8 @@ async def test_every_tenant_table_forces_rls_and_leads_keys_with_municipality(ow
             problems.append(f"{name}: ROW LEVEL SECURITY not FORCEd")
         policy = await owner_conn.fetchrow(
             "SELECT pg_get_expr(polqual, polrelid) AS qual, pg_get_expr(polwithcheck, polrelid) AS chk,"
-            " polpermissive, polcmd::text AS polcmd FROM pg_policy WHERE polrelid = $1 AND polname = 'tenant_isolation'",
+            " polpermissive, polcmd::text AS polcmd FROM pg_policy"
+            " WHERE polrelid = $1 AND polname = 'tenant_isolation'",
             oid,
         )
         if policy is None:
@@ -71,7 +72,8 @@ async def test_every_tenant_table_forces_rls_and_leads_keys_with_municipality(ow
         fks = await owner_conn.fetch(
             "SELECT conname, confrelid::regclass::text AS target,"
             " (SELECT array_agg(attname) FROM pg_attribute WHERE attrelid = conrelid AND attnum = ANY(conkey)) AS cols,"
-            " EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = confrelid AND attname = 'municipality_code') AS tenant_target"
+            " EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = confrelid AND attname = 'municipality_code')"
+            " AS tenant_target"
             " FROM pg_constraint WHERE conrelid = $1 AND contype = 'f'",
             oid,
         )

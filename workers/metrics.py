@@ -10,6 +10,7 @@ from typing import Any
 
 from arq import cron
 
+from app.db import fetch_always
 from app.metrics import APPLICATIONS, JOBS as JOB_OUTCOMES, OUTBOX_BACKLOG, OUTBOX_OLDEST, QUEUE_DEPTH
 from app.tenancy.municipalities import municipality_codes
 from app.tenancy.transaction import platform_transaction, tenant_transaction
@@ -29,7 +30,7 @@ async def collect_metrics(ctx: dict[str, Any]) -> None:
         async with tenant_transaction(pool, code, readonly=True) as conn:
             for row in await conn.fetch(COUNT_APPLICATIONS, code):
                 APPLICATIONS.labels(code, row["status"]).set(row["n"])
-            backlog = await conn.fetchrow(BACKLOG, code)
+            backlog = await fetch_always(conn, BACKLOG, code)
         OUTBOX_BACKLOG.labels(code).set(backlog["pending"])
         OUTBOX_OLDEST.labels(code).set(float(backlog["oldest_s"]))
     QUEUE_DEPTH.set(await ctx["redis"].zcard("arq:queue"))

@@ -12,9 +12,9 @@ from typing import Any
 from arq import cron
 from arq.connections import RedisSettings
 
+from app import outbox
 from app.db import create_app_pool
 from app.settings import Settings, load_settings, require
-from app import outbox
 
 # Every 15 s: cheap (an indexed query per municipality) and bounds how long a job lost by Redis waits.
 SWEEP_SECONDS = set(range(0, 60, 15))

@@ -16,11 +16,11 @@ from typing import Any
 import asyncpg
 from arq import cron
 
+from app import outbox
 from app.registry.push import due_programs, settle_push
 from app.registry.verify import verify_applications
 from app.tenancy.municipalities import load_field_cipher, municipality_codes
 from app.tenancy.transaction import platform_transaction, tenant_transaction
-from app import outbox
 
 log = logging.getLogger("kyufu.verification")
 

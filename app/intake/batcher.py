@@ -19,13 +19,15 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
+from app import outbox
 from app.intake.claims import Claim, Outcome, insert_claims
 from app.intake.signin import Letter, authenticate, limited_ips, municipality_keys
 from app.tenancy.transaction import tenant_transaction
-from app import outbox
 
 log = logging.getLogger("kyufu.intake")
 
@@ -104,7 +106,7 @@ class SubmitBatcher:
         # Connections kept between batches (at most MAX_CONCURRENT_BATCHES): giving one back to the pool
         # costs a reset round trip (advisory unlock, CLOSE ALL, RESET ALL) per batch, and the batches' own
         # state is transaction-local (set_config(..., true), xact advisory locks), so nothing carries over.
-        self.idle: list[asyncpg.Connection] = []
+        self.idle: list[PoolConnectionProxy] = []
         self.statistics_at = 0.0
         self.statistics_task: asyncio.Task | None = None
 
@@ -168,7 +170,9 @@ class SubmitBatcher:
         # Sorted by access code so two batches touching the same letters lock them in the same order.
         items = sorted(items, key=lambda p: p.access_code)
         results: list[Result] = [REJECTED] * len(items)
-        conn = self.idle.pop() if self.idle else await self.pool.acquire()
+        proxy = self.idle.pop() if self.idle else await self.pool.acquire()
+        # The pool's proxy forwards every Connection method; asyncpg's types do not make it one.
+        conn = cast(asyncpg.Connection, proxy)
         reusable = False
         try:
             async with tenant_transaction(conn, code):
@@ -191,9 +195,9 @@ class SubmitBatcher:
             reusable = True
         finally:
             if reusable:
-                self.idle.append(conn)
+                self.idle.append(proxy)
             else:  # the transaction failed: the pool resets the connection, or drops it if it is broken
-                await self.pool.release(conn)
+                await self.pool.release(proxy)
         # Committed: answer now.
         for p, result in zip(items, results):
             if not p.future.done():

@@ -23,8 +23,8 @@ import asyncpg
 
 from app import outbox
 from app.intake.forms import BankAccount
-from app.registry.receipts import receipt_number
 from app.intake.signin import Keys, municipality_keys
+from app.registry.receipts import receipt_number
 
 Kind = Literal["created", "duplicate", "replay", "key_reused", "in_flight", "closed"]
 ACTIVE = "status NOT IN ('rejected', 'withdrawn')"
@@ -58,8 +58,8 @@ WITH c AS (
     SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::boolean[], $8::text[],
                          $9::text[], $10::smallint[], $11::bytea[], $12::bytea[], $13::text[], $14::bytea[],
                          $15::text[], $16::boolean[], $17::text[], $18::text[])
-        AS c(id, ent, receipt, channel, applicant, proxy, bank, branch, atype, num, holder, key, sha, answer, insertable,
-             identification, job_id)
+        AS c(id, ent, receipt, channel, applicant, proxy, bank, branch, atype, num, holder, key, sha, answer,
+             insertable, identification, job_id)
 ),
 stored AS (
     SELECT k.idempotency_key, k.request_sha256, k.status_code, k.response
@@ -198,7 +198,7 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
             status[i] = row["entitlement_status"]
     live = [i for i in live if outcomes[i] is None]
     if not live:
-        return outcomes  # type: ignore[return-value]
+        return _decided(outcomes)
 
     cipher = keys.cipher
     cols: list[list] = [[] for _ in range(17)]
@@ -238,11 +238,11 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
 
     for i in live:
         c = claims[i]
-        row = stored.get(c.idempotency_key) if c.idempotency_key is not None else None
-        if row is not None:
-            if bytes(row["request_sha256"]) == c.request_sha256:
+        first = stored.get(c.idempotency_key) if c.idempotency_key is not None else None
+        if first is not None:
+            if bytes(first["request_sha256"]) == c.request_sha256:
                 outcomes[i] = Outcome(
-                    "replay", stored={"status_code": row["status_code"], "response": json.loads(row["response"])}
+                    "replay", stored={"status_code": first["status_code"], "response": json.loads(first["response"])}
                 )
             else:
                 outcomes[i] = Outcome("key_reused")
@@ -261,31 +261,40 @@ async def insert_claims(conn: asyncpg.Connection, keys: Keys, code: str, claims:
             r["entitlement_id"]: r
             for r in await conn.fetch(ACTIVE_BY_ENTITLEMENT, code, sorted({claims[i].entitlement_id for i in rest}))
         }
+        duplicate_of: list[int] = []
         for i in rest:
             row = active[claims[i].entitlement_id]
             outcomes[i] = Outcome("duplicate", row["receipt_no"], row["application_id"], row["status"])
+            duplicate_of.append(row["application_id"])
         await conn.execute(
             RECORD_DUPLICATES,
             code,
             [claims[i].entitlement_id for i in rest],
-            [outcomes[i].application_id for i in rest],
-            [claims[i].channel for i in rest],  # type: ignore[union-attr]
+            duplicate_of,
+            [claims[i].channel for i in rest],
         )
+    decided = _decided(outcomes)
     # The 201 answers were stored by WRITE_CLAIMS; a duplicate's or a closed claim's answer is stored here.
-    to_store = [
-        i for i in live if claims[i].idempotency_key is not None and outcomes[i].kind in ("duplicate", "closed")
-    ]  # type: ignore[union-attr]
+    to_store = [i for i in live if claims[i].idempotency_key is not None and decided[i].kind in ("duplicate", "closed")]
     if to_store:
         await conn.execute(
             STORE_KEYS,
             code,
             [claims[i].idempotency_key for i in to_store],
             [claims[i].request_sha256 for i in to_store],
-            [outcomes[i].http_status for i in to_store],  # type: ignore[union-attr]
-            [json.dumps(outcomes[i].response()) for i in to_store],  # type: ignore[union-attr]
-            [outcomes[i].application_id for i in to_store],  # type: ignore[union-attr]
+            [decided[i].http_status for i in to_store],
+            [json.dumps(decided[i].response()) for i in to_store],
+            [decided[i].application_id for i in to_store],
         )
-    return outcomes  # type: ignore[return-value]
+    return decided
+
+
+def _decided(outcomes: list[Outcome | None]) -> list[Outcome]:
+    """The outcomes once every claim has one (each path of insert_claims decides every claim it keeps)."""
+    decided = [o for o in outcomes if o is not None]
+    if len(decided) != len(outcomes):
+        raise RuntimeError("insert_claims left a claim without an outcome")
+    return decided
 
 
 async def submit_application(

@@ -169,7 +169,7 @@ class BankAccount:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     @classmethod
-    def from_session(cls, data: dict[str, Any]) -> "BankAccount":
+    def from_session(cls, data: dict[str, Any]) -> BankAccount:
         data = dict(data)
         data["kana_changes"] = tuple(data.get("kana_changes", ()))
         return cls(**data)

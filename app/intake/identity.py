@@ -17,7 +17,8 @@ control characters and every kind of space removed, lower case; a leading prefec
 京都府/大阪府, ○○県) and then the municipality's own name (after an optional ○○郡) removed; 大字 removed;
 kanji numerals directly before 丁目/番地/番/号 become digits; 丁目, 番地, 番, 号 (and 号室) after a number,
 の/ノ/之 between numbers, and every dash or hyphen variant (ー only after a digit) become '-'; repeated '-'
-collapse and a trailing '-' is dropped. So 「東京都千代田区九段南一丁目２番地３号」, 「九段南1-2-3」 and 「九段南 1ー2ー3」 are equal.
+collapse and a trailing '-' is dropped. So 「東京都千代田区九段南一丁目２番地３号」, 「九段南1-2-3」 and
+「九段南 1ー2ー3」 are equal.
 Building names (方書) must be typed as registered.
 """
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
@@ -24,10 +25,10 @@ from app.intake.forms import (
     BankAccount,
     FieldError,
     FormInvalid,
+    describe_changes,
     normalise_access_code,
     normalise_pin,
     parse_bank,
-    describe_changes,
 )
 from app.intake.identity import (
     FIELDS as IDENTITY_FIELDS,
@@ -212,7 +213,7 @@ async def identify(request: Request) -> Response:
         raw_program, next_page = request.query_params.get("program"), request.query_params.get("next")
     program = await _application_program(request, m, raw_program)
     next_page = "status" if next_page == "status" else "household"
-    ctx = {
+    ctx: dict[str, Any] = {
         "m": m,
         "title": "確認書をお持ちでない方",
         "step": 1,
@@ -315,7 +316,7 @@ async def bank(request: Request) -> Response:
     if auth is None:
         return _redirect(f"/m/{m['code']}/signin")
     session = await load_session(request)
-    ctx = {
+    ctx: dict[str, Any] = {
         "m": m,
         "title": "振込口座の入力",
         "step": 3,

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from app.registry.receipts import receipt_key
-from app.registry.pins import pin_key, pin_matches
-from app.tenancy.municipalities import load_field_cipher
+from app.crypto import FieldCipher
 from app.errors import RateLimited
 from app.failures import count_failure
-from app.crypto import FieldCipher
+from app.registry.pins import pin_key, pin_matches
+from app.registry.receipts import receipt_key
+from app.tenancy.municipalities import load_field_cipher
 
 log = logging.getLogger("kyufu.intake")
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import asyncpg
 
@@ -67,7 +69,7 @@ class Progress:
     transfer_date: date | None = None
 
 
-def progress(row: asyncpg.Record | None) -> Progress | None:
+def progress(row: asyncpg.Record | Mapping[str, Any] | None) -> Progress | None:
     """Map application + payment state to the resident's steps (never internal reason codes)."""
     if row is None:
         return None

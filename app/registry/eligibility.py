@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from app.db import fetch_always
 from app.progress import Report
 from app.registry.errors import NoSnapshot, RegistryError
 from app.registry.programs import get_program
@@ -33,7 +34,8 @@ SELECT max(snapshot_id) FROM registry_snapshots
 WHERE municipality_code = $1 AND kind = $2 AND status = 'published' AND ($3::int IS NULL OR fiscal_year = $3)
 """
 SNAPSHOT_EXISTS = """
-SELECT 1 FROM registry_snapshots WHERE municipality_code = $1 AND snapshot_id = $2 AND kind = 'residents' AND status = 'published'
+SELECT 1 FROM registry_snapshots
+WHERE municipality_code = $1 AND snapshot_id = $2 AND kind = 'residents' AND status = 'published'
 """
 NEWEST_USED = "SELECT max(snapshot_id) FROM entitlements WHERE municipality_code = $1 AND program_id = $2"
 # The inputs of the program's last completed run (see eligibility_runs in migrations/0011).
@@ -115,7 +117,8 @@ WITH p AS MATERIALIZED (
 SELECT hh.hh AS household_no, lpad((hh.head_key & 137438953471)::text, 11, '0') AS head_resident_code,
        hh.counted::int AS members_counted,
        CASE p.unit
-         WHEN 'person' THEN (hh.counted - hh.children) * p.amount_yen + hh.children * coalesce(p.child_amount_yen, p.amount_yen)
+         WHEN 'person' THEN (hh.counted - hh.children) * p.amount_yen
+                            + hh.children * coalesce(p.child_amount_yen, p.amount_yen)
          ELSE p.amount_yen + hh.children * coalesce(p.child_amount_yen, 0)
        END AS amount_yen,
        CASE p.unit
@@ -126,7 +129,8 @@ SELECT hh.hh AS household_no, lpad((hh.head_key & 137438953471)::text, 11, '0') 
               || CASE WHEN hh.children > 0 AND p.child_amount_yen IS NOT NULL
                       THEN format(' + %s child x %s yen', hh.children, p.child_amount_yen) ELSE '' END
        END
-       || CASE p.tax_condition WHEN 'none' THEN '' ELSE format('; tax %s FY%s', p.tax_condition, p.tax_fiscal_year) END AS rule
+       || CASE p.tax_condition WHEN 'none' THEN ''
+               ELSE format('; tax %s FY%s', p.tax_condition, p.tax_fiscal_year) END AS rule
 FROM hh CROSS JOIN p
 LEFT JOIN household_tax ht ON ht.household_no = hh.hh
 WHERE hh.counted > 0
@@ -161,9 +165,12 @@ INSERT INTO eligibility_result (household_no, head_resident_code, members_counte
 # An entitlement is frozen once anything outside this module relies on it: an application, a payment,
 # a printed letter, or a status other than open/withdrawn.
 FROZEN = """(e.status NOT IN ('open', 'withdrawn')
-    OR EXISTS (SELECT 1 FROM applications a WHERE a.municipality_code = e.municipality_code AND a.entitlement_id = e.entitlement_id)
-    OR EXISTS (SELECT 1 FROM payments y WHERE y.municipality_code = e.municipality_code AND y.entitlement_id = e.entitlement_id)
-    OR EXISTS (SELECT 1 FROM letters l WHERE l.municipality_code = e.municipality_code AND l.entitlement_id = e.entitlement_id
+    OR EXISTS (SELECT 1 FROM applications a
+               WHERE a.municipality_code = e.municipality_code AND a.entitlement_id = e.entitlement_id)
+    OR EXISTS (SELECT 1 FROM payments y
+               WHERE y.municipality_code = e.municipality_code AND y.entitlement_id = e.entitlement_id)
+    OR EXISTS (SELECT 1 FROM letters l
+               WHERE l.municipality_code = e.municipality_code AND l.entitlement_id = e.entitlement_id
                AND l.exported_at IS NOT NULL))"""
 
 # Existing entitlements compared with the new result: 'same', 'changed', 'gone', each frozen or not.
@@ -299,7 +306,7 @@ async def determine_eligibility(
         and (last["snapshot_id"], last["tax_snapshot_id"]) == (snapshot_id, tax_snapshot)
     ):
         # Same inputs as the last completed run: it would find nothing to change (eligibility_runs says why).
-        summary = await conn.fetchrow(SUMMARY, code, program_id)
+        summary = await fetch_always(conn, SUMMARY, code, program_id)
         return EligibilityResult(
             program_id, snapshot_id, 0, 0, 0, 0, summary["households"], summary["people"], summary["total_yen"]
         )
@@ -320,7 +327,7 @@ async def determine_eligibility(
     if newest is None:
         # Nothing to compare with: no temporary result, no diff.
         stage(0, 1, "判定・登録")
-        summary = await conn.fetchrow(INSERT_FIRST_RUN, code, program_id, snapshot_id, tax_snapshot)
+        summary = await fetch_always(conn, INSERT_FIRST_RUN, code, program_id, snapshot_id, tax_snapshot)
         stage(1, 1)
         await conn.execute(RESTORE_PLANNER, enable_sort, enable_nestloop)
         await conn.execute(RECORD_RUN, code, program_id, snapshot_id, tax_snapshot)
@@ -342,7 +349,7 @@ async def determine_eligibility(
     await conn.execute(RESTORE_PLANNER, enable_sort, enable_nestloop)
     await conn.execute("ANALYZE eligibility_result")
     await conn.execute(CREATE_DIFF, code, program_id)
-    counts = await conn.fetchrow(DIFF_COUNTS)
+    counts = await fetch_always(conn, DIFF_COUNTS)
     stage(2, 3, "反映")
     if counts["updated"] or counts["withdrawn"]:
         await conn.execute(INVALIDATE_STALE_LETTERS, code)
@@ -356,7 +363,7 @@ async def determine_eligibility(
     added = int((await conn.execute(INSERT_NEW, code, program_id, snapshot_id)).split()[-1])
     await conn.execute("DROP TABLE eligibility_diff; DROP TABLE eligibility_result")
     await conn.execute(RECORD_RUN, code, program_id, snapshot_id, tax_snapshot)
-    summary = await conn.fetchrow(SUMMARY, code, program_id)
+    summary = await fetch_always(conn, SUMMARY, code, program_id)
     stage(3, 3)
     return EligibilityResult(
         program_id,

@@ -62,7 +62,7 @@ class ImportRejected(RegistryError):
         self.total = total if total is not None else len(errors)
         super().__init__(f"ファイルを取り込みませんでした（誤り {self.total} 件）。修正して再度取り込んでください。")
 
-    def on_lines(self, starts: dict[int, int]) -> "ImportRejected":
+    def on_lines(self, starts: dict[int, int]) -> ImportRejected:
         """The same rejection with record numbers replaced by the physical lines in `starts`."""
         return ImportRejected(
             [LineError(starts.get(e.line, e.line), e.column, e.reason) for e in self.errors], self.total

@@ -26,6 +26,7 @@ import hashlib
 import inspect
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -312,9 +313,11 @@ WITH bad AS (
     SELECT s.line_no, v.ord, v.col, v.reason
     FROM tax_staging s,
     LATERAL (VALUES
-      (1, '世帯番号', CASE WHEN (coalesce(s.household_no, '') = '') = (coalesce(s.resident_code, '') = '') THEN 'one_key'
+      (1, '世帯番号', CASE WHEN (coalesce(s.household_no, '') = '') = (coalesce(s.resident_code, '') = '')
+                               THEN 'one_key'
                           WHEN s.household_no !~ '^[0-9A-Za-z-]{1,20}$' THEN 'digits' END),
-      (2, '住民票コード', CASE WHEN coalesce(s.resident_code, '') <> '' AND s.resident_code !~ '^[0-9]{11}$' THEN 'digits' END),
+      (2, '住民票コード', CASE WHEN coalesce(s.resident_code, '') <> '' AND s.resident_code !~ '^[0-9]{11}$'
+                                 THEN 'digits' END),
       (3, '課税区分', CASE WHEN coalesce(s.tax_class, '') <> ALL ($1::text[]) THEN 'bad_tax_class' END)
     ) AS v(ord, col, reason)
     WHERE v.reason IS NOT NULL
@@ -588,7 +591,7 @@ async def import_accounts(conn: asyncpg.Connection, cipher: FieldCipher, code: s
             errors.append(LineError(line_no, "住民票コード", "duplicate"))
         seen.add(resident)
         # The account rules of every entry point (payouts.accounts); each bad field is reported.
-        account = {}
+        account: dict[str, Any] = {}  # str codes and texts, an int account type
         for field, header_name, check, reason in ACCOUNT_FIELDS:
             try:
                 account[field] = check(v[header_name])

@@ -94,7 +94,8 @@ RETURNING entitlement_id
 """
 ENTITLEMENT_FOR_REISSUE = """
 SELECT e.entitlement_id, e.program_id, e.status,
-       (SELECT l.kind FROM letters l WHERE l.municipality_code = e.municipality_code AND l.entitlement_id = e.entitlement_id
+       (SELECT l.kind FROM letters l
+        WHERE l.municipality_code = e.municipality_code AND l.entitlement_id = e.entitlement_id
         ORDER BY l.letter_id DESC LIMIT 1) AS last_kind
 FROM entitlements e WHERE e.municipality_code = $1 AND e.entitlement_id = $2
 """

@@ -60,7 +60,7 @@ class ProgramSpec(BaseModel):
     decline_deadline: dt.date | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ProgramSpec":
+    def _consistent(self) -> ProgramSpec:
         if self.tax_condition != "none" and self.tax_fiscal_year is None:
             raise ValueError("課税要件を指定するときは課税年度が必要です。")
         if self.payment_mode == "push" and self.decline_deadline is None:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 try:
     from app.registry import _residentcsv as _c
 except ImportError:  # not built (setup.py / Makefile): the SQL path does everything
-    _c = None
+    _c = None  # type: ignore[assignment]  # an optional module: callers test for None
 
 # The payload's columns, in this order (the typed load table's, and copy_to_table's columns=).
 OUTPUT_COLUMNS = (

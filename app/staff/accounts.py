@@ -12,19 +12,19 @@ import hmac
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import asyncpg
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from app.crypto import DecryptionError, FieldCipher
-from app.principals import ROLE_LABELS, ROLES, Staff
 from app import audit
+from app.crypto import DecryptionError, FieldCipher
+from app.principals import ROLES, Staff
 from app.staff import signin
-from app.staff.errors import Forbidden, InvalidInput, LastAdmin, LoginFailed, NotFound
+from app.staff.errors import Forbidden, InvalidInput, LastAdmin, NotFound
 from app.staff.sessions import revoke_all
 
 log = logging.getLogger("kyufu.staff")
@@ -47,7 +47,10 @@ SELECT {STAFF_COLUMNS}, password_hash, totp_secret, totp_last_step
 FROM staff_users WHERE municipality_code = $1 AND login = $2
 FOR UPDATE
 """
-STAFF_BY_ID = f"SELECT {STAFF_COLUMNS}, totp_secret IS NOT NULL AS has_totp FROM staff_users WHERE municipality_code = $1 AND staff_id = $2"
+STAFF_BY_ID = (
+    f"SELECT {STAFF_COLUMNS}, totp_secret IS NOT NULL AS has_totp FROM staff_users"
+    " WHERE municipality_code = $1 AND staff_id = $2"
+)
 # `locked`: the login's untrusted path is waiting now (app/staff/signin.py); its trusted devices are not.
 # failures_since_signin / last_failed_at: failed attempts on any path since the last sign-in.
 LIST_STAFF = f"""
@@ -75,7 +78,8 @@ SELECT notice_failures, notice_last_failed_at FROM staff_users
 WHERE municipality_code = $1 AND staff_id = $2 AND notice_failures > 0
 """
 SET_ROLES = """
-UPDATE staff_users u SET roles = $3 FROM (SELECT roles FROM staff_users WHERE municipality_code = $1 AND staff_id = $2) old
+UPDATE staff_users u SET roles = $3
+FROM (SELECT roles FROM staff_users WHERE municipality_code = $1 AND staff_id = $2) old
 WHERE u.municipality_code = $1 AND u.staff_id = $2 RETURNING old.roles
 """
 # The enabled admins, locked: two admins removing each other's (or their own) admin role at the same time
@@ -198,6 +202,7 @@ async def login(
             details["delay_s"] = delay_s  # a wait starts: the audit trail says so
         await _audit_failure(conn, code, login_name, row["staff_id"] if row else None, track, details)
         return SignIn(None, reason, wait_s=delay_s, trusted=track.trusted)
+    assert row is not None, "an unknown login has a reason and returned above"
     staff = Staff.from_row(row)
     device_id = await signin.record_success(conn, code, track, staff.staff_id)
     await conn.execute(LOGIN_OK, code, staff.staff_id, step)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
 
 from app.staff.accounts import Staff
 
@@ -32,7 +31,7 @@ class Operator:
         return f"cli:{self.name}"
 
 
-Actor = Union[Staff, Operator]
+Actor = Staff | Operator
 
 
 def columns(actor: Actor) -> tuple[int | None, str | None]:

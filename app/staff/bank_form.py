@@ -9,8 +9,9 @@ every wrong field at once instead of the first one.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from payouts import sealing, zengin
 from payouts.settings_store import StoredBankSettings
@@ -40,7 +41,7 @@ SPACE = "space"
 
 # A valid header: each field is checked alone against it, so every wrong field gets its own message
 # (BankSettings stops at the first).
-_VALID = dict(
+_VALID: dict[str, Any] = dict(
     requester_code="0",
     requester_name_kana="ｱ",
     bank_code="0000",

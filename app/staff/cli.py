@@ -17,8 +17,8 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pyotp
 
-from app.settings import Settings, require
 from app import audit
+from app.settings import Settings, require
 from app.staff import accounts, enrolment, grants, sessions, signin
 from app.staff.actors import Operator
 from app.staff.errors import StaffError
@@ -167,7 +167,8 @@ async def _list(args, settings: Settings) -> list[str]:
     for g in pending:
         waiting.setdefault(g["staff_id"], []).append(g["role"])
     return [
-        f"{r['login']}\t{','.join(r['roles']) or '-'}\t{'disabled' if r['disabled_at'] else 'locked' if r['locked'] else 'active'}"
+        f"{r['login']}\t{','.join(r['roles']) or '-'}"
+        f"\t{'disabled' if r['disabled_at'] else 'locked' if r['locked'] else 'active'}"
         f"\t{'totp' if r['has_totp'] else 'no-totp'}"
         + (f"\tpending:{','.join(waiting[r['staff_id']])}" if r["staff_id"] in waiting else "")
         for r in rows

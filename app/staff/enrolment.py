@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 import asyncpg
 import pyotp
 
-from app.crypto import DecryptionError, FieldCipher
 from app import audit
+from app.crypto import DecryptionError, FieldCipher
+from app.db import fetch_always
 from app.staff import grants, sessions
 
 # _totp_step: the sign-in's own check of a code (±1 step), so that enrolment accepts exactly what sign-in will.
@@ -204,7 +205,7 @@ async def issue(
     digest = _digest(token)
     secret = cipher.encrypt(*_secret_args(digest), pyotp.random_base32())
     by_staff, by_operator = columns(actor)
-    row = await conn.fetchrow(INSERT_ENROLMENT, code, staff_id, digest, secret, by_staff, by_operator, bootstrap)
+    row = await fetch_always(conn, INSERT_ENROLMENT, code, staff_id, digest, secret, by_staff, by_operator, bootstrap)
     who, label = audit_actor(actor)
     await audit.append(
         conn,

@@ -15,20 +15,22 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 from markupsafe import Markup
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from app.crypto import derive_key
-from app.settings import Settings
 from app import audit, outbox
+from app.crypto import derive_key
+from app.principals import ROLE_LABELS
+from app.settings import Settings
 from app.staff import accounts, actors, bank_form, enrolment, grants, overview, review, sessions, signin, throttle
-from app.staff.accounts import ROLE_LABELS, ROLES, Staff
+from app.staff.accounts import ROLES, Staff
 from app.staff.errors import Forbidden, InvalidInput, LoginFailed, NotFound
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 from app.tenancy.municipalities import get_municipality, load_field_cipher
@@ -93,7 +95,7 @@ def page(*roles: str, without_roles: bool = False) -> Callable[[Handler], Callab
         async def endpoint(request: Request) -> Response:
             cookie = request.cookies.get(sessions.COOKIE)
             parsed = sessions.split_cookie(cookie)
-            if parsed is None:
+            if cookie is None or parsed is None:  # (split_cookie(None) is None)
                 return _to_login(request)
             code, token = parsed
             form = None
@@ -293,7 +295,9 @@ async def login_submit(request: Request) -> Response:
 
 @page(without_roles=True)
 async def logout(request, conn, staff, ctx):
-    code, token = sessions.split_cookie(request.cookies.get(sessions.COOKIE))
+    parsed = sessions.split_cookie(request.cookies.get(sessions.COOKIE))
+    assert parsed is not None  # @page signed the staff member in with this very cookie
+    code, token = parsed
     await sessions.revoke(conn, code, token)
     await audit.append(conn, code, staff, "logout", "staff", staff.staff_id)
     response = _redirect("/staff/login")

@@ -91,5 +91,10 @@ def csrf_token(secret: bytes, cookie_value: str) -> str:
     return hmac.new(secret, b"kyufu-staff-csrf|" + cookie_value.encode(), hashlib.sha256).hexdigest()
 
 
-def csrf_ok(secret: bytes, cookie_value: str, submitted: str | None) -> bool:
-    return bool(submitted) and hmac.compare_digest(csrf_token(secret, cookie_value), submitted or "")
+def csrf_ok(secret: bytes, cookie_value: str, submitted: object) -> bool:
+    """`submitted`: the form's field as read (str or None: read_form refuses file parts)."""
+    return (
+        isinstance(submitted, str)
+        and bool(submitted)
+        and hmac.compare_digest(csrf_token(secret, cookie_value), submitted)
+    )

@@ -30,7 +30,6 @@ import re
 import secrets
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Mapping
 
 import asyncpg
 from cryptography.hazmat.primitives import hashes
@@ -64,7 +63,8 @@ FROM staff_signin_failures WHERE municipality_code = $1 AND login_hmac = $2
 FOR UPDATE
 """
 LOGIN_FAILED = """
-INSERT INTO staff_signin_failures AS f (municipality_code, login_hmac, staff_id, failures, last_failed_at, delayed_until)
+INSERT INTO staff_signin_failures AS f
+    (municipality_code, login_hmac, staff_id, failures, last_failed_at, delayed_until)
 VALUES ($1, $2, $3, $4, now(), CASE WHEN $5::int > 0 THEN now() + make_interval(secs => $5::int) END)
 ON CONFLICT (municipality_code, login_hmac) DO UPDATE
 SET staff_id = EXCLUDED.staff_id, failures = EXCLUDED.failures, last_failed_at = EXCLUDED.last_failed_at,

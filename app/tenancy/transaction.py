@@ -8,8 +8,9 @@ never carry one municipality's scope into another's request.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import cast
 
 import asyncpg
 
@@ -35,7 +36,9 @@ async def tenant_transaction(
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn:
             async with _scoped(conn, municipality_code, isolation, readonly):
-                yield conn
+                # The pool's proxy forwards every Connection method; asyncpg's types do not make it one, and
+                # the code takes either kind as an asyncpg.Connection.
+                yield cast(asyncpg.Connection, conn)
     else:
         async with _scoped(db, municipality_code, isolation, readonly):
             yield db
@@ -55,7 +58,7 @@ async def platform_transaction(db: asyncpg.Pool | asyncpg.Connection) -> AsyncIt
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn:
             async with conn.transaction():
-                yield conn
+                yield cast(asyncpg.Connection, conn)  # a pool's proxy, as in tenant_transaction
     else:
         async with db.transaction():
             yield db

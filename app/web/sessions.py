@@ -20,14 +20,14 @@ import json
 import os
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from starlette.requests import Request
+from starlette.responses import Response
 
 from app.crypto import derive_key
-from starlette.responses import Response
 
 COOKIE = "kyufu_session"
 IDLE_TTL_S = 30 * 60
@@ -79,8 +79,8 @@ def _new_id() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _valid_id(value: str | None) -> bool:
-    return bool(value) and len(value) == 43 and all(c.isalnum() or c in "-_" for c in value)
+def _valid_id(value: str | None) -> TypeGuard[str]:
+    return value is not None and len(value) == 43 and all(c.isalnum() or c in "-_" for c in value)
 
 
 async def load_session(request: Request) -> Session:

@@ -10,7 +10,6 @@ import contextlib
 import logging
 
 import asyncpg
-
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -22,8 +21,8 @@ from app.db import DATABASE_UNAVAILABLE, connection_lost
 from app.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, RateLimited, Unauthenticated
 from app.web.admission import AdmissionMiddleware
 from app.web.errors import WebError
-from app.web.responses import STATUS_MESSAGES, error_response, wants_json
-from app.web.templates import STATIC_DIR, render
+from app.web.responses import STATUS_MESSAGES, error_response
+from app.web.templates import STATIC_DIR
 
 log = logging.getLogger("kyufu.web")
 
@@ -197,8 +196,8 @@ def setup(app, settings) -> None:
     app.add_exception_handler(HTTPException, http_error)
     for exc_type in (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError, UnicodeEncodeError):
         app.add_exception_handler(exc_type, unrepresentable_input)
-    for exc_type in DATABASE_UNAVAILABLE:
-        app.add_exception_handler(exc_type, database_unavailable)
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, database_unavailable)
     app.add_exception_handler(asyncpg.InterfaceError, interface_error)
     app.add_exception_handler(ClientDisconnect, client_disconnected)
     app.add_exception_handler(Exception, server_error)

@@ -4,16 +4,15 @@ at-a-time builder of tests/payouts/_batches.py would take minutes for the sizes 
 from __future__ import annotations
 
 import hashlib
-
 import secrets
 from pathlib import Path
 
 import asyncpg
 
-from payouts.payments import seal_bank
 from app.tenancy.municipalities import load_field_cipher, load_signing_key
 from app.tenancy.transaction import tenant_transaction
 from payouts import bank, pipeline, sealing, settings_store
+from payouts.payments import seal_bank
 from tests.payouts._batches import ROWS, TRANSFER_DATE, Batch, approve_batch, bank_settings
 
 # The batch's drafter and approver, as the rows its columns point at: no roles (a role needs a grant

@@ -38,7 +38,7 @@ class Cluster:
         self.url = f"http://127.0.0.1:{self.port}"
         self.retry_after_s = outbox_retry_after_s
 
-    def start(self) -> "Cluster":
+    def start(self) -> Cluster:
         self.services.up()
         urls = self.services.urls()
         asyncio.run(migrate(urls["DATABASE_OWNER_URL"]))

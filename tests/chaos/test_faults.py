@@ -73,7 +73,8 @@ async def _waiting_on_locks(pool) -> bool:
     async with pool.acquire() as conn:
         return bool(
             await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF a%'"
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF a%'"
             )
         )
 

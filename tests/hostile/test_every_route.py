@@ -24,9 +24,9 @@ from starlette.testclient import TestClient
 from app.intake.identity import FIELDS as IDENTITY_FIELDS
 from app.main import create_app
 from app.staff import enrolment, grants
-from payouts import batches
 from app.staff.bank_form import LABELS as BANK_SETTINGS_FIELDS
 from app.tenancy.transaction import tenant_transaction
+from payouts import batches
 from tests.conftest import next_municipality_code
 from tests.hostile.helpers import csrf_from, forget_ip_failures, resident_sign_in, staff_signed_in
 from tests.intake.helpers import make_letters

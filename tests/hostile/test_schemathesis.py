@@ -10,8 +10,7 @@ import re
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, seed
-from hypothesis import settings as hypothesis_settings
+from hypothesis import HealthCheck, given, seed, settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,

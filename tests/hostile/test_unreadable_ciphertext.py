@@ -11,9 +11,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.main import create_app
+from app.tenancy.transaction import tenant_transaction
 from payouts import batches
 from payouts.payments import ACCOUNT_NUMBER, BANK_UNREADABLE
-from app.tenancy.transaction import tenant_transaction
 from tests.hostile.helpers import staff_signed_in
 from tests.jobs import run_payout_jobs
 from tests.staff.conftest import add_bank_settings
@@ -167,7 +167,8 @@ async def test_an_approvers_unreadable_totp_secret_fails_the_sign_in_without_a_5
         reasons = [
             d["reason"]
             for d in await conn.fetch(
-                "SELECT details::jsonb->>'reason' AS reason FROM audit_log WHERE action = 'login.failed' AND object_id = $1",
+                "SELECT details::jsonb->>'reason' AS reason FROM audit_log"
+                " WHERE action = 'login.failed' AND object_id = $1",
                 str(approver.staff_id),
             )
         ]

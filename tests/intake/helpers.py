@@ -7,7 +7,6 @@ theirs, with the PIN hashed by the shared app.registry.pins.
 from __future__ import annotations
 
 import secrets
-import string
 from dataclasses import dataclass
 
 from app.registry.pins import pin_hash, pin_key
@@ -50,7 +49,8 @@ RETURNING entitlement_id, household_no
 """
 INSERT_LETTERS = """
 INSERT INTO letters (municipality_code, entitlement_id, kind, access_code, pin_hash)
-SELECT $1, l.ent, 'confirmation', l.code, l.hash FROM unnest($2::bigint[], $3::text[], $4::bytea[]) AS l(ent, code, hash)
+SELECT $1, l.ent, 'confirmation', l.code, l.hash
+FROM unnest($2::bigint[], $3::text[], $4::bytea[]) AS l(ent, code, hash)
 RETURNING letter_id, entitlement_id
 """
 

@@ -36,7 +36,8 @@ INSERT INTO entitlements (municipality_code, program_id, snapshot_id, household_
 VALUES ($1, $2, $3, $4, $5, 1, 70000, 'test', $6) RETURNING entitlement_id
 """
 INSERT_LETTER = """
-INSERT INTO letters (municipality_code, entitlement_id, kind, access_code, pin_hash) VALUES ($1, $2, 'confirmation', $3, $4)
+INSERT INTO letters (municipality_code, entitlement_id, kind, access_code, pin_hash)
+VALUES ($1, $2, 'confirmation', $3, $4)
 """
 
 

@@ -10,6 +10,7 @@ import uuid
 import httpx
 from arq.jobs import Job
 
+from app import outbox
 from app.intake.claims import submit_application
 from app.intake.forms import parse_bank
 from app.main import arq_redis, create_app
@@ -17,7 +18,6 @@ from app.services import _free_port, _port_open, _valkey_bin
 from app.tenancy.transaction import tenant_transaction
 from tests.intake.helpers import application_body, bank_body, make_letters
 from tests.live_server import start_live_server
-from app import outbox
 
 
 async def test_paper_after_online_returns_the_online_receipt(app_pool, settings, municipality, live_server):

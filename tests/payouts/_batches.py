@@ -7,10 +7,10 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from payouts.payments import seal_bank
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from payouts import bank, pipeline, settings_store, zengin
+from payouts.payments import seal_bank
 
 TRANSFER_DATE = dt.date(2026, 12, 1)
 ROWS = [  # (bank, branch, type, account, holder, amount)
@@ -78,7 +78,8 @@ async def make_batch(
             code,
         )
         batch_id = await conn.fetchval(
-            "INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by, record_count, total_yen)"
+            "INSERT INTO payout_batches"
+            " (municipality_code, program_id, transfer_date, drafted_by, record_count, total_yen)"
             " VALUES ($1, $2, $3, $4, $5, $6) RETURNING batch_id",
             code,
             program,
@@ -91,8 +92,9 @@ async def make_batch(
         ids = []
         for i, (bank_code, branch, kind, account, holder, amount) in enumerate(rows):
             ent = await conn.fetchval(
-                "INSERT INTO entitlements (municipality_code, program_id, snapshot_id, household_no, head_resident_code,"
-                " members_counted, amount_yen, rule) VALUES ($1, $2, $3, $4, '12345678901', 1, $5, 't')"
+                "INSERT INTO entitlements (municipality_code, program_id, snapshot_id, household_no,"
+                " head_resident_code, members_counted, amount_yen, rule)"
+                " VALUES ($1, $2, $3, $4, '12345678901', 1, $5, 't')"
                 " RETURNING entitlement_id",
                 code,
                 program,
@@ -102,8 +104,8 @@ async def make_batch(
             )
             pid = await conn.fetchval("SELECT nextval('payments_payment_id_seq')")
             await conn.execute(
-                "INSERT INTO payments (municipality_code, payment_id, entitlement_id, amount_yen, bank_code, branch_code,"
-                " account_type, bank_enc, status, batch_id) OVERRIDING SYSTEM VALUE"
+                "INSERT INTO payments (municipality_code, payment_id, entitlement_id, amount_yen, bank_code,"
+                " branch_code, account_type, bank_enc, status, batch_id) OVERRIDING SYSTEM VALUE"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_batch', $9)",
                 code,
                 pid,
@@ -127,8 +129,8 @@ async def approve_batch(owner_conn, settings, batch: Batch) -> str:
         rendered = await pipeline.render_batch(conn, settings, batch.code, batch.batch_id)
         await conn.execute(
             # The hash as the worker records it (plaintext_sha256), then its approval (migration 0016 wants both).
-            "UPDATE payout_batches SET status = 'approved', approved_by = $3, approved_at = now(), approved_sha256 = $4,"
-            " plaintext_sha256 = $4 WHERE municipality_code = $1 AND batch_id = $2",
+            "UPDATE payout_batches SET status = 'approved', approved_by = $3, approved_at = now(),"
+            " approved_sha256 = $4, plaintext_sha256 = $4 WHERE municipality_code = $1 AND batch_id = $2",
             batch.code,
             batch.batch_id,
             batch.approver,

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from payouts.kana import (
+    _WHITELISTS,
     MAX_INPUT_CHARS,
     KanaResult,
     ZenginKanaError,
-    _WHITELISTS,
     fit,
     is_zengin_kana,
     normalise,

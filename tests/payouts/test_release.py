@@ -24,7 +24,8 @@ async def _public_key_file(owner_conn, settings, code, tmp_path):
 async def test_release_seals_for_the_bank_and_records_once(
     owner_conn, app_pool, settings, municipality, tmp_path, subprocess_env
 ):
-    """age -d with the bank's identity gives the approved bytes; kyufu bank verify accepts; a second release is refused."""
+    """age -d with the bank's identity gives the approved bytes; kyufu bank verify accepts; a second release
+    is refused."""
     code = await municipality()
     batch = await make_batch(owner_conn, settings, code, tmp_path)
     manifest = await release.release_batch(app_pool, settings, code, batch.batch_id, batch.approver)

@@ -7,8 +7,7 @@ import datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from payouts.kana import fit, is_zengin_kana
 from payouts.zengin import (

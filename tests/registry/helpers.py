@@ -77,8 +77,9 @@ def simple_csv(header: list[str], rows: list[list[str]], encoding: str = "utf-8"
 
 
 INSERT_APPLICATION = """
-INSERT INTO applications (application_id, municipality_code, entitlement_id, receipt_no, channel, applicant_resident_code,
-    is_proxy, bank_code, branch_code, account_type, account_number_enc, holder_kana_enc, submitted_at)
+INSERT INTO applications (application_id, municipality_code, entitlement_id, receipt_no, channel,
+    applicant_resident_code, is_proxy, bank_code, branch_code, account_type, account_number_enc, holder_kana_enc,
+    submitted_at)
 OVERRIDING SYSTEM VALUE
 VALUES ($1, $2, $3, $4, $5, $6, $7, '0001', '001', 1, $8, $9, coalesce($10, now()))
 """

@@ -15,7 +15,7 @@ def test_no_quotes_means_records_are_lines():
 
 
 def test_quoted_breaks_push_later_records_down():
-    data = 'h,x\r\n1,"a\r\nb"\r\n2,"c""\nd\re"\r\n3,z\r\n'.encode()
+    data = b'h,x\r\n1,"a\r\nb"\r\n2,"c""\nd\re"\r\n3,z\r\n'
     assert record_start_lines(data, {2, 3, 4}) == {2: 2, 3: 4, 4: 7}
     assert record_start_lines(UTF8_BOM + data, {4}) == {4: 7}
     assert record_start_lines(data.decode().encode("cp932"), {4}) == {4: 7}

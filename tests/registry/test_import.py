@@ -186,9 +186,10 @@ async def test_residents_must_belong_to_an_existing_snapshot(app_pool, code):
     with pytest.raises(asyncpg.ForeignKeyViolationError):
         async with tenant_transaction(app_pool, code) as conn:
             await conn.execute(
-                "INSERT INTO residents (municipality_code, snapshot_id, resident_code, household_no, relationship, is_head,"
-                " family_name, given_name, family_kana, given_kana, birth_date, sex, address)"
-                " VALUES ($1, 999999999, '12345678901', '1', '世帯主', true, 'a', 'b', 'ア', 'イ', '1980-01-01', '1', 'x')",
+                "INSERT INTO residents (municipality_code, snapshot_id, resident_code, household_no, relationship,"
+                " is_head, family_name, given_name, family_kana, given_kana, birth_date, sex, address)"
+                " VALUES ($1, 999999999, '12345678901', '1', '世帯主', true, 'a', 'b', 'ア', 'イ', '1980-01-01',"
+                " '1', 'x')",
                 code,
             )
 
@@ -294,9 +295,9 @@ async def test_empty_and_quoted_empty_optional_values_are_stored_as_null(app_poo
         got = {
             r["resident_code"]: dict(r)
             for r in await conn.fetch(
-                "SELECT resident_code, household_no, relationship, is_head, family_name, given_name, family_kana, given_kana,"
-                " birth_date::text, sex, address, moved_in_on::text, removed_on::text, removal_reason, prev_household_no,"
-                " household_changed_on::text FROM residents"
+                "SELECT resident_code, household_no, relationship, is_head, family_name, given_name, family_kana,"
+                " given_kana, birth_date::text, sex, address, moved_in_on::text, removed_on::text, removal_reason,"
+                " prev_household_no, household_changed_on::text FROM residents"
             )
         }
     assert got[head["resident_code"]] == dict(
@@ -359,7 +360,8 @@ async def test_the_partitions_date_parse_agrees_with_the_report_and_never_raises
     candidates = """
         SELECT to_char(d, f) AS v FROM generate_series(date '1999-01-01', date '2001-12-31', interval '1 day') d,
                unnest(ARRAY['YYYY-MM-DD', 'YYYY/MM/DD', 'YYYYMMDD']) f
-        UNION ALL SELECT format('%s%s%s%s%s', lpad(y::text, 4, '0'), sep, lpad(m::text, 2, '0'), sep, lpad(dd::text, 2, '0'))
+        UNION ALL SELECT format('%s%s%s%s%s', lpad(y::text, 4, '0'), sep, lpad(m::text, 2, '0'), sep,
+                                lpad(dd::text, 2, '0'))
         FROM unnest(ARRAY[0, 1, 1900, 2000, 2023, 2024]) y, generate_series(0, 13) m, generate_series(0, 32) dd,
              unnest(ARRAY['', '-', '/']) sep
         UNION ALL SELECT unnest(ARRAY['1980-05/05', '1980-5-05', '1980.05.05', ' 9800505', '+9800505', '0x989745',
@@ -368,7 +370,8 @@ async def test_the_partitions_date_parse_agrees_with_the_report_and_never_raises
     disagreements = await owner_conn.fetch(f"""
         SELECT v FROM ({candidates}) c
         WHERE (({load}) IS NOT NULL) IS DISTINCT FROM coalesce(kyufu_ymd_valid({report}), false)
-           OR ({load}) IS DISTINCT FROM (SELECT CASE WHEN kyufu_ymd_valid(n) THEN make_date(n / 10000, n / 100 % 100, n % 100) END
+           OR ({load}) IS DISTINCT FROM (SELECT CASE WHEN kyufu_ymd_valid(n)
+                                                     THEN make_date(n / 10000, n / 100 % 100, n % 100) END
                                         FROM (SELECT {report} AS n) r)
     """)
     assert [r["v"] for r in disagreements] == []

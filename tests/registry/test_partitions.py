@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from app.registry.errors import ImportRejected
 from app.registry import residentcsv
-from app.registry.imports import REMOVAL_REASONS, RELATIONSHIPS, import_residents
+from app.registry.errors import ImportRejected
+from app.registry.imports import RELATIONSHIPS, REMOVAL_REASONS, import_residents
 from app.tenancy.transaction import tenant_transaction
 from tests.registry import binary_copy
 from tests.registry.helpers import ServerLog, person, residents_csv
@@ -95,8 +95,8 @@ async def test_only_the_scoped_municipalitys_import_can_create_or_attach_a_parti
     published = await _import(app_pool, b, [person()])
     async with tenant_transaction(app_pool, b) as conn:
         staging = await conn.fetchval(
-            "INSERT INTO registry_snapshots (municipality_code, kind, file_sha256) VALUES ($1, 'residents', repeat('a', 64))"
-            " RETURNING snapshot_id",
+            "INSERT INTO registry_snapshots (municipality_code, kind, file_sha256)"
+            " VALUES ($1, 'residents', repeat('a', 64)) RETURNING snapshot_id",
             b,
         )
     for scope, snapshot_id in ((a, staging), (b, published), (None, staging)):
@@ -127,8 +127,8 @@ async def test_a_load_table_holds_only_the_scoped_municipality_and_snapshot(
     a, b = await municipality(), await municipality()
     async with tenant_transaction(app_pool, a) as conn:
         snapshot_id = await conn.fetchval(
-            "INSERT INTO registry_snapshots (municipality_code, kind, file_sha256) VALUES ($1, 'residents', repeat('b', 64))"
-            " RETURNING snapshot_id",
+            "INSERT INTO registry_snapshots (municipality_code, kind, file_sha256)"
+            " VALUES ($1, 'residents', repeat('b', 64)) RETURNING snapshot_id",
             a,
         )
         table = await conn.fetchval(f"SELECT {begin}", snapshot_id)
@@ -138,9 +138,11 @@ async def test_a_load_table_holds_only_the_scoped_municipality_and_snapshot(
             with pytest.raises(asyncpg.CheckViolationError):
                 async with conn.transaction():
                     await conn.execute(
-                        f"INSERT INTO registry_parts.{table} (municipality_code, snapshot_id, resident_code, household_no,"
-                        f" relationship, {flag}, family_name, given_name, family_kana, given_kana, {born}, sex,"
-                        " address) VALUES ($1, $2, $3, '1', '世帯主', '1', '山田', '太郎', 'ヤマダ', 'タロウ', '19800101', '1', 'x')",
+                        f"INSERT INTO registry_parts.{table} (municipality_code, snapshot_id, resident_code,"
+                        f" household_no, relationship, {flag}, family_name, given_name, family_kana, given_kana,"
+                        f" {born}, sex, address)"
+                        " VALUES ($1, $2, $3, '1', '世帯主', '1', '山田', '太郎', 'ヤマダ', 'タロウ', '19800101',"
+                        " '1', 'x')",
                         muni,
                         snap,
                         row["resident_code"],

@@ -173,11 +173,10 @@ async def test_dispatch_sends_batches_and_a_worker_decides_each_application_once
     path every submit takes); a sweep that regroups the same rows while the first batches are still queued
     adds overlapping jobs, and still every application is decided exactly once and its row marked done."""
     from arq.jobs import Job
-
     from arq.worker import Worker
 
-    from app.main import arq_redis
     from app import outbox
+    from app.main import arq_redis
     from workers.settings import worker_settings
 
     _, _, ents = await _households(app_pool, code, 5)

@@ -82,7 +82,8 @@ async def _resident(conn, code):
     await conn.execute(
         "INSERT INTO residents (municipality_code, snapshot_id, resident_code, household_no, relationship, is_head,"
         " family_name, given_name, family_kana, given_kana, birth_date, sex, address)"
-        " VALUES ($1, $2, '12345678901', '1', '世帯主', true, '山田', '太郎', 'ヤマダ', 'タロウ', '1980-01-01', '1', '東京都')",
+        " VALUES ($1, $2, '12345678901', '1', '世帯主', true, '山田', '太郎', 'ヤマダ', 'タロウ', '1980-01-01',"
+        " '1', '東京都')",
         code,
         await snapshot(conn, code),
     )

@@ -11,7 +11,8 @@ from tests.tenancy_samples import sample
 @sample("intake_idempotency_keys")
 async def _key(conn, code):
     await conn.execute(
-        "INSERT INTO intake_idempotency_keys (municipality_code, idempotency_key, request_sha256, status_code, response)"
+        "INSERT INTO intake_idempotency_keys"
+        " (municipality_code, idempotency_key, request_sha256, status_code, response)"
         " VALUES ($1, $2, $3, 201, '{}')",
         code,
         secrets.token_hex(8),

@@ -20,7 +20,8 @@ async def _conflict(conn, code):
 @sample("application_account_keys")
 async def _account_key(conn, code):
     await conn.execute(
-        "INSERT INTO application_account_keys (municipality_code, application_id, account_key) VALUES ($1, $2, '\\x01')",
+        "INSERT INTO application_account_keys (municipality_code, application_id, account_key)"
+        " VALUES ($1, $2, '\\x01')",
         code,
         await application(conn, code),
     )
@@ -29,7 +30,8 @@ async def _account_key(conn, code):
 @sample("eligibility_runs")
 async def _eligibility_run(conn, code):
     await conn.execute(
-        "INSERT INTO eligibility_runs (municipality_code, program_id, program_digest, snapshot_id) VALUES ($1, $2, 'x', $3)",
+        "INSERT INTO eligibility_runs (municipality_code, program_id, program_digest, snapshot_id)"
+        " VALUES ($1, $2, 'x', $3)",
         code,
         await program(conn, code),
         await snapshot(conn, code),

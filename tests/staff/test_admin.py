@@ -14,7 +14,7 @@ from app.main import create_app
 from app.staff import throttle
 from app.tenancy.transaction import tenant_transaction
 from payouts.settings_store import get_bank_settings
-from tests.staff.conftest import PASSWORD, add_bank_settings, make_staff
+from tests.staff.conftest import add_bank_settings, make_staff
 from tests.staff.test_web import csrf_of, login
 
 

@@ -12,9 +12,8 @@ import asyncpg
 import pytest
 from starlette.testclient import TestClient
 
-from app import csvsafe
+from app import audit, csvsafe
 from app.main import create_app
-from app import audit
 from app.tenancy.transaction import tenant_transaction
 from tests.conftest import run_cli
 from tests.staff.test_web import login

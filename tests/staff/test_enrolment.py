@@ -14,8 +14,8 @@ import pyotp
 import pytest
 from starlette.testclient import TestClient
 
-from app.main import create_app
 from app import audit
+from app.main import create_app
 from app.staff import enrolment, grants
 from app.staff.actors import Operator
 from app.tenancy.transaction import tenant_transaction

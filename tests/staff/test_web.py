@@ -11,10 +11,9 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.staff import grants
-from payouts import batches
-from app.staff.accounts import Staff
 from app.staff.routes import routes as staff_routes
 from app.tenancy.transaction import tenant_transaction
+from payouts import batches
 from tests.staff.conftest import PASSWORD, add_bank_settings, make_staff
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -176,7 +175,7 @@ async def test_every_staff_route_answers_404_for_another_municipalitys_ids(
     for world in (a, b):
         async with tenant_transaction(app_pool, world.code) as conn:
             await add_bank_settings(conn, world.code)
-            everyone = await make_staff(conn, world, "all", ["reviewer", "drafter", "approver", "admin"])
+            await make_staff(conn, world, "all", ["reviewer", "drafter", "approver", "admin"])
             batch_id = await batches.draft_batch(
                 conn, world.cipher, world.code, world.staff["draft"], world.program_id, transfer_date
             )

@@ -10,10 +10,10 @@ import pytest
 
 from app import audit
 from app.staff import review
-from payouts import batches, reconcile as reconciliation
 from app.staff.errors import Conflict, Forbidden, InvalidInput, NotFound
-from payouts.payments import create_payments_for_program, open_bank
 from app.tenancy.transaction import tenant_transaction
+from payouts import batches, reconcile as reconciliation
+from payouts.payments import create_payments_for_program, open_bank
 from tests.jobs import run_payout_jobs
 from tests.staff.conftest import add_application, add_bank_settings
 
