@@ -1,6 +1,6 @@
 """Zengin half-width kana: turn what a resident typed into bytes a bank accepts.
 
-The pipeline is the one in /work/shared/spec/zengin.md §6, step for step:
+The pipeline is the one in docs/zengin.md §6, step for step:
 
 1. NFKC (composes カ+U+3099 into ガ, folds full-width ASCII and spaces; it also widens
    half-width kana, which is why step 4 exists),

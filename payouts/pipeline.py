@@ -1,7 +1,8 @@
 """Rendering a payout batch: database rows → the exact bytes of its 総合振込 file.
 
-`render_batch` is what the staff console calls at drafting and approval (to show and record the
-SHA-256) and what `payouts.release` calls to regenerate the file it seals. The same batch always yields
+`render_in_transaction` is what the worker's `hash_batch` job calls after drafting (to record the SHA-256
+the approver approves, payouts/batches.py) and what `payouts.release` calls to regenerate the file it
+seals; no web request renders a file. The same batch always yields
 the same bytes: rows in payment_id order, header from the municipality's bank settings and the batch's
 transfer date, no clock and no randomness.
 

@@ -1,6 +1,6 @@
 """全銀協 総合振込 (種別コード 21): generator and strict parser.
 
-Layout: /work/shared/spec/zengin.md §1.3 (header), §1.4 (data), §1.5 (trailer, end).
+Layout: docs/zengin.md §1.3 (header), §1.4 (data), §1.5 (trailer, end).
 Characters: §2. Pure functions over plain values: no HTTP, no database.
 
 The bank-specific choices (separator, 手形交換所番号 filler, 振込指定区分, where the payment

@@ -1,6 +1,6 @@
 """Determining eligibility: one set-based computation per program and snapshot, frozen as entitlements.
 
-Rules (README, section registry, lists them for staff):
+Rules (docs/registry.md lists them for staff):
 
 * In scope are residents of the snapshot registered here on 基準日 D: born on or before D, 住定日 empty
   or on/before D (moved in on D counts), 消除日 empty or after D (removed on D is out: from that day

@@ -1,6 +1,6 @@
 """Verifying applications against the registry, for one application or many in one transaction.
 
-Outcome per application (status, reason codes; README, section registry, explains each code):
+Outcome per application (status, reason codes; docs/registry.md explains each code):
 
 * rejected — entitlement_declined, entitlement_withdrawn, already_paid, applicant_not_in_household;
 * needs_review — entitlement_changed, not_head, not_head_proxy, proxy_outside_household, kana_mismatch,

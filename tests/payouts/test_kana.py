@@ -1,4 +1,4 @@
-"""payouts.kana: the §6 pipeline of /work/shared/spec/zengin.md, its errors, and fit()."""
+"""payouts.kana: the §6 pipeline of docs/zengin.md, its errors, and fit()."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""payouts.zengin: the 総合振込 (21) layout of /work/shared/spec/zengin.md §1, generator and parser."""
+"""payouts.zengin: the 総合振込 (21) layout of docs/zengin.md §1, generator and parser."""
 
 from __future__ import annotations
 
