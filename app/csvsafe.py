@@ -63,7 +63,7 @@ import csv
 import io
 import numbers
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 # What makes a spreadsheet read a cell as a formula (see the module docstring for each).
 TRIGGERS = frozenset("=+-@\t\r\n＝＋－＠")
@@ -107,7 +107,7 @@ class Writer:
         self._buf.seek(0)
         self._buf.truncate()
         self._writer.writerow([neutralise(cell) for cell in row])
-        line = self._buf.getvalue()[:-len(self._QUOTING_TERMINATOR)] + self.dialect.lineterminator
+        line = self._buf.getvalue()[: -len(self._QUOTING_TERMINATOR)] + self.dialect.lineterminator
         return self._f.write(line)
 
     def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
@@ -123,8 +123,16 @@ def writer(f, dialect: str | type[csv.Dialect] | csv.Dialect = "excel", **fmtpar
 class DictWriter(csv.DictWriter):
     """`csv.DictWriter` with every cell (the header included) passed through `neutralise`."""
 
-    def __init__(self, f, fieldnames: Sequence[str], restval: Any = "", extrasaction: str = "raise",
-                 dialect: str | type[csv.Dialect] | csv.Dialect = "excel", **fmtparams: Any) -> None:
+    def __init__(
+        self,
+        f,
+        fieldnames: Sequence[str],
+        restval: Any = "",
+        extrasaction: Literal["raise", "ignore"] = "raise",
+        dialect: str | type[csv.Dialect] | csv.Dialect = "excel",
+        **fmtparams: Any,
+    ) -> None:
         super().__init__(f, fieldnames, restval, extrasaction, dialect, **fmtparams)
         # csv.DictWriter writes every row, the header too, through self.writer.
-        self.writer = Writer(f, dialect, **fmtparams)
+        # typeshed types the attribute as the C writer; this wrapper has the same writerow/writerows.
+        self.writer = Writer(f, dialect, **fmtparams)  # type: ignore[assignment]

@@ -45,7 +45,9 @@ def execute(plaintext_bytes: bytes, *, return_share: float, seed: int) -> list[R
 def main(argv: list[str]) -> int:
     """`kyufu bank simulate`: decrypt a sealed file with the bank's identity, "execute" it, write the
     returns CSV the municipality imports."""
-    parser = argparse.ArgumentParser(prog="kyufu bank simulate", description="銀行シミュレータ: 振込を実行し返却CSVを書く")
+    parser = argparse.ArgumentParser(
+        prog="kyufu bank simulate", description="銀行シミュレータ: 振込を実行し返却CSVを書く"
+    )
     parser.add_argument("age_file", type=Path)
     parser.add_argument("--identity", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="返却CSVの出力先")

@@ -26,8 +26,11 @@ async def seed_demo(settings) -> list[str]:
             pass
         async with tenant_transaction(conn, code):
             lines += ["  " + line for line in await seed_demo_staff(conn, code, settings.master_key_bytes)]
-        lines += ["", "registry, programs and letters (resident site: sign in with a letter code + PIN, or for the"
-                  " 申請型 program without a letter, with the identity printed below):"]
+        lines += [
+            "",
+            "registry, programs and letters (resident site: sign in with a letter code + PIN, or for the"
+            " 申請型 program without a letter, with the identity printed below):",
+        ]
         lines += ["  " + line for line in await seed_registry(conn, settings, code)]
         lines += ["", "bank side:"]
         lines += ["  " + line for line in await seed_demo_bank(conn, settings, code, settings.data_dir / "demo-bank")]

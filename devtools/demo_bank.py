@@ -31,9 +31,15 @@ async def seed_demo_bank(conn: asyncpg.Connection, settings, code: str, out_dir:
     recipient = _recipient_of(identity) if identity.exists() else bank.write_identity_file(identity)
     stored = settings_store.StoredBankSettings(
         bank=zengin.BankSettings(
-            requester_code="1310160001", requester_name_kana="ﾁﾖﾀﾞｸ ｶｲｹｲｶﾝﾘｼﾔ", bank_code="0001",
-            bank_name_kana="ﾐｽﾞﾎ", branch_code="001", branch_name_kana="ﾄｳｷﾖｳ", account_type=1,
-            account_number="1234567", separator="crlf",
+            requester_code="1310160001",
+            requester_name_kana="ﾁﾖﾀﾞｸ ｶｲｹｲｶﾝﾘｼﾔ",
+            bank_code="0001",
+            bank_name_kana="ﾐｽﾞﾎ",
+            branch_code="001",
+            branch_name_kana="ﾄｳｷﾖｳ",
+            account_type=1,
+            account_number="1234567",
+            separator="crlf",
         ),
         age_recipients=(recipient,),
     )
@@ -47,5 +53,6 @@ async def seed_demo_bank(conn: asyncpg.Connection, settings, code: str, out_dir:
         f"bank age identity (demo bank's secret key): {identity}",
         f"municipality's signing public key: {public_pem}",
         f"released files: {Path(settings.outbox_path) / code}/*.age — decrypt with: age -d -i {identity} FILE.age",
-        f"or verify everything: kyufu bank verify FILE.age FILE.manifest.json --public-key {public_pem} --identity {identity}",
+        "or verify everything: kyufu bank verify FILE.age FILE.manifest.json "
+        f"--public-key {public_pem} --identity {identity}",
     ]

@@ -31,13 +31,36 @@ ORDER BY e.household_no LIMIT 1
 def _programs(today: dt.date) -> list[dict]:
     base = dt.date(2026, 4, 1)
     return [
-        dict(name="デモ 物価高騰対策給付金（確認書型）", base_date=base, unit="household", amount_yen=30000,
-             child_amount_yen=20000, tax_condition="exempt", tax_fiscal_year=FISCAL_YEAR, payment_mode="letter",
-             apply_from=today, apply_until=today + dt.timedelta(days=90)),
-        dict(name="デモ 定額給付金（プッシュ型）", base_date=base, unit="person", amount_yen=10000,
-             payment_mode="push", decline_deadline=today + dt.timedelta(days=14)),
-        dict(name="デモ 子育て応援給付金（申請型）", base_date=base, unit="person", amount_yen=50000, max_age=17,
-             payment_mode="application", apply_from=today, apply_until=today + dt.timedelta(days=90)),
+        dict(
+            name="デモ 物価高騰対策給付金（確認書型）",
+            base_date=base,
+            unit="household",
+            amount_yen=30000,
+            child_amount_yen=20000,
+            tax_condition="exempt",
+            tax_fiscal_year=FISCAL_YEAR,
+            payment_mode="letter",
+            apply_from=today,
+            apply_until=today + dt.timedelta(days=90),
+        ),
+        dict(
+            name="デモ 定額給付金（プッシュ型）",
+            base_date=base,
+            unit="person",
+            amount_yen=10000,
+            payment_mode="push",
+            decline_deadline=today + dt.timedelta(days=14),
+        ),
+        dict(
+            name="デモ 子育て応援給付金（申請型）",
+            base_date=base,
+            unit="person",
+            amount_yen=50000,
+            max_age=17,
+            payment_mode="application",
+            apply_from=today,
+            apply_until=today + dt.timedelta(days=90),
+        ),
     ]
 
 
@@ -56,16 +79,19 @@ async def seed_demo(conn: asyncpg.Connection, settings, code: str) -> list[str]:
         for spec in _programs(today):
             program_id = existing.get(spec["name"]) or await create_program(conn, code, parse_program(spec))
             result = await determine_eligibility(conn, code, program_id)
-            lines.append(f"program {program_id} {spec['name']}: {result.households} households, "
-                         f"{result.total_yen} yen")
+            lines.append(f"program {program_id} {spec['name']}: {result.households} households, {result.total_yen} yen")
             if spec["payment_mode"] == "application":
                 who = await conn.fetchrow(DEMO_IDENTITY, code, program_id)
                 if who is not None:
-                    lines.append(f"  no letter (「確認書をお持ちでない方」): {who['family_kana']} {who['given_kana']}, "
-                                 f"born {who['birth_date'].isoformat()}, address {who['address']}")
+                    lines.append(
+                        f"  no letter (「確認書をお持ちでない方」): {who['family_kana']} {who['given_kana']}, "
+                        f"born {who['birth_date'].isoformat()}, address {who['address']}"
+                    )
                 continue
             await issue_letters(conn, cipher, code, program_id, "demo")
             for letter in await pending_pins(conn, cipher, code, program_id, 3):
-                lines.append(f"  letter {letter['access_code']} PIN {letter['pin']} "
-                             f"({letter['kind']}, household {letter['household_no']}, {letter['amount_yen']} yen)")
+                lines.append(
+                    f"  letter {letter['access_code']} PIN {letter['pin']} "
+                    f"({letter['kind']}, household {letter['household_no']}, {letter['amount_yen']} yen)"
+                )
     return lines

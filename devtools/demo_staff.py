@@ -32,8 +32,10 @@ class Person:
 
 
 DEMO_OPERATOR = Operator("demo-seed")
-DEMO_ADMINS = (Person("admin", "デモ管理者", ("admin",), "kyufu-demo-admin"),
-               Person("admin2", "デモ管理者（確認役）", ("admin",), "kyufu-demo-admin2"))
+DEMO_ADMINS = (
+    Person("admin", "デモ管理者", ("admin",), "kyufu-demo-admin"),
+    Person("admin2", "デモ管理者（確認役）", ("admin",), "kyufu-demo-admin2"),
+)
 DEMO_STAFF = [
     Person("reviewer", "審査 太郎", ("reviewer",), "kyufu-demo-reviewer"),
     Person("drafter", "起案 花子", ("drafter",), "kyufu-demo-drafter"),
@@ -47,34 +49,44 @@ async def _staff(conn: asyncpg.Connection, code: str, login: str) -> accounts.St
     return None if row is None else accounts.Staff.from_row(row)
 
 
-async def enrol_as_owner(conn: asyncpg.Connection, cipher: FieldCipher, code: str, issued: enrolment.Issued,
-                         password: str) -> str | None:
+async def enrol_as_owner(
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, issued: enrolment.Issued, password: str
+) -> str | None:
     """Play the account's owner on their enrolment page; returns the TOTP secret they registered (None if
     their roles need none). The code typed is the previous 30-second step's (accepted for clock drift), so
     that a sign-in right after, in the same step, is not refused as a replay of it."""
     now = time.time()
     link = await enrolment.open_link(conn, cipher, code, issued.token)
     secret = link.totp_secret
-    done = await enrolment.complete(conn, cipher, code, issued.token, password, password,
-                                    pyotp.TOTP(secret).at(now - accounts.TOTP_STEP_S), now=now)
+    done = await enrolment.complete(
+        conn, cipher, code, issued.token, password, password, pyotp.TOTP(secret).at(now - accounts.TOTP_STEP_S), now=now
+    )
     if not done.completed:
         raise RuntimeError(f"enrolment of {issued.login} failed: {done.state} {sorted(done.errors)}")
     return secret if done.needs_totp else None
 
 
-async def bootstrap_ready(conn: asyncpg.Connection, cipher: FieldCipher, code: str, operator: Operator,
-                          person: Person) -> str | None:
+async def bootstrap_ready(
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, operator: Operator, person: Person
+) -> str | None:
     """A bootstrapped admin (the municipality has fewer than two), enrolled with `person.password`."""
-    issued = await enrolment.create_account(conn, cipher, code, operator, person.login, person.name, ["admin"],
-                                            bootstrap=True)
+    issued = await enrolment.create_account(
+        conn, cipher, code, operator, person.login, person.name, ["admin"], bootstrap=True
+    )
     return await enrol_as_owner(conn, cipher, code, issued, person.password)
 
 
-async def ready(conn: asyncpg.Connection, cipher: FieldCipher, code: str, person: Person, *, creator: Actor,
-                confirmer: accounts.Staff) -> str | None:
+async def ready(
+    conn: asyncpg.Connection,
+    cipher: FieldCipher,
+    code: str,
+    person: Person,
+    *,
+    creator: Actor,
+    confirmer: accounts.Staff,
+) -> str | None:
     """An account `creator` creates (asking for its roles), `confirmer` confirms, and its owner enrols."""
-    issued = await enrolment.create_account(conn, cipher, code, creator, person.login, person.name,
-                                            list(person.roles))
+    issued = await enrolment.create_account(conn, cipher, code, creator, person.login, person.name, list(person.roles))
     await confirm_pending(conn, code, issued.staff_id, confirmer)
     return await enrol_as_owner(conn, cipher, code, issued, person.password)
 
@@ -85,8 +97,14 @@ async def confirm_pending(conn: asyncpg.Connection, code: str, staff_id: int, co
             await grants.confirm(conn, code, confirmer, g["grant_id"])
 
 
-async def provision(conn: asyncpg.Connection, cipher: FieldCipher, code: str, operator: Operator,
-                    admins: tuple[Person, Person], people: list[Person]) -> dict[str, str | None]:
+async def provision(
+    conn: asyncpg.Connection,
+    cipher: FieldCipher,
+    code: str,
+    operator: Operator,
+    admins: tuple[Person, Person],
+    people: list[Person],
+) -> dict[str, str | None]:
     """Ready accounts in `code` (inside tenant_transaction): two bootstrapped admins, then `people`, each
     created by one admin and confirmed by the other — accounts with the approver role by the second admin,
     the rest by the first, so that no drafter shares hands with an approver. An admin's other roles are
@@ -137,8 +155,10 @@ async def seed_demo_staff(conn: asyncpg.Connection, code: str, master_key: bytes
         roles = ",".join(staff.roles)
         line = f"staff {roles}: municipality {code}, login {person.login!r}, password {person.password!r}"
         if totp[person.login]:
-            line += (f", TOTP secret {totp[person.login]} (or: kyufu staff totp --municipality {code}"
-                     f" --login {person.login})")
+            line += (
+                f", TOTP secret {totp[person.login]} (or: kyufu staff totp --municipality {code}"
+                f" --login {person.login})"
+            )
         lines.append(line)
     lines.append("  (admin and admin2 confirm each other's role requests: every role needs a second admin)")
     return lines

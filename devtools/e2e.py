@@ -43,7 +43,11 @@ from app.registry.programs import create_program, parse_program
 from app.staff import accounts, review
 from app.tenancy.codes import check_digit, validate_code
 from app.tenancy.municipalities import (
-    MunicipalityExists, add_municipality, list_municipalities, load_field_cipher, signing_public_key,
+    MunicipalityExists,
+    add_municipality,
+    list_municipalities,
+    load_field_cipher,
+    signing_public_key,
 )
 from app.tenancy.transaction import tenant_transaction
 from devtools import banksim
@@ -56,15 +60,15 @@ from workers.payouts import run_due
 from workers.verification import verify_applications_batch
 
 ACTOR = "demo-e2e"
-BASE_DATE = dt.date(2026, 4, 1)     # before the synthetic extract's 世帯分離 (May), as in the registry demo
+BASE_DATE = dt.date(2026, 4, 1)  # before the synthetic extract's 世帯分離 (May), as in the registry demo
 FISCAL_YEAR = 2026
-APPLY_SHARE = 0.9                   # of entitled households
-PAPER_SHARE = 0.1                   # of applicants: a returned paper 確認書, keyed in by staff
-OTHER_NAME_SHARE = 0.05             # holder kana of nobody in the household (kana_mismatch)
-MEMBER_HOLDER_SHARE = 0.04          # another member's account (holder_is_member_not_applicant)
-RETURN_SHARE = 0.05                 # of payments, returned by the bank simulator
-CLAIM_GROUP = 200                   # online claims per transaction, as the API's batcher groups them
-VERIFY_GROUP = 250                  # applications per verification job
+APPLY_SHARE = 0.9  # of entitled households
+PAPER_SHARE = 0.1  # of applicants: a returned paper 確認書, keyed in by staff
+OTHER_NAME_SHARE = 0.05  # holder kana of nobody in the household (kana_mismatch)
+MEMBER_HOLDER_SHARE = 0.04  # another member's account (holder_is_member_not_applicant)
+RETURN_SHARE = 0.05  # of payments, returned by the bank simulator
+CLAIM_GROUP = 200  # online claims per transaction, as the API's batcher groups them
+VERIFY_GROUP = 250  # applications per verification job
 IDENTITY_FILE = "bank-identity.txt"
 
 # Where residents bank: ゆうちょ, the megabanks and two net banks most often, else any bank of zengin-code.
@@ -110,12 +114,12 @@ class E2EReport:
     entitlements: int = 0
     entitled_yen: int = 0
     letters: int = 0
-    applications_submitted: dict[str, int] = field(default_factory=dict)   # by channel
+    applications_submitted: dict[str, int] = field(default_factory=dict)  # by channel
     form_refused: int = 0
-    verification: dict[str, int] = field(default_factory=dict)             # status right after verification
+    verification: dict[str, int] = field(default_factory=dict)  # status right after verification
     flagged_reasons: dict[str, int] = field(default_factory=dict)
-    reviewed: dict[str, int] = field(default_factory=dict)                 # approve / reject
-    applications: dict[str, int] = field(default_factory=dict)             # final status
+    reviewed: dict[str, int] = field(default_factory=dict)  # approve / reject
+    applications: dict[str, int] = field(default_factory=dict)  # final status
     batch_ids: list[int] = field(default_factory=list)
     record_count: int = 0
     total_yen: int = 0
@@ -128,19 +132,22 @@ class E2EReport:
     letters_path: Path | None = None
     returns_path: Path | None = None
     bank_key_id: str = ""
-    returned: dict[str, int] = field(default_factory=dict)                 # "code reason" -> count
+    returned: dict[str, int] = field(default_factory=dict)  # "code reason" -> count
     paid: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def age_command(self) -> str:
+        assert self.age_path is not None, "set once the file is released"
         plain = self.out_dir / self.age_path.name.removesuffix(sealing.AGE_SUFFIX)
         return f"age -d -i {self.identity_path} -o {plain} {self.age_path}"
 
     @property
     def verify_command(self) -> str:
-        return (f"kyufu bank verify {self.age_path} {self.manifest_path} --public-key {self.public_key_path} "
-                f"--identity {self.identity_path}")
+        return (
+            f"kyufu bank verify {self.age_path} {self.manifest_path} --public-key {self.public_key_path} "
+            f"--identity {self.identity_path}"
+        )
 
     def summary(self) -> list[str]:
         def counts(d: dict[str, int]) -> str:
@@ -191,8 +198,15 @@ class _Clock:
         self.last = now
 
 
-async def run_e2e(settings, households: int, out_dir: Path, municipality: str | None = None, *,
-                  seed: int = 1, return_share: float = RETURN_SHARE) -> E2EReport:
+async def run_e2e(
+    settings,
+    households: int,
+    out_dir: Path,
+    municipality: str | None = None,
+    *,
+    seed: int = 1,
+    return_share: float = RETURN_SHARE,
+) -> E2EReport:
     """Run the chain for `households` synthetic households; leave the bank's files in `out_dir`.
 
     `municipality` is used as it is if registered (its bank settings keep their recipients; ours is
@@ -237,7 +251,7 @@ async def run_e2e(settings, households: int, out_dir: Path, municipality: str | 
 
 
 async def _municipality(settings, code: str | None) -> tuple[str, bool]:
-    conn = await connect_owner(settings)   # only the owner may register a tenant
+    conn = await connect_owner(settings)  # only the owner may register a tenant
     try:
         taken = {m.code for m in await list_municipalities(conn)}
         if code is not None:
@@ -251,7 +265,7 @@ async def _municipality(settings, code: str | None) -> tuple[str, bool]:
                 code = body + check_digit(body)
         try:
             await add_municipality(conn, settings.master_key_bytes, code, f"E2Eデモ（{code}）")
-        except MunicipalityExists:   # registered by someone else since the list: use it
+        except MunicipalityExists:  # registered by someone else since the list: use it
             return code, False
         return code, True
     finally:
@@ -269,17 +283,24 @@ def _households(residents_csv: bytes) -> dict[str, list[_Person]]:
 
 async def _registry_and_program(pool, settings, report: E2EReport, files) -> None:
     today = today_jst()
-    spec = parse_program(dict(
-        name=f"E2Eデモ 物価高騰対策給付金（確認書型）{dt.datetime.now(JST):%Y-%m-%d %H:%M:%S}",
-        base_date=BASE_DATE, unit="household", amount_yen=30000, child_amount_yen=20000, payment_mode="letter",
-        apply_from=today - dt.timedelta(days=7), apply_until=today + dt.timedelta(days=90),
-    ))
+    spec = parse_program(
+        dict(
+            name=f"E2Eデモ 物価高騰対策給付金（確認書型）{dt.datetime.now(JST):%Y-%m-%d %H:%M:%S}",
+            base_date=BASE_DATE,
+            unit="household",
+            amount_yen=30000,
+            child_amount_yen=20000,
+            payment_mode="letter",
+            apply_from=today - dt.timedelta(days=7),
+            apply_until=today + dt.timedelta(days=90),
+        )
+    )
     async with tenant_transaction(pool, report.municipality_code) as conn:
         code = report.municipality_code
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
         await import_residents(conn, code, files.residents_csv)
         await import_tax(conn, code, FISCAL_YEAR, files.tax_csv)
-        if files.accounts_csv.count(b"\n") > 1:   # a handful of households may have no registered account
+        if files.accounts_csv.count(b"\n") > 1:  # a handful of households may have no registered account
             await import_accounts(conn, cipher, code, files.accounts_csv)
         report.program_id = await create_program(conn, code, spec)
         result = await determine_eligibility(conn, code, report.program_id)
@@ -304,7 +325,7 @@ async def _letters(pool, settings, report: E2EReport) -> list[list[str]]:
                 fh.flush()
                 os.fsync(fh.fileno())
     except BaseException:
-        path.unlink(missing_ok=True)   # the rollback keeps the PINs
+        path.unlink(missing_ok=True)  # the rollback keeps the PINs
         raise
     report.letters_path = path
     return rows
@@ -315,11 +336,20 @@ def _typed_account(rng: random.Random, holder_kana: str) -> dict:
     bank_code = rng.choice(POPULAR_BANKS) if rng.random() < 0.8 else rng.choice(ALL_BANKS)
     if bank_code == banks.YUCHO:
         branch = rng.choice(YUCHO_BRANCHES)
-        return {"bank_code": bank_code, "yucho_kigou": f"1{branch[:2]}{rng.randrange(10)}0",
-                "yucho_bangou": f"{rng.randrange(10 ** 7):07d}1", "holder_kana": holder_kana}
+        return {
+            "bank_code": bank_code,
+            "yucho_kigou": f"1{branch[:2]}{rng.randrange(10)}0",
+            "yucho_bangou": f"{rng.randrange(10**7):07d}1",
+            "holder_kana": holder_kana,
+        }
     branch = rng.choice(banks.search_branches(bank_code, "", limit=100_000)).code
-    return {"bank_code": bank_code, "branch_code": branch, "account_type": 4 if rng.random() < 0.03 else 1,
-            "account_number": f"{rng.randrange(10 ** 7):07d}", "holder_kana": holder_kana}
+    return {
+        "bank_code": bank_code,
+        "branch_code": branch,
+        "account_type": 4 if rng.random() < 0.03 else 1,
+        "account_number": f"{rng.randrange(10**7):07d}",
+        "holder_kana": holder_kana,
+    }
 
 
 def _holder(rng: random.Random, head_kana: str, family: list[_Person], other_families: list[str]) -> str:
@@ -339,22 +369,22 @@ async def _apply(pool, settings, report: E2EReport, rows: list[list[str]], peopl
     """Most households sign in with their letter and apply; a few pairs give the same account."""
     col = {name: i for i, name in enumerate(EXPORT_HEADER)}
     families = sorted({p.family_kana for members in people.values() for p in members})
-    forms: list[list] = []   # [access code, PIN, bank form, channel]
+    forms: list[list] = []  # [access code, PIN, bank form, channel]
     for row in rows:
         if rng.random() >= APPLY_SHARE:
             continue
         holder = _holder(rng, row[col["世帯主氏名カナ"]], people.get(row[col["世帯番号"]], []), families)
         channel = "paper" if rng.random() < PAPER_SHARE else "online"
         forms.append([row[col["確認書番号"]], row[col["暗証番号"]], _typed_account(rng, holder), channel])
-    for _ in range(max(1, len(forms) // 100)):   # one household types another's account (account_shared)
+    for _ in range(max(1, len(forms) // 100)):  # one household types another's account (account_shared)
         if len(forms) >= 2:
             a, b = rng.sample(range(len(forms)), 2)
             forms[b][2] = {**forms[a][2], "holder_kana": forms[b][2]["holder_kana"]}
-    typed: list[tuple[str, str, BankAccount, str]] = []   # (access code, PIN, resolved account, channel)
+    typed: list[tuple[str, str, BankAccount, str]] = []  # (access code, PIN, resolved account, channel)
     for access_code, pin, form, channel in forms:
         try:
             account = parse_bank(form)
-        except FormInvalid:   # the page would ask again; this resident gives up
+        except FormInvalid:  # the page would ask again; this resident gives up
             report.form_refused += 1
             continue
         typed.append((normalise_access_code(access_code), normalise_pin(pin), account, channel))
@@ -362,17 +392,24 @@ async def _apply(pool, settings, report: E2EReport, rows: list[list[str]], peopl
     submitted: collections.Counter[str] = collections.Counter()
     app_ids: list[int] = []
     for start in range(0, len(typed), CLAIM_GROUP):
-        group = typed[start:start + CLAIM_GROUP]
+        group = typed[start : start + CLAIM_GROUP]
         online = [t for t in group if t[3] == "online"]
-        async with tenant_transaction(pool, code) as conn:   # as the API's batcher: sign in and claim together
+        async with tenant_transaction(pool, code) as conn:  # as the API's batcher: sign in and claim together
             keys = await municipality_keys(conn, settings.master_key_bytes, code)
             claims = []
             for (access_code, _, account, _), letter in zip(
-                    online, await authenticate(conn, keys, code, [(t[0], t[1]) for t in online])):
+                online, await authenticate(conn, keys, code, [(t[0], t[1]) for t in online])
+            ):
                 body = json.dumps({"access_code": access_code, "bank": account.to_session()}, sort_keys=True)
-                claims.append(Claim(_signed_in(letter).entitlement_id, account, "online",
-                                    idempotency_key=uuid.uuid4().hex,
-                                    request_sha256=hashlib.sha256(body.encode()).digest()))
+                claims.append(
+                    Claim(
+                        _signed_in(letter).entitlement_id,
+                        account,
+                        "online",
+                        idempotency_key=uuid.uuid4().hex,
+                        request_sha256=hashlib.sha256(body.encode()).digest(),
+                    )
+                )
             app_ids += [_created(o) for o in await insert_claims(conn, keys, code, claims)]
         submitted["online"] += len(claims)
         for access_code, pin, account, _ in (t for t in group if t[3] == "paper"):
@@ -380,8 +417,9 @@ async def _apply(pool, settings, report: E2EReport, rows: list[list[str]], peopl
             async with tenant_transaction(pool, code) as conn:
                 keys = await municipality_keys(conn, settings.master_key_bytes, code)
                 [letter] = await authenticate(conn, keys, code, [(access_code, pin)])
-                outcome = await submit_application(conn, settings, code, _signed_in(letter).entitlement_id,
-                                                   account, "paper")
+                outcome = await submit_application(
+                    conn, settings, code, _signed_in(letter).entitlement_id, account, "paper"
+                )
             app_ids.append(_created(outcome))
             submitted["paper"] += 1
     report.applications_submitted = dict(sorted(submitted.items()))
@@ -404,7 +442,7 @@ async def _verify(pool, settings, report: E2EReport, app_ids: list[int]) -> None
     """The verification job, as the worker runs it (outbox rows marked done with the decisions)."""
     ctx = {"pool": pool, "settings": settings}
     for start in range(0, len(app_ids), VERIFY_GROUP):
-        await verify_applications_batch(ctx, report.municipality_code, app_ids[start:start + VERIFY_GROUP])
+        await verify_applications_batch(ctx, report.municipality_code, app_ids[start : start + VERIFY_GROUP])
     async with tenant_transaction(pool, report.municipality_code, readonly=True) as conn:
         report.verification = await _statuses(conn, report)
         flagged = await conn.fetch(FLAGGED, report.municipality_code, report.program_id)
@@ -429,12 +467,23 @@ async def _staff(pool, settings, code: str) -> dict[str, accounts.Staff]:
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
         existing = await conn.fetch(
             "SELECT login FROM staff_users WHERE municipality_code = $1 AND 'admin' = ANY (roles)"
-            " AND disabled_at IS NULL ORDER BY staff_id LIMIT 2", code)
+            " AND disabled_at IS NULL ORDER BY staff_id LIMIT 2",
+            code,
+        )
         logins = [r["login"] for r in existing] if len(existing) == 2 else ["e2e-admin1", "e2e-admin2"]
-        admins = tuple(Person(login, f"E2E {login}", ("admin",), secrets.token_urlsafe(18)) for login in logins)
-        await provision(conn, cipher, code, Operator("e2e"), admins, [
-            Person(f"e2e-{role}", f"E2E {role}", (role,), secrets.token_urlsafe(18))
-            for role in ("reviewer", "drafter", "approver")])
+        first, second = (Person(login, f"E2E {login}", ("admin",), secrets.token_urlsafe(18)) for login in logins)
+        admins = (first, second)
+        await provision(
+            conn,
+            cipher,
+            code,
+            Operator("e2e"),
+            admins,
+            [
+                Person(f"e2e-{role}", f"E2E {role}", (role,), secrets.token_urlsafe(18))
+                for role in ("reviewer", "drafter", "approver")
+            ],
+        )
         rows = {r["login"]: r for r in await accounts.list_staff(conn, code)}
     return {role: accounts.Staff.from_row(rows[f"e2e-{role}"]) for role in ("reviewer", "drafter", "approver")}
 
@@ -453,7 +502,7 @@ async def _review(pool, settings, report: E2EReport, reviewer: accounts.Staff) -
         flagged = await conn.fetch(FLAGGED, code, report.program_id)
     done: collections.Counter[str] = collections.Counter()
     for row in flagged:
-        async with tenant_transaction(pool, code) as conn:   # one screen: open the side-by-side view, decide
+        async with tenant_transaction(pool, code) as conn:  # one screen: open the side-by-side view, decide
             cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
             await review.personal_view(conn, cipher, code, reviewer, row["application_id"], "review")
             refusals = [REJECT_REASONS[r] for r in row["reason_codes"] if r in REJECT_REASONS]
@@ -467,32 +516,45 @@ async def _review(pool, settings, report: E2EReport, reviewer: accounts.Staff) -
 async def _bank_settings(pool, report: E2EReport) -> None:
     """The bank's age identity in out_dir (kept if present); its recipient added to the municipality's."""
     identity = report.out_dir / IDENTITY_FILE
-    recipient = (str(bank.load_identities(identity)[0].to_public()) if identity.exists()
-                 else bank.write_identity_file(identity))
+    recipient = (
+        str(bank.load_identities(identity)[0].to_public()) if identity.exists() else bank.write_identity_file(identity)
+    )
     report.identity_path = identity
     code = report.municipality_code
     async with tenant_transaction(pool, code) as conn:
         try:
             stored = await settings_store.get_bank_settings(conn, code)
         except BankSettingsMissing:
-            stored = StoredBankSettings(bank=zengin.BankSettings(
-                requester_code=f"{code}0001", requester_name_kana="ﾃﾞﾓｼ ｶｲｹｲｶﾝﾘｼﾔ", bank_code="0001",
-                bank_name_kana="ﾐｽﾞﾎ", branch_code="001", branch_name_kana="ﾄｳｷﾖｳ", account_type=1,
-                account_number="1234567", separator="crlf",
-            ), age_recipients=())
+            stored = StoredBankSettings(
+                bank=zengin.BankSettings(
+                    requester_code=f"{code}0001",
+                    requester_name_kana="ﾃﾞﾓｼ ｶｲｹｲｶﾝﾘｼﾔ",
+                    bank_code="0001",
+                    bank_name_kana="ﾐｽﾞﾎ",
+                    branch_code="001",
+                    branch_name_kana="ﾄｳｷﾖｳ",
+                    account_type=1,
+                    account_number="1234567",
+                    separator="crlf",
+                ),
+                age_recipients=(),
+            )
         if recipient not in stored.age_recipients:
-            await settings_store.put_bank_settings(conn, code, StoredBankSettings(
-                stored.bank, (*stored.age_recipients, recipient), stored.min_business_days_ahead))
+            await settings_store.put_bank_settings(
+                conn,
+                code,
+                StoredBankSettings(stored.bank, (*stored.age_recipients, recipient), stored.min_business_days_ahead),
+            )
         raw = await signing_public_key(conn, code)
     pem = sealing.public_key_pem_from_raw(raw)
-    sealing.load_public_key(pem)   # the bank's reader accepts it
+    sealing.load_public_key(pem)  # the bank's reader accepts it
     report.public_key_path = report.out_dir / f"municipality-{code}-signing.pub.pem"
     report.public_key_path.write_bytes(pem)
 
 
 async def _draft_and_approve(pool, settings, report: E2EReport, drafter, approver) -> int:
     code = report.municipality_code
-    async with tenant_transaction(pool, code) as conn:   # the drafter's screen, then 起案
+    async with tenant_transaction(pool, code) as conn:  # the drafter's screen, then 起案
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
         today = today_jst()
         report.transfer_date = earliest_transfer_date(today, await batches.lead_days(conn, code))
@@ -500,19 +562,24 @@ async def _draft_and_approve(pool, settings, report: E2EReport, drafter, approve
         if seen["ready_count"] + seen["pending_count"] == 0:
             raise E2EError("支払対象の申請がありません（世帯数を増やしてください）。")
         batch_id = await batches.draft_batch(
-            conn, cipher, code, drafter, report.program_id, report.transfer_date, today=today,
+            conn,
+            cipher,
+            code,
+            drafter,
+            report.program_id,
+            report.transfer_date,
+            today=today,
             expected_count=seen["ready_count"] + seen["pending_count"],
             expected_total_yen=seen["ready_yen"] + seen["pending_yen"],
         )
-    await run_due(pool, settings, code)                   # the worker hashes the drafted file
-    async with tenant_transaction(pool, code) as conn:   # the approver's screen shows the file's hash
+    await run_due(pool, settings, code)  # the worker hashes the drafted file
+    async with tenant_transaction(pool, code) as conn:  # the approver's screen shows the file's hash
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
         view = await batches.approval_view(conn, settings, cipher, code, approver, batch_id)
     if view["sha256"] is None:
         raise RuntimeError(f"batch {batch_id} cannot be rendered: {view['render_error']}")
     async with tenant_transaction(pool, code) as conn:
-        report.approved_sha256 = await batches.approve_batch(conn, settings, code, approver, batch_id,
-                                                             view["sha256"])
+        report.approved_sha256 = await batches.approve_batch(conn, settings, code, approver, batch_id, view["sha256"])
     report.batch_ids = [batch_id]
     report.record_count, report.total_yen = view["batch"]["record_count"], view["batch"]["total_yen"]
     return batch_id
@@ -521,9 +588,9 @@ async def _draft_and_approve(pool, settings, report: E2EReport, drafter, approve
 async def _release(pool, settings, report: E2EReport, approver, batch_id: int) -> None:
     """Release, then hand the sealed file and manifest to the bank (a copy into out_dir)."""
     code = report.municipality_code
-    async with tenant_transaction(pool, code) as conn:    # 送信 on the console
+    async with tenant_transaction(pool, code) as conn:  # 送信 on the console
         await batches.release_batch(conn, settings, code, approver, batch_id)
-    await run_due(pool, settings, code)                    # the worker's release job
+    await run_due(pool, settings, code)  # the worker's release job
     async with tenant_transaction(pool, code, readonly=True) as conn:
         batch = await batches.get_batch(conn, code, batch_id)
     if batch["status"] != "released":
@@ -537,9 +604,10 @@ async def _release(pool, settings, report: E2EReport, approver, batch_id: int) -
 
 async def _bank_side(pool, report: E2EReport, batch_id: int, seed: int, return_share: float) -> None:
     """What the bank does with it: verify everything, execute, report returns; then the import."""
+    assert report.age_path and report.manifest_path and report.public_key_path and report.identity_path
     checked = bank.verify(report.age_path, report.manifest_path, report.public_key_path, report.identity_path)
     report.bank_key_id = checked.key_id
-    with tempfile.TemporaryDirectory() as scratch:   # the plaintext holds account numbers: not left in out_dir
+    with tempfile.TemporaryDirectory() as scratch:  # the plaintext holds account numbers: not left in out_dir
         plain = bank.decrypt(report.age_path, report.identity_path, Path(scratch) / "plain.txt")
         rows = banksim.execute(plain.read_bytes(), return_share=return_share, seed=seed)
     code = report.municipality_code

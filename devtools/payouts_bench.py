@@ -35,7 +35,7 @@ from pathlib import Path
 import asyncpg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from app.db import connect_owner
+from app.db import connect_owner, fetch_always
 from app.progress import progress_bar
 from app.tenancy.codes import check_digit
 from app.tenancy.municipalities import add_municipality, load_field_cipher
@@ -72,50 +72,81 @@ def scratch_code() -> str:
     return body + check_digit(body)
 
 
-async def seed(conn: asyncpg.Connection, settings, code: str, n: int, *, seed_value: int = 1, progress=None) -> list[int]:
+async def seed(
+    conn: asyncpg.Connection, settings, code: str, n: int, *, seed_value: int = 1, progress=None
+) -> list[int]:
     """Seed N approved payments for `code` in batches of ≤ 999,999; return the batch ids.
 
     `conn` is an owner connection outside any transaction (each step commits on its own)."""
     recipient = _bench_recipient(settings)
     async with tenant_transaction(conn, code):
-        await settings_store.put_bank_settings(conn, code, settings_store.StoredBankSettings(
-            bank=zengin.BankSettings(
-                requester_code="1234567890", requester_name_kana="ｷﾕｳﾌｼ ｶｲｹｲｶﾝﾘｼﾔ", bank_code="0001",
-                branch_code="001", account_type=1, account_number="1234567", separator="crlf",
+        await settings_store.put_bank_settings(
+            conn,
+            code,
+            settings_store.StoredBankSettings(
+                bank=zengin.BankSettings(
+                    requester_code="1234567890",
+                    requester_name_kana="ｷﾕｳﾌｼ ｶｲｹｲｶﾝﾘｼﾔ",
+                    bank_code="0001",
+                    branch_code="001",
+                    account_type=1,
+                    account_number="1234567",
+                    separator="crlf",
+                ),
+                age_recipients=(recipient,),
             ),
-            age_recipients=(recipient,),
-        ))
+        )
         # The rows drafted_by/approved_by point at. The bench measures the stage, not the console: no roles
         # (a role needs a grant confirmed by a second admin, migration 0014) and no credentials.
         drafter = await conn.fetchval(
             "INSERT INTO staff_users (municipality_code, login, display_name, roles, password_hash)"
-            " VALUES ($1, 'bench-drafter', 'bench', '{}', 'x') RETURNING staff_id", code)
+            " VALUES ($1, 'bench-drafter', 'bench', '{}', 'x') RETURNING staff_id",
+            code,
+        )
         approver = await conn.fetchval(
             "INSERT INTO staff_users (municipality_code, login, display_name, roles, password_hash)"
-            " VALUES ($1, 'bench-approver', 'bench', '{}', 'x') RETURNING staff_id", code)
+            " VALUES ($1, 'bench-approver', 'bench', '{}', 'x') RETURNING staff_id",
+            code,
+        )
         snapshot = await conn.fetchval(
             "INSERT INTO registry_snapshots (municipality_code, kind, file_sha256, status)"
-            " VALUES ($1, 'residents', $2, 'published') RETURNING snapshot_id", code, secrets.token_hex(32))
+            " VALUES ($1, 'residents', $2, 'published') RETURNING snapshot_id",
+            code,
+            secrets.token_hex(32),
+        )
         program = await conn.fetchval(
             "INSERT INTO programs (municipality_code, name, base_date, unit, amount_yen, payment_mode)"
-            " VALUES ($1, 'ベンチ給付金', '2026-01-01', 'household', 100000, 'application') RETURNING program_id", code)
-        first_ent, last_ent = await conn.fetchrow(
+            " VALUES ($1, 'ベンチ給付金', '2026-01-01', 'household', 100000, 'application') RETURNING program_id",
+            code,
+        )
+        first_ent, last_ent = await fetch_always(
+            conn,
             "WITH e AS (INSERT INTO entitlements (municipality_code, program_id, snapshot_id, household_no,"
             " head_resident_code, members_counted, amount_yen, rule)"
             " SELECT $1, $2, $3, i::text, lpad(i::text, 11, '0'), 1, 100000, 'bench' FROM generate_series(1, $4) i"
             " RETURNING entitlement_id) SELECT min(entitlement_id), max(entitlement_id) FROM e",
-            code, program, snapshot, n)
+            code,
+            program,
+            snapshot,
+            n,
+        )
         if last_ent - first_ent + 1 != n:
             raise RuntimeError("entitlement ids are not contiguous; seed into an idle scratch database")
         first_pid = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('payments', 'payment_id'))")
         await conn.execute("SELECT setval(pg_get_serial_sequence('payments', 'payment_id'), $1)", first_pid + n)
         per_batch = math.ceil(n / math.ceil(n / MAX_BATCH))
         batches = []
-        for start in range(0, n, per_batch):
-            batches.append(await conn.fetchval(
-                "INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by, record_count,"
-                " total_yen) VALUES ($1, $2, $3, $4, 0, 0) RETURNING batch_id",
-                code, program, dt.date(2026, 12, 1), drafter))
+        for _ in range(0, n, per_batch):
+            batches.append(
+                await conn.fetchval(
+                    "INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by,"
+                    " record_count, total_yen) VALUES ($1, $2, $3, $4, 0, 0) RETURNING batch_id",
+                    code,
+                    program,
+                    dt.date(2026, 12, 1),
+                    drafter,
+                )
+            )
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
 
     rng = random.Random(seed_value)
@@ -140,8 +171,10 @@ async def seed(conn: asyncpg.Connection, settings, code: str, n: int, *, seed_va
                 progress(min(n, lo + SEED_CHUNK), n)
             yield "".join(lines).encode()
 
-    columns = ("municipality_code, payment_id, entitlement_id, amount_yen, bank_code, branch_code, account_type,"
-               " bank_enc, status, batch_id")
+    columns = (
+        "municipality_code, payment_id, entitlement_id, amount_yen, bank_code, branch_code, account_type,"
+        " bank_enc, status, batch_id"
+    )
     async with tenant_transaction(conn, code):
         # COPY FROM is refused on a table with row-level security: stage in a temp table, then one INSERT.
         await conn.execute(f"CREATE TEMP TABLE bench_payments ON COMMIT DROP AS SELECT {columns} FROM payments LIMIT 0")
@@ -153,7 +186,10 @@ async def seed(conn: asyncpg.Connection, settings, code: str, n: int, *, seed_va
             "UPDATE payout_batches b SET record_count = t.c, total_yen = t.s FROM"
             " (SELECT batch_id, count(*) AS c, sum(amount_yen) AS s FROM payments WHERE municipality_code = $1"
             "  AND batch_id = ANY($2::bigint[]) GROUP BY batch_id) t"
-            " WHERE b.municipality_code = $1 AND b.batch_id = t.batch_id", code, batches)
+            " WHERE b.municipality_code = $1 AND b.batch_id = t.batch_id",
+            code,
+            batches,
+        )
     await conn.execute("ANALYZE payments")
     # Approval: the SHA-256 of each batch's rendered file (this is drafting's work, not the stage's).
     for batch_id in batches:
@@ -162,7 +198,11 @@ async def seed(conn: asyncpg.Connection, settings, code: str, n: int, *, seed_va
             await conn.execute(
                 "UPDATE payout_batches SET status = 'approved', approved_by = $3, approved_at = now(),"
                 " approved_sha256 = $4, plaintext_sha256 = $4 WHERE municipality_code = $1 AND batch_id = $2",
-                code, batch_id, approver, rendered.sha256)
+                code,
+                batch_id,
+                approver,
+                rendered.sha256,
+            )
     return batches
 
 
@@ -240,6 +280,7 @@ async def run(settings, n: int, *, parallel: bool | None = None) -> dict:
                 cpu["postgres"] += _cpu_s(backend) - before[2]
                 sizes += sealed.age_path.stat().st_size
                 started = time.perf_counter()
+                assert batch.approved_by is not None  # an approved batch (payout_batches_approved_has_hash)
                 await release.mark_released(conn, code, batch, sealed, batch.approved_by)
             mark_s += time.perf_counter() - started
         main_peak = _hwm_mb()
@@ -250,13 +291,24 @@ async def run(settings, n: int, *, parallel: bool | None = None) -> dict:
     finally:
         await conn.close()
     return {
-        "payments": n, "batches": len(batches), "render": "threads" if pipeline.uses_threads() else "processes", "municipality": code, "seed_s": seed_s,
-        "floor_s": floor_s, "floor_before_s": sum(floors_before), "floor_after_s": sum(floors_after),
-        "stage_s": stage_s, "mark_s": mark_s, "ciphertext_mb": sizes / 1e6,
-        "main_peak_rss_mb": main_peak, "worker_peak_rss_mb": worker_peaks,
+        "payments": n,
+        "batches": len(batches),
+        "render": "threads" if pipeline.uses_threads() else "processes",
+        "municipality": code,
+        "seed_s": seed_s,
+        "floor_s": floor_s,
+        "floor_before_s": sum(floors_before),
+        "floor_after_s": sum(floors_after),
+        "stage_s": stage_s,
+        "mark_s": mark_s,
+        "ciphertext_mb": sizes / 1e6,
+        "main_peak_rss_mb": main_peak,
+        "worker_peak_rss_mb": worker_peaks,
         "peak_rss_mb": main_peak + sum(worker_peaks),
-        "floor_cpu_postgres_s": floor_backend_cpu, "stage_cpu_main_s": cpu["main"],
-        "stage_cpu_workers_s": cpu["workers"], "stage_cpu_postgres_s": cpu["postgres"],
+        "floor_cpu_postgres_s": floor_backend_cpu,
+        "stage_cpu_main_s": cpu["main"],
+        "stage_cpu_workers_s": cpu["workers"],
+        "stage_cpu_postgres_s": cpu["postgres"],
         "loadavg_before": "/".join(f"{v:.2f}" for v in load_before),
         "loadavg_after": "/".join(f"{v:.2f}" for v in load_after),
     }
@@ -276,12 +328,27 @@ def _pool_pids() -> list[int]:
     pool = pipeline._pool
     if not isinstance(pool, concurrent.futures.ProcessPoolExecutor):
         return []
-    return list(pool._processes)  # type: ignore[attr-defined]
+    return list(pool._processes)
 
 
-REPORT_KEYS = ("municipality", "batches", "render", "seed_s", "floor_before_s", "floor_after_s", "mark_s",
-               "ciphertext_mb", "main_peak_rss_mb", "worker_peak_rss_mb", "floor_cpu_postgres_s",
-               "stage_cpu_main_s", "stage_cpu_workers_s", "stage_cpu_postgres_s", "loadavg_before", "loadavg_after")
+REPORT_KEYS = (
+    "municipality",
+    "batches",
+    "render",
+    "seed_s",
+    "floor_before_s",
+    "floor_after_s",
+    "mark_s",
+    "ciphertext_mb",
+    "main_peak_rss_mb",
+    "worker_peak_rss_mb",
+    "floor_cpu_postgres_s",
+    "stage_cpu_main_s",
+    "stage_cpu_workers_s",
+    "stage_cpu_postgres_s",
+    "loadavg_before",
+    "loadavg_after",
+)
 
 
 def report_lines(r: dict) -> list[str]:
@@ -303,4 +370,3 @@ def final_line(r: dict) -> str:
         f"ratio={r['stage_s'] / r['floor_s']:.2f} payments_per_s={r['payments'] / r['stage_s']:.0f} "
         f"peak_rss_mb={r['peak_rss_mb']:.0f}"
     )
-

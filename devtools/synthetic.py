@@ -41,9 +41,15 @@ def _day(rng: random.Random, start: dt.date, end: dt.date) -> dt.date:
     return start + dt.timedelta(days=rng.randrange(max(1, (end - start).days)))
 
 
-def generate(households: int, *, seed: int = 1, as_of: dt.date = dt.date(2026, 6, 1),
-             encoding: str = "utf-8", account_share: float = 0.6,
-             progress: Callable[..., None] | None = None) -> SyntheticFiles:
+def generate(
+    households: int,
+    *,
+    seed: int = 1,
+    as_of: dt.date = dt.date(2026, 6, 1),
+    encoding: str = "utf-8",
+    account_share: float = 0.6,
+    progress: Callable[..., None] | None = None,
+) -> SyntheticFiles:
     """Build the three CSV files in memory (a million residents is ~150 MB); `progress(done, total)` hears
     of the households written (app/progress.py)."""
     rng = random.Random(seed)
@@ -52,8 +58,11 @@ def generate(households: int, *, seed: int = 1, as_of: dt.date = dt.date(2026, 6
     total = sum(sizes)
     codes = rng.sample(range(10**10, 10**11), total)
     res_out, tax_out, acc_out = io.StringIO(), io.StringIO(), io.StringIO()
-    res, tax, acc = csv.writer(res_out, lineterminator="\r\n"), csv.writer(tax_out, lineterminator="\r\n"), \
-        csv.writer(acc_out, lineterminator="\r\n")
+    res, tax, acc = (
+        csv.writer(res_out, lineterminator="\r\n"),
+        csv.writer(tax_out, lineterminator="\r\n"),
+        csv.writer(acc_out, lineterminator="\r\n"),
+    )
     res.writerow([c.header for c in RESIDENT_COLUMNS])
     tax.writerow([c.header for c in TAX_COLUMNS])
     acc.writerow([c.header for c in ACCOUNT_COLUMNS])
@@ -68,8 +77,13 @@ def generate(households: int, *, seed: int = 1, as_of: dt.date = dt.date(2026, 6
         head_age = rng.randint(20, 95) if size == 1 else rng.randint(28, 80)
         members = [("世帯主", head_age, rng.choice("12"))]
         if size >= 2:
-            members.append(("妻" if members[0][2] == "1" else "夫", max(18, head_age + rng.randint(-5, 5)),
-                            "2" if members[0][2] == "1" else "1"))
+            members.append(
+                (
+                    "妻" if members[0][2] == "1" else "夫",
+                    max(18, head_age + rng.randint(-5, 5)),
+                    "2" if members[0][2] == "1" else "1",
+                )
+            )
         for _ in range(size - len(members)):
             if head_age > 60 and rng.random() < 0.3:
                 members.append(("孫", rng.randint(0, 20), rng.choice("12")))
@@ -82,9 +96,9 @@ def generate(households: int, *, seed: int = 1, as_of: dt.date = dt.date(2026, 6
             moved_in = max(household_moved_in, birth)
             removed, reason = "", ""
             roll = rng.random()
-            if roll < 0.02:                                 # moved in this year: around the usual 基準日
+            if roll < 0.02:  # moved in this year: around the usual 基準日
                 moved_in = max(birth, _day(rng, dt.date(year, 1, 1), as_of))
-            elif roll < 0.035 and i > 0:                    # removed: moved out or died
+            elif roll < 0.035 and i > 0:  # removed: moved out or died
                 removed_on = _day(rng, max(moved_in, dt.date(year - 2, 1, 1)) + dt.timedelta(days=1), as_of)
                 removed, reason = removed_on.isoformat(), rng.choice(["転出", "転出", "死亡"])
             names = _MALE if sex == "1" else _FEMALE
@@ -96,19 +110,47 @@ def generate(households: int, *, seed: int = 1, as_of: dt.date = dt.date(2026, 6
                 row_household, prev_hh = f"9{h + 1:09d}", household_no
                 changed = _day(rng, dt.date(year, 5, 1), as_of).isoformat()
                 relationship = "世帯主"
-            res.writerow([
-                f"{codes[n]:011d}", row_household, relationship, "1" if relationship == "世帯主" else "0",
-                family, given, family_kana, given_kana, birth.isoformat(), sex, address,
-                moved_in.isoformat(), removed, reason, prev_hh, changed,
-            ])
+            res.writerow(
+                [
+                    f"{codes[n]:011d}",
+                    row_household,
+                    relationship,
+                    "1" if relationship == "世帯主" else "0",
+                    family,
+                    given,
+                    family_kana,
+                    given_kana,
+                    birth.isoformat(),
+                    sex,
+                    address,
+                    moved_in.isoformat(),
+                    removed,
+                    reason,
+                    prev_hh,
+                    changed,
+                ]
+            )
             if i == 0 and rng.random() < account_share:
-                acc.writerow([f"{codes[n]:011d}", "0001", f"{rng.randint(1, 999):03d}", "1",
-                              f"{rng.randint(0, 9999999):07d}", f"{family_kana} {given_kana}"])
+                acc.writerow(
+                    [
+                        f"{codes[n]:011d}",
+                        "0001",
+                        f"{rng.randint(1, 999):03d}",
+                        "1",
+                        f"{rng.randint(0, 9999999):07d}",
+                        f"{family_kana} {given_kana}",
+                    ]
+                )
             n += 1
         roll = rng.random()
         tax.writerow([household_no, "", "非課税" if roll < 0.25 else ("均等割のみ" if roll < 0.3 else "課税")])
     if progress is not None:
         progress(households, households)
     enc = "utf-8-sig" if encoding == "utf-8-sig" else encoding
-    return SyntheticFiles(res_out.getvalue().encode(enc), tax_out.getvalue().encode(enc),
-                          acc_out.getvalue().encode(enc), households, total)
+    return SyntheticFiles(
+        res_out.getvalue().encode(enc),
+        tax_out.getvalue().encode(enc),
+        acc_out.getvalue().encode(enc),
+        households,
+        total,
+    )

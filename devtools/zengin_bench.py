@@ -39,8 +39,13 @@ def _payments(n: int) -> list[Payment]:
 def main() -> None:
     validate = "--no-validate" not in sys.argv
     settings = BankSettings(
-        requester_code="1234567890", requester_name_kana="ｷﾕｳﾌｼ", bank_code="0001", branch_code="001",
-        account_type=1, account_number="1234567", separator="crlf",
+        requester_code="1234567890",
+        requester_name_kana="ｷﾕｳﾌｼ",
+        bank_code="0001",
+        branch_code="001",
+        account_type=1,
+        account_number="1234567",
+        separator="crlf",
     )
     payments = _payments(N)
     chunks = [payments[i : i + CHUNK] for i in range(0, N, CHUNK)]

@@ -27,7 +27,9 @@ def register(sub) -> None:
     r.add_argument("--released-by", type=int, help="staff_id (default: the approver)")
     r.set_defaults(func=cmd_release)
 
-    i = psub.add_parser("import-returns", help="import a bank returns CSV (payouts/returns_csv.py) for a released batch")
+    i = psub.add_parser(
+        "import-returns", help="import a bank returns CSV (payouts/returns_csv.py) for a released batch"
+    )
     i.add_argument("--municipality", required=True)
     i.add_argument("--batch", type=int, help="batch id (default: the one released batch the CSV's payments belong to)")
     i.add_argument("file", type=Path)
@@ -74,8 +76,14 @@ def cmd_release(args, settings) -> int:
     try:
         # Records rendered into the sealed file (render_batch's progress callback), on a terminal only.
         with progress_bar("振込ファイルの作成（件）") as bar:
-            manifest = asyncio.run(_with_pool(settings, lambda pool: release.release_batch(
-                pool, settings, args.municipality, args.batch, args.released_by, progress=bar)))
+            manifest = asyncio.run(
+                _with_pool(
+                    settings,
+                    lambda pool: release.release_batch(
+                        pool, settings, args.municipality, args.batch, args.released_by, progress=bar
+                    ),
+                )
+            )
     except (release.ReleaseError, BatchNotFound, BankSettingsMissing, ZenginFormatError) as exc:
         raise _usage(str(exc)) from None
     print(f"released batch {manifest.batch_id}: {manifest.record_count:,} records, {manifest.total_yen:,} yen")
@@ -88,8 +96,11 @@ def cmd_import_returns(args, settings) -> int:
     from payouts import reconcile
 
     try:
-        outcome = asyncio.run(_with_pool(settings, lambda pool: reconcile.import_returns(
-            pool, args.municipality, args.file, batch_id=args.batch)))
+        outcome = asyncio.run(
+            _with_pool(
+                settings, lambda pool: reconcile.import_returns(pool, args.municipality, args.file, batch_id=args.batch)
+            )
+        )
     except reconcile.ReconcileError as exc:
         raise _usage(str(exc)) from None
     print(outcome.summary())

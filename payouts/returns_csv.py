@@ -98,9 +98,13 @@ def read_returns_csv(path: Path) -> list[ReturnRow]:
         if reference in seen:
             raise ReturnsCsvError(line_number, f"payment_reference {reference} が重複しています")
         if code not in RETURN_REASONS:
-            raise ReturnsCsvError(line_number, f"reason_code {code!r} は未知です（{', '.join(RETURN_REASONS)} のいずれか）")
+            raise ReturnsCsvError(
+                line_number, f"reason_code {code!r} は未知です（{', '.join(RETURN_REASONS)} のいずれか）"
+            )
         if reason != RETURN_REASONS[code]:
-            raise ReturnsCsvError(line_number, f"reason が reason_code {code} の内容（{RETURN_REASONS[code]}）と違います")
+            raise ReturnsCsvError(
+                line_number, f"reason が reason_code {code} の内容（{RETURN_REASONS[code]}）と違います"
+            )
         seen.add(reference)
         rows.append(ReturnRow(reference, code, reason))
     return rows

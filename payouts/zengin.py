@@ -229,7 +229,13 @@ _PROBLEM_MESSAGES = {
     ("account_number", "too_long"): "口座番号は7桁以内で指定してください。",
     ("holder_kana", "empty"): "受取人名（カナ）が空欄です。",
     ("holder_kana", "too_long"): "受取人名（カナ）は半角30文字以内にしてください（濁点・半濁点も1文字）。",
-    ("holder_kana", "charset"): "受取人名（カナ）に全銀協の半角カナで使えない文字（漢字・記号・小書き文字など）が含まれているか、空白の位置が正しくありません。",
+    (
+        "holder_kana",
+        "charset",
+    ): (
+        "受取人名（カナ）に全銀協の半角カナで使えない文字（漢字・記号・小書き文字など）が含まれているか、"
+        "空白の位置が正しくありません。"
+    ),
     ("amount_yen", "type"): "振込金額は円単位の整数で指定してください（小数・真偽値は不可）。",
     ("amount_yen", "out_of_range"): "振込金額は1円以上9,999,999,999円以下で指定してください。",
     ("new_code", "not_allowed"): "新規コードは 0・1・2 のいずれかです。",
@@ -329,8 +335,16 @@ def header_record(settings: BankSettings, transfer_date: datetime.date) -> str:
 
 # Attribute order of the data record's variable fields, fetched in one C call per record.
 _DATA_FIELDS = attrgetter(
-    "bank_code", "bank_name_kana", "branch_code", "branch_name_kana", "account_type",
-    "account_number", "holder_kana", "amount_yen", "new_code", "reference",
+    "bank_code",
+    "bank_name_kana",
+    "branch_code",
+    "branch_name_kana",
+    "account_type",
+    "account_number",
+    "holder_kana",
+    "amount_yen",
+    "new_code",
+    "reference",
 )
 _AMOUNTS = attrgetter("amount_yen")
 
@@ -409,7 +423,9 @@ class FileWriter:
         try:
             data = text.encode("cp932")
         except UnicodeEncodeError:
-            raise ZenginFormatError("全銀協の半角文字に変換できない文字があります。支払の内容を検証してください。") from None
+            raise ZenginFormatError(
+                "全銀協の半角文字に変換できない文字があります。支払の内容を検証してください。"
+            ) from None
         if len(data) != self._width * len(lines):
             raise ZenginFormatError("レコード長が120バイトになりません。支払の内容を検証してください。")
         return data
@@ -512,16 +528,37 @@ _ALL_BYTES = bytes(range(256))
 # (label, start, length) per record kind, 0-based start. Used to name the field of an error.
 _LAYOUT = {
     "1": [
-        ("データ区分", 0, 1), ("種別コード", 1, 2), ("コード区分", 3, 1), ("振込依頼人コード", 4, 10),
-        ("振込依頼人名", 14, 40), ("取組日", 54, 4), ("仕向銀行番号", 58, 4), ("仕向銀行名", 62, 15),
-        ("仕向支店番号", 77, 3), ("仕向支店名", 80, 15), ("預金種目（依頼人）", 95, 1),
-        ("口座番号（依頼人）", 96, 7), ("ダミー", 103, 17),
+        ("データ区分", 0, 1),
+        ("種別コード", 1, 2),
+        ("コード区分", 3, 1),
+        ("振込依頼人コード", 4, 10),
+        ("振込依頼人名", 14, 40),
+        ("取組日", 54, 4),
+        ("仕向銀行番号", 58, 4),
+        ("仕向銀行名", 62, 15),
+        ("仕向支店番号", 77, 3),
+        ("仕向支店名", 80, 15),
+        ("預金種目（依頼人）", 95, 1),
+        ("口座番号（依頼人）", 96, 7),
+        ("ダミー", 103, 17),
     ],
     "2": [
-        ("データ区分", 0, 1), ("被仕向銀行番号", 1, 4), ("被仕向銀行名", 5, 15), ("被仕向支店番号", 20, 3),
-        ("被仕向支店名", 23, 15), ("手形交換所番号", 38, 4), ("預金種目", 42, 1), ("口座番号", 43, 7),
-        ("受取人名", 50, 30), ("振込金額", 80, 10), ("新規コード", 90, 1), ("顧客コード1", 91, 10),
-        ("顧客コード2", 101, 10), ("振込指定区分", 111, 1), ("識別表示", 112, 1), ("ダミー", 113, 7),
+        ("データ区分", 0, 1),
+        ("被仕向銀行番号", 1, 4),
+        ("被仕向銀行名", 5, 15),
+        ("被仕向支店番号", 20, 3),
+        ("被仕向支店名", 23, 15),
+        ("手形交換所番号", 38, 4),
+        ("預金種目", 42, 1),
+        ("口座番号", 43, 7),
+        ("受取人名", 50, 30),
+        ("振込金額", 80, 10),
+        ("新規コード", 90, 1),
+        ("顧客コード1", 91, 10),
+        ("顧客コード2", 101, 10),
+        ("振込指定区分", 111, 1),
+        ("識別表示", 112, 1),
+        ("ダミー", 113, 7),
     ],
     "8": [("データ区分", 0, 1), ("合計件数", 1, 6), ("合計金額", 7, 12), ("ダミー", 19, 101)],
     "9": [("データ区分", 0, 1), ("ダミー", 1, 119)],
@@ -562,7 +599,8 @@ def _split_records(data: bytes, separator: str | None) -> tuple[str, Iterator[tu
                     if separator == "none":
                         raise ZenginParseError("改行なしの指定ですが、改行コードが含まれています。", no)
                     raise ZenginParseError(
-                        f"レコード長が120バイトではありません（{pos}バイト目で改行）。改行コードはCR+LFのみ使用できます。", no
+                        f"レコード長が120バイトではありません（{pos}バイト目で改行）。改行コードはCR+LFのみ使用できます。",
+                        no,
                     )
             if len(body) < RECORD_BYTES:
                 yield no, body  # the caller decides: short record, or garbage after the end record
@@ -579,7 +617,9 @@ def _check_bytes(kind: str, rec: bytes, no: int) -> str:
     if bad:
         offset = next(i for i, b in enumerate(rec) if b not in _ALLOWED_BYTES)
         raise ZenginParseError(
-            f"使用できない文字コード（0x{rec[offset]:02X}）が{offset + 1}バイト目にあります。", no, _field_at(kind, offset)
+            f"使用できない文字コード（0x{rec[offset]:02X}）が{offset + 1}バイト目にあります。",
+            no,
+            _field_at(kind, offset),
         )
     return rec.decode("cp932")
 
@@ -592,7 +632,9 @@ def _n(rec: str, no: int, kind: str, start: int, length: int) -> str:
     return value
 
 
-def _c(rec: str, no: int, kind: str, start: int, length: int, cls: str, *, required: bool, allow_wo: bool = False) -> str:
+def _c(
+    rec: str, no: int, kind: str, start: int, length: int, cls: str, *, required: bool, allow_wo: bool = False
+) -> str:
     """A C field: left-aligned, space-filled; its content must be a normalised value of its class."""
     value = rec[start : start + length].rstrip(" ")
     if value == "":
@@ -600,7 +642,9 @@ def _c(rec: str, no: int, kind: str, start: int, length: int, cls: str, *, requi
             raise ZenginParseError("必須の文字項目が空欄です。", no, _field_at(kind, start))
         return value
     if not is_zengin_kana(value, field=cls, allow_wo=allow_wo):  # type: ignore[arg-type]
-        raise ZenginParseError("文字項目に使用できない文字があるか、左詰めになっていません。", no, _field_at(kind, start))
+        raise ZenginParseError(
+            "文字項目に使用できない文字があるか、左詰めになっていません。", no, _field_at(kind, start)
+        )
     return value
 
 
@@ -632,8 +676,17 @@ def _parse_header(rec: str, no: int) -> ParsedHeader:
     account_number = _n(rec, no, k, 96, 7)
     _blank(rec, no, k, 103, 17)
     return ParsedHeader(
-        KIND_CODE, CODE_DIVISION, requester_code, requester_name, mmdd, bank_code, bank_name,
-        branch_code, branch_name, account_type, account_number,
+        KIND_CODE,
+        CODE_DIVISION,
+        requester_code,
+        requester_name,
+        mmdd,
+        bank_code,
+        bank_name,
+        branch_code,
+        branch_name,
+        account_type,
+        account_number,
     )
 
 
@@ -675,9 +728,16 @@ def _parse_data(rec: str, no: int, allow_wo: bool) -> tuple[Payment, str]:
         raise ZenginParseError("支払番号が0です。", no, "顧客コード1")
     _blank(rec, no, k, 113, 7)
     payment = Payment(
-        reference=reference, bank_code=bank_code, branch_code=branch_code, account_type=account_type,
-        account_number=account_number, holder_kana=holder, amount_yen=amount, new_code=new_code,
-        bank_name_kana=bank_name, branch_name_kana=branch_name,
+        reference=reference,
+        bank_code=bank_code,
+        branch_code=branch_code,
+        account_type=account_type,
+        account_number=account_number,
+        holder_kana=holder,
+        amount_yen=amount,
+        new_code=new_code,
+        bank_name_kana=bank_name,
+        branch_name_kana=branch_name,
     )
     return payment, reference_field
 
@@ -694,7 +754,9 @@ def iter_parse(
     return _iter_records(records, allow_wo)
 
 
-def _iter_records(records: Iterator[tuple[int, bytes]], allow_wo: bool) -> Iterator[ParsedHeader | Payment | ParsedTrailer]:
+def _iter_records(
+    records: Iterator[tuple[int, bytes]], allow_wo: bool
+) -> Iterator[ParsedHeader | Payment | ParsedTrailer]:
     state = "start"  # start → header → (data)* → trailer → end
     count = total = 0
     reference_field = None
@@ -714,7 +776,9 @@ def _iter_records(records: Iterator[tuple[int, bytes]], allow_wo: bool) -> Itera
             yield _parse_header(rec, no)
         elif kind == "2":
             if state != "header":
-                raise ZenginParseError("データレコードの位置が正しくありません（ヘッダーとトレーラーの間のみ）。", no, "データ区分")
+                raise ZenginParseError(
+                    "データレコードの位置が正しくありません（ヘッダーとトレーラーの間のみ）。", no, "データ区分"
+                )
             payment, this_field = _parse_data(rec, no, allow_wo)
             if reference_field is None:
                 reference_field = this_field
@@ -732,14 +796,20 @@ def _iter_records(records: Iterator[tuple[int, bytes]], allow_wo: bool) -> Itera
             t_total = int(_n(rec, no, "8", 7, 12))
             _blank(rec, no, "8", 19, 101)
             if t_count != count:
-                raise ZenginParseError(f"合計件数（{t_count}件）がデータレコードの件数（{count}件）と一致しません。", no, "合計件数")
+                raise ZenginParseError(
+                    f"合計件数（{t_count}件）がデータレコードの件数（{count}件）と一致しません。", no, "合計件数"
+                )
             if t_total != total:
-                raise ZenginParseError(f"合計金額（{t_total}円）が振込金額の合計（{total}円）と一致しません。", no, "合計金額")
+                raise ZenginParseError(
+                    f"合計金額（{t_total}円）が振込金額の合計（{total}円）と一致しません。", no, "合計金額"
+                )
             state = "trailer"
             yield ParsedTrailer(t_count, t_total, reference_field or "customer_code1")
         elif kind == "9":
             if state != "trailer":
-                raise ZenginParseError("エンドレコードの位置が正しくありません（トレーラーの直後のみ）。", no, "データ区分")
+                raise ZenginParseError(
+                    "エンドレコードの位置が正しくありません（トレーラーの直後のみ）。", no, "データ区分"
+                )
             _blank(rec, no, "9", 1, 119)
             state = "end"
         else:
@@ -750,9 +820,7 @@ def _iter_records(records: Iterator[tuple[int, bytes]], allow_wo: bool) -> Itera
         raise ZenginParseError("エンドレコードがありません（ファイルが途中で終わっています）。", 0)
 
 
-def parse(
-    data: bytes, *, separator: Literal["crlf", "none"] | None = None, allow_wo: bool = False
-) -> ParsedFile:
+def parse(data: bytes, *, separator: Literal["crlf", "none"] | None = None, allow_wo: bool = False) -> ParsedFile:
     """Strictly check a 総合振込 file and read it back.
 
     Checks: separator (none: 120-byte records; crlf: every record followed by CR+LF; LF-only,

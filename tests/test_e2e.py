@@ -13,17 +13,25 @@ from tests.conftest import run_cli
 VERIFICATION_RESULTS = """
 SELECT a.application_id, a.status, a.decided_at IS NOT NULL AS decided, a.reason_codes,
        (SELECT count(*) FROM outbox o WHERE o.municipality_code = a.municipality_code
-          AND o.job_id = 'verify:' || a.municipality_code || ':' || a.application_id AND o.done_at IS NOT NULL) AS jobs_done
+          AND o.job_id = 'verify:' || a.municipality_code || ':' || a.application_id
+          AND o.done_at IS NOT NULL) AS jobs_done
 FROM applications a JOIN entitlements e USING (municipality_code, entitlement_id)
 WHERE a.municipality_code = $1 AND e.program_id = $2
 """
-BATCH = "SELECT status, record_count, total_yen, approved_sha256, released_sha256, drafted_by, approved_by FROM payout_batches WHERE municipality_code = $1 AND batch_id = $2"
+BATCH = (
+    "SELECT status, record_count, total_yen, approved_sha256, released_sha256, drafted_by, approved_by"
+    " FROM payout_batches WHERE municipality_code = $1 AND batch_id = $2"
+)
 PAYMENTS_PER_ENTITLEMENT = """
 SELECT entitlement_id, count(*) FILTER (WHERE status = 'paid') AS paid, count(*) AS payments
 FROM payments WHERE municipality_code = $1 GROUP BY entitlement_id
 """
-PAYMENTS = "SELECT payment_id, status, return_reason, paid_on FROM payments WHERE municipality_code = $1 AND batch_id = $2"
-PAID_ENTITLEMENTS = "SELECT count(*) FROM entitlements WHERE municipality_code = $1 AND program_id = $2 AND status = 'paid'"
+PAYMENTS = (
+    "SELECT payment_id, status, return_reason, paid_on FROM payments WHERE municipality_code = $1 AND batch_id = $2"
+)
+PAID_ENTITLEMENTS = (
+    "SELECT count(*) FROM entitlements WHERE municipality_code = $1 AND program_id = $2 AND status = 'paid'"
+)
 
 
 async def test_e2e_chain_keeps_the_invariants(settings, servers, app_pool, tmp_path, subprocess_env):
@@ -49,12 +57,16 @@ async def test_e2e_chain_keeps_the_invariants(settings, servers, app_pool, tmp_p
     # Four eyes, and the released file decrypts with Debian's age to exactly the approved bytes.
     assert batch["status"] == "released" and batch["drafted_by"] != batch["approved_by"]
     assert batch["approved_sha256"] == batch["released_sha256"] == report.approved_sha256
-    plain = subprocess.run(["age", "-d", "-i", str(report.identity_path), str(report.age_path)],
-                           capture_output=True, check=True).stdout
+    plain = subprocess.run(
+        ["age", "-d", "-i", str(report.identity_path), str(report.age_path)], capture_output=True, check=True
+    ).stdout
     assert hashlib.sha256(plain).hexdigest() == report.approved_sha256
     parsed = zengin.parse(plain)
-    assert (parsed.count, parsed.total_yen) == (batch["record_count"], batch["total_yen"]) == (
-        report.record_count, report.total_yen)
+    assert (
+        (parsed.count, parsed.total_yen)
+        == (batch["record_count"], batch["total_yen"])
+        == (report.record_count, report.total_yen)
+    )
     assert len(parsed.payments) == len(payments)
 
     # Each entitlement paid at most once; the returned payments are 'returned' with the bank's reason,
@@ -67,8 +79,21 @@ async def test_e2e_chain_keeps_the_invariants(settings, servers, app_pool, tmp_p
     assert len(rest) == report.paid == paid_entitlements
 
     # What a person is told to run on DIR works.
-    ok = run_cli(subprocess_env, "bank", "verify", str(report.age_path), str(report.manifest_path),
-                 "--public-key", str(report.public_key_path), "--identity", str(report.identity_path))
+    ok = run_cli(
+        subprocess_env,
+        "bank",
+        "verify",
+        str(report.age_path),
+        str(report.manifest_path),
+        "--public-key",
+        str(report.public_key_path),
+        "--identity",
+        str(report.identity_path),
+    )
     assert ok.returncode == 0, ok.stderr
-    assert {p.name for p in out.iterdir()} >= {report.age_path.name, report.manifest_path.name,
-                                                 report.identity_path.name, report.public_key_path.name}
+    assert {p.name for p in out.iterdir()} >= {
+        report.age_path.name,
+        report.manifest_path.name,
+        report.identity_path.name,
+        report.public_key_path.name,
+    }

@@ -40,6 +40,7 @@ async def _connect(settings) -> asyncpg.Connection:
 
 def _run(settings, fn) -> int:
     """Run `fn(conn)` on an app connection; translate domain errors into exit status 2."""
+
     async def main():
         conn = await _connect(settings)
         try:
@@ -98,13 +99,19 @@ def cmd_registry(args, settings) -> int:
                     cipher = await load_field_cipher(tx, settings.master_key_bytes, code)
                     result = await imports.import_accounts(tx, cipher, code, data)
                 if not result.already_imported:
-                    await record_event(tx, code, _actor(), "registry.import", {
-                        "kind": args.action, "snapshot_id": result.snapshot_id, "rows": result.rows})
+                    await record_event(
+                        tx,
+                        code,
+                        _actor(),
+                        "registry.import",
+                        {"kind": args.action, "snapshot_id": result.snapshot_id, "rows": result.rows},
+                    )
         except ImportRejected as exc:
             # The import rolled back; the rejection itself is worth keeping (counts only).
             async with tenant_transaction(conn, code) as tx:
-                await record_event(tx, code, _actor(), "registry.import_rejected",
-                                   {"kind": args.action, "errors": exc.total})
+                await record_event(
+                    tx, code, _actor(), "registry.import_rejected", {"kind": args.action, "errors": exc.total}
+                )
             raise
         if result.already_imported:
             print(f"already imported as snapshot {result.snapshot_id} ({result.rows} rows); nothing changed")
@@ -149,30 +156,63 @@ def cmd_programs(args, settings) -> int:
     async def go(conn):
         async with tenant_transaction(conn, code) as tx:
             if args.action == "add":
-                spec = parse_program({k: v for k, v in {
-                    "name": args.name, "base_date": args.base_date, "unit": args.unit, "amount_yen": args.amount,
-                    "child_amount_yen": args.child_amount, "child_age_under": args.child_age_under,
-                    "tax_condition": args.tax_condition, "tax_fiscal_year": args.tax_fiscal_year,
-                    "min_age": args.min_age, "max_age": args.max_age, "apply_from": args.apply_from,
-                    "apply_until": args.apply_until, "payment_mode": args.mode, "decline_deadline": args.decline_deadline,
-                }.items() if v is not None})
+                spec = parse_program(
+                    {
+                        k: v
+                        for k, v in {
+                            "name": args.name,
+                            "base_date": args.base_date,
+                            "unit": args.unit,
+                            "amount_yen": args.amount,
+                            "child_amount_yen": args.child_amount,
+                            "child_age_under": args.child_age_under,
+                            "tax_condition": args.tax_condition,
+                            "tax_fiscal_year": args.tax_fiscal_year,
+                            "min_age": args.min_age,
+                            "max_age": args.max_age,
+                            "apply_from": args.apply_from,
+                            "apply_until": args.apply_until,
+                            "payment_mode": args.mode,
+                            "decline_deadline": args.decline_deadline,
+                        }.items()
+                        if v is not None
+                    }
+                )
                 program_id = await create_program(tx, code, spec)
                 await record_event(tx, code, _actor(), "programs.add", {"program_id": program_id})
                 print(f"program {program_id} created")
             elif args.action == "list":
                 for p in await list_programs(tx, code):
-                    print(f"{p['program_id']}\t{p['name']}\t基準日 {p['base_date']}\t{p['payment_mode']}\t"
-                          f"{p['unit']} {p['amount_yen']}円")
+                    print(
+                        f"{p['program_id']}\t{p['name']}\t基準日 {p['base_date']}\t{p['payment_mode']}\t"
+                        f"{p['unit']} {p['amount_yen']}円"
+                    )
             else:
                 with progress_bar("資格判定") as bar:
                     r = await determine_eligibility(tx, code, args.program, args.snapshot, progress=bar)
-                await record_event(tx, code, _actor(), "programs.eligibility", {
-                    "program_id": r.program_id, "snapshot_id": r.snapshot_id, "added": r.added, "updated": r.updated,
-                    "withdrawn": r.withdrawn, "conflicts": r.conflicts})
-                print(f"program {r.program_id} on snapshot {r.snapshot_id}: "
-                      + ("no change" if r.no_op else
-                         f"added {r.added}, updated {r.updated}, withdrawn {r.withdrawn}, "
-                         f"new conflicts {r.conflicts} (left unchanged, for staff review)"))
+                await record_event(
+                    tx,
+                    code,
+                    _actor(),
+                    "programs.eligibility",
+                    {
+                        "program_id": r.program_id,
+                        "snapshot_id": r.snapshot_id,
+                        "added": r.added,
+                        "updated": r.updated,
+                        "withdrawn": r.withdrawn,
+                        "conflicts": r.conflicts,
+                    },
+                )
+                print(
+                    f"program {r.program_id} on snapshot {r.snapshot_id}: "
+                    + (
+                        "no change"
+                        if r.no_op
+                        else f"added {r.added}, updated {r.updated}, withdrawn {r.withdrawn}, "
+                        f"new conflicts {r.conflicts} (left unchanged, for staff review)"
+                    )
+                )
                 print(f"entitled: {r.households} households, {r.people} people, total {r.total_yen} yen")
 
     return _run(settings, go)
@@ -196,8 +236,10 @@ def cmd_letters(args, settings) -> int:
                 print(f"issued {len(issued)} letters (run `kyufu letters export` to produce the print file)")
             elif args.action == "reissue":
                 letter = await letters.reissue_letter(tx, cipher, code, args.entitlement, _actor())
-                print(f"re-issued: new code {letters.format_access_code(letter.access_code)}; "
-                      "the old code no longer works; export to print it")
+                print(
+                    f"re-issued: new code {letters.format_access_code(letter.access_code)}; "
+                    "the old code no longer works; export to print it"
+                )
             else:
                 out = Path(args.out)
                 try:
@@ -212,7 +254,7 @@ def cmd_letters(args, settings) -> int:
                         fh.flush()
                         os.fsync(fh.fileno())
                 except BaseException:
-                    out.unlink(missing_ok=True)   # the rollback keeps the PINs for the next export
+                    out.unlink(missing_ok=True)  # the rollback keeps the PINs for the next export
                     raise
                 print(f"exported {len(rows)} letters to {out}" + ("" if rows else " (nothing new to print)"))
 
@@ -250,9 +292,11 @@ def register(sub) -> None:
     """Add this area's subcommands to the `kyufu` parser."""
     p = sub.add_parser("registry", help="import registry extracts (住民基本台帳, 課税, 公金受取口座) and benchmarks")
     rsub = p.add_subparsers(dest="action", required=True)
-    for name, help_ in (("import", "住民基本台帳 extract (CSV, UTF-8 or CP932)"),
-                        ("import-tax", "課税区分 per household or resident for a fiscal year"),
-                        ("import-accounts", "registered accounts per resident (encrypted on import)")):
+    for name, help_ in (
+        ("import", "住民基本台帳 extract (CSV, UTF-8 or CP932)"),
+        ("import-tax", "課税区分 per household or resident for a fiscal year"),
+        ("import-accounts", "registered accounts per resident (encrypted on import)"),
+    ):
         q = rsub.add_parser(name, help=help_)
         q.add_argument("--municipality", required=True)
         if name == "import-tax":
@@ -282,7 +326,9 @@ def register(sub) -> None:
     q.add_argument("--max-age", type=int)
     q.add_argument("--apply-from")
     q.add_argument("--apply-until")
-    q.add_argument("--mode", required=True, choices=["application", "letter", "push"], help="申請型 / 確認書型 / プッシュ型")
+    q.add_argument(
+        "--mode", required=True, choices=["application", "letter", "push"], help="申請型 / 確認書型 / プッシュ型"
+    )
     q.add_argument("--decline-deadline", help="辞退期限 (push)")
     q = psub.add_parser("list")
     q.add_argument("--municipality", required=True)
@@ -324,7 +370,9 @@ def register(sub) -> None:
     if demo is not None:
         demo.add_argument("--municipality", help="(demo registry) municipality the extract is for")
         demo.add_argument("--households", type=int, default=200, help="(demo registry) number of households")
-        demo.add_argument("--out", help="(demo registry) residents CSV; .tax.csv and .accounts.csv are written beside it")
+        demo.add_argument(
+            "--out", help="(demo registry) residents CSV; .tax.csv and .accounts.csv are written beside it"
+        )
         demo.add_argument("--seed", type=int, default=1, help="(demo registry) random seed")
         demo.add_argument("--encoding", choices=["utf-8", "utf-8-sig", "cp932"], default="utf-8")
 

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devtools import banksim
 from payouts import bank, sealing
-from payouts.returns_csv import RETURN_REASONS
 from payouts.bank import BankError, BankVerifyError
+from payouts.returns_csv import RETURN_REASONS
 
 # --- a tiny hand-built 総合振込 file (zengin.md §1.3-1.5), independent of payouts.zengin's writer ---
 
@@ -46,14 +46,39 @@ def _c(value: str, width: int) -> str:
 
 def zengin_file(payments=PAYMENTS, *, trailer_count=None, trailer_total=None, mmdd="0401") -> bytes:
     header = (
-        "1" + "21" + "0" + _n(1234567890, 10) + _c("ｷﾕｳﾌｼ", 40) + mmdd
-        + "0001" + _c("", 15) + "001" + _c("", 15) + "1" + _n(1111111, 7) + _c("", 17)
+        "1"
+        + "21"
+        + "0"
+        + _n(1234567890, 10)
+        + _c("ｷﾕｳﾌｼ", 40)
+        + mmdd
+        + "0001"
+        + _c("", 15)
+        + "001"
+        + _c("", 15)
+        + "1"
+        + _n(1111111, 7)
+        + _c("", 17)
     )
     records = [header]
     for reference, bank_code, branch, account_type, account, holder, amount in payments:
         records.append(
-            "2" + bank_code + _c("", 15) + branch + _c("", 15) + "0000" + str(account_type) + account
-            + _c(holder, 30) + _n(amount, 10) + "0" + _n(reference, 10) + _n(0, 10) + "7" + " " + _c("", 7)
+            "2"
+            + bank_code
+            + _c("", 15)
+            + branch
+            + _c("", 15)
+            + "0000"
+            + str(account_type)
+            + account
+            + _c(holder, 30)
+            + _n(amount, 10)
+            + "0"
+            + _n(reference, 10)
+            + _n(0, 10)
+            + "7"
+            + " "
+            + _c("", 7)
         )
     count = len(payments) if trailer_count is None else trailer_count
     total = sum(p[6] for p in payments) if trailer_total is None else trailer_total
@@ -94,24 +119,33 @@ def seal(tmp_path: Path, plaintext: bytes = PLAINTEXT, **overrides) -> Sealed:
     public_key.write_bytes(sealing.public_key_pem(signing_key))
     outbox = tmp_path / "outbox"
     outbox.mkdir(exist_ok=True)
-    fields = dict(
-        outbox_dir=outbox,
-        name="furikomi-20260401.txt",
-        plaintext_chunks=[plaintext],
-        recipients=recipients,
-        signing_key=signing_key,
-        municipality_code="131016",
-        batch_id="B-2026-0001",
-        transfer_date=TRANSFER_DATE,
-        record_count=COUNT,
-        total_yen=TOTAL_YEN,
-        approved_by="S0042",
-        approved_sha256=hashlib.sha256(plaintext).hexdigest(),
-    ) | overrides
+    fields = (
+        dict(
+            outbox_dir=outbox,
+            name="furikomi-20260401.txt",
+            plaintext_chunks=[plaintext],
+            recipients=recipients,
+            signing_key=signing_key,
+            municipality_code="131016",
+            batch_id="B-2026-0001",
+            transfer_date=TRANSFER_DATE,
+            record_count=COUNT,
+            total_yen=TOTAL_YEN,
+            approved_by="S0042",
+            approved_sha256=hashlib.sha256(plaintext).hexdigest(),
+        )
+        | overrides
+    )
     sealing.seal_batch(**fields)
     name = fields["name"]
     return Sealed(
-        outbox, outbox / f"{name}.age", outbox / f"{name}.manifest.json", public_key, bank_identity, archive_identity, signing_key
+        outbox,
+        outbox / f"{name}.age",
+        outbox / f"{name}.manifest.json",
+        public_key,
+        bank_identity,
+        archive_identity,
+        signing_key,
     )
 
 
@@ -268,9 +302,7 @@ def test_the_refusal_reasons_are_distinct(tmp_path):
             lambda s: s.age.write_bytes(_flip(s.age.read_bytes())),
             lambda s: s.age.write_bytes(s.age.read_bytes()[:-1]),
             lambda s: None,  # wrong identity, below
-            lambda s: s.manifest.write_bytes(
-                sealing.sign_manifest(_manifest_of(s), Ed25519PrivateKey.generate())
-            ),
+            lambda s: s.manifest.write_bytes(sealing.sign_manifest(_manifest_of(s), Ed25519PrivateKey.generate())),
             lambda s: s.manifest.write_text(_edit_total(s.manifest.read_text())),
         ]
     ):
@@ -381,7 +413,15 @@ def test_inspect_refuses_a_file_that_is_not_zengin(tmp_path):
 
 def test_main_verify_exit_codes_and_output(tmp_path, capsys):
     s = seal(tmp_path)
-    argv = ["verify", str(s.age), str(s.manifest), "--public-key", str(s.public_key), "--identity", str(s.bank_identity)]
+    argv = [
+        "verify",
+        str(s.age),
+        str(s.manifest),
+        "--public-key",
+        str(s.public_key),
+        "--identity",
+        str(s.bank_identity),
+    ]
     assert bank.main(argv) == 0
     out = capsys.readouterr().out
     assert "OK" in out and "250,000" in out
@@ -404,7 +444,10 @@ def test_main_decrypt_and_inspect_never_print_personal_data(tmp_path, capsys):
 
 def test_main_failures_exit_2(tmp_path, capsys):
     s = seal(tmp_path)
-    assert bank.main(["decrypt", str(s.age), "--identity", str(tmp_path / "missing.key"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        bank.main(["decrypt", str(s.age), "--identity", str(tmp_path / "missing.key"), "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert bank.main(["inspect", str(s.age)]) == 2  # ciphertext is not a Zengin file
     assert bank.main(["verify", str(s.age)]) == 2  # usage error
     assert bank.main(["nonsense"]) == 2
@@ -436,7 +479,12 @@ def test_banksim_is_deterministic_for_a_seed():
 
 def test_banksim_share_bounds():
     assert banksim.execute(PLAINTEXT, return_share=0.0, seed=1) == []
-    assert [r.payment_reference for r in banksim.execute(PLAINTEXT, return_share=1.0, seed=1)] == [1001, 1002, 1003, 1004]
+    assert [r.payment_reference for r in banksim.execute(PLAINTEXT, return_share=1.0, seed=1)] == [
+        1001,
+        1002,
+        1003,
+        1004,
+    ]
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError):
             banksim.execute(PLAINTEXT, return_share=bad, seed=1)

@@ -15,9 +15,12 @@ import tracemalloc
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from hypothesis import event, given
-from hypothesis import settings as hypothesis_settings  # `settings` names BankSettings below
-from hypothesis import strategies as st
+from hypothesis import (
+    event,
+    given,
+    settings as hypothesis_settings,  # `settings` names BankSettings below
+    strategies as st,
+)
 
 from devtools import payouts_bench as bench
 from payouts import _chunk, kana, zengin
@@ -35,8 +38,15 @@ def test_the_c_module_is_built():
 
 
 def _settings(**overrides) -> zengin.BankSettings:
-    base = dict(requester_code="1234567890", requester_name_kana="ｼ", bank_code="0001", branch_code="001",
-                account_type=1, account_number="1234567", separator="crlf")
+    base = dict(
+        requester_code="1234567890",
+        requester_name_kana="ｼ",
+        bank_code="0001",
+        branch_code="001",
+        account_type=1,
+        account_number="1234567",
+        separator="crlf",
+    )
     return zengin.BankSettings(**{**base, **overrides})
 
 
@@ -95,12 +105,20 @@ def test_valid_chunks_give_the_python_bytes(settings):
     pid = rng.randint(1, 1000)
     for _ in range(2_000):
         pid += rng.randint(1, 50)
-        yen = rng.choice([1, 9_999_999_999, rng.randint(1, 10**rng.randint(1, 10) - 1)])
+        yen = rng.choice([1, 9_999_999_999, rng.randint(1, 10 ** rng.randint(1, 10) - 1)])
         expected_total += yen
         account = f"{rng.randint(0, 9_999_999):07d}"
         plaintext = (account + "\x00" + _random_name(rng, settings.allow_wo)).encode()
-        rows.append(_row(pid, f"{rng.randint(0, 9999):04d}", f"{rng.randint(0, 999):03d}",
-                         rng.choice([1, 2, 4, 9]), plaintext, yen))
+        rows.append(
+            _row(
+                pid,
+                f"{rng.randint(0, 9999):04d}",
+                f"{rng.randint(0, 999):03d}",
+                rng.choice([1, 2, 4, 9]),
+                plaintext,
+                yen,
+            )
+        )
     job = _job("".join(rows), settings)
     fast = _c(job)
     assert fast is not None, "a valid chunk must take the C path"
@@ -225,16 +243,59 @@ def test_bad_layout_offsets_are_refused(at):
 
 # --- differential fuzzing: the C loop's answer is None or exactly the Python path's ------------------
 
-_NUMBERS = ["0", "00", "01", "-1", "+1", " 1", "1 ", "1_0", "１", "١", "\\N", "", "1e3", "9999999999",
-            "10000000000", "99999999999", "18446744073709551617"]
+_NUMBERS = [
+    "0",
+    "00",
+    "01",
+    "-1",
+    "+1",
+    " 1",
+    "1 ",
+    "1_0",
+    "１",
+    "١",
+    "\\N",
+    "",
+    "1e3",
+    "9999999999",
+    "10000000000",
+    "99999999999",
+    "18446744073709551617",
+]
 _CODES_BAD = ["", "12", "123", "12345", "12a4", "１２３４", "\\N", " 123", "+123", "-12"]
 _KINDS_BAD = list("035678") + ["", "11", "+1", "\\N", "a", " 1"]
-_ACCOUNTS_BAD = ["", "1", "123456", "12345678", "12a4567", "１２３４５６７", "123456\x00", "-123456", "+123456",
-                 "123456 ", "1234567\x00"]
+_ACCOUNTS_BAD = [
+    "",
+    "1",
+    "123456",
+    "12345678",
+    "12a4567",
+    "１２３４５６７",
+    "123456\x00",
+    "-123456",
+    "+123456",
+    "123456 ",
+    "1234567\x00",
+]
 _KANA_ALL = "".join(map(chr, range(0xFF61, 0xFFA0)))  # ｡ to ﾟ: small kana, ｰ, ｦ and the marks included
 _NAME_CHARS = _KANA_ALL + " ABZ09().-az,/\x00\t\n\\\x7fé" + "ガアＡ\u3099\u309a\u3000"
-_ROW_DEFECTS = ["pid", "yen", "bank", "branch", "kind", "account", "name", "name", "name", "plaintext", "header",
-                "aad", "hex", "bytea", "tab"]
+_ROW_DEFECTS = [
+    "pid",
+    "yen",
+    "bank",
+    "branch",
+    "kind",
+    "account",
+    "name",
+    "name",
+    "name",
+    "plaintext",
+    "header",
+    "aad",
+    "hex",
+    "bytea",
+    "tab",
+]
 
 
 @st.composite
@@ -245,7 +306,7 @@ def _fuzz_name(draw, name: str) -> str:
     if edit == "insert":
         return name[:i] + draw(st.sampled_from(_NAME_CHARS)) + name[i:]
     if edit == "replace":
-        return name[:i] + draw(st.sampled_from(_NAME_CHARS)) + name[i + 1:]
+        return name[:i] + draw(st.sampled_from(_NAME_CHARS)) + name[i + 1 :]
     if edit == "pair":  # a kana and a voicing mark
         return name[:i] + draw(st.sampled_from(_KANA_ALL)) + draw(st.sampled_from("ﾞﾟ")) + name[i:]
     if edit == "length":
@@ -260,11 +321,20 @@ def _fuzz_chunks(draw):
     """A chunk of 0-4 valid rows, then 0-2 defects on random rows, then now and then a few raw byte edits."""
     shape = draw(st.sampled_from(SHAPES))
     rows = [
-        dict(pid=str(draw(st.integers(1, 9_999_999_999))), bank=f"{draw(st.integers(0, 9999)):04d}",
-             branch=f"{draw(st.integers(0, 999)):03d}", kind=draw(st.sampled_from("1249")),
-             yen=str(draw(st.integers(1, 9_999_999_999))), account=f"{draw(st.integers(0, 9_999_999)):07d}",
-             name=_random_name(random.Random(draw(st.integers(0, 2**32))), draw(st.booleans())),
-             plaintext=None, header=HEADER, aad_pid=None, hex=None, bytea=None)
+        dict(
+            pid=str(draw(st.integers(1, 9_999_999_999))),
+            bank=f"{draw(st.integers(0, 9999)):04d}",
+            branch=f"{draw(st.integers(0, 999)):03d}",
+            kind=draw(st.sampled_from("1249")),
+            yen=str(draw(st.integers(1, 9_999_999_999))),
+            account=f"{draw(st.integers(0, 9_999_999)):07d}",
+            name=_random_name(random.Random(draw(st.integers(0, 2**32))), draw(st.booleans())),
+            plaintext=None,
+            header=HEADER,
+            aad_pid=None,
+            hex=None,
+            bytea=None,
+        )
         for _ in range(draw(st.integers(0, 4)))
     ]
     for _ in range(draw(st.integers(0, 2)) if rows else 0):
@@ -300,19 +370,33 @@ def _fuzz_chunks(draw):
         nonce = bytes(12)  # fixed: the test only needs valid ciphertexts, and Hypothesis must be able to replay
         aad = AAD + (row["pid"] if row["aad_pid"] is None else row["aad_pid"]).encode()
         hex_ = (row["header"] + nonce + AEAD.encrypt(nonce, plaintext, aad)).hex()
-        hex_ = {"upper": hex_.upper(), "drop-nibble": hex_[:-1], "add-nibble": hex_ + "0", "space": hex_[:20] + " " +
-                hex_[20:], "short": hex_[: 2 * 33], "long": hex_ + "00" * 300}.get(row["hex"], hex_)
+        hex_ = {
+            "upper": hex_.upper(),
+            "drop-nibble": hex_[:-1],
+            "add-nibble": hex_ + "0",
+            "space": hex_[:20] + " " + hex_[20:],
+            "short": hex_[: 2 * 33],
+            "long": hex_ + "00" * 300,
+        }.get(row["hex"], hex_)
         enc = "\\\\x" + hex_ if row["bytea"] is None else row["bytea"]
         text.append(f"{row['pid']}\t{row['bank']}\t{row['branch']}\t{row['kind']}\t{enc}\t{row['yen']}\n")
     data = bytearray("".join(text).encode())
     if data and draw(st.integers(0, 4)) == 0:
-        for position, value in draw(st.lists(st.tuples(st.integers(0, len(data) - 1),
-                                                       st.sampled_from(b"\t\n\\x0af+- \r\x00\xff")), max_size=2)):
+        for position, value in draw(
+            st.lists(st.tuples(st.integers(0, len(data) - 1), st.sampled_from(b"\t\n\\x0af+- \r\x00\xff")), max_size=2)
+        ):
             data[position] = value
         if draw(st.booleans()):
-            del data[draw(st.integers(0, len(data) - 1)):]
-    return _chunk.ChunkJob(KEY, 1, CODE, zengin._data_format(shape), "\r\n" if shape.separator == "crlf" else "",
-                           shape.allow_wo, bytes(data))
+            del data[draw(st.integers(0, len(data) - 1)) :]
+    return _chunk.ChunkJob(
+        KEY,
+        1,
+        CODE,
+        zengin._data_format(shape),
+        "\r\n" if shape.separator == "crlf" else "",
+        shape.allow_wo,
+        bytes(data),
+    )
 
 
 @hypothesis_settings(max_examples=500, deadline=None)
@@ -364,8 +448,28 @@ def test_name_characters_and_voicing_marks_match_the_python_rules(allow_wo):
 
 def test_number_and_code_texts_match_the_python_rules():
     """Field texts COPY would never print (and some it would): the C loop takes only canonical ones."""
-    numbers = ["1", "9", "10", "9999999999", "10000000000", "0", "00", "01", "-1", "+1", " 1", "1 ", "1_0", "١",
-               "１", "1e3", "", "\\N", "18446744073709551617", "18446744073709551616"]
+    numbers = [
+        "1",
+        "9",
+        "10",
+        "9999999999",
+        "10000000000",
+        "0",
+        "00",
+        "01",
+        "-1",
+        "+1",
+        " 1",
+        "1 ",
+        "1_0",
+        "١",
+        "１",
+        "1e3",
+        "",
+        "\\N",
+        "18446744073709551617",
+        "18446744073709551616",
+    ]
     for settings in SHAPES:
         for text in numbers:
             # payment id: the row is encrypted for this exact text (the AAD is the COPY text of the id)
@@ -373,10 +477,21 @@ def test_number_and_code_texts_match_the_python_rules():
             assert _same_or_none(_job(row, settings)) == (text in ("1", "9", "10", "9999999999")), text
             row = _row(7, "0005", "001", 1, GOOD[3], text)
             assert _same_or_none(_job(row, settings)) == (text in ("1", "9", "10", "9999999999")), text
-        for bank, branch, kind in [("0005", "001", "1"), ("005", "001", "1"), ("00050", "001", "1"),
-                                   ("0005", "01", "1"), ("0005", "0001", "1"), ("０００５", "001", "1"),
-                                   ("0005", "001", "3"), ("0005", "001", "01"), ("0005", "001", "+1"),
-                                   ("0005", "001", "9"), ("0005", "001", "4"), ("0005", "001", "2")]:
+        for bank, branch, kind in [
+            ("0005", "001", "1"),
+            ("005", "001", "1"),
+            ("00050", "001", "1"),
+            ("0005", "01", "1"),
+            ("0005", "0001", "1"),
+            ("０００５", "001", "1"),
+            ("0005", "001", "3"),
+            ("0005", "001", "01"),
+            ("0005", "001", "+1"),
+            ("0005", "001", "9"),
+            ("0005", "001", "4"),
+            ("0005", "001", "2"),
+        ]:
             took = _same_or_none(_job(_row(7, bank, branch, kind, GOOD[3], 1000), settings))
-            assert took == (len(bank) == 4 and bank.isascii() and len(branch) == 3 and kind in "1249"
-                            and len(kind) == 1), (bank, branch, kind)
+            assert took == (
+                len(bank) == 4 and bank.isascii() and len(branch) == 3 and kind in "1249" and len(kind) == 1
+            ), (bank, branch, kind)

@@ -15,7 +15,8 @@ async def _render(owner_conn, settings, code, batch_id, **kwargs) -> bytes:
     chunks: list[bytes] = []
     async with tenant_transaction(owner_conn, code) as conn:
         result = await pipeline.render_in_transaction(
-            conn, settings.master_key_bytes, code, batch_id, chunks.append, **kwargs)
+            conn, settings.master_key_bytes, code, batch_id, chunks.append, **kwargs
+        )
     data = b"".join(chunks)
     assert result.sha256 == hashlib.sha256(data).hexdigest() and result.size_bytes == len(data)
     return data
@@ -40,8 +41,15 @@ async def test_generation_progress_is_on_metrics(owner_conn, settings, municipal
     code = await municipality()
     batch = await make_batch(owner_conn, settings, code, tmp_path, approve=False)
     seen = []
-    await _render(owner_conn, settings, code, batch.batch_id, progress=lambda done, total: seen.append(
-        REGISTRY.get_sample_value("kyufu_batch_generation_records", {"municipality": code})))
+    await _render(
+        owner_conn,
+        settings,
+        code,
+        batch.batch_id,
+        progress=lambda done, total: seen.append(
+            REGISTRY.get_sample_value("kyufu_batch_generation_records", {"municipality": code})
+        ),
+    )
     final = REGISTRY.get_sample_value("kyufu_batch_generation_records", {"municipality": code})
     assert seen and seen[-1] == final == len(ROWS)
 
@@ -77,7 +85,8 @@ async def test_unrepresentable_payments_stop_the_batch_with_every_reason(owner_c
             await pipeline.render_in_transaction(conn, settings.master_key_bytes, code, batch.batch_id, received.append)
     problems = caught.value.problems
     assert {(p.reference, p.field, p.reason) for p in problems} == {
-        (batch.payment_ids[1], "holder_kana", "charset"), (batch.payment_ids[3], "holder_kana", "too_long"),
+        (batch.payment_ids[1], "holder_kana", "charset"),
+        (batch.payment_ids[3], "holder_kana", "too_long"),
     }
     assert caught.value.payment_count == 2
     assert "山田" not in str(caught.value) and all("山田" not in p.message for p in problems)
@@ -93,7 +102,10 @@ async def test_tampered_ciphertext_is_reported_not_rendered(owner_conn, settings
         await conn.execute(
             "UPDATE payments SET bank_enc = (SELECT bank_enc FROM payments"
             " WHERE municipality_code = $1 AND payment_id = $3) WHERE municipality_code = $1 AND payment_id = $2",
-            code, a, b)
+            code,
+            a,
+            b,
+        )
     with pytest.raises(zengin.InvalidPayments) as caught:
         await pipeline.render_batch(owner_conn, settings, code, batch.batch_id)
     assert [(p.reference, p.field, p.reason) for p in caught.value.problems] == [(a, "bank", "decrypt")]
@@ -108,22 +120,33 @@ async def test_missing_bank_settings_and_unknown_batch_are_clear(owner_conn, set
     async with tenant_transaction(owner_conn, code) as conn:
         staff = await conn.fetchval(
             "INSERT INTO staff_users (municipality_code, login, display_name, roles, password_hash)"
-            " VALUES ($1, 'drafter-x', 'x', '{}', 'x') RETURNING staff_id", code)
+            " VALUES ($1, 'drafter-x', 'x', '{}', 'x') RETURNING staff_id",
+            code,
+        )
         program = await conn.fetchval(
             "INSERT INTO programs (municipality_code, name, base_date, unit, amount_yen, payment_mode)"
-            " VALUES ($1, 'p', '2026-01-01', 'household', 1, 'application') RETURNING program_id", code)
+            " VALUES ($1, 'p', '2026-01-01', 'household', 1, 'application') RETURNING program_id",
+            code,
+        )
         batch_id = await conn.fetchval(
-            "INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by, record_count, total_yen)"
-            " VALUES ($1, $2, '2026-12-01', $3, 0, 0) RETURNING batch_id", code, program, staff)
+            "INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by, record_count,"
+            " total_yen)"
+            " VALUES ($1, $2, '2026-12-01', $3, 0, 0) RETURNING batch_id",
+            code,
+            program,
+            staff,
+        )
     with pytest.raises(BankSettingsMissing, match="金融機関設定"):
         await pipeline.render_batch(owner_conn, settings, code, batch_id)
 
 
-async def test_bank_details_from_before_0009_are_refused_by_id_until_upgraded(owner_conn, settings, municipality, tmp_path):
+async def test_bank_details_from_before_0009_are_refused_by_id_until_upgraded(
+    owner_conn, settings, municipality, tmp_path
+):
     """A payment still holding two ciphertexts (written before 0009) is reported, not rendered; after
     upgrade_bank_layout the same approved bytes come out (the plaintext did not change)."""
-    from payouts.payments import upgrade_bank_layout
     from app.tenancy.municipalities import load_field_cipher
+    from payouts.payments import upgrade_bank_layout
 
     code = await municipality()
     batch = await make_batch(owner_conn, settings, code, tmp_path, approve=False)
@@ -132,9 +155,12 @@ async def test_bank_details_from_before_0009_are_refused_by_id_until_upgraded(ow
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
         await conn.execute(
             "UPDATE payments SET bank_enc = NULL, account_number_enc = $3, holder_kana_enc = $4"
-            " WHERE municipality_code = $1 AND payment_id = $2", code, a,
+            " WHERE municipality_code = $1 AND payment_id = $2",
+            code,
+            a,
             cipher.encrypt("payments", "account_number", a, ROWS[0][3]),
-            cipher.encrypt("payments", "holder_kana", a, ROWS[0][4]))
+            cipher.encrypt("payments", "holder_kana", a, ROWS[0][4]),
+        )
     with pytest.raises(zengin.InvalidPayments) as caught:
         await pipeline.render_batch(owner_conn, settings, code, batch.batch_id)
     assert [(p.reference, p.field, p.reason) for p in caught.value.problems] == [(a, "bank", "decrypt")]
@@ -173,9 +199,19 @@ def test_misaligned_plaintexts_are_split_row_by_row():
     plaintexts = [b"1234567", "7654321\x001111111\x00ﾀﾛｳ".encode()]
     rows = "".join(
         f"{pid}\t0005\t001\t1\t\\\\x{bench._encrypt_row(aead, header, aad, pid, pt).hex()}\t1000\n"
-        for pid, pt in zip((1, 2), plaintexts))
-    settings = zengin.BankSettings(requester_code="1234567890", requester_name_kana="ｼ", bank_code="0001",
-                                   branch_code="001", account_type=1, account_number="1234567", separator="crlf")
+        for pid, pt in zip((1, 2), plaintexts)
+    )
+    settings = zengin.BankSettings(
+        requester_code="1234567890",
+        requester_name_kana="ｼ",
+        bank_code="0001",
+        branch_code="001",
+        account_type=1,
+        account_number="1234567",
+        separator="crlf",
+    )
     job = _chunk.ChunkJob(key, 1, code, zengin._data_format(settings), "\r\n", False, rows.encode())
     result = _chunk.render_chunk(job)
-    assert result.records == b"" and [(p.reference, p.field, p.reason) for p in result.problems] == [(1, "bank", "decrypt")]
+    assert result.records == b"" and [(p.reference, p.field, p.reason) for p in result.problems] == [
+        (1, "bank", "decrypt")
+    ]

@@ -25,9 +25,13 @@ async def _released(owner_conn, app_pool, settings, municipality, tmp_path):
 
 async def _statuses(owner_conn, code, batch):
     async with tenant_transaction(owner_conn, code) as conn:
-        rows = await conn.fetch("SELECT payment_id, status, return_reason, paid_on FROM payments"
-                                " WHERE municipality_code = $1 AND entitlement_id IN (SELECT entitlement_id FROM payments"
-                                " WHERE municipality_code = $1 AND batch_id = $2) ORDER BY payment_id", code, batch.batch_id)
+        rows = await conn.fetch(
+            "SELECT payment_id, status, return_reason, paid_on FROM payments"
+            " WHERE municipality_code = $1 AND entitlement_id IN (SELECT entitlement_id FROM payments"
+            " WHERE municipality_code = $1 AND batch_id = $2) ORDER BY payment_id",
+            code,
+            batch.batch_id,
+        )
     return {r["payment_id"]: (r["status"], r["return_reason"], r["paid_on"]) for r in rows}
 
 
@@ -57,8 +61,15 @@ async def test_reissue_after_return_pays_once(owner_conn, app_pool, settings, mu
     returned_id = batch.payment_ids[0]
     csv_path = write_returns_csv([ReturnRow(returned_id, "2", "取引なし")], tmp_path / "r.csv")
     await reconcile.import_returns(app_pool, code, csv_path)
-    account = reconcile.corrected_account({"bank_code": "0005", "branch_code": "002", "account_type": "1",
-                                            "account_number": "1234567", "holder_kana": "ヤマダ タロウ"})
+    account = reconcile.corrected_account(
+        {
+            "bank_code": "0005",
+            "branch_code": "002",
+            "account_type": "1",
+            "account_number": "1234567",
+            "holder_kana": "ヤマダ タロウ",
+        }
+    )
     # The one re-issue (payouts.reconcile.reissue), as the console's reconciliation screen calls it.
     clerk = Staff(batch.drafter, code, "drafter", "起案", ("reviewer", "drafter"))
     async with tenant_transaction(app_pool, code) as conn:
@@ -67,24 +78,35 @@ async def test_reissue_after_return_pays_once(owner_conn, app_pool, settings, mu
             await reconcile.reissue(conn, cipher, code, clerk, returned_id, account)
         await reconcile.mark_recontact(conn, code, clerk, returned_id, "電話で口座を確認")
         new_id = await reconcile.reissue(conn, cipher, code, clerk, returned_id, account)
-        assert open_bank(cipher, await conn.fetchrow(
-            "SELECT payment_id, bank_enc FROM payments WHERE municipality_code = $1 AND payment_id = $2", code, new_id,
-        )) == ("1234567", "ﾔﾏﾀﾞ ﾀﾛｳ")
+        assert open_bank(
+            cipher,
+            await conn.fetchrow(
+                "SELECT payment_id, bank_enc FROM payments WHERE municipality_code = $1 AND payment_id = $2",
+                code,
+                new_id,
+            ),
+        ) == ("1234567", "ﾔﾏﾀﾞ ﾀﾛｳ")
         with pytest.raises(Conflict, match="既に再発行"):
             await reconcile.reissue(conn, cipher, code, clerk, returned_id, account)
     # The database itself refuses a second live payment for the entitlement, whatever the code path.
     async with tenant_transaction(owner_conn, code) as conn:
         with pytest.raises(asyncpg.UniqueViolationError, match="payments_one_live"):
             await conn.execute(
-                "INSERT INTO payments (municipality_code, entitlement_id, amount_yen, bank_code, branch_code, account_type,"
+                "INSERT INTO payments (municipality_code, entitlement_id, amount_yen, bank_code, branch_code,"
+                " account_type,"
                 " bank_enc) SELECT municipality_code, entitlement_id, amount_yen, bank_code,"
                 " branch_code, account_type, bank_enc FROM payments"
-                " WHERE municipality_code = $1 AND payment_id = $2", code, new_id)
+                " WHERE municipality_code = $1 AND payment_id = $2",
+                code,
+                new_id,
+            )
     statuses = await _statuses(owner_conn, code, batch)
     assert statuses[new_id][0] == "ready" and statuses[returned_id][0] == "returned"
 
 
-async def test_returns_for_payments_outside_the_batch_are_refused(owner_conn, app_pool, settings, municipality, tmp_path):
+async def test_returns_for_payments_outside_the_batch_are_refused(
+    owner_conn, app_pool, settings, municipality, tmp_path
+):
     code, batch = await _released(owner_conn, app_pool, settings, municipality, tmp_path)
     csv_path = write_returns_csv([ReturnRow(999_999_999, "9", "その他")], tmp_path / "r.csv")
     with pytest.raises(reconcile.ReconcileError, match="ありません"):
@@ -96,8 +118,20 @@ async def test_cli_simulate_and_import_returns(owner_conn, app_pool, settings, m
     code, batch = await _released(owner_conn, app_pool, settings, municipality, tmp_path)
     age_file = next((settings.outbox_path / code).glob("*.age"))
     out = tmp_path / "returns.csv"
-    sim = run_cli(subprocess_env, "bank", "simulate", str(age_file), "--identity", str(batch.identity_path),
-                  "--out", str(out), "--share", "0.5", "--seed", "3")
+    sim = run_cli(
+        subprocess_env,
+        "bank",
+        "simulate",
+        str(age_file),
+        "--identity",
+        str(batch.identity_path),
+        "--out",
+        str(out),
+        "--share",
+        "0.5",
+        "--seed",
+        "3",
+    )
     assert sim.returncode == 0, sim.stderr
     first = run_cli(subprocess_env, "payouts", "import-returns", "--municipality", code, str(out))
     assert first.returncode == 0 and "振込不能 2 件" in first.stdout, first.stderr

@@ -170,7 +170,7 @@ def test_canonical_bytes_are_sorted_compact_utf8():
     assert list(decoded) == sorted(decoded)
     assert canonical == json.dumps(decoded, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     assert b'", "' not in canonical and b'": ' not in canonical  # no separator whitespace
-    assert "会計課".encode("utf-8") in canonical  # not \u-escaped
+    assert "会計課".encode() in canonical  # not \u-escaped
     assert decoded["generated_at"] == "2026-03-30T01:02:03Z"
     assert decoded["transfer_date"] == "2026-04-01"
     assert decoded["format"] == "zengin-21"
@@ -250,7 +250,11 @@ def test_a_validly_signed_but_invalid_manifest_is_refused():
     key = Ed25519PrivateKey.generate()
     raw = sealing.Manifest(**manifest_fields()).model_dump(mode="json") | {"total_yen": "300000"}
     body = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    document = {"manifest": raw, "signature": base64.b64encode(key.sign(body)).decode(), "key_id": sealing.key_id(key.public_key())}
+    document = {
+        "manifest": raw,
+        "signature": base64.b64encode(key.sign(body)).decode(),
+        "key_id": sealing.key_id(key.public_key()),
+    }
     with pytest.raises(ManifestError, match="total_yen") as caught:
         sealing.verify_manifest(json.dumps(document).encode(), key.public_key())
     assert caught.value.reason == "manifest_malformed"
@@ -260,7 +264,9 @@ def test_generated_at_must_be_utc():
     with pytest.raises(ValueError):
         sealing.Manifest(**manifest_fields(generated_at=dt.datetime(2026, 3, 30, 10, 0)))
     with pytest.raises(ValueError):
-        sealing.Manifest(**manifest_fields(generated_at=dt.datetime(2026, 3, 30, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))))
+        sealing.Manifest(
+            **manifest_fields(generated_at=dt.datetime(2026, 3, 30, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=9))))
+        )
 
 
 def test_public_key_pem_round_trip_and_refusals():
@@ -268,8 +274,10 @@ def test_public_key_pem_round_trip_and_refusals():
     pem = sealing.public_key_pem(key)
     assert pem.startswith(b"-----BEGIN PUBLIC KEY-----")
     assert sealing.key_id(sealing.load_public_key(pem)) == sealing.key_id(key.public_key())
-    ec_pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ec_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     for bad in (b"garbage", ec_pem):
         with pytest.raises(ManifestError) as caught:
@@ -404,7 +412,13 @@ def test_seal_batch_checks_its_inputs_before_writing(overrides, tmp_path):
         yield PLAINTEXT
 
     with pytest.raises(SealingError):
-        _seal(outbox, **({"recipients": [recipient], "key": Ed25519PrivateKey.generate(), "plaintext_chunks": chunks()} | overrides))
+        _seal(
+            outbox,
+            **(
+                {"recipients": [recipient], "key": Ed25519PrivateKey.generate(), "plaintext_chunks": chunks()}
+                | overrides
+            ),
+        )
     assert os.listdir(outbox) == [] and consumed == []
 
 
@@ -413,7 +427,12 @@ def test_seal_batch_enospc_while_encrypting_leaves_nothing(tmp_path):
     outbox = tmp_path / "outbox"
     outbox.mkdir()
     with pytest.raises(OSError) as caught:
-        _seal(outbox, [recipient], Ed25519PrivateKey.generate(), plaintext_chunks=_failing_chunks(OSError(errno.ENOSPC, "full")))
+        _seal(
+            outbox,
+            [recipient],
+            Ed25519PrivateKey.generate(),
+            plaintext_chunks=_failing_chunks(OSError(errno.ENOSPC, "full")),
+        )
     assert caught.value.errno == errno.ENOSPC
     assert os.listdir(outbox) == []
 
@@ -450,5 +469,9 @@ def test_public_key_pem_from_the_stored_raw_key_equals_the_one_from_the_private_
     key = Ed25519PrivateKey.generate()
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     assert public_key_pem_from_raw(raw) == public_key_pem(key)
-    assert load_public_key(public_key_pem_from_raw(raw)).public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw) == raw
+    assert (
+        load_public_key(public_key_pem_from_raw(raw)).public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        == raw
+    )

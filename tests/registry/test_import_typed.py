@@ -45,8 +45,10 @@ def typed(monkeypatch):
     calls = []
 
     def encode(body, columns, relationships, removal_reasons):
-        assert (tuple(relationships), tuple(removal_reasons)) == (tuple(imports.RELATIONSHIPS),
-                                                                  tuple(imports.REMOVAL_REASONS))
+        assert (tuple(relationships), tuple(removal_reasons)) == (
+            tuple(imports.RELATIONSHIPS),
+            tuple(imports.REMOVAL_REASONS),
+        )
         calls.append(len(body))
         return binary_copy.encode(body, columns, relationships, removal_reasons)
 
@@ -78,14 +80,31 @@ async def _rows(app_pool, code, snapshot_id):
 
 
 @pytest.mark.parametrize("encoder", ["python", "c"])
-async def test_the_typed_path_stores_exactly_what_the_text_path_stores(app_pool, municipality, monkeypatch, encoder,
-                                                                       loaded_typed):
+async def test_the_typed_path_stores_exactly_what_the_text_path_stores(
+    app_pool, municipality, monkeypatch, encoder, loaded_typed
+):
     files = generate(300, seed=12)
     # Plus the other date shapes, a quoted empty value, a household change and an unusual name.
-    extra = [person(household_no="X1", birth_date="19700101", moved_in_on="2001/02/03", family_name="髙橋",
-                    given_kana="ヴィオラ", prev_household_no="X0", household_changed_on="20250401"),
-             person(household_no="X1", relationship="子", birth_date="2000/02/29", moved_in_on="",
-                    removed_on="2024-03-31", removal_reason="死亡", address="東京都千代田区丸の内１－１")]
+    extra = [
+        person(
+            household_no="X1",
+            birth_date="19700101",
+            moved_in_on="2001/02/03",
+            family_name="髙橋",
+            given_kana="ヴィオラ",
+            prev_household_no="X0",
+            household_changed_on="20250401",
+        ),
+        person(
+            household_no="X1",
+            relationship="子",
+            birth_date="2000/02/29",
+            moved_in_on="",
+            removed_on="2024-03-31",
+            removal_reason="死亡",
+            address="東京都千代田区丸の内１－１",
+        ),
+    ]
     data = files.residents_csv + residents_csv(extra).split(b"\r\n", 1)[1].replace(b",,2024-03-31", b',"",2024-03-31')
     total = files.residents + len(extra)
     a, b = await municipality(), await municipality()
@@ -99,6 +118,7 @@ async def test_the_typed_path_stores_exactly_what_the_text_path_stores(app_pool,
             payload = real(*args)
             calls.append(payload is not None)
             return payload
+
         monkeypatch.setattr(residentcsv, "encode", spy)
     else:
         monkeypatch.setattr(residentcsv, "encode", lambda *args: calls.append(True) or binary_copy.encode(*args))
@@ -118,7 +138,7 @@ async def test_a_typed_reimport_is_a_no_op(app_pool, code, typed, loaded_typed):
     data = residents_csv([person(household_no="1"), person(household_no="1", relationship="子")])
     first = await _import(app_pool, code, data)
     again = await _import(app_pool, code, data)
-    assert len(typed) == 1 and loaded_typed == [2]               # the second never reached the encoder
+    assert len(typed) == 1 and loaded_typed == [2]  # the second never reached the encoder
     assert (again.snapshot_id, again.rows, again.already_imported) == (first.snapshot_id, 2, True)
     async with tenant_transaction(app_pool, code) as conn:
         assert await conn.fetchval("SELECT count(*) FROM residents") == 2
@@ -132,14 +152,23 @@ async def test_cp932_files_never_reach_the_encoder(app_pool, code, typed):
 
 async def test_a_declined_file_takes_the_text_path_and_gets_its_full_report(app_pool, code, text_only):
     dup = person()
-    rows = [person(), person(resident_code="1234567890"), person(birth_date="2020-02-30"), dup,
-            dict(dup, household_no="2"), person(sex="0")]
+    rows = [
+        person(),
+        person(resident_code="1234567890"),
+        person(birth_date="2020-02-30"),
+        dup,
+        dict(dup, household_no="2"),
+        person(sex="0"),
+    ]
     with pytest.raises(ImportRejected) as caught:
         await _import(app_pool, code, residents_csv(rows))
     assert text_only == [1]
     assert {(e.line, e.column, e.reason) for e in caught.value.errors} == {
-        (3, "住民票コード", "digits"), (4, "生年月日", "bad_date"), (6, "住民票コード", "duplicate"),
-        (7, "性別", "bad_sex")}
+        (3, "住民票コード", "digits"),
+        (4, "生年月日", "bad_date"),
+        (6, "住民票コード", "duplicate"),
+        (7, "性別", "bad_sex"),
+    }
 
 
 async def test_two_current_heads_are_left_to_the_encoder(app_pool, code, typed, loaded_typed):
@@ -150,18 +179,25 @@ async def test_two_current_heads_are_left_to_the_encoder(app_pool, code, typed, 
     assert loaded_typed == [2]
 
 
-@pytest.mark.parametrize(("rows", "expected"), [
-    # What the C encoder would never accept, forced through the typed load by the unvalidating stand-in:
-    # publish refuses it and the text path reports it.
-    (lambda first: [first, dict(first, household_no="2")], {(3, "住民票コード", "duplicate")}),
-    (lambda first: [first, person(sex="0")], {(3, "性別", "bad_sex")}),
-    (lambda first: [first, person(is_head="0")], {(3, "世帯主", "head_mismatch")}),
-    (lambda first: [first, person(removed_on="2024-01-01")], {(3, "消除事由", "removal_reason_missing")}),
-    (lambda first: [first, person(birth_date="1990-01-01", moved_in_on="1989-01-01")],
-     {(3, "住定日", "moved_in_before_birth")}),
-], ids=["duplicate", "parent_check", "head_flag", "removal_pair", "moved_in"])
-async def test_a_rule_broken_at_typed_publish_falls_back_to_the_report(app_pool, code, typed, loaded_typed, rows,
-                                                                       expected):
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        # What the C encoder would never accept, forced through the typed load by the unvalidating stand-in:
+        # publish refuses it and the text path reports it.
+        (lambda first: [first, dict(first, household_no="2")], {(3, "住民票コード", "duplicate")}),
+        (lambda first: [first, person(sex="0")], {(3, "性別", "bad_sex")}),
+        (lambda first: [first, person(is_head="0")], {(3, "世帯主", "head_mismatch")}),
+        (lambda first: [first, person(removed_on="2024-01-01")], {(3, "消除事由", "removal_reason_missing")}),
+        (
+            lambda first: [first, person(birth_date="1990-01-01", moved_in_on="1989-01-01")],
+            {(3, "住定日", "moved_in_before_birth")},
+        ),
+    ],
+    ids=["duplicate", "parent_check", "head_flag", "removal_pair", "moved_in"],
+)
+async def test_a_rule_broken_at_typed_publish_falls_back_to_the_report(
+    app_pool, code, typed, loaded_typed, rows, expected
+):
     with pytest.raises(ImportRejected) as caught:
         await _import(app_pool, code, residents_csv(rows(person())))
     assert len(typed) == 1 and loaded_typed == []
@@ -175,12 +211,14 @@ async def test_typed_publish_leaves_no_resident_data_in_the_server_log(app_pool,
     """tests/registry/test_partitions.py's log test, for the typed load: nothing fails during the binary COPY,
     and kyufu_residents_publish (typed load) re-raises a broken rule without the row."""
     log = ServerLog(servers)
-    marker = "トクメイ" + "ハナエ"                                # appears in no other test
+    marker = "トクメイ" + "ハナエ"  # appears in no other test
     first = person(given_kana=marker)
-    for rows in ([first, dict(first, household_no="2")],                                        # a duplicate code
-                 [first, person(given_kana=marker, sex="0")],                                   # the parent's CHECK
-                 [first, person(given_kana=marker, family_name="")],                            # a NOT NULL / rule
-                 [first, person(given_kana=marker, removed_on="2024-01-01")]):                  # 消除事由 missing
+    for rows in (
+        [first, dict(first, household_no="2")],  # a duplicate code
+        [first, person(given_kana=marker, sex="0")],  # the parent's CHECK
+        [first, person(given_kana=marker, family_name="")],  # a NOT NULL / rule
+        [first, person(given_kana=marker, removed_on="2024-01-01")],
+    ):  # 消除事由 missing
         with pytest.raises(ImportRejected):
             await _import(app_pool, code, residents_csv(rows))
     written = log.written()
@@ -188,19 +226,25 @@ async def test_typed_publish_leaves_no_resident_data_in_the_server_log(app_pool,
     assert "breaks a line rule" in written
 
 
-@pytest.mark.parametrize("damage", [
-    lambda payload: payload[:-12],                                            # ends inside a row
-    lambda payload: payload[:19] + b"\x00\x0f" + payload[21:],                # a row of 15 fields
-    lambda payload: payload.replace("タロウ".encode(), b"\xe3\x82\x3f\x3f\x3f\x3f\x3f\x3f\x3f", 1),  # not UTF-8
-])
-async def test_a_payload_postgresql_cannot_read_falls_back_to_the_text_path(app_pool, code, monkeypatch, damage,
-                                                                            loaded_typed):
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda payload: payload[:-12],  # ends inside a row
+        lambda payload: payload[:19] + b"\x00\x0f" + payload[21:],  # a row of 15 fields
+        lambda payload: payload.replace("タロウ".encode(), b"\xe3\x82\x3f\x3f\x3f\x3f\x3f\x3f\x3f", 1),  # not UTF-8
+    ],
+)
+async def test_a_payload_postgresql_cannot_read_falls_back_to_the_text_path(
+    app_pool, code, monkeypatch, damage, loaded_typed
+):
     """An encoder bug must not refuse a good file: the text path (the reference) loads it instead."""
     monkeypatch.setattr(residentcsv, "encode", lambda *args: damage(binary_copy.encode(*args)))
     rows = [person(household_no="1"), person(household_no="1", relationship="子"), person()]
     result = await _import(app_pool, code, residents_csv(rows))
     assert result.rows == 3 and loaded_typed == []
-    assert sorted(r[0] for r in await _rows(app_pool, code, result.snapshot_id)) == sorted(r["resident_code"] for r in rows)
+    assert sorted(r[0] for r in await _rows(app_pool, code, result.snapshot_id)) == sorted(
+        r["resident_code"] for r in rows
+    )
 
 
 # --- the C encoder against the text path, file by file --------------------------------------------------
@@ -216,9 +260,11 @@ _NAMES = [c.name for c in imports.RESIDENT_COLUMNS]
 def _shaped(rows, cols=_NAMES, quoted=frozenset(), eol="\r\n", bom=False) -> bytes:
     """A residents file written by hand: `quoted` names columns (or (column, 住民票コード) pairs) written
     quoted, every other value verbatim (a value with a delimiter, quote or line break then breaks the line)."""
+
     def cell(r, c):
         v = r[c]
         return '"' + v.replace('"', '""') + '"' if c in quoted or (c, r["resident_code"]) in quoted else v
+
     lines = [",".join(_HEADERS[c] for c in cols)] + [",".join(cell(r, c) for c in cols) for r in rows]
     return (b"\xef\xbb\xbf" if bom else b"") + (eol.join(lines) + eol).encode()
 
@@ -231,8 +277,9 @@ def _c_rows(data: bytes):
         body = imports.read_header(data, imports.RESIDENT_COLUMNS)
     except ImportRejected:
         return None
-    payload = residentcsv.encode(memoryview(data)[body.body_offset:], body.columns, imports.RELATIONSHIPS,
-                                 imports.REMOVAL_REASONS)
+    payload = residentcsv.encode(
+        memoryview(data)[body.body_offset :], body.columns, imports.RELATIONSHIPS, imports.REMOVAL_REASONS
+    )
     return None if payload is None else decode(payload)
 
 
@@ -243,7 +290,7 @@ async def _text_path_rows(app_pool, municipality, monkeypatch, data: bytes):
         m.setattr(residentcsv, "encode", lambda *args: None)
         try:
             result = await _import(app_pool, code, data)
-        except imports.RegistryError:       # ImportRejected, or a refusal the report could not place
+        except imports.RegistryError:  # ImportRejected, or a refusal the report could not place
             return None
     return await _rows(app_pool, code, result.snapshot_id)
 
@@ -256,34 +303,58 @@ def _corner_files() -> dict[str, list[dict]]:
         "year 0000": [p(birth_date="0000-01-01", moved_in_on="")],
         "1900-02-29": [p(birth_date="1900-02-29", moved_in_on="")],
         "2000-02-29 in two shapes": [p(birth_date="2000-02-29", moved_in_on="20000229")],
-        "the extreme days": [p(birth_date="0001-01-01", moved_in_on="9999/12/31"),
-                             p(birth_date="00010101", moved_in_on="", removed_on="15821015", removal_reason="死亡",
-                               relationship="子"),
-                             p(birth_date="1582-10-04", moved_in_on="1582-10-05", prev_household_no="-",
-                               household_changed_on="0004/02/29")],
-        "removed before birth, no moved_in": [p(birth_date="2000-01-02", moved_in_on="", removed_on="2000-01-01",
-                                                removal_reason="死亡", relationship="子")],
-        "removed on the birth day, no moved_in": [p(birth_date="2000-01-02", moved_in_on="",
-                                                    removed_on="2000/01/02", removal_reason="死亡", relationship="子")],
-        "removed before moved_in": [p(moved_in_on="2001-01-02", removed_on="2001-01-01", removal_reason="死亡",
-                                      relationship="子")],
+        "the extreme days": [
+            p(birth_date="0001-01-01", moved_in_on="9999/12/31"),
+            p(birth_date="00010101", moved_in_on="", removed_on="15821015", removal_reason="死亡", relationship="子"),
+            p(
+                birth_date="1582-10-04",
+                moved_in_on="1582-10-05",
+                prev_household_no="-",
+                household_changed_on="0004/02/29",
+            ),
+        ],
+        "removed before birth, no moved_in": [
+            p(
+                birth_date="2000-01-02",
+                moved_in_on="",
+                removed_on="2000-01-01",
+                removal_reason="死亡",
+                relationship="子",
+            )
+        ],
+        "removed on the birth day, no moved_in": [
+            p(
+                birth_date="2000-01-02",
+                moved_in_on="",
+                removed_on="2000/01/02",
+                removal_reason="死亡",
+                relationship="子",
+            )
+        ],
+        "removed before moved_in": [
+            p(moved_in_on="2001-01-02", removed_on="2001-01-01", removal_reason="死亡", relationship="子")
+        ],
         "household changed before birth": [p(prev_household_no="9", household_changed_on="1900-01-01")],
         "prev_household_no of 20": [p(prev_household_no="A" * 20, household_changed_on="20250101")],
         "household_changed_on alone": [p(household_changed_on="20250101")],
         "removal_reason alone": [p(removal_reason="死亡")],
         "head flag on a child": [p(is_head="1", relationship="子")],
         "two current heads": [p(household_no="7"), p(household_no="7")],
-        "two removed heads": [p(household_no="7", **removed), p(household_no="7", removed_on="2024-01-01",
-                                                                 removal_reason="転出")],
+        "two removed heads": [
+            p(household_no="7", **removed),
+            p(household_no="7", removed_on="2024-01-01", removal_reason="転出"),
+        ],
         "a removed and a current head": [p(household_no="7", **removed), p(household_no="7")],
         "heads of a and A": [p(household_no="a"), p(household_no="A")],
         "a code with a space": [p(resident_code="1234567890 ")],
         "50 quotes": [p(family_name='"' * 50)],
         "51 quotes": [p(family_name='"' * 51)],
         "astral and combining": [p(family_name="\U00020bb7" * 50, given_name="e\u0301" * 25, address="\u3000" * 200)],
-        "BOM, tab, space, backslash-dot, noncharacters": [p(family_name="\ufeff", given_name="\t"),
-                                                          p(family_name=" ", given_name="\\."),
-                                                          p(family_name="\ufffe\uffff", given_name="\U0010ffff")],
+        "BOM, tab, space, backslash-dot, noncharacters": [
+            p(family_name="\ufeff", given_name="\t"),
+            p(family_name=" ", given_name="\\."),
+            p(family_name="\ufffe\uffff", given_name="\U0010ffff"),
+        ],
         "a line break before backslash-dot": [p(address="a\r\n\\.\r\nb"), p(address="a\n\\.")],
         "a lone CR": [p(address="a\rb")],
     }
@@ -300,8 +371,9 @@ _FILE_SHAPES = {
 }
 
 
-async def test_the_c_encoder_accepts_only_what_the_text_path_stores_and_the_same_rows(app_pool, municipality,
-                                                                                      monkeypatch):
+async def test_the_c_encoder_accepts_only_what_the_text_path_stores_and_the_same_rows(
+    app_pool, municipality, monkeypatch
+):
     if not residentcsv.available():
         pytest.skip("app.registry._residentcsv is not built")
     verdicts = set()
@@ -325,15 +397,56 @@ async def test_the_c_encoder_against_the_text_path_on_random_files(app_pool, mun
     import random
 
     rng = random.Random(20261127)
-    values = ["", '""', '"', "1", "0", "9", "2", "世帯主", "子", "転出", "死亡", "2024-02-29", "2023-02-29", "19000229",
-              "0000-01-01", "9999-12-31", "1980-05-04", "2024/02-29", "12345678901", "A-1", "a" * 21, "ア" * 51,
-              "ヴー・ァ", "ヽ", "名" * 51, " ", "\\.", "\r\n", "\n", "\r", "a,b", "\ufeff", "ｱ", "１"]
+    values = [
+        "",
+        '""',
+        '"',
+        "1",
+        "0",
+        "9",
+        "2",
+        "世帯主",
+        "子",
+        "転出",
+        "死亡",
+        "2024-02-29",
+        "2023-02-29",
+        "19000229",
+        "0000-01-01",
+        "9999-12-31",
+        "1980-05-04",
+        "2024/02-29",
+        "12345678901",
+        "A-1",
+        "a" * 21,
+        "ア" * 51,
+        "ヴー・ァ",
+        "ヽ",
+        "名" * 51,
+        " ",
+        "\\.",
+        "\r\n",
+        "\n",
+        "\r",
+        "a,b",
+        "\ufeff",
+        "ｱ",
+        "１",
+    ]
     accepted = 0
     for _ in range(400):
-        rows = [person(household_no="1"), person(household_no="1", relationship="妻"),
-                person(household_no="2", birth_date="2001/02/03", moved_in_on="", removed_on="2024-01-01",
-                       removal_reason="死亡"),
-                person(household_no="3", prev_household_no="2", household_changed_on="20260501")]
+        rows = [
+            person(household_no="1"),
+            person(household_no="1", relationship="妻"),
+            person(
+                household_no="2",
+                birth_date="2001/02/03",
+                moved_in_on="",
+                removed_on="2024-01-01",
+                removal_reason="死亡",
+            ),
+            person(household_no="3", prev_household_no="2", household_changed_on="20260501"),
+        ]
         for _ in range(rng.randint(0, 2)):
             rng.choice(rows)[rng.choice(_NAMES)] = rng.choice(values)
         cols = _NAMES[:14] + [c for c in _NAMES[14:] if rng.random() < 0.6]
@@ -344,7 +457,7 @@ async def test_the_c_encoder_against_the_text_path_on_random_files(app_pool, mun
         data = _shaped(rows, cols=cols, quoted=quoted, eol=rng.choice(["\r\n", "\n"]), bom=rng.random() < 0.2)
         c_rows = _c_rows(data)
         if c_rows is None and rng.random() > 0.05:
-            continue                    # declining is always sound: only a sample goes to the server
+            continue  # declining is always sound: only a sample goes to the server
         accepted += c_rows is not None
         text = await _text_path_rows(app_pool, municipality, monkeypatch, data)
         if c_rows is not None:

@@ -13,9 +13,7 @@ import re
 import struct
 
 import pytest
-from hypothesis import HealthCheck, event, given
-from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, event, given, settings as hypothesis_settings, strategies as st
 
 from app.registry._residentcsv import encode
 from app.registry.csvfile import read_header
@@ -24,9 +22,24 @@ from devtools import synthetic
 from tests.registry.helpers import person, residents_csv, simple_csv
 from tests.registry.test_import import SINGLE_FAULTS
 
-FIELDS = ["resident_code", "household_no", "relationship", "is_head", "family_name", "given_name", "family_kana",
-          "given_kana", "birth_date", "sex", "address", "moved_in_on", "removed_on", "removal_reason",
-          "prev_household_no", "household_changed_on"]
+FIELDS = [
+    "resident_code",
+    "household_no",
+    "relationship",
+    "is_head",
+    "family_name",
+    "given_name",
+    "family_kana",
+    "given_kana",
+    "birth_date",
+    "sex",
+    "address",
+    "moved_in_on",
+    "removed_on",
+    "removal_reason",
+    "prev_household_no",
+    "household_changed_on",
+]
 DATES = {"birth_date", "moved_in_on", "removed_on", "household_changed_on"}
 OPTIONAL = {"moved_in_on", "removed_on", "removal_reason", "prev_household_no", "household_changed_on"}
 EPOCH = dt.date(2000, 1, 1)
@@ -35,6 +48,7 @@ BY_HEADER = {c.header: c.name for c in RESIDENT_COLUMNS}
 
 
 # --- the payload --------------------------------------------------------------------------------------
+
 
 def decode(payload: bytes) -> list[tuple]:
     """PostgreSQL binary COPY → rows of (str | bool | date | None) in FIELDS order."""
@@ -54,7 +68,7 @@ def decode(payload: bytes) -> list[tuple]:
             if n == -1:
                 row.append(None)
                 continue
-            raw = payload[pos:pos + n]
+            raw = payload[pos : pos + n]
             pos += n
             if name == "is_head":
                 assert raw in (b"\x00", b"\x01")
@@ -71,7 +85,7 @@ def decode(payload: bytes) -> list[tuple]:
 
 def run(data: bytes) -> bytes | None:
     body = read_header(data, RESIDENT_COLUMNS)
-    return encode(data[body.body_offset:], tuple(body.columns), tuple(RELATIONSHIPS), tuple(REMOVAL_REASONS))
+    return encode(data[body.body_offset :], tuple(body.columns), tuple(RELATIONSHIPS), tuple(REMOVAL_REASONS))
 
 
 def run_body(body: bytes, columns=tuple(FIELDS)) -> bytes | None:
@@ -79,6 +93,7 @@ def run_body(body: bytes, columns=tuple(FIELDS)) -> bytes | None:
 
 
 # --- the expectation: Python's csv module and the rules again ---------------------------------------------
+
 
 def read_rows(data: bytes) -> list[dict]:
     text = data.decode("utf-8-sig")
@@ -189,6 +204,7 @@ def file_of(rows: list[dict]) -> bytes:
 
 # --- valid files --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", [1, 2, 7])
 def test_synthetic_files_encode_to_their_rows_sorted_by_code(seed):
     files = synthetic.generate(300, seed=seed)
@@ -198,22 +214,64 @@ def test_synthetic_files_encode_to_their_rows_sorted_by_code(seed):
 
 
 def test_the_mover_example_is_encoded_field_by_field():
-    mover = person(household_no="10", relationship="子", given_name="一郎", given_kana="イチロウ", birth_date="20000102",
-                   moved_in_on="2000/01/02", removed_on="2024-03-31", removal_reason="転出",
-                   prev_household_no="9", household_changed_on="2025-04-01")
+    mover = person(
+        household_no="10",
+        relationship="子",
+        given_name="一郎",
+        given_kana="イチロウ",
+        birth_date="20000102",
+        moved_in_on="2000/01/02",
+        removed_on="2024-03-31",
+        removal_reason="転出",
+        prev_household_no="9",
+        household_changed_on="2025-04-01",
+    )
     head = person(household_no="10", birth_date="1970/01/01")
     got = {r[0]: r for r in assert_encodes(file_of([head, mover]))}
     assert got[head["resident_code"]] == (
-        head["resident_code"], "10", "世帯主", True, "山田", "太郎", "ヤマダ", "タロウ", dt.date(1970, 1, 1), "1",
-        "東京都千代田区1-1", dt.date(2000, 1, 1), None, None, None, None)
+        head["resident_code"],
+        "10",
+        "世帯主",
+        True,
+        "山田",
+        "太郎",
+        "ヤマダ",
+        "タロウ",
+        dt.date(1970, 1, 1),
+        "1",
+        "東京都千代田区1-1",
+        dt.date(2000, 1, 1),
+        None,
+        None,
+        None,
+        None,
+    )
     assert got[mover["resident_code"]] == (
-        mover["resident_code"], "10", "子", False, "山田", "一郎", "ヤマダ", "イチロウ", dt.date(2000, 1, 2), "1",
-        "東京都千代田区1-1", dt.date(2000, 1, 2), dt.date(2024, 3, 31), "転出", "9", dt.date(2025, 4, 1))
+        mover["resident_code"],
+        "10",
+        "子",
+        False,
+        "山田",
+        "一郎",
+        "ヤマダ",
+        "イチロウ",
+        dt.date(2000, 1, 2),
+        "1",
+        "東京都千代田区1-1",
+        dt.date(2000, 1, 2),
+        dt.date(2024, 3, 31),
+        "転出",
+        "9",
+        dt.date(2025, 4, 1),
+    )
 
 
 def test_quoted_values_with_commas_doubled_quotes_and_newlines():
-    rows = [person(family_name='山"田', given_name="太,郎", address="東京都\r\n千代田区\n1-1\r2"),
-            person(address='"', given_name='""'), person(family_name="a" * 50)]
+    rows = [
+        person(family_name='山"田', given_name="太,郎", address="東京都\r\n千代田区\n1-1\r2"),
+        person(address='"', given_name='""'),
+        person(family_name="a" * 50),
+    ]
     data = file_of(rows)
     assert '"山""田"'.encode() in data
     got = {r[0]: r for r in assert_encodes(data)}
@@ -248,8 +306,10 @@ def test_the_header_line_ending_does_not_fix_the_body_s():
 
 def test_optional_columns_absent():
     required = [c for c in RESIDENT_COLUMNS if c.required]
-    rows = [person(household_no="11"), person(household_no="11", relationship="妻", removed_on="2024-01-01",
-                                               removal_reason="死亡")]
+    rows = [
+        person(household_no="11"),
+        person(household_no="11", relationship="妻", removed_on="2024-01-01", removal_reason="死亡"),
+    ]
     data = simple_csv([c.header for c in required], [[r[c.name] for c in required] for r in rows])
     got = assert_encodes(data)
     assert all(r[14] is None and r[15] is None for r in got)
@@ -261,13 +321,25 @@ def test_optional_columns_absent():
 
 def test_every_date_shape_leap_days_and_equal_dates():
     rows = [
-        person(birth_date="19800505", moved_in_on="1980-05-05", removed_on="1980/05/05", removal_reason="死亡",
-               relationship="子"),
+        person(
+            birth_date="19800505",
+            moved_in_on="1980-05-05",
+            removed_on="1980/05/05",
+            removal_reason="死亡",
+            relationship="子",
+        ),
         person(birth_date="2024-02-29", moved_in_on="20240229"),
-        person(birth_date="2000/02/29", moved_in_on="", removed_on="2000-02-29", removal_reason="転出", relationship="妻"),
+        person(
+            birth_date="2000/02/29", moved_in_on="", removed_on="2000-02-29", removal_reason="転出", relationship="妻"
+        ),
         person(birth_date="0001-01-01", moved_in_on="9999-12-31"),
-        person(birth_date="1999-12-31", moved_in_on="2000-01-01", removed_on="2000-01-01", removal_reason="その他",
-               relationship="子"),
+        person(
+            birth_date="1999-12-31",
+            moved_in_on="2000-01-01",
+            removed_on="2000-01-01",
+            removal_reason="その他",
+            relationship="子",
+        ),
         person(prev_household_no="A-b-9", household_changed_on="2026/05/31"),
     ]
     got = {r[0]: r for r in assert_encodes(file_of(rows))}
@@ -282,8 +354,15 @@ def test_two_heads_of_a_household_when_one_is_removed_is_valid():
 
 
 def test_unicode_limits_count_characters_not_bytes():
-    rows = [person(family_name="𠮷" * 50, given_name="髙" * 50, address="町" * 200, family_kana="ヴ" * 50,
-                   given_kana="ァヺ・ー" * 12)]
+    rows = [
+        person(
+            family_name="𠮷" * 50,
+            given_name="髙" * 50,
+            address="町" * 200,
+            family_kana="ヴ" * 50,
+            given_kana="ァヺ・ー" * 12,
+        )
+    ]
     assert_encodes(file_of(rows))
 
 
@@ -294,42 +373,80 @@ def test_codes_in_file_order_and_reversed_give_the_same_payload():
 
 # --- invalid files ----------------------------------------------------------------------------------------
 
+
 def _none(rows: list[dict]) -> None:
     assert run(file_of(rows)) is None
 
 
-@pytest.mark.parametrize(("fault", "column", "reason"), SINGLE_FAULTS,
-                         ids=[f"{c}-{r}-{i}" for i, (_, c, r) in enumerate(SINGLE_FAULTS)])
+@pytest.mark.parametrize(
+    ("fault", "column", "reason"), SINGLE_FAULTS, ids=[f"{c}-{r}-{i}" for i, (_, c, r) in enumerate(SINGLE_FAULTS)]
+)
 def test_each_single_fault_of_the_import_tests_gives_none(fault, column, reason):
     _none([person(), person(**fault), person()])
 
 
 BAD_VALUES = [
-    dict(resident_code="1234567890"), dict(resident_code="123456789012"), dict(resident_code="１２３４５６７８９０１"),
-    dict(resident_code="1234567890 "), dict(resident_code=" 1234567890"),
-    dict(household_no="1" * 20 + "a"), dict(household_no="H 1"), dict(household_no="Ｈ1"), dict(household_no="1_2"),
-    dict(relationship="世帯主 ", is_head="1"), dict(relationship=" 子", is_head="0"),
-    dict(is_head="2"), dict(is_head=" 1"), dict(is_head="1", relationship="妻"), dict(is_head="01"),
-    dict(family_name="名" * 51), dict(given_name=""), dict(address="町" * 201),
-    dict(family_kana="山田"), dict(family_kana="やまだ"), dict(given_kana="ﾀﾛｳ"), dict(given_kana="タロウ "),
-    dict(given_kana="ヤマダ" * 17), dict(family_kana="ヽ"), dict(family_kana="ゝ"), dict(given_kana="ヿ"),
-    dict(given_kana="Taro"), dict(family_kana=""),
-    dict(birth_date="2023-02-29", moved_in_on=""), dict(birth_date="2024-13-01", moved_in_on=""),
-    dict(birth_date="0000-01-01", moved_in_on=""), dict(birth_date="2024-1-01", moved_in_on=""),
-    dict(birth_date="2024-01/01", moved_in_on=""), dict(birth_date="1900-02-29", moved_in_on=""),
-    dict(birth_date="2024-04-31", moved_in_on=""), dict(birth_date="2024-00-10", moved_in_on=""),
-    dict(birth_date="2024-01-00", moved_in_on=""), dict(birth_date="2024-01-32", moved_in_on=""),
-    dict(birth_date="2024.01.01", moved_in_on=""), dict(birth_date="2024-01-01 ", moved_in_on=""),
-    dict(birth_date="202401011", moved_in_on=""), dict(birth_date="2024/01-01", moved_in_on=""),
-    dict(birth_date="2024--0101", moved_in_on=""), dict(birth_date="-2024-01-0", moved_in_on=""),
-    dict(birth_date="２０２４0101", moved_in_on=""), dict(birth_date="", moved_in_on=""),
-    dict(sex="0"), dict(sex=""), dict(sex="11"), dict(sex="１"),
-    dict(moved_in_on="1980-05-04"), dict(moved_in_on="2000-02-30"),
-    dict(removed_on="1999-12-31", removal_reason="転出"), dict(removed_on="2024-02-30", removal_reason="転出"),
+    dict(resident_code="1234567890"),
+    dict(resident_code="123456789012"),
+    dict(resident_code="１２３４５６７８９０１"),
+    dict(resident_code="1234567890 "),
+    dict(resident_code=" 1234567890"),
+    dict(household_no="1" * 20 + "a"),
+    dict(household_no="H 1"),
+    dict(household_no="Ｈ1"),
+    dict(household_no="1_2"),
+    dict(relationship="世帯主 ", is_head="1"),
+    dict(relationship=" 子", is_head="0"),
+    dict(is_head="2"),
+    dict(is_head=" 1"),
+    dict(is_head="1", relationship="妻"),
+    dict(is_head="01"),
+    dict(family_name="名" * 51),
+    dict(given_name=""),
+    dict(address="町" * 201),
+    dict(family_kana="山田"),
+    dict(family_kana="やまだ"),
+    dict(given_kana="ﾀﾛｳ"),
+    dict(given_kana="タロウ "),
+    dict(given_kana="ヤマダ" * 17),
+    dict(family_kana="ヽ"),
+    dict(family_kana="ゝ"),
+    dict(given_kana="ヿ"),
+    dict(given_kana="Taro"),
+    dict(family_kana=""),
+    dict(birth_date="2023-02-29", moved_in_on=""),
+    dict(birth_date="2024-13-01", moved_in_on=""),
+    dict(birth_date="0000-01-01", moved_in_on=""),
+    dict(birth_date="2024-1-01", moved_in_on=""),
+    dict(birth_date="2024-01/01", moved_in_on=""),
+    dict(birth_date="1900-02-29", moved_in_on=""),
+    dict(birth_date="2024-04-31", moved_in_on=""),
+    dict(birth_date="2024-00-10", moved_in_on=""),
+    dict(birth_date="2024-01-00", moved_in_on=""),
+    dict(birth_date="2024-01-32", moved_in_on=""),
+    dict(birth_date="2024.01.01", moved_in_on=""),
+    dict(birth_date="2024-01-01 ", moved_in_on=""),
+    dict(birth_date="202401011", moved_in_on=""),
+    dict(birth_date="2024/01-01", moved_in_on=""),
+    dict(birth_date="2024--0101", moved_in_on=""),
+    dict(birth_date="-2024-01-0", moved_in_on=""),
+    dict(birth_date="２０２４0101", moved_in_on=""),
+    dict(birth_date="", moved_in_on=""),
+    dict(sex="0"),
+    dict(sex=""),
+    dict(sex="11"),
+    dict(sex="１"),
+    dict(moved_in_on="1980-05-04"),
+    dict(moved_in_on="2000-02-30"),
+    dict(removed_on="1999-12-31", removal_reason="転出"),
+    dict(removed_on="2024-02-30", removal_reason="転出"),
     dict(moved_in_on="", birth_date="1980-05-05", removed_on="1980-05-04", removal_reason="転出"),
-    dict(removed_on="2024-01-01"), dict(removal_reason="死亡"), dict(removed_on="2024-01-01", removal_reason="引越"),
+    dict(removed_on="2024-01-01"),
+    dict(removal_reason="死亡"),
+    dict(removed_on="2024-01-01", removal_reason="引越"),
     dict(removed_on="2024-01-01", removal_reason="死亡 "),
-    dict(prev_household_no="9"), dict(household_changed_on="2026-05-01"),
+    dict(prev_household_no="9"),
+    dict(household_changed_on="2026-05-01"),
     dict(prev_household_no="9*", household_changed_on="2026-05-01"),
     dict(prev_household_no="1" * 21, household_changed_on="2026-05-01"),
     dict(prev_household_no="9", household_changed_on="2026-02-29"),
@@ -380,15 +497,18 @@ def test_structural_faults_give_none():
         "lone CR at the end": header + b"\r\n" + b"\r\n".join(lines) + b"\r",
         "LF then CRLF": header + b"\r\n" + lines[0] + b"\n" + lines[1] + b"\r\n" + lines[2] + b"\n",
         "CRLF then LF": header + b"\r\n" + lines[0] + b"\r\n" + lines[1] + b"\n" + lines[2] + b"\r\n",
-        "CR in an unquoted value": _join(header, [lines[0], lines[1].replace("東京".encode(), "東\r京".encode()),
-                                                  lines[2]]),
-        "quote inside an unquoted value": _join(header, [lines[0], lines[1].replace("東京".encode(), '東"京'.encode()),
-                                                         lines[2]]),
-        "text after a closing quote": _join(header, [lines[0], lines[1].replace("東京都千代田区1-1".encode(),
-                                                                                '"東京都"千代田区1-1'.encode()),
-                                                     lines[2]]),
-        "space after a closing quote": _join(header, [lines[0], lines[1].replace("東京都千代田区1-1".encode(),
-                                                                                 '"東京都" '.encode()), lines[2]]),
+        "CR in an unquoted value": _join(
+            header, [lines[0], lines[1].replace("東京".encode(), "東\r京".encode()), lines[2]]
+        ),
+        "quote inside an unquoted value": _join(
+            header, [lines[0], lines[1].replace("東京".encode(), '東"京'.encode()), lines[2]]
+        ),
+        "text after a closing quote": _join(
+            header, [lines[0], lines[1].replace("東京都千代田区1-1".encode(), '"東京都"千代田区1-1'.encode()), lines[2]]
+        ),
+        "space after a closing quote": _join(
+            header, [lines[0], lines[1].replace("東京都千代田区1-1".encode(), '"東京都" '.encode()), lines[2]]
+        ),
         "unterminated quote": _join(header, [lines[0], lines[1], lines[2].replace("東京".encode(), '"東京'.encode())]),
         "NUL": _join(header, [lines[0], lines[1].replace("東京".encode(), "東\0京".encode()), lines[2]]),
         "NUL quoted": _join(header, [lines[0], lines[1].replace("東京都千代田区1-1".encode(), b'"a\0b"'), lines[2]]),
@@ -397,12 +517,13 @@ def test_structural_faults_give_none():
         "overlong UTF-8": _join(header, [lines[0], lines[1].replace("東京".encode(), b"\xc0\xaf"), lines[2]]),
         "surrogate in UTF-8": _join(header, [lines[0], lines[1].replace("東京".encode(), b"\xed\xa0\x80"), lines[2]]),
         "CP932": _join(header, [lines[0], lines[1].replace("東京".encode(), "東京".encode("cp932")), lines[2]]),
-        "end-of-data marker in a value": _join(header, [lines[0], lines[1].replace(
-            "東京都千代田区1-1".encode(), b'"a\r\n\\.\r\nb"'), lines[2]]),
+        "end-of-data marker in a value": _join(
+            header, [lines[0], lines[1].replace("東京都千代田区1-1".encode(), b'"a\r\n\\.\r\nb"'), lines[2]]
+        ),
     }
     for name, data in cases.items():
-        assert run_body(data.split(b"\n", 1)[1]) is None, name   # (read_header would refuse some of them)
-    assert run_body(b"") is None and run_body(b"\r\n") is None and run_body(b"\n") is None   # no rows
+        assert run_body(data.split(b"\n", 1)[1]) is None, name  # (read_header would refuse some of them)
+    assert run_body(b"") is None and run_body(b"\r\n") is None and run_body(b"\n") is None  # no rows
     assert run_body(b"") is None
 
 
@@ -423,41 +544,95 @@ def test_the_lists_are_the_callers():
     rows = [person(household_no="5"), person(household_no="5", relationship="同居人")]
     data = file_of(rows)
     body = read_header(data, RESIDENT_COLUMNS)
-    args = (data[body.body_offset:], tuple(body.columns))
+    args = (data[body.body_offset :], tuple(body.columns))
     assert encode(*args, tuple(RELATIONSHIPS), tuple(REMOVAL_REASONS)) is not None
     assert encode(*args, tuple(r for r in RELATIONSHIPS if r != "同居人"), tuple(REMOVAL_REASONS)) is None
 
 
 # --- random single-field mutations -----------------------------------------------------------------------
 
-_ALPHABET = st.sampled_from(list("0123456789-/aZ ,\"\r\n\t.:") + ["ア", "ー", "・", "ヺ", "ヽ", "ァ", "あ", "山", "ｱ", "１",
-                                                                   "𠮷", "\u3000", "\ufeff", "\u30a0", "\u30fd"])
+_ALPHABET = st.sampled_from(
+    list('0123456789-/aZ ,"\r\n\t.:')
+    + ["ア", "ー", "・", "ヺ", "ヽ", "ァ", "あ", "山", "ｱ", "１", "𠮷", "\u3000", "\ufeff", "\u30a0", "\u30fd"]
+)
 _VALUES = st.one_of(
     st.text(_ALPHABET, max_size=14),
-    st.sampled_from(["", "1", "0", "2", "9", "世帯主", "妻", "子", "転出", "死亡", "その他", "恋人", '"', '""', "\r", "\n",
-                     "2024-02-29", "2023-02-29", "20000229", "19000229", "2000/02/29", "0000-01-01", "9999-12-31",
-                     "1979-12-31", "1980-05-05", "2026-05-01", "12345678901", "1234567890", "H1", "A" * 20,
-                     "A" * 21, "ア" * 50, "ア" * 51, "名" * 50, "名" * 51, "町" * 200, "町" * 201]),
+    st.sampled_from(
+        [
+            "",
+            "1",
+            "0",
+            "2",
+            "9",
+            "世帯主",
+            "妻",
+            "子",
+            "転出",
+            "死亡",
+            "その他",
+            "恋人",
+            '"',
+            '""',
+            "\r",
+            "\n",
+            "2024-02-29",
+            "2023-02-29",
+            "20000229",
+            "19000229",
+            "2000/02/29",
+            "0000-01-01",
+            "9999-12-31",
+            "1979-12-31",
+            "1980-05-05",
+            "2026-05-01",
+            "12345678901",
+            "1234567890",
+            "H1",
+            "A" * 20,
+            "A" * 21,
+            "ア" * 50,
+            "ア" * 51,
+            "名" * 50,
+            "名" * 51,
+            "町" * 200,
+            "町" * 201,
+        ]
+    ),
     st.builds(lambda d: d.strftime("%Y%m%d"), st.dates(dt.date(1, 1, 1), dt.date(9999, 12, 31))),
-    st.builds(lambda d, sep: d.strftime(f"%Y{sep}%m{sep}%d"), st.dates(dt.date(1970, 1, 1), dt.date(2030, 12, 31)),
-              st.sampled_from("-/")),
+    st.builds(
+        lambda d, sep: d.strftime(f"%Y{sep}%m{sep}%d"),
+        st.dates(dt.date(1970, 1, 1), dt.date(2030, 12, 31)),
+        st.sampled_from("-/"),
+    ),
 )
 
 
 @hypothesis_settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(which=st.integers(0, 4), name=st.sampled_from(FIELDS), value=_VALUES, second=st.none() | st.tuples(
-    st.integers(0, 4), st.sampled_from(FIELDS), _VALUES))
+@given(
+    which=st.integers(0, 4),
+    name=st.sampled_from(FIELDS),
+    value=_VALUES,
+    second=st.none() | st.tuples(st.integers(0, 4), st.sampled_from(FIELDS), _VALUES),
+)
 def test_random_mutations_give_none_or_exactly_the_valid_rows(which, name, value, second):
-    rows = [person(household_no="1"), person(household_no="1", relationship="妻", sex="2", given_kana="ハナコ"),
-            person(household_no="2", birth_date="2001/02/03", moved_in_on="20010203", removed_on="2024-01-01",
-                   removal_reason="死亡"),
-            person(household_no="3", prev_household_no="2", household_changed_on="2026-05-01"),
-            person(household_no="3", relationship="子", birth_date="2010-10-10", moved_in_on="")]
+    rows = [
+        person(household_no="1"),
+        person(household_no="1", relationship="妻", sex="2", given_kana="ハナコ"),
+        person(
+            household_no="2",
+            birth_date="2001/02/03",
+            moved_in_on="20010203",
+            removed_on="2024-01-01",
+            removal_reason="死亡",
+        ),
+        person(household_no="3", prev_household_no="2", household_changed_on="2026-05-01"),
+        person(household_no="3", relationship="子", birth_date="2010-10-10", moved_in_on=""),
+    ]
     rows[which] = dict(rows[which], **{name: value})
     if second is not None:
         rows[second[0]] = dict(rows[second[0]], **{second[1]: second[2]})
     data = file_of(rows)
-    assert read_rows(data) == [{k: r[k] for k in FIELDS} for r in rows]   # the csv module round-trips
+    assert read_rows(data) == [{k: r[k] for k in FIELDS} for r in rows]  # the csv module round-trips
     payload = run(data)
     event("accepted" if payload is not None else "refused")
     # No corner encode refuses beyond the rules can arise from these values: the verdicts are the same.
@@ -470,11 +645,16 @@ def test_random_mutations_give_none_or_exactly_the_valid_rows(which, name, value
 @hypothesis_settings(max_examples=300, deadline=None)
 @given(cut=st.integers(0, 10_000), junk=st.binary(max_size=3))
 def test_random_byte_damage_never_crashes_and_valid_results_are_right(cut, junk):
-    data = file_of([person(household_no="1"), person(household_no="1", relationship="子"),
-                    person(address='東京都"千代田区",\r\n1-1')])
+    data = file_of(
+        [
+            person(household_no="1"),
+            person(household_no="1", relationship="子"),
+            person(address='東京都"千代田区",\r\n1-1'),
+        ]
+    )
     body_at = read_header(data, RESIDENT_COLUMNS).body_offset
     cut = body_at + cut % (len(data) - body_at)
-    damaged = data[:cut] + junk + data[cut + len(junk) % 2:]
+    damaged = data[:cut] + junk + data[cut + len(junk) % 2 :]
     payload = encode(damaged[body_at:], tuple(FIELDS), tuple(RELATIONSHIPS), tuple(REMOVAL_REASONS))
     event("accepted" if payload is not None else "refused")
     if payload is None:
@@ -497,10 +677,16 @@ def test_dates_agree_with_the_calendar_in_every_shape():
     """Every day of 1999-2001 and the century years, in the three shapes, as birth dates of one file; then
     the candidates of test_import's date test one by one: valid exactly when ymd() says so, and that day."""
     days = [dt.date(1999, 1, 1) + dt.timedelta(n) for n in range(365 * 3 + 1)]
-    days += [dt.date(y, m, d) for y in (1, 4, 100, 400, 1600, 1900, 2000, 2100, 2400, 9999)
-             for m, d in ((1, 1), (2, 28), (3, 1), (12, 31))] + [dt.date(y, 2, 29) for y in (4, 400, 1600, 2000, 2400)]
-    shapes = [lambda d: f"{d.year:04d}{d.month:02d}{d.day:02d}", lambda d: f"{d.year:04d}-{d.month:02d}-{d.day:02d}",
-              lambda d: f"{d.year:04d}/{d.month:02d}/{d.day:02d}"]
+    days += [
+        dt.date(y, m, d)
+        for y in (1, 4, 100, 400, 1600, 1900, 2000, 2100, 2400, 9999)
+        for m, d in ((1, 1), (2, 28), (3, 1), (12, 31))
+    ] + [dt.date(y, 2, 29) for y in (4, 400, 1600, 2000, 2400)]
+    shapes = [
+        lambda d: f"{d.year:04d}{d.month:02d}{d.day:02d}",
+        lambda d: f"{d.year:04d}-{d.month:02d}-{d.day:02d}",
+        lambda d: f"{d.year:04d}/{d.month:02d}/{d.day:02d}",
+    ]
     rows = [person(birth_date=shape(d), moved_in_on="") for d in days for shape in shapes]
     got = {r[0]: r[8] for r in assert_encodes(file_of(rows))}
     assert [got[r["resident_code"]] for r in rows] == [d for d in days for _ in shapes]
@@ -527,14 +713,16 @@ def test_delimiters_quotes_and_line_breaks_at_every_offset_of_the_64_byte_scan()
         for special in (",", '"', "\r\n", "\n"):
             at = n * 7 % max(n, 1)
             address = ("a" * n)[:at] + special + ("a" * n)[at:]
-            rows = [person(address=address, family_name="b" * (n % 50 + 1)),
-                    person(given_name="c" * (n % 50 + 1), address="d" * (n + 60))]
+            rows = [
+                person(address=address, family_name="b" * (n % 50 + 1)),
+                person(given_name="c" * (n % 50 + 1), address="d" * (n + 60)),
+            ]
             assert_encodes(file_of(rows))
     data = file_of([person(address="a" * 100, family_name="b" * 40), person(given_name="c" * 50, address="d" * 63)])
     start = read_header(data, RESIDENT_COLUMNS).body_offset
     for i in range(start, len(data)):
         for byte in (b'"', b",", b"\r", b"\n"):
-            damaged = data[:i] + byte + data[i + 1:]
+            damaged = data[:i] + byte + data[i + 1 :]
             payload = run_body(damaged[start:])
             if payload is not None:
                 assert valid_rows(read_rows(damaged)) and decode(payload) == expected(damaged), (i, byte)

@@ -11,10 +11,10 @@ import pytest
 from app.crypto import FieldCipher
 from app.staff.accounts import STAFF_COLUMNS, Staff
 from app.staff.actors import Operator
-from payouts.payments import ACCOUNT_NUMBER, HOLDER_KANA
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from devtools.demo_staff import Person, bootstrap_ready, ready
+from payouts.payments import ACCOUNT_NUMBER, HOLDER_KANA
 
 PASSWORD = "correct-horse-battery"
 
@@ -44,8 +44,9 @@ async def _staff(conn, code: str, login: str) -> Staff | None:
     return row and Staff.from_row(row)
 
 
-async def ready_staff(conn, cipher: FieldCipher, code: str, login: str, roles: list[str],
-                      password: str = PASSWORD) -> tuple[Staff, str | None]:
+async def ready_staff(
+    conn, cipher: FieldCipher, code: str, login: str, roles: list[str], password: str = PASSWORD
+) -> tuple[Staff, str | None]:
     """A ready account, made the way a municipality makes one (devtools/demo_staff.py): created with its roles
     asked for, each role confirmed by a second admin, and enrolled by its owner through the link. Returns
     (staff, TOTP secret or None).
@@ -60,7 +61,9 @@ async def ready_staff(conn, cipher: FieldCipher, code: str, login: str, roles: l
         if login == FIRST_ADMIN and list(roles) == ["admin"]:
             secret = await bootstrap_ready(conn, cipher, code, Operator("tests"), person)
             return await _staff(conn, code, login), secret
-        await bootstrap_ready(conn, cipher, code, Operator("tests"), Person(FIRST_ADMIN, "adminさん", ("admin",), password))
+        await bootstrap_ready(
+            conn, cipher, code, Operator("tests"), Person(FIRST_ADMIN, "adminさん", ("admin",), password)
+        )
         first = await _staff(conn, code, FIRST_ADMIN)
     secret = await ready(conn, cipher, code, person, creator=Operator(f"tests-{login}"), confirmer=first)
     return await _staff(conn, code, login), secret
@@ -74,27 +77,53 @@ async def make_staff(conn, world: World, login: str, roles: list[str]) -> Staff:
     return staff
 
 
-async def add_application(conn, world: World, *, status: str = "needs_review", amount_yen: int = 100000,
-                          bank_code: str = "0001", holder: str = "ﾔﾏﾀﾞ ﾀﾛｳ", reasons=("holder_name_mismatch",)) -> int:
+async def add_application(
+    conn,
+    world: World,
+    *,
+    status: str = "needs_review",
+    amount_yen: int = 100000,
+    bank_code: str = "0001",
+    holder: str = "ﾔﾏﾀﾞ ﾀﾛｳ",
+    reasons=("holder_name_mismatch",),
+) -> int:
     household = secrets.token_hex(4)
     resident = f"{secrets.randbelow(10**11):011d}"
     await conn.execute(
         "INSERT INTO residents (municipality_code, snapshot_id, resident_code, household_no, relationship, is_head,"
         " family_name, given_name, family_kana, given_kana, birth_date, sex, address)"
-        " VALUES ($1, $2, $3, $4, '世帯主', true, '山田', '太郎', 'ヤマダ', 'タロウ', '1980-01-01', '1', '東京都千代田区1-1')",
-        world.code, world.snapshot_id, resident, household,
+        " VALUES ($1, $2, $3, $4, '世帯主', true, '山田', '太郎', 'ヤマダ', 'タロウ', '1980-01-01', '1',"
+        " '東京都千代田区1-1')",
+        world.code,
+        world.snapshot_id,
+        resident,
+        household,
     )
     ent = await conn.fetchval(
         "INSERT INTO entitlements (municipality_code, program_id, snapshot_id, household_no, head_resident_code,"
         " members_counted, amount_yen, rule, status) VALUES ($1, $2, $3, $4, $5, 1, $6, 'test', 'claimed')"
-        " RETURNING entitlement_id", world.code, world.program_id, world.snapshot_id, household, resident, amount_yen,
+        " RETURNING entitlement_id",
+        world.code,
+        world.program_id,
+        world.snapshot_id,
+        household,
+        resident,
+        amount_yen,
     )
     app_id = await conn.fetchval("SELECT nextval('applications_application_id_seq')")
     await conn.execute(
         "INSERT INTO applications (municipality_code, application_id, entitlement_id, receipt_no, channel, status,"
-        " reason_codes, applicant_resident_code, bank_code, branch_code, account_type, account_number_enc, holder_kana_enc)"
+        " reason_codes, applicant_resident_code, bank_code, branch_code, account_type, account_number_enc,"
+        " holder_kana_enc)"
         " OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, 'online', $5, $6, $7, $8, '001', 1, $9, $10)",
-        world.code, app_id, ent, f"R{app_id:09d}", status, list(reasons), resident, bank_code,
+        world.code,
+        app_id,
+        ent,
+        f"R{app_id:09d}",
+        status,
+        list(reasons),
+        resident,
+        bank_code,
         world.cipher.encrypt("applications", ACCOUNT_NUMBER, app_id, "1234567"),
         world.cipher.encrypt("applications", HOLDER_KANA, app_id, holder),
     )
@@ -107,16 +136,25 @@ async def build_world(db, code: str, settings, *, applications: int = 3, status:
     async with tenant_transaction(db, code) as conn:
         world = World(code, await load_field_cipher(conn, settings.master_key_bytes, code))
         # The admin first: it confirms the others' roles (ready_staff).
-        for login, roles in (("admin", ["admin"]), ("rev", ["reviewer"]), ("draft", ["drafter"]),
-                             ("appr", ["approver"]), ("draft2", ["drafter", "approver"])):
+        for login, roles in (
+            ("admin", ["admin"]),
+            ("rev", ["reviewer"]),
+            ("draft", ["drafter"]),
+            ("appr", ["approver"]),
+            ("draft2", ["drafter", "approver"]),
+        ):
             await make_staff(conn, world, login, roles)
         world.snapshot_id = await conn.fetchval(
             "INSERT INTO registry_snapshots (municipality_code, kind, file_sha256, status)"
-            " VALUES ($1, 'residents', $2, 'published') RETURNING snapshot_id", code, secrets.token_hex(32))
+            " VALUES ($1, 'residents', $2, 'published') RETURNING snapshot_id",
+            code,
+            secrets.token_hex(32),
+        )
         world.program_id = await conn.fetchval(
             "INSERT INTO programs (municipality_code, name, base_date, unit, amount_yen, payment_mode)"
             " VALUES ($1, '物価高騰支援給付金', '2026-01-01', 'household', 100000, 'application') RETURNING program_id",
-            code)
+            code,
+        )
         for i in range(applications):
             await add_application(conn, world, status=status, bank_code=f"{(i % 2) + 1:04d}")
     return world
@@ -138,10 +176,17 @@ async def add_bank_settings(conn, code: str, lead_days: int = 2) -> None:
     from payouts.settings_store import StoredBankSettings, put_bank_settings
 
     bank = zengin.BankSettings(
-        requester_code="1234567890", requester_name_kana="ﾃｽﾄｼ", bank_code="0001", branch_code="001",
-        account_type=1, account_number="7654321", separator="crlf",
+        requester_code="1234567890",
+        requester_name_kana="ﾃｽﾄｼ",
+        bank_code="0001",
+        branch_code="001",
+        account_type=1,
+        account_number="7654321",
+        separator="crlf",
     )
-    await put_bank_settings(conn, code, StoredBankSettings(bank, (str(x25519.Identity.generate().to_public()),), lead_days))
+    await put_bank_settings(
+        conn, code, StoredBankSettings(bank, (str(x25519.Identity.generate().to_public()),), lead_days)
+    )
 
 
 @pytest.fixture

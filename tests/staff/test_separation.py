@@ -12,12 +12,12 @@ import pytest
 
 from app import audit
 from app.staff import enrolment, grants
-from payouts import batches
 from app.staff.actors import Operator
 from app.staff.errors import Conflict, Forbidden
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from devtools.demo_staff import confirm_pending, enrol_as_owner
+from payouts import batches
 from tests.conftest import run_cli
 from tests.jobs import run_payout_jobs
 from tests.staff.conftest import PASSWORD, _staff, add_bank_settings, make_staff
@@ -40,7 +40,10 @@ async def _create(conn, world, actor, login, roles):
 
 async def _draft_and_try(app_pool, settings, world, drafter_login, approver_login, transfer_date):
     async with tenant_transaction(app_pool, world.code) as conn:
-        drafter, approver = await _staff(conn, world.code, drafter_login), await _staff(conn, world.code, approver_login)
+        drafter, approver = (
+            await _staff(conn, world.code, drafter_login),
+            await _staff(conn, world.code, approver_login),
+        )
         batch_id = await batches.draft_batch(conn, world.cipher, world.code, drafter, world.program_id, transfer_date)
     await run_payout_jobs(app_pool, settings, world.code)  # the worker records the file's hash
     async with tenant_transaction(app_pool, world.code) as conn:
@@ -67,32 +70,63 @@ async def test_one_admin_alone_cannot_make_a_usable_approver(make_world, app_poo
     world = await make_world(applications=0)
     admin = world.staff["admin"]
     async with tenant_transaction(app_pool, world.code) as conn:
-        issued = await enrolment.create_account(conn, world.cipher, world.code, admin, "fake", "架空 承認者", ["approver"])
+        issued = await enrolment.create_account(
+            conn, world.cipher, world.code, admin, "fake", "架空 承認者", ["approver"]
+        )
         [grant] = [g for g in await grants.pending(conn, world.code) if g["staff_id"] == issued.staff_id]
         with pytest.raises(Forbidden, match="自分が申請した"):
             await grants.confirm(conn, world.code, admin, grant["grant_id"])
     statements = [
         # confirming one's own request
-        ("UPDATE staff_role_grants SET status = 'confirmed', decided_by = $2, decided_at = now() WHERE grant_id = $1",
-         (grant["grant_id"], admin.staff_id), "staff_role_grants_four_eyes"),
+        (
+            "UPDATE staff_role_grants SET status = 'confirmed', decided_by = $2, decided_at = now()"
+            " WHERE grant_id = $1",
+            (grant["grant_id"], admin.staff_id),
+            "staff_role_grants_four_eyes",
+        ),
         # a CLI operator confirming
-        ("UPDATE staff_role_grants SET status = 'confirmed', decided_by_operator = 'ops', decided_at = now()"
-         " WHERE grant_id = $1", (grant["grant_id"],), "staff_role_grants_four_eyes"),
+        (
+            "UPDATE staff_role_grants SET status = 'confirmed', decided_by_operator = 'ops', decided_at = now()"
+            " WHERE grant_id = $1",
+            (grant["grant_id"],),
+            "staff_role_grants_four_eyes",
+        ),
         # a non-admin confirming
-        ("UPDATE staff_role_grants SET status = 'confirmed', decided_by = $2, decided_at = now() WHERE grant_id = $1",
-         (grant["grant_id"], world.staff["rev"].staff_id), "staff_role_grants_confirmer_admin"),
+        (
+            "UPDATE staff_role_grants SET status = 'confirmed', decided_by = $2, decided_at = now()"
+            " WHERE grant_id = $1",
+            (grant["grant_id"], world.staff["rev"].staff_id),
+            "staff_role_grants_confirmer_admin",
+        ),
         # writing the role without a confirmed grant
-        ("UPDATE staff_users SET roles = '{approver}' WHERE staff_id = $1", (issued.staff_id,), "staff_users_roles_granted"),
-        ("INSERT INTO staff_users (municipality_code, login, display_name, roles, password_hash)"
-         " VALUES (kyufu_current_municipality(), 'direct', 'x', '{approver}', 'x')", (), "staff_users_roles_granted"),
+        (
+            "UPDATE staff_users SET roles = '{approver}' WHERE staff_id = $1",
+            (issued.staff_id,),
+            "staff_users_roles_granted",
+        ),
+        (
+            "INSERT INTO staff_users (municipality_code, login, display_name, roles, password_hash)"
+            " VALUES (kyufu_current_municipality(), 'direct', 'x', '{approver}', 'x')",
+            (),
+            "staff_users_roles_granted",
+        ),
         # a grant inserted as already confirmed
-        ("INSERT INTO staff_role_grants (municipality_code, staff_id, role, status, requested_by, decided_by, decided_at)"
-         " VALUES (kyufu_current_municipality(), $1, 'approver', 'confirmed', $2, $3, now())",
-         (issued.staff_id, admin.staff_id, world.staff["rev"].staff_id), "staff_role_grants_rules"),
+        (
+            "INSERT INTO staff_role_grants (municipality_code, staff_id, role, status, requested_by, decided_by,"
+            " decided_at)"
+            " VALUES (kyufu_current_municipality(), $1, 'approver', 'confirmed', $2, $3, now())",
+            (issued.staff_id, admin.staff_id, world.staff["rev"].staff_id),
+            "staff_role_grants_rules",
+        ),
         # a bootstrap while the municipality has an admin, of an account no operator created
-        ("INSERT INTO staff_role_grants (municipality_code, staff_id, role, origin, status, requested_by_operator,"
-         " decided_by_operator, decided_at) VALUES (kyufu_current_municipality(), $1, 'admin', 'bootstrap', 'confirmed',"
-         " 'ops', 'ops', now())", (issued.staff_id,), "staff_role_grants_bootstrap_limit"),
+        (
+            "INSERT INTO staff_role_grants (municipality_code, staff_id, role, origin, status, requested_by_operator,"
+            " decided_by_operator, decided_at)"
+            " VALUES (kyufu_current_municipality(), $1, 'admin', 'bootstrap', 'confirmed',"
+            " 'ops', 'ops', now())",
+            (issued.staff_id,),
+            "staff_role_grants_bootstrap_limit",
+        ),
     ]
     for sql, args, constraint in statements:
         with pytest.raises(asyncpg.CheckViolationError) as caught:
@@ -108,8 +142,12 @@ async def test_one_admin_alone_cannot_make_a_usable_approver(make_world, app_poo
             await grants.confirm(conn, world.code, admin, g)
     with pytest.raises(asyncpg.CheckViolationError) as caught:
         async with tenant_transaction(app_pool, world.code) as conn:
-            await conn.execute("UPDATE staff_role_grants SET status = 'confirmed', decided_by = $2, decided_at = now()"
-                               " WHERE grant_id = $1", g, admin.staff_id)
+            await conn.execute(
+                "UPDATE staff_role_grants SET status = 'confirmed', decided_by = $2, decided_at = now()"
+                " WHERE grant_id = $1",
+                g,
+                admin.staff_id,
+            )
     assert caught.value.constraint_name == "staff_role_grants_not_own"
 
 
@@ -118,9 +156,14 @@ async def test_a_second_admin_confirms_or_refuses_and_everything_is_audited(make
     admin = world.staff["admin"]
     async with tenant_transaction(app_pool, world.code) as conn:
         admin2 = await make_staff(conn, world, "admin2", ["admin"])
-        staff_id = (await enrolment.create_account(conn, world.cipher, world.code, admin, "clerk", "事務", ["reviewer", "drafter"])).staff_id
-        reviewer_grant, drafter_grant = [g["grant_id"] for g in await grants.pending(conn, world.code)
-                                         if g["staff_id"] == staff_id]
+        staff_id = (
+            await enrolment.create_account(
+                conn, world.cipher, world.code, admin, "clerk", "事務", ["reviewer", "drafter"]
+            )
+        ).staff_id
+        reviewer_grant, drafter_grant = [
+            g["grant_id"] for g in await grants.pending(conn, world.code) if g["staff_id"] == staff_id
+        ]
         assert await grants.confirm(conn, world.code, admin2, reviewer_grant) == "reviewer"
         assert await grants.refuse(conn, world.code, admin2, drafter_grant) == "refused"
         with pytest.raises(Conflict):
@@ -128,15 +171,26 @@ async def test_a_second_admin_confirms_or_refuses_and_everything_is_audited(make
         [again] = await grants.request(conn, world.code, admin, staff_id, ["drafter"])
         assert await grants.refuse(conn, world.code, admin, again) == "cancelled"  # the asker withdraws
         assert await conn.fetchval("SELECT roles FROM staff_users WHERE staff_id = $1", staff_id) == ["reviewer"]
-        rows = await conn.fetch("SELECT action, actor_label, details FROM audit_log WHERE action LIKE 'grant.%'"
-                                " OR action LIKE 'enrolment.%' OR action = 'staff.create' ORDER BY seq")
+        rows = await conn.fetch(
+            "SELECT action, actor_label, details FROM audit_log WHERE action LIKE 'grant.%'"
+            " OR action LIKE 'enrolment.%' OR action = 'staff.create' ORDER BY seq"
+        )
         assert (await audit.verify_chain(conn, world.code)).ok
-    mine = [(r["action"], r["actor_label"], json.loads(r["details"]).get("role")) for r in rows
-            if json.loads(r["details"]).get("login") == "clerk"]
-    assert mine == [("staff.create", "admin", None), ("grant.request", "admin", "reviewer"),
-                    ("grant.request", "admin", "drafter"), ("enrolment.issue", "admin", None),
-                    ("grant.confirm", "admin2", "reviewer"), ("grant.refuse", "admin2", "drafter"),
-                    ("grant.request", "admin", "drafter"), ("grant.cancel", "admin", "drafter")]
+    mine = [
+        (r["action"], r["actor_label"], json.loads(r["details"]).get("role"))
+        for r in rows
+        if json.loads(r["details"]).get("login") == "clerk"
+    ]
+    assert mine == [
+        ("staff.create", "admin", None),
+        ("grant.request", "admin", "reviewer"),
+        ("grant.request", "admin", "drafter"),
+        ("enrolment.issue", "admin", None),
+        ("grant.confirm", "admin2", "reviewer"),
+        ("grant.refuse", "admin2", "drafter"),
+        ("grant.request", "admin", "drafter"),
+        ("grant.cancel", "admin", "drafter"),
+    ]
 
 
 async def test_an_admin_who_holds_both_links_cannot_draft_and_approve(make_world, app_pool, settings, transfer_date):
@@ -156,7 +210,9 @@ async def test_an_admin_who_holds_both_links_cannot_draft_and_approve(make_world
     assert await _draft_and_try(app_pool, settings, world, "mal-draft", "kaikei", transfer_date) == ""
 
 
-async def test_an_approver_created_or_granted_by_the_drafter_cannot_approve(make_world, app_pool, settings, transfer_date):
+async def test_an_approver_created_or_granted_by_the_drafter_cannot_approve(
+    make_world, app_pool, settings, transfer_date
+):
     world = await _world(make_world, app_pool, applications=3)
     admin, admin2 = world.staff["admin"], world.staff["admin2"]
     async with tenant_transaction(app_pool, world.code) as conn:
@@ -165,8 +221,13 @@ async def test_an_approver_created_or_granted_by_the_drafter_cannot_approve(make
         # Created by boss, but its current credentials issued by admin2 (so only the creation links them).
         made = await _create(conn, world, boss, "made", ["approver"])
         await confirm_pending(conn, world.code, made, admin2)
-        await enrol_as_owner(conn, world.cipher, world.code,
-                             await enrolment.issue(conn, world.cipher, world.code, admin2, made), PASSWORD)
+        await enrol_as_owner(
+            conn,
+            world.cipher,
+            world.code,
+            await enrolment.issue(conn, world.cipher, world.code, admin2, made),
+            PASSWORD,
+        )
         # Created by admin2; its approver role requested by boss, confirmed by admin.
         asked = await _create(conn, world, admin2, "asked", ["reviewer"])
         await confirm_pending(conn, world.code, asked, admin)
@@ -189,25 +250,41 @@ async def test_whoever_issued_a_confirmers_link_cannot_confirm_through_them(make
     admin = world.staff["admin"]
     async with tenant_transaction(app_pool, world.code) as conn:
         admin2 = await make_staff(conn, world, "admin2", ["admin"])
-        await enrol_as_owner(conn, world.cipher, world.code,
-                             await enrolment.issue(conn, world.cipher, world.code, admin, admin2.staff_id), PASSWORD)
+        await enrol_as_owner(
+            conn,
+            world.cipher,
+            world.code,
+            await enrolment.issue(conn, world.cipher, world.code, admin, admin2.staff_id),
+            PASSWORD,
+        )
         [g] = await grants.request(conn, world.code, admin, world.staff["rev"].staff_id, ["drafter"])
         with pytest.raises(Forbidden, match="同じ人が登録用リンクを発行"):
             await grants.confirm(conn, world.code, admin2, g)
     with pytest.raises(asyncpg.CheckViolationError, match="not independent of the requester"):
         async with tenant_transaction(app_pool, world.code) as conn:
-            await conn.execute("UPDATE staff_role_grants SET status = 'confirmed', decided_by = $2, decided_at = now()"
-                               " WHERE grant_id = $1", g, admin2.staff_id)
+            await conn.execute(
+                "UPDATE staff_role_grants SET status = 'confirmed', decided_by = $2, decided_at = now()"
+                " WHERE grant_id = $1",
+                g,
+                admin2.staff_id,
+            )
     # Through a chain: admin2 (controlled by admin) resets admin3; admin3 still shares admin's hands.
     async with tenant_transaction(app_pool, world.code) as conn:
         admin3 = await make_staff(conn, world, "admin3", ["admin"])
-        await enrol_as_owner(conn, world.cipher, world.code,
-                             await enrolment.issue(conn, world.cipher, world.code, admin2, admin3.staff_id), PASSWORD)
+        await enrol_as_owner(
+            conn,
+            world.cipher,
+            world.code,
+            await enrolment.issue(conn, world.cipher, world.code, admin2, admin3.staff_id),
+            PASSWORD,
+        )
         with pytest.raises(Forbidden, match="同じ人が登録用リンクを発行"):
             await grants.confirm(conn, world.code, admin3, g)
 
 
-async def test_the_cli_issues_links_and_asks_but_a_console_admin_confirms(municipality, subprocess_env, settings, app_pool):
+async def test_the_cli_issues_links_and_asks_but_a_console_admin_confirms(
+    municipality, subprocess_env, settings, app_pool
+):
     code = await municipality()
 
     def cli(*args):
@@ -231,8 +308,19 @@ async def test_the_cli_issues_links_and_asks_but_a_console_admin_confirms(munici
     r = run_cli(subprocess_env, "staff", "list", "--municipality", code)
     assert "clerk\t-\tactive\tno-totp\tpending:drafter" in r.stdout
     # No password option any more: the operator cannot choose one.
-    r = cli("add", "--operator", "ops-sato", "--login", "clerk2", "--name", "x", "--roles", "reviewer",
-            "--password", "chosen-by-operator")
+    r = cli(
+        "add",
+        "--operator",
+        "ops-sato",
+        "--login",
+        "clerk2",
+        "--name",
+        "x",
+        "--roles",
+        "reviewer",
+        "--password",
+        "chosen-by-operator",
+    )
     assert r.returncode == 2
     async with tenant_transaction(app_pool, code) as conn:
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
@@ -258,8 +346,11 @@ async def test_the_cli_issues_links_and_asks_but_a_console_admin_confirms(munici
     with pytest.raises(asyncpg.CheckViolationError) as caught:
         async with tenant_transaction(app_pool, code) as conn:
             [g2] = await grants.request(conn, code, Operator("ops-sato"), boss2.staff_id, ["reviewer"])
-            await conn.execute("UPDATE staff_role_grants SET status = 'confirmed', decided_by_operator = 'ops-suzuki',"
-                               " decided_at = now() WHERE grant_id = $1", g2)
+            await conn.execute(
+                "UPDATE staff_role_grants SET status = 'confirmed', decided_by_operator = 'ops-suzuki',"
+                " decided_at = now() WHERE grant_id = $1",
+                g2,
+            )
     assert caught.value.constraint_name == "staff_role_grants_four_eyes"
 
 
@@ -277,5 +368,10 @@ async def test_the_demo_people_are_independent_and_ready(municipality, app_pool,
         assert await conn.fetchval(batches.APPROVAL_CONFLICT, code, drafter.staff_id, approver.staff_id) is None
         roles = dict(await conn.fetch("SELECT login, roles FROM staff_users"))
     assert totp == again and {k for k, v in totp.items() if v} == {"approver", "admin", "admin2"}
-    assert roles == {"reviewer": ["reviewer"], "drafter": ["drafter"], "approver": ["approver"], "admin": ["admin"],
-                     "admin2": ["admin"]}
+    assert roles == {
+        "reviewer": ["reviewer"],
+        "drafter": ["drafter"],
+        "approver": ["approver"],
+        "admin": ["admin"],
+        "admin2": ["admin"],
+    }
