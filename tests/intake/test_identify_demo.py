@@ -9,7 +9,9 @@ import httpx
 from devtools.demo_registry import seed_demo
 from tests.intake.identify_world import csrf
 
-PRINTED = re.compile(r"no letter \(「確認書をお持ちでない方」\): (\S+) (\S+), born (\d{4})-(\d\d)-(\d\d), address (\S+)")
+PRINTED = re.compile(
+    r"no letter \(「確認書をお持ちでない方」\): (\S+) (\S+), born (\d{4})-(\d\d)-(\d\d), address (\S+)"
+)
 
 
 async def test_the_printed_identity_is_identified(app_pool, settings, municipality, live_server):
@@ -22,8 +24,17 @@ async def test_the_printed_identity_is_identified(app_pool, settings, municipali
         start = await client.get(f"/m/{code}/")
         href = re.search(r'href="(/m/\d+/identify\?program=\d+)"', start.text).group(1)
         page = await client.get(href)
-        r = await client.post(f"/m/{code}/identify", data={
-            "csrf_token": csrf(page.text), "program": href.rsplit("=", 1)[1], "family_kana": family,
-            "given_kana": given, "birth_year": year, "birth_month": str(int(month)), "birth_day": str(int(day)),
-            "address": address})
+        r = await client.post(
+            f"/m/{code}/identify",
+            data={
+                "csrf_token": csrf(page.text),
+                "program": href.rsplit("=", 1)[1],
+                "family_kana": family,
+                "given_kana": given,
+                "birth_year": year,
+                "birth_month": str(int(month)),
+                "birth_day": str(int(day)),
+                "address": address,
+            },
+        )
         assert r.status_code == 303 and r.headers["location"] == f"/m/{code}/household", r.text[-800:]
