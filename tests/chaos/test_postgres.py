@@ -101,7 +101,9 @@ async def test_postgres_restarted_during_intake_clients_retry_with_the_same_key(
 
 # Large enough that the batch's COPY outlasts the socket buffers once the release is frozen (so PostgreSQL
 # still holds unsent rows when it restarts), small enough to seed in a few seconds.
-RELEASE_PAYMENTS = 40_000
+# Big enough that the rows cannot all sit in the socket buffers while the release is frozen (~15 MB of COPY
+# text); with 40,000 a loaded CI machine once saw the whole COPY end before the freeze took hold.
+RELEASE_PAYMENTS = 100_000
 # The release's COPY of the batch rows (payouts/pipeline.py STAGE_QUERY, wrapped by asyncpg).
 BATCH_COPY = """
 SELECT state, wait_event FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY (SELECT payment_id%'
