@@ -7,9 +7,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+PIPELINE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run test test-fast chaos loadtest surge services-up services-down migrate clean
+.PHONY: help install system-deps run test test-fast chaos loadtest surge pipeline services-up services-down migrate clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -63,6 +64,9 @@ loadtest: install system-deps ## Both load tests (loopback, bounded, ~3.5 min): 
 
 surge: install ## Surge test (locust mixed scenario, ~3 min): sustainable rate, then 2x; JSON + PNG report in loadtests/results/, DB check
 	$(PY) loadtests/surge/run.py
+
+pipeline: install system-deps ## End-to-end pipeline bench on real processes (registry to released bank file; defaults 1,000,000 households / 200,000 applications, long); PIPELINE_ARGS="--households 200000 --applications 50000"
+	$(PY) loadtests/pipeline.py $(PIPELINE_ARGS)
 
 services-up: install ## Start the embedded PostgreSQL and Valkey under .data/
 	$(VENV)/bin/kyufu services up

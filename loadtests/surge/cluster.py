@@ -32,27 +32,31 @@ from loadtests.submit_bench import seed, stop  # noqa: E402
 STAFF = [("surge-admin", ["reviewer", "admin"]), ("surge-rev1", ["reviewer"]), ("surge-rev2", ["reviewer"])]
 
 
-async def seed_staff(urls: dict, master_key: bytes, code: str) -> list[dict]:
+async def seed_staff(urls: dict, master_key: bytes, code: str, staff: list[tuple[str, list[str]]] = STAFF, *,
+                     second_admin: str = "surge-admin2", operator: str = "surge-seed") -> list[dict]:
+    """Ready accounts for `staff` ((login, roles); the first with the admin role is the first admin) and
+    their credentials: [{municipality, login, password, totp_secret}] in the order of `staff`."""
     import asyncpg
 
     from app.staff.actors import Operator
-    from devtools.demo_staff import Person, provision
     from app.tenancy.municipalities import load_field_cipher
     from app.tenancy.transaction import tenant_transaction
+    from devtools.demo_staff import Person, provision
 
     conn = await asyncpg.connect(urls["DATABASE_URL"])
-    # Through the real enrolment and grant path (devtools/demo_staff.py): surge-admin and a second admin, who
-    # only confirms and is not one of the scenario's users, are bootstrapped; the reviewers are created by
-    # one admin and confirmed by the other.
-    people = {login: Person(login, login, tuple(roles), secrets.token_urlsafe(12)) for login, roles in STAFF}
-    admins = (people["surge-admin"], Person("surge-admin2", "surge-admin2", ("admin",), secrets.token_urlsafe(12)))
+    # Through the real enrolment and grant path (devtools/demo_staff.py): the first admin and a second admin, who
+    # only confirms and is not one of the scenario's users, are bootstrapped; the others are created by
+    # one admin and confirmed by the other (an approver by the second, so that no drafter shares hands with it).
+    people = {login: Person(login, login, tuple(roles), secrets.token_urlsafe(12)) for login, roles in staff}
+    first = next(login for login, roles in staff if "admin" in roles)
+    admins = (people[first], Person(second_admin, second_admin, ("admin",), secrets.token_urlsafe(12)))
     try:
         async with tenant_transaction(conn, code) as tx:
             cipher = await load_field_cipher(tx, master_key, code)
-            totp = await provision(tx, cipher, code, Operator("surge-seed"), admins,
-                                   [p for login, p in people.items() if login != "surge-admin"])
+            totp = await provision(tx, cipher, code, Operator(operator), admins,
+                                   [p for login, p in people.items() if login != first])
         out = [{"municipality": code, "login": login, "password": people[login].password, "totp_secret": totp[login]}
-               for login, _roles in STAFF]
+               for login, _roles in staff]
     finally:
         await conn.close()
     return out
@@ -94,17 +98,13 @@ class Cluster:
         self.staff_file = self.root / "staff.json"
         self.code = ""
 
-    def setup(self, letters: int) -> float:
-        """Start the servers, migrate, seed; return the seconds it took."""
-        t0 = time.monotonic()
+    def boot(self) -> None:
+        """Start the servers and migrate; make the master key and the environment every process of the
+        cluster (app, worker, `kyufu` commands) runs with. No municipality yet."""
         self.urls = self.services.up()
         asyncio.run(migrate(self.urls["DATABASE_OWNER_URL"]))
         master_b64 = base64.b64encode(secrets.token_bytes(32)).decode()
-        master = base64.b64decode(master_b64)
-        self.code = asyncio.run(seed(self.urls, master, letters, self.letters_file))
-        staff = asyncio.run(seed_staff(self.urls, master, self.code))
-        self.staff_file.write_text(json.dumps(staff))
-        asyncio.run(settle(self.urls))
+        self.master_key = base64.b64decode(master_b64)
         self.env = dict(
             os.environ, KYUFU_ENV="test", KYUFU_DATA_DIR=str(self.root / "data"),
             DATABASE_URL=self.urls["DATABASE_URL"], DATABASE_OWNER_URL=self.urls["DATABASE_OWNER_URL"],
@@ -113,6 +113,15 @@ class Cluster:
             KYUFU_OUTBOX_DIR=str(self.root / "outbox"), KYUFU_WORKER_METRICS_PORT=str(self.worker_metrics_port),
             **self.overrides,
         )
+
+    def setup(self, letters: int) -> float:
+        """Start the servers, migrate, seed; return the seconds it took."""
+        t0 = time.monotonic()
+        self.boot()
+        self.code = asyncio.run(seed(self.urls, self.master_key, letters, self.letters_file))
+        staff = asyncio.run(seed_staff(self.urls, self.master_key, self.code))
+        self.staff_file.write_text(json.dumps(staff))
+        asyncio.run(settle(self.urls))
         return time.monotonic() - t0
 
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
