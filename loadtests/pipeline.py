@@ -136,6 +136,11 @@ SELECT count(*) AS applications, count(DISTINCT a.entitlement_id) AS entitlement
 JOIN entitlements e ON e.municipality_code = a.municipality_code AND e.entitlement_id = a.entitlement_id
 WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.channel = 'online'
 """
+# arq's log line for a payout job starting ("→", seconds it waited since enqueued) or ending ("←", seconds it
+# ran); the job ids are outbox.job_id("payouts.hash" | "payouts.release", code, batch, generation).
+JOB_LINE = re.compile(
+    r"(?P<s>[\d.]+)s (?P<arrow>[→←]) payouts\.(?P<kind>hash|release):\d+:(?P<batch>\d+):\d+:(?:hash|release)_batch"
+)
 # The whole row as JSON: the columns differ between the design that renders in the request (no hash columns)
 # and the one that hashes and releases in the worker (hash_error, release_requested_at, release_error, ...).
 BATCH_ROW = "SELECT to_jsonb(b)::text FROM payout_batches b WHERE municipality_code = $1 AND batch_id = $2"
@@ -349,6 +354,8 @@ class Pipeline:
         t0 = time.perf_counter()
         self.cluster.boot()
         self.cluster.code = CODE
+        # `kyufu services up` would have made it; `kyufu payouts bench` keeps its bank identity there.
+        Path(self.cluster.env["KYUFU_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
         # The driver reads settings as the cluster's processes do (seed_demo_bank, the floor).
         os.environ.update({k: v for k, v in self.cluster.env.items() if k.startswith(("KYUFU_", "DATABASE", "REDIS"))})
         self.kyufu("municipalities", "add", CODE, "パイプライン計測市")
@@ -823,6 +830,34 @@ class Pipeline:
                     f"p99 {fmt(s['p99_ms'])} ms max {fmt(s['max_ms'])} ms, not 200: {s['errors']}"
                 )
         self.note(trickle_baseline_p99_ms=base["p99_ms"])
+        self.job_times()
+
+    def job_times(self) -> None:
+        """The worker's own account of its payout jobs (arq logs each job's wait in the queue, "→", and its
+        run time, "←"): how much of draft→hash and 送信→released was the job itself. Nothing when the
+        request does the work (the design before the jobs) or the log has no such lines."""
+        found: dict[tuple[str, int], dict[str, float]] = {}
+        path = self.root / "worker.log"
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            try:  # JSON log lines (app.observability) carry the text in "message"
+                record = json.loads(line)
+                text = str(record.get("message", "")) if isinstance(record, dict) else line
+            except ValueError:
+                text = line
+            m = JOB_LINE.search(text)
+            if m:
+                key = (m.group("kind"), int(m.group("batch")))
+                found.setdefault(key, {})["queued_s" if m.group("arrow") == "→" else "run_s"] = float(m.group("s"))
+        for b in self.batches:
+            for kind in ("hash", "release"):
+                t = found.get((kind, b["batch_id"]), {})
+                b[f"{kind}_job_queued_s"], b[f"{kind}_job_run_s"] = t.get("queued_s"), t.get("run_s")
+            if b["hash_job_run_s"] is not None or b["release_job_run_s"] is not None:
+                self.say(
+                    f"worker jobs of batch {b['batch_id']} ({b['kind']}): hash waited {fmt(b['hash_job_queued_s'])} s "
+                    f"in the queue and ran {fmt(b['hash_job_run_s'])} s; release waited "
+                    f"{fmt(b['release_job_queued_s'])} s and ran {fmt(b['release_job_run_s'])} s"
+                )
 
     def bank_verify(self) -> None:
         self.stage = "bank verify"
@@ -908,10 +943,14 @@ class Pipeline:
             b["hash_s"] = b["draft_to_hash_db_s"] if b["draft_to_hash_db_s"] is not None else b["draft_to_hash_s"]
             b["hash_ratio"] = b["hash_s"] / b["floor_s"]
             b["release_ratio"] = b["release_s"] / b["floor_s"]
+            for kind in ("hash", "release"):
+                run = b.get(f"{kind}_job_run_s")
+                b[f"{kind}_job_ratio"] = None if run is None else run / b["floor_s"]
             self.say(
                 f"floor batch {b['batch_id']} ({b['kind']}, {b['payments']:,} payments): COPY {b['floor_s']:.3f} s; "
                 f"draft→hash {b['hash_ratio']:.2f}× (target ≤ 1.5×), click→released "
-                f"{b['release_ratio']:.2f}× (target ≤ 2.0×)"
+                f"{b['release_ratio']:.2f}× (target ≤ 2.0×); the jobs' own run times: hash "
+                f"{fmt(b['hash_job_ratio'])}×, release {fmt(b['release_job_ratio'])}×"
             )
 
     def payouts_bench(self) -> None:
@@ -989,6 +1028,12 @@ class Pipeline:
                     f"{k}_hash_s": b.get("hash_s"),
                     f"{k}_hash_ratio": b.get("hash_ratio"),
                     f"{k}_release_ratio": b.get("release_ratio"),
+                    f"{k}_hash_job_queued_s": b.get("hash_job_queued_s"),
+                    f"{k}_hash_job_run_s": b.get("hash_job_run_s"),
+                    f"{k}_hash_job_ratio": b.get("hash_job_ratio"),
+                    f"{k}_release_job_queued_s": b.get("release_job_queued_s"),
+                    f"{k}_release_job_run_s": b.get("release_job_run_s"),
+                    f"{k}_release_job_ratio": b.get("release_job_ratio"),
                     f"{k}_bank_verify_s": b.get("bank_verify_s"),
                 }
             )
