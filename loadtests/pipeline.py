@@ -131,6 +131,11 @@ JOIN entitlements e ON e.municipality_code = a.municipality_code AND e.entitleme
      unnest(a.reason_codes) AS r
 WHERE a.municipality_code = $1 AND e.program_id = $2 GROUP BY r ORDER BY n DESC
 """
+PUSH_APPLICATIONS = """
+SELECT count(*) FROM applications a
+JOIN entitlements e ON e.municipality_code = a.municipality_code AND e.entitlement_id = a.entitlement_id
+WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.channel = 'push'
+"""
 ONLINE = """
 SELECT count(*) AS applications, count(DISTINCT a.entitlement_id) AS entitlements FROM applications a
 JOIN entitlements e ON e.municipality_code = a.municipality_code AND e.entitlement_id = a.entitlement_id
@@ -660,8 +665,12 @@ class Pipeline:
         self.stage = "push settle"
         text, seconds = self.kyufu("push", "settle", "--municipality", CODE, "--program", str(self.push_program))
         n = int(self.parse(r"created (\d+) push applications", text, "push settle").group(1))
-        self.note(push_applications=n, push_settle_s=seconds)
-        self.say(f"push settle: {n:,} push applications in {seconds:.1f} s")
+        # The worker settles due programs itself at minute 5 of every hour (workers/verification.py): if
+        # that came first, the command finds nothing left, and the applications are the cron's.
+        total = self.db.row(PUSH_APPLICATIONS, CODE, self.push_program)[0]
+        self.note(push_applications=total, push_settled_by_command=n, push_settle_s=seconds)
+        by = "" if n == total else f" ({total - n:,} of them by the worker's hourly settlement before the command)"
+        self.say(f"push settle: {n:,} push applications made by the command in {seconds:.1f} s; {total:,} in all{by}")
 
     def staff_and_bank(self) -> None:
         self.stage = "staff and bank set-up"
@@ -714,8 +723,10 @@ class Pipeline:
 
         self.stage = f"hash ({kind}, batch {batch_id})"
         # The database is read every 50 ms (the row as JSON: the columns differ between the design that
-        # renders in the request and the one that hashes in the worker); the page is loaded once the row has
-        # a hash, or every 0.5 s (when the request itself renders, only the page can tell).
+        # renders in the request and the one that hashes in the worker). Where the worker hashes, the page is
+        # loaded only once the row has the hash: a page load takes seconds at 600,000 payments, and polling
+        # the page meanwhile would delay seeing the hash by up to one page load. Where the request renders
+        # (no hash_generation column), only the page can tell: it is loaded every 0.5 s.
         t_db_hash: float | None = None
         last_get, polls = float("-inf"), 0
 
@@ -726,7 +737,7 @@ class Pipeline:
                 raise StageFailed(f"hashing failed: {row['hash_error']}")
             if t_db_hash is None and row.get("plaintext_sha256") and row.get("status") == "draft":
                 t_db_hash = time.monotonic()
-            if t_db_hash is None and time.monotonic() - last_get < 0.5:
+            if t_db_hash is None and ("hash_generation" in row or time.monotonic() - last_get < 0.5):
                 return None
             last_get, polls = time.monotonic(), polls + 1
             page = self.approver.get(f"/staff/batches/{batch_id}")
@@ -839,9 +850,9 @@ class Pipeline:
         found: dict[tuple[str, int], dict[str, float]] = {}
         path = self.root / "worker.log"
         for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
-            try:  # JSON log lines (app.observability) carry the text in "message"
+            try:  # JSON log lines (app.observability) carry the text in "msg"
                 record = json.loads(line)
-                text = str(record.get("message", "")) if isinstance(record, dict) else line
+                text = str(record.get("msg", record.get("message", ""))) if isinstance(record, dict) else line
             except ValueError:
                 text = line
             m = JOB_LINE.search(text)
