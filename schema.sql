@@ -1082,27 +1082,42 @@ CREATE TABLE public.payout_batches (
     release_requested_at timestamp with time zone,
     release_requested_by bigint,
     release_error text,
+    expected_count bigint,
+    expected_total_yen bigint,
+    prepare_step integer DEFAULT 0 NOT NULL,
+    prepare_cursor bigint DEFAULT 0 NOT NULL,
+    prepared_count bigint DEFAULT 0 NOT NULL,
+    prepared_at timestamp with time zone,
+    draft_error text,
     CONSTRAINT payout_batches_approved_has_hash CHECK (((status <> ALL (ARRAY['approved'::text, 'released'::text])) OR ((approved_by IS NOT NULL) AND (approved_sha256 IS NOT NULL)))),
     CONSTRAINT payout_batches_approved_sha256_check CHECK ((approved_sha256 ~ '^[0-9a-f]{64}$'::text)),
     CONSTRAINT payout_batches_ciphertext_sha256_check CHECK ((ciphertext_sha256 ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT payout_batches_draft_error_check CHECK ((length(draft_error) <= 2000)),
+    CONSTRAINT payout_batches_expected_count_check CHECK ((expected_count >= 0)),
+    CONSTRAINT payout_batches_expected_total_yen_check CHECK ((expected_total_yen >= 0)),
     CONSTRAINT payout_batches_four_eyes CHECK (((approved_by IS NULL) OR (approved_by <> drafted_by))),
     CONSTRAINT payout_batches_hash_error_check CHECK ((length(hash_error) <= 2000)),
     CONSTRAINT payout_batches_hash_generation_check CHECK ((hash_generation >= 0)),
     CONSTRAINT payout_batches_hash_progress_check CHECK ((hash_progress >= 0)),
     CONSTRAINT payout_batches_plaintext_sha256_check CHECK ((plaintext_sha256 ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT payout_batches_prepare_step_check CHECK ((prepare_step >= 0)),
+    CONSTRAINT payout_batches_prepared_count_check CHECK ((prepared_count >= 0)),
+    CONSTRAINT payout_batches_preparing_is_bare CHECK (((status <> 'preparing'::text) OR ((approved_by IS NULL) AND (plaintext_sha256 IS NULL) AND (released_at IS NULL)))),
     CONSTRAINT payout_batches_record_count_check CHECK ((record_count >= 0)),
     CONSTRAINT payout_batches_rejection_comment_check CHECK ((length(rejection_comment) <= 1000)),
     CONSTRAINT payout_batches_release_attempt_check CHECK ((release_attempt >= 0)),
     CONSTRAINT payout_batches_release_error_check CHECK ((length(release_error) <= 2000)),
     CONSTRAINT payout_batches_release_matches_approval CHECK (((status <> 'released'::text) OR ((released_at IS NOT NULL) AND (released_sha256 = approved_sha256)))),
     CONSTRAINT payout_batches_released_sha256_check CHECK ((released_sha256 ~ '^[0-9a-f]{64}$'::text)),
-    CONSTRAINT payout_batches_status_check CHECK ((status = ANY (ARRAY['draft'::text, 'approved'::text, 'released'::text, 'cancelled'::text]))),
+    CONSTRAINT payout_batches_status_check CHECK ((status = ANY (ARRAY['preparing'::text, 'draft'::text, 'approved'::text, 'released'::text, 'cancelled'::text]))),
     CONSTRAINT payout_batches_total_yen_check CHECK ((total_yen >= 0))
 );
 
 ALTER TABLE ONLY public.payout_batches FORCE ROW LEVEL SECURITY;
 
 ALTER TABLE public.payout_batches OWNER TO kyufu_owner;
+
+COMMENT ON COLUMN public.payout_batches.status IS 'preparing (the worker creates its payments) | draft | approved | released | cancelled (draft_error: why, when the worker refused it)';
 
 ALTER TABLE public.payout_batches ALTER COLUMN batch_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.payout_batches_batch_id_seq
@@ -1674,6 +1689,8 @@ CREATE INDEX payments_batch ON public.payments USING btree (municipality_code, b
 CREATE INDEX payments_batch_order ON public.payments USING btree (municipality_code, batch_id, payment_id) WHERE (batch_id IS NOT NULL);
 
 CREATE UNIQUE INDEX payments_one_live ON public.payments USING btree (municipality_code, entitlement_id) WHERE (status = ANY (ARRAY['ready'::text, 'in_batch'::text, 'released'::text, 'paid'::text]));
+
+CREATE UNIQUE INDEX payout_batches_one_preparing ON public.payout_batches USING btree (municipality_code, program_id) WHERE (status = 'preparing'::text);
 
 CREATE INDEX residents_birth_date ON ONLY public.residents USING btree (birth_date);
 

@@ -52,7 +52,7 @@ from app.tenancy.municipalities import (
 from app.tenancy.transaction import tenant_transaction
 from devtools import banksim
 from devtools.synthetic import generate
-from payouts import bank, batches, reconcile, sealing, settings_store, zengin
+from payouts import bank, batches, drafting, reconcile, sealing, settings_store, zengin
 from payouts.bankdays import JST, earliest_transfer_date, today_jst
 from payouts.returns_csv import write_returns_csv
 from payouts.settings_store import BankSettingsMissing, StoredBankSettings
@@ -555,15 +555,13 @@ async def _bank_settings(pool, report: E2EReport) -> None:
 async def _draft_and_approve(pool, settings, report: E2EReport, drafter, approver) -> int:
     code = report.municipality_code
     async with tenant_transaction(pool, code) as conn:  # the drafter's screen, then 起案
-        cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
         today = today_jst()
         report.transfer_date = earliest_transfer_date(today, await batches.lead_days(conn, code))
         seen = await batches.draft_preview(conn, code, report.program_id)
         if seen["ready_count"] + seen["pending_count"] == 0:
             raise E2EError("支払対象の申請がありません（世帯数を増やしてください）。")
-        batch_id = await batches.draft_batch(
+        batch_id = await drafting.draft_batch(
             conn,
-            cipher,
             code,
             drafter,
             report.program_id,
@@ -572,7 +570,11 @@ async def _draft_and_approve(pool, settings, report: E2EReport, drafter, approve
             expected_count=seen["ready_count"] + seen["pending_count"],
             expected_total_yen=seen["ready_yen"] + seen["pending_yen"],
         )
-    await run_due(pool, settings, code)  # the worker hashes the drafted file
+    await run_due(pool, settings, code)  # the worker prepares the draft's payments, then hashes its file
+    async with tenant_transaction(pool, code, readonly=True) as conn:
+        drafted = await batches.get_batch(conn, code, batch_id)
+    if drafted["status"] != "draft":
+        raise E2EError(f"起案 {batch_id} を作成できませんでした: {drafted['draft_error']}")
     async with tenant_transaction(pool, code) as conn:  # the approver's screen shows the file's hash
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
         view = await batches.approval_view(conn, settings, cipher, code, approver, batch_id)

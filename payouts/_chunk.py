@@ -108,7 +108,10 @@ def _c_layout(job: ChunkJob) -> tuple:
 
 
 _DECRYPT_MESSAGE = "口座情報（暗号化）を復号できません（鍵または行の不一致・改ざん）。"
-_LEGACY_MESSAGE = "口座情報が旧形式（0009以前）です。payouts.payments.upgrade_bank_layout で再暗号化してください。"
+_LEGACY_MESSAGE = (
+    "口座情報が旧形式（0009以前）です。"
+    "kyufu payouts upgrade-bank-layout --municipality <団体コード> で再暗号化してください。"
+)
 _ciphers: dict[bytes, AESGCM] = {}
 
 

@@ -1,8 +1,9 @@
 """振込起案 → 振込承認 → 送信, with four eyes in the application and in the database.
 
-Drafting freezes a set of payments (payments.batch_id is one column, so a payment is in one batch) and
-asks the worker for the file's hash (job `hash_batch`, through the outbox): `compute_hash` renders the
-Zengin file once and records its SHA-256, count and total on the batch, with progress while it runs.
+Drafting (payouts/drafting.py) has the worker create and freeze a set of payments (payments.batch_id is
+one column, so a payment is in one batch); the finished draft asks the worker for the file's hash (job
+`hash_batch`, through the outbox): `compute_hash` renders the Zengin file once and records its SHA-256,
+count and total on the batch, with progress while it runs.
 Approval approves that recorded hash (the database refuses any other: migration 0016). 送信 asks the
 worker for the release (job `release_batch`): `perform_release` renders again, refuses a file whose hash
 is not the approved one, seals, signs, writes and marks the batch released (payouts/release.py). So no
@@ -15,7 +16,6 @@ the two job functions take the pool and open their own transactions.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from typing import Any
 
@@ -29,8 +29,7 @@ from app.principals import Staff
 from app.settings import Settings
 from app.tenancy.transaction import tenant_transaction
 from payouts import pipeline, release
-from payouts.bankdays import today_jst, transfer_date_problem
-from payouts.payments import BANK_UNREADABLE, BankDetailsUnreadable, create_payments_for_program, open_bank
+from payouts.payments import open_bank
 
 DEFAULT_LEAD_DAYS = 2
 SAMPLE_SIZE = 10
@@ -55,33 +54,14 @@ SELECT bank_code, count(*) AS count, sum(amount_yen)::bigint AS total_yen
 FROM payments WHERE municipality_code = $1 AND batch_id = $2
 GROUP BY bank_code ORDER BY bank_code
 """
-INSERT_BATCH = """
-INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by, record_count, total_yen)
-VALUES ($1, $2, $3, $4, 0, 0) RETURNING batch_id
-"""
-# The freeze: one statement moves every ready payment of the program into the batch. A concurrent draft
-# of the same program blocks on these rows' locks and, once the first commits, re-reads them as
-# 'in_batch' and takes none — so it finds an empty set and is refused.
-FREEZE = """
-WITH moved AS (
-  UPDATE payments p SET status = 'in_batch', batch_id = $3
-  FROM entitlements e
-  WHERE p.municipality_code = $1 AND p.status = 'ready' AND p.batch_id IS NULL
-    AND e.municipality_code = p.municipality_code AND e.entitlement_id = p.entitlement_id AND e.program_id = $2
-  RETURNING p.amount_yen
-)
-SELECT count(*) AS count, coalesce(sum(amount_yen), 0)::bigint AS total_yen FROM moved
-"""
-SET_TOTALS = (
-    "UPDATE payout_batches SET record_count = $3, total_yen = $4 WHERE municipality_code = $1 AND batch_id = $2"
-)
 BATCH_COLUMNS = """
 b.batch_id, b.program_id, pr.name AS program_name, b.transfer_date, b.status, b.drafted_by, d.login AS drafted_by_login,
 b.drafted_at, b.record_count, b.total_yen, b.approved_by, a.login AS approved_by_login, b.approved_at,
 b.approved_sha256,
 b.released_at, b.released_sha256, b.file_name, b.rejected_at, b.rejection_comment, r.login AS rejected_by_login,
 b.plaintext_sha256, b.hashed_at, b.hash_error, b.hash_progress, b.hash_generation,
-b.release_attempt, b.release_requested_at, b.release_error
+b.release_attempt, b.release_requested_at, b.release_error,
+b.expected_count, b.expected_total_yen, b.prepared_count, b.prepared_at, b.draft_error
 """
 BATCH_FROM = """
 FROM payout_batches b
@@ -214,59 +194,6 @@ async def draft_preview(conn: asyncpg.Connection, code: str, program_id: int) ->
         "pending_count": pending["count"],
         "pending_yen": pending["total_yen"],
     }
-
-
-async def draft_batch(
-    conn: asyncpg.Connection,
-    cipher: FieldCipher,
-    code: str,
-    staff: Staff,
-    program_id: int,
-    transfer_date: dt.date,
-    *,
-    expected_count: int | None = None,
-    expected_total_yen: int | None = None,
-    today: dt.date | None = None,
-) -> int:
-    """振込起案: create the program's missing payments, then freeze every ready one into a new draft batch.
-
-    `expected_*` are the figures the drafter saw; if the set changed in between, nothing is drafted.
-    """
-    staff.require("drafter")
-    await program(conn, code, program_id)
-    problem = transfer_date_problem(transfer_date, today or today_jst(), await lead_days(conn, code))
-    if problem:
-        raise InvalidInput(problem)
-    try:
-        await create_payments_for_program(conn, cipher, code, program_id)
-    except BankDetailsUnreadable as exc:
-        listed = "、".join(exc.receipts[:10]) + (f" ほか{len(exc.receipts) - 10}件" if len(exc.receipts) > 10 else "")
-        raise Conflict(f"起案できません。次の申請の{BANK_UNREADABLE}受付番号: {listed}") from None
-    batch_id = await conn.fetchval(INSERT_BATCH, code, program_id, transfer_date, staff.staff_id)
-    frozen = await fetch_always(conn, FREEZE, code, program_id, batch_id)
-    if frozen["count"] == 0:
-        raise Conflict("起案できる支払がありません（他の起案に含まれたか、対象がありません）。")
-    if (expected_count is not None and frozen["count"] != expected_count) or (
-        expected_total_yen is not None and frozen["total_yen"] != expected_total_yen
-    ):
-        raise Conflict("表示した後に対象の支払が変わりました。内容を確認し直してから起案してください。")
-    await conn.execute(SET_TOTALS, code, batch_id, frozen["count"], frozen["total_yen"])
-    await request_hash(conn, code, batch_id)
-    await audit.append(
-        conn,
-        code,
-        staff,
-        "batch.draft",
-        "batch",
-        batch_id,
-        {
-            "program_id": program_id,
-            "transfer_date": transfer_date.isoformat(),
-            "record_count": frozen["count"],
-            "total_yen": frozen["total_yen"],
-        },
-    )
-    return batch_id
 
 
 async def get_batch(conn: asyncpg.Connection, code: str, batch_id: int) -> asyncpg.Record:
@@ -443,10 +370,11 @@ async def resubmit_batch(conn: asyncpg.Connection, code: str, staff: Staff, batc
 
 
 async def cancel_batch(conn: asyncpg.Connection, code: str, staff: Staff, batch_id: int) -> None:
-    """Withdraw a draft: its payments return to 'ready' for a later draft."""
+    """Withdraw a draft (or one the worker is still preparing): its payments return to 'ready' for a later
+    draft, and the preparation's next step finds it cancelled and stops."""
     staff.require("drafter")
     batch = await _lock(conn, code, batch_id)
-    if batch["status"] != "draft":
+    if batch["status"] not in ("draft", "preparing"):
         raise Conflict("承認前の起案だけを取り消せます。")
     await conn.execute(UNFREEZE, code, batch_id)
     await conn.execute(CANCEL_BATCH, code, batch_id)

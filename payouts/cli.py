@@ -35,6 +35,13 @@ def register(sub) -> None:
     i.add_argument("file", type=Path)
     i.set_defaults(func=cmd_import_returns)
 
+    u = psub.add_parser(
+        "upgrade-bank-layout",
+        help="re-encrypt payments written before migration 0009 into one bank ciphertext (the stage needs it)",
+    )
+    u.add_argument("--municipality", required=True)
+    u.set_defaults(func=cmd_upgrade_bank_layout)
+
     k = sub.add_parser("bank", help="the bank's side: verify | decrypt | inspect | keygen | simulate", add_help=False)
     k.add_argument("bank_args", nargs="...")
     k.set_defaults(func=cmd_bank)
@@ -105,6 +112,34 @@ def cmd_import_returns(args, settings) -> int:
         raise _usage(str(exc)) from None
     print(outcome.summary())
     return 0
+
+
+def cmd_upgrade_bank_layout(args, settings) -> int:
+    from app.tenancy.codes import MunicipalityCodeError, validate_code
+
+    try:
+        validate_code(args.municipality)
+    except MunicipalityCodeError as exc:
+        raise _usage(str(exc)) from None
+    total = asyncio.run(_with_pool(settings, lambda pool: upgrade_bank_layout(pool, settings, args.municipality)))
+    print(f"re-encrypted {total:,} payments of {args.municipality} into the bank_enc layout")
+    return 0
+
+
+async def upgrade_bank_layout(pool, settings, code: str) -> int:
+    """Every legacy payment of `code`, 10,000 per transaction (each committed: a rerun picks up the rest)."""
+    from app.tenancy.municipalities import load_field_cipher
+    from app.tenancy.transaction import tenant_transaction
+    from payouts import payments
+
+    total = 0
+    while True:
+        async with tenant_transaction(pool, code) as conn:
+            cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
+            n = await payments.upgrade_bank_layout(conn, cipher, code)
+        total += n
+        if n == 0:
+            return total
 
 
 def cmd_bank(args, settings) -> int:

@@ -48,16 +48,30 @@ WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.status IN ('verified'
                   AND p.entitlement_id = a.entitlement_id AND p.status <> 'cancelled')
 ORDER BY a.application_id
 """
+# The same, for one chunk of a draft's preparation: applications decided up to the draft's moment ($3),
+# after the cursor ($4), in application order.
+ELIGIBLE_CHUNK = """
+SELECT a.application_id, a.entitlement_id, e.amount_yen, a.bank_code, a.branch_code, a.account_type,
+       a.account_number_enc, a.holder_kana_enc, a.receipt_no
+FROM applications a
+JOIN entitlements e ON e.municipality_code = a.municipality_code AND e.entitlement_id = a.entitlement_id
+WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.status IN ('verified', 'approved')
+  AND e.status NOT IN ('declined', 'withdrawn')
+  AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.municipality_code = a.municipality_code
+                  AND p.entitlement_id = a.entitlement_id AND p.status <> 'cancelled')
+  AND coalesce(a.decided_at, a.submitted_at) <= $3 AND a.application_id > $4
+ORDER BY a.application_id LIMIT $5
+"""
 ELIGIBLE_TOTALS = f"SELECT count(*) AS count, coalesce(sum(amount_yen), 0)::bigint AS total_yen FROM ({ELIGIBLE}) x"
 RESERVE_IDS = "SELECT nextval('payments_payment_id_seq') FROM generate_series(1, $1)"
 # The id is chosen before the insert because it is part of the ciphertext's associated data.
 # payments_one_live makes a concurrent second creation for the same entitlement a no-op.
 INSERT_PAYMENTS = """
 INSERT INTO payments (municipality_code, payment_id, entitlement_id, application_id, amount_yen, bank_code,
-                      branch_code, account_type, bank_enc)
+                      branch_code, account_type, bank_enc, batch_id, status)
 OVERRIDING SYSTEM VALUE
-SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
-                         $8::smallint[], $9::bytea[])
+SELECT $1, *, $10::bigint, CASE WHEN $10::bigint IS NULL THEN 'ready' ELSE 'in_batch' END
+FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::smallint[], $9::bytea[])
 ON CONFLICT (municipality_code, entitlement_id) WHERE status IN ('ready', 'in_batch', 'released', 'paid')
 DO NOTHING
 """
@@ -75,10 +89,25 @@ async def create_payments_for_program(conn: asyncpg.Connection, cipher: FieldCip
     Call inside tenant_transaction(conn, code). Returns how many payments were created (a concurrent
     caller may have created some of them; the unique index keeps each entitlement to one live payment).
     Raises BankDetailsUnreadable, having created none, if any application's bank details do not decrypt.
+    For tests and tools that want a program's payments at once; 振込起案 creates them in the worker, in
+    chunks (payouts/drafting.py, `create_payments`).
     """
     rows = await conn.fetch(ELIGIBLE, code, program_id)
+    created, unreadable = await create_payments(conn, cipher, code, rows)
+    if unreadable:
+        raise BankDetailsUnreadable(unreadable)
+    return created
+
+
+async def create_payments(
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, rows: list[asyncpg.Record], batch_id: int | None = None
+) -> tuple[int, list[str]]:
+    """Create a payment for each of `rows` (ELIGIBLE's columns): 'ready', or with `batch_id` straight into
+    that batch ('in_batch'). Returns (created, receipt numbers of unreadable applications); when any
+    application's bank details do not decrypt, nothing is created: skipping them would pay the rest while
+    these wait unseen."""
     if not rows:
-        return 0
+        return 0, []
     ids = [r[0] for r in await conn.fetch(RESERVE_IDS, len(rows))]
     sealed, unreadable = [], []
     for payment_id, r in zip(ids, rows):
@@ -94,8 +123,7 @@ async def create_payments_for_program(conn: asyncpg.Connection, cipher: FieldCip
             continue
         sealed.append(seal_bank(cipher, payment_id, number, holder))
     if unreadable:
-        # Nothing is created: skipping them would pay the rest while these wait unseen.
-        raise BankDetailsUnreadable(unreadable)
+        return 0, unreadable
     status = await conn.execute(
         INSERT_PAYMENTS,
         code,
@@ -107,8 +135,9 @@ async def create_payments_for_program(conn: asyncpg.Connection, cipher: FieldCip
         [r["branch_code"] for r in rows],
         [r["account_type"] for r in rows],
         sealed,
+        batch_id,
     )
-    return int(status.split()[-1])
+    return int(status.split()[-1]), []
 
 
 async def insert_payment(

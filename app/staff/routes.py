@@ -39,7 +39,7 @@ from app.web.admission import client_address
 from app.web.bodies import read_form
 from app.web.errors import CsrfError
 from app.web.templates import add_template_dir, env, render
-from payouts import batches, reconcile
+from payouts import batches, drafting, reconcile
 from payouts.bankdays import JST, earliest_transfer_date, today_jst
 from payouts.settings_store import BankSettingsMissing, get_bank_settings, put_bank_settings
 
@@ -55,6 +55,7 @@ STATUS_LABELS = {
     "approved": "承認",
     "rejected": "却下",
     "withdrawn": "取下げ",
+    "preparing": "起案処理中",
     "draft": "起案（承認待ち）",
     "cancelled": "取消",
     "released": "送信済",
@@ -445,9 +446,8 @@ async def draft_submit(request, conn, staff, ctx):
     code = staff.municipality_code
     await batches.program(conn, code, program_id)
     form = ctx["form"]
-    batch_id = await batches.draft_batch(
+    batch_id = await drafting.draft_batch(
         conn,
-        await _cipher(request, conn, code),
         code,
         staff,
         program_id,
@@ -479,7 +479,7 @@ async def batch_page(request, conn, staff, ctx):
     code = staff.municipality_code
     batch = await batches.get_batch(conn, code, batch_id)
     view = None
-    if staff.has("approver"):
+    if staff.has("approver") and batch["status"] != "preparing":  # nothing to approve until it is a draft
         view = await batches.approval_view(
             conn, request.app.state.settings, await _cipher(request, conn, code), code, staff, batch_id
         )

@@ -26,10 +26,10 @@ from app.main import create_app
 from app.staff import enrolment, grants
 from app.staff.bank_form import LABELS as BANK_SETTINGS_FIELDS
 from app.tenancy.transaction import tenant_transaction
-from payouts import batches
 from tests.conftest import next_municipality_code
 from tests.hostile.helpers import csrf_from, forget_ip_failures, resident_sign_in, staff_signed_in
 from tests.intake.helpers import make_letters
+from tests.jobs import draft
 from tests.staff.conftest import add_application, add_bank_settings, make_staff
 
 # Every form field and query parameter the app reads (a new one only adds coverage when listed here).
@@ -273,7 +273,8 @@ async def world(make_world, app_pool, settings, transfer_date) -> Targets:
     async with tenant_transaction(app_pool, w.code) as conn:
         await add_bank_settings(conn, w.code)
         await add_application(conn, w, status="approved")
-        batch_id = await batches.draft_batch(conn, w.cipher, w.code, w.staff["draft"], w.program_id, transfer_date)
+    batch_id = await draft(app_pool, w, transfer_date)
+    async with tenant_transaction(app_pool, w.code) as conn:
         payment_id = await conn.fetchval("SELECT payment_id FROM payments WHERE batch_id = $1", batch_id)
         # Admin actions on staff ids act on this one, so the walk never disables the identities it uses.
         victim = await make_staff(conn, w, "victim", ["reviewer"])

@@ -12,10 +12,9 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.tenancy.transaction import tenant_transaction
-from payouts import batches
 from payouts.payments import ACCOUNT_NUMBER, BANK_UNREADABLE
 from tests.hostile.helpers import staff_signed_in
-from tests.jobs import run_payout_jobs
+from tests.jobs import draft, run_payout_jobs
 from tests.staff.conftest import add_bank_settings
 
 HOLDER = "ﾔﾏﾀﾞ ﾀﾛｳ"  # what tests/staff/conftest.add_application encrypts
@@ -80,7 +79,7 @@ async def test_the_review_view_explains_and_the_reviewer_cannot_approve(damage, 
 
 
 async def test_drafting_refuses_naming_the_receipt_and_creates_nothing(
-    make_world, client, app_pool, transfer_date, caplog
+    make_world, client, app_pool, transfer_date, caplog, settings
 ):
     world = await make_world(applications=3, status="approved")
     code, broken = world.code, world.applications[1]
@@ -105,10 +104,16 @@ async def test_drafting_refuses_naming_the_receipt_and_creates_nothing(
                 "expected_total_yen": "300000",
             },
         )
-    assert r.status_code == 409 and BANK_UNREADABLE in r.text and receipt in r.text
+        # The request records the draft; the worker's preparation finds the unreadable account.
+        assert r.status_code == 303
+        batch_path = r.headers["location"]
+        assert await run_payout_jobs(app_pool, settings, code) == ["refused"]
+    page = client.get(batch_path)
+    assert page.status_code == 200 and BANK_UNREADABLE in page.text and receipt in page.text
+    assert "起案できませんでした" in page.text and "取消" in page.text
     async with tenant_transaction(app_pool, code) as conn:
         assert await conn.fetchval("SELECT count(*) FROM payments") == 0
-        assert await conn.fetchval("SELECT count(*) FROM payout_batches") == 0
+        assert await conn.fetchval("SELECT status FROM payout_batches") == "cancelled"
     logged = _logged(caplog)
     assert "DecryptionError" in logged and ACCOUNT not in logged and HOLDER not in logged
 
@@ -120,9 +125,8 @@ async def test_the_approver_sees_which_payment_is_unreadable_instead_of_a_hash(
     code = world.code
     async with tenant_transaction(app_pool, code) as conn:
         await add_bank_settings(conn, code)
-        batch_id = await batches.draft_batch(
-            conn, world.cipher, code, world.staff["draft"], world.program_id, transfer_date
-        )
+    batch_id = await draft(app_pool, world, transfer_date)
+    async with tenant_transaction(app_pool, code) as conn:
         payment_id = await conn.fetchval("SELECT min(payment_id) FROM payments WHERE batch_id = $1", batch_id)
         await conn.execute(
             "UPDATE payments SET bank_enc = $2 WHERE payment_id = $1",

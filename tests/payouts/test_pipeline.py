@@ -144,9 +144,9 @@ async def test_bank_details_from_before_0009_are_refused_by_id_until_upgraded(
     owner_conn, settings, municipality, tmp_path
 ):
     """A payment still holding two ciphertexts (written before 0009) is reported, not rendered; after
-    upgrade_bank_layout the same approved bytes come out (the plaintext did not change)."""
+    `kyufu payouts upgrade-bank-layout` the same approved bytes come out (the plaintext did not change)."""
     from app.tenancy.municipalities import load_field_cipher
-    from payouts.payments import upgrade_bank_layout
+    from payouts import cli
 
     code = await municipality()
     batch = await make_batch(owner_conn, settings, code, tmp_path, approve=False)
@@ -164,9 +164,10 @@ async def test_bank_details_from_before_0009_are_refused_by_id_until_upgraded(
     with pytest.raises(zengin.InvalidPayments) as caught:
         await pipeline.render_batch(owner_conn, settings, code, batch.batch_id)
     assert [(p.reference, p.field, p.reason) for p in caught.value.problems] == [(a, "bank", "decrypt")]
-    async with tenant_transaction(owner_conn, code) as conn:
-        assert await upgrade_bank_layout(conn, cipher, code) == 1
-        assert await upgrade_bank_layout(conn, cipher, code) == 0
+    assert "kyufu payouts upgrade-bank-layout" in caught.value.problems[0].message  # the command exists
+    # What `kyufu payouts upgrade-bank-layout --municipality CODE` runs, committed per 10,000 payments.
+    assert await cli.upgrade_bank_layout(owner_conn, settings, code) == 1
+    assert await cli.upgrade_bank_layout(owner_conn, settings, code) == 0
     assert await _render(owner_conn, settings, code, batch.batch_id) == expected_file(batch)
 
 

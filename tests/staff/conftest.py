@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyotp
 import pytest
@@ -28,6 +29,7 @@ class World:
     program_id: int = 0
     snapshot_id: int = 0
     applications: list[int] = field(default_factory=list)
+    settings: Any = None  # the suite's Settings, for the worker's jobs (tests/jobs.py)
 
     def totp_now(self, login: str, offset_steps: int = 0) -> str:
         import time
@@ -134,7 +136,7 @@ async def add_application(
 async def build_world(db, code: str, settings, *, applications: int = 3, status: str = "needs_review") -> World:
     """Fill municipality `code` (db: a pool or a connection of the app role)."""
     async with tenant_transaction(db, code) as conn:
-        world = World(code, await load_field_cipher(conn, settings.master_key_bytes, code))
+        world = World(code, await load_field_cipher(conn, settings.master_key_bytes, code), settings=settings)
         # The admin first: it confirms the others' roles (ready_staff).
         for login, roles in (
             ("admin", ["admin"]),

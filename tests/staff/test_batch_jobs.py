@@ -12,7 +12,7 @@ from app.main import create_app
 from app.tenancy.transaction import tenant_transaction
 from payouts import batches, pipeline
 from tests.hostile.helpers import csrf_from, staff_signed_in
-from tests.jobs import run_payout_jobs
+from tests.jobs import draft, run_payout_jobs
 from tests.staff.conftest import add_bank_settings
 
 
@@ -68,6 +68,12 @@ async def test_the_console_never_renders_the_file_and_the_worker_hashes_and_rele
     )
     assert r.status_code == 303, r.text
     batch_id = int(r.headers["location"].rsplit("/", 1)[1])
+    # The request only recorded the draft: the worker creates its payments.
+    page = client.get(f"/staff/batches/{batch_id}")
+    assert "起案処理中" in page.text and "作成中（0 / 3 件）" in page.text and 'http-equiv="refresh"' in page.text
+    async with tenant_transaction(app_pool, code, readonly=True) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM payments") == 0
+    assert await run_payout_jobs(app_pool, settings, code, ("prepare_batch",)) == ["prepared 3"]
     page = client.get(f"/staff/batches/{batch_id}")
     assert "ハッシュ計算中（0 / 3 件）" in page.text and 'http-equiv="refresh"' in page.text
 
@@ -108,6 +114,7 @@ async def test_the_console_never_renders_the_file_and_the_worker_hashes_and_rele
     assert batch["status"] == "released" and batch["released_sha256"] == sha == batch["approved_sha256"]
     assert actions == [
         "batch.draft",
+        "batch.prepared",
         "personal_data.view",
         "personal_data.view",
         "batch.approve",
@@ -127,9 +134,8 @@ async def test_a_send_back_asks_for_a_new_hash_and_a_stale_hash_job_does_nothing
     code = world.code
     async with tenant_transaction(app_pool, code) as conn:
         await add_bank_settings(conn, code)
-        batch_id = await batches.draft_batch(
-            conn, world.cipher, code, world.staff["draft"], world.program_id, transfer_date
-        )
+    batch_id = await draft(app_pool, world, transfer_date)
+    async with tenant_transaction(app_pool, code) as conn:
         # Sent back before the first hash job ran: the first job is stale, the second one counts.
         await batches.reject_batch(conn, settings, code, world.staff["appr"], batch_id, "口座の確認")
         generation = (await batches.get_batch(conn, code, batch_id))["hash_generation"]
@@ -145,10 +151,7 @@ async def test_a_batch_the_stage_cannot_write_shows_why_instead_of_a_hash(
 ):
     world = await make_world(applications=1, status="approved")
     code = world.code
-    async with tenant_transaction(app_pool, code) as conn:  # no bank settings: the stage cannot make a header
-        batch_id = await batches.draft_batch(
-            conn, world.cipher, code, world.staff["draft"], world.program_id, transfer_date
-        )
+    batch_id = await draft(app_pool, world, transfer_date)  # no bank settings: the stage cannot make a header
     assert await run_payout_jobs(app_pool, settings, code) == ["refused"]
     async with tenant_transaction(app_pool, code) as conn:
         batch = await batches.get_batch(conn, code, batch_id)
@@ -164,9 +167,7 @@ async def test_the_database_refuses_an_approval_of_any_other_hash(make_world, ap
     code = world.code
     async with tenant_transaction(app_pool, code) as conn:
         await add_bank_settings(conn, code)
-        batch_id = await batches.draft_batch(
-            conn, world.cipher, code, world.staff["draft"], world.program_id, transfer_date
-        )
+    batch_id = await draft(app_pool, world, transfer_date)
     await run_payout_jobs(app_pool, settings, code)
     with pytest.raises(asyncpg.CheckViolationError, match="payout_batches_approves_the_recorded_hash"):
         async with tenant_transaction(app_pool, code) as conn:

@@ -1,6 +1,6 @@
 """The console in a real browser (Debian's Chromium): reviewer clears the queue → drafter drafts → the
-worker hashes the file (the page says ハッシュ計算中 meanwhile) → approver approves → 送信 → the worker
-releases it (送信処理中 meanwhile)."""
+worker prepares the draft and hashes the file (the page says 起案処理中 meanwhile) → approver approves →
+送信 → the worker releases it (送信処理中 meanwhile)."""
 
 from __future__ import annotations
 
@@ -84,11 +84,12 @@ def test_reviewer_drafter_approver_release(live_server, world, page, settings):
     screenshot(page, "staff-03-draft")
     page.click("text=この内容で起案する")
     page.wait_for_url(f"{base}/staff/batches/*")
-    assert "承認待ち" in page.locator("#batch-status").inner_text()
-    assert "ハッシュ計算中" in page.locator("#hashing").inner_text()
+    assert "起案処理中" in page.locator("#batch-status").inner_text()
+    assert "作成中（0 / 2 件）" in page.locator("#preparing").inner_text()
     batch_url = page.url
     _logout(page)
-    [sha] = _worker(settings, code)
+    [prepared, sha] = _worker(settings, code)  # the worker prepares the draft's payments, then hashes it
+    assert prepared == "prepared 2"
 
     _login(page, base, code, "appr", pyotp.TOTP(world.totp["appr"]).now())
     page.goto(batch_url)

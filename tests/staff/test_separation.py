@@ -17,7 +17,7 @@ from app.staff.errors import Conflict, Forbidden
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
 from devtools.demo_staff import confirm_pending, enrol_as_owner
-from payouts import batches
+from payouts import batches, drafting
 from tests.conftest import run_cli
 from tests.jobs import run_payout_jobs
 from tests.staff.conftest import PASSWORD, _staff, add_bank_settings, make_staff
@@ -44,7 +44,7 @@ async def _draft_and_try(app_pool, settings, world, drafter_login, approver_logi
             await _staff(conn, world.code, drafter_login),
             await _staff(conn, world.code, approver_login),
         )
-        batch_id = await batches.draft_batch(conn, world.cipher, world.code, drafter, world.program_id, transfer_date)
+        batch_id = await drafting.draft_batch(conn, world.code, drafter, world.program_id, transfer_date)
     await run_payout_jobs(app_pool, settings, world.code)  # the worker records the file's hash
     async with tenant_transaction(app_pool, world.code) as conn:
         sha = (await batches.get_batch(conn, world.code, batch_id))["plaintext_sha256"]

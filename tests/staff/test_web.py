@@ -13,7 +13,7 @@ from app.main import create_app
 from app.staff import grants
 from app.staff.routes import routes as staff_routes
 from app.tenancy.transaction import tenant_transaction
-from payouts import batches
+from tests.jobs import draft
 from tests.staff.conftest import PASSWORD, add_bank_settings, make_staff
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -144,9 +144,7 @@ async def test_role_matrix(make_world, client, app_pool, transfer_date):
     world = await make_world(applications=1, status="approved")
     async with tenant_transaction(app_pool, world.code) as conn:
         await add_bank_settings(conn, world.code)
-        batch_id = await batches.draft_batch(
-            conn, world.cipher, world.code, world.staff["draft2"], world.program_id, transfer_date
-        )
+    batch_id = await draft(app_pool, world, transfer_date, "draft2")
     ids = {"program_id": world.program_id, "batch_id": batch_id, "application_id": world.applications[0]}
     for login_name, role in (("rev", "reviewer"), ("draft", "drafter"), ("appr", "approver"), ("admin", "admin")):
         client.cookies.clear()
@@ -176,9 +174,8 @@ async def test_every_staff_route_answers_404_for_another_municipalitys_ids(
         async with tenant_transaction(app_pool, world.code) as conn:
             await add_bank_settings(conn, world.code)
             await make_staff(conn, world, "all", ["reviewer", "drafter", "approver", "admin"])
-            batch_id = await batches.draft_batch(
-                conn, world.cipher, world.code, world.staff["draft"], world.program_id, transfer_date
-            )
+        batch_id = await draft(app_pool, world, transfer_date)
+        async with tenant_transaction(app_pool, world.code) as conn:
             ids[world.code] = {
                 "application_id": world.applications[0],
                 "batch_id": batch_id,

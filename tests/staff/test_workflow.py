@@ -14,7 +14,7 @@ from app.staff.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.tenancy.transaction import tenant_transaction
 from payouts import batches, reconcile as reconciliation
 from payouts.payments import create_payments_for_program, open_bank
-from tests.jobs import run_payout_jobs
+from tests.jobs import draft, run_payout_jobs
 from tests.staff.conftest import add_application, add_bank_settings
 
 
@@ -25,11 +25,9 @@ async def _approved_world(make_world, app_pool, n=3):
     return world
 
 
-async def _draft(app_pool, world, transfer_date, who="draft"):
-    async with tenant_transaction(app_pool, world.code) as conn:
-        return await batches.draft_batch(
-            conn, world.cipher, world.code, world.staff[who], world.program_id, transfer_date
-        )
+async def _draft(app_pool, world, transfer_date, who="draft", **expected):
+    """振込起案 and the worker's preparation: the batch is a draft, or cancelled with its reason."""
+    return await draft(app_pool, world, transfer_date, who, **expected)
 
 
 async def _sha(app_pool, settings, world, batch_id):
@@ -127,11 +125,12 @@ async def test_drafting_freezes_the_set(make_world, app_pool, transfer_date):
         )
         # A later approved application does not slip into the frozen batch.
         await add_application(conn, world, status="approved")
-    with pytest.raises(Conflict):  # nothing ready except the new one... which goes to a new batch
-        async with tenant_transaction(app_pool, world.code) as conn:
-            await batches.draft_batch(
-                conn, world.cipher, world.code, world.staff["draft"], world.program_id, transfer_date, expected_count=5
-            )
+    # The drafter saw 5 but only the new one is left: the worker refuses that draft and says why.
+    refused = await _draft(app_pool, world, transfer_date, expected_count=5)
+    async with tenant_transaction(app_pool, world.code) as conn:
+        r = await batches.get_batch(conn, world.code, refused)
+        assert r["status"] == "cancelled" and "表示: 5件" in r["draft_error"] and "作成: 1件" in r["draft_error"]
+        assert await conn.fetchval("SELECT count(*) FROM payments WHERE batch_id = $1", refused) == 0
     second = await _draft(app_pool, world, transfer_date)
     async with tenant_transaction(app_pool, world.code) as conn:
         assert (await batches.get_batch(conn, world.code, second))["record_count"] == 1
@@ -144,15 +143,20 @@ async def test_concurrent_drafts_one_wins(make_world, app_pool, transfer_date):
     async def attempt(who):
         try:
             return await _draft(app_pool, world, transfer_date, who)
-        except Conflict:
+        except Conflict as exc:  # another draft of the program was still being prepared
+            assert "処理中" in str(exc)
             return None
 
     results = await asyncio.gather(*(attempt(w) for w in ("draft", "draft2", "draft", "draft2")))
-    winners = [r for r in results if r is not None]
-    assert len(winners) == 1
     async with tenant_transaction(app_pool, world.code) as conn:
+        rows = await conn.fetch("SELECT batch_id, status, draft_error FROM payout_batches")
+        winners = [r["batch_id"] for r in rows if r["status"] == "draft"]
+        assert len(winners) == 1 and winners[0] in results
         assert await conn.fetchval("SELECT count(*) FROM payments WHERE batch_id = $1", winners[0]) == 30
-        assert await conn.fetchval("SELECT count(*) FROM payout_batches") == 1
+        # The others were refused at once (one preparation per program) or found nothing left.
+        assert all(
+            r["status"] == "cancelled" and "ありません" in r["draft_error"] for r in rows if r["status"] != "draft"
+        )
 
 
 async def test_the_drafter_cannot_approve_in_the_app_or_in_the_database(make_world, app_pool, settings, transfer_date):
