@@ -21,7 +21,7 @@ log = logging.getLogger("kyufu.app")
 
 # Each area contributes routes: the module has `routes(settings) -> list[BaseRoute]`.
 AREA_ROUTES = [
-    "app.intake.routes",  # /api/v1, resident pages and the site root (before staff: routes are tried in
+    "app.intake.web.routes",  # /api/v1, resident pages and the site root (before staff: routes are tried in
     # order and the submit API takes the surges; no paths overlap)
     "app.staff.routes",  # /staff/...
 ]

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     # Seconds after which an outbox row that has not been marked done is enqueued again.
     outbox_retry_after_s: int = Field(60, alias="KYUFU_OUTBOX_RETRY_AFTER_S")
     # Verification jobs decide up to this many applications of a municipality at once (app/outbox.py),
-    # gathered for at most verify_batch_linger_ms after a submit commits (app/intake/batcher.py).
+    # gathered for at most verify_batch_linger_ms after a submit commits (app/intake/web/batcher.py).
     verify_batch_size: int = Field(250, alias="KYUFU_VERIFY_BATCH_SIZE", ge=1, le=5000)
     verify_batch_linger_ms: int = Field(500, alias="KYUFU_VERIFY_BATCH_LINGER_MS", ge=0, le=60_000)
     # Admission control (app/web/admission.py): requests in flight per process before a fast 503.

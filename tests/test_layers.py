@@ -82,9 +82,9 @@ def test_the_cycle_finder_finds_one(tmp_path, monkeypatch):
 
 HANDLER_MODULES = (
     "app/staff/routes.py",
-    "app/intake/pages.py",
-    "app/intake/api.py",
-    "app/intake/routes.py",
+    "app/intake/web/pages.py",
+    "app/intake/web/api.py",
+    "app/intake/web/routes.py",
     "app/main.py",
 )
 QUERY_METHODS = {

@@ -83,7 +83,7 @@ async def test_valkey_killed_and_restarted_empty_during_intake(cluster):
     letters = await make_letters(cluster.pool, cluster.settings.master_key_bytes, CODE, 120)
     await asyncio.to_thread(cluster.start_app)
     first = await apply_all(cluster.url, letters[:60])  # enqueued in Valkey; no worker runs yet
-    # The app dispatches 0.5 s after a commit (app/intake/batcher.py): wait until all 60 are in Valkey, or
+    # The app dispatches 0.5 s after a commit (app/intake/web/batcher.py): wait until all 60 are in Valkey, or
     # the kill finds some still unsent and a later dispatch enqueues them after the restart (seen on a
     # loaded machine: 54 of 60 "came back").
     for _ in range(200):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from app.intake import batcher as batcher_module
-from app.intake.batcher import SubmitBatcher
+from app.intake.web import batcher as batcher_module
+from app.intake.web.batcher import SubmitBatcher
 from app.tenancy.transaction import tenant_transaction
 
 REFRESH = "SELECT kyufu_refresh_intake_statistics()"

@@ -19,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from app.intake import banks
-from app.intake.batcher import for_app
 from app.intake.claims import submit_application
 from app.intake.forms import (
     BankAccount,
@@ -40,6 +39,7 @@ from app.intake.identity import (
 )
 from app.intake.signin import SIGNIN_FAILED_MESSAGE, authenticate, check_ip, municipality_keys, record_ip_failure
 from app.intake.status import household_view, programs as list_programs, progress
+from app.intake.web.batcher import for_app
 from app.registry.receipts import format_receipt
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 from app.tenancy.municipalities import get_municipality, list_municipalities

@@ -15,7 +15,6 @@ from starlette.responses import JSONResponse, Response
 
 from app.crypto import derive_key
 from app.intake import banks
-from app.intake.batcher import RateLimited, SignInRejected, SubmitBatcher, for_app
 from app.intake.claims import Claim
 from app.intake.forms import (
     BankDetails,
@@ -35,6 +34,7 @@ from app.intake.signin import (
     record_ip_failure,
 )
 from app.intake.status import latest_application, progress
+from app.intake.web.batcher import RateLimited, SignInRejected, SubmitBatcher, for_app
 from app.registry.receipts import format_receipt
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 from app.tenancy.municipalities import get_municipality

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from starlette.routing import Route
 
-from app.intake import api, pages
+from app.intake.web import api, pages
 from app.web.templates import add_template_dir
 
 add_template_dir(Path(__file__).resolve().parent / "templates")
