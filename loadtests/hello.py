@@ -9,13 +9,15 @@ from starlette.routing import Route
 
 
 async def hello(request):
-    return JSONResponse({"hello": "world"}, status_code=201,
-                        headers={"x-request-id": request.headers.get("x-request-id", "-")})
+    return JSONResponse(
+        {"hello": "world"}, status_code=201, headers={"x-request-id": request.headers.get("x-request-id", "-")}
+    )
 
 
 async def healthz(request):
     return JSONResponse({"status": "ok"})
 
 
-app = Starlette(routes=[Route("/api/v1/applications", hello, methods=["POST"]), Route("/healthz", healthz),
-                        Route("/", hello)])
+app = Starlette(
+    routes=[Route("/api/v1/applications", hello, methods=["POST"]), Route("/healthz", healthz), Route("/", hello)]
+)

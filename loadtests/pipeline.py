@@ -93,7 +93,8 @@ def pct(values: list[float], p: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, -(-len(ordered) * p // 100) - 1))]
+    # int(): with a float p the ceiling below is a float of whole value, and a list takes only an int index.
+    return ordered[max(0, min(len(ordered) - 1, int(-(-len(ordered) * p // 100)) - 1))]
 
 
 def fmt(value) -> str:
@@ -287,6 +288,13 @@ class Pipeline:
 
     # -- helpers --
 
+    @property
+    def database(self) -> Db:
+        """The bench's own read connection, opened by start_processes()."""
+        if self.db is None:
+            raise RuntimeError("the bench read the database before start_processes() connected to it")
+        return self.db
+
     def note(self, **figures) -> None:
         self.figures.update(figures)
 
@@ -327,7 +335,7 @@ class Pipeline:
         return m
 
     def batch_row(self, batch_id: int) -> dict:
-        return json.loads(self.db.row(BATCH_ROW, CODE, batch_id)[0])
+        return json.loads(self.database.row(BATCH_ROW, CODE, batch_id)[0])
 
     def rss_roots(self) -> dict[str, list[int]]:
         roots: dict[str, list[int]] = {}
@@ -629,19 +637,20 @@ class Pipeline:
         self.stage = "verification"
         t0 = time.monotonic()
         console.wait_for(
-            lambda: self.db.row(RECEIVED, CODE)[0] == 0,
+            lambda: self.database.row(RECEIVED, CODE)[0] == 0,
             timeout_s=self.args.verify_timeout,
             interval_s=0.5,
             what="every application to be verified",
         )
         waited_s = time.monotonic() - t0
-        lag = self.db.row(LAG, CODE, self.letter_program)
+        lag = self.database.row(LAG, CODE, self.letter_program)
         span_s = (lag["last_decided"] - lag["first_submitted"]).total_seconds()
         tail_s = (lag["last_decided"] - lag["last_submitted"]).total_seconds()
         statuses = {
-            f"{r['status']}/{r['channel']}": r["n"] for r in self.db.fetch(STATUS_COUNTS, CODE, self.letter_program)
+            f"{r['status']}/{r['channel']}": r["n"]
+            for r in self.database.fetch(STATUS_COUNTS, CODE, self.letter_program)
         }
-        reasons = {r["reason"]: r["n"] for r in self.db.fetch(REASONS, CODE, self.letter_program)}
+        reasons = {r["reason"]: r["n"] for r in self.database.fetch(REASONS, CODE, self.letter_program)}
         self.note(
             decided=lag["decided"],
             verified=lag["verified"],
@@ -667,7 +676,7 @@ class Pipeline:
         n = int(self.parse(r"created (\d+) push applications", text, "push settle").group(1))
         # The worker settles due programs itself at minute 5 of every hour (workers/verification.py): if
         # that came first, the command finds nothing left, and the applications are the cron's.
-        total = self.db.row(PUSH_APPLICATIONS, CODE, self.push_program)[0]
+        total = self.database.row(PUSH_APPLICATIONS, CODE, self.push_program)[0]
         self.note(push_applications=total, push_settled_by_command=n, push_settle_s=seconds)
         by = "" if n == total else f" ({total - n:,} of them by the worker's hourly settlement before the command)"
         self.say(f"push settle: {n:,} push applications made by the command in {seconds:.1f} s; {total:,} in all{by}")
@@ -755,7 +764,10 @@ class Pipeline:
         t_hashed = time.monotonic()
 
         self.stage = f"approve ({kind}, batch {batch_id})"
-        self.approver.submit(console.form_ending(page, "/approve"))
+        approve = console.form_ending(page, "/approve")
+        if approve is None:  # approvable_sha256 read the SHA-256 from this form, on this very page
+            raise StageFailed(f"the batch's page offers no approval: {console.page_text(page)}")
+        self.approver.submit(approve)
         t_approved = time.monotonic()
         page = self.approver.get(f"/staff/batches/{batch_id}")  # where the approval's redirect leads
         t_page = time.monotonic()
@@ -902,7 +914,7 @@ class Pipeline:
 
     def consistency(self) -> None:
         self.stage = "consistency"
-        online = self.db.row(ONLINE, CODE, self.letter_program)
+        online = self.database.row(ONLINE, CODE, self.letter_program)
         receipts_ok = (
             online["applications"] == self.wrk_result["created"] and online["entitlements"] == online["applications"]
         )
@@ -914,8 +926,8 @@ class Pipeline:
         )
         all_ok = receipts_ok
         for b in self.batches:
-            c = self.db.row(PAYOUT_CHECK, CODE, b["program"], b["batch_id"])
-            row = self.db.row(BATCH, CODE, b["batch_id"])
+            c = self.database.row(PAYOUT_CHECK, CODE, b["program"], b["batch_id"])
+            row = self.database.row(BATCH, CODE, b["batch_id"])
             ok = (
                 c["payable"] == c["paid_once"] == c["payments"] == row["record_count"]
                 and c["paid_wrongly"] == 0

@@ -86,7 +86,7 @@ def _cpu(pid: int) -> float:
 class Shape:
     """The parent's DDL pieces, read once."""
 
-    async def read(self, conn: asyncpg.Connection) -> "Shape":
+    async def read(self, conn: asyncpg.Connection) -> Shape:
         self.columns = await conn.fetchval(COLUMNS_SQL)
         self.checks = await conn.fetchval(PARENT_CHECKS_SQL)
         self.not_null = await conn.fetchval(NOT_NULL_SQL)
@@ -94,8 +94,17 @@ class Shape:
         return self
 
 
-async def load(conn: asyncpg.Connection, shape: Shape, table: str, payload: bytes, *, code_range: str | None,
-               workers: int, commit: bool, inline: bool = False) -> tuple[object, dict[str, float]]:
+async def load(
+    conn: asyncpg.Connection,
+    shape: Shape,
+    table: str,
+    payload: bytes,
+    *,
+    code_range: str | None,
+    workers: int,
+    commit: bool,
+    inline: bool = False,
+) -> tuple[asyncpg.transaction.Transaction, dict[str, float]]:
     """One table's load, timed step by step; returns the open transaction when commit is False. inline: the
     constraints are on the table before the COPY, which checks them row by row instead of a scan after it."""
     steps: dict[str, float] = {}
@@ -110,27 +119,38 @@ async def load(conn: asyncpg.Connection, shape: Shape, table: str, payload: byte
 
     tx = conn.transaction()
     await tx.start()
-    await conn.execute(f"SET LOCAL max_parallel_maintenance_workers = {workers}; "
-                       "SET LOCAL maintenance_work_mem = '512MB'; SET LOCAL default_statistics_target = 10")
+    await conn.execute(
+        f"SET LOCAL max_parallel_maintenance_workers = {workers}; "
+        "SET LOCAL maintenance_work_mem = '512MB'; SET LOCAL default_statistics_target = 10"
+    )
     await conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{table}")
     await conn.execute(f"CREATE TABLE {SCHEMA}.{table} ({shape.columns})")
-    await conn.execute(f"ALTER TABLE {SCHEMA}.{table} ALTER COLUMN municipality_code SET DEFAULT '{MUNICIPALITY}', "
-                       f"ALTER COLUMN snapshot_id SET DEFAULT {SNAPSHOT}")
+    await conn.execute(
+        f"ALTER TABLE {SCHEMA}.{table} ALTER COLUMN municipality_code SET DEFAULT '{MUNICIPALITY}', "
+        f"ALTER COLUMN snapshot_id SET DEFAULT {SNAPSHOT}"
+    )
     extra = f", ADD CONSTRAINT load_range CHECK ({code_range})" if code_range else ""
     constraints = f"ALTER TABLE {SCHEMA}.{table} {CROSS_COLUMN}, {shape.checks}, {shape.not_null}{extra}"
     if inline:
-        await conn.execute(constraints)     # an empty table: nothing to scan
-    await conn.copy_to_table(table, schema_name=SCHEMA, source=io.BytesIO(payload), format="binary",
-                             columns=list(residentcsv.OUTPUT_COLUMNS), freeze=True)
+        await conn.execute(constraints)  # an empty table: nothing to scan
+    await conn.copy_to_table(
+        table,
+        schema_name=SCHEMA,
+        source=io.BytesIO(payload),
+        format="binary",
+        columns=list(residentcsv.OUTPUT_COLUMNS),
+        freeze=True,
+    )
     step("copy")
     if not inline:
         await conn.execute(constraints)
         step("checks")
-    await conn.execute(f"CREATE UNIQUE INDEX {table}_pkey ON {SCHEMA}.{table} "
-                       "(municipality_code, snapshot_id, resident_code)")
+    await conn.execute(
+        f"CREATE UNIQUE INDEX {table}_pkey ON {SCHEMA}.{table} (municipality_code, snapshot_id, resident_code)"
+    )
     step("pkey")
     for name, definition in shape.indexes:
-        await conn.execute(f"CREATE INDEX {table}{name[len('residents'):]} ON {SCHEMA}.{table} {definition}")
+        await conn.execute(f"CREATE INDEX {table}{name[len('residents') :]} ON {SCHEMA}.{table} {definition}")
     step("indexes")
     await conn.execute(f"ANALYZE {SCHEMA}.{table}")
     step("analyze")
@@ -160,7 +180,7 @@ def halves(data: bytes) -> tuple[bytes, bytes, str]:
 
 def encode(data: bytes) -> bytes:
     body = read_header(data, RESIDENT_COLUMNS)
-    payload = residentcsv.encode(memoryview(data)[body.body_offset:], body.columns, RELATIONSHIPS, REMOVAL_REASONS)
+    payload = residentcsv.encode(memoryview(data)[body.body_offset :], body.columns, RELATIONSHIPS, REMOVAL_REASONS)
     if payload is None:
         raise SystemExit("the C encoder declined the synthetic file (or is not built): nothing to measure")
     return payload
@@ -198,30 +218,55 @@ async def run(url: str, residents: int) -> None:
         for inline in (False, True):
             t = time.perf_counter()
             (tx, steps_a), (_, steps_b) = await asyncio.gather(
-                load(a, shape, "floor_part0", payloads[0], code_range=f"resident_code < '{median}'", workers=0,
-                     commit=False, inline=inline),
-                load(b, shape, "floor_part1", payloads[1], code_range=f"resident_code >= '{median}'", workers=0,
-                     commit=True, inline=inline))
+                load(
+                    a,
+                    shape,
+                    "floor_part0",
+                    payloads[0],
+                    code_range=f"resident_code < '{median}'",
+                    workers=0,
+                    commit=False,
+                    inline=inline,
+                ),
+                load(
+                    b,
+                    shape,
+                    "floor_part1",
+                    payloads[1],
+                    code_range=f"resident_code >= '{median}'",
+                    workers=0,
+                    commit=True,
+                    inline=inline,
+                ),
+            )
             await a.execute(f"CREATE TABLE {SCHEMA}.floor_parts ({shape.columns}) PARTITION BY RANGE (resident_code)")
-            await a.execute(f"ALTER TABLE {SCHEMA}.floor_parts ATTACH PARTITION {SCHEMA}.floor_part0 "
-                            f"FOR VALUES FROM (MINVALUE) TO ('{median}')")
-            await a.execute(f"ALTER TABLE {SCHEMA}.floor_parts ATTACH PARTITION {SCHEMA}.floor_part1 "
-                            f"FOR VALUES FROM ('{median}') TO (MAXVALUE)")
+            await a.execute(
+                f"ALTER TABLE {SCHEMA}.floor_parts ATTACH PARTITION {SCHEMA}.floor_part0 "
+                f"FOR VALUES FROM (MINVALUE) TO ('{median}')"
+            )
+            await a.execute(
+                f"ALTER TABLE {SCHEMA}.floor_parts ATTACH PARTITION {SCHEMA}.floor_part1 "
+                f"FOR VALUES FROM ('{median}') TO (MAXVALUE)"
+            )
             await tx.commit()
             parallel[inline] = (time.perf_counter() - t, steps_a, steps_b)
             await a.execute(f"DROP TABLE {SCHEMA}.floor_parts")
     finally:
         await a.close()
         await b.close()
-    load_avg = "%.2f %.2f %.2f" % os.getloadavg()
+    load_avg = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     print(f"{residents} residents requested, {len(data) / 2**20:.1f} MiB CSV; load average {load_avg}")
     print(f"  bare COPY {bare:.2f} s | encoder {encoder:.2f} s")
-    print(f"  serial   {serial:.2f} s ({fmt(serial_steps)}): ratio {serial / bare:.2f} server only, "
-          f"{(encoder + serial) / bare:.2f} with the encoder")
+    print(
+        f"  serial   {serial:.2f} s ({fmt(serial_steps)}): ratio {serial / bare:.2f} server only, "
+        f"{(encoder + serial) / bare:.2f} with the encoder"
+    )
     for inline, label in ((False, "parallel"), (True, "parallel, constraints checked during the COPY")):
         took, steps_a, steps_b = parallel[inline]
-        print(f"  {label} {took:.2f} s (A: {fmt(steps_a)}; B: {fmt(steps_b)}): ratio {took / bare:.2f} server only, "
-              f"{(encoder + took) / bare:.2f} with the encoder")
+        print(
+            f"  {label} {took:.2f} s (A: {fmt(steps_a)}; B: {fmt(steps_b)}): ratio {took / bare:.2f} server only, "
+            f"{(encoder + took) / bare:.2f} with the encoder"
+        )
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.db import fetch_always  # noqa: E402
 from app.migrate import migrate  # noqa: E402
 from app.services import EmbeddedServices, _free_port, _port_open  # noqa: E402
 from app.tenancy.municipalities import add_municipality  # noqa: E402
@@ -77,15 +78,41 @@ async def seed(urls: dict, master_key: bytes, n: int, letters_file: Path) -> str
 
 
 def wrk(url: str, script: Path, args, env: dict) -> dict:
-    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency", "-s", str(script), url]
+    cmd = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{args.duration}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
 
 
 def serve(app: str, port: int, workers: int, env: dict, factory: bool) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers",
-           str(workers), "--log-level", "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+    ]
     if factory:
         cmd.append("--factory")
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
@@ -111,9 +138,11 @@ DRAIN_S = 2
 
 def report(name: str, r: dict) -> float:
     rate = r["created"] / (r["window_us"] / 1e6)
-    print(f"{name:12s} {rate:9.0f} 201/s   p50 {r['p50_us'] / 1000:6.1f} ms   p99 {r['p99_us'] / 1000:6.1f} ms   "
-          f"submissions {r['submissions']} in {r['window_us'] / 1e6:.2f} s  201 {r['created']}  409 {r['duplicate']}  "
-          f"other status (e.g. 503 shed) {r['other']}  socket errors {r['errors']}")
+    print(
+        f"{name:12s} {rate:9.0f} 201/s   p50 {r['p50_us'] / 1000:6.1f} ms   p99 {r['p99_us'] / 1000:6.1f} ms   "
+        f"submissions {r['submissions']} in {r['window_us'] / 1e6:.2f} s  201 {r['created']}  409 {r['duplicate']}  "
+        f"other status (e.g. 503 shed) {r['other']}  socket errors {r['errors']}"
+    )
     return rate
 
 
@@ -138,14 +167,25 @@ def main() -> int:
         t0 = time.monotonic()
         code = asyncio.run(seed(urls, base64.b64decode(master_b64), args.letters, letters_file))
         print(f"seeded {args.letters} letters in {time.monotonic() - t0:.1f}s")
-        env = dict(os.environ, KYUFU_ENV="test", KYUFU_DATA_DIR=str(root), DATABASE_URL=urls["DATABASE_URL"],
-                   DATABASE_OWNER_URL=urls["DATABASE_OWNER_URL"], REDIS_URL=urls["REDIS_URL"],
-                   KYUFU_MASTER_KEY=master_b64, KYUFU_SESSION_SECRET=base64.b64encode(secrets.token_bytes(32)).decode(),
-                   KYUFU_DB_POOL_MIN="4", KYUFU_DB_POOL_MAX="16",
-                   LETTERS=str(letters_file), WRK_THREADS=str(args.threads),
-                   SUBMIT_SECONDS=str(args.duration - DRAIN_S))
-        print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s; uvicorn --workers {args.workers}; "
-              f"{os.cpu_count()} CPUs")
+        env = dict(
+            os.environ,
+            KYUFU_ENV="test",
+            KYUFU_DATA_DIR=str(root),
+            DATABASE_URL=urls["DATABASE_URL"],
+            DATABASE_OWNER_URL=urls["DATABASE_OWNER_URL"],
+            REDIS_URL=urls["REDIS_URL"],
+            KYUFU_MASTER_KEY=master_b64,
+            KYUFU_SESSION_SECRET=base64.b64encode(secrets.token_bytes(32)).decode(),
+            KYUFU_DB_POOL_MIN="4",
+            KYUFU_DB_POOL_MAX="16",
+            LETTERS=str(letters_file),
+            WRK_THREADS=str(args.threads),
+            SUBMIT_SECONDS=str(args.duration - DRAIN_S),
+        )
+        print(
+            f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s; uvicorn --workers {args.workers}; "
+            f"{os.cpu_count()} CPUs"
+        )
 
         port = _free_port()
         procs.append(serve("app.main:app_factory", port, args.workers, env, factory=True))
@@ -167,14 +207,16 @@ def main() -> int:
             conn = await asyncpg.connect(urls["DATABASE_URL"])
             try:
                 async with tenant_transaction(conn, code, readonly=True) as c:
-                    return dict(await c.fetchrow(CHECK, code))
+                    return dict(await fetch_always(c, CHECK, code))
             finally:
                 await conn.close()
 
         db = asyncio.run(check())
         ok = db["applications"] == submit["created"] and db["entitlements"] == db["applications"]
-        print(f"consistency: applications in DB {db['applications']}, 201 receipts {submit['created']}, "
-              f"distinct entitlements {db['entitlements']} -> {'OK' if ok else 'MISMATCH'}")
+        print(
+            f"consistency: applications in DB {db['applications']}, 201 receipts {submit['created']}, "
+            f"distinct entitlements {db['entitlements']} -> {'OK' if ok else 'MISMATCH'}"
+        )
         return 0 if ok else 1
     finally:
         for proc in procs:

@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def _phases(ax, runs: list[dict], t0: float) -> None:
@@ -24,8 +24,10 @@ def _phases(ax, runs: list[dict], t0: float) -> None:
 def _figure(title: str, ylabel: str):
     fig, ax = plt.subplots(figsize=(11, 4.2))
     ax.set_title(title, pad=14)
-    ax.set_xlabel("seconds since the first run began "
-                  "(shaded: locust runs, label = offered journeys/s; blue = warm-up, red = 2× surge)")
+    ax.set_xlabel(
+        "seconds since the first run began "
+        "(shaded: locust runs, label = offered journeys/s; blue = warm-up, red = 2× surge)"
+    )
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     return fig, ax
@@ -68,8 +70,14 @@ def draw(out: Path, clients: dict, samples: list[dict], runs: list[dict], t0: fl
     st = [s["t"] - t0 for s in samples]
     fig, ax = _figure("Outbox backlog (rows not done)", "rows")
     ax.plot(st, [s["outbox_backlog"] for s in samples], label="database, every second", color="tab:blue")
-    ax.step(st, [s.get("worker", {}).get("kyufu_outbox_backlog", float("nan")) for s in samples], where="post",
-            ls="--", color="tab:gray", label="worker /metrics gauge (recomputed every 30 s)")
+    ax.step(
+        st,
+        [s.get("worker", {}).get("kyufu_outbox_backlog", float("nan")) for s in samples],
+        where="post",
+        ls="--",
+        color="tab:gray",
+        label="worker /metrics gauge (recomputed every 30 s)",
+    )
     ax2 = ax.twinx()
     ax2.plot(st, [s["outbox_oldest_s"] for s in samples], color="tab:brown", lw=0.8, label="oldest row age (s)")
     ax2.set_ylabel("oldest row age, s")
@@ -80,8 +88,11 @@ def draw(out: Path, clients: dict, samples: list[dict], runs: list[dict], t0: fl
     files.append(_save(fig, out / "outbox_backlog.png"))
 
     fig, ax = _figure("arq queue depth (read from Valkey every second)", "jobs waiting")
-    ax.plot(st, [s.get("queue_depth") if s.get("queue_depth") is not None else float("nan") for s in samples],
-            color="tab:purple")
+    ax.plot(
+        st,
+        [s.get("queue_depth") if s.get("queue_depth") is not None else float("nan") for s in samples],
+        color="tab:purple",
+    )
     _phases(ax, runs, t0)
     files.append(_save(fig, out / "queue_depth.png"))
     return files

@@ -32,8 +32,15 @@ from loadtests.submit_bench import seed, stop  # noqa: E402
 STAFF = [("surge-admin", ["reviewer", "admin"]), ("surge-rev1", ["reviewer"]), ("surge-rev2", ["reviewer"])]
 
 
-async def seed_staff(urls: dict, master_key: bytes, code: str, staff: list[tuple[str, list[str]]] = STAFF, *,
-                     second_admin: str = "surge-admin2", operator: str = "surge-seed") -> list[dict]:
+async def seed_staff(
+    urls: dict,
+    master_key: bytes,
+    code: str,
+    staff: list[tuple[str, list[str]]] = STAFF,
+    *,
+    second_admin: str = "surge-admin2",
+    operator: str = "surge-seed",
+) -> list[dict]:
     """Ready accounts for `staff` ((login, roles); the first with the admin role is the first admin) and
     their credentials: [{municipality, login, password, totp_secret}] in the order of `staff`."""
     import asyncpg
@@ -53,10 +60,13 @@ async def seed_staff(urls: dict, master_key: bytes, code: str, staff: list[tuple
     try:
         async with tenant_transaction(conn, code) as tx:
             cipher = await load_field_cipher(tx, master_key, code)
-            totp = await provision(tx, cipher, code, Operator(operator), admins,
-                                   [p for login, p in people.items() if login != first])
-        out = [{"municipality": code, "login": login, "password": people[login].password, "totp_secret": totp[login]}
-               for login, _roles in staff]
+            totp = await provision(
+                tx, cipher, code, Operator(operator), admins, [p for login, p in people.items() if login != first]
+            )
+        out = [
+            {"municipality": code, "login": login, "password": people[login].password, "totp_secret": totp[login]}
+            for login, _roles in staff
+        ]
     finally:
         await conn.close()
     return out
@@ -83,8 +93,9 @@ async def settle(urls: dict) -> None:
 class Cluster:
     """Everything lives under `root` (a temp dir); `down()` stops the processes and the servers."""
 
-    def __init__(self, root: Path, *, web_workers: int = 2, durable: bool = True,
-                 overrides: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, *, web_workers: int = 2, durable: bool = True, overrides: dict[str, str] | None = None
+    ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.services = EmbeddedServices(self.root / "services", durable=durable)
@@ -106,11 +117,16 @@ class Cluster:
         master_b64 = base64.b64encode(secrets.token_bytes(32)).decode()
         self.master_key = base64.b64decode(master_b64)
         self.env = dict(
-            os.environ, KYUFU_ENV="test", KYUFU_DATA_DIR=str(self.root / "data"),
-            DATABASE_URL=self.urls["DATABASE_URL"], DATABASE_OWNER_URL=self.urls["DATABASE_OWNER_URL"],
-            REDIS_URL=self.urls["REDIS_URL"], KYUFU_MASTER_KEY=master_b64,
+            os.environ,
+            KYUFU_ENV="test",
+            KYUFU_DATA_DIR=str(self.root / "data"),
+            DATABASE_URL=self.urls["DATABASE_URL"],
+            DATABASE_OWNER_URL=self.urls["DATABASE_OWNER_URL"],
+            REDIS_URL=self.urls["REDIS_URL"],
+            KYUFU_MASTER_KEY=master_b64,
             KYUFU_SESSION_SECRET=base64.b64encode(secrets.token_bytes(32)).decode(),
-            KYUFU_OUTBOX_DIR=str(self.root / "outbox"), KYUFU_WORKER_METRICS_PORT=str(self.worker_metrics_port),
+            KYUFU_OUTBOX_DIR=str(self.root / "outbox"),
+            KYUFU_WORKER_METRICS_PORT=str(self.worker_metrics_port),
             **self.overrides,
         )
 
@@ -127,17 +143,37 @@ class Cluster:
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
         log = open(self.root / f"{name}.log", "ab")
         # Own session: stopping it never signals the caller, and uvicorn's --workers children follow it.
-        proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         self.procs[name] = proc
         return proc
 
     def start_app(self) -> None:
-        proc = self._spawn("app", [
-            sys.executable, "-m", "uvicorn", "app.main:app_factory", "--factory", "--host", "127.0.0.1",
-            "--port", str(self.port), "--workers", str(self.web_workers), "--log-level", "warning",
-            "--no-access-log", "--loop", "uvloop", "--http", "httptools"])
+        proc = self._spawn(
+            "app",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:app_factory",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.web_workers),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+            ],
+        )
         deadline = time.monotonic() + 30
         while not _port_open(self.port):
             if time.monotonic() > deadline or proc.poll() is not None:

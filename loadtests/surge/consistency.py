@@ -19,6 +19,7 @@ import time
 
 import asyncpg
 
+from app.db import fetch_always
 from app.tenancy.transaction import tenant_transaction
 
 COUNTS = """
@@ -47,7 +48,7 @@ ALL_RECEIPTS = "SELECT receipt_no FROM applications WHERE municipality_code = $1
 
 async def _counts(conn: asyncpg.Connection, code: str) -> dict:
     async with tenant_transaction(conn, code, readonly=True) as tx:
-        return dict(await tx.fetchrow(COUNTS, code))
+        return dict(await fetch_always(tx, COUNTS, code))
 
 
 async def wait_drained(database_url: str, code: str, timeout_s: float) -> dict:
@@ -59,8 +60,12 @@ async def wait_drained(database_url: str, code: str, timeout_s: float) -> dict:
             c = await _counts(conn, code)
             drained = c["unverified"] == 0 and c["outbox_backlog"] == 0
             if drained or time.monotonic() - t0 > timeout_s:
-                return {"drained": drained, "seconds": round(time.monotonic() - t0, 1),
-                        "unverified": c["unverified"], "outbox_backlog": c["outbox_backlog"]}
+                return {
+                    "drained": drained,
+                    "seconds": round(time.monotonic() - t0, 1),
+                    "unverified": c["unverified"],
+                    "outbox_backlog": c["outbox_backlog"],
+                }
             await asyncio.sleep(0.5)
     finally:
         await conn.close()

@@ -38,11 +38,11 @@ from locust import FastHttpUser, constant, events, task
 
 PACING_S = float(os.environ.get("SURGE_PACING_S", "10"))
 RETRY_CAP_S = float(os.environ.get("SURGE_RETRY_CAP_S", "3"))
-THINK_S = (0.1, 0.4)           # between pages of one resident (short: a run reaches its steady load sooner)
-API_ATTEMPTS = 6               # first try + retries with the same Idempotency-Key
-WEB_ATTEMPTS = 3               # a browser user reloads a 「混み合っています」 page twice, then leaves
-LOST_RESPONSE_SHARE = 0.05     # API clients that never saw their 201 and send the same request again
-OTHER_HOLDER_SHARE = 10        # every 10th letter: an account in another person's name → 要審査
+THINK_S = (0.1, 0.4)  # between pages of one resident (short: a run reaches its steady load sooner)
+API_ATTEMPTS = 6  # first try + retries with the same Idempotency-Key
+WEB_ATTEMPTS = 3  # a browser user reloads a 「混み合っています」 page twice, then leaves
+LOST_RESPONSE_SHARE = 0.05  # API clients that never saw their 201 and send the same request again
+OTHER_HOLDER_SHARE = 10  # every 10th letter: an account in another person's name → 要審査
 BANK = {"bank_code": "0001", "branch_code": "001", "account_type": "1"}
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -73,11 +73,21 @@ _next_staff = itertools.count()
 _TOTP_USED = Path(os.environ.get("SURGE_STAFF", os.devnull) + ".totp-used")
 TOTP_STEP_S = 30
 
-applied: list[int] = []        # letters with a receipt: who checks status later
+applied: list[int] = []  # letters with a receipt: who checks status later
 counts: dict = {
-    "letters_used": 0, "letters_exhausted": 0, "api_retries": 0, "api_gave_up": 0, "web_retries": 0,
-    "web_abandoned": 0, "web_abandoned_after_submit": 0, "replays": 0, "replay_mismatch": 0, "replay_gave_up": 0,
-    "unexpected": 0, "reviews": 0, "review_conflicts": 0,
+    "letters_used": 0,
+    "letters_exhausted": 0,
+    "api_retries": 0,
+    "api_gave_up": 0,
+    "web_retries": 0,
+    "web_abandoned": 0,
+    "web_abandoned_after_submit": 0,
+    "replays": 0,
+    "replay_mismatch": 0,
+    "replay_gave_up": 0,
+    "unexpected": 0,
+    "reviews": 0,
+    "review_conflicts": 0,
 }
 _files: dict = {}
 
@@ -217,8 +227,9 @@ class ResidentWeb(Resident):
 
     def page(self, method: str, url: str, name: str, data: dict | None = None):
         for attempt in range(WEB_ATTEMPTS):
-            r = self.client.request(method, url, name=name + (" (retry)" if attempt else ""), data=data,
-                                    allow_redirects=False)
+            r = self.client.request(
+                method, url, name=name + (" (retry)" if attempt else ""), data=data, allow_redirects=False
+            )
             if _status(r) not in (0, 503):
                 return r
             if attempt + 1 < WEB_ATTEMPTS:
@@ -242,8 +253,13 @@ class ResidentWeb(Resident):
             ("GET", "/api/v1/banks?q=" + quote("みずほ"), "web GET bank type-ahead", None, 200),
             ("GET", m + "/bank", "web GET bank", None, 200),
             ("GET", "/api/v1/banks/0001/branches?q=" + quote("東京"), "web GET branch type-ahead", None, 200),
-            ("POST", m + "/bank", "web POST bank",
-             BANK | {"account_number": _account(i), "holder_kana": _holder(i)}, 303),
+            (
+                "POST",
+                m + "/bank",
+                "web POST bank",
+                BANK | {"account_number": _account(i), "holder_kana": _holder(i)},
+                303,
+            ),
             ("GET", m + "/confirm", "web GET confirm", None, 200),
             ("POST", m + "/confirm", "web POST confirm", {}, 303),
             ("GET", m + "/receipt", "web GET receipt", None, 200),
@@ -251,11 +267,13 @@ class ResidentWeb(Resident):
         token = ""
         for method, url, name, data, expected in steps:
             if method == "POST":
+                assert data is not None, "every POST step above lists its form's fields ({} for none)"
                 data = dict(data, csrf_token=token)
             r = self.page(method, url, name, data)
             if r is None or _status(r) != expected:
-                counts["web_abandoned_after_submit" if name in ("web POST confirm", "web GET receipt")
-                       else "web_abandoned"] += 1
+                counts[
+                    "web_abandoned_after_submit" if name in ("web POST confirm", "web GET receipt") else "web_abandoned"
+                ] += 1
                 if r is not None:
                     counts["unexpected"] += 1
                 return
@@ -290,9 +308,18 @@ class ResidentApi(Resident):
         if i is None:
             return
         code, access, pin = LETTERS[i]
-        body = {"municipality_code": code, "access_code": access, "pin": pin,
-                "bank": {"bank_code": BANK["bank_code"], "branch_code": BANK["branch_code"], "account_type": 1,
-                         "account_number": _account(i), "holder_kana": _holder(i)}}
+        body = {
+            "municipality_code": code,
+            "access_code": access,
+            "pin": pin,
+            "bank": {
+                "bank_code": BANK["bank_code"],
+                "branch_code": BANK["branch_code"],
+                "account_type": 1,
+                "account_number": _account(i),
+                "holder_kana": _holder(i),
+            },
+        }
         key = str(uuid.uuid4())
         for attempt in range(API_ATTEMPTS):
             r = self.submit(body, key, "api POST applications" + (" (retry)" if attempt else ""))
@@ -361,16 +388,23 @@ class StatusChecker(Resident):
         for attempt in range(WEB_ATTEMPTS):
             again = " (retry)" if attempt else ""
             if api:
-                r = self.client.post("/api/v1/status", json={"municipality_code": code, "access_code": access,
-                                                             "pin": pin}, name="status POST api" + again)
+                r = self.client.post(
+                    "/api/v1/status",
+                    json={"municipality_code": code, "access_code": access, "pin": pin},
+                    name="status POST api" + again,
+                )
             else:
                 self.client.cookiejar.clear()
                 r = self.client.get(f"/m/{code}/status", name="status GET page" + again, allow_redirects=False)
                 found = CSRF.search(r.text or "") if _status(r) == 200 else None
                 if found:
                     self.think()
-                    r = self.client.post(f"/m/{code}/status", name="status POST page", allow_redirects=False,
-                                         data={"csrf_token": found.group(1), "access_code": access, "pin": pin})
+                    r = self.client.post(
+                        f"/m/{code}/status",
+                        name="status POST page",
+                        allow_redirects=False,
+                        data={"csrf_token": found.group(1), "access_code": access, "pin": pin},
+                    )
             if _status(r) not in (0, 503):
                 if _status(r) != 200:
                     counts["unexpected"] += 1
@@ -386,7 +420,7 @@ class StaffReviewer(FastHttpUser):
 
     abstract = not STAFF  # no accounts given: no reviewers (locust would otherwise weight them in)
     fixed_count = len(STAFF)
-    wait_time = constant(2)   # plus the reading and deciding inside the task: ~one decision per 3-4 s
+    wait_time = constant(2)  # plus the reading and deciding inside the task: ~one decision per 3-4 s
     network_timeout = 15.0
 
     def __init__(self, environment) -> None:
@@ -403,9 +437,18 @@ class StaffReviewer(FastHttpUser):
         if token is None:
             return  # shed or failed: the next task tries again
         totp = self.totp_code()
-        r = self.client.post("/staff/login", name="staff POST login", allow_redirects=False, data={
-            "csrf_token": token.group(1), "municipality_code": self.account["municipality"],
-            "login": self.account["login"], "password": self.account["password"], "totp": totp})
+        r = self.client.post(
+            "/staff/login",
+            name="staff POST login",
+            allow_redirects=False,
+            data={
+                "csrf_token": token.group(1),
+                "municipality_code": self.account["municipality"],
+                "login": self.account["login"],
+                "password": self.account["password"],
+                "totp": totp,
+            },
+        )
         if _status(r) == 303:
             self.signed_in = True
             if totp:
@@ -446,10 +489,17 @@ class StaffReviewer(FastHttpUser):
         if token is None:
             return
         time.sleep(random.uniform(0.5, 1.0))
-        decision = {"decision": "approve", "comment": ""} if random.random() < 0.9 else \
-            {"decision": "reject", "comment": "口座名義が申請者と異なるため"}
-        r = self.client.post(f"/staff/applications/{app_id}/decision", name="staff POST decision",
-                             allow_redirects=False, data={"csrf_token": token.group(1)} | decision)
+        decision = (
+            {"decision": "approve", "comment": ""}
+            if random.random() < 0.9
+            else {"decision": "reject", "comment": "口座名義が申請者と異なるため"}
+        )
+        r = self.client.post(
+            f"/staff/applications/{app_id}/decision",
+            name="staff POST decision",
+            allow_redirects=False,
+            data={"csrf_token": token.group(1)} | decision,
+        )
         if _status(r) == 303:
             counts["reviews"] += 1
         elif _status(r) == 409:

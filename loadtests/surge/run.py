@@ -54,10 +54,10 @@ from loadtests.surge.sampler import Sampler  # noqa: E402
 from loadtests.surge.stats import Records, by_name, during_sign_ins, per_second, summarize  # noqa: E402
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
-APPLYING_SHARE = 4 / 5        # ResidentWeb + ResidentApi weights among all resident weights (locustfile)
+APPLYING_SHARE = 4 / 5  # ResidentWeb + ResidentApi weights among all resident weights (locustfile)
 MAX_SHED_SUSTAINABLE = 0.001
 MIN_ARRIVALS_KEPT = 0.9
-STATUS_RESERVE = 200          # letters nobody applies with, for status checks before the first receipt
+STATUS_RESERVE = 200  # letters nobody applies with, for status checks before the first receipt
 
 
 class BudgetSpent(Exception):
@@ -134,21 +134,52 @@ class Runner:
         users = residents + len(STAFF)
         budget = math.ceil(rate * APPLYING_SHARE * (seconds + a.pacing) * 1.3) + 20
         first = self.cursor
-        files = {k: self.work / f"{k}-{label}.{ext}" for k, ext in
-                 (("records", "csv"), ("receipts", "jsonl"), ("summary", "json"), ("locust", "log"))}
-        env = dict(os.environ, SURGE_LETTERS=str(self.cluster.letters_file),
-                   SURGE_LETTER_RANGE=f"{first}:{min(first + budget, a.letters)}",
-                   SURGE_STATUS_RANGE=f"0:{STATUS_RESERVE}", SURGE_STAFF=str(self.cluster.staff_file),
-                   SURGE_RECORDS=str(files["records"]), SURGE_RECEIPTS=str(files["receipts"]),
-                   SURGE_SUMMARY=str(files["summary"]), SURGE_PACING_S=str(a.pacing),
-                   SURGE_RETRY_CAP_S=str(a.retry_cap))
+        files = {
+            k: self.work / f"{k}-{label}.{ext}"
+            for k, ext in (("records", "csv"), ("receipts", "jsonl"), ("summary", "json"), ("locust", "log"))
+        }
+        env = dict(
+            os.environ,
+            SURGE_LETTERS=str(self.cluster.letters_file),
+            SURGE_LETTER_RANGE=f"{first}:{min(first + budget, a.letters)}",
+            SURGE_STATUS_RANGE=f"0:{STATUS_RESERVE}",
+            SURGE_STAFF=str(self.cluster.staff_file),
+            SURGE_RECORDS=str(files["records"]),
+            SURGE_RECEIPTS=str(files["receipts"]),
+            SURGE_SUMMARY=str(files["summary"]),
+            SURGE_PACING_S=str(a.pacing),
+            SURGE_RETRY_CAP_S=str(a.retry_cap),
+        )
         # All users at once: each waits for a random first slot within one pacing period (locustfile).
-        cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(users),
-               "-r", str(users), "--run-time", f"{seconds}s", "--stop-timeout", str(a.stop_timeout),
-               "--host", self.cluster.url, "--only-summary", "--exit-code-on-error", "0",
-               "--csv", str(self.work / f"locust-{label}")]
-        print(f"  {label}: {rate:g} journeys/s offered ({residents} resident users + {len(STAFF)} reviewers), "
-              f"{seconds} s ...", end="", flush=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "-u",
+            str(users),
+            "-r",
+            str(users),
+            "--run-time",
+            f"{seconds}s",
+            "--stop-timeout",
+            str(a.stop_timeout),
+            "--host",
+            self.cluster.url,
+            "--only-summary",
+            "--exit-code-on-error",
+            "0",
+            "--csv",
+            str(self.work / f"locust-{label}"),
+        ]
+        print(
+            f"  {label}: {rate:g} journeys/s offered ({residents} resident users + {len(STAFF)} reviewers), "
+            f"{seconds} s ...",
+            end="",
+            flush=True,
+        )
         with files["locust"].open("wb") as log:
             self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.sampler.locust_pid = self.proc.pid
@@ -168,15 +199,29 @@ class Runner:
         window = records.window(t0 + a.warmup_seconds, t_end)
         s = summarize(window, t_end - t0 - a.warmup_seconds)
         why = self._why_not(s, rate, clients)
-        run = {"label": label, "phase": phase, "target_journeys_per_s": rate, "users": users, "t0": t0,
-               "t1": t_end, "window_s": [a.warmup_seconds, round(t_end - t0, 2)], "stats": s, "clients": clients,
-               "letters": [first, self.cursor], "staff_sign_ins": during_sign_ins(records), "passed": not why,
-               "why_not": why, "files": files}
+        run = {
+            "label": label,
+            "phase": phase,
+            "target_journeys_per_s": rate,
+            "users": users,
+            "t0": t0,
+            "t1": t_end,
+            "window_s": [a.warmup_seconds, round(t_end - t0, 2)],
+            "stats": s,
+            "clients": clients,
+            "letters": [first, self.cursor],
+            "staff_sign_ins": during_sign_ins(records),
+            "passed": not why,
+            "why_not": why,
+            "files": files,
+        }
         if phase == "surge":
             run["by_name"] = by_name(window)
         verdict = "not judged" if phase == "warm-up" else "pass" if not why else "fail: " + "; ".join(why)
-        print(f" {s['admitted_per_s']} admitted/s, p99 {s['admitted_ms']['p99']} ms, shed "
-              f"{100 * s['shed_fraction']:.1f} %, errors {s['errors']} -> {verdict}")
+        print(
+            f" {s['admitted_per_s']} admitted/s, p99 {s['admitted_ms']['p99']} ms, shed "
+            f"{100 * s['shed_fraction']:.1f} %, errors {s['errors']} -> {verdict}"
+        )
         self.runs.append(run)
         return run
 
@@ -209,8 +254,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--factor", type=float, default=2.0, help="search step multiplier")
     p.add_argument("--max-runs", type=int, default=6, help="locust runs the search may use (bounds its time)")
     p.add_argument("--sustainable", type=float, help="skip the search and use this rate (journeys/s)")
-    p.add_argument("--warm-up-run", type=int, default=8, help="seconds of an unjudged run at half the start "
-                   "rate before the search (0: none)")
+    p.add_argument(
+        "--warm-up-run",
+        type=int,
+        default=8,
+        help="seconds of an unjudged run at half the start rate before the search (0: none)",
+    )
     p.add_argument("--step-seconds", type=int, default=15)
     p.add_argument("--surge-seconds", type=int, default=30)
     p.add_argument("--warmup-seconds", type=float, default=5, help="start of each run left out of its figures")
@@ -236,22 +285,35 @@ def _config(args) -> dict:
         "db_pool_max": args.db_pool_max or defaults["db_pool_max"].default,
         "busy_retry_after_s": defaults["busy_retry_after_s"].default,
         "mix": "journeys: web application 2 : API application 2 : status check 1 (half API, half page); "
-               f"+{len(STAFF)} reviewers (one decision per ~3-4 s each)",
+        f"+{len(STAFF)} reviewers (one decision per ~3-4 s each)",
     }
 
 
 def _headline(report: dict) -> list[str]:
     lines = [f"surge report: {report['out_dir']}/report.json (+ {', '.join(report['charts'])})"]
     sus = report["search"]["sustainable_journeys_per_s"]
-    lines += [f"  {r['label']}: {r['target_journeys_per_s']:g}/s, p99 {r['stats']['admitted_ms']['p99']} ms -> "
-              + ("pass" if r["passed"] else "; ".join(r["why_not"])) for r in report["runs"] if r["phase"] == "search"]
+    lines += [
+        f"  {r['label']}: {r['target_journeys_per_s']:g}/s, p99 {r['stats']['admitted_ms']['p99']} ms -> "
+        + ("pass" if r["passed"] else "; ".join(r["why_not"]))
+        for r in report["runs"]
+        if r["phase"] == "search"
+    ]
     if sus is None:
         lines.append("sustainable rate: none of the search steps passed; no 2x run")
     else:
-        best = max((r for r in report["runs"] if r["phase"] == "search" and r["passed"]),
-                   key=lambda r: r["target_journeys_per_s"], default=None)
-        tail = "" if best is None else (f" ({best['stats']['admitted_per_s']} admitted req/s, p99 "
-                                        f"{best['stats']['admitted_ms']['p99']} ms, nothing shed)")
+        best = max(
+            (r for r in report["runs"] if r["phase"] == "search" and r["passed"]),
+            key=lambda r: r["target_journeys_per_s"],
+            default=None,
+        )
+        tail = (
+            ""
+            if best is None
+            else (
+                f" ({best['stats']['admitted_per_s']} admitted req/s, p99 "
+                f"{best['stats']['admitted_ms']['p99']} ms, nothing shed)"
+            )
+        )
         lines.append(f"sustainable: {sus:g} journeys/s{tail} [{report['search']['how']}]")
     s = report["surge"]
     if s:
@@ -261,15 +323,20 @@ def _headline(report: dict) -> list[str]:
             f"{st['requests_per_s']} req/s: admitted {st['admitted_per_s']}/s, shed {100 * st['shed_fraction']:.1f} %, "
             f"errors {st['errors']}; admitted p50/p95/p99 {st['admitted_ms']['p50']}/{st['admitted_ms']['p95']}/"
             f"{st['admitted_ms']['p99']} ms -> p99 < {report['config']['p99_ms']:g} ms: "
-            f"{'MET' if s['p99_met'] else 'NOT MET'}; shed answers p99 {st['shed_ms']['p99']} ms")
+            f"{'MET' if s['p99_met'] else 'NOT MET'}; shed answers p99 {st['shed_ms']['p99']} ms"
+        )
     c, d = report["consistency"], report["drain"]
     lines.append(f"drain: {'done' if d['drained'] else 'NOT done'} in {d['seconds']} s")
-    lines.append(f"consistency: {'OK' if c['ok'] else 'FAILED'} — {c['receipts_given']} receipts given, "
-                 f"{c['applications']} applications {c['applications_by_status']}; "
-                 + ", ".join(f"{k} {v}" for k, v in c["checks"].items()))
+    lines.append(
+        f"consistency: {'OK' if c['ok'] else 'FAILED'} — {c['receipts_given']} receipts given, "
+        f"{c['applications']} applications {c['applications_by_status']}; "
+        + ", ".join(f"{k} {v}" for k, v in c["checks"].items())
+    )
     m = report["machine"]
-    lines.append(f"load average: start {m['load_average_start']}, during {m['load1_during']}, end "
-                 f"{m['load_average_end']}; {m['cpus']} CPUs")
+    lines.append(
+        f"load average: start {m['load_average_start']}, during {m['load1_during']}, end "
+        f"{m['load_average_end']}; {m['cpus']} CPUs"
+    )
     return lines
 
 
@@ -280,11 +347,18 @@ def main(argv: list[str] | None = None) -> int:
     out = (args.out or ROOT / "loadtests" / "results" / f"surge-{dt.datetime.now():%Y%m%d-%H%M%S}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="kyufu-surge-"))
-    overrides = {k: str(v) for k, v in (("KYUFU_MAX_IN_FLIGHT", args.max_in_flight),
-                                        ("KYUFU_DB_POOL_MAX", args.db_pool_max)) if v is not None}
-    machine = {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-               "platform": platform.platform(), "python": platform.python_version(),
-               "load_average_start": [round(x, 2) for x in os.getloadavg()]}
+    overrides = {
+        k: str(v)
+        for k, v in (("KYUFU_MAX_IN_FLIGHT", args.max_in_flight), ("KYUFU_DB_POOL_MAX", args.db_pool_max))
+        if v is not None
+    }
+    machine: dict[str, object] = {  # the report's "machine": start figures now, end figures added below
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+    }
     print(f"surge: {os.cpu_count()} CPUs, load average {machine['load_average_start']}; work dir {work}")
     cluster = Cluster(work / "cluster", web_workers=args.web_workers, durable=not args.no_fsync, overrides=overrides)
     sampler: Sampler | None = None
@@ -294,8 +368,12 @@ def main(argv: list[str] | None = None) -> int:
         cluster.start_app()
         cluster.start_worker()
         print(f"  cluster up, {args.letters} letters seeded, in {setup_s:.1f} s; app {cluster.url}")
-        sampler = Sampler(cluster.urls["DATABASE_URL"], cluster.code, cluster.urls["REDIS_URL"],
-                          f"http://127.0.0.1:{cluster.worker_metrics_port}/metrics")
+        sampler = Sampler(
+            cluster.urls["DATABASE_URL"],
+            cluster.code,
+            cluster.urls["REDIS_URL"],
+            f"http://127.0.0.1:{cluster.worker_metrics_port}/metrics",
+        )
         sampler.start()
         runner = Runner(args, cluster, sampler, work)
         if args.warm_up_run:  # not judged: first requests of each process, statement caches, page cache
@@ -304,23 +382,33 @@ def main(argv: list[str] | None = None) -> int:
             sustainable, how = args.sustainable, "given with --sustainable"
         else:
             sustainable = runner.search()
-            how = (f"search from {args.start_rate:g}/s ×{args.factor:g}, refined once, failures confirmed by a "
-                   f"second run; pass = p99 admitted < "
-                   f"{args.p99_ms:g} ms, shed ≤ {100 * MAX_SHED_SUSTAINABLE:g} %, no errors, arrivals ≥ "
-                   f"{100 * MIN_ARRIVALS_KEPT:g} % of offered")
+            how = (
+                f"search from {args.start_rate:g}/s ×{args.factor:g}, refined once, failures confirmed by a "
+                f"second run; pass = p99 admitted < "
+                f"{args.p99_ms:g} ms, shed ≤ {100 * MAX_SHED_SUSTAINABLE:g} %, no errors, arrivals ≥ "
+                f"{100 * MIN_ARRIVALS_KEPT:g} % of offered"
+            )
         surge = None
         if sustainable:
             run = runner.locust("surge", "surge", round(2 * sustainable, 1))
             p99 = run["stats"]["admitted_ms"]["p99"]
-            surge = {"target_journeys_per_s": run["target_journeys_per_s"], "stats": run["stats"],
-                     "by_name": run["by_name"], "p99_met": p99 is not None and p99 < args.p99_ms}
+            surge = {
+                "target_journeys_per_s": run["target_journeys_per_s"],
+                "stats": run["stats"],
+                "by_name": run["by_name"],
+                "p99_met": p99 is not None and p99 < args.p99_ms,
+            }
         print("  waiting for verification to drain ...", flush=True)
         drain = asyncio.run(consistency.wait_drained(cluster.urls["DATABASE_URL"], cluster.code, args.drain_timeout))
         time.sleep(1.5)  # one more sample after the drain, for the charts
         sampler.stop()
 
-        receipts = [json.loads(line) for run in runner.runs for line in
-                    run["files"]["receipts"].read_text().splitlines() if line]
+        receipts = [
+            json.loads(line)
+            for run in runner.runs
+            for line in run["files"]["receipts"].read_text().splitlines()
+            if line
+        ]
         clients: dict = {}
         for run in runner.runs:
             for k, v in run["clients"].items():
@@ -336,11 +424,13 @@ def main(argv: list[str] | None = None) -> int:
             if (work / f"locust-surge_{kind}.csv").exists():
                 shutil.copy(work / f"locust-surge_{kind}.csv", out / f"locust_surge_{kind}.csv")
         loads = [s["load1"] for s in sampler.samples]
-        machine |= {"load_average_end": [round(x, 2) for x in os.getloadavg()],
-                    "load1_during": {"min": round(min(loads), 2), "max": round(max(loads), 2)} if loads else None}
+        machine |= {
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+            "load1_during": {"min": round(min(loads), 2), "max": round(max(loads), 2)} if loads else None,
+        }
         report = {
             "version": 1,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "command": " ".join(["loadtests/surge/run.py", *(sys.argv[1:] if argv is None else argv)]),
             "out_dir": str(out),
             "machine": machine,
@@ -354,8 +444,10 @@ def main(argv: list[str] | None = None) -> int:
             "clients": clients,
             "server": {"tracebacks_in_logs": cluster.tracebacks()},
             "charts": files,
-            "timeseries": {"clients_per_second": series,
-                           "samples": [{k: v for k, v in s.items() if k != "app"} for s in sampler.samples]},
+            "timeseries": {
+                "clients_per_second": series,
+                "samples": [{k: v for k, v in s.items() if k != "app"} for s in sampler.samples],
+            },
         }
         (out / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str))
         print("\n".join(_headline(report)))

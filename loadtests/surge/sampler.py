@@ -46,7 +46,7 @@ class Sampler:
         self.database_url, self.code = database_url, code
         self.redis_url, self.worker_metrics_url = redis_url, worker_metrics_url
         self.samples: list[dict] = []
-        self.locust_pid: int | None = None   # set by the caller while a locust run is going
+        self.locust_pid: int | None = None  # set by the caller while a locust run is going
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="surge-sampler", daemon=True)
 
@@ -64,10 +64,10 @@ class Sampler:
 
     async def _run(self) -> None:
         import asyncpg
-
-        from app.tenancy.transaction import tenant_transaction
-
         from redis.asyncio import Redis
+
+        from app.db import fetch_always
+        from app.tenancy.transaction import tenant_transaction
 
         conn = await asyncpg.connect(self.database_url)
         redis = Redis.from_url(self.redis_url, socket_timeout=1)
@@ -77,13 +77,14 @@ class Sampler:
             while not self._stop.is_set():
                 s: dict = {"t": time.time()}
                 async with tenant_transaction(conn, self.code, readonly=True) as tx:
-                    row = await tx.fetchrow(BACKLOG, self.code)
+                    row = await fetch_always(tx, BACKLOG, self.code)
                     s["outbox_backlog"], s["outbox_oldest_s"] = int(row["pending"]), float(row["oldest_s"])
                     s["applications"] = {r["status"]: r["n"] for r in await tx.fetch(BY_STATUS, self.code)}
                 loop = asyncio.get_running_loop()
                 try:
                     s["worker"] = await loop.run_in_executor(
-                        None, scrape, self.worker_metrics_url, ("kyufu_outbox_backlog", "kyufu_arq_queue_depth"))
+                        None, scrape, self.worker_metrics_url, ("kyufu_outbox_backlog", "kyufu_arq_queue_depth")
+                    )
                 except OSError as exc:  # a scrape that failed is a gap in the chart, named in the sample
                     s["worker"] = {"error": type(exc).__name__}
                 try:

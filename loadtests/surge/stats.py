@@ -18,13 +18,13 @@ JOURNEY_STARTS = ("web GET start", "api POST applications", "status POST api", "
 
 @dataclass
 class Records:
-    start: np.ndarray      # epoch seconds
-    latency: np.ndarray    # ms
+    start: np.ndarray  # epoch seconds
+    latency: np.ndarray  # ms
     status: np.ndarray
-    name: np.ndarray       # str
+    name: np.ndarray  # str
 
     @classmethod
-    def load(cls, paths: list[Path]) -> "Records":
+    def load(cls, paths: list[Path]) -> Records:
         rows = []
         for path in paths:
             if path.exists():
@@ -34,10 +34,14 @@ class Records:
             return cls(np.zeros(0), np.zeros(0), np.zeros(0, dtype=int), np.zeros(0, dtype=object))
         start, latency, status, name = zip(*rows)
         order = np.argsort(np.asarray(start, dtype=float), kind="stable")
-        return cls(np.asarray(start, dtype=float)[order], np.asarray(latency, dtype=float)[order],
-                   np.asarray(status, dtype=int)[order], np.asarray(name, dtype=object)[order])
+        return cls(
+            np.asarray(start, dtype=float)[order],
+            np.asarray(latency, dtype=float)[order],
+            np.asarray(status, dtype=int)[order],
+            np.asarray(name, dtype=object)[order],
+        )
 
-    def window(self, t0: float, t1: float) -> "Records":
+    def window(self, t0: float, t1: float) -> Records:
         m = (self.start >= t0) & (self.start < t1)
         return Records(self.start[m], self.latency[m], self.status[m], self.name[m])
 
@@ -89,8 +93,12 @@ def by_name(r: Records) -> dict:
         sub = Records(r.start[m], r.latency[m], r.status[m], r.name[m])
         adm = sub.latency[sub.admitted]
         statuses, counts = np.unique(sub.status, return_counts=True)
-        out[name] = {"requests": int(m.sum()), "p50_ms": pct(adm, 50), "p99_ms": pct(adm, 99),
-                     "status": {str(s): int(c) for s, c in zip(statuses, counts)}}
+        out[name] = {
+            "requests": int(m.sum()),
+            "p50_ms": pct(adm, 50),
+            "p99_ms": pct(adm, 99),
+            "status": {str(s): int(c) for s, c in zip(statuses, counts)},
+        }
     return out
 
 
@@ -98,8 +106,16 @@ def per_second(r: Records, t0: float, t1: float) -> dict:
     """Per-second buckets (by request start) from t0 to t1, for the charts."""
     n = max(1, int(np.ceil(t1 - t0)))
     idx = np.clip((r.start - t0).astype(int), 0, n - 1)
-    series: dict[str, list] = {"t": list(range(n)), "admitted": [], "shed": [], "errors": [], "shed_fraction": [],
-                               "p50_ms": [], "p95_ms": [], "p99_ms": []}
+    series: dict[str, list] = {
+        "t": list(range(n)),
+        "admitted": [],
+        "shed": [],
+        "errors": [],
+        "shed_fraction": [],
+        "p50_ms": [],
+        "p95_ms": [],
+        "p99_ms": [],
+    }
     adm, shed, err = r.admitted, r.shed, r.errors
     for i in range(n):
         m = idx == i
@@ -124,6 +140,11 @@ def during_sign_ins(r: Records, name: str = "staff POST login") -> dict:
         inside |= (r.start >= a) & (r.start < b)
     inside &= r.admitted & ~m
     lat = r.latency[inside]
-    return {"sign_ins": len(spans), "sign_in_ms": [round(float(x), 1) for x in r.latency[m]],
-            "requests_started_during": int(inside.sum()), "their_p50_ms": pct(lat, 50), "their_p99_ms": pct(lat, 99),
-            "others_p50_ms": pct(r.latency[r.admitted & ~inside & ~m], 50)}
+    return {
+        "sign_ins": len(spans),
+        "sign_in_ms": [round(float(x), 1) for x in r.latency[m]],
+        "requests_started_during": int(inside.sum()),
+        "their_p50_ms": pct(lat, 50),
+        "their_p99_ms": pct(lat, 99),
+        "others_p50_ms": pct(r.latency[r.admitted & ~inside & ~m], 50),
+    }

@@ -81,8 +81,13 @@ async def make_letters(
                 (head, "世帯主", True, "太郎", "タロウ", dt.date(1980, 4, 1)),
                 (spouse, "妻", False, "花子", "ハナコ", dt.date(1982, 6, 1)),
             ):
-                rcs.append(rc), hhs.append(hh), rels.append(rel), is_head.append(h), givens.append(g)
-                kanas.append(k), born.append(b)
+                rcs.append(rc)
+                hhs.append(hh)
+                rels.append(rel)
+                is_head.append(h)
+                givens.append(g)
+                kanas.append(k)
+                born.append(b)
         await conn.execute(INSERT_RESIDENTS, code, snap, rcs, hhs, rels, is_head, givens, kanas, born)
         ents = await conn.fetch(INSERT_ENTITLEMENTS, code, program_id, snap, households, heads)
         by_hh = {r["household_no"]: r["entitlement_id"] for r in ents}
