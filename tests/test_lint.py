@@ -1,6 +1,6 @@
 """The linters pass, so `make test` (and CI) runs them: ruff's rules (ruff.toml), ruff's formatting, and mypy
-(mypy.ini) over app/, payouts/, workers/, tools/ and devtools/. Each runs as the developer would, from the venv's bin
-directory at the repository root, and a failure shows the tool's own report."""
+(mypy.ini) over app/, payouts/, workers/, tools/, devtools/ and loadtests/. Each runs as the developer would,
+from the venv's bin directory at the repository root, and a failure shows the tool's own report."""
 
 from __future__ import annotations
 
