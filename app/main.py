@@ -23,7 +23,7 @@ log = logging.getLogger("kyufu.app")
 AREA_ROUTES = [
     "app.intake.web.routes",  # /api/v1, resident pages and the site root (before staff: routes are tried in
     # order and the submit API takes the surges; no paths overlap)
-    "app.staff.routes",  # /staff/...
+    "app.staff.web.routes",  # /staff/...
 ]
 # Cross-cutting web setup (middleware, exception handlers): `setup(app, settings)`.
 AREA_SETUP = [

@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from app.staff.routes import routes as staff_routes
+from app.staff.web.routes import routes as staff_routes
 from tests.hostile.helpers import csrf_from, resident_sign_in
 from tests.intake.helpers import make_letters
 from tests.staff.conftest import PASSWORD

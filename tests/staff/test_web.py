@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.staff import grants
-from app.staff.routes import routes as staff_routes
+from app.staff.web.routes import routes as staff_routes
 from app.tenancy.transaction import tenant_transaction
 from tests.jobs import draft
 from tests.staff.conftest import PASSWORD, add_bank_settings, make_staff

@@ -1,0 +1,124 @@
+"""振込起案 and approval (/staff/programs/<id>/draft, /staff/batches/...): drafting a batch, the list, one
+batch and its actions (approve, reject, resubmit, cancel, release); the work itself runs in the worker."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from app.staff.errors import InvalidInput
+from app.staff.web.common import cipher, int_param, page, redirect
+from app.web.templates import render
+from payouts import batches, drafting
+from payouts.bankdays import earliest_transfer_date, today_jst
+
+
+def _parse_date(value: str, field: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(f"{field}は YYYY-MM-DD 形式の日付で入力してください。") from None
+
+
+def _parse_int(value: object, field: str) -> int:
+    text = str(value or "").strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 15:
+        raise InvalidInput(f"{field}は半角数字で入力してください。")
+    return int(text)
+
+
+@page("drafter")
+async def draft_page(request, conn, staff, ctx):
+    program_id = int_param(request, "program_id")
+    code = staff.municipality_code
+    program = await batches.program(conn, code, program_id)
+    preview = await batches.draft_preview(conn, code, program_id)
+    lead = await batches.lead_days(conn, code)
+    return render(
+        request,
+        "staff_draft.html",
+        ctx
+        | {
+            "title": f"振込起案: {program['name']}",
+            "program": program,
+            "preview": preview,
+            "lead_days": lead,
+            "earliest": earliest_transfer_date(today_jst(), lead).isoformat(),
+        },
+    )
+
+
+@page("drafter")
+async def draft_submit(request, conn, staff, ctx):
+    program_id = int_param(request, "program_id")
+    code = staff.municipality_code
+    await batches.program(conn, code, program_id)
+    form = ctx["form"]
+    batch_id = await drafting.draft_batch(
+        conn,
+        code,
+        staff,
+        program_id,
+        _parse_date(str(form.get("transfer_date", "")), "振込指定日（transfer_date）"),
+        expected_count=_parse_int(form.get("expected_count"), "件数（expected_count）"),
+        expected_total_yen=_parse_int(form.get("expected_total_yen"), "合計金額（expected_total_yen）"),
+    )
+    return redirect(f"/staff/batches/{batch_id}")
+
+
+@page()
+async def batch_list(request, conn, staff, ctx):
+    code = staff.municipality_code
+    return render(
+        request,
+        "staff_batches.html",
+        ctx
+        | {
+            "title": "振込起案・承認",
+            "batches": await batches.list_batches(conn, code),
+            "programs": await batches.programs(conn, code),
+        },
+    )
+
+
+@page()
+async def batch_page(request, conn, staff, ctx):
+    batch_id = int_param(request, "batch_id")
+    code = staff.municipality_code
+    batch = await batches.get_batch(conn, code, batch_id)
+    view = None
+    if staff.has("approver") and batch["status"] != "preparing":  # nothing to approve until it is a draft
+        view = await batches.approval_view(
+            conn, request.app.state.settings, await cipher(request, conn, code), code, staff, batch_id
+        )
+    return render(
+        request,
+        "staff_batch.html",
+        ctx
+        | {
+            "title": f"起案 #{batch_id}",
+            "batch": batch,
+            "view": view,
+            "by_bank": view["by_bank"] if view else await batches.by_bank(conn, code, batch_id),
+        },
+    )
+
+
+def batch_action(action: str, *roles: str):
+    @page(*roles)
+    async def endpoint(request, conn, staff, ctx):
+        batch_id = int_param(request, "batch_id")
+        code, form, settings = staff.municipality_code, ctx["form"], request.app.state.settings
+        if action == "approve":
+            await batches.approve_batch(conn, settings, code, staff, batch_id, str(form.get("sha256", "")))
+        elif action == "reject":
+            await batches.reject_batch(conn, settings, code, staff, batch_id, str(form.get("comment", "")))
+        elif action == "resubmit":
+            await batches.resubmit_batch(conn, code, staff, batch_id)
+        elif action == "cancel":
+            await batches.cancel_batch(conn, code, staff, batch_id)
+        elif action == "release":
+            await batches.release_batch(conn, settings, code, staff, batch_id)
+        return redirect(f"/staff/batches/{batch_id}")
+
+    endpoint.__name__ = f"batch_{action}"
+    return endpoint

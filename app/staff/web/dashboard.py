@@ -1,0 +1,29 @@
+"""The dashboard (/staff/): per program what is owed and paid, the 審査 queue, the latest batches."""
+
+from __future__ import annotations
+
+from app.staff import accounts, overview
+from app.staff.web.common import jst, page
+from app.web.templates import render
+from payouts import batches
+
+
+@page()
+async def dashboard(request, conn, staff, ctx):
+    code = staff.municipality_code
+    rows = await overview.program_overview(conn, code)
+    queue_count = await overview.queue_count(conn, code)
+    notice = await accounts.signin_notice(conn, code, staff.staff_id)
+    return render(
+        request,
+        "staff_dashboard.html",
+        ctx
+        | {
+            "title": "ダッシュボード",
+            "programs": rows,
+            "queue_count": queue_count,
+            "batches": (await batches.list_batches(conn, code))[:10],
+            "signin_notice": notice
+            and {"failures": notice["notice_failures"], "last": jst(notice["notice_last_failed_at"])},
+        },
+    )

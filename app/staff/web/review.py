@@ -1,0 +1,70 @@
+"""審査 (/staff/review, /staff/applications/...): the queue, search by receipt number, one application and
+its decision."""
+
+from __future__ import annotations
+
+from app.staff import review
+from app.staff.web.common import cipher, int_param, page, redirect
+from app.web.templates import render
+
+
+@page("reviewer", "admin")
+async def review_queue(request, conn, staff, ctx):
+    rows, total = await review.queue(conn, staff.municipality_code)
+    return render(
+        request,
+        "staff_review.html",
+        ctx
+        | {
+            "title": "審査",
+            "rows": rows,
+            "total": total,
+            "reason_labels": review.REASON_LABELS,
+        },
+    )
+
+
+@page("reviewer", "admin")
+async def review_search(request, conn, staff, ctx):
+    app_id = await review.find(conn, staff.municipality_code, staff, str(ctx["form"].get("receipt_no", "")))
+    return redirect(f"/staff/applications/{app_id}")
+
+
+@page("reviewer", "admin")
+async def application_page(request, conn, staff, ctx):
+    app_id = int_param(request, "application_id")
+    code = staff.municipality_code
+    purpose = request.query_params.get("purpose")
+    view = None
+    if purpose:
+        view = await review.personal_view(conn, await cipher(request, conn, code), code, staff, app_id, purpose)
+    app = view["app"] if view else await review.summary(conn, code, app_id)
+    return render(
+        request,
+        "staff_application.html",
+        ctx
+        | {
+            "title": f"申請 {app['receipt_no']}",
+            "app": app,
+            "view": view,
+            "purposes": review.PURPOSES,
+            "reason_labels": review.REASON_LABELS,
+        },
+    )
+
+
+@page("reviewer")
+async def application_decision(request, conn, staff, ctx):
+    app_id = int_param(request, "application_id")
+    form = ctx["form"]
+    code = staff.municipality_code
+    await review.decide(
+        conn,
+        await cipher(request, conn, code),
+        code,
+        staff,
+        app_id,
+        str(form.get("decision", "")),
+        str(form.get("comment", "")),
+    )
+    return redirect("/staff/review")

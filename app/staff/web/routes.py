@@ -1,0 +1,60 @@
+"""Routes of the console (mounted by app/main.py): every /staff/ URL and the handler that answers it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.routing import BaseRoute, Route
+
+from app.staff.web import admin, batches, dashboard, enrolment, reconciliation, review, signin
+from app.staff.web.common import jst
+from app.web.templates import add_template_dir, env
+
+add_template_dir(Path(__file__).resolve().parent / "templates")
+env.filters["jst"] = jst
+
+
+def routes(settings) -> list[BaseRoute]:
+    return [
+        Route("/staff/login", signin.login_page, methods=["GET"]),
+        Route("/staff/login", signin.login_submit, methods=["POST"]),
+        Route("/staff/logout", signin.logout, methods=["POST"]),
+        Route("/staff/", dashboard.dashboard, methods=["GET"]),
+        Route("/staff/review", review.review_queue, methods=["GET"]),
+        Route("/staff/review/search", review.review_search, methods=["POST"]),
+        Route("/staff/applications/{application_id}", review.application_page, methods=["GET"]),
+        Route("/staff/applications/{application_id}/decision", review.application_decision, methods=["POST"]),
+        Route("/staff/programs/{program_id}/draft", batches.draft_page, methods=["GET"]),
+        Route("/staff/programs/{program_id}/draft", batches.draft_submit, methods=["POST"]),
+        Route("/staff/batches", batches.batch_list, methods=["GET"]),
+        Route("/staff/batches/{batch_id}", batches.batch_page, methods=["GET"]),
+        *[
+            Route(f"/staff/batches/{{batch_id}}/{a}", batches.batch_action(a, *r), methods=["POST"])
+            for a, r in (
+                ("approve", ("approver",)),
+                ("reject", ("approver",)),
+                ("resubmit", ("drafter",)),
+                ("cancel", ("drafter",)),
+                ("release", ("approver",)),
+            )
+        ],
+        Route("/staff/reconciliation", reconciliation.reconciliation_page, methods=["GET"]),
+        Route("/staff/payments/{payment_id}/recontact", reconciliation.payment_recontact, methods=["POST"]),
+        Route("/staff/payments/{payment_id}/reissue", reconciliation.payment_reissue, methods=["POST"]),
+        Route("/staff/admin/staff", admin.staff_list, methods=["GET"]),
+        Route("/staff/admin/staff", admin.staff_create, methods=["POST"]),
+        *[
+            Route(f"/staff/admin/staff/{{staff_id}}/{a}", admin.staff_action(a), methods=["POST"])
+            for a in ("revoke", "disable", "enable", "unlock", "roles", "enroll")
+        ],
+        *[
+            Route(f"/staff/admin/grants/{{grant_id}}/{a}", admin.grant_action(a), methods=["POST"])
+            for a in ("confirm", "refuse")
+        ],
+        Route("/staff/enroll/{code}/{token}", enrolment.enrol_page, methods=["GET"]),
+        Route("/staff/enroll/{code}/{token}", enrolment.enrol_submit, methods=["POST"]),
+        Route("/staff/admin/bank", admin.bank_page, methods=["GET"]),
+        Route("/staff/admin/bank", admin.bank_submit, methods=["POST"]),
+        Route("/staff/admin/audit", admin.audit_page, methods=["GET"]),
+        Route("/staff/admin/audit/export", admin.audit_export, methods=["GET"]),
+    ]
