@@ -450,6 +450,85 @@ $$;
 
 ALTER FUNCTION public.kyufu_ymd_valid(n integer) OWNER TO kyufu_owner;
 
+CREATE FUNCTION public.payments_guard_insert() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE bad bigint;
+BEGIN
+  SELECT n.payment_id INTO bad FROM new_payments n
+  JOIN entitlements e ON e.municipality_code = n.municipality_code AND e.entitlement_id = n.entitlement_id
+  WHERE n.amount_yen > e.amount_yen LIMIT 1;
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'payment % is above its entitlement', bad
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_within_entitlement';
+  END IF;
+  SELECT n.payment_id INTO bad FROM new_payments n
+  JOIN payout_batches b ON b.municipality_code = n.municipality_code AND b.batch_id = n.batch_id
+  WHERE b.status <> 'preparing' LIMIT 1;
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'payment % cannot join a batch that is not being prepared', bad
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_join_preparing_batch';
+  END IF;
+  RETURN NULL;
+END $$;
+
+ALTER FUNCTION public.payments_guard_insert() OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.payments_guard_update() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF NEW.batch_id IS NOT NULL AND NEW.batch_id IS DISTINCT FROM OLD.batch_id AND NOT EXISTS (
+       SELECT 1 FROM payout_batches b WHERE b.municipality_code = NEW.municipality_code
+       AND b.batch_id = NEW.batch_id AND b.status = 'preparing') THEN
+    RAISE EXCEPTION 'payment % cannot join batch %, which is not being prepared', NEW.payment_id, NEW.batch_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_join_preparing_batch';
+  END IF;
+  IF (NEW.amount_yen, NEW.entitlement_id) IS DISTINCT FROM (OLD.amount_yen, OLD.entitlement_id) AND EXISTS (
+       SELECT 1 FROM entitlements e WHERE e.municipality_code = NEW.municipality_code
+       AND e.entitlement_id = NEW.entitlement_id AND NEW.amount_yen > e.amount_yen) THEN
+    RAISE EXCEPTION 'payment % is above its entitlement', NEW.payment_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_within_entitlement';
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.payments_guard_update() OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.payout_batches_guardrails() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE open_flags int;
+BEGIN
+  IF NEW.status = 'preparing' AND OLD.status <> 'preparing' THEN
+    RAISE EXCEPTION 'batch % cannot go back to preparing', NEW.batch_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_join_preparing_batch';
+  END IF;
+  IF OLD.status = 'preparing' AND NEW.status = 'draft' THEN
+    INSERT INTO payout_batch_account_flags (municipality_code, batch_id, account_key, payments, total_yen,
+                                            payment_ids)
+    SELECT p.municipality_code, p.batch_id, p.account_key, count(*), sum(p.amount_yen),
+           array_agg(p.payment_id ORDER BY p.payment_id)
+    FROM payments p
+    WHERE p.municipality_code = NEW.municipality_code AND p.batch_id = NEW.batch_id AND p.account_key IS NOT NULL
+    GROUP BY p.municipality_code, p.batch_id, p.account_key
+    HAVING count(*) > (SELECT max_payments_per_account FROM programs pr
+                       WHERE pr.municipality_code = NEW.municipality_code AND pr.program_id = NEW.program_id);
+  END IF;
+  IF NEW.status = 'approved' AND OLD.status IS DISTINCT FROM 'approved' THEN
+    SELECT count(*) INTO open_flags FROM payout_batch_account_flags f
+    WHERE f.municipality_code = NEW.municipality_code AND f.batch_id = NEW.batch_id
+      AND (f.overridden_by IS NULL OR f.overridden_by = NEW.drafted_by);
+    IF open_flags > 0 THEN
+      RAISE EXCEPTION 'batch % has % account(s) over the per-account limit without an override', NEW.batch_id, open_flags
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'payout_batches_accounts_within_limit';
+    END IF;
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.payout_batches_guardrails() OWNER TO kyufu_owner;
+
 CREATE FUNCTION public.payout_batches_independent_approver() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -1029,6 +1108,8 @@ CREATE TABLE public.payments (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     paid_on date,
     bank_enc bytea,
+    account_key bytea,
+    CONSTRAINT payments_account_key_check CHECK ((length(account_key) = 32)),
     CONSTRAINT payments_account_type_check CHECK ((account_type = ANY (ARRAY[1, 2, 4, 9]))),
     CONSTRAINT payments_amount_yen_check CHECK (((amount_yen >= 1) AND (amount_yen <= '9999999999'::bigint))),
     CONSTRAINT payments_bank_code_check CHECK ((bank_code ~ '^[0-9]{4}$'::text)),
@@ -1052,6 +1133,26 @@ ALTER TABLE public.payments ALTER COLUMN payment_id ADD GENERATED ALWAYS AS IDEN
     NO MAXVALUE
     CACHE 1
 );
+
+CREATE TABLE public.payout_batch_account_flags (
+    municipality_code text NOT NULL,
+    batch_id bigint NOT NULL,
+    account_key bytea NOT NULL,
+    payments integer NOT NULL,
+    total_yen bigint NOT NULL,
+    payment_ids bigint[] NOT NULL,
+    overridden_by bigint,
+    overridden_at timestamp with time zone,
+    override_reason text,
+    CONSTRAINT payout_batch_account_flags_override_reason_check CHECK (((length(override_reason) >= 1) AND (length(override_reason) <= 1000))),
+    CONSTRAINT payout_batch_account_flags_override_whole CHECK ((((overridden_by IS NULL) = (overridden_at IS NULL)) AND ((overridden_by IS NULL) = (override_reason IS NULL)))),
+    CONSTRAINT payout_batch_account_flags_payments_check CHECK ((payments > 1)),
+    CONSTRAINT payout_batch_account_flags_total_yen_check CHECK ((total_yen > 0))
+);
+
+ALTER TABLE ONLY public.payout_batch_account_flags FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.payout_batch_account_flags OWNER TO kyufu_owner;
 
 CREATE TABLE public.payout_batches (
     municipality_code text NOT NULL,
@@ -1190,6 +1291,7 @@ CREATE TABLE public.programs (
     payment_mode text NOT NULL,
     decline_deadline date,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    max_payments_per_account integer DEFAULT 1 NOT NULL,
     CONSTRAINT programs_amount_yen_check CHECK ((amount_yen > 0)),
     CONSTRAINT programs_check CHECK (((tax_condition = 'none'::text) OR (tax_fiscal_year IS NOT NULL))),
     CONSTRAINT programs_check1 CHECK (((payment_mode <> 'push'::text) OR (decline_deadline IS NOT NULL))),
@@ -1197,6 +1299,7 @@ CREATE TABLE public.programs (
     CONSTRAINT programs_child_age_under_check CHECK (((child_age_under >= 1) AND (child_age_under <= 30))),
     CONSTRAINT programs_child_amount_yen_check CHECK ((child_amount_yen > 0)),
     CONSTRAINT programs_max_age_check CHECK ((max_age >= 0)),
+    CONSTRAINT programs_max_payments_per_account_check CHECK (((max_payments_per_account >= 1) AND (max_payments_per_account <= 1000))),
     CONSTRAINT programs_min_age_check CHECK ((min_age >= 0)),
     CONSTRAINT programs_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
     CONSTRAINT programs_payment_mode_check CHECK ((payment_mode = ANY (ARRAY['application'::text, 'letter'::text, 'push'::text]))),
@@ -1207,6 +1310,8 @@ CREATE TABLE public.programs (
 ALTER TABLE ONLY public.programs FORCE ROW LEVEL SECURITY;
 
 ALTER TABLE public.programs OWNER TO kyufu_owner;
+
+COMMENT ON COLUMN public.programs.max_payments_per_account IS 'payments to one account in one batch above which staff must override the account before approval';
 
 ALTER TABLE public.programs ALTER COLUMN program_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.programs_program_id_seq
@@ -1595,6 +1700,9 @@ ALTER TABLE ONLY public.payment_returns
 ALTER TABLE ONLY public.payments
     ADD CONSTRAINT payments_pkey PRIMARY KEY (municipality_code, payment_id);
 
+ALTER TABLE ONLY public.payout_batch_account_flags
+    ADD CONSTRAINT payout_batch_account_flags_pkey PRIMARY KEY (municipality_code, batch_id, account_key);
+
 ALTER TABLE public.payout_batches
     ADD CONSTRAINT payout_batches_approves_the_recorded_hash CHECK (((approved_sha256 IS NULL) OR (approved_sha256 = plaintext_sha256))) NOT VALID;
 
@@ -1736,6 +1844,12 @@ CREATE TRIGGER entitlements_references_exist_insert AFTER INSERT ON public.entit
 
 CREATE TRIGGER entitlements_references_exist_update AFTER UPDATE ON public.entitlements REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.entitlements_references_exist();
 
+CREATE TRIGGER payments_guard_insert AFTER INSERT ON public.payments REFERENCING NEW TABLE AS new_payments FOR EACH STATEMENT EXECUTE FUNCTION public.payments_guard_insert();
+
+CREATE TRIGGER payments_guard_update BEFORE UPDATE OF batch_id, amount_yen, entitlement_id ON public.payments FOR EACH ROW EXECUTE FUNCTION public.payments_guard_update();
+
+CREATE TRIGGER payout_batches_guardrails BEFORE UPDATE OF status ON public.payout_batches FOR EACH ROW EXECUTE FUNCTION public.payout_batches_guardrails();
+
 CREATE TRIGGER payout_batches_independent_approver BEFORE INSERT OR UPDATE OF approved_by ON public.payout_batches FOR EACH ROW WHEN ((new.approved_by IS NOT NULL)) EXECUTE FUNCTION public.payout_batches_independent_approver();
 
 CREATE TRIGGER payout_batches_release_once BEFORE UPDATE ON public.payout_batches FOR EACH ROW EXECUTE FUNCTION public.payout_batches_release_once();
@@ -1837,6 +1951,12 @@ ALTER TABLE ONLY public.payments
 
 ALTER TABLE ONLY public.payments
     ADD CONSTRAINT payments_municipality_code_entitlement_id_fkey FOREIGN KEY (municipality_code, entitlement_id) REFERENCES public.entitlements(municipality_code, entitlement_id);
+
+ALTER TABLE ONLY public.payout_batch_account_flags
+    ADD CONSTRAINT payout_batch_account_flags_municipality_code_batch_id_fkey FOREIGN KEY (municipality_code, batch_id) REFERENCES public.payout_batches(municipality_code, batch_id);
+
+ALTER TABLE ONLY public.payout_batch_account_flags
+    ADD CONSTRAINT payout_batch_account_flags_municipality_code_overridden_by_fkey FOREIGN KEY (municipality_code, overridden_by) REFERENCES public.staff_users(municipality_code, staff_id);
 
 ALTER TABLE ONLY public.payout_batches
     ADD CONSTRAINT payout_batches_municipality_code_approved_by_fkey FOREIGN KEY (municipality_code, approved_by) REFERENCES public.staff_users(municipality_code, staff_id);
@@ -1944,6 +2064,8 @@ ALTER TABLE public.payment_returns ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.payments ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.payout_batch_account_flags ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.payout_batches ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.payout_releases ENABLE ROW LEVEL SECURITY;
@@ -2007,6 +2129,8 @@ CREATE POLICY tenant_isolation ON public.payment_reissues USING ((municipality_c
 CREATE POLICY tenant_isolation ON public.payment_returns USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.payments USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
+CREATE POLICY tenant_isolation ON public.payout_batch_account_flags USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.payout_batches USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
@@ -2121,6 +2245,8 @@ GRANT SELECT,INSERT ON TABLE public.payment_returns TO kyufu_app;
 GRANT SELECT,INSERT,UPDATE ON TABLE public.payments TO kyufu_app;
 
 GRANT USAGE ON SEQUENCE public.payments_payment_id_seq TO kyufu_app;
+
+GRANT SELECT,INSERT,UPDATE ON TABLE public.payout_batch_account_flags TO kyufu_app;
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.payout_batches TO kyufu_app;
 

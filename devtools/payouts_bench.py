@@ -119,11 +119,13 @@ async def seed(
             " VALUES ($1, 'ベンチ給付金', '2026-01-01', 'household', 100000, 'application') RETURNING program_id",
             code,
         )
+        # Entitlements of 200,000 yen: above every seeded payment (10,000-199,999; no payment may exceed its
+        # entitlement, migration 0018).
         first_ent, last_ent = await fetch_always(
             conn,
             "WITH e AS (INSERT INTO entitlements (municipality_code, program_id, snapshot_id, household_no,"
             " head_resident_code, members_counted, amount_yen, rule)"
-            " SELECT $1, $2, $3, i::text, lpad(i::text, 11, '0'), 1, 100000, 'bench' FROM generate_series(1, $4) i"
+            " SELECT $1, $2, $3, i::text, lpad(i::text, 11, '0'), 1, 200000, 'bench' FROM generate_series(1, $4) i"
             " RETURNING entitlement_id) SELECT min(entitlement_id), max(entitlement_id) FROM e",
             code,
             program,
@@ -135,18 +137,6 @@ async def seed(
         first_pid = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('payments', 'payment_id'))")
         await conn.execute("SELECT setval(pg_get_serial_sequence('payments', 'payment_id'), $1)", first_pid + n)
         per_batch = math.ceil(n / math.ceil(n / MAX_BATCH))
-        batches = []
-        for _ in range(0, n, per_batch):
-            batches.append(
-                await conn.fetchval(
-                    "INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by,"
-                    " record_count, total_yen) VALUES ($1, $2, $3, $4, 0, 0) RETURNING batch_id",
-                    code,
-                    program,
-                    dt.date(2026, 12, 1),
-                    drafter,
-                )
-            )
         cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
 
     rng = random.Random(seed_value)
@@ -165,7 +155,7 @@ async def seed(
                     f"{code}\t{pid}\t{first_ent + i}\t{rng.randrange(10_000, 200_000)}\t{rng.choice(banks)}\t"
                     f"{rng.randrange(1000):03d}\t{1 if rng.random() < 0.9 else 2}\t"
                     f"\\\\x{_encrypt_row(aead, header, aad_bank, pid, bank_details).hex()}\tin_batch\t"
-                    f"{batches[i // per_batch]}\n"
+                    f"{i // per_batch}\n"
                 )
             if progress is not None:  # app.progress bar: (payments encrypted so far, N)
                 progress(min(n, lo + SEED_CHUNK), n)
@@ -176,12 +166,34 @@ async def seed(
         " bank_enc, status, batch_id"
     )
     async with tenant_transaction(conn, code):
-        # COPY FROM is refused on a table with row-level security: stage in a temp table, then one INSERT.
+        # COPY FROM is refused on a table with row-level security: stage in a temp table (its batch_id column
+        # holds the batch's number), then one INSERT per batch. Payments join a batch only while it is
+        # 'preparing', and one batch of a program prepares at a time (migrations 0017, 0018), as in the worker.
         await conn.execute(f"CREATE TEMP TABLE bench_payments ON COMMIT DROP AS SELECT {columns} FROM payments LIMIT 0")
         await conn.copy_to_table("bench_payments", source=rows(), format="text")
-        await conn.execute(
-            f"INSERT INTO payments ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM bench_payments"
-        )
+        batches = []
+        for k in range(math.ceil(n / per_batch)):
+            batch_id = await conn.fetchval(
+                "INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by,"
+                " record_count, total_yen, status) VALUES ($1, $2, $3, $4, 0, 0, 'preparing') RETURNING batch_id",
+                code,
+                program,
+                dt.date(2026, 12, 1),
+                drafter,
+            )
+            staged = columns.replace("batch_id", "$1::bigint")
+            await conn.execute(
+                f"INSERT INTO payments ({columns}) OVERRIDING SYSTEM VALUE"
+                f" SELECT {staged} FROM bench_payments WHERE batch_id = $2",
+                batch_id,
+                k,
+            )
+            await conn.execute(
+                "UPDATE payout_batches SET status = 'draft' WHERE municipality_code = $1 AND batch_id = $2",
+                code,
+                batch_id,
+            )
+            batches.append(batch_id)
         await conn.execute(
             "UPDATE payout_batches b SET record_count = t.c, total_yen = t.s FROM"
             " (SELECT batch_id, count(*) AS c, sum(amount_yen) AS s FROM payments WHERE municipality_code = $1"

@@ -28,7 +28,7 @@ from app.errors import Conflict, Forbidden, InvalidInput
 from app.principals import Staff
 from app.settings import Settings
 from app.tenancy.transaction import tenant_transaction
-from payouts import pipeline, release
+from payouts import guardrails, pipeline, release
 from payouts.payments import open_bank
 
 DEFAULT_LEAD_DAYS = 2
@@ -267,6 +267,7 @@ async def approval_view(
         "sample": sample,
         "sha256": batch["plaintext_sha256"],
         "render_error": batch["hash_error"],
+        "guardrails": await guardrails.view(conn, cipher, code, batch_id),
         "hashing": batch["status"] == "draft" and batch["plaintext_sha256"] is None and batch["hash_error"] is None,
     }
 
@@ -294,11 +295,19 @@ async def approve_batch(
         raise Conflict("振込ファイルのハッシュを計算中です。完了してから承認してください。")
     if batch["plaintext_sha256"] != (shown_sha256 or "").strip().lower():
         raise Conflict("表示した後にファイルの内容が変わりました（SHA-256 不一致）。画面を開き直して確認してください。")
+    pending = await guardrails.open_flags(conn, code, batch_id)
+    if pending:
+        raise Conflict(
+            f"1つの口座への支払が上限を超える口座が{pending}件あり、確認されていません。"
+            "確認（理由の記録）をしてから承認するか、差し戻してください。"
+        )
     # payout_batches_four_eyes (approved_by <> drafted_by) and the payout_batches_independent_approver
     # trigger refuse this too if the check above is bypassed.
     try:
         await conn.execute(APPROVE, code, batch_id, staff.staff_id, batch["plaintext_sha256"])
     except asyncpg.CheckViolationError as exc:
+        if exc.constraint_name == "payout_batches_accounts_within_limit":  # an override by the drafter
+            raise Conflict("上限を超える口座の確認は、起案者以外の職員が行ってください。") from None
         if exc.constraint_name not in ("payout_batches_four_eyes", "payout_batches_independent_approver"):
             raise
         same = exc.constraint_name == "payout_batches_four_eyes"

@@ -13,6 +13,7 @@ import asyncpg
 
 from app.crypto import DecryptionError, FieldCipher
 from app.db import fetch_always
+from payouts.accounts import account_key
 
 log = logging.getLogger("kyufu.staff")
 
@@ -68,18 +69,19 @@ RESERVE_IDS = "SELECT nextval('payments_payment_id_seq') FROM generate_series(1,
 # payments_one_live makes a concurrent second creation for the same entitlement a no-op.
 INSERT_PAYMENTS = """
 INSERT INTO payments (municipality_code, payment_id, entitlement_id, application_id, amount_yen, bank_code,
-                      branch_code, account_type, bank_enc, batch_id, status)
+                      branch_code, account_type, bank_enc, account_key, batch_id, status)
 OVERRIDING SYSTEM VALUE
-SELECT $1, *, $10::bigint, CASE WHEN $10::bigint IS NULL THEN 'ready' ELSE 'in_batch' END
-FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::smallint[], $9::bytea[])
+SELECT $1, *, $11::bigint, CASE WHEN $11::bigint IS NULL THEN 'ready' ELSE 'in_batch' END
+FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::smallint[], $9::bytea[],
+            $10::bytea[])
 ON CONFLICT (municipality_code, entitlement_id) WHERE status IN ('ready', 'in_batch', 'released', 'paid')
 DO NOTHING
 """
 INSERT_ONE = """
 INSERT INTO payments (municipality_code, payment_id, entitlement_id, application_id, amount_yen, bank_code,
-                      branch_code, account_type, bank_enc)
+                      branch_code, account_type, bank_enc, account_key)
 OVERRIDING SYSTEM VALUE
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 """
 
 
@@ -109,7 +111,7 @@ async def create_payments(
     if not rows:
         return 0, []
     ids = [r[0] for r in await conn.fetch(RESERVE_IDS, len(rows))]
-    sealed, unreadable = [], []
+    sealed, keys, unreadable = [], [], []
     for payment_id, r in zip(ids, rows):
         app_id = r["application_id"]
         try:
@@ -122,6 +124,7 @@ async def create_payments(
             unreadable.append(r["receipt_no"])
             continue
         sealed.append(seal_bank(cipher, payment_id, number, holder))
+        keys.append(account_key(cipher, r["bank_code"], r["branch_code"], r["account_type"], number))
     if unreadable:
         return 0, unreadable
     status = await conn.execute(
@@ -135,6 +138,7 @@ async def create_payments(
         [r["branch_code"] for r in rows],
         [r["account_type"] for r in rows],
         sealed,
+        keys,
         batch_id,
     )
     return int(status.split()[-1]), []
@@ -167,6 +171,7 @@ async def insert_payment(
         branch_code,
         account_type,
         seal_bank(cipher, payment_id, account_number, holder_kana),
+        account_key(cipher, bank_code, branch_code, account_type, account_number),
     )
     return payment_id
 

@@ -20,7 +20,8 @@ from app.registry.programs import get_program
 from app.registry.receipts import receipt_key, receipt_number
 
 # The same two statements verification uses: claiming the entitlement and recording the account's keyed hash.
-from app.registry.verify import CLAIM, SAVE_KEYS as INSERT_ACCOUNT_KEYS, account_key
+from app.registry.verify import CLAIM, SAVE_KEYS as INSERT_ACCOUNT_KEYS
+from payouts.accounts import account_key
 
 TODAY = "SELECT current_date"  # the server runs in Asia/Tokyo: deadlines are Japanese calendar days
 

@@ -16,30 +16,15 @@ lock per hash stops two concurrent runs from each missing the other's use of the
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import asyncpg
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from app.crypto import FieldCipher
+from payouts.accounts import account_key
 from payouts.kana import ZenginKanaError, to_zengin_kana
 
 REJECTING = frozenset({"entitlement_declined", "entitlement_withdrawn", "already_paid", "applicant_not_in_household"})
-
-
-@lru_cache(maxsize=64)
-def _account_hmac_key(data_key: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"kyufu-account-key").derive(data_key)
-
-
-def account_key(cipher: FieldCipher, bank: str, branch: str, account_type: int, number: str) -> bytes:
-    """Keyed fingerprint of an account: equal for equal accounts of one municipality, useless elsewhere."""
-    msg = f"{bank}|{branch}|{int(account_type)}|{number}".encode()
-    return hmac.new(_account_hmac_key(cipher.key), msg, hashlib.sha256).digest()
 
 
 LOAD = """

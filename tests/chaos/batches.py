@@ -30,8 +30,9 @@ INSERT INTO programs (municipality_code, name, base_date, unit, amount_yen, paym
 VALUES ($1, 'カオス給付金', '2026-01-01', 'household', 100000, 'application') RETURNING program_id
 """
 INSERT_BATCH = """
-INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by, record_count, total_yen)
-VALUES ($1, $2, $3, $4, $5, $6) RETURNING batch_id
+INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by, record_count, total_yen,
+                            status)
+VALUES ($1, $2, $3, $4, $5, $6, 'preparing') RETURNING batch_id
 """
 INSERT_ENTITLEMENTS = """
 INSERT INTO entitlements (municipality_code, program_id, snapshot_id, household_no, head_resident_code,
@@ -39,6 +40,7 @@ INSERT INTO entitlements (municipality_code, program_id, snapshot_id, household_
 SELECT $1, $2, $3, h, '12345678901', 1, y, 'chaos' FROM unnest($4::text[], $5::bigint[]) AS t(h, y)
 RETURNING entitlement_id, household_no
 """
+PREPARED = "UPDATE payout_batches SET status = 'draft' WHERE municipality_code = $1 AND batch_id = $2"
 RELEASE_STATE = """
 SELECT b.status, b.approved_sha256, b.released_sha256,
        (SELECT count(*) FROM payout_releases r WHERE r.municipality_code = b.municipality_code
@@ -98,6 +100,7 @@ async def make_approved_batch(owner_url: str, settings, code: str, n: int, scrat
                 [r[2] for r in rows],
                 [seal_bank(cipher, pid, f"{1_000_000 + i:07d}", r[4]) for i, (pid, r) in enumerate(zip(ids, rows))],
             )
+            await tx.execute(PREPARED, code, batch_id)  # payments join a batch only while it is preparing (0018)
         batch = Batch(code, batch_id, ids, identity, drafter, approver)
         await approve_batch(conn, settings, batch)
     finally:

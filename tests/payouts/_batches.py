@@ -78,9 +78,10 @@ async def make_batch(
             code,
         )
         batch_id = await conn.fetchval(
+            # 'preparing': payments join a batch only then (migration 0018); 'draft' once they are in.
             "INSERT INTO payout_batches"
-            " (municipality_code, program_id, transfer_date, drafted_by, record_count, total_yen)"
-            " VALUES ($1, $2, $3, $4, $5, $6) RETURNING batch_id",
+            " (municipality_code, program_id, transfer_date, drafted_by, record_count, total_yen, status)"
+            " VALUES ($1, $2, $3, $4, $5, $6, 'preparing') RETURNING batch_id",
             code,
             program,
             TRANSFER_DATE,
@@ -118,6 +119,9 @@ async def make_batch(
                 batch_id,
             )
             ids.append(pid)
+        await conn.execute(
+            "UPDATE payout_batches SET status = 'draft' WHERE municipality_code = $1 AND batch_id = $2", code, batch_id
+        )
     batch = Batch(code, batch_id, ids, identity, drafter, approver)
     if approve:
         await approve_batch(owner_conn, settings, batch)

@@ -102,7 +102,8 @@ async def test_changed_amount_after_approval_is_refused(owner_conn, app_pool, se
     batch = await make_batch(owner_conn, settings, code, tmp_path)
     async with tenant_transaction(owner_conn, code) as conn:
         await conn.execute(
-            "UPDATE payments SET amount_yen = amount_yen + 1 WHERE municipality_code = $1 AND payment_id = $2",
+            # Down, not up: above the entitlement the database refuses the change itself (migration 0018).
+            "UPDATE payments SET amount_yen = amount_yen - 1 WHERE municipality_code = $1 AND payment_id = $2",
             code,
             batch.payment_ids[0],
         )

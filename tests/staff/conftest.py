@@ -88,7 +88,9 @@ async def add_application(
     bank_code: str = "0001",
     holder: str = "ﾔﾏﾀﾞ ﾀﾛｳ",
     reasons=("holder_name_mismatch",),
+    account_number: str | None = None,
 ) -> int:
+    """An application of a new household; its account is its own (account_number(app_id)) unless given."""
     household = secrets.token_hex(4)
     resident = f"{secrets.randbelow(10**11):011d}"
     await conn.execute(
@@ -126,11 +128,17 @@ async def add_application(
         list(reasons),
         resident,
         bank_code,
-        world.cipher.encrypt("applications", ACCOUNT_NUMBER, app_id, "1234567"),
+        world.cipher.encrypt("applications", ACCOUNT_NUMBER, app_id, account_number or own_account(app_id)),
         world.cipher.encrypt("applications", HOLDER_KANA, app_id, holder),
     )
     world.applications.append(app_id)
     return app_id
+
+
+def own_account(app_id: int) -> str:
+    """The account number add_application gives an application by default: one per household, as in life
+    (a batch may pay an account once: migration 0018)."""
+    return f"{app_id % 10_000_000:07d}"
 
 
 async def build_world(db, code: str, settings, *, applications: int = 3, status: str = "needs_review") -> World:

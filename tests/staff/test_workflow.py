@@ -15,7 +15,7 @@ from app.tenancy.transaction import tenant_transaction
 from payouts import batches, reconcile as reconciliation
 from payouts.payments import create_payments_for_program, open_bank
 from tests.jobs import draft, run_payout_jobs
-from tests.staff.conftest import add_application, add_bank_settings
+from tests.staff.conftest import add_application, add_bank_settings, own_account
 
 
 async def _approved_world(make_world, app_pool, n=3):
@@ -83,9 +83,9 @@ async def test_payments_are_created_once_with_bank_details_rebound_to_the_paymen
     async with tenant_transaction(app_pool, world.code) as conn:
         assert await create_payments_for_program(conn, world.cipher, world.code, world.program_id) == 3
         assert await create_payments_for_program(conn, world.cipher, world.code, world.program_id) == 0
-        rows = await conn.fetch("SELECT payment_id, bank_enc FROM payments")
+        rows = await conn.fetch("SELECT payment_id, application_id, bank_enc FROM payments")
         for r in rows:
-            assert open_bank(world.cipher, r) == ("1234567", "ﾔﾏﾀﾞ ﾀﾛｳ")
+            assert open_bank(world.cipher, r) == (own_account(r["application_id"]), "ﾔﾏﾀﾞ ﾀﾛｳ")
 
 
 async def test_concurrent_payment_creation_gives_one_payment_per_entitlement(make_world, app_pool):
