@@ -293,6 +293,7 @@ async def world(make_world, app_pool, settings, transfer_date) -> Targets:
         "path": "kyufu.css",
         "token": enrol_token,
         "grant_id": str(grant_id),
+        "account": "0" * 64,  # an account fingerprint no batch flags (guardrails' override)
     }
     return Targets(w.code, ids, {login: s.staff_id for login, s in w.staff.items()}, letter)
 

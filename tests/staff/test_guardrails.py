@@ -139,3 +139,30 @@ async def test_no_payment_above_its_entitlement_and_none_joins_a_prepared_batch(
         async with tenant_transaction(app_pool, code) as conn:
             batched = await conn.fetchval("SELECT entitlement_id FROM payments WHERE batch_id = $1 LIMIT 1", batch_id)
             await insert_payment(conn, world.cipher, code, amount_yen=1, **(common | {"entitlement_id": batched}))
+
+
+async def test_the_approval_page_shows_the_account_and_takes_the_override(
+    make_world, app_pool, settings, transfer_date
+):
+    from starlette.testclient import TestClient
+
+    from app.main import create_app
+    from tests.hostile.helpers import csrf_from, staff_signed_in
+
+    world = await _abu_world(make_world, app_pool)
+    batch_id, sha = await _drafted_and_hashed(app_pool, world, transfer_date)
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        await staff_signed_in(client, app_pool, world.code, world.staff["appr"].staff_id)
+        page = client.get(f"/staff/batches/{batch_id}")
+        assert page.status_code == 200 and 'id="over-limit-open">1<' in page.text and "****777" in page.text
+        assert 'id="guardrails-open"' in page.text and 'id="approve"' not in page.text
+        assert "payments_within_entitlement" in page.text  # the rules the database holds are stated
+        async with tenant_transaction(app_pool, world.code, readonly=True) as conn:
+            account = await conn.fetchval("SELECT encode(account_key, 'hex') FROM payout_batch_account_flags")
+        url = f"/staff/batches/{batch_id}/accounts/{account}/override"
+        r = client.post(url, data={"csrf_token": csrf_from(page.text), "reason": "同一施設の入所者"})
+        assert r.status_code == 303
+        page = client.get(f"/staff/batches/{batch_id}")
+        assert "確認済み: appr（同一施設の入所者）" in page.text and 'id="approve"' in page.text
+        r = client.post(f"/staff/batches/{batch_id}/approve", data={"csrf_token": csrf_from(page.text), "sha256": sha})
+        assert r.status_code == 303

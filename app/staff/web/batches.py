@@ -8,7 +8,7 @@ import datetime as dt
 from app.staff.errors import InvalidInput
 from app.staff.web.common import cipher, int_param, page, redirect
 from app.web.templates import render
-from payouts import batches, drafting
+from payouts import batches, drafting, guardrails
 from payouts.bankdays import earliest_transfer_date, today_jst
 
 
@@ -122,3 +122,14 @@ def batch_action(action: str, *roles: str):
 
     endpoint.__name__ = f"batch_{action}"
     return endpoint
+
+
+@page("approver", "reviewer")
+async def account_override(request, conn, staff, ctx):
+    """Accept an account that receives more payments in this draft than the program allows, with a reason."""
+    batch_id = int_param(request, "batch_id")
+    account = str(request.path_params["account"])
+    await guardrails.override_account(
+        conn, staff.municipality_code, staff, batch_id, account, str(ctx["form"].get("reason", ""))
+    )
+    return redirect(f"/staff/batches/{batch_id}#guardrails")

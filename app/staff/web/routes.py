@@ -38,6 +38,7 @@ def routes(settings) -> list[BaseRoute]:
                 ("release", ("approver",)),
             )
         ],
+        Route("/staff/batches/{batch_id}/accounts/{account}/override", batches.account_override, methods=["POST"]),
         Route("/staff/reconciliation", reconciliation.reconciliation_page, methods=["GET"]),
         Route("/staff/payments/{payment_id}/recontact", reconciliation.payment_recontact, methods=["POST"]),
         Route("/staff/payments/{payment_id}/reissue", reconciliation.payment_reissue, methods=["POST"]),
