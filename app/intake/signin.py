@@ -80,6 +80,11 @@ class Keys:
     receipt_key: bytes
 
 
+# Unwrapped keys per municipality, shared by the process's requests and the API's batcher. Not per request
+# on purpose: unwrapping costs a query per sign-in, and at surge rates that query is most of a sign-in.
+# Safe to share: a municipality's data key never changes (master-key rotation re-wraps it: docs/guarantees.md),
+# so a cached key cannot go stale; the expiry only bounds how long a removed municipality's key stays in
+# memory. At most one entry per municipality (1,741).
 _KEYS: dict[str, Keys] = {}
 KEY_CACHE_S = 300.0
 
