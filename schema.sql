@@ -1796,6 +1796,8 @@ CREATE INDEX payments_batch ON public.payments USING btree (municipality_code, b
 
 CREATE INDEX payments_batch_order ON public.payments USING btree (municipality_code, batch_id, payment_id) WHERE (batch_id IS NOT NULL);
 
+CREATE INDEX payments_entitlement ON public.payments USING btree (municipality_code, entitlement_id);
+
 CREATE UNIQUE INDEX payments_one_live ON public.payments USING btree (municipality_code, entitlement_id) WHERE (status = ANY (ARRAY['ready'::text, 'in_batch'::text, 'released'::text, 'paid'::text]));
 
 CREATE UNIQUE INDEX payout_batches_one_preparing ON public.payout_batches USING btree (municipality_code, program_id) WHERE (status = 'preparing'::text);
