@@ -267,7 +267,7 @@ def drift(committed: str, fresh: str, committed_name: str = "schema.sql") -> str
 # ---- command line ---------------------------------------------------------------------------------
 
 
-def _embedded_schema() -> str:
+def _embedded_schema(migrations: Path = MIGRATIONS_DIR) -> str:
     from app.services import EmbeddedServices
 
     root = Path(tempfile.mkdtemp(prefix="kyufu-schema-"))
@@ -276,7 +276,7 @@ def _embedded_schema() -> str:
         services.start_postgres()
         services.bootstrap_database()
         urls = services.urls()
-        return asyncio.run(fresh_schema(urls["DATABASE_ADMIN_URL"], urls["DATABASE_OWNER_URL"]))
+        return asyncio.run(fresh_schema(urls["DATABASE_ADMIN_URL"], urls["DATABASE_OWNER_URL"], migrations))
     finally:
         services.stop_postgres()
         shutil.rmtree(root, ignore_errors=True)
@@ -292,15 +292,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="use the server in DATABASE_ADMIN_URL/DATABASE_OWNER_URL instead of a throwaway one",
     )
+    parser.add_argument(
+        "--migrations",
+        type=Path,
+        default=MIGRATIONS_DIR,
+        help="the migrations to build from (default: migrations/; e.g. a copy of only the committed ones)",
+    )
     args = parser.parse_args(argv)
     if args.existing:
         try:
             admin_url, owner_url = os.environ["DATABASE_ADMIN_URL"], os.environ["DATABASE_OWNER_URL"]
         except KeyError as missing:
             parser.error(f"--existing needs {missing.args[0]} in the environment")
-        schema = asyncio.run(fresh_schema(admin_url, owner_url))
+        schema = asyncio.run(fresh_schema(admin_url, owner_url, args.migrations))
     else:
-        schema = _embedded_schema()
+        schema = _embedded_schema(args.migrations)
     if args.write:
         tmp = SCHEMA_FILE.with_suffix(".sql.tmp")
         tmp.write_text(schema, encoding="utf-8")
