@@ -65,18 +65,47 @@ def branch(bank_code: str, branch_code: str) -> Branch | None:
     return Branch(branch_code, b.name, b.kana) if b else None
 
 
-def search_banks(query: str, limit: int = 20) -> list[Bank]:
-    """Banks whose code starts with the query, or whose name/kana contains it (prefix matches first)."""
+# The data names banks as their passbooks abbreviate them (みずほ, 城南信金, 東京都信連), residents type the
+# full name (みずほ銀行, 城南信用金庫): the query's full form is also tried in the data's short form.
+_SHORT_FORMS = (
+    ("銀行", ""),
+    ("信用金庫", "信金"),
+    ("信用組合", "信組"),
+    ("労働金庫", "労金"),
+    ("信用農業協同組合連合会", "信連"),
+    ("農業協同組合", "農協"),
+    ("漁業協同組合連合会", "漁連"),
+    ("漁業協同組合", "漁協"),
+)
+
+
+def _query_forms(query: str) -> list[str]:
+    """The folded query, and its short form if it names a kind of institution in full."""
     q = _fold(query)
-    if not q:
+    forms = [q]
+    for full, short in _SHORT_FORMS:
+        folded = _fold(full)
+        if folded in q:
+            forms.append(q.replace(folded, _fold(short) if short else ""))
+            break
+    if q.startswith("ja") and len(q) > 2:  # JA○○ is the 農協 ○○ (the data: ○○農協)
+        forms.append(q[2:])
+    return [f for f in dict.fromkeys(forms) if f]
+
+
+def search_banks(query: str, limit: int = 20) -> list[Bank]:
+    """Banks whose code starts with the query, or whose name/kana contains it (prefix matches first);
+    "みずほ銀行" and "城南信用金庫" find みずほ and 城南信金."""
+    forms = _query_forms(query)
+    if not forms:
         return []
-    if q.isdigit():
-        return [b for b in _BANKS.values() if b.code.startswith(q)][:limit]
+    if forms[0].isdigit():
+        return [b for b in _BANKS.values() if b.code.startswith(forms[0])][:limit]
     prefix, contains = [], []
     for b, name, kana, hira in _BANK_INDEX:
-        if name.startswith(q) or kana.startswith(q) or hira.startswith(q):
+        if any(name.startswith(q) or kana.startswith(q) or hira.startswith(q) for q in forms):
             prefix.append(b)
-        elif q in name or q in kana:
+        elif any(q in name or q in kana for q in forms):
             contains.append(b)
     return (prefix + contains)[:limit]
 

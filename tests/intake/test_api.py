@@ -259,6 +259,24 @@ async def test_bank_and_branch_type_ahead(client):
     assert (await client.get("/api/v1/banks/0000/branches")).status_code == 404
 
 
+@pytest.mark.parametrize(
+    "typed, code",
+    [
+        ("みずほ銀行", "0001"),
+        ("ゆうちょ銀行", "9900"),
+        ("三井住友銀行", "0009"),
+        ("三菱UFJ銀行", "0005"),
+        ("PayPay銀行", "0033"),
+        ("城南信用金庫", "1344"),
+        ("ﾐｽﾞﾎ", "0001"),
+    ],
+)
+async def test_banks_are_found_by_the_name_people_type(client, typed, code):
+    """The data abbreviates (みずほ, 城南信金); residents type the full name (issue 18, point 2)."""
+    banks = (await client.get("/api/v1/banks", params={"q": typed})).json()["items"]
+    assert banks and banks[0]["code"] == code
+
+
 async def test_security_headers_on_pages_and_api(client):
     for path in ("/", "/api/v1/openapi.json", "/no/such/page"):
         r = await client.get(path)
