@@ -72,7 +72,8 @@ WHERE p.municipality_code = $1 AND p.program_id = $2 AND p.payment_mode = 'appli
   AND r.birth_date <= p.base_date
   AND (r.moved_in_on IS NULL OR r.moved_in_on <= p.base_date)
   AND (r.removed_on IS NULL OR r.removed_on > p.base_date)
-  AND replace(r.family_kana, '・', '') = $4 AND replace(r.given_kana, '・', '') = $5
+  AND translate(r.family_kana, 'ァィゥェォッャュョヮヵヶ・', 'アイウエオツヤユヨワカケ') = $4
+  AND translate(r.given_kana, 'ァィゥェォッャュョヮヵヶ・', 'アイウエオツヤユヨワカケ') = $5
 """
 # Concurrent attempts on one identity are serialised by this lock (held to commit): without it, five
 # parallel guesses would each read the count from before the others' failures and all be checked.
@@ -125,13 +126,24 @@ def _printable(text: str) -> str:
     return "".join(ch for ch in text if not unicodedata.category(ch).startswith("C"))
 
 
+# Small kana as large: a passbook or a bank's records write リョウヘイ as ﾘﾖｳﾍｲ (Zengin kana has no small kana),
+# and a resident copies what they see. CANDIDATES folds the registry's kana the same way (translate(), whose
+# last `from` character, ・, has no counterpart and is removed).
+_SMALL_AS_LARGE = str.maketrans("ァィゥェォッャュョヮヵヶ", "アイウエオツヤユヨワカケ")
+
+
 def normalise_kana(text: str) -> str:
-    """Full-width katakana without spaces or ・: NFKC (half-width kana widened, ｶﾞ composed), hiragana to
-    katakana. The registry holds ァ-ヺ, ー and ・ (app/registry/imports.py)."""
+    """Full-width katakana without spaces or ・, small kana as large: NFKC (half-width kana widened, ｶﾞ
+    composed), hiragana to katakana. The registry holds ァ-ヺ, ー and ・ (app/registry/imports.py)."""
     s = _SPACES.sub("", _printable(unicodedata.normalize("NFKC", text)))
-    return jaconv.hira2kata(s).replace("・", "")
+    return jaconv.hira2kata(s).replace("・", "").translate(_SMALL_AS_LARGE)
 
 
+# Place names write the genitive particle as ヶ, ケ, が or ガ (五味ヶ谷, 五味ケ谷, 霞が関, 霞ヶ関) and the
+# registry and the resident rarely agree: between two kanji they are one character here.
+_GA_BETWEEN_KANJI = re.compile(r"(?<=[\u4e00-\u9fff])[ヶケヵがガ](?=[\u4e00-\u9fff])")
+# A municipality's display name may carry a note in brackets (the demo's 千代田区（デモ）); an address never does.
+_NAME_NOTE = re.compile(r"[(（][^)）]*[)）]$")
 _PREFECTURE = re.compile(r"^(?:東京都|北海道|京都府|大阪府|[^都道府県]{2,3}県)")
 _KANJI_DIGITS = {"〇": 0, "一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _KANJI_NUMBER = re.compile(r"([〇一二三四五六七八九十百千]+)(?=丁目|番地|番|号)")
@@ -159,8 +171,10 @@ def _kanji_to_int(text: str) -> int:
 def normalise_address(text: str, municipality_name: str = "") -> str:
     """The comparable form of an address (module docstring: the rule)."""
     s = _SPACES.sub("", _printable(unicodedata.normalize("NFKC", text))).casefold()
+    s = _GA_BETWEEN_KANJI.sub("ケ", s)
     s = _PREFECTURE.sub("", s, count=1)
-    name = _SPACES.sub("", unicodedata.normalize("NFKC", municipality_name)).casefold()
+    name = _NAME_NOTE.sub("", _SPACES.sub("", unicodedata.normalize("NFKC", municipality_name))).casefold()
+    name = _GA_BETWEEN_KANJI.sub("ケ", name)
     if name:
         # A town or village may be written with its county first (○○郡○○町).
         s = re.sub(r"^(?:[^\d郡]{1,6}郡)?" + re.escape(name), "", s, count=1)

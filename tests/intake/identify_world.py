@@ -109,6 +109,8 @@ PEOPLE = [
     # Namesakes born the same day at the same address in two households: never told apart.
     Person("ichiro_a", "H5", True, "スズキ", "イチロウ", dt.date(1970, 1, 1), "三崎町1-1-1"),
     Person("ichiro_b", "H6", True, "スズキ", "イチロウ", dt.date(1970, 1, 1), "三崎町1-1-1"),
+    # Small kana and ヶ in the registry; residents type ﾘﾖｳﾍｲ from a passbook and 五味ケ谷 (issue 18, point 5).
+    Person("ryohei", "H8", True, "ゴミ", "リョウヘイ", dt.date(1988, 8, 8), "五味ヶ谷2丁目1番1号"),
     # A household whose entitlement was withdrawn (no longer eligible).
     Person("gone", "H7", True, "イトウ", "ゴロウ", dt.date(1960, 5, 5), "神田1-1-1"),
 ]
@@ -165,6 +167,7 @@ async def make_world(db, master_key: bytes, code: str) -> World:
             "H5": "ichiro_a",
             "H6": "ichiro_b",
             "H7": "gone",
+            "H8": "ryohei",
         }
         for hh, head in heads.items():
             status = "withdrawn" if hh == "H7" else "open"

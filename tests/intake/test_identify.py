@@ -75,7 +75,7 @@ async def _failures(app_pool, world):
 
 def test_kana_from_hiragana_half_width_and_spaces_is_registry_katakana():
     assert normalise_kana("やまだ") == normalise_kana("ﾔﾏﾀﾞ") == normalise_kana(" ヤマ　ダ ") == "ヤマダ"
-    assert normalise_kana("すみす・じょん") == "スミスジョン"
+    assert normalise_kana("すみす・じょん") == "スミスジヨン"  # small kana as large: the comparable form
     assert normalise_kana("山田") == "山田"  # left for the form to refuse
 
 
@@ -93,6 +93,24 @@ def test_address_spellings_of_one_address_are_equal_and_different_addresses_are_
     assert normalise_address("九段南1-2-4", "千代田区") != normalise_address("九段南1-2-3", "千代田区")
     assert normalise_address("コーポ101号室", "") != normalise_address("コーポ102号室", "")
     assert normalise_address("センター1-2", "") == "センター1-2"  # ー in a word stays
+
+
+def test_ga_in_place_names_small_kana_and_a_noted_municipality_name_do_not_matter():
+    """Issue 18, point 5: 五味ケ谷 / 五味ヶ谷, passbook-style large kana, the demo's 千代田区（デモ）."""
+    assert (
+        normalise_address("五味ケ谷1-2", "")
+        == normalise_address("五味ヶ谷1-2", "")
+        == normalise_address("五味が谷1-2", "")
+    )
+    assert normalise_address("霞ヶ関1-1", "") == normalise_address("霞が関1-1", "")
+    assert normalise_address("ケーキ1", "") == "ケーキ1"  # katakana words keep their ケ
+    assert normalise_address("東京都千代田区九段南1-2-3", "千代田区（デモ）") == "九段南1-2-3"
+    assert (
+        normalise_address("鶴ヶ島市五味ヶ谷1", "鶴ヶ島市") == normalise_address("五味ケ谷1", "鶴ケ島市") == "五味ケ谷1"
+    )
+    assert normalise_kana("ﾘﾖｳﾍｲ") == normalise_kana("リョウヘイ") == normalise_kana("りょうへい") == "リヨウヘイ"
+    assert normalise_kana("ｼﾞﾖｳ") == normalise_kana("ジョウ")
+    assert normalise_kana("ダ") != normalise_kana("タ")  # voiced marks are not folded
 
 
 # ---- the path ------------------------------------------------------------------------------------
@@ -269,6 +287,12 @@ async def test_wrong_birth_date_address_or_name_and_people_out_of_scope_on_the_b
     assert len(bodies) == 1
     assert (await _failures(app_pool, world))["n"] == len(attempts)
     assert await _applications(app_pool, world, "H1") == []
+
+
+async def test_passbook_kana_and_another_spelling_of_ga_identify_the_resident(client, world):
+    form = typed(person("ryohei"), family_kana="ｺﾞﾐ", given_kana="ﾘﾖｳﾍｲ", address="五味ケ谷2-1-1")
+    r = await identify(client, world, form)
+    assert r.status_code == 303 and r.headers["location"].endswith("/household")
 
 
 async def test_namesakes_born_the_same_day_are_told_apart_by_address_and_refused_when_it_cannot(
