@@ -4,7 +4,7 @@ synthetic registry → 確認書型 program → eligibility → letters (print f
 letter and apply (most households, online through the API's write path or on paper; some with a holder
 name or an account that verification must flag) → the verification job → 審査 of what it flagged →
 振込起案 → 振込承認 by a second staff member → release (render, age, signed manifest) → the bank
-(verify, execute in the simulator, returns CSV) → returns import.
+(verify and accept into its ledger, execute in the simulator, returns CSV) → returns import.
 
 Every step opens its own tenant transaction here, as the request or job doing it in production would;
 none is re-implemented. What residents and staff choose comes from one seeded random generator.
@@ -132,6 +132,8 @@ class E2EReport:
     letters_path: Path | None = None
     returns_path: Path | None = None
     bank_key_id: str = ""
+    ledger_path: Path | None = None  # the bank's ledger (payouts/bank.py), beside its identity in out_dir
+    file_id: str = ""
     returned: dict[str, int] = field(default_factory=dict)  # "code reason" -> count
     paid: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -144,9 +146,18 @@ class E2EReport:
 
     @property
     def verify_command(self) -> str:
+        """Checks the file again without the ledger: the run has accepted it already."""
         return (
             f"kyufu bank verify {self.age_path} {self.manifest_path} --public-key {self.public_key_path} "
-            f"--identity {self.identity_path}"
+            f"--identity {self.identity_path} --no-ledger"
+        )
+
+    @property
+    def accept_again_command(self) -> str:
+        """What the bank's ledger refuses: accepting the same file a second time (already_accepted)."""
+        return (
+            f"kyufu bank verify {self.age_path} {self.manifest_path} --public-key {self.public_key_path} "
+            f"--identity {self.identity_path} --ledger {self.ledger_path}"
         )
 
     def summary(self) -> list[str]:
@@ -167,17 +178,20 @@ class E2EReport:
             f"batches: {len(self.batch_ids)} ({', '.join(map(str, self.batch_ids))}), {self.record_count:,} payments, "
             f"{self.total_yen:,} yen, transfer date {self.transfer_date}",
             f"approved sha256: {self.approved_sha256}",
-            f"bank verify: OK (signing key {self.bank_key_id}, plaintext, Zengin parse, count, total)",
+            f"bank verify: OK (signing key {self.bank_key_id}, plaintext, Zengin parse, count, total, references); "
+            f"accepted into the bank's ledger as file {self.file_id}",
             f"returned: {sum(self.returned.values()):,} ({counts(self.returned)}); paid: {self.paid:,}",
             f"files in {self.out_dir}:",
             f"  sealed file     {self.age_path}",
             f"  manifest        {self.manifest_path}",
             f"  bank identity   {self.identity_path}",
+            f"  bank ledger     {self.ledger_path}",
             f"  public key      {self.public_key_path}",
             f"  letters (print) {self.letters_path}",
             f"  returns (bank)  {self.returns_path}",
             "decrypt:  " + self.age_command,
             "verify:   " + self.verify_command,
+            "again:    " + self.accept_again_command + "   (refused: the ledger has accepted this file)",
             "seconds:  " + ", ".join(f"{k} {v:.2f}" for k, v in self.seconds.items()),
         ]
 
@@ -607,8 +621,13 @@ async def _release(pool, settings, report: E2EReport, approver, batch_id: int) -
 async def _bank_side(pool, report: E2EReport, batch_id: int, seed: int, return_share: float) -> None:
     """What the bank does with it: verify everything, execute, report returns; then the import."""
     assert report.age_path and report.manifest_path and report.public_key_path and report.identity_path
-    checked = bank.verify(report.age_path, report.manifest_path, report.public_key_path, report.identity_path)
-    report.bank_key_id = checked.key_id
+    # Accepted into the bank's ledger beside its identity (where `kyufu bank verify` keeps it by default), so
+    # running the printed command again shows the refusal a second sending of the file gets.
+    report.ledger_path = report.out_dir / bank.LEDGER_FILE_NAME
+    checked, entry = bank.accept(
+        report.age_path, report.manifest_path, report.public_key_path, report.identity_path, report.ledger_path
+    )
+    report.bank_key_id, report.file_id = checked.key_id, entry.file_id or ""
     with tempfile.TemporaryDirectory() as scratch:  # the plaintext holds account numbers: not left in out_dir
         plain = bank.decrypt(report.age_path, report.identity_path, Path(scratch) / "plain.txt")
         rows = banksim.execute(plain.read_bytes(), return_share=return_share, seed=seed)

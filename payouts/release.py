@@ -23,6 +23,12 @@ of the same plaintext); the rows are still regenerated first and must hash to th
 Anything else under those names (a lone .age, a manifest that does not verify) cannot have been accepted
 by the bank, whose verify needs both, and is replaced. So there is never more than one file per batch,
 and it always decrypts to the approved plaintext.
+
+The manifest names the file for the bank's ledger (payouts/bank.py: the bank refuses a file it has accepted
+before, and a different file repeating 支払番号 it has executed): `file_id` is drawn when the file is first
+written and an adopted file keeps its manifest, so a retried release hands the bank the same file under the
+same id; `payment_references_sha256` is taken from the plaintext as it streams to the encryptor (the rows
+come in payment_id order, so it keeps only a running hash).
 """
 
 from __future__ import annotations
@@ -278,6 +284,7 @@ async def render_and_seal(
         total_yen=batch.total_yen,
         approved_by=approver,
         approved_sha256=batch.approved_sha256,
+        reference_digest=True,
     )
     try:
         rendered = await pipeline.render_in_transaction(

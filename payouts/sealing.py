@@ -7,6 +7,19 @@ before loading it (zengin.md §7: no file-level standard exists, so the bank run
 
 Everything here streams: a Zengin file of hundreds of MB passes through in fixed-size
 pieces, and the plaintext is hashed while it is fed to the encryptor (one pass).
+
+A manifest (version 2) also names the file and its payments, for the bank's ledger (payouts/bank.py):
+`file_id`, a random UUID fixed when the file is first written, and `payment_references_sha256`, a digest of
+the file's 支払番号 (see `references_sha256`). The references themselves are not listed in the manifest:
+a batch has up to 999,999 of them (合計件数 is N(6)), about 11 MB as text, and a manifest is a few hundred
+bytes (MAX_MANIFEST_BYTES). They already travel inside the encrypted file, one per data record (顧客コード1
+or EDI情報), which the bank decrypts and checks against `plaintext_sha256`; the bank reads them from there and
+compares their digest with the signed one, so the municipality vouches for exactly that set and a bank
+whose reading of the records differed from ours (the wrong field, a lost record) would be refused rather
+than keep wrong keys in its ledger. Ranges would not do: a batch's payment numbers have gaps (payments
+of other programmes, re-issues), so a range could claim numbers the file does not pay.
+Manifests signed before version 2 have none of these fields and still verify (their canonical form
+leaves absent fields out); the bank's ledger then keys the file by its plaintext SHA-256.
 """
 
 from __future__ import annotations
@@ -16,8 +29,11 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import operator
 import os
+import re
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,16 +43,18 @@ import pyrage
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pyrage import x25519
 
 MANIFEST_FORMAT: Final = "zengin-21"
+MANIFEST_VERSION: Final = 2  # file_id and payment_references_sha256; absent (None) in manifests made before
 AGE_SUFFIX = ".age"
 MANIFEST_SUFFIX = ".manifest.json"
 # A signed manifest is a few hundred bytes; anything far larger is not ours.
 MAX_MANIFEST_BYTES = 64 * 1024
 
 _SHA256_HEX = r"^[0-9a-f]{64}$"
+_UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
 class SealingError(ValueError):
@@ -224,6 +242,19 @@ class Manifest(BaseModel):
     approved_by: str = Field(min_length=1, max_length=200)
     approved_sha256: str = Field(pattern=_SHA256_HEX)
     format: Literal["zengin-21"] = MANIFEST_FORMAT
+    # Version 2 (module docstring). All three are absent from a manifest signed before it.
+    version: Literal[2] | None = None
+    file_id: str | None = Field(default=None, pattern=_UUID)
+    # None only when the sealer was not told the plaintext is a Zengin file (seal_batch's reference_digest).
+    payment_references_sha256: str | None = Field(default=None, pattern=_SHA256_HEX)
+
+    @model_validator(mode="after")
+    def _version_fields(self) -> Manifest:
+        if self.version is None and (self.file_id is not None or self.payment_references_sha256 is not None):
+            raise ValueError("file_id and payment_references_sha256 need version 2")
+        if self.version is not None and self.file_id is None:
+            raise ValueError("a version 2 manifest has a file_id")
+        return self
 
     @field_validator("generated_at")
     @classmethod
@@ -239,9 +270,14 @@ class Manifest(BaseModel):
         check_file_name(value)
         return value
 
+    def as_json(self) -> dict[str, Any]:
+        """The manifest as a JSON object. Absent fields are left out, not written as null, so a manifest
+        signed before version 2 re-serialises to exactly the bytes that were signed."""
+        return self.model_dump(mode="json", exclude_none=True)
+
     def canonical_bytes(self) -> bytes:
         """The signed form: JSON with sorted keys, no whitespace, UTF-8 (not \\u-escaped)."""
-        return _canonical_json(self.model_dump(mode="json"))
+        return _canonical_json(self.as_json())
 
 
 def _canonical_json(value: Any) -> bytes:
@@ -258,7 +294,7 @@ def sign_manifest(manifest: Manifest, private_key: Ed25519PrivateKey) -> bytes:
     """The signed manifest file: {"key_id", "manifest", "signature"} with an Ed25519
     signature (base64) over `manifest.canonical_bytes()`."""
     document = {
-        "manifest": manifest.model_dump(mode="json"),
+        "manifest": manifest.as_json(),
         "signature": base64.b64encode(private_key.sign(manifest.canonical_bytes())).decode("ascii"),
         "key_id": key_id(private_key.public_key()),
     }
@@ -348,6 +384,96 @@ def load_public_key(pem_bytes: bytes) -> Ed25519PublicKey:
     return key
 
 
+# --- payment references ---------------------------------------------------------------------
+
+_RECORD_BYTES = 120
+# A data record (データ区分 2, zengin.md §1.4) whose 識別表示 (113) is a space carries the 支払番号 in 顧客コード1
+# (92-101, zero-filled); one whose 識別表示 is Y carries it left-justified in EDI情報 (92-111).
+_CUSTOMER_CODE_RECORD = rb"2.{90}([0-9]{10}).{10}. .{7}"
+_EDI_RECORD = rb"2.{90}([0-9 ]{20}).Y.{7}"
+
+
+def references_sha256(references: Iterable[int]) -> str:
+    """The manifest's `payment_references_sha256` of a set of 支払番号: SHA-256 over the references in
+    ascending order, each written as 10 zero-filled digits and a LF (the width of 顧客コード1; a 支払番号 is
+    1..9,999,999,999). The same set gives the same digest whatever the order of the records."""
+    ordered = sorted(references)
+    digest = hashlib.sha256()
+    for start in range(0, len(ordered), 65_536):
+        digest.update(b"".join([b"%010d\n" % reference for reference in ordered[start : start + 65_536]]))
+    return digest.hexdigest()
+
+
+class ReferenceDigest:
+    """`references_sha256` of a Zengin 総合振込 plaintext's 支払番号, read from its data records as the
+    plaintext streams past (`feed` each piece, in order; then `finish`).
+
+    The records must come in strictly ascending 支払番号 order, as the renderer writes them (payment_id
+    order, payouts/pipeline.py): then nothing is kept but the running hash, so memory stays flat for a
+    million records, and a repeated 支払番号 cannot slip through. This is no Zengin parser (the approved
+    SHA-256 and the bank's strict parse judge the file); it refuses what would make the digest wrong: a
+    data record whose 支払番号 it cannot read, references out of order or repeated, a partial last record."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._width = 0  # 120, or 122 with CR+LF; known from the first record
+        self._pattern: re.Pattern[bytes] | None = None  # by the first data record's 識別表示
+        self._edi = False
+        self._pending = b""
+        self._last = b"0" * 10  # a 支払番号 is at least 1
+        self._digest = hashlib.sha256()
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._pending + bytes(chunk) if self._pending else bytes(chunk)
+        if not self._width:
+            if len(data) < _RECORD_BYTES + 2:
+                self._pending = data
+                return
+            self._width = _RECORD_BYTES + 2 if data[_RECORD_BYTES : _RECORD_BYTES + 2] == b"\r\n" else _RECORD_BYTES
+        width = self._width
+        end = len(data) - len(data) % width
+        self._pending = data[end:]
+        kinds = data[0:end:width]  # データ区分 of each whole record
+        first, last = kinds.find(b"2"), kinds.rfind(b"2")
+        if first < 0:
+            return  # the header, the trailer or the end record
+        if kinds.count(b"2") != last - first + 1:
+            raise SealingError("データレコードがヘッダーとトレーラーの間に連続していません（支払番号を数えられません）")
+        if self._pattern is None:
+            self._edi = data[first * width + 112] == ord("Y")
+            record = _EDI_RECORD if self._edi else _CUSTOMER_CODE_RECORD
+            self._pattern = re.compile(record + (b"\r\n" if width > _RECORD_BYTES else b""), re.DOTALL)
+        found = self._pattern.findall(data, first * width, (last + 1) * width)
+        if len(found) != last - first + 1:
+            raise SealingError("支払番号を読み取れないデータレコードがあります（識別表示・顧客コード1・EDI情報）")
+        references = _padded(found) if self._edi else found
+        # Equal-width digit strings compare as the numbers do.
+        if not (self._last < references[0] and all(map(operator.lt, references, references[1:]))):
+            raise SealingError("支払番号が 0 か、昇順に並んでいないか、同じ支払番号の明細が複数あります")
+        self._last = references[-1]
+        self.count += len(references)
+        self._digest.update(b"\n".join(references) + b"\n")
+
+    def finish(self) -> str:
+        if self._pending:
+            raise SealingError("平文の最後のレコードが途中で切れています")
+        return self._digest.hexdigest()
+
+
+def _padded(edi_fields: list[bytes]) -> list[bytes]:
+    """EDI情報 "123" + 17 spaces → b"0000000123": left-justified digits (at most 10), then spaces only."""
+    digits = [field.rstrip(b" ") for field in edi_fields]
+    if not all(0 < len(d) <= 10 and d.isdigit() for d in digits):
+        raise SealingError("EDI情報から支払番号（左詰めの数字）を読み取れないデータレコードがあります")
+    return [d.rjust(10, b"0") for d in digits]
+
+
+def _digesting(chunks: Iterable[bytes], references: ReferenceDigest) -> Iterator[bytes]:
+    for chunk in chunks:
+        references.feed(chunk)
+        yield chunk
+
+
 # --- atomic files ---------------------------------------------------------------------------
 
 
@@ -434,13 +560,19 @@ def seal_batch(
     approved_by: str,
     approved_sha256: str,
     generated_at: dt.datetime | None = None,
+    reference_digest: bool = False,
 ) -> Manifest:
     """Encrypt the plaintext into `<name>.age` and write the signed `<name>.manifest.json`
     beside it, both atomically. Refuses (and leaves nothing) if the plaintext is not the file
     whose SHA-256 the approver approved, or if the batch was already sealed under that name.
 
     record_count and total_yen come from the approved batch; the bank checks them against
-    the file's trailer after decrypting."""
+    the file's trailer after decrypting. The manifest gets a new random `file_id`: a file is
+    sealed once, and a release that finds its earlier file adopts it with its manifest
+    (payouts/release.py), so the id is fixed when the file is first written. With
+    `reference_digest` the plaintext is a Zengin file in 支払番号 order (ReferenceDigest) and the
+    manifest carries `payment_references_sha256`, which release always asks for; without it (a
+    benchmark's filler plaintext) the bank still reads the references from the records."""
     outbox_dir = Path(outbox_dir)
     age_name, manifest_name = name + AGE_SUFFIX, name + MANIFEST_SUFFIX
     for candidate in (name, age_name, manifest_name):
@@ -455,6 +587,8 @@ def seal_batch(
         generated_at=generated_at or dt.datetime.now(dt.UTC).replace(microsecond=0),
         approved_by=approved_by,
         approved_sha256=approved_sha256,
+        version=MANIFEST_VERSION,
+        file_id=str(uuid.uuid4()),
     )
     # Validate the caller's fields before spending minutes encrypting; the hashes are stand-ins.
     try:
@@ -469,11 +603,18 @@ def seal_batch(
         if existing.exists():
             raise SealingError(f"このバッチは既に封緘されています: {existing.name}")
 
+    references = ReferenceDigest() if reference_digest else None
+    if references is not None:
+        if isinstance(plaintext_chunks, (bytes, bytearray, memoryview)):
+            plaintext_chunks = [bytes(plaintext_chunks)]
+        plaintext_chunks = _digesting(plaintext_chunks, references)
     with atomic_file(outbox_dir, age_name) as sink:
         plaintext = encrypt_for_recipients(plaintext_chunks, recipients, sink)
         if plaintext.sha256 != approved_sha256:
             # Raised inside the block so the ciphertext is discarded, not published.
             raise PlaintextMismatch("封緘しようとしたファイルは承認されたファイルと内容が違います（SHA-256 不一致）")
+        # In the block too: a plaintext whose references cannot be read leaves no ciphertext behind.
+        payment_references_sha256 = references.finish() if references is not None else None
     ciphertext = sink.digest()
 
     manifest = Manifest(
@@ -481,6 +622,7 @@ def seal_batch(
         plaintext_sha256=plaintext.sha256,
         ciphertext_sha256=ciphertext.sha256,
         ciphertext_size=ciphertext.size,
+        payment_references_sha256=payment_references_sha256,
     )
     try:
         write_atomically(outbox_dir, manifest_name, [sign_manifest(manifest, signing_key)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 import subprocess
 
 from app.tenancy.transaction import tenant_transaction
@@ -78,22 +79,16 @@ async def test_e2e_chain_keeps_the_invariants(settings, servers, app_pool, tmp_p
     assert all(p["status"] == "paid" and p["paid_on"] == report.transfer_date for p in rest)
     assert len(rest) == report.paid == paid_entitlements
 
-    # What a person is told to run on DIR works.
-    ok = run_cli(
-        subprocess_env,
-        "bank",
-        "verify",
-        str(report.age_path),
-        str(report.manifest_path),
-        "--public-key",
-        str(report.public_key_path),
-        "--identity",
-        str(report.identity_path),
-    )
+    # What a person is told to run on DIR works: the check passes, and the bank's ledger (which accepted the
+    # file during the run) refuses to accept it a second time.
+    ok = run_cli(subprocess_env, *shlex.split(report.verify_command)[1:])
     assert ok.returncode == 0, ok.stderr
+    again = run_cli(subprocess_env, *shlex.split(report.accept_again_command)[1:])
+    assert again.returncode == 2 and "already_accepted" in again.stderr, again.stderr
     assert {p.name for p in out.iterdir()} >= {
         report.age_path.name,
         report.manifest_path.name,
         report.identity_path.name,
         report.public_key_path.name,
+        report.ledger_path.name,
     }
