@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import importlib
 import os
 import signal
@@ -224,16 +225,33 @@ def cmd_demo(args, settings: Settings) -> int:
     return 0
 
 
+def run_port(args, settings: Settings) -> int:
+    """The web port of `kyufu run`: --port, else KYUFU_PORT, else 8000."""
+    return int(args.port or settings.port)
+
+
 def cmd_run(args, settings: Settings) -> int:
     """What `make run` does: services up, migrate, seed, then the web app and the worker until Ctrl-C."""
+    port = run_port(args, settings)
+    # One `kyufu run` per data directory: a second one would find the first one's servers running, use them,
+    # and stop them on its own Ctrl-C. The lock is the kernel's (flock): it goes when the process does.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(settings.data_dir / "run.lock", "w")  # held (and locked) for the life of the process
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise UsageError(
+            f"別の kyufu run がこのデータディレクトリ（{settings.data_dir}）で動いています。"
+            "そちらを Ctrl-C で止めるか、KYUFU_DATA_DIR に別のディレクトリを指定してください。"
+        ) from None
     svc = _services(settings)
     svc.up()
     settings = load_settings(KYUFU_DATA_DIR=str(settings.data_dir))
     cmd_db(args, settings)
     seeded = _seed_demo(settings)
     # Metrics on loopback ports of their own, beside the public port (never on it).
-    app_metrics = int(os.environ.get("KYUFU_METRICS_PORT") or args.port + 1090)
-    worker_metrics = int(os.environ.get("KYUFU_WORKER_METRICS_PORT") or args.port + 1091)
+    app_metrics = int(os.environ.get("KYUFU_METRICS_PORT") or port + 1090)
+    worker_metrics = int(os.environ.get("KYUFU_WORKER_METRICS_PORT") or port + 1091)
     env = dict(
         os.environ,
         KYUFU_DATA_DIR=str(settings.data_dir),
@@ -244,10 +262,10 @@ def cmd_run(args, settings: Settings) -> int:
     # Own sessions: a terminal Ctrl-C reaches only this process, which then stops the children in
     # order (SIGTERM: uvicorn and arq both shut down gracefully on it) before the servers.
     children = [
-        subprocess.Popen(kyufu + ["serve", "--port", str(args.port)], env=env, start_new_session=True),
+        subprocess.Popen(kyufu + ["serve", "--port", str(port)], env=env, start_new_session=True),
         subprocess.Popen(kyufu + ["worker"], env=env, start_new_session=True),
     ]
-    base = f"http://127.0.0.1:{args.port}"
+    base = f"http://127.0.0.1:{port}"
     print(
         "\n".join(
             [
@@ -330,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="services + migrate + seed + app + worker (what `make run` does)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, help="the web port (default: KYUFU_PORT, else 8000)")
     p.set_defaults(func=cmd_run)
 
     for module in AREA_COMMANDS:

@@ -96,3 +96,24 @@ async def test_worker_gauges_cover_each_municipality(app_pool, settings, municip
     finally:
         await redis.aclose()
     assert f'kyufu_outbox_backlog{{municipality="{code}"}} 0.0' in generate_latest().decode()
+
+
+def test_an_idle_workers_routine_jobs_are_not_logged_but_their_failures_and_real_jobs_are():
+    """Issue 18, point 13: the sweep and metrics crons and arq's health record, every 15-30 s, are not logged."""
+    import logging
+
+    from app.observability import RoutineJobFilter
+
+    keep = RoutineJobFilter().filter
+
+    def record(msg: str, level: int = logging.INFO, name: str = "arq.worker") -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, msg, None, None)
+
+    # arq's own wording (arq/worker.py): start, finish, health.
+    assert not keep(record("  1.00s → cron:sweep_outbox()"))
+    assert not keep(record("  0.00s ← cron:sweep_outbox ● 0"))
+    assert not keep(record("  0.02s ← cron:collect_metrics ● "))
+    assert not keep(record("recording health: Dec-06 07:02:15 j_complete=118 j_failed=0"))
+    assert keep(record(" 60.01s ! cron:sweep_outbox failed, TimeoutError: ", logging.ERROR))
+    assert keep(record("  0.38s → payouts.prepare:131016:2:0:prepare_batch('131016', 2, 0)"))
+    assert keep(record("outbox sweep enqueued 3 jobs", name="kyufu.outbox"))

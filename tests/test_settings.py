@@ -41,3 +41,25 @@ def test_cli_refuses_to_serve_in_production_without_settings(subprocess_env):
     assert result.returncode == 2
     for name in REQUIRED:
         assert name in result.stderr
+
+
+def test_a_second_kyufu_run_on_one_data_directory_is_refused_before_it_touches_anything(subprocess_env, tmp_path):
+    """Issue 18, point 13: a second `kyufu run` would use the first one's servers and stop them on Ctrl-C."""
+    import fcntl
+
+    env = dict(subprocess_env, KYUFU_DATA_DIR=str(tmp_path), KYUFU_PORT="8102")
+    with open(tmp_path / "run.lock", "w") as held:  # the first `kyufu run`
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run_cli(env, "run")
+    assert result.returncode == 2 and "別の kyufu run" in result.stderr and str(tmp_path) in result.stderr
+    # No server was started: the embedded servers keep their data and secrets in directories and secrets.json.
+    assert not [p.name for p in tmp_path.iterdir() if p.is_dir() or p.name == "secrets.json"]
+
+
+def test_kyufu_run_takes_its_port_from_kyufu_port_unless_given():
+    from app.cli import build_parser, run_port
+    from app.settings import Settings
+
+    settings = Settings(KYUFU_ENV="test", KYUFU_PORT=8102)
+    assert run_port(build_parser().parse_args(["run"]), settings) == 8102
+    assert run_port(build_parser().parse_args(["run", "--port", "9000"]), settings) == 9000

@@ -277,6 +277,14 @@ async def test_banks_are_found_by_the_name_people_type(client, typed, code):
     assert banks and banks[0]["code"] == code
 
 
+async def test_pages_link_an_icon_that_exists(client):
+    """Issue 18, point 13: no page asks for a missing /favicon.ico."""
+    page = await client.get("/")
+    assert '<link rel="icon" href="/static/favicon.svg"' in page.text
+    icon = await client.get("/static/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+
+
 async def test_security_headers_on_pages_and_api(client):
     for path in ("/", "/api/v1/openapi.json", "/no/such/page"):
         r = await client.get(path)
