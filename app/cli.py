@@ -357,6 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bank"]:
+        # The bank's own tool (payouts/bank.py) has its own parser, --help included, and needs none of
+        # kyufu's settings: hand it every argument as typed (argparse would read `kyufu bank --help` as ours).
+        from payouts.cli import run_bank
+
+        return run_bank(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()

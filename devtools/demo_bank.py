@@ -52,7 +52,8 @@ async def seed_demo_bank(conn: asyncpg.Connection, settings, code: str, out_dir:
     return [
         f"bank age identity (demo bank's secret key): {identity}",
         f"municipality's signing public key: {public_pem}",
-        f"released files: {Path(settings.outbox_path) / code}/*.age — decrypt with: age -d -i {identity} FILE.age",
-        "or verify everything: kyufu bank verify FILE.age FILE.manifest.json "
+        f"released files: {Path(settings.outbox_path) / code}/*.age — decrypt with: "
+        f"age -d -i {identity} -o FILE.txt FILE.age (the plaintext is CP932 Zengin records: a file, not the "
+        "terminal), or verify everything: kyufu bank verify FILE.age FILE.manifest.json "
         f"--public-key {public_pem} --identity {identity}",
     ]

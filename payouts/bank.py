@@ -641,7 +641,16 @@ class InspectSummary:
 
 def inspect(plaintext_path: Path) -> InspectSummary:
     """Count and total a plaintext Zengin file, overall and per receiving bank/branch."""
-    parsed = _parse(Path(plaintext_path).read_bytes(), BankError)
+    data = Path(plaintext_path).read_bytes()
+    if data.startswith(AGE_HEADER):
+        # The sealed file itself, not its plaintext: say what to do instead of failing on its line ends.
+        raise BankError(
+            "encrypted_file",
+            "これは暗号化された（.age の）ファイルです。先に "
+            "kyufu bank decrypt --identity 秘密鍵ファイル --out 平文ファイル で復号し、その平文ファイルを指定して"
+            "ください（受付の確認は kyufu bank verify で行います）。",
+        )
+    parsed = _parse(data, BankError)
     groups: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for payment in parsed.payments:
         group = groups[(payment.bank_code, payment.branch_code)]
@@ -653,6 +662,9 @@ def inspect(plaintext_path: Path) -> InspectSummary:
         total_yen=parsed.total_yen,
         by_branch=tuple(BranchTotal(bank, branch, n, yen) for (bank, branch), (n, yen) in sorted(groups.items())),
     )
+
+
+AGE_HEADER = b"age-encryption.org/v1\n"  # the first line of every age file (age-encryption.org/v1 spec)
 
 
 # --- command line ---------------------------------------------------------------------------

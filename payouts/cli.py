@@ -143,7 +143,11 @@ async def upgrade_bank_layout(pool, settings, code: str) -> int:
 
 
 def cmd_bank(args, settings) -> int:
-    argv = list(args.bank_args)
+    return run_bank(list(args.bank_args))
+
+
+def run_bank(argv: list[str]) -> int:
+    """`kyufu bank ...`: the bank simulator (a developer tool) or the bank's tool."""
     if argv[:1] == ["simulate"]:
         # The bank simulator is a developer tool (devtools/banksim.py), imported only when run.
         from devtools import banksim

@@ -408,6 +408,23 @@ def test_inspect_refuses_a_file_that_is_not_zengin(tmp_path):
     assert caught.value.reason_code == "zengin_parse_error"
 
 
+def test_inspect_on_the_sealed_file_says_to_decrypt_it_first(tmp_path):
+    """Issue 18, point 12: it used to report the ciphertext's line ends as a CR+LF problem."""
+    s = seal(tmp_path)
+    with pytest.raises(BankError) as caught:
+        bank.inspect(s.age)
+    assert caught.value.reason_code == "encrypted_file" and "kyufu bank decrypt" in caught.value.message
+
+
+def test_kyufu_bank_help_answers_through_the_kyufu_command(capsys):
+    """`kyufu bank --help` was refused by kyufu's own parser before the bank's tool saw it."""
+    from app.cli import main as kyufu
+
+    assert kyufu(["bank", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: kyufu bank" in out and "verify" in out and "inspect" in out
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -448,11 +465,11 @@ def test_main_failures_exit_2(tmp_path, capsys):
         bank.main(["decrypt", str(s.age), "--identity", str(tmp_path / "missing.key"), "--out", str(tmp_path / "o")])
         == 2
     )
-    assert bank.main(["inspect", str(s.age)]) == 2  # ciphertext is not a Zengin file
+    assert bank.main(["inspect", str(s.age)]) == 2  # ciphertext is not a Zengin file: decrypt it first
     assert bank.main(["verify", str(s.age)]) == 2  # usage error
     assert bank.main(["nonsense"]) == 2
     err = capsys.readouterr().err
-    assert "zengin_parse_error" in err
+    assert "encrypted_file" in err
 
 
 def test_main_keygen_prints_the_recipient(tmp_path, capsys):
