@@ -3,9 +3,22 @@
 --     .venv/bin/python -m tools.schema --write
 -- and commit this file with it. tests/test_schema.py fails while it differs from a fresh migration.
 
+CREATE SCHEMA duplicate_match;
+
+ALTER SCHEMA duplicate_match OWNER TO kyufu_owner;
+
 CREATE SCHEMA registry_parts;
 
 ALTER SCHEMA registry_parts OWNER TO kyufu_owner;
+
+CREATE FUNCTION duplicate_match.new_reference() RETURNS text
+    LANGUAGE sql
+    AS $$
+  SELECT 'D-' || upper(substr(h, 1, 4)) || '-' || upper(substr(h, 5, 4)) || '-' || upper(substr(h, 9, 4))
+  FROM (SELECT replace(gen_random_uuid()::text, '-', '') AS h) r  -- the first 12 hex digits of a v4 UUID are random
+$$;
+
+ALTER FUNCTION duplicate_match.new_reference() OWNER TO kyufu_owner;
 
 CREATE FUNCTION public.audit_log_append_only() RETURNS trigger
     LANGUAGE plpgsql
@@ -131,6 +144,136 @@ CREATE FUNCTION public.kyufu_current_municipality() RETURNS text
 $$;
 
 ALTER FUNCTION public.kyufu_current_municipality() OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.kyufu_duplicate_resolve(p_reference text, p_resolution text, p_comment text, p_staff_id bigint) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+  code text := kyufu_current_municipality();
+  v_case bigint;
+  v_closed timestamptz;
+BEGIN
+  IF code IS NULL THEN
+    RAISE EXCEPTION 'no municipality in scope' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  SELECT c.case_id, c.closed_at INTO v_case, v_closed
+  FROM duplicate_match.cases c
+  JOIN duplicate_match.case_sides s ON s.case_id = c.case_id AND s.municipality_code = code
+  WHERE c.reference = p_reference
+  FOR UPDATE OF c;  -- both sides answering at once: one closes the case, never neither
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no duplicate case % in the municipality in scope', p_reference USING ERRCODE = 'no_data_found';
+  END IF;
+  IF v_closed IS NOT NULL THEN
+    RAISE EXCEPTION 'duplicate case % is closed', p_reference
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'duplicate_cases_closed';
+  END IF;
+  UPDATE duplicate_match.case_sides
+  SET resolution = p_resolution, comment = nullif(p_comment, ''), resolved_by = p_staff_id, resolved_at = now()
+  WHERE case_id = v_case AND municipality_code = code;
+  IF NOT EXISTS (SELECT 1 FROM duplicate_match.case_sides WHERE case_id = v_case AND resolved_at IS NULL) THEN
+    UPDATE duplicate_match.cases SET closed_at = now() WHERE case_id = v_case;
+    RETURN true;
+  END IF;
+  RETURN false;
+END $$;
+
+ALTER FUNCTION public.kyufu_duplicate_resolve(p_reference text, p_resolution text, p_comment text, p_staff_id bigint) OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.kyufu_duplicates_contribute(p_key_id text, p_program_id bigint, p_entitlement_ids bigint[], p_kinds text[], p_digests bytea[]) RETURNS TABLE(stored bigint, matched bigint, opened bigint)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+  code text := kyufu_current_municipality();
+  v_scheme text;
+  v_version int;
+  v_stored bigint := 0;
+BEGIN
+  IF code IS NULL THEN
+    RAISE EXCEPTION 'no municipality in scope' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  SELECT p.national_scheme INTO v_scheme FROM public.programs p
+  WHERE p.municipality_code = code AND p.program_id = p_program_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no program % in the municipality in scope', p_program_id USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  -- FOR SHARE: a rotation (which retires this row FOR UPDATE) waits for contributions under the old key.
+  SELECT k.version INTO v_version FROM duplicate_match.keys k
+  WHERE k.key_id = p_key_id AND k.retired_at IS NULL FOR SHARE;
+  IF NOT FOUND THEN
+    IF EXISTS (SELECT 1 FROM duplicate_match.keys) THEN
+      RAISE EXCEPTION 'duplicate key % is not the current one', p_key_id
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'duplicate_key_current';
+    END IF;
+    INSERT INTO duplicate_match.keys (version, key_id) VALUES (1, p_key_id) ON CONFLICT DO NOTHING;
+    SELECT k.version INTO v_version FROM duplicate_match.keys k
+    WHERE k.key_id = p_key_id AND k.retired_at IS NULL FOR SHARE;
+    IF NOT FOUND THEN  -- another process registered a different first key at the same moment
+      RAISE EXCEPTION 'duplicate key % is not the current one', p_key_id
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'duplicate_key_current';
+    END IF;
+  END IF;
+  IF cardinality(p_entitlement_ids) IS DISTINCT FROM cardinality(p_kinds)
+     OR cardinality(p_kinds) IS DISTINCT FROM cardinality(p_digests) THEN
+    RAISE EXCEPTION 'entitlement ids, kinds and digests differ in length' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF v_scheme IS NOT NULL THEN
+    -- Two municipalities contributing to one scheme at once would each miss the other's uncommitted rows:
+    -- one at a time per scheme (the second sees the first's rows once it commits).
+    PERFORM pg_advisory_xact_lock(hashtextextended('kyufu.duplicates|' || v_scheme, 0));
+  END IF;
+  DELETE FROM duplicate_match.hashes h WHERE h.municipality_code = code AND h.program_id = p_program_id;
+  IF v_scheme IS NULL THEN
+    RETURN QUERY SELECT 0::bigint, 0::bigint, 0::bigint;
+    RETURN;
+  END IF;
+  IF EXISTS (SELECT 1 FROM (SELECT DISTINCT u.id FROM unnest(p_entitlement_ids) AS u(id)) i
+             WHERE NOT EXISTS (SELECT 1 FROM public.entitlements e WHERE e.municipality_code = code
+                               AND e.program_id = p_program_id AND e.entitlement_id = i.id)) THEN
+    RAISE EXCEPTION 'hashes name an entitlement that is not of program %', p_program_id
+      USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'duplicate_hashes_entitlement';
+  END IF;
+  INSERT INTO duplicate_match.hashes (key_version, scheme, kind, digest, municipality_code, program_id, entitlement_id)
+  SELECT v_version, v_scheme, u.kind, u.digest, code, p_program_id, u.id
+  FROM unnest(p_entitlement_ids, p_kinds, p_digests) AS u(id, kind, digest)
+  ON CONFLICT DO NOTHING;
+  GET DIAGNOSTICS v_stored = ROW_COUNT;
+  RETURN QUERY
+  WITH pairs AS (
+    SELECT mine.entitlement_id AS own_entitlement, other.municipality_code AS other_code,
+           other.program_id AS other_program, other.entitlement_id AS other_entitlement,
+           array_agg(DISTINCT mine.kind ORDER BY mine.kind) AS kinds
+    FROM duplicate_match.hashes mine
+    JOIN duplicate_match.hashes other
+      ON other.key_version = mine.key_version AND other.scheme = mine.scheme AND other.kind = mine.kind
+     AND other.digest = mine.digest AND other.municipality_code <> mine.municipality_code
+    WHERE mine.municipality_code = code AND mine.program_id = p_program_id AND mine.key_version = v_version
+    GROUP BY 1, 2, 3, 4
+  ), keyed AS (
+    SELECT pairs.*, v_scheme || '|' || least(code || ':' || own_entitlement, other_code || ':' || other_entitlement)
+                    || '|' || greatest(code || ':' || own_entitlement, other_code || ':' || other_entitlement) AS pair_key
+    FROM pairs
+  ), new_cases AS (
+    INSERT INTO duplicate_match.cases (reference, scheme, pair_key, matched_on)
+    SELECT duplicate_match.new_reference(), v_scheme, k.pair_key, k.kinds FROM keyed k
+    ON CONFLICT (pair_key) DO NOTHING  -- a known pair (open or closed) is not opened again
+    RETURNING case_id, pair_key
+  ), new_sides AS (
+    INSERT INTO duplicate_match.case_sides (case_id, municipality_code, program_id, entitlement_id)
+    SELECT n.case_id, s.side_code, s.side_program, s.side_entitlement
+    FROM new_cases n JOIN keyed k ON k.pair_key = n.pair_key
+    CROSS JOIN LATERAL (VALUES (code, p_program_id, k.own_entitlement),
+                               (k.other_code, k.other_program, k.other_entitlement))
+         AS s(side_code, side_program, side_entitlement)
+    RETURNING 1
+  )
+  SELECT v_stored, (SELECT count(*) FROM keyed), (SELECT count(*) FROM new_cases)
+  FROM (SELECT count(*) FROM new_sides) s;
+END $$;
+
+ALTER FUNCTION public.kyufu_duplicates_contribute(p_key_id text, p_program_id bigint, p_entitlement_ids bigint[], p_kinds text[], p_digests bytea[]) OWNER TO kyufu_owner;
 
 CREATE FUNCTION public.kyufu_enabled_admin(p_code text, p_staff bigint) RETURNS boolean
     LANGUAGE sql STABLE
@@ -495,6 +638,40 @@ END $$;
 
 ALTER FUNCTION public.payments_guard_update() OWNER TO kyufu_owner;
 
+CREATE FUNCTION public.payments_wait_for_duplicates() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE bad bigint;
+BEGIN
+  SELECT n.entitlement_id INTO bad FROM new_payments n
+  JOIN duplicate_holds h ON h.municipality_code = n.municipality_code AND h.entitlement_id = n.entitlement_id
+  WHERE n.status IN ('ready', 'in_batch', 'released', 'paid')
+  LIMIT 1;
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'entitlement % waits for a cross-municipality duplicate case', bad
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_wait_for_duplicate_case';
+  END IF;
+  RETURN NULL;
+END $$;
+
+ALTER FUNCTION public.payments_wait_for_duplicates() OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.payments_wait_for_duplicates_in_batch() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM duplicate_holds h
+             WHERE h.municipality_code = NEW.municipality_code AND h.entitlement_id = NEW.entitlement_id) THEN
+    RAISE EXCEPTION 'entitlement % waits for a cross-municipality duplicate case', NEW.entitlement_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_wait_for_duplicate_case';
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.payments_wait_for_duplicates_in_batch() OWNER TO kyufu_owner;
+
 CREATE FUNCTION public.payout_batches_guardrails() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -756,6 +933,71 @@ END $$;
 
 ALTER FUNCTION public.staff_users_roles_granted() OWNER TO kyufu_owner;
 
+CREATE TABLE duplicate_match.case_sides (
+    case_id bigint NOT NULL,
+    municipality_code text NOT NULL,
+    program_id bigint NOT NULL,
+    entitlement_id bigint NOT NULL,
+    resolution text,
+    comment text,
+    resolved_by bigint,
+    resolved_at timestamp with time zone,
+    CONSTRAINT case_sides_comment_check CHECK ((length(comment) <= 1000)),
+    CONSTRAINT case_sides_resolution_check CHECK ((resolution = ANY (ARRAY['pay'::text, 'not_pay'::text]))),
+    CONSTRAINT case_sides_resolution_whole CHECK ((((resolution IS NULL) = (resolved_at IS NULL)) AND ((resolution IS NULL) = (resolved_by IS NULL))))
+);
+
+ALTER TABLE duplicate_match.case_sides OWNER TO kyufu_owner;
+
+CREATE TABLE duplicate_match.cases (
+    case_id bigint NOT NULL,
+    reference text NOT NULL,
+    scheme text NOT NULL,
+    pair_key text NOT NULL,
+    matched_on text[] NOT NULL,
+    opened_at timestamp with time zone DEFAULT now() NOT NULL,
+    closed_at timestamp with time zone,
+    CONSTRAINT cases_matched_on_check CHECK (((matched_on <@ ARRAY['resident_code'::text, 'name_birth'::text]) AND (cardinality(matched_on) > 0))),
+    CONSTRAINT cases_reference_check CHECK ((reference ~ '^D-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}$'::text))
+);
+
+ALTER TABLE duplicate_match.cases OWNER TO kyufu_owner;
+
+ALTER TABLE duplicate_match.cases ALTER COLUMN case_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME duplicate_match.cases_case_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE duplicate_match.hashes (
+    key_version integer NOT NULL,
+    scheme text NOT NULL,
+    kind text NOT NULL,
+    digest bytea NOT NULL,
+    municipality_code text NOT NULL,
+    program_id bigint NOT NULL,
+    entitlement_id bigint NOT NULL,
+    contributed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT hashes_digest_check CHECK ((length(digest) = 32)),
+    CONSTRAINT hashes_kind_check CHECK ((kind = ANY (ARRAY['resident_code'::text, 'name_birth'::text])))
+);
+
+ALTER TABLE duplicate_match.hashes OWNER TO kyufu_owner;
+
+CREATE TABLE duplicate_match.keys (
+    version integer NOT NULL,
+    key_id text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    retired_at timestamp with time zone,
+    CONSTRAINT keys_key_id_check CHECK ((key_id ~ '^[0-9a-f]{16}$'::text)),
+    CONSTRAINT keys_version_check CHECK ((version > 0))
+);
+
+ALTER TABLE duplicate_match.keys OWNER TO kyufu_owner;
+
 CREATE TABLE public.application_account_keys (
     municipality_code text NOT NULL,
     application_id bigint NOT NULL,
@@ -807,6 +1049,42 @@ ALTER TABLE public.applications ALTER COLUMN application_id ADD GENERATED ALWAYS
     NO MAXVALUE
     CACHE 1
 );
+
+CREATE VIEW public.duplicate_cases WITH (security_barrier='true') AS
+ SELECT s.municipality_code,
+    c.reference,
+    c.scheme,
+    c.matched_on,
+    c.opened_at,
+    c.closed_at,
+    s.program_id,
+    s.entitlement_id,
+    s.resolution,
+    s.comment,
+    s.resolved_by,
+    s.resolved_at,
+    o.municipality_code AS other_municipality_code,
+    (o.resolved_at IS NOT NULL) AS other_answered,
+    ARRAY( SELECT DISTINCT h.digest
+           FROM (duplicate_match.hashes h
+             JOIN duplicate_match.hashes x ON (((x.key_version = h.key_version) AND (x.scheme = h.scheme) AND (x.kind = h.kind) AND (x.digest = h.digest))))
+          WHERE ((h.municipality_code = s.municipality_code) AND (h.entitlement_id = s.entitlement_id) AND (x.municipality_code = o.municipality_code) AND (x.entitlement_id = o.entitlement_id))) AS matched_digests
+   FROM ((duplicate_match.case_sides s
+     JOIN duplicate_match.cases c ON ((c.case_id = s.case_id)))
+     JOIN duplicate_match.case_sides o ON (((o.case_id = s.case_id) AND (o.municipality_code <> s.municipality_code))))
+  WHERE (s.municipality_code = public.kyufu_current_municipality());
+
+ALTER VIEW public.duplicate_cases OWNER TO kyufu_owner;
+
+CREATE VIEW public.duplicate_holds WITH (security_barrier='true') AS
+ SELECT s.municipality_code,
+    s.entitlement_id,
+    c.reference
+   FROM (duplicate_match.case_sides s
+     JOIN duplicate_match.cases c ON ((c.case_id = s.case_id)))
+  WHERE ((s.municipality_code = public.kyufu_current_municipality()) AND ((c.closed_at IS NULL) OR (s.resolution = 'not_pay'::text)));
+
+ALTER VIEW public.duplicate_holds OWNER TO kyufu_owner;
 
 CREATE TABLE public.eligibility_runs (
     municipality_code text NOT NULL,
@@ -1292,6 +1570,7 @@ CREATE TABLE public.programs (
     decline_deadline date,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     max_payments_per_account integer DEFAULT 1 NOT NULL,
+    national_scheme text,
     CONSTRAINT programs_amount_yen_check CHECK ((amount_yen > 0)),
     CONSTRAINT programs_check CHECK (((tax_condition = 'none'::text) OR (tax_fiscal_year IS NOT NULL))),
     CONSTRAINT programs_check1 CHECK (((payment_mode <> 'push'::text) OR (decline_deadline IS NOT NULL))),
@@ -1302,6 +1581,7 @@ CREATE TABLE public.programs (
     CONSTRAINT programs_max_payments_per_account_check CHECK (((max_payments_per_account >= 1) AND (max_payments_per_account <= 1000))),
     CONSTRAINT programs_min_age_check CHECK ((min_age >= 0)),
     CONSTRAINT programs_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
+    CONSTRAINT programs_national_scheme_format CHECK ((national_scheme ~ '^[A-Z0-9][A-Z0-9_-]{0,39}$'::text)),
     CONSTRAINT programs_payment_mode_check CHECK ((payment_mode = ANY (ARRAY['application'::text, 'letter'::text, 'push'::text]))),
     CONSTRAINT programs_tax_condition_check CHECK ((tax_condition = ANY (ARRAY['none'::text, 'exempt'::text, 'exempt_or_per_capita'::text]))),
     CONSTRAINT programs_unit_check CHECK ((unit = ANY (ARRAY['person'::text, 'household'::text])))
@@ -1312,6 +1592,8 @@ ALTER TABLE ONLY public.programs FORCE ROW LEVEL SECURITY;
 ALTER TABLE public.programs OWNER TO kyufu_owner;
 
 COMMENT ON COLUMN public.programs.max_payments_per_account IS 'payments to one account in one batch above which staff must override the account before approval';
+
+COMMENT ON COLUMN public.programs.national_scheme IS 'the national benefit this program runs (e.g. R6-TEIGAKU): cross-municipality duplicates are looked for within it';
 
 ALTER TABLE public.programs ALTER COLUMN program_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.programs_program_id_seq
@@ -1628,6 +1910,27 @@ ALTER TABLE registry_parts.residents_default OWNER TO kyufu_owner;
 
 ALTER TABLE ONLY public.residents ATTACH PARTITION registry_parts.residents_default DEFAULT;
 
+ALTER TABLE ONLY duplicate_match.case_sides
+    ADD CONSTRAINT case_sides_pkey PRIMARY KEY (case_id, municipality_code);
+
+ALTER TABLE ONLY duplicate_match.cases
+    ADD CONSTRAINT cases_pair_key_key UNIQUE (pair_key);
+
+ALTER TABLE ONLY duplicate_match.cases
+    ADD CONSTRAINT cases_pkey PRIMARY KEY (case_id);
+
+ALTER TABLE ONLY duplicate_match.cases
+    ADD CONSTRAINT cases_reference_key UNIQUE (reference);
+
+ALTER TABLE ONLY duplicate_match.hashes
+    ADD CONSTRAINT hashes_pkey PRIMARY KEY (key_version, scheme, kind, digest, municipality_code, entitlement_id);
+
+ALTER TABLE ONLY duplicate_match.keys
+    ADD CONSTRAINT keys_key_id_key UNIQUE (key_id);
+
+ALTER TABLE ONLY duplicate_match.keys
+    ADD CONSTRAINT keys_pkey PRIMARY KEY (version);
+
 ALTER TABLE ONLY public.application_account_keys
     ADD CONSTRAINT application_account_keys_pkey PRIMARY KEY (municipality_code, application_id);
 
@@ -1772,6 +2075,14 @@ ALTER TABLE ONLY public.tax_statuses
 ALTER TABLE ONLY registry_parts.residents_default
     ADD CONSTRAINT residents_default_pkey PRIMARY KEY (municipality_code, snapshot_id, resident_code);
 
+CREATE INDEX case_sides_entitlement ON duplicate_match.case_sides USING btree (municipality_code, entitlement_id);
+
+CREATE INDEX hashes_entitlement ON duplicate_match.hashes USING btree (municipality_code, entitlement_id);
+
+CREATE INDEX hashes_program ON duplicate_match.hashes USING btree (municipality_code, program_id);
+
+CREATE UNIQUE INDEX keys_one_current ON duplicate_match.keys USING btree ((true)) WHERE (retired_at IS NULL);
+
 CREATE INDEX application_account_keys_key ON public.application_account_keys USING btree (municipality_code, account_key);
 
 CREATE UNIQUE INDEX applications_one_active ON public.applications USING btree (municipality_code, entitlement_id) WHERE (status <> ALL (ARRAY['rejected'::text, 'withdrawn'::text]));
@@ -1801,6 +2112,8 @@ CREATE INDEX payments_entitlement ON public.payments USING btree (municipality_c
 CREATE UNIQUE INDEX payments_one_live ON public.payments USING btree (municipality_code, entitlement_id) WHERE (status = ANY (ARRAY['ready'::text, 'in_batch'::text, 'released'::text, 'paid'::text]));
 
 CREATE UNIQUE INDEX payout_batches_one_preparing ON public.payout_batches USING btree (municipality_code, program_id) WHERE (status = 'preparing'::text);
+
+CREATE UNIQUE INDEX programs_one_per_scheme ON public.programs USING btree (municipality_code, national_scheme) WHERE (national_scheme IS NOT NULL);
 
 CREATE INDEX residents_birth_date ON ONLY public.residents USING btree (birth_date);
 
@@ -1850,6 +2163,10 @@ CREATE TRIGGER payments_guard_insert AFTER INSERT ON public.payments REFERENCING
 
 CREATE TRIGGER payments_guard_update BEFORE UPDATE OF batch_id, amount_yen, entitlement_id ON public.payments FOR EACH ROW EXECUTE FUNCTION public.payments_guard_update();
 
+CREATE TRIGGER payments_wait_for_duplicates AFTER INSERT ON public.payments REFERENCING NEW TABLE AS new_payments FOR EACH STATEMENT EXECUTE FUNCTION public.payments_wait_for_duplicates();
+
+CREATE TRIGGER payments_wait_for_duplicates_in_batch BEFORE UPDATE OF batch_id ON public.payments FOR EACH ROW WHEN (((new.batch_id IS NOT NULL) AND (new.batch_id IS DISTINCT FROM old.batch_id))) EXECUTE FUNCTION public.payments_wait_for_duplicates_in_batch();
+
 CREATE TRIGGER payout_batches_guardrails BEFORE UPDATE OF status ON public.payout_batches FOR EACH ROW EXECUTE FUNCTION public.payout_batches_guardrails();
 
 CREATE TRIGGER payout_batches_independent_approver BEFORE INSERT OR UPDATE OF approved_by ON public.payout_batches FOR EACH ROW WHEN ((new.approved_by IS NOT NULL)) EXECUTE FUNCTION public.payout_batches_independent_approver();
@@ -1869,6 +2186,24 @@ CREATE TRIGGER staff_enrolments_rules BEFORE INSERT OR UPDATE ON public.staff_en
 CREATE TRIGGER staff_role_grants_rules BEFORE INSERT OR UPDATE ON public.staff_role_grants FOR EACH ROW EXECUTE FUNCTION public.staff_role_grants_rules();
 
 CREATE TRIGGER staff_users_roles_granted BEFORE INSERT OR UPDATE OF roles ON public.staff_users FOR EACH ROW EXECUTE FUNCTION public.staff_users_roles_granted();
+
+ALTER TABLE ONLY duplicate_match.case_sides
+    ADD CONSTRAINT case_sides_case_id_fkey FOREIGN KEY (case_id) REFERENCES duplicate_match.cases(case_id);
+
+ALTER TABLE ONLY duplicate_match.case_sides
+    ADD CONSTRAINT case_sides_municipality_code_entitlement_id_fkey FOREIGN KEY (municipality_code, entitlement_id) REFERENCES public.entitlements(municipality_code, entitlement_id);
+
+ALTER TABLE ONLY duplicate_match.case_sides
+    ADD CONSTRAINT case_sides_municipality_code_fkey FOREIGN KEY (municipality_code) REFERENCES public.municipalities(code);
+
+ALTER TABLE ONLY duplicate_match.case_sides
+    ADD CONSTRAINT case_sides_municipality_code_resolved_by_fkey FOREIGN KEY (municipality_code, resolved_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY duplicate_match.hashes
+    ADD CONSTRAINT hashes_key_version_fkey FOREIGN KEY (key_version) REFERENCES duplicate_match.keys(version);
+
+ALTER TABLE ONLY duplicate_match.hashes
+    ADD CONSTRAINT hashes_municipality_code_fkey FOREIGN KEY (municipality_code) REFERENCES public.municipalities(code);
 
 ALTER TABLE ONLY public.application_account_keys
     ADD CONSTRAINT application_account_keys_municipality_code_application_id_fkey FOREIGN KEY (municipality_code, application_id) REFERENCES public.applications(municipality_code, application_id);
@@ -2032,6 +2367,14 @@ ALTER TABLE ONLY public.staff_users
 ALTER TABLE ONLY public.tax_statuses
     ADD CONSTRAINT tax_statuses_municipality_code_snapshot_id_fkey FOREIGN KEY (municipality_code, snapshot_id) REFERENCES public.registry_snapshots(municipality_code, snapshot_id);
 
+ALTER TABLE duplicate_match.case_sides ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE duplicate_match.cases ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE duplicate_match.hashes ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE duplicate_match.keys ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.application_account_keys ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.applications ENABLE ROW LEVEL SECURITY;
@@ -2182,6 +2525,12 @@ GRANT ALL ON FUNCTION public.kyufu_audit_hash(r public.audit_log) TO kyufu_app;
 
 GRANT ALL ON FUNCTION public.kyufu_current_municipality() TO kyufu_app;
 
+REVOKE ALL ON FUNCTION public.kyufu_duplicate_resolve(p_reference text, p_resolution text, p_comment text, p_staff_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.kyufu_duplicate_resolve(p_reference text, p_resolution text, p_comment text, p_staff_id bigint) TO kyufu_app;
+
+REVOKE ALL ON FUNCTION public.kyufu_duplicates_contribute(p_key_id text, p_program_id bigint, p_entitlement_ids bigint[], p_kinds text[], p_digests bytea[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.kyufu_duplicates_contribute(p_key_id text, p_program_id bigint, p_entitlement_ids bigint[], p_kinds text[], p_digests bytea[]) TO kyufu_app;
+
 GRANT ALL ON FUNCTION public.kyufu_enabled_admin(p_code text, p_staff bigint) TO kyufu_app;
 
 GRANT ALL ON FUNCTION public.kyufu_hands(p_code text, p_staff bigint, p_operator text) TO kyufu_app;
@@ -2215,6 +2564,10 @@ GRANT SELECT,INSERT ON TABLE public.application_account_keys TO kyufu_app;
 GRANT SELECT,INSERT,UPDATE ON TABLE public.applications TO kyufu_app;
 
 GRANT USAGE ON SEQUENCE public.applications_application_id_seq TO kyufu_app;
+
+GRANT SELECT ON TABLE public.duplicate_cases TO kyufu_app;
+
+GRANT SELECT ON TABLE public.duplicate_holds TO kyufu_app;
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.eligibility_runs TO kyufu_app;
 

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, alias="REDIS_URL")
     # base64 of 32 random bytes: wraps every municipality's data and signing keys.
     master_key: str | None = Field(None, alias="KYUFU_MASTER_KEY", repr=False)
+    # base64 of 32 random bytes: the platform key of the hashes municipalities contribute to find
+    # cross-municipality duplicates (app/registry/duplicates.py). Held like the master key; generated in
+    # local mode; in production needed by what hashes (eligibility of a program with a national scheme,
+    # `kyufu registry duplicates ...`) and by the console to name the matched household member.
+    duplicate_key: str | None = Field(None, alias="KYUFU_DUPLICATE_KEY", repr=False)
 
     host: str = Field("127.0.0.1", alias="KYUFU_HOST")
     port: int = Field(8000, alias="KYUFU_PORT")
@@ -102,6 +107,17 @@ class Settings(BaseSettings):
         return key
 
     @property
+    def duplicate_key_bytes(self) -> bytes:
+        if not self.duplicate_key:
+            raise SettingsError(
+                "KYUFU_DUPLICATE_KEY is not set: cross-municipality duplicate matching needs it (base64 of 32 bytes)"
+            )
+        key = base64.b64decode(self.duplicate_key)
+        if len(key) != 32:
+            raise SettingsError("KYUFU_DUPLICATE_KEY must be base64 of exactly 32 bytes")
+        return key
+
+    @property
     def outbox_path(self) -> Path:
         return self.outbox_dir or (self.data_dir / "outbox")
 
@@ -137,6 +153,8 @@ def resolve_local(settings: Settings) -> Settings:
         updates["master_key"] = _local_secret(data_dir / "master.key")
     if not settings.session_secret:
         updates["session_secret"] = _local_secret(data_dir / "session.key")
+    if not settings.duplicate_key:
+        updates["duplicate_key"] = _local_secret(data_dir / "duplicate.key")
     return settings.model_copy(update=updates)
 
 

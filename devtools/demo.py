@@ -7,6 +7,7 @@ from app.db import connect_owner
 from app.tenancy.municipalities import MunicipalityExists, add_municipality
 from app.tenancy.transaction import tenant_transaction
 from devtools.demo_bank import seed_demo_bank
+from devtools.demo_duplicates import seed_duplicate
 from devtools.demo_registry import seed_demo as seed_registry
 from devtools.demo_staff import seed_demo_staff
 
@@ -32,6 +33,8 @@ async def seed_demo(settings) -> list[str]:
             " 申請型 program without a letter, with the identity printed below):",
         ]
         lines += ["  " + line for line in await seed_registry(conn, settings, code)]
+        lines += ["", "a second municipality and a cross-municipality duplicate:"]
+        lines += ["  " + line for line in await seed_duplicate(conn, settings, code)]
         lines += ["", "bank side:"]
         lines += ["  " + line for line in await seed_demo_bank(conn, settings, code, settings.data_dir / "demo-bank")]
     finally:

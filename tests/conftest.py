@@ -114,6 +114,9 @@ def settings(servers, tmp_path_factory) -> Settings:
         REDIS_URL=servers.redis_url,
         KYUFU_MASTER_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
         KYUFU_SESSION_SECRET=base64.b64encode(secrets.token_bytes(32)).decode(),
+        # One duplicate key for every process on the session database: the first contribution makes it the
+        # platform's current key (app/registry/duplicates.py), and any other would be refused.
+        KYUFU_DUPLICATE_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
         KYUFU_OUTBOX_DIR=str(data_dir / "outbox"),
     )
 
@@ -130,6 +133,7 @@ def subprocess_env(settings) -> dict[str, str]:
         REDIS_URL=settings.redis_url,
         KYUFU_MASTER_KEY=settings.master_key,
         KYUFU_SESSION_SECRET=settings.session_secret,
+        KYUFU_DUPLICATE_KEY=settings.duplicate_key,
         KYUFU_OUTBOX_DIR=str(settings.outbox_path),
     )
     return env
@@ -172,7 +176,7 @@ def next_municipality_code() -> str:
     while True:
         n = next(_code_counter)
         body = f"{n // 1000 % 47 + 1:02d}{n % 1000:03d}"
-        if body != "13101":  # 131016 is the demo municipality (tests/test_demo_seed.py)
+        if body not in ("13101", "13102"):  # 131016, 131024: the demo municipalities (tests/test_demo_seed.py)
             return body + check_digit(body)
 
 

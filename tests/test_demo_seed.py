@@ -22,9 +22,13 @@ def test_demo_seed_prints_working_logins_codes_and_bank_files_and_is_idempotent(
     public = Path(re.search(r"municipality's signing public key: (\S+)", out).group(1))
     assert identity.read_text().count("AGE-SECRET-KEY-") == 1
     assert public.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    # A second municipality lists one of 131016's residents: a cross-municipality duplicate case to try.
+    case = re.search(r"case (D-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}) under 重複の疑い", out)
+    assert case and "municipality 131024 中央区（デモ）" in out
 
     second = run_cli(subprocess_env, "demo", "seed", timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     staff_lines = [line for line in out.splitlines() if "login '" in line and "TOTP" not in line]
     assert staff_lines and all(line in second.stdout for line in staff_lines)
     assert identity.read_text().count("AGE-SECRET-KEY-") == 1  # the bank identity is kept, not replaced
+    assert f"case {case.group(1)} under" in second.stdout  # the same case, not a second one

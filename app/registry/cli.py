@@ -1,7 +1,8 @@
 """Subcommands of this area (registered by app/cli.py):
 
-kyufu registry import|import-tax|import-accounts|bench, kyufu programs add|list|eligibility,
-kyufu letters issue|export|reissue, kyufu push settle|decline, and the options of kyufu demo registry.
+kyufu registry import|import-tax|import-accounts|bench, kyufu registry duplicates contribute|rehash|rotate-key,
+kyufu programs add|list|eligibility|scheme, kyufu letters issue|export|reissue, kyufu push settle|decline, and the
+options of kyufu demo registry.
 `kyufu registry bench` and `kyufu demo registry` are developer tools: their code is in devtools/, imported
 inside the command only, so the service never loads it.
 
@@ -146,9 +147,10 @@ def cmd_demo_registry(args, settings) -> int:
 
 def cmd_programs(args, settings) -> int:
     from app.progress import progress_bar
+    from app.registry import duplicates
     from app.registry.eligibility import determine_eligibility
     from app.registry.events import record_event
-    from app.registry.programs import create_program, list_programs, parse_program
+    from app.registry.programs import create_program, get_program, list_programs, parse_program
     from app.tenancy.transaction import tenant_transaction
 
     code = args.municipality
@@ -183,10 +185,21 @@ def cmd_programs(args, settings) -> int:
                 print(f"program {program_id} created")
             elif args.action == "list":
                 for p in await list_programs(tx, code):
+                    scheme = f"\t全国事業 {p['national_scheme']}" if p["national_scheme"] else ""
                     print(
                         f"{p['program_id']}\t{p['name']}\t基準日 {p['base_date']}\t{p['payment_mode']}\t"
-                        f"{p['unit']} {p['amount_yen']}円"
+                        f"{p['unit']} {p['amount_yen']}円{scheme}"
                     )
+            elif args.action == "scheme":
+                # Which national benefit this program is; its duplicate hashes follow at once (or are removed).
+                await duplicates.set_scheme(tx, code, args.program, None if args.clear else args.scheme)
+                await record_event(
+                    tx, code, _actor(), "programs.scheme", {"program_id": args.program, "scheme": args.scheme}
+                )
+                for c in await duplicates.contribute_municipality(
+                    tx, settings.duplicate_key_bytes, code, _actor(), args.program
+                ):
+                    print(c.describe())
             else:
                 with progress_bar("資格判定") as bar:
                     r = await determine_eligibility(tx, code, args.program, args.snapshot, progress=bar)
@@ -214,8 +227,96 @@ def cmd_programs(args, settings) -> int:
                     )
                 )
                 print(f"entitled: {r.households} households, {r.people} people, total {r.total_yen} yen")
+                if (await get_program(tx, code, args.program))["national_scheme"]:
+                    # The entitlements changed (or not): the program's duplicate hashes follow them, in the
+                    # same transaction, so a run never leaves them describing another set.
+                    for c in await duplicates.contribute_municipality(
+                        tx, settings.duplicate_key_bytes, code, _actor(), args.program
+                    ):
+                        print(c.describe())
 
     return _run(settings, go)
+
+
+# ---- cross-municipality duplicates -----------------------------------------------------------------
+
+
+def cmd_duplicates(args, settings) -> int:
+    """`kyufu registry duplicates contribute|rehash|rotate-key` (app/registry/duplicates.py)."""
+    import base64
+
+    from app.db import connect_owner
+    from app.errors import UsageError
+    from app.registry import duplicates
+    from app.tenancy.transaction import tenant_transaction
+
+    if args.dup_action == "contribute":
+
+        async def go(conn):
+            async with tenant_transaction(conn, args.municipality) as tx:
+                results = await duplicates.contribute_municipality(
+                    tx, settings.duplicate_key_bytes, args.municipality, _actor(), args.program
+                )
+            for c in results:
+                print(c.describe())
+            if not results:
+                print("no program of this municipality has a national scheme (kyufu programs scheme)")
+
+        return _run(settings, go)
+
+    if args.dup_action == "rehash":
+
+        async def go(conn):
+            done = await duplicates.rehash(conn, settings.duplicate_key_bytes, _actor())
+            for code, results in done.items():
+                for c in results:
+                    print(f"{code} {c.describe()}")
+            print(f"rehashed {sum(len(r) for r in done.values())} programs in {len(done)} municipalities")
+
+        return _run(settings, go)
+
+    # rotate-key: the owner retires the current key (deleting its hashes), then every municipality is hashed
+    # again under the new one.
+    new_b64 = os.environ.get("KYUFU_NEW_DUPLICATE_KEY")
+    if not new_b64:
+        if settings.production:
+            raise UsageError("set KYUFU_NEW_DUPLICATE_KEY (base64 of 32 bytes) to rotate in production")
+        new_b64 = base64.b64encode(os.urandom(32)).decode()
+    new_key = base64.b64decode(new_b64)
+    if len(new_key) != 32:
+        raise UsageError("KYUFU_NEW_DUPLICATE_KEY must be base64 of exactly 32 bytes")
+
+    async def rotate():
+        owner = await connect_owner(settings)
+        try:
+            version = await duplicates.rotate_key(owner, new_key)
+            done = await duplicates.rehash(owner, new_key, _actor())
+        finally:
+            await owner.close()
+        return version, done
+
+    try:
+        version, done = asyncio.run(rotate())
+    except RegistryError as exc:
+        print(f"kyufu: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"duplicate key version {version} is current; rehashed {sum(len(r) for r in done.values())} programs "
+        f"in {len(done)} municipalities"
+    )
+    if not settings.production:
+        import time
+
+        key_file = settings.data_dir / "duplicate.key"
+        if key_file.exists():
+            key_file.rename(key_file.with_name(f"duplicate.key.{int(time.time())}.old"))
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new_b64 + "\n")
+        print(f"new duplicate key in {key_file}; restart the worker and the app so they hash with it")
+    else:
+        print("now set KYUFU_DUPLICATE_KEY to the new key and restart; contributions under the old one are refused")
+    return 0
 
 
 # ---- letters ------------------------------------------------------------------------------------
@@ -308,6 +409,16 @@ def register(sub) -> None:
     q.add_argument("--applications", type=int, default=5000)
     q.add_argument("--batch-size", type=int, default=250)
     q.add_argument("--skip", nargs="*", default=[], choices=["import", "eligibility", "verify"])
+    q = rsub.add_parser("duplicates", help="cross-municipality duplicates: keyed hashes, rehash, key rotation")
+    dsub = q.add_subparsers(dest="dup_action", required=True)
+    d = dsub.add_parser("contribute", help="(re)contribute a municipality's hashes (one program, or all with a scheme)")
+    d.add_argument("--municipality", required=True)
+    d.add_argument("--program", type=int)
+    dsub.add_parser("rehash", help="contribute every municipality again under the current KYUFU_DUPLICATE_KEY")
+    dsub.add_parser(
+        "rotate-key", help="make KYUFU_NEW_DUPLICATE_KEY current (owner), delete the old hashes, rehash everything"
+    )
+    q.set_defaults(func=cmd_duplicates)
     p.set_defaults(func=cmd_registry)
 
     p = sub.add_parser("programs", help="benefit programs and eligibility")
@@ -336,6 +447,12 @@ def register(sub) -> None:
     q.add_argument("--municipality", required=True)
     q.add_argument("--program", type=int, required=True)
     q.add_argument("--snapshot", type=int, help="residents snapshot (default: newest published)")
+    q = psub.add_parser("scheme", help="say which national benefit a program is (cross-municipality duplicates)")
+    q.add_argument("--municipality", required=True)
+    q.add_argument("--program", type=int, required=True)
+    g = q.add_mutually_exclusive_group(required=True)
+    g.add_argument("--scheme", help="national scheme code, e.g. R6-TEIGAKU")
+    g.add_argument("--clear", action="store_true", help="no national scheme (its hashes are removed)")
     p.set_defaults(func=cmd_programs)
 
     p = sub.add_parser("letters", help="確認書 / 支給のお知らせ: issue, export for printing, re-issue")

@@ -35,7 +35,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 RETURNING program_id
 """
 PROGRAM_COLUMNS = """program_id, name, base_date, unit, amount_yen, child_amount_yen, child_age_under, tax_condition,
-    tax_fiscal_year, min_age, max_age, apply_from, apply_until, payment_mode, decline_deadline"""
+    tax_fiscal_year, min_age, max_age, apply_from, apply_until, payment_mode, decline_deadline, national_scheme"""
 GET_PROGRAM = f"SELECT {PROGRAM_COLUMNS} FROM programs WHERE municipality_code = $1 AND program_id = $2"
 LOCK_PROGRAM = GET_PROGRAM + " FOR UPDATE"
 LIST_PROGRAMS = f"SELECT {PROGRAM_COLUMNS} FROM programs WHERE municipality_code = $1 ORDER BY program_id"

@@ -111,6 +111,7 @@ ROLE_MATRIX = {
     ("POST", "/staff/batches/{batch_id}/release"): {"approver"},
     ("POST", "/staff/batches/{batch_id}/cancel"): {"drafter"},
     ("POST", "/staff/applications/{application_id}/decision"): {"reviewer"},
+    ("POST", "/staff/duplicates/resolve"): {"reviewer"},
     ("GET", "/staff/reconciliation"): {"reviewer", "drafter"},
     ("GET", "/staff/admin/staff"): {"admin"},
     ("GET", "/staff/admin/audit"): {"admin"},
@@ -127,6 +128,7 @@ ANY_STAFF = {
     ("POST", "/staff/logout"),
     ("GET", "/staff/"),
     ("GET", "/staff/batches"),
+    ("GET", "/staff/duplicates"),  # the list; the matched member only for reviewers and admins
 }
 
 

@@ -8,6 +8,7 @@ from starlette.routing import BaseRoute, Route
 
 from app.staff.web import admin, batches, dashboard, enrolment, reconciliation, review, signin
 from app.staff.web.common import jst
+from app.staff.web.duplicates import duplicate_list, duplicate_resolve
 from app.web.templates import add_template_dir, env
 
 add_template_dir(Path(__file__).resolve().parent / "templates")
@@ -24,6 +25,8 @@ def routes(settings) -> list[BaseRoute]:
         Route("/staff/review/search", review.review_search, methods=["POST"]),
         Route("/staff/applications/{application_id}", review.application_page, methods=["GET"]),
         Route("/staff/applications/{application_id}/decision", review.application_decision, methods=["POST"]),
+        Route("/staff/duplicates", duplicate_list, methods=["GET"]),
+        Route("/staff/duplicates/resolve", duplicate_resolve, methods=["POST"]),
         Route("/staff/programs/{program_id}/draft", batches.draft_page, methods=["GET"]),
         Route("/staff/programs/{program_id}/draft", batches.draft_submit, methods=["POST"]),
         Route("/staff/batches", batches.batch_list, methods=["GET"]),
