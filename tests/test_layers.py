@@ -92,6 +92,8 @@ HANDLER_MODULES = (
     "app/staff/web/admin.py",
     "app/staff/web/enrolment.py",
     "app/staff/web/routes.py",
+    "app/web/sessions.py",  # the session mechanism of both sites: the console's store runs its SQL in app/staff
+    "app/web/csrf.py",
     "app/intake/web/pages.py",
     "app/intake/web/api.py",
     "app/intake/web/routes.py",

@@ -1,22 +1,21 @@
-"""Server-side staff sessions: revocable, with an idle timeout and an absolute lifetime.
+"""The console's session store: rows of staff_sessions, revocable, with an idle timeout and an absolute
+lifetime. The mechanism around it (tokens, cookies, sign-in rotation, CSRF) is the one both sites share,
+app/web/sessions.py, which says why the console keeps its sessions here and residents theirs in Redis.
 
-The cookie is "<municipality code>.<random token>". The code tells the server which municipality's scope
-to open; the token is looked up (by its SHA-256) only inside that scope, so a token of A presented with
-B's code finds nothing.
+The cookie is "<municipality code>.<token>". The code tells the server which municipality's scope to
+open; the token is looked up (by its SHA-256) only inside that scope, so a token of A presented with B's
+code finds nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import secrets
 
 import asyncpg
 
 from app.principals import Staff
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 
-COOKIE = "kyufu_staff"
 ABSOLUTE_LIFETIME_H = 12
 DEFAULT_IDLE_MINUTES = 30
 
@@ -47,6 +46,10 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def cookie_value(code: str, token: str) -> str:
+    return f"{code}.{token}"
+
+
 def split_cookie(value: str | None) -> tuple[str, str] | None:
     """(municipality code, token) from a cookie value, or None if it is not one of ours."""
     if not value or "." not in value:
@@ -61,40 +64,30 @@ def split_cookie(value: str | None) -> tuple[str, str] | None:
     return code, token
 
 
-async def create(conn: asyncpg.Connection, code: str, staff_id: int) -> str:
-    """Start a session; returns the cookie value."""
-    token = secrets.token_urlsafe(32)
-    await conn.execute(CREATE, code, _digest(token), staff_id)
-    return f"{code}.{token}"
+class PostgresStore:
+    """The sessions of one municipality, inside its tenant_transaction: the `Store` of app/web/sessions.py."""
 
+    def __init__(self, conn: asyncpg.Connection, code: str):
+        self.conn = conn
+        self.code = code
 
-async def resume(conn: asyncpg.Connection, code: str, token: str) -> Staff | None:
-    """The staff member of a live session (and mark it used), or None if revoked, idle or expired."""
-    idle = await conn.fetchval(IDLE_MINUTES, code) or DEFAULT_IDLE_MINUTES
-    row = await conn.fetchrow(TOUCH, code, _digest(token), idle)
-    return None if row is None else Staff.from_row(row)
+    async def load(self, token: str) -> Staff | None:
+        """The staff member of a live session (and mark it used), or None if revoked, idle, expired or the
+        account is disabled. Their roles are the account's roles now, not those at sign-in."""
+        idle = await self.conn.fetchval(IDLE_MINUTES, self.code) or DEFAULT_IDLE_MINUTES
+        row = await self.conn.fetchrow(TOUCH, self.code, _digest(token), idle)
+        return None if row is None else Staff.from_row(row)
 
+    async def save(self, token: str, value: Staff) -> None:
+        if value.municipality_code != self.code:
+            raise ValueError("a staff session is kept in its staff member's municipality")
+        await self.conn.execute(CREATE, self.code, _digest(token), value.staff_id)
 
-async def revoke(conn: asyncpg.Connection, code: str, token: str) -> None:
-    await conn.execute(REVOKE, code, _digest(token))
+    async def revoke(self, token: str) -> None:
+        await self.conn.execute(REVOKE, self.code, _digest(token))
 
 
 async def revoke_all(conn: asyncpg.Connection, code: str, staff_id: int) -> int:
     """End every session of a staff member (an admin's "sign out everywhere", or disabling the account)."""
     status = await conn.execute(REVOKE_ALL, code, staff_id)
     return int(status.split()[-1])
-
-
-def csrf_token(secret: bytes, cookie_value: str) -> str:
-    """The form token of a session: an HMAC of the session cookie, so it needs no storage and dies with
-    the session. A cross-site page can make the browser send the cookie, but cannot read this."""
-    return hmac.new(secret, b"kyufu-staff-csrf|" + cookie_value.encode(), hashlib.sha256).hexdigest()
-
-
-def csrf_ok(secret: bytes, cookie_value: str, submitted: object) -> bool:
-    """`submitted`: the form's field as read (str or None: read_form refuses file parts)."""
-    return (
-        isinstance(submitted, str)
-        and bool(submitted)
-        and hmac.compare_digest(csrf_token(secret, cookie_value), submitted)
-    )

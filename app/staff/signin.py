@@ -18,7 +18,7 @@ The per-address limit (app/staff/throttle.py) sits on top, for one address guess
 
 Every function runs inside the caller's tenant_transaction. The login HMAC key is derived from the
 municipality's data key (like the resident identity lockout, app/intake/identity.py); the device cookie
-is signed with the console's session-secret key (app/staff/web/common.secret), passed in as `secret`.
+is signed with the console's session-secret key (app/staff/web/signin._device_key), passed in as `secret`.
 """
 
 from __future__ import annotations

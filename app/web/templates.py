@@ -2,8 +2,8 @@
 
 Autoescape is on for every template. Areas add their own template folder with `add_template_dir`;
 shared pieces (base.html, error.html, the CSS) live in app/web/templates and app/web/static.
-Templates get `csrf_token` from the request's session (set by app.web.sessions), so every form can
-carry it with `{{ csrf_field() }}`.
+Templates get `csrf_token`, the token of the request's resident session (app/web/csrf.py), so every form
+can carry it with `{{ csrf_field() }}`; the console's pages pass their own (app/staff/web/common.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import jinja2
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
+
+from app.web import csrf
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
@@ -53,7 +55,7 @@ def render(
 ) -> HTMLResponse:
     ctx = dict(context or {})
     session = getattr(request.state, "session", None) if hasattr(request, "state") else None
-    token = session.csrf_token if session is not None else ""
+    token = csrf.token_for(request, csrf.RESIDENT, session.id) if session is not None else ""
     ctx.setdefault("csrf_token", token)
     ctx["csrf_field"] = lambda: Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
     ctx.setdefault("title", "")

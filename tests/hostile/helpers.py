@@ -84,10 +84,13 @@ async def forget_ip_failures(redis_url: str, ip: str = "testclient") -> None:
 async def staff_signed_in(client, pool, code: str, staff_id: int) -> str:
     """Give the client a live staff session (made directly, without the sign-in form and its TOTP and
     throttles) and return the session's CSRF token."""
-    from app.staff import sessions
+    from app.principals import Staff
+    from app.staff.accounts import get_staff
+    from app.staff.web.common import start_session
     from app.tenancy.transaction import tenant_transaction
+    from app.web.sessions import STAFF_COOKIE
 
     async with tenant_transaction(pool, code) as conn:
-        cookie = await sessions.create(conn, code, staff_id)
-    client.cookies.set(sessions.COOKIE, cookie, path="/staff")
+        cookie = await start_session(conn, Staff.from_row(await get_staff(conn, code, staff_id)))
+    client.cookies.set(STAFF_COOKIE.name, cookie, path=STAFF_COOKIE.path)
     return csrf_from(client.get("/staff/").text)

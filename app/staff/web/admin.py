@@ -9,6 +9,7 @@ from app.staff import accounts, actors, bank_form, enrolment, grants, sessions, 
 from app.staff.accounts import ROLES
 from app.staff.errors import Forbidden, InvalidInput, NotFound
 from app.staff.web.common import cipher, int_param, page, redirect
+from app.web.sessions import STAFF_COOKIE, clear_cookie
 from app.web.templates import render
 from payouts.settings_store import BankSettingsMissing, get_bank_settings, put_bank_settings
 
@@ -115,7 +116,7 @@ async def _change_roles(request, conn, staff, ctx, staff_id: int) -> Response:
         await sessions.revoke_all(conn, code, staff_id)
         if staff_id == staff.staff_id:
             response = redirect("/staff/login")
-            response.delete_cookie(sessions.COOKIE, path="/staff")
+            clear_cookie(response, STAFF_COOKIE)
             return response
     return redirect("/staff/admin/staff")
 

@@ -1,8 +1,11 @@
-"""What every console page shares: `page()`, the small helpers of the handlers, the status labels.
+"""What every console page shares: the session (`start_session`, `page()`), the small helpers of the
+handlers, the status labels.
 
-Every page after sign-in goes through `page()`: the session cookie names the municipality, the whole
-request runs in tenant_transaction(pool, that code), so an id of another municipality's object is simply
-not there (404); POSTs must carry the session's CSRF token; the handler runs with the signed-in `Staff`.
+Sessions and CSRF are the mechanism both sites share (app/web/sessions.py, app/web/csrf.py), with the
+console's store in PostgreSQL (app/staff/sessions.py). Every page after sign-in goes through `page()`: the
+session cookie names the municipality, the whole request runs in tenant_transaction(pool, that code), so
+an id of another municipality's object is simply not there (404); POSTs must carry the session's CSRF
+token; the handler runs with the signed-in `Staff`.
 Domain rules (roles, four eyes, states) live in the domain modules, which raise StaffError subclasses that
 app/web/setup.py renders.
 """
@@ -21,16 +24,16 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from app import outbox
-from app.crypto import FieldCipher, derive_key
+from app.crypto import FieldCipher
 from app.principals import ROLE_LABELS
-from app.settings import Settings
 from app.staff import sessions
 from app.staff.accounts import Staff
 from app.staff.errors import Forbidden, LoginFailed, NotFound
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
+from app.web import csrf
 from app.web.bodies import read_form
-from app.web.errors import CsrfError
+from app.web.sessions import STAFF_COOKIE, begin, clear_cookie
 from payouts.bankdays import JST
 
 log = logging.getLogger("kyufu.staff")
@@ -49,11 +52,6 @@ STATUS_LABELS = {
 }
 
 Handler = Callable[[Request, asyncpg.Connection, Staff, dict[str, Any]], Awaitable[Response]]
-
-
-def secret(request: Request) -> bytes:
-    settings: Settings = request.app.state.settings
-    return derive_key(settings.session_secret or "", "staff-console")
 
 
 def int_param(request: Request, name: str) -> int:
@@ -81,7 +79,7 @@ def page(*roles: str, without_roles: bool = False) -> Callable[[Handler], Callab
     def wrap(handler: Handler):
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
-            cookie = request.cookies.get(sessions.COOKIE)
+            cookie = request.cookies.get(STAFF_COOKIE.name)
             parsed = sessions.split_cookie(cookie)
             if cookie is None or parsed is None:  # (split_cookie(None) is None)
                 return _to_login(request)
@@ -89,10 +87,9 @@ def page(*roles: str, without_roles: bool = False) -> Callable[[Handler], Callab
             form = None
             if request.method == "POST":
                 form = await read_form(request)
-                if not sessions.csrf_ok(secret(request), cookie, form.get("csrf_token")):
-                    raise CsrfError()
+                csrf.check(request, csrf.STAFF, cookie, form)
             async with tenant_transaction(request.app.state.pool, code) as conn:
-                staff = await sessions.resume(conn, code, token)
+                staff = await sessions.PostgresStore(conn, code).load(token)
                 if staff is None:
                     return _to_login(request, expired=True)
                 if roles:
@@ -100,7 +97,7 @@ def page(*roles: str, without_roles: bool = False) -> Callable[[Handler], Callab
                 elif not staff.roles and not without_roles:
                     # Enrolled, but no role confirmed yet: nothing to show (sign-out still works).
                     raise Forbidden("権限がまだ有効になっていません。管理者が権限を確認した後にお使いください。")
-                token = sessions.csrf_token(secret(request), cookie)
+                token = csrf.token_for(request, csrf.STAFF, cookie)
                 ctx = {
                     "staff": staff,
                     "csrf_token": token,
@@ -123,8 +120,17 @@ def _to_login(request: Request, *, expired: bool = False) -> Response:
     if request.method != "GET":
         raise LoginFailed("ログインの有効期限が切れました。もう一度ログインしてください。")
     response = RedirectResponse("/staff/login" + ("?expired=1" if expired else ""), status_code=303)
-    response.delete_cookie(sessions.COOKIE, path="/staff")
+    clear_cookie(response, STAFF_COOKIE)
     return response
+
+
+async def start_session(conn: asyncpg.Connection, staff: Staff, *, replacing: str | None = None) -> str:
+    """Sign-in: a new session for `staff` (inside their municipality's transaction), ending the one whose
+    cookie the browser sent (`replacing`) if it is of the same municipality; returns the cookie value."""
+    code = staff.municipality_code
+    old = sessions.split_cookie(replacing)
+    token = await begin(sessions.PostgresStore(conn, code), staff, replacing=old[1] if old and old[0] == code else None)
+    return sessions.cookie_value(code, token)
 
 
 def redirect(url: str) -> RedirectResponse:

@@ -3,10 +3,6 @@ sets their password and TOTP here."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-
 import asyncpg
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,14 +11,16 @@ from app.crypto import FieldCipher
 from app.principals import ROLE_LABELS
 from app.staff import enrolment
 from app.staff.errors import NotFound
-from app.staff.web.common import cipher, secret
+from app.staff.web.common import cipher
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 from app.tenancy.transaction import tenant_transaction
+from app.web import csrf
 from app.web.bodies import read_form
-from app.web.errors import CsrfError
+from app.web.sessions import CookiePolicy, clear_cookie, new_token, set_cookie
 from app.web.templates import render
 
-ENROL_NONCE_COOKIE = "kyufu_staff_enrol"
+# No session yet: the form's CSRF token is bound to this nonce cookie (app/web/csrf.py), like the sign-in form.
+ENROL_NONCE_COOKIE = CookiePolicy("kyufu_staff_enrol", "/staff/enroll", "strict", 3600)
 ENROL_MESSAGES = {
     "unknown": (404, "この登録用リンクは無効です。アドレスをもう一度確認してください。"),
     "used": (
@@ -42,11 +40,6 @@ ENROL_MESSAGES = {
         "管理者に新しいリンクの発行を依頼してください。",
     ),
 }
-
-
-def _enrol_csrf(secret: bytes, nonce: str) -> str:
-    # No session yet: a nonce cookie and its HMAC in the form (double submit), like the sign-in form.
-    return hmac.new(secret, b"kyufu-staff-enrol|" + nonce.encode(), hashlib.sha256).hexdigest()
 
 
 def _enrol_path(request: Request) -> tuple[str, str]:
@@ -72,7 +65,7 @@ def _render_enrol(request: Request, code: str, link: enrolment.Link, nonce: str 
     status, message = ENROL_MESSAGES.get(link.state, (200, ""))
     if link.errors:
         status = 422
-    new_nonce = nonce or secrets.token_urlsafe(16)
+    new_nonce = nonce or new_token()
     response = render(
         request,
         "staff_enrol.html",
@@ -82,20 +75,12 @@ def _render_enrol(request: Request, code: str, link: enrolment.Link, nonce: str 
             "message": message,
             "municipality": code,
             "role_labels": ROLE_LABELS,
-            "csrf_token": _enrol_csrf(secret(request), new_nonce),
+            "csrf_token": csrf.token_for(request, csrf.STAFF_ENROL, new_nonce),
         },
         status_code=status,
     )
     if link.state == "ok" and not link.completed and nonce is None:
-        response.set_cookie(
-            ENROL_NONCE_COOKIE,
-            new_nonce,
-            path="/staff/enroll",
-            httponly=True,
-            samesite="strict",
-            secure=request.app.state.settings.production,
-            max_age=3600,
-        )
+        set_cookie(request, response, ENROL_NONCE_COOKIE, new_nonce)
     return response
 
 
@@ -109,10 +94,8 @@ async def enrol_page(request: Request) -> Response:
 async def enrol_submit(request: Request) -> Response:
     code, token = _enrol_path(request)
     form = await read_form(request)
-    nonce = request.cookies.get(ENROL_NONCE_COOKIE, "")
-    sent = form.get("csrf_token")
-    if not nonce or not isinstance(sent, str) or not hmac.compare_digest(sent, _enrol_csrf(secret(request), nonce)):
-        raise CsrfError()
+    nonce = request.cookies.get(ENROL_NONCE_COOKIE.name)
+    csrf.check(request, csrf.STAFF_ENROL, nonce, form)
     async with tenant_transaction(request.app.state.pool, code) as conn:
         link = await enrolment.complete(
             conn,
@@ -125,5 +108,5 @@ async def enrol_submit(request: Request) -> Response:
         )
     response = _render_enrol(request, code, link, nonce=nonce)
     if link.completed:
-        response.delete_cookie(ENROL_NONCE_COOKIE, path="/staff/enroll")
+        clear_cookie(response, ENROL_NONCE_COOKIE)
     return response

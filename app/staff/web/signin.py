@@ -3,32 +3,33 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import secrets
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app import audit
+from app.crypto import derive_key
 from app.staff import accounts, sessions, signin, throttle
 from app.staff.errors import LoginFailed
-from app.staff.web.common import cipher, page, redirect, secret
+from app.staff.web.common import cipher, page, redirect, start_session
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 from app.tenancy.municipalities import get_municipality
 from app.tenancy.transaction import tenant_transaction
+from app.web import csrf
 from app.web.admission import client_address
 from app.web.bodies import read_form
-from app.web.errors import CsrfError
+from app.web.sessions import STAFF_COOKIE, CookiePolicy, clear_cookie, new_token, set_cookie
 from app.web.templates import render
 from payouts.bankdays import JST
 
-LOGIN_NONCE_COOKIE = "kyufu_staff_login"
+# Before sign-in there is no session: the form's CSRF token is bound to this nonce cookie (app/web/csrf.py).
+LOGIN_NONCE_COOKIE = CookiePolicy("kyufu_staff_login", "/staff", "strict", 3600)
+DEVICE_COOKIE = CookiePolicy(signin.DEVICE_COOKIE, "/staff", "strict", signin.DEVICE_IDLE_DAYS * 24 * 60 * 60)
 
 
-def _login_csrf(secret: bytes, nonce: str) -> str:
-    # Before sign-in there is no session: a nonce cookie and its HMAC in the form (double submit).
-    return hmac.new(secret, b"kyufu-staff-login|" + nonce.encode(), hashlib.sha256).hexdigest()
+def _device_key(request: Request) -> bytes:
+    """The key that signs device cookies (app/staff/signin.py)."""
+    return derive_key(request.app.state.settings.session_secret or "", "staff-console")
 
 
 async def login_page(request: Request) -> Response:
@@ -46,13 +47,13 @@ def _render_login(
     login: str = "",
     headers: dict[str, str] | None = None,
 ) -> Response:
-    nonce = secrets.token_urlsafe(16)
+    nonce = new_token()
     response = render(
         request,
         "staff_login.html",
         {
             "title": "職員ログイン",
-            "csrf_token": _login_csrf(secret(request), nonce),
+            "csrf_token": csrf.token_for(request, csrf.STAFF_LOGIN, nonce),
             "message": message,
             "municipality": municipality,
             "login": login,
@@ -60,15 +61,7 @@ def _render_login(
         status_code=status,
         headers=headers,
     )
-    response.set_cookie(
-        LOGIN_NONCE_COOKIE,
-        nonce,
-        path="/staff",
-        httponly=True,
-        samesite="strict",
-        secure=request.app.state.settings.production,
-        max_age=3600,
-    )
+    set_cookie(request, response, LOGIN_NONCE_COOKIE, nonce)
     return response
 
 
@@ -89,16 +82,13 @@ def _wait_message(wait_s: int, *, per_login: bool, trusted: bool) -> str:
 
 async def login_submit(request: Request) -> Response:
     form = await read_form(request)
-    nonce = request.cookies.get(LOGIN_NONCE_COOKIE, "")
-    sent = form.get("csrf_token")
-    key = secret(request)
-    if not nonce or not isinstance(sent, str) or not hmac.compare_digest(sent, _login_csrf(key, nonce)):
-        raise CsrfError()
+    csrf.check(request, csrf.STAFF_LOGIN, request.cookies.get(LOGIN_NONCE_COOKIE.name), form)
+    key = _device_key(request)
     code = str(form.get("municipality_code", "")).strip()
     login_name = str(form.get("login", "")).strip().lower()
     fail = LoginFailed().message
     redis, ip = request.app.state.redis, client_address(request.scope)
-    device_value = request.cookies.get(signin.DEVICE_COOKIE)
+    device_value = request.cookies.get(DEVICE_COOKIE.name)
     devices = signin.devices_in_cookie(key, device_value, code)
     address_wait_s = await throttle.blocked_for(redis, ip)
     if address_wait_s and not devices:
@@ -149,32 +139,30 @@ async def login_submit(request: Request) -> Response:
             address_wait_s=address_wait_s,
         )
         # The failure counters and the audit entry commit with this transaction either way.
-        cookie = await sessions.create(conn, code, result.staff.staff_id) if result.staff else None
+        cookie = None
+        if result.staff:
+            cookie = await start_session(conn, result.staff, replacing=request.cookies.get(STAFF_COOKIE.name))
     if result.staff is None or cookie is None:
         return await failed(result)
-    production = request.app.state.settings.production
     response = redirect("/staff/")
-    response.set_cookie(sessions.COOKIE, cookie, path="/staff", httponly=True, samesite="strict", secure=production)
-    response.set_cookie(
-        signin.DEVICE_COOKIE,
+    set_cookie(request, response, STAFF_COOKIE, cookie)
+    set_cookie(
+        request,
+        response,
+        DEVICE_COOKIE,
         signin.device_cookie(key, device_value, code, result.staff.staff_id, result.device_id or ""),
-        path="/staff",
-        httponly=True,
-        samesite="strict",
-        secure=production,
-        max_age=signin.DEVICE_IDLE_DAYS * 24 * 60 * 60,
     )
-    response.delete_cookie(LOGIN_NONCE_COOKIE, path="/staff")
+    clear_cookie(response, LOGIN_NONCE_COOKIE)
     return response
 
 
 @page(without_roles=True)
 async def logout(request, conn, staff, ctx):
-    parsed = sessions.split_cookie(request.cookies.get(sessions.COOKIE))
+    parsed = sessions.split_cookie(request.cookies.get(STAFF_COOKIE.name))
     assert parsed is not None  # @page signed the staff member in with this very cookie
     code, token = parsed
-    await sessions.revoke(conn, code, token)
+    await sessions.PostgresStore(conn, code).revoke(token)
     await audit.append(conn, code, staff, "logout", "staff", staff.staff_id)
     response = redirect("/staff/login")
-    response.delete_cookie(sessions.COOKIE, path="/staff")
+    clear_cookie(response, STAFF_COOKIE)
     return response
