@@ -86,6 +86,7 @@ async def _cross_tenant(stack, client, app_pool, settings, make_world):
         "payment_id": 1,
         "staff_id": b.staff["rev"].staff_id,
         "grant_id": 1,
+        "account": "0" * 64,
         "token": "A" * 43,
     }
     checked = 0

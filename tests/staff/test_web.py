@@ -162,7 +162,8 @@ async def test_role_matrix(make_world, client, app_pool, transfer_date):
                 assert r.status_code == 403, (role, method, path, r.status_code)
 
 
-PARAM_OBJECTS = {"application_id", "batch_id", "program_id", "payment_id", "staff_id", "grant_id"}
+# "account": a batch's over-limit account (payouts/guardrails.py), named by its keyed fingerprint.
+PARAM_OBJECTS = {"application_id", "batch_id", "program_id", "payment_id", "staff_id", "grant_id", "account"}
 # Routes before sign-in whose path carries its own credential (tests/staff/test_enrolment.py covers them).
 PUBLIC_WITH_PARAMS = {"/staff/enroll/{code}/{token}"}
 
@@ -184,6 +185,7 @@ async def test_every_staff_route_answers_404_for_another_municipalitys_ids(
                 "program_id": world.program_id,
                 "payment_id": await conn.fetchval("SELECT min(payment_id) FROM payments"),
                 "staff_id": world.staff["rev"].staff_id,
+                "account": "0" * 64,
                 "grant_id": (
                     await grants.request(
                         conn, world.code, world.staff["admin"], world.staff["rev"].staff_id, ["drafter"]

@@ -213,9 +213,14 @@ async def test_a_batch_changed_after_approval_cannot_be_released(
     sha = await _sha(app_pool, settings, world, batch_id)
     async with tenant_transaction(app_pool, world.code) as conn:
         await batches.approve_batch(conn, settings, world.code, world.staff["appr"], batch_id, sha)
-        # Someone redirects one transfer after approval (the 阿武町 shape of the attack).
         pid = await conn.fetchval("SELECT min(payment_id) FROM payments WHERE batch_id = $1", batch_id)
-        await conn.execute("UPDATE payments SET amount_yen = 46300000 WHERE payment_id = $1", pid)
+    # Someone inflates one transfer after approval (the 阿武町 sum): the database refuses it outright (0018).
+    with pytest.raises(asyncpg.CheckViolationError, match="above its entitlement"):
+        async with tenant_transaction(app_pool, world.code) as conn:
+            await conn.execute("UPDATE payments SET amount_yen = 46300000 WHERE payment_id = $1", pid)
+    # Redirected to another branch instead (within every rule): the release refuses the changed file.
+    async with tenant_transaction(app_pool, world.code) as conn:
+        await conn.execute("UPDATE payments SET branch_code = '998' WHERE payment_id = $1", pid)
     assert await _release(app_pool, settings, world, batch_id) == "refused: ApprovalMismatch"
     async with tenant_transaction(app_pool, world.code) as conn:
         b = await batches.get_batch(conn, world.code, batch_id)
