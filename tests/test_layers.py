@@ -88,6 +88,7 @@ HANDLER_MODULES = (
     "app/staff/web/review.py",
     "app/staff/web/batches.py",
     "app/staff/web/reconciliation.py",
+    "app/staff/web/recovery.py",
     "app/staff/web/duplicates.py",
     "app/staff/web/admin.py",
     "app/staff/web/enrolment.py",

@@ -1,5 +1,6 @@
-"""The console's dashboard: per program, what is entitled, applied, decided, paid and still owed, and the
-審査 queue's length. Figures only; no personal data."""
+"""The console's dashboard: per program, what is entitled, applied, decided, paid and still owed, what
+組戻し and 返還 recovered and what is still to be recovered (payouts/recovery.py), and the 審査 queue's
+length. Figures only; no personal data."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import asyncpg
 
 from app.staff import review
+from payouts import recovery
 
 DASHBOARD = """
 SELECT pr.program_id, pr.name, pr.payment_mode,
@@ -35,8 +37,13 @@ FROM programs pr WHERE pr.municipality_code = $1 ORDER BY pr.program_id
 
 
 async def program_overview(conn: asyncpg.Connection, code: str) -> list[dict]:
-    """One row per program; `by_status` counts applications by status."""
-    return [dict(r) | {"by_status": json.loads(r["by_status"])} for r in await conn.fetch(DASHBOARD, code)]
+    """One row per program; `by_status` counts applications by status, `recovery` the yen recovered and
+    still outstanding (recovery.program_totals)."""
+    totals = await recovery.program_totals(conn, code)
+    return [
+        dict(r) | {"by_status": json.loads(r["by_status"]), "recovery": totals[r["program_id"]]}
+        for r in await conn.fetch(DASHBOARD, code)
+    ]
 
 
 async def queue_count(conn: asyncpg.Connection, code: str) -> int:

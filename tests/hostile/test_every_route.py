@@ -61,11 +61,19 @@ FORM_FIELDS = sorted(
         "holder_kana",
         "program",
         "next",
+        "reason",
+        "outcome",
+        "bank_answer",
+        "fee_yen",
+        "amount_yen",
+        "kind",
+        "sent_on",
+        "received_on",
         *IDENTITY_FIELDS,
         *BANK_SETTINGS_FIELDS,
     }
 )
-QUERY_FIELDS = ("q", "purpose", "format", "expired", "saved", "next", "program")
+QUERY_FIELDS = ("q", "purpose", "format", "expired", "saved", "next", "program", "batch")
 
 # Values that are not ids, not codes, not text a handler expects (and some that almost are).
 HOSTILE_PATH_VALUES = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from tests.samples.domain import batch, entitlement, staff
+from tests.samples.domain import batch, entitlement, program, staff
 from tests.tenancy_samples import sample
 
 AGE_RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
@@ -91,4 +91,83 @@ async def _reissue(conn, code):
         code,
         new,
         old,
+    )
+
+
+# ---- 組戻し and 返還 (migration 0019): a payment that left in a released file ---------------------------
+
+
+async def _sent_payment(conn, code) -> int:
+    """A payment put into a batch while it was prepared, then the batch released (what recovery needs)."""
+    batch_id = await conn.fetchval(
+        "INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by, record_count,"
+        " total_yen, status) VALUES ($1, $2, '2026-12-01', $3, 1, 100000, 'preparing') RETURNING batch_id",
+        code,
+        await program(conn, code),
+        await staff(conn, code),
+    )
+    payment_id = await conn.fetchval(
+        "INSERT INTO payments (municipality_code, entitlement_id, amount_yen, bank_code, branch_code, account_type,"
+        " account_number_enc, holder_kana_enc, status, batch_id)"
+        " VALUES ($1, $2, 100000, '0001', '001', 1, '\\x00', '\\x00', 'in_batch', $3) RETURNING payment_id",
+        code,
+        await entitlement(conn, code),
+        batch_id,
+    )
+    sha = secrets.token_hex(32)
+    await conn.execute(
+        "UPDATE payout_batches SET status = 'released', approved_by = $3, approved_at = now(), approved_sha256 = $4,"
+        " plaintext_sha256 = $4, released_at = now(), released_sha256 = $4"
+        " WHERE municipality_code = $1 AND batch_id = $2",
+        code,
+        batch_id,
+        await staff(conn, code),
+        sha,
+    )
+    return payment_id
+
+
+@sample("payment_recalls")
+async def _recall(conn, code):
+    await conn.execute(
+        "INSERT INTO payment_recalls (municipality_code, payment_id, reason, requested_by)"
+        " VALUES ($1, $2, '誤振込', $3)",
+        code,
+        await _sent_payment(conn, code),
+        await staff(conn, code),
+    )
+
+
+async def _debt(conn, code) -> int:
+    return await conn.fetchval(
+        "INSERT INTO payment_debts (municipality_code, payment_id, amount_yen, reason, opened_by)"
+        " VALUES ($1, $2, 100000, '受給資格なし', $3) RETURNING debt_id",
+        code,
+        await _sent_payment(conn, code),
+        await staff(conn, code),
+    )
+
+
+sample("payment_debts")(lambda conn, code: _debt(conn, code))
+
+
+@sample("debt_notices")
+async def _notice(conn, code):
+    await conn.execute(
+        "INSERT INTO debt_notices (municipality_code, debt_id, kind, sent_on, recorded_by)"
+        " VALUES ($1, $2, 'demand', '2026-12-10', $3)",
+        code,
+        await _debt(conn, code),
+        await staff(conn, code),
+    )
+
+
+@sample("debt_repayments")
+async def _repayment(conn, code):
+    await conn.execute(
+        "INSERT INTO debt_repayments (municipality_code, debt_id, amount_yen, received_on, recorded_by)"
+        " VALUES ($1, $2, 30000, '2026-12-20', $3)",
+        code,
+        await _debt(conn, code),
+        await staff(conn, code),
     )

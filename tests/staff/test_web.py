@@ -13,6 +13,7 @@ from app.main import create_app
 from app.staff import grants
 from app.staff.web.routes import routes as staff_routes
 from app.tenancy.transaction import tenant_transaction
+from payouts.bankdays import today_jst
 from tests.jobs import draft
 from tests.staff.conftest import PASSWORD, add_bank_settings, make_staff
 
@@ -120,6 +121,13 @@ ROLE_MATRIX = {
     ("GET", "/staff/admin/bank"): {"admin"},
     ("POST", "/staff/admin/bank"): {"admin"},
     ("POST", "/staff/review/search"): {"reviewer", "admin"},
+    ("GET", "/staff/recovery"): {"reviewer", "drafter", "approver"},
+    ("GET", "/staff/payments/{payment_id}/recovery"): {"reviewer", "drafter", "approver"},
+    ("POST", "/staff/payments/{payment_id}/recall"): {"drafter"},
+    ("POST", "/staff/payments/{payment_id}/recall/answer"): {"reviewer", "drafter"},
+    ("POST", "/staff/payments/{payment_id}/debt"): {"drafter"},
+    ("POST", "/staff/payments/{payment_id}/debt/repayment"): {"reviewer", "drafter"},
+    ("POST", "/staff/payments/{payment_id}/debt/write-off/approve"): {"approver"},
 }
 # Routes without an object id open to every signed-in staff member (or before sign-in).
 ANY_STAFF = {
@@ -147,7 +155,14 @@ async def test_role_matrix(make_world, client, app_pool, transfer_date):
     async with tenant_transaction(app_pool, world.code) as conn:
         await add_bank_settings(conn, world.code)
     batch_id = await draft(app_pool, world, transfer_date, "draft2")
-    ids = {"program_id": world.program_id, "batch_id": batch_id, "application_id": world.applications[0]}
+    async with tenant_transaction(app_pool, world.code) as conn:
+        payment_id = await conn.fetchval("SELECT min(payment_id) FROM payments")
+    ids = {
+        "program_id": world.program_id,
+        "batch_id": batch_id,
+        "application_id": world.applications[0],
+        "payment_id": payment_id,
+    }
     for login_name, role in (("rev", "reviewer"), ("draft", "drafter"), ("appr", "approver"), ("admin", "admin")):
         client.cookies.clear()
         totp = world.totp_now(login_name) if login_name in world.totp else ""
@@ -210,6 +225,15 @@ async def test_every_staff_route_answers_404_for_another_municipalitys_ids(
         "holder_kana": "ﾔﾏﾀﾞ",
         "roles": "reviewer",
         "purpose": "review",
+        # 組戻し・返還 (app/staff/web/recovery.py): valid values, so the id is what is refused
+        "reason": "x",
+        "outcome": "returned",
+        "bank_answer": "x",
+        "fee_yen": "0",
+        "amount_yen": "1",
+        "kind": "demand",
+        "sent_on": today_jst().isoformat(),
+        "received_on": today_jst().isoformat(),
     }
     checked = 0
     for route in staff_routes(settings):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from starlette.routing import BaseRoute, Route
 
-from app.staff.web import admin, batches, dashboard, enrolment, reconciliation, review, signin
+from app.staff.web import admin, batches, dashboard, enrolment, reconciliation, recovery, review, signin
 from app.staff.web.common import jst
 from app.staff.web.duplicates import duplicate_list, duplicate_resolve
 from app.web.templates import add_template_dir, env
@@ -45,6 +45,16 @@ def routes(settings) -> list[BaseRoute]:
         Route("/staff/reconciliation", reconciliation.reconciliation_page, methods=["GET"]),
         Route("/staff/payments/{payment_id}/recontact", reconciliation.payment_recontact, methods=["POST"]),
         Route("/staff/payments/{payment_id}/reissue", reconciliation.payment_reissue, methods=["POST"]),
+        Route("/staff/recovery", recovery.recovery_list, methods=["GET"]),
+        Route("/staff/payments/{payment_id}/recovery", recovery.recovery_case, methods=["GET"]),
+        Route("/staff/payments/{payment_id}/recall", recovery.recall_request, methods=["POST"]),
+        Route("/staff/payments/{payment_id}/recall/answer", recovery.recall_answer, methods=["POST"]),
+        Route("/staff/payments/{payment_id}/debt", recovery.debt_open, methods=["POST"]),
+        Route("/staff/payments/{payment_id}/debt/notice", recovery.debt_notice, methods=["POST"]),
+        Route("/staff/payments/{payment_id}/debt/repayment", recovery.debt_repayment, methods=["POST"]),
+        Route("/staff/payments/{payment_id}/debt/write-off", recovery.write_off_request, methods=["POST"]),
+        Route("/staff/payments/{payment_id}/debt/write-off/approve", recovery.write_off_approve, methods=["POST"]),
+        Route("/staff/payments/{payment_id}/debt/write-off/refuse", recovery.write_off_refuse, methods=["POST"]),
         Route("/staff/admin/staff", admin.staff_list, methods=["GET"]),
         Route("/staff/admin/staff", admin.staff_create, methods=["POST"]),
         *[
