@@ -171,3 +171,16 @@ async def _repayment(conn, code):
         await _debt(conn, code),
         await staff(conn, code),
     )
+
+
+@sample("payout_batch_account_flags")
+async def _account_flag(conn, code):
+    # An over-limit account of a draft (migration 0018); the database writes these when a preparation
+    # ends, and nothing checks the row's payments here.
+    await conn.execute(
+        "INSERT INTO payout_batch_account_flags (municipality_code, batch_id, account_key, payments, total_yen,"
+        " payment_ids) VALUES ($1, $2, $3, 2, 200000, '{1,2}')",
+        code,
+        await batch(conn, code),
+        secrets.token_bytes(32),
+    )
