@@ -29,6 +29,7 @@ from app.principals import Staff
 from app.settings import Settings
 from app.tenancy.transaction import tenant_transaction
 from payouts import guardrails, pipeline, release
+from payouts.holder import batch_checks as holder_checks
 from payouts.payments import open_bank
 
 DEFAULT_LEAD_DAYS = 2
@@ -224,8 +225,9 @@ async def approval_view(
     batch_id: int,
 ) -> dict[str, Any]:
     """What the approver sees: totals, per-bank breakdown, difference against the program's verified
-    entitlements, a sample of records (personal data: audit-logged) and the file's SHA-256 as the worker
-    recorded it (or its progress, or why it could not be made). Read from the database: nothing here
+    entitlements, a sample of records (personal data: audit-logged), how the payments went through the
+    account-holder check (payouts/holder.py, counts only) and the file's SHA-256 as the worker recorded it
+    (or its progress, or why it could not be made). Read from the database: nothing here
     renders the file."""
     staff.require("approver")
     batch = await get_batch(conn, code, batch_id)
@@ -268,6 +270,7 @@ async def approval_view(
         "sha256": batch["plaintext_sha256"],
         "render_error": batch["hash_error"],
         "guardrails": await guardrails.view(conn, cipher, code, batch_id),
+        "holder_checks": await holder_checks(conn, code, batch_id),
         "hashing": batch["status"] == "draft" and batch["plaintext_sha256"] is None and batch["hash_error"] is None,
     }
 

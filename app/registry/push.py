@@ -1,8 +1,11 @@
 """プッシュ型: 辞退 (decline) before the deadline, and settlement after it.
 
 Settlement turns each open push entitlement whose 支給のお知らせ was printed, whose head has a
-registered account and which did not decline into an application of channel 'push', status verified,
-with the account copied (re-encrypted, bound to the new application row). It goes through the same
+registered account and which did not decline into an application of channel 'push', with the account
+copied (re-encrypted, bound to the new application row). The account-holder check (payouts/holder.py)
+decides its status: verified when the holder is the head, needs_review with kana_mismatch,
+holder_is_member_not_applicant or registry_kana_invalid otherwise (the 公金受取口座 review found accounts
+registered to the wrong person or to a family member). It goes through the same
 `applications_one_active` index as online and paper claims, so a household that also applied online
 gets one application, never two. Running it again finds nothing left to do.
 """
@@ -20,8 +23,9 @@ from app.registry.programs import get_program
 from app.registry.receipts import receipt_key, receipt_number
 
 # The same two statements verification uses: claiming the entitlement and recording the account's keyed hash.
-from app.registry.verify import CLAIM, SAVE_KEYS as INSERT_ACCOUNT_KEYS
+from app.registry.verify import CLAIM, SAVE_KEYS as INSERT_ACCOUNT_KEYS, household_keys
 from payouts.accounts import account_key
+from payouts.holder import holder_check, holder_key, registry_key
 
 TODAY = "SELECT current_date"  # the server runs in Asia/Tokyo: deadlines are Japanese calendar days
 
@@ -35,9 +39,11 @@ DECLINE = "UPDATE entitlements SET status = 'declined' WHERE municipality_code =
 
 SETTLE_CANDIDATES = """
 SELECT e.entitlement_id, e.head_resident_code, ra.bank_code, ra.branch_code, ra.account_type,
-       ra.account_number_enc, ra.holder_kana_enc
+       ra.account_number_enc, ra.holder_kana_enc, h.family_kana AS head_family_kana, h.given_kana AS head_given_kana
 FROM entitlements e
 JOIN registered_accounts ra ON ra.municipality_code = e.municipality_code AND ra.resident_code = e.head_resident_code
+LEFT JOIN residents h ON h.municipality_code = e.municipality_code AND h.snapshot_id = e.snapshot_id
+                     AND h.resident_code = e.head_resident_code
 WHERE e.municipality_code = $1 AND e.program_id = $2 AND e.status = 'open'
   AND EXISTS (SELECT 1 FROM letters l WHERE l.municipality_code = e.municipality_code
               AND l.entitlement_id = e.entitlement_id AND l.kind = 'push_notice' AND l.exported_at IS NOT NULL)
@@ -49,12 +55,14 @@ FOR UPDATE OF e
 ALLOCATE_IDS = "SELECT nextval(pg_get_serial_sequence('applications', 'application_id')) FROM generate_series(1, $1)"
 INSERT_PUSH_APPLICATIONS = """
 INSERT INTO applications (application_id, municipality_code, entitlement_id, receipt_no, channel, status,
-    applicant_resident_code, bank_code, branch_code, account_type, account_number_enc, holder_kana_enc, decided_at)
+    reason_codes, applicant_resident_code, bank_code, branch_code, account_type, account_number_enc,
+    holder_kana_enc, decided_at)
 OVERRIDING SYSTEM VALUE
-SELECT id, $1, ent, receipt, 'push', 'verified', head, b, br, t, n, k, now()
+SELECT id, $1, ent, receipt, 'push', CASE WHEN reason = '' THEN 'verified' ELSE 'needs_review' END,
+       CASE WHEN reason = '' THEN '{}'::text[] ELSE ARRAY[reason] END, head, b, br, t, n, k, now()
 FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::int2[], $8::bytea[], $9::bytea[],
-            $10::text[])
-     AS u(id, ent, head, b, br, t, n, k, receipt)
+            $10::text[], $11::text[])
+     AS u(id, ent, head, b, br, t, n, k, receipt, reason)
 ON CONFLICT DO NOTHING
 RETURNING application_id, entitlement_id
 """
@@ -106,14 +114,16 @@ async def settle_push(
     if not rows:
         return 0
     ids = [r[0] for r in await conn.fetch(ALLOCATE_IDS, len(rows))]
-    numbers, kanas, keys = [], [], []
+    numbers, kanas, keys, holders = [], [], [], []
     for app_id, r in zip(ids, rows):
         resident = r["head_resident_code"]
         number = cipher.decrypt_str("registered_accounts", "account_number", resident, r["account_number_enc"])
         kana = cipher.decrypt_str("registered_accounts", "holder_kana", resident, r["holder_kana_enc"])
+        holders.append(holder_key(kana))
         numbers.append(cipher.encrypt("applications", "account_number", app_id, number))
         kanas.append(cipher.encrypt("applications", "holder_kana", app_id, kana))
         keys.append(account_key(cipher, r["bank_code"], r["branch_code"], r["account_type"], number))
+    holder_problems = await _holder_problems(conn, code, rows, holders)
     created = await conn.fetch(
         INSERT_PUSH_APPLICATIONS,
         code,
@@ -126,14 +136,41 @@ async def settle_push(
         numbers,
         kanas,
         [receipt_number(receipt_key(cipher.key), i) for i in ids],
+        holder_problems,
     )
     made = {c["application_id"] for c in created}
     await conn.execute(CLAIM, code, [c["entitlement_id"] for c in created])
     await conn.execute(
         INSERT_ACCOUNT_KEYS, code, [i for i in ids if i in made], [k for i, k in zip(ids, keys) if i in made]
     )
-    await record_event(conn, code, actor, "push.settle", {"program_id": program_id, "applications": len(created)})
+    to_review = sum(1 for i, problem in zip(ids, holder_problems) if i in made and problem)
+    await record_event(
+        conn,
+        code,
+        actor,
+        "push.settle",
+        {"program_id": program_id, "applications": len(created), "needs_review": to_review},
+    )
     return len(created)
+
+
+async def _holder_problems(
+    conn: asyncpg.Connection, code: str, rows: list[asyncpg.Record], holders: list[str | None]
+) -> list[str]:
+    """The account-holder check of each candidate ('' when its holder is the head). Most holders are the
+    head: only the other households' members are read (a city settles hundreds of thousands at once)."""
+    same = [
+        h is not None
+        and r["head_family_kana"] is not None
+        and h == registry_key(r["head_family_kana"], r["head_given_kana"])
+        for r, h in zip(rows, holders)
+    ]
+    others = [r["entitlement_id"] for r, ok in zip(rows, same) if not ok]
+    households = await household_keys(conn, code, others) if others else {}
+    return [
+        "" if ok else holder_check(h, r["head_resident_code"], households.get(r["entitlement_id"], {})) or ""
+        for r, h, ok in zip(rows, holders, same)
+    ]
 
 
 async def due_programs(conn: asyncpg.Connection, code: str) -> list[int]:

@@ -8,6 +8,9 @@ Outcome per application (status, reason codes; docs/registry.md explains each co
   early_application, identified_without_letter;
 * verified — none of the above.
 
+kana_mismatch, holder_is_member_not_applicant and registry_kana_invalid are the account-holder check
+(payouts/holder.py: the holder's kana against the payee's registry kana, and the rest of the household's).
+
 Idempotent and safe under concurrency: applications are locked FOR UPDATE and only those still
 'received' are decided, so a second or concurrent run of the same job finds nothing to do and only marks
 its outbox row done. Accounts are compared through a keyed hash (application_account_keys); an advisory
@@ -22,7 +25,7 @@ import asyncpg
 
 from app.crypto import FieldCipher
 from payouts.accounts import account_key
-from payouts.kana import ZenginKanaError, to_zengin_kana
+from payouts.holder import holder_check, holder_key, registry_key
 
 REJECTING = frozenset({"entitlement_declined", "entitlement_withdrawn", "already_paid", "applicant_not_in_household"})
 
@@ -96,20 +99,9 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
 
 
-def _kana(family: str, given: str) -> str | None:
-    try:
-        return to_zengin_kana(f"{family} {given}")
-    except ZenginKanaError:
-        return None
-
-
-def _same_name(a: str, b: str | None) -> bool:
-    # Banks hold names with or without the space between family and given name; both are one name.
-    return b is not None and (a == b or a.replace(" ", "") == b.replace(" ", ""))
-
-
-def decide(app: asyncpg.Record, holder_kana: str, members: dict[str, str | None], shared: bool) -> list[str]:
-    """Reason codes for one application; `members` maps resident code -> Zengin kana of the household."""
+def decide(app: asyncpg.Record, holder: str | None, members: dict[str, str | None], shared: bool) -> list[str]:
+    """Reason codes for one application. `holder` is the account holder's comparison key and `members` maps
+    each household member's resident code to theirs (payouts/holder.py: the account-holder check)."""
     reasons: list[str] = []
     status = app["entitlement_status"]
     if status == "declined":
@@ -131,14 +123,9 @@ def decide(app: asyncpg.Record, holder_kana: str, members: dict[str, str | None]
             reasons.append("not_head_proxy" if app["is_proxy"] else "not_head")
         else:
             reasons.append("proxy_outside_household" if app["is_proxy"] else "applicant_not_in_household")
-    expected = members.get(applicant)
-    if applicant in members and expected is None:
-        reasons.append("registry_kana_invalid")
-    elif not _same_name(holder_kana, expected):
-        if any(_same_name(holder_kana, k) for code, k in members.items() if code != applicant):
-            reasons.append("holder_is_member_not_applicant")
-        else:
-            reasons.append("kana_mismatch")
+    holder_problem = holder_check(holder, applicant, members)
+    if holder_problem:
+        reasons.append(holder_problem)
     if shared:
         reasons.append("account_shared")
     # Identified by kana name, birth date and address instead of a mailed code (app/intake/identity.py):
@@ -146,6 +133,17 @@ def decide(app: asyncpg.Record, holder_kana: str, members: dict[str, str | None]
     if app["identification"] == "registry_match":
         reasons.append("identified_without_letter")
     return reasons
+
+
+async def household_keys(
+    conn: asyncpg.Connection, code: str, entitlement_ids: list[int]
+) -> dict[int, dict[str, str | None]]:
+    """entitlement -> {resident code -> registry name key} of its household on 基準日 (payouts/holder.py)."""
+    members: dict[int, dict[str, str | None]] = {}
+    for m in await conn.fetch(MEMBERS, code, entitlement_ids):
+        household = members.setdefault(m["entitlement_id"], {})
+        household[m["resident_code"]] = registry_key(m["family_kana"], m["given_kana"])
+    return members
 
 
 def _status(reasons: list[str]) -> str:
@@ -161,13 +159,11 @@ async def verify_applications(
     apps = await conn.fetch(LOAD, code, application_ids)
     if not apps:
         return []
-    members: dict[int, dict[str, str | None]] = {}
-    for m in await conn.fetch(MEMBERS, code, list({a["entitlement_id"] for a in apps})):
-        members.setdefault(m["entitlement_id"], {})[m["resident_code"]] = _kana(m["family_kana"], m["given_kana"])
+    members = await household_keys(conn, code, list({a["entitlement_id"] for a in apps}))
     holders, keys = {}, {}
     for a in apps:
         app_id = a["application_id"]
-        holders[app_id] = cipher.decrypt_str("applications", "holder_kana", app_id, a["holder_kana_enc"])
+        holders[app_id] = holder_key(cipher.decrypt_str("applications", "holder_kana", app_id, a["holder_kana_enc"]))
         number = cipher.decrypt_str("applications", "account_number", app_id, a["account_number_enc"])
         keys[app_id] = account_key(cipher, a["bank_code"], a["branch_code"], a["account_type"], number)
     # The same account may not be decided concurrently by two transactions (see module docstring).

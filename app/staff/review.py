@@ -17,6 +17,8 @@ from app.crypto import DecryptionError, FieldCipher
 from app.db import fetch_one
 from app.staff.accounts import Staff
 from app.staff.errors import Conflict, InvalidInput, NotFound
+from payouts.holder import holder_matches
+from payouts.kana import ZenginKanaError, to_zengin_kana
 from payouts.payments import ACCOUNT_NUMBER, BANK_UNREADABLE, HOLDER_KANA
 
 log = logging.getLogger("kyufu.staff")
@@ -139,8 +141,12 @@ async def personal_view(
     if purpose not in PURPOSES:
         raise InvalidInput("閲覧の目的（purpose）を選んでください。")
     app = await summary(conn, code, application_id)
-    household = await conn.fetch(HOUSEHOLD, code, app["snapshot_id"], app["household_no"])
     account = open_account(cipher, code, app)
+    household, payee = _side_by_side(
+        await conn.fetch(HOUSEHOLD, code, app["snapshot_id"], app["household_no"]),
+        account[1] if account else None,
+        app["applicant_resident_code"] or app["head_resident_code"],
+    )
     details: dict[str, Any] = {"purpose": purpose}
     if account is None:
         details["bank_unreadable"] = True
@@ -151,9 +157,33 @@ async def personal_view(
         "holder_kana": account[1] if account else None,
         "bank_error": None if account else BANK_UNREADABLE,
         "household": household,
+        "payee": payee,
         "history": await conn.fetch(HISTORY, code, str(application_id)),
         "purpose": purpose,
     }
+
+
+def _side_by_side(
+    household: list[asyncpg.Record], holder_kana: str | None, payee_code: str
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The household's rows, each marked whether it is the payee and whether the account's holder is that
+    member by the account-holder check (payouts/holder.py); and the payee's row with its kana as a bank
+    writes it (振込用カナ), to show beside the holder's. The payee is the applicant, or the head for a
+    letter or a プッシュ型 payout."""
+    rows, payee = [], None
+    for m in household:
+        row = dict(m)
+        kana = f"{m['family_kana']} {m['given_kana']}"
+        row["is_payee"] = m["resident_code"] == payee_code
+        row["holder_match"] = holder_kana is not None and holder_matches(holder_kana, kana).matched
+        rows.append(row)
+        if row["is_payee"]:
+            try:
+                zengin = to_zengin_kana(kana, allow_wo=True)
+            except ZenginKanaError:
+                zengin = None
+            payee = row | {"zengin_kana": zengin}
+    return rows, payee
 
 
 async def decide(

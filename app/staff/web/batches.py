@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from app.staff import review
 from app.staff.errors import InvalidInput
 from app.staff.web.common import cipher, int_param, page, redirect
 from app.web.templates import render
@@ -99,6 +100,7 @@ async def batch_page(request, conn, staff, ctx):
             "batch": batch,
             "view": view,
             "by_bank": view["by_bank"] if view else await batches.by_bank(conn, code, batch_id),
+            "reason_labels": review.REASON_LABELS,
         },
     )
 
