@@ -51,6 +51,37 @@ END $$;
 
 ALTER FUNCTION public.audit_log_chain() OWNER TO kyufu_owner;
 
+CREATE FUNCTION public.debt_repayments_apply() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  -- The row lock of this UPDATE serialises two repayments of one debt: the second adds to the first's sum.
+  UPDATE payment_debts SET repaid_yen = repaid_yen + NEW.amount_yen,
+         status = CASE WHEN repaid_yen + NEW.amount_yen = amount_yen THEN 'repaid' ELSE status END
+  WHERE municipality_code = NEW.municipality_code AND debt_id = NEW.debt_id AND status = 'open';
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'debt % is not open', NEW.debt_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_debts_settled_is_final';
+  END IF;
+  RETURN NULL;
+END $$;
+
+ALTER FUNCTION public.debt_repayments_apply() OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.debt_rows_need_open_debt() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM payment_debts d WHERE d.municipality_code = NEW.municipality_code
+                 AND d.debt_id = NEW.debt_id AND d.status = 'open') THEN
+    RAISE EXCEPTION 'debt % is not open', NEW.debt_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_debts_settled_is_final';
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.debt_rows_need_open_debt() OWNER TO kyufu_owner;
+
 CREATE FUNCTION public.entitlements_references_exist() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -380,6 +411,20 @@ $_$;
 
 ALTER FUNCTION public.kyufu_load_date_sql(raw text) OWNER TO kyufu_owner;
 
+CREATE FUNCTION public.kyufu_payment_sent(p_code text, p_payment bigint) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+DECLARE pay record;
+BEGIN
+  SELECT p.status, b.status AS batch_status INTO pay FROM payments p
+  LEFT JOIN payout_batches b ON b.municipality_code = p.municipality_code AND b.batch_id = p.batch_id
+  WHERE p.municipality_code = p_code AND p.payment_id = p_payment
+  FOR UPDATE OF p;
+  RETURN FOUND AND (pay.status IN ('paid', 'released') OR (pay.status = 'in_batch' AND pay.batch_status = 'released'));
+END $$;
+
+ALTER FUNCTION public.kyufu_payment_sent(p_code text, p_payment bigint) OWNER TO kyufu_owner;
+
 CREATE FUNCTION public.kyufu_principal(staff_id bigint, operator text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
@@ -630,6 +675,113 @@ $$;
 
 ALTER FUNCTION public.kyufu_ymd_valid(n integer) OWNER TO kyufu_owner;
 
+CREATE FUNCTION public.payment_debts_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE paid_yen bigint; conflict text;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.status <> 'open' OR NEW.repaid_yen <> 0 OR NEW.write_off_requested_by IS NOT NULL THEN
+      RAISE EXCEPTION 'a debt starts open, with nothing repaid'
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_debts_settled_is_final';
+    END IF;
+    IF NOT kyufu_payment_sent(NEW.municipality_code, NEW.payment_id) THEN
+      RAISE EXCEPTION 'payment % was not sent in a released file (or came back)', NEW.payment_id
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_debts_payment_sent';
+    END IF;
+    IF NEW.amount_yen > (SELECT amount_yen FROM payments WHERE municipality_code = NEW.municipality_code
+                         AND payment_id = NEW.payment_id) THEN
+      RAISE EXCEPTION 'debt of payment % is above the payment', NEW.payment_id
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_debts_within_payment';
+    END IF;
+    IF EXISTS (SELECT 1 FROM payment_recalls r WHERE r.municipality_code = NEW.municipality_code
+               AND r.payment_id = NEW.payment_id AND r.status = 'requested') THEN
+      RAISE EXCEPTION 'payment % has a recall waiting for the bank''s answer', NEW.payment_id
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_debts_not_during_recall';
+    END IF;
+    RETURN NEW;
+  END IF;
+  IF (NEW.debt_id, NEW.payment_id, NEW.amount_yen, NEW.reason, NEW.opened_by, NEW.opened_at)
+     IS DISTINCT FROM (OLD.debt_id, OLD.payment_id, OLD.amount_yen, OLD.reason, OLD.opened_by, OLD.opened_at) THEN
+    RAISE EXCEPTION 'debt % cannot change what was claimed', OLD.debt_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_debts_claim_fixed';
+  END IF;
+  IF OLD.status <> 'open' THEN
+    RAISE EXCEPTION 'debt % is settled (%)', OLD.debt_id, OLD.status
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_debts_settled_is_final';
+  END IF;
+  -- repaid_yen is the sum of the recorded repayments, whoever writes the row.
+  SELECT coalesce(sum(amount_yen), 0) INTO paid_yen FROM debt_repayments
+  WHERE municipality_code = OLD.municipality_code AND debt_id = OLD.debt_id;
+  IF NEW.repaid_yen <> paid_yen THEN
+    RAISE EXCEPTION 'debt % repaid_yen must be the sum of its repayments', OLD.debt_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_debts_repaid_is_the_repayments';
+  END IF;
+  IF NEW.written_off_by IS NOT NULL THEN
+    -- Requested and approved are two steps by two people: the approval cannot name its own requester.
+    IF NEW.write_off_requested_by IS DISTINCT FROM OLD.write_off_requested_by THEN
+      RAISE EXCEPTION 'debt % write-off approved in the statement that requested it', OLD.debt_id
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_debts_write_off_four_eyes';
+    END IF;
+    conflict := kyufu_approval_conflict(NEW.municipality_code, NEW.write_off_requested_by, NEW.written_off_by);
+    -- The same account is payment_debts_write_off_four_eyes' to refuse, under its own name.
+    IF conflict IS NOT NULL AND conflict <> 'same_account' THEN
+      RAISE EXCEPTION 'approver % of the write-off of debt % is not independent of its requester % (%)',
+        NEW.written_off_by, NEW.debt_id, NEW.write_off_requested_by, conflict
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_debts_write_off_independent';
+    END IF;
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.payment_debts_guard() OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.payment_recalls_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.status <> 'requested' THEN
+      RAISE EXCEPTION 'a recall starts as requested'
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_recalls_answered_once';
+    END IF;
+    IF NOT kyufu_payment_sent(NEW.municipality_code, NEW.payment_id) THEN
+      RAISE EXCEPTION 'payment % was not sent in a released file (or came back)', NEW.payment_id
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_recalls_payment_sent';
+    END IF;
+    IF EXISTS (SELECT 1 FROM payment_debts d WHERE d.municipality_code = NEW.municipality_code
+               AND d.payment_id = NEW.payment_id) THEN
+      RAISE EXCEPTION 'payment % is claimed back from its recipient already', NEW.payment_id
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_recalls_not_after_debt';
+    END IF;
+    RETURN NEW;
+  END IF;
+  -- (municipality_code is row-level security's to keep: a row never moves to another municipality.)
+  IF (NEW.recall_id, NEW.payment_id, NEW.reason, NEW.requested_by, NEW.requested_at)
+     IS DISTINCT FROM (OLD.recall_id, OLD.payment_id, OLD.reason, OLD.requested_by, OLD.requested_at) THEN
+    RAISE EXCEPTION 'recall % cannot change what was requested', OLD.recall_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_recalls_request_fixed';
+  END IF;
+  IF OLD.status <> 'requested' THEN
+    RAISE EXCEPTION 'recall % was answered already (%)', OLD.recall_id, OLD.status
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_recalls_answered_once';
+  END IF;
+  IF NEW.status = 'returned' THEN
+    -- The money is back: the payment is returned (and so listed for re-contact and one re-issue), never
+    -- paid again by itself.
+    UPDATE payments SET status = 'returned', return_reason = '組戻し'
+    WHERE municipality_code = NEW.municipality_code AND payment_id = NEW.payment_id
+      AND status IN ('paid', 'released', 'in_batch');
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'payment % of recall % is not a sent payment', NEW.payment_id, NEW.recall_id
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_recalls_payment_sent';
+    END IF;
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.payment_recalls_guard() OWNER TO kyufu_owner;
+
 CREATE FUNCTION public.payments_guard_insert() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -674,6 +826,25 @@ BEGIN
 END $$;
 
 ALTER FUNCTION public.payments_guard_update() OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.payments_recovery_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF NEW.status = 'returned' AND EXISTS (SELECT 1 FROM payment_debts d WHERE d.municipality_code = NEW.municipality_code
+                                         AND d.payment_id = NEW.payment_id) THEN
+    RAISE EXCEPTION 'payment % is claimed back from its recipient: it was credited', NEW.payment_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_claimed_back_was_credited';
+  END IF;
+  IF OLD.status = 'returned' AND EXISTS (SELECT 1 FROM payment_recalls r WHERE r.municipality_code = NEW.municipality_code
+                                         AND r.payment_id = NEW.payment_id AND r.status = 'returned') THEN
+    RAISE EXCEPTION 'payment % came back by 組戻し and stays returned', NEW.payment_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_recalled_stay_returned';
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.payments_recovery_guard() OWNER TO kyufu_owner;
 
 CREATE FUNCTION public.payments_wait_for_duplicates() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1097,6 +1268,58 @@ ALTER TABLE public.applications ALTER COLUMN application_id ADD GENERATED ALWAYS
     CACHE 1
 );
 
+CREATE TABLE public.debt_notices (
+    municipality_code text NOT NULL,
+    notice_id bigint NOT NULL,
+    debt_id bigint NOT NULL,
+    kind text NOT NULL,
+    sent_on date NOT NULL,
+    note text DEFAULT ''::text NOT NULL,
+    recorded_by bigint NOT NULL,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT debt_notices_kind_check CHECK ((kind = ANY (ARRAY['demand'::text, 'reminder'::text]))),
+    CONSTRAINT debt_notices_note_check CHECK ((length(note) <= 1000))
+);
+
+ALTER TABLE ONLY public.debt_notices FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.debt_notices OWNER TO kyufu_owner;
+
+ALTER TABLE public.debt_notices ALTER COLUMN notice_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.debt_notices_notice_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.debt_repayments (
+    municipality_code text NOT NULL,
+    repayment_id bigint NOT NULL,
+    debt_id bigint NOT NULL,
+    amount_yen bigint NOT NULL,
+    received_on date NOT NULL,
+    note text DEFAULT ''::text NOT NULL,
+    recorded_by bigint NOT NULL,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT debt_repayments_amount_yen_check CHECK (((amount_yen >= 1) AND (amount_yen <= '9999999999'::bigint))),
+    CONSTRAINT debt_repayments_note_check CHECK ((length(note) <= 1000))
+);
+
+ALTER TABLE ONLY public.debt_repayments FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.debt_repayments OWNER TO kyufu_owner;
+
+ALTER TABLE public.debt_repayments ALTER COLUMN repayment_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.debt_repayments_repayment_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE VIEW public.duplicate_cases WITH (security_barrier='true') AS
  SELECT s.municipality_code,
     c.reference,
@@ -1379,6 +1602,49 @@ ALTER TABLE public.outbox ALTER COLUMN outbox_id ADD GENERATED ALWAYS AS IDENTIT
     CACHE 1
 );
 
+CREATE TABLE public.payment_debts (
+    municipality_code text NOT NULL,
+    debt_id bigint NOT NULL,
+    payment_id bigint NOT NULL,
+    amount_yen bigint NOT NULL,
+    reason text NOT NULL,
+    opened_by bigint NOT NULL,
+    opened_at timestamp with time zone DEFAULT now() NOT NULL,
+    status text DEFAULT 'open'::text NOT NULL,
+    repaid_yen bigint DEFAULT 0 NOT NULL,
+    write_off_requested_by bigint,
+    write_off_requested_at timestamp with time zone,
+    write_off_reason text,
+    written_off_by bigint,
+    written_off_at timestamp with time zone,
+    written_off_yen bigint,
+    CONSTRAINT payment_debts_amount_yen_check CHECK (((amount_yen >= 1) AND (amount_yen <= '9999999999'::bigint))),
+    CONSTRAINT payment_debts_balance_not_negative CHECK (((repaid_yen >= 0) AND (repaid_yen <= amount_yen))),
+    CONSTRAINT payment_debts_reason_check CHECK (((length(reason) >= 1) AND (length(reason) <= 1000))),
+    CONSTRAINT payment_debts_repaid_when_nothing_left CHECK (((status = 'repaid'::text) = (repaid_yen = amount_yen))),
+    CONSTRAINT payment_debts_status_check CHECK ((status = ANY (ARRAY['open'::text, 'repaid'::text, 'written_off'::text]))),
+    CONSTRAINT payment_debts_write_off_four_eyes CHECK (((written_off_by IS NULL) OR (written_off_by <> write_off_requested_by))),
+    CONSTRAINT payment_debts_write_off_reason_check CHECK (((length(write_off_reason) >= 1) AND (length(write_off_reason) <= 1000))),
+    CONSTRAINT payment_debts_write_off_request_whole CHECK ((((write_off_requested_by IS NULL) = (write_off_requested_at IS NULL)) AND ((write_off_requested_by IS NULL) = (write_off_reason IS NULL)))),
+    CONSTRAINT payment_debts_written_off_balance CHECK (((written_off_yen IS NULL) OR (written_off_yen = (amount_yen - repaid_yen)))),
+    CONSTRAINT payment_debts_written_off_whole CHECK ((((status = 'written_off'::text) = (written_off_by IS NOT NULL)) AND ((written_off_by IS NULL) = (written_off_at IS NULL)) AND ((written_off_by IS NULL) = (written_off_yen IS NULL)) AND ((written_off_by IS NULL) OR (write_off_requested_by IS NOT NULL))))
+);
+
+ALTER TABLE ONLY public.payment_debts FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.payment_debts OWNER TO kyufu_owner;
+
+COMMENT ON COLUMN public.payment_debts.status IS 'open → repaid (the repayments reach the amount) | written_off (requested by one staff member, approved by another); final';
+
+ALTER TABLE public.payment_debts ALTER COLUMN debt_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.payment_debts_debt_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.payment_followups (
     municipality_code text NOT NULL,
     payment_id bigint NOT NULL,
@@ -1391,6 +1657,40 @@ CREATE TABLE public.payment_followups (
 ALTER TABLE ONLY public.payment_followups FORCE ROW LEVEL SECURITY;
 
 ALTER TABLE public.payment_followups OWNER TO kyufu_owner;
+
+CREATE TABLE public.payment_recalls (
+    municipality_code text NOT NULL,
+    recall_id bigint NOT NULL,
+    payment_id bigint NOT NULL,
+    reason text NOT NULL,
+    requested_by bigint NOT NULL,
+    requested_at timestamp with time zone DEFAULT now() NOT NULL,
+    status text DEFAULT 'requested'::text NOT NULL,
+    bank_answer text,
+    fee_yen bigint,
+    answered_by bigint,
+    answered_at timestamp with time zone,
+    CONSTRAINT payment_recalls_answer_whole CHECK ((((status = 'requested'::text) = (answered_at IS NULL)) AND ((answered_at IS NULL) = (answered_by IS NULL)) AND ((answered_at IS NULL) = (bank_answer IS NULL)) AND ((answered_at IS NULL) = (fee_yen IS NULL)))),
+    CONSTRAINT payment_recalls_bank_answer_check CHECK (((length(bank_answer) >= 1) AND (length(bank_answer) <= 1000))),
+    CONSTRAINT payment_recalls_fee_yen_check CHECK (((fee_yen >= 0) AND (fee_yen <= '9999999999'::bigint))),
+    CONSTRAINT payment_recalls_reason_check CHECK (((length(reason) >= 1) AND (length(reason) <= 1000))),
+    CONSTRAINT payment_recalls_status_check CHECK ((status = ANY (ARRAY['requested'::text, 'returned'::text, 'refused'::text])))
+);
+
+ALTER TABLE ONLY public.payment_recalls FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.payment_recalls OWNER TO kyufu_owner;
+
+COMMENT ON COLUMN public.payment_recalls.status IS 'requested → returned (組戻し済) | refused (組戻し不能); an answer is final';
+
+ALTER TABLE public.payment_recalls ALTER COLUMN recall_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.payment_recalls_recall_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 CREATE TABLE public.payment_reissues (
     municipality_code text NOT NULL,
@@ -1994,6 +2294,12 @@ ALTER TABLE ONLY public.applications
 ALTER TABLE ONLY public.audit_log
     ADD CONSTRAINT audit_log_pkey PRIMARY KEY (municipality_code, seq);
 
+ALTER TABLE ONLY public.debt_notices
+    ADD CONSTRAINT debt_notices_pkey PRIMARY KEY (municipality_code, notice_id);
+
+ALTER TABLE ONLY public.debt_repayments
+    ADD CONSTRAINT debt_repayments_pkey PRIMARY KEY (municipality_code, repayment_id);
+
 ALTER TABLE ONLY public.eligibility_runs
     ADD CONSTRAINT eligibility_runs_pkey PRIMARY KEY (municipality_code, program_id);
 
@@ -2039,8 +2345,17 @@ ALTER TABLE ONLY public.outbox
 ALTER TABLE ONLY public.outbox
     ADD CONSTRAINT outbox_pkey PRIMARY KEY (municipality_code, outbox_id);
 
+ALTER TABLE ONLY public.payment_debts
+    ADD CONSTRAINT payment_debts_one_per_payment UNIQUE (municipality_code, payment_id);
+
+ALTER TABLE ONLY public.payment_debts
+    ADD CONSTRAINT payment_debts_pkey PRIMARY KEY (municipality_code, debt_id);
+
 ALTER TABLE ONLY public.payment_followups
     ADD CONSTRAINT payment_followups_pkey PRIMARY KEY (municipality_code, payment_id);
+
+ALTER TABLE ONLY public.payment_recalls
+    ADD CONSTRAINT payment_recalls_pkey PRIMARY KEY (municipality_code, recall_id);
 
 ALTER TABLE ONLY public.payment_reissues
     ADD CONSTRAINT payment_reissues_once UNIQUE (municipality_code, replaces_payment_id);
@@ -2140,6 +2455,10 @@ CREATE UNIQUE INDEX applications_one_active ON public.applications USING btree (
 
 CREATE INDEX applications_status ON public.applications USING btree (municipality_code, status);
 
+CREATE INDEX debt_notices_debt ON public.debt_notices USING btree (municipality_code, debt_id);
+
+CREATE INDEX debt_repayments_debt ON public.debt_repayments USING btree (municipality_code, debt_id);
+
 CREATE INDEX intake_duplicate_claims_entitlement ON public.intake_duplicate_claims USING btree (municipality_code, entitlement_id);
 
 CREATE INDEX intake_idempotency_keys_age ON public.intake_idempotency_keys USING btree (municipality_code, created_at);
@@ -2151,6 +2470,12 @@ CREATE INDEX letters_unexported ON public.letters USING btree (municipality_code
 CREATE INDEX outbox_pending ON public.outbox USING btree (municipality_code, created_at) WHERE (done_at IS NULL);
 
 CREATE INDEX outbox_unsent ON public.outbox USING btree (municipality_code, outbox_id) WHERE ((done_at IS NULL) AND (enqueued_at IS NULL));
+
+CREATE UNIQUE INDEX payment_recalls_one_open ON public.payment_recalls USING btree (municipality_code, payment_id) WHERE (status = 'requested'::text);
+
+CREATE INDEX payment_recalls_payment ON public.payment_recalls USING btree (municipality_code, payment_id);
+
+CREATE UNIQUE INDEX payment_recalls_returned_once ON public.payment_recalls USING btree (municipality_code, payment_id) WHERE (status = 'returned'::text);
 
 CREATE INDEX payment_returns_import ON public.payment_returns USING btree (municipality_code, import_id);
 
@@ -2206,13 +2531,23 @@ CREATE TRIGGER audit_log_chain BEFORE INSERT ON public.audit_log FOR EACH ROW EX
 
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON public.audit_log FOR EACH STATEMENT EXECUTE FUNCTION public.audit_log_append_only();
 
+CREATE TRIGGER debt_notices_open_debt BEFORE INSERT ON public.debt_notices FOR EACH ROW EXECUTE FUNCTION public.debt_rows_need_open_debt();
+
+CREATE TRIGGER debt_repayments_apply AFTER INSERT ON public.debt_repayments FOR EACH ROW EXECUTE FUNCTION public.debt_repayments_apply();
+
 CREATE TRIGGER entitlements_references_exist_insert AFTER INSERT ON public.entitlements REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.entitlements_references_exist();
 
 CREATE TRIGGER entitlements_references_exist_update AFTER UPDATE ON public.entitlements REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.entitlements_references_exist();
 
+CREATE TRIGGER payment_debts_guard BEFORE INSERT OR UPDATE ON public.payment_debts FOR EACH ROW EXECUTE FUNCTION public.payment_debts_guard();
+
+CREATE TRIGGER payment_recalls_guard BEFORE INSERT OR UPDATE ON public.payment_recalls FOR EACH ROW EXECUTE FUNCTION public.payment_recalls_guard();
+
 CREATE TRIGGER payments_guard_insert AFTER INSERT ON public.payments REFERENCING NEW TABLE AS new_payments FOR EACH STATEMENT EXECUTE FUNCTION public.payments_guard_insert();
 
 CREATE TRIGGER payments_guard_update BEFORE UPDATE OF batch_id, amount_yen, entitlement_id ON public.payments FOR EACH ROW EXECUTE FUNCTION public.payments_guard_update();
+
+CREATE TRIGGER payments_recovery_guard BEFORE UPDATE OF status ON public.payments FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) AND (('returned'::text = old.status) OR ('returned'::text = new.status)))) EXECUTE FUNCTION public.payments_recovery_guard();
 
 CREATE TRIGGER payments_wait_for_duplicates AFTER INSERT ON public.payments REFERENCING NEW TABLE AS new_payments FOR EACH STATEMENT EXECUTE FUNCTION public.payments_wait_for_duplicates();
 
@@ -2270,6 +2605,18 @@ ALTER TABLE ONLY public.audit_log
 ALTER TABLE ONLY public.audit_log
     ADD CONSTRAINT audit_log_municipality_code_fkey FOREIGN KEY (municipality_code) REFERENCES public.municipalities(code);
 
+ALTER TABLE ONLY public.debt_notices
+    ADD CONSTRAINT debt_notices_municipality_code_debt_id_fkey FOREIGN KEY (municipality_code, debt_id) REFERENCES public.payment_debts(municipality_code, debt_id);
+
+ALTER TABLE ONLY public.debt_notices
+    ADD CONSTRAINT debt_notices_municipality_code_recorded_by_fkey FOREIGN KEY (municipality_code, recorded_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY public.debt_repayments
+    ADD CONSTRAINT debt_repayments_municipality_code_debt_id_fkey FOREIGN KEY (municipality_code, debt_id) REFERENCES public.payment_debts(municipality_code, debt_id);
+
+ALTER TABLE ONLY public.debt_repayments
+    ADD CONSTRAINT debt_repayments_municipality_code_recorded_by_fkey FOREIGN KEY (municipality_code, recorded_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
 ALTER TABLE ONLY public.eligibility_runs
     ADD CONSTRAINT eligibility_runs_municipality_code_program_id_fkey FOREIGN KEY (municipality_code, program_id) REFERENCES public.programs(municipality_code, program_id);
 
@@ -2315,11 +2662,32 @@ ALTER TABLE ONLY public.municipality_keys
 ALTER TABLE ONLY public.outbox
     ADD CONSTRAINT outbox_municipality_code_fkey FOREIGN KEY (municipality_code) REFERENCES public.municipalities(code);
 
+ALTER TABLE ONLY public.payment_debts
+    ADD CONSTRAINT payment_debts_municipality_code_opened_by_fkey FOREIGN KEY (municipality_code, opened_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY public.payment_debts
+    ADD CONSTRAINT payment_debts_municipality_code_payment_id_fkey FOREIGN KEY (municipality_code, payment_id) REFERENCES public.payments(municipality_code, payment_id);
+
+ALTER TABLE ONLY public.payment_debts
+    ADD CONSTRAINT payment_debts_municipality_code_write_off_requested_by_fkey FOREIGN KEY (municipality_code, write_off_requested_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY public.payment_debts
+    ADD CONSTRAINT payment_debts_municipality_code_written_off_by_fkey FOREIGN KEY (municipality_code, written_off_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
 ALTER TABLE ONLY public.payment_followups
     ADD CONSTRAINT payment_followups_municipality_code_payment_id_fkey FOREIGN KEY (municipality_code, payment_id) REFERENCES public.payments(municipality_code, payment_id);
 
 ALTER TABLE ONLY public.payment_followups
     ADD CONSTRAINT payment_followups_municipality_code_recontact_by_fkey FOREIGN KEY (municipality_code, recontact_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY public.payment_recalls
+    ADD CONSTRAINT payment_recalls_municipality_code_answered_by_fkey FOREIGN KEY (municipality_code, answered_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY public.payment_recalls
+    ADD CONSTRAINT payment_recalls_municipality_code_payment_id_fkey FOREIGN KEY (municipality_code, payment_id) REFERENCES public.payments(municipality_code, payment_id);
+
+ALTER TABLE ONLY public.payment_recalls
+    ADD CONSTRAINT payment_recalls_municipality_code_requested_by_fkey FOREIGN KEY (municipality_code, requested_by) REFERENCES public.staff_users(municipality_code, staff_id);
 
 ALTER TABLE ONLY public.payment_reissues
     ADD CONSTRAINT payment_reissues_municipality_code_payment_id_fkey FOREIGN KEY (municipality_code, payment_id) REFERENCES public.payments(municipality_code, payment_id);
@@ -2434,6 +2802,10 @@ ALTER TABLE public.applications ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.audit_log ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.debt_notices ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.debt_repayments ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.eligibility_runs ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.entitlement_conflicts ENABLE ROW LEVEL SECURITY;
@@ -2454,7 +2826,11 @@ ALTER TABLE public.municipality_keys ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.outbox ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.payment_debts ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.payment_followups ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.payment_recalls ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.payment_reissues ENABLE ROW LEVEL SECURITY;
 
@@ -2500,6 +2876,10 @@ CREATE POLICY tenant_isolation ON public.applications USING ((municipality_code 
 
 CREATE POLICY tenant_isolation ON public.audit_log USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
+CREATE POLICY tenant_isolation ON public.debt_notices USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
+CREATE POLICY tenant_isolation ON public.debt_repayments USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
 CREATE POLICY tenant_isolation ON public.eligibility_runs USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.entitlement_conflicts USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
@@ -2520,7 +2900,11 @@ CREATE POLICY tenant_isolation ON public.municipality_keys USING ((municipality_
 
 CREATE POLICY tenant_isolation ON public.outbox USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
+CREATE POLICY tenant_isolation ON public.payment_debts USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
 CREATE POLICY tenant_isolation ON public.payment_followups USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
+CREATE POLICY tenant_isolation ON public.payment_recalls USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.payment_reissues USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
@@ -2622,6 +3006,10 @@ GRANT SELECT,INSERT,UPDATE ON TABLE public.applications TO kyufu_app;
 
 GRANT USAGE ON SEQUENCE public.applications_application_id_seq TO kyufu_app;
 
+GRANT SELECT,INSERT ON TABLE public.debt_notices TO kyufu_app;
+
+GRANT SELECT,INSERT ON TABLE public.debt_repayments TO kyufu_app;
+
 GRANT SELECT ON TABLE public.duplicate_cases TO kyufu_app;
 
 GRANT SELECT ON TABLE public.duplicate_holds TO kyufu_app;
@@ -2648,7 +3036,11 @@ GRANT SELECT ON TABLE public.municipality_keys TO kyufu_app;
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.outbox TO kyufu_app;
 
+GRANT SELECT,INSERT,UPDATE ON TABLE public.payment_debts TO kyufu_app;
+
 GRANT SELECT,INSERT,UPDATE ON TABLE public.payment_followups TO kyufu_app;
+
+GRANT SELECT,INSERT,UPDATE ON TABLE public.payment_recalls TO kyufu_app;
 
 GRANT SELECT,INSERT ON TABLE public.payment_reissues TO kyufu_app;
 
