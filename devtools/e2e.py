@@ -121,6 +121,7 @@ class E2EReport:
     reviewed: dict[str, int] = field(default_factory=dict)  # approve / reject
     applications: dict[str, int] = field(default_factory=dict)  # final status
     batch_ids: list[int] = field(default_factory=list)
+    recovery_case: str | None = None
     record_count: int = 0
     total_yen: int = 0
     transfer_date: dt.date | None = None
@@ -181,6 +182,7 @@ class E2EReport:
             f"bank verify: OK (signing key {self.bank_key_id}, plaintext, Zengin parse, count, total, references); "
             f"accepted into the bank's ledger as file {self.file_id}",
             f"returned: {sum(self.returned.values()):,} ({counts(self.returned)}); paid: {self.paid:,}",
+            *([self.recovery_case] if self.recovery_case else []),
             f"files in {self.out_dir}:",
             f"  sealed file     {self.age_path}",
             f"  manifest        {self.manifest_path}",
@@ -256,6 +258,10 @@ async def run_e2e(
         clock.lap("draft+approve+release")
         await _bank_side(pool, report, batch_id, seed, return_share)
         clock.lap("bank+returns")
+        # A 返還 case on one paid payment (the console's own functions), for staff to open in the demo.
+        from devtools.demo_recovery import seed_recovery_case
+
+        report.recovery_case = await seed_recovery_case(pool, code, staff["drafter"], staff["reviewer"])
     finally:
         await pool.close()
     return report

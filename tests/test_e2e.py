@@ -78,6 +78,8 @@ async def test_e2e_chain_keeps_the_invariants(settings, servers, app_pool, tmp_p
     rest = [p for p in payments if p["status"] != "returned"]
     assert all(p["status"] == "paid" and p["paid_on"] == report.transfer_date for p in rest)
     assert len(rest) == report.paid == paid_entitlements
+    # The demo's 返還 case: an open debt on one paid payment, partly repaid (devtools/demo_recovery.py).
+    assert report.recovery_case is not None and "outstanding" in report.recovery_case
 
     # What a person is told to run on DIR works: the check passes, and the bank's ledger (which accepted the
     # file during the run) refuses to accept it a second time.
