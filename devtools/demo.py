@@ -37,6 +37,12 @@ async def seed_demo(settings) -> list[str]:
         lines += ["  " + line for line in await seed_duplicate(conn, settings, code)]
         lines += ["", "bank side:"]
         lines += ["  " + line for line in await seed_demo_bank(conn, settings, code, settings.data_dir / "demo-bank")]
+        lines += [
+            "",
+            "a paid batch to work on (the whole chain headless, into this municipality: a released file the bank's",
+            "ledger refuses a second time, returns to follow up, a 返還 case to open in the console):",
+            f"  kyufu demo e2e --households 200 --municipality {code} --out /tmp/kyufu-e2e",
+        ]
     finally:
         await conn.close()
     return lines
