@@ -20,6 +20,26 @@ $$;
 
 ALTER FUNCTION duplicate_match.new_reference() OWNER TO kyufu_owner;
 
+CREATE FUNCTION public.application_account_changes_before_batch() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  -- FOR UPDATE: a draft freezing this entitlement's ready payment at the same moment either went first
+  -- (we see 'in_batch' and refuse) or waits for this transaction (which cancels the ready payment).
+  PERFORM 1 FROM payments p
+  WHERE p.municipality_code = NEW.municipality_code AND p.entitlement_id = NEW.entitlement_id
+  FOR UPDATE;
+  IF EXISTS (SELECT 1 FROM payments p
+             WHERE p.municipality_code = NEW.municipality_code AND p.entitlement_id = NEW.entitlement_id
+               AND p.status IN ('in_batch', 'released', 'paid', 'returned')) THEN
+    RAISE EXCEPTION 'entitlement % has a payment in a batch: its account can no longer change', NEW.entitlement_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'application_account_changes_before_batch';
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.application_account_changes_before_batch() OWNER TO kyufu_owner;
+
 CREATE FUNCTION public.audit_log_append_only() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -1216,6 +1236,43 @@ CREATE TABLE duplicate_match.keys (
 
 ALTER TABLE duplicate_match.keys OWNER TO kyufu_owner;
 
+CREATE TABLE public.application_account_changes (
+    municipality_code text NOT NULL,
+    change_id bigint NOT NULL,
+    application_id bigint NOT NULL,
+    entitlement_id bigint NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    changed_by text NOT NULL,
+    channel text NOT NULL,
+    old_bank_code text NOT NULL,
+    old_branch_code text NOT NULL,
+    old_account_type smallint NOT NULL,
+    old_account_number_enc bytea NOT NULL,
+    old_holder_kana_enc bytea NOT NULL,
+    new_bank_code text NOT NULL,
+    new_branch_code text NOT NULL,
+    CONSTRAINT application_account_changes_changed_by_check CHECK (((length(changed_by) >= 1) AND (length(changed_by) <= 200))),
+    CONSTRAINT application_account_changes_channel_check CHECK ((channel = ANY (ARRAY['online'::text, 'paper'::text]))),
+    CONSTRAINT application_account_changes_new_bank_code_check CHECK ((new_bank_code ~ '^[0-9]{4}$'::text)),
+    CONSTRAINT application_account_changes_new_branch_code_check CHECK ((new_branch_code ~ '^[0-9]{3}$'::text)),
+    CONSTRAINT application_account_changes_old_account_type_check CHECK ((old_account_type = ANY (ARRAY[1, 2, 4, 9]))),
+    CONSTRAINT application_account_changes_old_bank_code_check CHECK ((old_bank_code ~ '^[0-9]{4}$'::text)),
+    CONSTRAINT application_account_changes_old_branch_code_check CHECK ((old_branch_code ~ '^[0-9]{3}$'::text))
+);
+
+ALTER TABLE ONLY public.application_account_changes FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.application_account_changes OWNER TO kyufu_owner;
+
+ALTER TABLE public.application_account_changes ALTER COLUMN change_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.application_account_changes_change_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.application_account_keys (
     municipality_code text NOT NULL,
     application_id bigint NOT NULL,
@@ -2282,6 +2339,9 @@ ALTER TABLE ONLY duplicate_match.keys
 ALTER TABLE ONLY duplicate_match.keys
     ADD CONSTRAINT keys_pkey PRIMARY KEY (version);
 
+ALTER TABLE ONLY public.application_account_changes
+    ADD CONSTRAINT application_account_changes_pkey PRIMARY KEY (municipality_code, change_id);
+
 ALTER TABLE ONLY public.application_account_keys
     ADD CONSTRAINT application_account_keys_pkey PRIMARY KEY (municipality_code, application_id);
 
@@ -2449,6 +2509,8 @@ CREATE INDEX hashes_program ON duplicate_match.hashes USING btree (municipality_
 
 CREATE UNIQUE INDEX keys_one_current ON duplicate_match.keys USING btree ((true)) WHERE (retired_at IS NULL);
 
+CREATE INDEX application_account_changes_application ON public.application_account_changes USING btree (municipality_code, application_id);
+
 CREATE INDEX application_account_keys_key ON public.application_account_keys USING btree (municipality_code, account_key);
 
 CREATE UNIQUE INDEX applications_one_active ON public.applications USING btree (municipality_code, entitlement_id) WHERE (status <> ALL (ARRAY['rejected'::text, 'withdrawn'::text]));
@@ -2525,6 +2587,8 @@ ALTER INDEX public.residents_pkey ATTACH PARTITION registry_parts.residents_defa
 
 ALTER INDEX public.residents_prev_household ATTACH PARTITION registry_parts.residents_default_prev_household_no_idx;
 
+CREATE TRIGGER application_account_changes_before_batch BEFORE INSERT ON public.application_account_changes FOR EACH ROW EXECUTE FUNCTION public.application_account_changes_before_batch();
+
 CREATE TRIGGER audit_log_append_only BEFORE DELETE OR UPDATE ON public.audit_log FOR EACH ROW EXECUTE FUNCTION public.audit_log_append_only();
 
 CREATE TRIGGER audit_log_chain BEFORE INSERT ON public.audit_log FOR EACH ROW EXECUTE FUNCTION public.audit_log_chain();
@@ -2592,6 +2656,12 @@ ALTER TABLE ONLY duplicate_match.hashes
 
 ALTER TABLE ONLY duplicate_match.hashes
     ADD CONSTRAINT hashes_municipality_code_fkey FOREIGN KEY (municipality_code) REFERENCES public.municipalities(code);
+
+ALTER TABLE ONLY public.application_account_changes
+    ADD CONSTRAINT application_account_changes_municipality_code_application__fkey FOREIGN KEY (municipality_code, application_id) REFERENCES public.applications(municipality_code, application_id);
+
+ALTER TABLE ONLY public.application_account_changes
+    ADD CONSTRAINT application_account_changes_municipality_code_entitlement__fkey FOREIGN KEY (municipality_code, entitlement_id) REFERENCES public.entitlements(municipality_code, entitlement_id);
 
 ALTER TABLE ONLY public.application_account_keys
     ADD CONSTRAINT application_account_keys_municipality_code_application_id_fkey FOREIGN KEY (municipality_code, application_id) REFERENCES public.applications(municipality_code, application_id);
@@ -2796,6 +2866,8 @@ ALTER TABLE duplicate_match.hashes ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE duplicate_match.keys ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.application_account_changes ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.application_account_keys ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.applications ENABLE ROW LEVEL SECURITY;
@@ -2869,6 +2941,8 @@ ALTER TABLE public.staff_signin_failures ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.staff_users ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.tax_statuses ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY tenant_isolation ON public.application_account_changes USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.application_account_keys USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
@@ -3000,7 +3074,11 @@ GRANT ALL ON FUNCTION public.kyufu_valid_municipality_code(code text) TO kyufu_a
 
 GRANT ALL ON FUNCTION public.kyufu_ymd_valid(n integer) TO kyufu_app;
 
-GRANT SELECT,INSERT ON TABLE public.application_account_keys TO kyufu_app;
+GRANT SELECT,INSERT ON TABLE public.application_account_changes TO kyufu_app;
+
+GRANT USAGE ON SEQUENCE public.application_account_changes_change_id_seq TO kyufu_app;
+
+GRANT SELECT,INSERT,UPDATE ON TABLE public.application_account_keys TO kyufu_app;
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.applications TO kyufu_app;
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
 ENTITLEMENT = """
 SELECT e.entitlement_id, e.household_no, e.members_counted, e.amount_yen, e.status, e.snapshot_id,
-       p.program_id, p.name AS program_name, p.apply_until, p.payment_mode
+       p.program_id, p.name AS program_name, p.apply_until, p.payment_mode, p.decline_deadline,
+       current_date AS today
 FROM entitlements e JOIN programs p USING (municipality_code, program_id)
 WHERE e.municipality_code = $1 AND e.entitlement_id = $2
 """
@@ -34,7 +35,7 @@ LIMIT 1
 """
 PROGRAMS = """
 SELECT program_id, name, amount_yen, child_amount_yen, unit, base_date, apply_from, apply_until, payment_mode,
-       tax_condition, min_age, max_age
+       decline_deadline, tax_condition, min_age, max_age
 FROM programs WHERE municipality_code = $1 ORDER BY program_id
 """
 
@@ -59,6 +60,24 @@ async def household_view(
     members = await conn.fetch(HOUSEHOLD, code, ent["snapshot_id"], ent["household_no"])
     app = await latest_application(conn, code, entitlement_id)
     return dict(ent), [dict(r) for r in members], dict(app) if app else None
+
+
+DeclineState = Literal["not_push", "open", "declined", "past_deadline", "in_progress"]
+
+
+def decline_state(ent: Mapping[str, Any]) -> DeclineState:
+    """Whether the resident may 辞退 online now (an entitlement row of household_view). The deadline is a
+    Japanese calendar day, as app.registry.push.decline counts it (the database's current_date, in
+    Asia/Tokyo); decline() decides again when asked."""
+    if ent["payment_mode"] != "push":
+        return "not_push"
+    if ent["status"] == "declined":
+        return "declined"
+    if ent["decline_deadline"] is not None and ent["today"] > ent["decline_deadline"]:
+        return "past_deadline"
+    if ent["status"] != "open":
+        return "in_progress"
+    return "open"
 
 
 @dataclass

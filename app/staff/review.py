@@ -61,11 +61,14 @@ SELECT a.application_id, a.entitlement_id, a.receipt_no, a.channel, a.status, a.
        a.applicant_resident_code, a.bank_code, a.branch_code, a.account_type, a.account_number_enc,
        a.holder_kana_enc, a.submitted_at, a.decided_at, u.login AS decided_by_login,
        e.program_id, e.snapshot_id, e.household_no, e.head_resident_code, e.members_counted, e.amount_yen,
-       pr.name AS program_name
+       pr.name AS program_name, ch.account_changes, ch.account_changed_at
 FROM applications a
 JOIN entitlements e ON e.municipality_code = a.municipality_code AND e.entitlement_id = a.entitlement_id
 JOIN programs pr ON pr.municipality_code = e.municipality_code AND pr.program_id = e.program_id
 LEFT JOIN staff_users u ON u.municipality_code = a.municipality_code AND u.staff_id = a.decided_by
+CROSS JOIN LATERAL (SELECT count(*) AS account_changes, max(c.changed_at) AS account_changed_at
+                    FROM application_account_changes c  -- 口座変更の届出 (app/intake/changes.py)
+                    WHERE c.municipality_code = a.municipality_code AND c.application_id = a.application_id) ch
 WHERE a.municipality_code = $1 AND a.application_id = $2
 """
 HOUSEHOLD = """

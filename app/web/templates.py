@@ -42,7 +42,13 @@ def yen(amount: int) -> str:
     return f"{int(amount):,}円"
 
 
+def jdate(day: Any) -> str:
+    """A date as residents read it: 2026年5月31日."""
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
 env.filters["yen"] = yen
+env.filters["jdate"] = jdate
 
 
 def render(

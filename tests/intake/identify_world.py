@@ -246,8 +246,9 @@ async def apply(client, world: World, holder_kana: str = "ヤマダ タロウ") 
     )
     assert r.status_code == 303 and r.headers["location"] == base + "/confirm", (r.status_code, r.text[:300])
     confirm = await client.get(base + "/confirm")
-    if confirm.status_code == 303:  # an active application exists: straight to its receipt
-        assert confirm.headers["location"] == base + "/receipt"
+    # An active application exists: its receipt (for another account, 口座変更の届出 is offered first).
+    if confirm.status_code == 303:
+        assert confirm.headers["location"] in (base + "/receipt", base + "/account-change")
     else:
         r = await client.post(base + "/confirm", data={"csrf_token": csrf(confirm.text)})
         assert r.status_code == 303 and r.headers["location"] == base + "/receipt", r.status_code

@@ -68,17 +68,21 @@ def test_whole_flow_once_despite_double_click_and_back_resubmit(live_server, set
     screenshot(page, "06-receipt")
     assert _applications(settings, code, letter.entitlement_id) == 1
 
-    # Back to the confirmation page, then submit the bank form again: still the same receipt.
+    # Back to the confirmation page: the same receipt. Then another account on the bank form: not dropped
+    # silently, but the existing application named and 口座変更の届出 offered; still one application.
     page.go_back()
     page.wait_for_url(base + "/receipt")
+    assert page.locator("#receipt-no").inner_text() == receipt
     page.goto(base + "/bank")
     page.fill("#bank_code", "0001")
     page.fill("#branch_code", "001")
     page.fill("#account_number", "7654321")
     page.fill("#holder_kana", "ヤマダ タロウ")
     page.click("button[type=submit]")
-    page.wait_for_url(base + "/receipt")
-    assert page.locator("#receipt-no").inner_text() == receipt
+    page.wait_for_url(base + "/account-change")
+    assert receipt in page.locator("#already-applied").inner_text()
+    assert page.locator("#change-account").is_visible()
+    screenshot(page, "06b-already-applied-account-change")
     assert _applications(settings, code, letter.entitlement_id) == 1
 
     page.goto(base + "/status")
@@ -124,3 +128,40 @@ def test_bank_typed_by_name_is_resolved_on_the_server_with_a_choice(live_server,
         page.click("button[type=submit]")
         page.wait_for_url(base + "/confirm")
         assert "三菱ＵＦＪ" in page.content()
+
+
+def test_a_push_resident_declines_on_a_phone(live_server, settings, code, page):
+    """プッシュ型: the start page shows the 辞退 deadline; signed in, 辞退 is one confirmation away; afterwards
+    the status says 辞退済み and offers nothing to apply for."""
+
+    async def push_letter(conn):
+        async with tenant_transaction(conn, code) as c:
+            program_id = await c.fetchval(
+                "INSERT INTO programs (municipality_code, name, base_date, unit, amount_yen, payment_mode,"
+                " decline_deadline) VALUES ($1, 'プッシュ型給付金', '2026-01-01', 'household', 100000, 'push',"
+                " current_date + 7) RETURNING program_id",
+                code,
+            )
+        [made] = await make_letters(conn, settings.master_key_bytes, code, program_id=program_id)
+        return made
+
+    letter = run_with_connection(push_letter, settings)
+    base = f"{live_server}/m/{code}"
+    page.goto(base + "/")
+    assert "辞退期限" in page.content()
+    screenshot(page, "20-push-start")
+    page.goto(base + "/signin")
+    page.fill("#access_code", letter.access_code)
+    page.fill("#pin", letter.pin)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/household")
+    page.click("#decline-link")
+    page.wait_for_url(base + "/decline")
+    screenshot(page, "21-push-decline-confirm")
+    page.click("#decline")
+    page.wait_for_url(base + "/decline")
+    assert "辞退済み" in page.locator("#decline-result").inner_text()
+    screenshot(page, "22-push-declined")
+    page.goto(base + "/status")
+    assert page.locator("#status").inner_text() == "辞退済み"
+    assert "申請へ進む" not in page.content()

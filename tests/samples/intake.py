@@ -42,3 +42,17 @@ async def _identity_lockout(conn, code):
         code,
         secrets.token_bytes(32),
     )
+
+
+@sample("application_account_changes")
+async def _account_change(conn, code):
+    app_id = await application(conn, code)
+    await conn.execute(
+        "INSERT INTO application_account_changes (municipality_code, application_id, entitlement_id, changed_by,"
+        " channel, old_bank_code, old_branch_code, old_account_type, old_account_number_enc, old_holder_kana_enc,"
+        " new_bank_code, new_branch_code)"
+        " SELECT $1, application_id, entitlement_id, 'sample', 'online', '0001', '001', 1, '\\x00', '\\x00', '0005',"
+        " '123' FROM applications WHERE municipality_code = $1 AND application_id = $2",
+        code,
+        app_id,
+    )

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from app.intake import banks
+from app.intake.changes import AccountChangeTooLate, assess_change, change_account
 from app.intake.claims import submit_application
 from app.intake.forms import (
     BankAccount,
@@ -38,8 +39,10 @@ from app.intake.identity import (
     parse_identity,
 )
 from app.intake.signin import SIGNIN_FAILED_MESSAGE, authenticate, check_ip, municipality_keys, record_ip_failure
-from app.intake.status import household_view, programs as list_programs, progress
+from app.intake.status import decline_state, household_view, programs as list_programs, progress
 from app.intake.web.batcher import for_app
+from app.registry.errors import DeclineNotAllowed
+from app.registry.push import decline as decline_entitlement
 from app.registry.receipts import format_receipt
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 from app.tenancy.municipalities import get_municipality, list_municipalities
@@ -295,6 +298,7 @@ async def household(request: Request) -> Response:
             "existing": _active(app),
             "existing_receipt": format_receipt(app["receipt_no"]) if app else "",
             "closed": ent["status"] in ("declined", "withdrawn"),
+            "decline": decline_state(ent),
         },
     )
 
@@ -390,7 +394,10 @@ async def confirm(request: Request) -> Response:
     ent, _, app = await _entitlement(request, m, auth)
     if _active(app):
         # Back button, a reload or a second click after the first submit: the existing receipt, never a
-        # second application.
+        # second application. A different account typed after applying is not dropped silently: the
+        # resident is told the application exists and offered 口座変更の届出.
+        if session.get("bank") and await _assess(request, m, auth, session["bank"]) != "same":
+            return _redirect(f"/m/{m['code']}/account-change")
         return _redirect(f"/m/{m['code']}/receipt")
     stored = session.get("bank")
     if not stored:
@@ -500,5 +507,105 @@ async def status(request: Request) -> Response:
             "ent": ent,
             "progress": progress(app),
             "receipt": format_receipt(app["receipt_no"]) if app else "",
+            "decline": decline_state(ent),
         },
     )
+
+
+# ---- 辞退 (プッシュ型) ---------------------------------------------------------------------------------
+
+
+def _actor(auth: dict) -> str:
+    """The audit label of a resident acting online: how they signed in and by which letter (ids only)."""
+    if auth.get("letter_id") is not None:
+        return f"resident:letter:{auth['letter_id']}"
+    return f"resident:identified:{auth['entitlement_id']}"
+
+
+async def decline(request: Request) -> Response:
+    """辞退 of a プッシュ型 payout: a confirmation step, then app.registry.push.decline (the function
+    `kyufu push decline` calls, audited as push.decline), then the result on this page (PRG)."""
+    m = await _municipality(request)
+    auth = await _signed_in(request, m)
+    if auth is None:
+        return _redirect(f"/m/{m['code']}/signin")
+    if request.method == "POST":
+        await verify_form(request)
+    ent, _, _ = await _entitlement(request, m, auth)
+    ctx: dict[str, Any] = {"m": m, "title": "辞退の届出", "step": 0, "ent": ent, "failed": None}
+    if request.method == "POST" and decline_state(ent) == "open":
+        try:
+            async with tenant_transaction(request.app.state.pool, m["code"]) as conn:
+                await decline_entitlement(conn, m["code"], auth["entitlement_id"], actor=_actor(auth))
+        except DeclineNotAllowed:
+            # Settled or past the deadline between the page and the click: the page below says which.
+            ent, _, _ = await _entitlement(request, m, auth)
+            ctx.update(ent=ent, failed="辞退できませんでした。")
+        else:
+            return _redirect(f"/m/{m['code']}/decline")
+    ctx["state"] = decline_state(ent)
+    status_code = 409 if ctx["failed"] or (request.method == "POST" and ctx["state"] != "declined") else 200
+    return await _page(request, "intake_decline.html", ctx, status_code=status_code)
+
+
+# ---- 口座変更の届出 ------------------------------------------------------------------------------------
+
+
+async def _assess(request: Request, m: dict, auth: dict, stored: dict) -> str:
+    settings = request.app.state.settings
+    async with tenant_transaction(request.app.state.pool, m["code"], readonly=True) as conn:
+        keys = await municipality_keys(conn, settings.master_key_bytes, m["code"])
+        change = await assess_change(conn, keys, m["code"], auth["entitlement_id"], BankAccount.from_session(stored))
+    return change.kind
+
+
+async def account_change(request: Request) -> Response:
+    """After applying, a different account: say the application exists, and offer 口座変更の届出 while
+    the payment is not in a batch (app.intake.changes). GET shows the choice (or the result after a
+    change); POST makes the change and comes back here."""
+    m = await _municipality(request)
+    auth = await _signed_in(request, m)
+    if auth is None:
+        return _redirect(f"/m/{m['code']}/signin")
+    session = await load_session(request)
+    if request.method == "POST":
+        session, _ = await verify_form(request)
+    ent, _, app = await _entitlement(request, m, auth)
+    stored = session.get("bank")
+    if not _active(app) or (not stored and not session.get("account_changed")):
+        return _redirect(f"/m/{m['code']}/household")
+    assert app is not None
+    ctx: dict[str, Any] = {
+        "m": m,
+        "title": "口座変更の届出",
+        "step": 0,
+        "ent": ent,
+        "receipt": format_receipt(app["receipt_no"]),
+        "acct": BankAccount.from_session(stored) if stored else None,
+        "kind": "changed" if not stored else "",
+        "account_type_label": banks.ACCOUNT_TYPES.get(stored["account_type"], "") if stored else "",
+    }
+    if stored and request.method == "GET":
+        ctx["kind"] = await _assess(request, m, auth, stored)
+    elif stored:
+        settings = request.app.state.settings
+        try:
+            async with tenant_transaction(request.app.state.pool, m["code"]) as conn:
+                keys = await municipality_keys(conn, settings.master_key_bytes, m["code"])
+                change = await change_account(
+                    conn, keys, m["code"], auth["entitlement_id"], ctx["acct"], actor=_actor(auth)
+                )
+            kind = change.kind
+        except AccountChangeTooLate:
+            kind = "too_late"
+        if kind in ("changed", "same"):
+            if kind == "changed":
+                for_app(request).after_created(m["code"])  # the application's verification, due again
+            session.pop("bank")
+            session["account_changed"] = True
+            response = _redirect(f"/m/{m['code']}/account-change")
+            await save_session(request, response)
+            return response
+        ctx["kind"] = kind
+        return await _page(request, "intake_account_change.html", ctx, status_code=409)
+    return await _page(request, "intake_account_change.html", ctx)

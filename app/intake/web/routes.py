@@ -32,4 +32,6 @@ def routes(settings) -> list:
         Route(m + "/confirm", pages.confirm, methods=["GET", "POST"]),
         Route(m + "/receipt", pages.receipt),
         Route(m + "/status", pages.status, methods=["GET", "POST"]),
+        Route(m + "/decline", pages.decline, methods=["GET", "POST"]),
+        Route(m + "/account-change", pages.account_change, methods=["GET", "POST"]),
     ]
