@@ -230,12 +230,49 @@ def resolve(details: BankDetails, prefix: tuple[str, ...] = ()) -> BankAccount:
     )
 
 
+# The order of the bank form's fields: errors are listed in it, so the summary reads like the form.
+_BANK_ORDER = ("bank_code", "branch_code", "account_type", "account_number", "yucho_kigou", "yucho_bangou")
+
+
 def parse_bank(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> BankAccount:
+    """Every error at once: when a field fails its own shape (an empty or unknown bank), the checks that
+    `resolve` would make on the other fields (branch, number, holder) are still made, so an empty form
+    lists all of them rather than revealing one per submit."""
     try:
         details = BankDetails.model_validate(data)
     except ValidationError as exc:
-        raise FormInvalid(translate(exc, prefix)) from None
+        errors = translate(exc, prefix)
+        errors += _other_missing(data, {e.loc for e in errors}, prefix)
+        errors.sort(key=lambda e: _BANK_ORDER.index(e.field) if e.field in _BANK_ORDER else len(_BANK_ORDER))
+        raise FormInvalid(errors) from None
     return resolve(details, prefix)
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _other_missing(data: dict[str, Any], failed: set[tuple[str, ...]], prefix: tuple[str, ...]) -> list[FieldError]:
+    """resolve()'s presence and kana checks for the fields whose shape passed, on the raw data (the bank
+    itself failed, so its branch cannot be looked up)."""
+    errors = []
+    yucho = data.get("bank_code") == banks.YUCHO and not (
+        _blank(data.get("yucho_kigou")) and _blank(data.get("yucho_bangou"))
+    )
+    if not yucho:
+        for field, message in (
+            ("branch_code", "支店コードを入力してください。"),
+            ("account_number", "口座番号を入力してください。"),
+        ):
+            if prefix + (field,) not in failed and _blank(data.get(field)):
+                errors.append(FieldError(prefix + (field,), "missing", message))
+    holder = data.get("holder_kana")
+    if prefix + ("holder_kana",) not in failed and isinstance(holder, str):
+        try:
+            normalise(holder, field="party", max_width=HOLDER_MAX_WIDTH)
+        except ZenginKanaError as exc:
+            errors.append(FieldError(prefix + ("holder_kana",), f"kyufu_kana_{exc.reason}", str(exc)))
+    return errors
 
 
 CHANGE_LABELS = {

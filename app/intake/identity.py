@@ -7,9 +7,11 @@ kana and birth date are equal and whose address is equal after `normalise_addres
 member binds the session to that household's entitlement; the application then records the member as
 applicant and identification 'registry_match', and verification always sends it to review.
 
-Zero or several matches, a locked identity: one answer (`None`), after the same queries. Failures are
+Zero or several matches: one answer (`Refused` with the tries left), after the same queries. Failures are
 counted per identity (HMAC of municipality, kana and birth date under a key derived from the
-municipality's data key; nothing typed is stored) and 5 lock it for 30 minutes, like a letter's code.
+municipality's data key; nothing typed is stored) and 5 lock it for 30 minutes, like a letter's code; a
+locked identity answers `Refused` with the lock's end. The count and the lock say nothing about whether
+the person exists: an identity nobody has is counted and locked the same way (docs/security.md).
 
 Address rule (applied to what the resident typed and to the registry's address alike, so only
 consistency matters): NFKC (full-width digits and letters become ASCII, half-width kana full-width),
@@ -38,7 +40,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from app.intake.forms import FieldError, FormInvalid
-from app.intake.signin import LOCK_MINUTES, MAX_FAILURES, Keys
+from app.intake.signin import LOCK_MINUTES, MAX_FAILURES, Keys, Refused
 
 IDENTIFY_FAILED_MESSAGE = (
     "入力された内容では、給付金の対象となる方を確認できませんでした。"
@@ -46,6 +48,15 @@ IDENTIFY_FAILED_MESSAGE = (
     "5回続けて確認できないと、30分間ご利用いただけなくなります。"
     "確認できない場合は、窓口にお問い合わせください。"
 )
+
+
+def identify_failed_message(remaining: int | None) -> str:
+    """The no-match message, with the tries left before the lock when known (telling it reveals nothing:
+    the count is kept for identities nobody has too)."""
+    if remaining is None:
+        return IDENTIFY_FAILED_MESSAGE
+    return IDENTIFY_FAILED_MESSAGE.replace(f"{MAX_FAILURES}回続けて確認できないと", f"あと{remaining}回確認できないと")
+
 
 # The 申請型 program, or nothing (a letter or push program does not offer identification without a letter).
 APPLICATION_PROGRAM = """
@@ -79,7 +90,7 @@ WHERE p.municipality_code = $1 AND p.program_id = $2 AND p.payment_mode = 'appli
 # parallel guesses would each read the count from before the others' failures and all be checked.
 LOCK_IDENTITY = "SELECT pg_advisory_xact_lock($1::bigint)"
 LOCKOUT = """
-SELECT failed_attempts, (locked_until IS NOT NULL AND locked_until > now()) AS locked
+SELECT failed_attempts, (locked_until IS NOT NULL AND locked_until > now()) AS locked, locked_until
 FROM intake_identity_lockouts WHERE municipality_code = $1 AND identity_key = $2
 """
 # The fifth failure locks the identity and starts a new count (so after the lock expires, five more
@@ -92,6 +103,7 @@ SET failed_attempts = CASE WHEN l.failed_attempts + 1 >= $3 THEN 0 ELSE l.failed
     locked_until = CASE WHEN l.failed_attempts + 1 >= $3 THEN now() + make_interval(mins => $4)
                         ELSE l.locked_until END,
     updated_at = now()
+RETURNING failed_attempts, locked_until > now() AS locked, locked_until
 """
 # A success forgets earlier failures (only reached when not locked).
 RESET = "DELETE FROM intake_identity_lockouts WHERE municipality_code = $1 AND identity_key = $2"
@@ -272,8 +284,8 @@ async def application_program(conn: asyncpg.Connection, code: str, program_id: i
 
 async def identify(
     conn: asyncpg.Connection, keys: Keys, code: str, program_id: int, identity: Identity, municipality_name: str
-) -> Identified | None:
-    """The one entitled household member this identity names, or None; records failures.
+) -> Identified | Refused:
+    """The one entitled household member this identity names, or Refused; records failures.
 
     Call inside tenant_transaction(conn, code) (not read-only: failures are written)."""
     key = identity_key(keys, code, identity)
@@ -290,10 +302,14 @@ async def identify(
             matches.add((row["entitlement_id"], row["resident_code"]))
     locked = lockout is not None and (lockout["locked"] or lockout["failed_attempts"] >= MAX_FAILURES)
     if locked:
-        return None
+        assert lockout is not None
+        return Refused(locked_until=lockout["locked_until"] if lockout["locked"] else None)
     if len(matches) != 1:
-        await conn.execute(RECORD_FAILURE, code, key, MAX_FAILURES, LOCK_MINUTES)
-        return None
+        after = await conn.fetchrow(RECORD_FAILURE, code, key, MAX_FAILURES, LOCK_MINUTES)
+        assert after is not None  # an upsert with RETURNING always returns its row
+        if after["locked"]:
+            return Refused(locked_until=after["locked_until"])
+        return Refused(remaining=MAX_FAILURES - after["failed_attempts"])
     if lockout is not None:
         await conn.execute(RESET, code, key)
     entitlement_id, resident_code = matches.pop()

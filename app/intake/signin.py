@@ -3,14 +3,20 @@
 Wrong code, wrong PIN, a locked code, an invalidated letter and another municipality's code all fail
 the same way (`None`) after the same work: the HMAC is computed against a dummy hash when the code is
 unknown, so timing does not reveal whether a code exists.
+
+After a failure, the resident's pages ask `locked_until` and, for a code that really is locked, say so:
+until when and whom to ask (`locked_message`). Why that is safe and the count of tries left is not shown:
+docs/security.md ("Telling a resident they are locked out").
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -61,7 +67,52 @@ UPDATE letters SET failed_attempts = 0
 WHERE municipality_code = $1 AND letter_id = ANY($2::bigint[]) AND failed_attempts > 0
 """
 
+# Only a live letter's own lock: an unknown, invalidated or unlocked code gives None, as before.
+LOCKED_UNTIL = """
+SELECT max(locked_until) FROM letters
+WHERE municipality_code = $1 AND access_code = $2 AND invalidated_at IS NULL AND locked_until > now()
+"""
+
 _DUMMY_HASH = hashlib.sha256(b"kyufu-no-such-letter").digest()
+_JST = ZoneInfo("Asia/Tokyo")
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A failed sign-in (letter or identity) with what may be told about it: `locked_until` when what was
+    typed is locked now; `remaining` tries before it locks, only where that reveals nothing (identities)."""
+
+    locked_until: dt.datetime | None = None
+    remaining: int | None = None
+
+
+async def locked_until(conn: asyncpg.Connection, code: str, access_code: str) -> dt.datetime | None:
+    """When this letter code's lock ends, if it is locked now. Inside the tenant transaction of the attempt."""
+    return await conn.fetchval(LOCKED_UNTIL, code, access_code)
+
+
+def jst_clock(moment: dt.datetime, now: dt.datetime | None = None) -> str:
+    """「15時42分」 in Japan time, rounded up to the minute (never earlier than the real end); 「翌日」 in front
+    when it is tomorrow."""
+    local = moment.astimezone(_JST)
+    if local.second or local.microsecond:
+        local = local.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    today = (now or dt.datetime.now(_JST)).astimezone(_JST).date()
+    day = "翌日" if local.date() > today else ""
+    return f"{day}{local.hour}時{local.minute:02d}分"
+
+
+def locked_message(what: str, until: dt.datetime, municipality_name: str) -> str:
+    """What a resident reads when `what` (この確認書番号 / この氏名・生年月日) is locked: that it is, until when,
+    and whom to ask. The platform has no contact field per municipality: the letter and the municipality's
+    own notices carry the desk's number."""
+    return (
+        f"{what}は、続けて{MAX_FAILURES}回確認できなかったため、安全のため{jst_clock(until)}まで利用を"
+        f"停止しています。この間は、正しく入力してもご利用いただけません。{jst_clock(until)}を過ぎてから、"
+        "もう一度お試しください。お急ぎの場合や、ご自身で間違えた覚えがない場合は、"
+        f"{municipality_name}の給付金担当窓口（確認書や{municipality_name}のお知らせに記載の問い合わせ先）に"
+        "お問い合わせください。"
+    )
 
 
 @dataclass(frozen=True)

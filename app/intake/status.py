@@ -114,9 +114,10 @@ def progress(row: asyncpg.Record | Mapping[str, Any] | None) -> Progress | None:
     if status in ("verified", "needs_review"):
         return Progress("checking", "審査中", "住民基本台帳等の情報と照合しています。")
     if status == "rejected":
+        # The label says what the text says: a decision not to pay, not a request for more information.
         return Progress(
             "problem",
-            "申請内容に確認が必要です",
+            "支給できませんでした",
             "お申し込みの内容では支給できませんでした。郵送でお知らせする内容をご確認のうえ、窓口にお問い合わせください。",
         )
     if status == "withdrawn":

@@ -329,8 +329,8 @@ async def test_five_failures_lock_the_identity_for_thirty_minutes(client, world,
         assert r.status_code == 401
     row = await _failures(app_pool, world)
     assert row["locked"] == 1
-    r = await identify(client, world, typed(taro))  # right this time, but locked
-    assert r.status_code == 401 and FAILED in r.text
+    r = await identify(client, world, typed(taro))  # right this time, but locked: it says so
+    assert r.status_code == 401 and "停止しています" in r.text and FAILED not in r.text
     assert (await identify(client, world, typed(person("hanako")))).status_code == 303  # another identity
     async with tenant_transaction(app_pool, world.code, readonly=True) as conn:
         until = await conn.fetchval(

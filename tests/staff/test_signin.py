@@ -327,3 +327,23 @@ async def test_any_typed_login_fails_like_an_unknown_one(make_world, attacker, a
         assert r.status_code == 401 and message(r).startswith("ログインできませんでした"), (name, r.status_code)
     entries = await audit_entries(app_pool, world.code)
     assert [(e["reason"], e["actor_label"]) for e in entries] == [("unknown_login", "?")] * len(typed)
+
+
+async def test_a_login_that_must_wait_is_told_until_when_and_whom_to_ask(make_world, settings, app_pool):
+    """Issue 18, point 4: the wait says it is one (not a typo), when it ends, and that an admin of the
+    municipality can end it; in the same words for a login that does not exist."""
+    world = await make_world(applications=0)
+    texts = {}
+    for name, address in (("rev", "203.0.113.20"), ("nobody", "203.0.113.21")):
+        with browser(settings, (address, 1)) as c:
+            texts[name] = _box(guess_until_refused(c, world.code, name)[-1])
+    text = texts["rev"]
+    assert re.search(r"\d\d時\d\d分\d\d秒（約\d+(秒|分)後）まで受け付けません", text)
+    assert "所属団体のkyufu管理者" in text and "ログイン待機を解除" in text
+    assert re.sub(r"\d+", "N", texts["nobody"]) == re.sub(r"\d+", "N", text)
+
+
+def _box(response) -> str:
+    """The sign-in page's message, whatever else its box carries (an id, focus)."""
+    m = re.search(r'<div class="error-summary"[^>]*><p>(.*?)</p>', response.text, re.S)
+    return m.group(1) if m else ""

@@ -32,13 +32,22 @@ from app.intake.forms import (
 )
 from app.intake.identity import (
     FIELDS as IDENTITY_FIELDS,
-    IDENTIFY_FAILED_MESSAGE,
     application_program,
     application_programs,
     identify as identify_resident,
+    identify_failed_message,
     parse_identity,
 )
-from app.intake.signin import SIGNIN_FAILED_MESSAGE, authenticate, check_ip, municipality_keys, record_ip_failure
+from app.intake.signin import (
+    SIGNIN_FAILED_MESSAGE,
+    Refused,
+    authenticate,
+    check_ip,
+    locked_message,
+    locked_until,
+    municipality_keys,
+    record_ip_failure,
+)
 from app.intake.status import decline_state, household_view, programs as list_programs, progress
 from app.intake.web.batcher import for_app
 from app.registry.errors import DeclineNotAllowed
@@ -47,8 +56,9 @@ from app.registry.receipts import format_receipt
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 from app.tenancy.municipalities import get_municipality, list_municipalities
 from app.tenancy.transaction import platform_transaction, tenant_transaction
-from app.web.csrf import verify_form
-from app.web.errors import WebError
+from app.web.bodies import read_form
+from app.web.csrf import RESIDENT, check, verify_form
+from app.web.errors import CsrfError, WebError
 from app.web.sessions import load_session, revoke, rotate, save_session
 from app.web.templates import render
 
@@ -123,18 +133,42 @@ async def _guarded_lookup(request: Request, m: dict, lookup):
     async with tenant_transaction(request.app.state.pool, m["code"]) as conn:
         keys = await municipality_keys(conn, settings.master_key_bytes, m["code"])
         found = await lookup(conn, keys)
-    if found is None:
+    if found is None or isinstance(found, Refused):
         await record_ip_failure(redis, ip)
     return found
 
 
 async def _check_letter(request: Request, m: dict, access_code: str, pin: str):
-    """Return the letter or None; counts failures per code (DB) and per address (Redis)."""
+    """Return the letter, Refused for a code that is locked now, or None; counts failures per code (DB) and
+    per address (Redis)."""
 
     async def lookup(conn, keys):
-        return (await authenticate(conn, keys, m["code"], [(access_code, pin)]))[0]
+        letter = (await authenticate(conn, keys, m["code"], [(access_code, pin)]))[0]
+        if letter is None:
+            # Asked after this attempt's failure is recorded, so the fifth wrong PIN already says "locked".
+            until = await locked_until(conn, m["code"], access_code)
+            return Refused(locked_until=until) if until else None
+        return letter
 
     return await _guarded_lookup(request, m, lookup)
+
+
+def _letter_failed(m: dict, refused: Refused | None) -> str:
+    """The letter sign-in's failure message: locked (until when, whom to ask) only for a code that is
+    really locked; any other failure, the one generic message (docs/security.md)."""
+    if refused is not None and refused.locked_until is not None:
+        return locked_message("この確認書番号", refused.locked_until, m["name"])
+    return SIGNIN_FAILED_MESSAGE
+
+
+def _carry_pending_bank(session, m: dict) -> None:
+    """Sign-in clears the session; an account typed on the bank form before the session expired (kept by
+    `_bank_after_expiry`) is carried into the new one as the form's draft."""
+    pending = session.get("pending_bank")
+    session.clear()
+    rotate(session)  # a new id on sign-in: a planted session id is useless
+    if isinstance(pending, dict) and pending.get("m") == m["code"]:
+        session["bank_draft"] = pending.get("f") or {}
 
 
 async def signin(request: Request) -> Response:
@@ -153,6 +187,7 @@ async def signin(request: Request) -> Response:
     }
     if request.method == "GET":
         ctx["identify_programs"] = await _application_programs(request, m)
+        ctx["expired"] = (await load_session(request)).get("pending_bank") is not None
         return await _page(request, "intake_signin.html", ctx)
     session, form = await verify_form(request)
     access_code = normalise_access_code(str(form.get("access_code", "")))
@@ -167,13 +202,12 @@ async def signin(request: Request) -> Response:
         ctx["errors"] = errors
         return await _page(request, "intake_signin.html", ctx, status_code=422)
     letter = await _check_letter(request, m, access_code, pin)
-    if letter is None:
-        ctx["failed"] = SIGNIN_FAILED_MESSAGE
+    if letter is None or isinstance(letter, Refused):
+        ctx["failed"] = _letter_failed(m, letter)
         return await _page(request, "intake_signin.html", ctx, status_code=401)
-    session.clear()
-    rotate(session)  # a new id on sign-in: a planted session id is useless
+    _carry_pending_bank(session, m)
     session["auth"] = {"m": m["code"], "letter_id": letter.letter_id, "entitlement_id": letter.entitlement_id}
-    response = _redirect(f"/m/{m['code']}/household")
+    response = _redirect(f"/m/{m['code']}/{'bank' if 'bank_draft' in session.data else 'household'}")
     await save_session(request, response, subject=f"letter:{m['code']}:{letter.letter_id}")
     return response
 
@@ -205,7 +239,8 @@ async def identify(request: Request) -> Response:
     """確認書をお持ちでない方: kana name + birth date + address against the program's entitled households.
 
     A shape error (empty field, kanji in the kana field, 2月30日) is shown at its field and not counted;
-    no match, several matches or a locked identity all get IDENTIFY_FAILED_MESSAGE and count as a failure
+    no match or several matches get the generic message with the tries left, a locked identity says until
+    when and whom to ask; both count as a failure
     for the identity (app.intake.identity) and for the address (the letters' per-IP limit)."""
     m = await _municipality(request)
     form: dict = {}
@@ -240,11 +275,15 @@ async def identify(request: Request) -> Response:
         m,
         lambda conn, keys: identify_resident(conn, keys, m["code"], program["program_id"], identity, m["name"]),
     )
-    if found is None:
-        ctx["failed"] = IDENTIFY_FAILED_MESSAGE
+    if found is None or isinstance(found, Refused):
+        if isinstance(found, Refused) and found.locked_until is not None:
+            ctx["failed"] = locked_message("この氏名（カナ）と生年月日での本人確認", found.locked_until, m["name"])
+        else:
+            ctx["failed"] = identify_failed_message(found.remaining if isinstance(found, Refused) else None)
         return await _page(request, "intake_identify.html", ctx, status_code=401)
-    session.clear()
-    rotate(session)  # a new id on sign-in: a planted session id is useless
+    _carry_pending_bank(session, m)
+    if next_page == "household" and "bank_draft" in session.data:
+        next_page = "bank"
     session["auth"] = {
         "m": m["code"],
         "letter_id": None,
@@ -318,6 +357,8 @@ async def bank(request: Request) -> Response:
     m = await _municipality(request)
     auth = await _signed_in(request, m)
     if auth is None:
+        if request.method == "POST":
+            return await _bank_after_expiry(request, m)
         return _redirect(f"/m/{m['code']}/signin")
     session = await load_session(request)
     ctx: dict[str, Any] = {
@@ -330,10 +371,13 @@ async def bank(request: Request) -> Response:
         "branch_choices": [],
     }
     if request.method == "GET":
-        previous = session.get("bank") or {}
+        draft = session.get("bank_draft")
+        previous = (draft if isinstance(draft, dict) else None) or session.get("bank") or {}
         ctx["f"] = {k: str(previous.get(k, "") or "") for k in _BANK_FIELDS}
         ctx["f"]["account_type"] = ctx["f"]["account_type"] or "1"
-        ctx["f"]["yucho_kigou"] = ctx["f"]["yucho_bangou"] = ""
+        if not draft:
+            ctx["f"]["yucho_kigou"] = ctx["f"]["yucho_bangou"] = ""
+        ctx["restored"] = bool(draft)
         return await _page(request, "intake_bank.html", ctx)
     session, form = await verify_form(request)
     f = {k: str(form.get(k, "") or "").strip()[:200] for k in _BANK_FIELDS}
@@ -378,7 +422,40 @@ async def bank(request: Request) -> Response:
         ctx["err"] = defaultdict(str, {"bank_code": "候補の中から選んでください。"})
         return await _page(request, "intake_bank.html", ctx, status_code=422)
     session["bank"] = account.to_session()
+    session.pop("bank_draft")
     response = _redirect(f"/m/{m['code']}/confirm")
+    await save_session(request, response)
+    return response
+
+
+def _same_origin(request: Request) -> bool:
+    """Whether a POST comes from a page of this site (what browsers say: Sec-Fetch-Site, else Origin). A
+    cross-site page can make a browser POST but cannot make it say same-origin."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site == "same-origin"
+    origin = request.headers.get("origin")
+    return origin is not None and origin.split("://", 1)[-1] == request.headers.get("host")
+
+
+async def _bank_after_expiry(request: Request, m: dict) -> Response:
+    """The bank form posted after the session ended (30 minutes idle): what was typed is kept in a new,
+    signed-out session and the resident is sent to sign in; signing in (letter or identification) brings
+    them back to the form with it filled in (`_carry_pending_bank`).
+
+    The session (and so its CSRF binding) is gone, so the form's origin stands in for the token: only a
+    POST from this site's own page is kept. Otherwise a cross-site page could plant an account of its
+    choosing in the form a resident is about to sign in to. The draft goes back into the form, never past
+    it: the resident still sends the form and sees the confirmation page."""
+    session = await load_session(request)
+    form = await read_form(request)
+    if session.is_new:
+        if not _same_origin(request):
+            raise CsrfError()
+    else:
+        check(request, RESIDENT, session.id, form)
+    session["pending_bank"] = {"m": m["code"], "f": {k: str(form.get(k, "") or "").strip()[:200] for k in _BANK_FIELDS}}
+    response = _redirect(f"/m/{m['code']}/signin")
     await save_session(request, response)
     return response
 
@@ -490,8 +567,8 @@ async def status(request: Request) -> Response:
         access_code = normalise_access_code(str(form.get("access_code", "")))
         pin = normalise_pin(str(form.get("pin", "")))
         letter = await _check_letter(request, m, access_code, pin) if access_code and pin else None
-        if letter is None:
-            ctx["failed"] = SIGNIN_FAILED_MESSAGE
+        if letter is None or isinstance(letter, Refused):
+            ctx["failed"] = _letter_failed(m, letter)
             ctx["access_code"] = access_code
             return await _page(request, "intake_signin.html", ctx, status_code=401)
         auth = {"m": m["code"], "letter_id": letter.letter_id, "entitlement_id": letter.entitlement_id}

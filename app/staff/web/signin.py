@@ -70,13 +70,23 @@ def _wait_message(wait_s: int, *, per_login: bool, trusted: bool) -> str:
     until = (dt.datetime.now(JST) + dt.timedelta(seconds=wait_s)).strftime("%H時%M分%S秒")
     about = f"{wait_s}秒" if wait_s < 60 else f"{-(-wait_s // 60)}分"
     if not per_login:
-        return f"ログインできませんでした。しばらく時間をおいて、{until}（約{about}後）以降にもう一度お試しください。"
+        return (
+            f"ログインできませんでした。しばらく時間をおいて、{until}（約{about}後）以降にもう一度お試しください。"
+            "この接続元からの失敗が続いたため、一時的に受け付けていません。解除が必要な場合は、"
+            "kyufuの運用担当窓口にご連絡ください。"
+        )
     text = (
         f"ログインできませんでした。失敗が続いたため、このログインIDでのログインは{until}（約{about}後）まで"
         "受け付けません。その後にもう一度お試しください。"
     )
     if not trusted:
         text += "以前にこのログインIDでログインした端末（ブラウザ）からは、待たずにログインできます。"
+    # Whom to ask, the same words whether the login exists or not: an admin of the municipality can end
+    # the wait (職員一覧 → ログイン待機を解除, app/staff/signin.clear_delays).
+    text += (
+        "急いでいる場合や、ご自身で間違えた覚えがない場合は、所属団体のkyufu管理者（職員の管理権限を持つ方）に"
+        "連絡してください。管理者は「職員一覧」の「ログイン待機を解除」で待ち時間を解除できます。"
+    )
     return text
 
 
