@@ -92,6 +92,7 @@ HANDLER_MODULES = (
     "app/staff/web/duplicates.py",
     "app/staff/web/admin.py",
     "app/staff/web/enrolment.py",
+    "app/staff/web/labels.py",
     "app/staff/web/routes.py",
     "app/web/sessions.py",  # the session mechanism of both sites: the console's store runs its SQL in app/staff
     "app/web/csrf.py",

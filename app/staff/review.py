@@ -7,6 +7,7 @@ detail screen alone, for a stated purpose, and each such view is an audit entry.
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 from typing import Any
 
@@ -112,18 +113,27 @@ async def queue(conn: asyncpg.Connection, code: str) -> tuple[list[asyncpg.Recor
     return await conn.fetch(QUEUE, code), await conn.fetchval(QUEUE_COUNT, code)
 
 
-async def find(conn: asyncpg.Connection, code: str, staff: Staff, receipt_no: str) -> int:
+# What people put between the digits of a receipt: hyphens and dashes of every width (an IME gives ー or
+# －), spaces of both widths.
+_RECEIPT_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015\u2212\u30fc\uff70]")
+
+
+def normalise_receipt(text: str) -> str:
+    """A receipt number as printed (123-4567-8901), read out, or typed with full-width digits: the digits."""
+    return _RECEIPT_SEPARATORS.sub("", unicodedata.normalize("NFKC", text or ""))
+
+
+async def find(conn: asyncpg.Connection, code: str, staff: Staff, receipt_no: str) -> int | None:
+    """The application of a receipt number, or None; the search is recorded either way (so it is the
+    caller's to answer a miss without rolling the transaction back)."""
     staff.require("reviewer", "admin")
-    # As printed (123-4567-8901), read out, or typed with full-width digits: the digits only.
-    receipt_no = unicodedata.normalize("NFKC", receipt_no or "").strip().replace("-", "").replace(" ", "")
+    receipt_no = normalise_receipt(receipt_no)
     if not receipt_no or len(receipt_no) > 40:
-        raise InvalidInput("受付番号（receipt_no）を入力してください。")
+        raise InvalidInput("受付番号を入力してください。")
     app_id = await conn.fetchval(FIND, code, receipt_no)
     await audit.append(
         conn, code, staff, "application.search", "application", app_id or "", {"found": app_id is not None}
     )
-    if app_id is None:
-        raise NotFound("その受付番号の申請は見つかりません。")
     return app_id
 
 

@@ -110,9 +110,14 @@ DOMAIN_STATUS = {
 }
 
 
+def domain_status(exc: DomainError) -> int:
+    """The HTTP status of a domain error (the console's pages answer with it too: app/staff/web/common.py)."""
+    return next((DOMAIN_STATUS[c] for c in type(exc).__mro__ if c in DOMAIN_STATUS), 400)
+
+
 async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    status = next((DOMAIN_STATUS[c] for c in type(exc).__mro__ if c in DOMAIN_STATUS), 400)
+    status = domain_status(exc)
     if isinstance(exc, RateLimited):
         response = error_response(request, status, exc.message, {"retry_after_s": exc.retry_after_s})
         response.headers["Retry-After"] = str(exc.retry_after_s)

@@ -260,4 +260,4 @@ async def test_file_uploads_are_refused_before_any_handler_sees_them(client, mak
         content=text_only.replace(b"{token}", token.encode()),
         headers=multipart,
     )
-    assert r.status_code == 422 and "判定（decision）" in r.text
+    assert r.status_code == 422 and "判定は承認か却下を選んでください" in r.text

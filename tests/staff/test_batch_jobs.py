@@ -116,6 +116,7 @@ async def test_the_console_never_renders_the_file_and_the_worker_hashes_and_rele
         "batch.draft",
         "batch.prepared",
         "personal_data.view",
+        "personal_data.view",  # the refused approval shows the page again, with its sample
         "personal_data.view",
         "batch.approve",
         "personal_data.view",

@@ -68,12 +68,21 @@ def test_reviewer_drafter_approver_release(live_server, world, page, settings):
     assert "審査待ちの申請" in page.content()
     page.click("nav >> text=審査")
     screenshot(page, "staff-01-queue")
-    for _ in world.applications:
+    assert " JST" in page.locator("table").inner_text()  # times are Japan time, labelled
+    for i, _ in enumerate(world.applications):
         page.click("a.review-link >> nth=0")
         assert "ﾔﾏﾀﾞ ﾀﾛｳ" in page.content() and "山田 太郎" in page.content()
         screenshot(page, "staff-02-review")
+        if i == 0:  # a rejection without its reason: the same page, the message, the choice kept
+            page.check("input[name=decision][value=reject]")
+            page.click("text=判定を確定する")
+            assert "却下の理由を入力してください" in page.locator("#console-error").inner_text()
+            assert page.locator("input[name=decision][value=reject]").is_checked()
+            assert "ﾔﾏﾀﾞ ﾀﾛｳ" in page.content()
+            page.check("input[name=decision][value=approve]")
         page.click("text=判定を確定する")
         page.wait_for_url(base + "/staff/review")
+        assert "承認しました" in page.locator("#flash").inner_text()
     assert page.locator("#queue-empty").is_visible()
     _logout(page)
 

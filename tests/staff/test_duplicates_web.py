@@ -82,7 +82,7 @@ async def test_the_reviewer_sees_this_side_only_and_records_its_answer(make_worl
             "/staff/duplicates/resolve",
             data={"csrf_token": token, "reference": reference, "resolution": "not_pay", "comment": " "},
         )
-        assert r.status_code == 422 and "理由" in r.text
+        assert r.status_code == 422 and "理由" in r.text and 'id="case"' in r.text  # the case page, again
         r = client.post(
             "/staff/duplicates/resolve",
             data={"csrf_token": token, "reference": reference, "resolution": "pay", "comment": "隣町に電話で確認"},
@@ -101,7 +101,8 @@ async def test_the_reviewer_sees_this_side_only_and_records_its_answer(make_worl
                 reference,
             )
         ]
-        assert actions == ["personal_data.view", "duplicate.resolve", "personal_data.view"]
+        # The refused answer shows the case again (with its member): a view of its own.
+        assert actions == ["personal_data.view", "personal_data.view", "duplicate.resolve", "personal_data.view"]
     async with tenant_transaction(app_pool, b.code) as conn:
         [other] = await duplicates.cases(conn, b.code)
         assert other["other_answered"] and other["resolution"] is None

@@ -209,9 +209,11 @@ async def test_a_reset_disables_the_old_credentials_and_supersedes_the_old_link(
     with TestClient(create_app(settings), follow_redirects=False) as rev:
         assert login(rev, world.code, "rev").status_code == 303
         assert login(client, world.code, "admin", totp=world.totp_now("admin")).status_code == 303
-        first = client.post(f"/staff/admin/staff/{rev_id}/enroll", data={"csrf_token": csrf_of(client)})
+        first = client.post(f"/staff/admin/staff/{rev_id}/enroll", data={"csrf_token": csrf_of(client), "confirm": "1"})
         assert first.status_code == 200 and 'id="totp-secret"' not in first.text
-        second = client.post(f"/staff/admin/staff/{rev_id}/enroll", data={"csrf_token": csrf_of(client)})
+        second = client.post(
+            f"/staff/admin/staff/{rev_id}/enroll", data={"csrf_token": csrf_of(client), "confirm": "1"}
+        )
         old_path, path = LINK.search(first.text).group(1), LINK.search(second.text).group(1)
         assert rev.get("/staff/").status_code == 303  # its session ended with the reset
         assert login(rev, world.code, "rev").status_code == 401  # the old password no longer works

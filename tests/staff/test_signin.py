@@ -163,7 +163,7 @@ async def test_the_owner_is_told_of_failures_at_their_next_sign_in(make_world, o
     page = owner.get("/staff/").text
     notice = re.search(r'id="signin-notice"><p>(.*?)</p>', page).group(1)
     assert re.fullmatch(
-        r"前回のサインイン以降、3回のサインイン失敗がありました（最終: \d{4}-\d\d-\d\d \d\d:\d\d）。"
+        r"前回のサインイン以降、3回のサインイン失敗がありました（最終: \d{4}-\d\d-\d\d \d\d:\d\d JST）。"
         r"心当たりがない場合は、管理者に連絡してください。",
         notice,
     ), notice
@@ -180,7 +180,7 @@ async def test_admins_see_who_is_waiting_and_failing_and_can_end_the_wait(make_w
     assert login(owner, world.code, "admin", totp=world.totp_now("admin")).status_code == 303
     page = owner.get("/staff/admin/staff").text
     assert re.search(
-        r'id="delayed-appr">失敗が続いたため、新しい端末からのログインを\d{4}-\d\d-\d\d \d\d:\d\dまで', page
+        r'id="delayed-appr">失敗が続いたため、新しい端末からのログインを\d{4}-\d\d-\d\d \d\d:\d\d JSTまで', page
     )
     assert re.search(r'id="failures-appr">前回のログイン以降の失敗: \d+回', page)
     assert 'id="delayed-rev"' not in page and 'id="failures-rev"' not in page
@@ -254,7 +254,12 @@ async def test_a_device_cookie_is_bound_to_its_account_and_dies_with_revoke(
     # An admin's "end all sessions" also stops trusting rev's browsers: they take the waiting path now.
     with browser(settings, ("198.51.100.5", 1)) as admin:
         assert login(admin, world.code, "admin", totp=world.totp_now("admin")).status_code == 303
-        assert admin.post(f"/staff/admin/staff/{rev_id}/revoke", data={"csrf_token": csrf_of(admin)}).status_code == 303
+        assert (
+            admin.post(
+                f"/staff/admin/staff/{rev_id}/revoke", data={"csrf_token": csrf_of(admin), "confirm": "1"}
+            ).status_code
+            == 303
+        )
     owner.cookies.delete("kyufu_staff", path="/staff")
     assert login(owner, world.code, "rev").status_code == 429
     async with tenant_transaction(app_pool, world.code) as conn:

@@ -299,9 +299,10 @@ async def test_admin_creates_an_approver_without_choosing_or_seeing_any_secret(m
         "/staff/admin/staff",
         data={"csrf_token": csrf_of(client), "login": "x", "display_name": "", "roles": ["nobody"]},
     )
-    assert r.status_code == 422 and "roles" in r.text
+    assert r.status_code == 422 and "権限は" in r.text and 'id="console-error"' in r.text
     r = client.post(
         "/staff/admin/staff",
         data={"csrf_token": csrf_of(client), "login": "x", "display_name": "エックス", "roles": ["reviewer"]},
     )
-    assert r.status_code == 422 and "ログインID（login）" in r.text
+    assert r.status_code == 422 and "ログインIDは半角英小文字" in r.text and "（login）" not in r.text
+    assert 'id="display_name" name="display_name" value="エックス"' in r.text  # the staff page, input kept

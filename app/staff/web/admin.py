@@ -8,7 +8,7 @@ from app import audit
 from app.staff import accounts, actors, bank_form, enrolment, grants, sessions, signin
 from app.staff.accounts import ROLES
 from app.staff.errors import Forbidden, InvalidInput, NotFound
-from app.staff.web.common import cipher, int_param, page, redirect
+from app.staff.web.common import cipher, confirm, int_param, page, redirect
 from app.web.sessions import STAFF_COOKIE, clear_cookie
 from app.web.templates import render
 from payouts.settings_store import BankSettingsMissing, get_bank_settings, put_bank_settings
@@ -56,7 +56,7 @@ def _form_roles(form) -> list[str]:
     return [r for r in form.getlist("roles") if isinstance(r, str)]
 
 
-@page("admin")
+@page("admin", back=staff_list)
 async def staff_create(request, conn, staff, ctx):
     """A new account: no password here (its owner sets it through the link shown once on this page), and
     the roles asked for wait for another admin's confirmation."""
@@ -75,13 +75,45 @@ async def staff_create(request, conn, staff, ctx):
     )
 
 
+# What each destructive action does to the person, asked before it is done (confirm(): no script needed).
+CONFIRM = {
+    "revoke": (
+        "全セッション・端末の信頼を終了",
+        "{who} のログイン中のセッションをすべて終了し、これまでの端末の信頼も取り消します。"
+        "本人は次のログインで新しい端末として扱われます。",
+    ),
+    "disable": ("無効化", "{who} はログインできなくなり、ログイン中のセッションも終了します。"),
+    "enroll": (
+        "登録用リンクを再発行",
+        "{who} の現在のパスワード・二要素認証・セッションはすぐに使えなくなり、本人が新しいリンクで設定し直すまで"
+        "ログインできません。",
+    ),
+}
+
+
 def staff_action(action: str):
-    @page("admin")
+    @page("admin", back=staff_list)
     async def endpoint(request, conn, staff, ctx):
         staff_id = int_param(request, "staff_id")
         code = staff.municipality_code
-        if await accounts.get_staff(conn, code, staff_id) is None:
+        target = await accounts.get_staff(conn, code, staff_id)
+        if target is None:
             raise NotFound()
+        if action == "disable" and staff_id == staff.staff_id:
+            raise Forbidden("自分自身のアカウントは無効にできません。")  # before asking whether to
+        if action in CONFIRM:
+            label, consequence = CONFIRM[action]
+            who = f"{target['login']}（{target['display_name']}）"
+            asked = confirm(
+                request,
+                ctx,
+                question=f"{who} について「{label}」を行いますか。",
+                consequence=consequence.format(who=who),
+                button=f"{label}する",
+                back_url="/staff/admin/staff",
+            )
+            if asked is not None:
+                return asked
         if action == "revoke":
             # "Sign out everywhere" also stops trusting the person's browsers: it is what an admin does
             # when a device is lost or an account is misused. (Role changes and disabling end sessions but
@@ -101,7 +133,7 @@ def staff_action(action: str):
             issued = await enrolment.issue(conn, await cipher(request, conn, code), code, staff, staff_id)
             return await _render_staff_admin(request, conn, staff, ctx, issued=issued)
         await audit.append(conn, code, staff, f"staff.{action}", "staff", staff_id)
-        return redirect("/staff/admin/staff")
+        return redirect("/staff/admin/staff", flash=f"staff.{action}")
 
     endpoint.__name__ = f"staff_{action}"
     return endpoint
@@ -118,18 +150,18 @@ async def _change_roles(request, conn, staff, ctx, staff_id: int) -> Response:
             response = redirect("/staff/login")
             clear_cookie(response, STAFF_COOKIE)
             return response
-    return redirect("/staff/admin/staff")
+    return redirect("/staff/admin/staff", flash="staff.roles")
 
 
 def grant_action(action: str):
-    @page("admin")
+    @page("admin", back=staff_list)
     async def endpoint(request, conn, staff, ctx):
         grant_id = int_param(request, "grant_id")
         if action == "confirm":
             await grants.confirm(conn, staff.municipality_code, staff, grant_id)
         else:
             await grants.refuse(conn, staff.municipality_code, staff, grant_id)
-        return redirect("/staff/admin/staff")
+        return redirect("/staff/admin/staff", flash=f"grant.{action}")
 
     endpoint.__name__ = f"grant_{action}"
     return endpoint
@@ -176,7 +208,7 @@ async def bank_page(request, conn, staff, ctx):
     )
 
 
-@page("admin")
+@page("admin", back=bank_page)
 async def bank_submit(request, conn, staff, ctx):
     code = staff.municipality_code
     current = await _stored_bank(conn, code)
@@ -223,7 +255,7 @@ async def audit_export(request, conn, staff, ctx):
     code = staff.municipality_code
     fmt = request.query_params.get("format", "csv")
     if fmt not in ("csv", "jsonl"):
-        raise InvalidInput("形式（format）は csv か jsonl を指定してください。")
+        raise InvalidInput("出力の形式は csv か jsonl を指定してください。")
     await audit.append(conn, code, staff, "audit.export", "audit_log", "", {"format": fmt})
     # Collected inside the transaction (the page() scope ends with the handler); an auditor's export of a
     # very long chain should use `kyufu audit export`, which streams.

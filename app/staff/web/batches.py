@@ -7,7 +7,7 @@ import datetime as dt
 
 from app.staff import review
 from app.staff.errors import InvalidInput
-from app.staff.web.common import cipher, int_param, page, redirect
+from app.staff.web.common import cipher, confirm, int_param, page, redirect
 from app.web.templates import render
 from payouts import batches, drafting, guardrails
 from payouts.bankdays import earliest_transfer_date, today_jst
@@ -48,7 +48,7 @@ async def draft_page(request, conn, staff, ctx):
     )
 
 
-@page("drafter")
+@page("drafter", back=draft_page)
 async def draft_submit(request, conn, staff, ctx):
     program_id = int_param(request, "program_id")
     code = staff.municipality_code
@@ -59,11 +59,11 @@ async def draft_submit(request, conn, staff, ctx):
         code,
         staff,
         program_id,
-        _parse_date(str(form.get("transfer_date", "")), "振込指定日（transfer_date）"),
-        expected_count=_parse_int(form.get("expected_count"), "件数（expected_count）"),
-        expected_total_yen=_parse_int(form.get("expected_total_yen"), "合計金額（expected_total_yen）"),
+        _parse_date(str(form.get("transfer_date", "")), "振込指定日"),
+        expected_count=_parse_int(form.get("expected_count"), "件数"),
+        expected_total_yen=_parse_int(form.get("expected_total_yen"), "合計金額"),
     )
-    return redirect(f"/staff/batches/{batch_id}")
+    return redirect(f"/staff/batches/{batch_id}", flash="batch.draft")
 
 
 @page()
@@ -106,7 +106,7 @@ async def batch_page(request, conn, staff, ctx):
 
 
 def batch_action(action: str, *roles: str):
-    @page(*roles)
+    @page(*roles, back=batch_page)
     async def endpoint(request, conn, staff, ctx):
         batch_id = int_param(request, "batch_id")
         code, form, settings = staff.municipality_code, ctx["form"], request.app.state.settings
@@ -117,16 +117,27 @@ def batch_action(action: str, *roles: str):
         elif action == "resubmit":
             await batches.resubmit_batch(conn, code, staff, batch_id)
         elif action == "cancel":
+            await batches.get_batch(conn, code, batch_id)  # another municipality's id: 404, not a question
+            asked = confirm(
+                request,
+                ctx,
+                question=f"起案 #{batch_id} を取り消しますか。",
+                consequence="取り消した起案は元に戻せません。支払は次の起案の対象に戻ります。",
+                button="起案を取り消す",
+                back_url=f"/staff/batches/{batch_id}",
+            )
+            if asked is not None:
+                return asked
             await batches.cancel_batch(conn, code, staff, batch_id)
         elif action == "release":
             await batches.release_batch(conn, settings, code, staff, batch_id)
-        return redirect(f"/staff/batches/{batch_id}")
+        return redirect(f"/staff/batches/{batch_id}", flash=f"batch.{action}")
 
     endpoint.__name__ = f"batch_{action}"
     return endpoint
 
 
-@page("approver", "reviewer")
+@page("approver", "reviewer", back=batch_page)
 async def account_override(request, conn, staff, ctx):
     """Accept an account that receives more payments in this draft than the program allows, with a reason."""
     batch_id = int_param(request, "batch_id")
@@ -134,4 +145,4 @@ async def account_override(request, conn, staff, ctx):
     await guardrails.override_account(
         conn, staff.municipality_code, staff, batch_id, account, str(ctx["form"].get("reason", ""))
     )
-    return redirect(f"/staff/batches/{batch_id}#guardrails")
+    return redirect(f"/staff/batches/{batch_id}#guardrails", flash="batch.account_override")

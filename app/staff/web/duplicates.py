@@ -47,7 +47,7 @@ async def duplicate_list(request, conn, staff, ctx):
     )
 
 
-@page("reviewer")
+@page("reviewer", back=duplicate_list, keep_query=("reference",))
 async def duplicate_resolve(request, conn, staff, ctx):
     form = ctx["form"]
     reference = duplicates.parse_reference(str(form.get("reference", "")))

@@ -20,17 +20,17 @@ async def reconciliation_page(request, conn, staff, ctx):
     )
 
 
-@page("reviewer", "drafter")
+@page("reviewer", "drafter", back=reconciliation_page)
 async def payment_recontact(request, conn, staff, ctx):
     payment_id = int_param(request, "payment_id")
     await reconcile.mark_recontact(conn, staff.municipality_code, staff, payment_id, str(ctx["form"].get("note", "")))
-    return redirect("/staff/reconciliation")
+    return redirect("/staff/reconciliation", flash="payment.recontact")
 
 
-@page("drafter")
+@page("drafter", back=reconciliation_page)
 async def payment_reissue(request, conn, staff, ctx):
     payment_id = int_param(request, "payment_id")
     code = staff.municipality_code
     account = reconcile.corrected_account(dict(ctx["form"]))
     await reconcile.reissue(conn, await cipher(request, conn, code), code, staff, payment_id, account)
-    return redirect("/staff/reconciliation")
+    return redirect("/staff/reconciliation", flash="payment.reissue")

@@ -33,8 +33,8 @@ def _text(form, name: str) -> str:
     return str(form.get(name, "") or "")
 
 
-def _back(payment_id: int):
-    return redirect(f"/staff/payments/{payment_id}/recovery")
+def _back(payment_id: int, flash: str | None = None):
+    return redirect(f"/staff/payments/{payment_id}/recovery", flash=flash)
 
 
 @page(*recovery.VIEWERS)
@@ -92,14 +92,14 @@ async def recovery_case(request, conn, staff, ctx):
     )
 
 
-@page(*recovery.OPENERS)
+@page(*recovery.OPENERS, back=recovery_case)
 async def recall_request(request, conn, staff, ctx):
     payment_id = int_param(request, "payment_id")
     await recovery.request_recall(conn, staff.municipality_code, staff, payment_id, _text(ctx["form"], "reason"))
-    return _back(payment_id)
+    return _back(payment_id, "recall.request")
 
 
-@page(*recovery.RECORDERS)
+@page(*recovery.RECORDERS, back=recovery_case)
 async def recall_answer(request, conn, staff, ctx):
     payment_id = int_param(request, "payment_id")
     form = ctx["form"]
@@ -112,10 +112,10 @@ async def recall_answer(request, conn, staff, ctx):
         _text(form, "bank_answer"),
         _yen(form.get("fee_yen"), "組戻し手数料（fee_yen）"),
     )
-    return _back(payment_id)
+    return _back(payment_id, "recall.answer")
 
 
-@page(*recovery.OPENERS)
+@page(*recovery.OPENERS, back=recovery_case)
 async def debt_open(request, conn, staff, ctx):
     payment_id = int_param(request, "payment_id")
     form = ctx["form"]
@@ -127,10 +127,10 @@ async def debt_open(request, conn, staff, ctx):
         _yen(form.get("amount_yen"), "返還請求額（amount_yen）"),
         _text(form, "reason"),
     )
-    return _back(payment_id)
+    return _back(payment_id, "debt.open")
 
 
-@page(*recovery.RECORDERS)
+@page(*recovery.RECORDERS, back=recovery_case)
 async def debt_notice(request, conn, staff, ctx):
     payment_id = int_param(request, "payment_id")
     form = ctx["form"]
@@ -143,10 +143,10 @@ async def debt_notice(request, conn, staff, ctx):
         _date(form.get("sent_on"), "送付日（sent_on）"),
         _text(form, "note"),
     )
-    return _back(payment_id)
+    return _back(payment_id, "debt.notice")
 
 
-@page(*recovery.RECORDERS)
+@page(*recovery.RECORDERS, back=recovery_case)
 async def debt_repayment(request, conn, staff, ctx):
     payment_id = int_param(request, "payment_id")
     form = ctx["form"]
@@ -159,25 +159,25 @@ async def debt_repayment(request, conn, staff, ctx):
         _date(form.get("received_on"), "受領日（received_on）"),
         _text(form, "note"),
     )
-    return _back(payment_id)
+    return _back(payment_id, "debt.repayment")
 
 
-@page(*recovery.OPENERS)
+@page(*recovery.OPENERS, back=recovery_case)
 async def write_off_request(request, conn, staff, ctx):
     payment_id = int_param(request, "payment_id")
     await recovery.request_write_off(conn, staff.municipality_code, staff, payment_id, _text(ctx["form"], "reason"))
-    return _back(payment_id)
+    return _back(payment_id, "debt.write_off_request")
 
 
-@page("approver")
+@page("approver", back=recovery_case)
 async def write_off_approve(request, conn, staff, ctx):
     payment_id = int_param(request, "payment_id")
     await recovery.approve_write_off(conn, staff.municipality_code, staff, payment_id)
-    return _back(payment_id)
+    return _back(payment_id, "debt.write_off_approve")
 
 
-@page("approver", *recovery.OPENERS)
+@page("approver", *recovery.OPENERS, back=recovery_case)
 async def write_off_refuse(request, conn, staff, ctx):
     payment_id = int_param(request, "payment_id")
     await recovery.refuse_write_off(conn, staff.municipality_code, staff, payment_id, _text(ctx["form"], "comment"))
-    return _back(payment_id)
+    return _back(payment_id, "debt.write_off_refuse")

@@ -4,8 +4,10 @@ its decision."""
 from __future__ import annotations
 
 from app.staff import review
-from app.staff.web.common import cipher, int_param, page, redirect
+from app.staff.web.common import cipher, int_param, page, redirect, show_again
 from app.web.templates import render
+
+NO_SUCH_RECEIPT = "その受付番号の申請は見つかりません。番号を確かめてください。"
 
 
 @page("reviewer", "admin")
@@ -24,9 +26,12 @@ async def review_queue(request, conn, staff, ctx):
     )
 
 
-@page("reviewer", "admin")
+@page("reviewer", "admin", back=review_queue)
 async def review_search(request, conn, staff, ctx):
     app_id = await review.find(conn, staff.municipality_code, staff, str(ctx["form"].get("receipt_no", "")))
+    if app_id is None:
+        # Answered in this transaction, not by raising NotFound: the search's audit entry must commit.
+        return await show_again(review_queue, request, conn, staff, ctx, NO_SUCH_RECEIPT, 404)
     return redirect(f"/staff/applications/{app_id}")
 
 
@@ -53,18 +58,15 @@ async def application_page(request, conn, staff, ctx):
     )
 
 
-@page("reviewer")
+# The page shown again after a refused decision opens the personal data for the purpose it was open for
+# (recorded again: it is shown again).
+@page("reviewer", back=application_page, keep_query=("purpose",))
 async def application_decision(request, conn, staff, ctx):
     app_id = int_param(request, "application_id")
     form = ctx["form"]
     code = staff.municipality_code
+    decision = str(form.get("decision", ""))
     await review.decide(
-        conn,
-        await cipher(request, conn, code),
-        code,
-        staff,
-        app_id,
-        str(form.get("decision", "")),
-        str(form.get("comment", "")),
+        conn, await cipher(request, conn, code), code, staff, app_id, decision, str(form.get("comment", ""))
     )
-    return redirect("/staff/review")
+    return redirect("/staff/review", flash=f"review.{decision}")

@@ -6,13 +6,15 @@ from pathlib import Path
 
 from starlette.routing import BaseRoute, Route
 
-from app.staff.web import admin, batches, dashboard, enrolment, reconciliation, recovery, review, signin
-from app.staff.web.common import jst
+from app.staff.web import admin, batches, dashboard, enrolment, labels, reconciliation, recovery, review, signin
+from app.staff.web.common import console_message, jst
 from app.staff.web.duplicates import duplicate_list, duplicate_resolve
 from app.web.templates import add_template_dir, env
 
 add_template_dir(Path(__file__).resolve().parent / "templates")
 env.filters["jst"] = jst
+env.filters["console_message"] = console_message
+env.filters.update(labels.FILTERS)
 
 
 def routes(settings) -> list[BaseRoute]:

@@ -11,7 +11,16 @@ from app import audit
 from app.crypto import derive_key
 from app.staff import accounts, sessions, signin, throttle
 from app.staff.errors import LoginFailed
-from app.staff.web.common import cipher, page, redirect, start_session
+from app.staff.web.common import (
+    EXPIRED_MESSAGE,
+    FLASH_COOKIE,
+    cipher,
+    flash_of,
+    page,
+    redirect,
+    safe_next,
+    start_session,
+)
 from app.tenancy.codes import MunicipalityCodeError, validate_code
 from app.tenancy.municipalities import get_municipality
 from app.tenancy.transaction import tenant_transaction
@@ -33,9 +42,17 @@ def _device_key(request: Request) -> bytes:
 
 
 async def login_page(request: Request) -> Response:
-    return _render_login(
-        request, status=200, message="ログインの有効期限が切れました。" if request.query_params.get("expired") else ""
+    notice = flash_of(request)  # e.g. after sign-out
+    response = _render_login(
+        request,
+        status=200,
+        message=EXPIRED_MESSAGE if request.query_params.get("expired") else "",
+        next_url=safe_next(request.query_params.get("next")),
+        notice=notice,
     )
+    if notice:
+        clear_cookie(response, FLASH_COOKIE)
+    return response
 
 
 def _render_login(
@@ -46,6 +63,8 @@ def _render_login(
     municipality: str = "",
     login: str = "",
     headers: dict[str, str] | None = None,
+    next_url: str = "/staff/",
+    notice: str = "",
 ) -> Response:
     nonce = new_token()
     response = render(
@@ -57,6 +76,8 @@ def _render_login(
             "message": message,
             "municipality": municipality,
             "login": login,
+            "next_url": next_url,
+            "notice": notice,
         },
         status_code=status,
         headers=headers,
@@ -96,6 +117,7 @@ async def login_submit(request: Request) -> Response:
     key = _device_key(request)
     code = str(form.get("municipality_code", "")).strip()
     login_name = str(form.get("login", "")).strip().lower()
+    next_url = safe_next(form.get("next"))
     fail = LoginFailed().message
     redis, ip = request.app.state.redis, client_address(request.scope)
     device_value = request.cookies.get(DEVICE_COOKIE.name)
@@ -110,6 +132,7 @@ async def login_submit(request: Request) -> Response:
             status=429,
             municipality=code,
             login=login_name,
+            next_url=next_url,
             message=_wait_message(address_wait_s, per_login=False, trusted=False),
             headers={"Retry-After": str(address_wait_s)},
         )
@@ -117,7 +140,9 @@ async def login_submit(request: Request) -> Response:
     async def failed(result: accounts.SignIn | None = None) -> Response:
         await throttle.record_failure(redis, ip)
         if result is None or not result.wait_s:
-            return _render_login(request, status=401, message=fail, municipality=code, login=login_name)
+            return _render_login(
+                request, status=401, message=fail, municipality=code, login=login_name, next_url=next_url
+            )
         per_login = result.reason != "address_throttled"
         message = _wait_message(result.wait_s, per_login=per_login, trusted=result.trusted)
         return _render_login(
@@ -126,6 +151,7 @@ async def login_submit(request: Request) -> Response:
             message=message,
             municipality=code,
             login=login_name,
+            next_url=next_url,
             headers={"Retry-After": str(result.wait_s)},
         )
 
@@ -154,7 +180,7 @@ async def login_submit(request: Request) -> Response:
             cookie = await start_session(conn, result.staff, replacing=request.cookies.get(STAFF_COOKIE.name))
     if result.staff is None or cookie is None:
         return await failed(result)
-    response = redirect("/staff/")
+    response = redirect(next_url)
     set_cookie(request, response, STAFF_COOKIE, cookie)
     set_cookie(
         request,
@@ -173,6 +199,6 @@ async def logout(request, conn, staff, ctx):
     code, token = parsed
     await sessions.PostgresStore(conn, code).revoke(token)
     await audit.append(conn, code, staff, "logout", "staff", staff.staff_id)
-    response = redirect("/staff/login")
+    response = redirect("/staff/login", flash="logout")
     clear_cookie(response, STAFF_COOKIE)
     return response
