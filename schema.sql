@@ -974,6 +974,28 @@ END $$;
 
 ALTER FUNCTION public.payout_batches_release_once() OWNER TO kyufu_owner;
 
+CREATE FUNCTION public.payout_batches_wait_for_duplicates() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE held text;
+BEGIN
+  IF NEW.status = 'approved' AND OLD.status IS DISTINCT FROM 'approved' THEN
+    -- duplicate_holds is small (open cases); each probes the batch's payments by entitlement
+    -- (payments_entitlement, 0017).
+    SELECT h.reference INTO held FROM duplicate_holds h
+    JOIN payments p ON p.municipality_code = h.municipality_code AND p.entitlement_id = h.entitlement_id
+    WHERE h.municipality_code = NEW.municipality_code AND p.batch_id = NEW.batch_id
+    LIMIT 1;
+    IF held IS NOT NULL THEN
+      RAISE EXCEPTION 'batch % holds a payment waiting for duplicate case %', NEW.batch_id, held
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'payout_batches_wait_for_duplicate_case';
+    END IF;
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.payout_batches_wait_for_duplicates() OWNER TO kyufu_owner;
+
 CREATE FUNCTION public.programs_keep_entitlements() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -2624,6 +2646,8 @@ CREATE TRIGGER payout_batches_holder_checks BEFORE UPDATE OF status ON public.pa
 CREATE TRIGGER payout_batches_independent_approver BEFORE INSERT OR UPDATE OF approved_by ON public.payout_batches FOR EACH ROW WHEN ((new.approved_by IS NOT NULL)) EXECUTE FUNCTION public.payout_batches_independent_approver();
 
 CREATE TRIGGER payout_batches_release_once BEFORE UPDATE ON public.payout_batches FOR EACH ROW EXECUTE FUNCTION public.payout_batches_release_once();
+
+CREATE TRIGGER payout_batches_wait_for_duplicates BEFORE UPDATE OF status ON public.payout_batches FOR EACH ROW EXECUTE FUNCTION public.payout_batches_wait_for_duplicates();
 
 CREATE TRIGGER programs_keep_entitlements BEFORE DELETE OR UPDATE OF municipality_code, program_id ON public.programs FOR EACH ROW EXECUTE FUNCTION public.programs_keep_entitlements();
 

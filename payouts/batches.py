@@ -298,6 +298,9 @@ async def approve_batch(
         raise Conflict("振込ファイルのハッシュを計算中です。完了してから承認してください。")
     if batch["plaintext_sha256"] != (shown_sha256 or "").strip().lower():
         raise Conflict("表示した後にファイルの内容が変わりました（SHA-256 不一致）。画面を開き直して確認してください。")
+    held = await guardrails.duplicate_hold(conn, code, batch_id)
+    if held:  # payout_batches_wait_for_duplicate_case (0023) refuses it too
+        raise Conflict(guardrails.hold_message(held))
     pending = await guardrails.open_flags(conn, code, batch_id)
     if pending:
         raise Conflict(
@@ -309,6 +312,8 @@ async def approve_batch(
     try:
         await conn.execute(APPROVE, code, batch_id, staff.staff_id, batch["plaintext_sha256"])
     except asyncpg.CheckViolationError as exc:
+        if exc.constraint_name == "payout_batches_wait_for_duplicate_case":  # a case opened meanwhile
+            raise Conflict("重複の疑いの確認を待つ支払が含まれています。画面を開き直してください。") from None
         if exc.constraint_name == "payout_batches_accounts_within_limit":  # an override by the drafter
             raise Conflict("上限を超える口座の確認は、起案者以外の職員が行ってください。") from None
         if exc.constraint_name not in ("payout_batches_four_eyes", "payout_batches_independent_approver"):
@@ -497,6 +502,13 @@ async def perform_release(pool: asyncpg.Pool, settings: Settings, code: str, bat
         outcome = "stale"
         if target is not None and target["release_attempt"] == attempt:
             requester = Staff.from_row(target)
+            held = await guardrails.duplicate_hold(conn, code, batch_id)
+            if held:  # a case opened after approval: nothing is sealed while it waits
+                message = f"送信できませんでした: {guardrails.hold_message(held)}"
+                await conn.execute(RECORD_RELEASE_ERROR, code, batch_id, attempt, message)
+                await outbox.mark_done(conn, code, release_job_id(code, batch_id, attempt))
+                log.warning("release of batch %s of %s waits for a duplicate case", batch_id, code)
+                return "refused: duplicate case"
             try:
                 async with conn.transaction():  # savepoint: a refusal still lets us record it and mark the row
                     manifest = await release.release_batch(conn, settings, code, batch_id, requester.staff_id)

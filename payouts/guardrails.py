@@ -57,11 +57,30 @@ FROM payments WHERE municipality_code = $1 AND payment_id = $2
 BATCH_FOR_OVERRIDE = """
 SELECT status, drafted_by, rejected_at FROM payout_batches WHERE municipality_code = $1 AND batch_id = $2 FOR UPDATE
 """
+# A payment of the batch whose entitlement waits for a cross-municipality duplicate case (0021, 0023).
+DUPLICATE_HOLD = """
+SELECT h.reference FROM duplicate_holds h
+JOIN payments p ON p.municipality_code = h.municipality_code AND p.entitlement_id = h.entitlement_id
+WHERE h.municipality_code = $1 AND p.batch_id = $2
+ORDER BY h.reference LIMIT 1
+"""
 OVERRIDE = """
 UPDATE payout_batch_account_flags SET overridden_by = $4, overridden_at = now(), override_reason = $5
 WHERE municipality_code = $1 AND batch_id = $2 AND account_key = decode($3, 'hex') AND overridden_by IS NULL
 RETURNING payments, total_yen
 """
+
+
+async def duplicate_hold(conn: asyncpg.Connection, code: str, batch_id: int) -> str | None:
+    """The reference of a duplicate case one of the batch's payments waits for, or None."""
+    return await conn.fetchval(DUPLICATE_HOLD, code, batch_id)
+
+
+def hold_message(reference: str) -> str:
+    return (
+        f"重複の疑い（事例 {reference}）の確認を待つ支払が含まれています。"
+        "事例を解決するか、起案を取り消して起案し直してください。"
+    )
 
 
 async def open_flags(conn: asyncpg.Connection, code: str, batch_id: int) -> int:
@@ -97,7 +116,9 @@ async def view(conn: asyncpg.Connection, cipher: FieldCipher, code: str, batch_i
                 "override_reason": f["override_reason"],
             }
         )
+    held = await duplicate_hold(conn, code, batch_id)
     return {
+        "duplicate_hold": hold_message(held) if held else None,
         "rules": RULES,
         "limit": await conn.fetchval(LIMIT, code, batch_id),
         "accounts": accounts,

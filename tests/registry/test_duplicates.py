@@ -466,3 +466,78 @@ async def test_the_commands_set_the_scheme_and_contribute_after_eligibility(
         events = await conn.fetch("SELECT action, details FROM audit_log WHERE action LIKE 'duplicates.%'")
     assert [e["action"] for e in events] == ["duplicates.contribute", "duplicates.contribute"]
     assert all(moved["resident_code"] not in e["details"] for e in events)
+
+
+async def test_a_case_that_opens_after_drafting_stops_the_approval_and_the_release(app_pool, municipality, settings):
+    """0023: the payment is already in the batch when the case opens; approval is refused (app and database)
+    and an approved batch's release job seals nothing while the case waits."""
+    from payouts import batches, guardrails
+    from tests.staff.conftest import ready_staff
+
+    key = settings.duplicate_key_bytes
+    scheme = new_scheme()
+    a, b = await municipality(), await municipality()
+    first = shared_person()
+    second = person(
+        family_kana="スズキ", given_kana="タロウ", family_name="鈴木", given_name="太郎", birth_date="1970-01-02"
+    )
+    pa = await municipality_with(app_pool, a, [first, dict(second, household_no="A2")], scheme)
+    pb = await municipality_with(app_pool, b, [dict(first, household_no="B1"), dict(second, household_no="B2")], scheme)
+    async with tenant_transaction(app_pool, a) as conn:
+        cipher = await load_field_cipher(conn, settings.master_key_bytes, a)
+        drafter, _ = await ready_staff(conn, cipher, a, "drafter", ["drafter"])
+        approver, _ = await ready_staff(conn, cipher, a, "approver", ["approver"])
+    batch_ids = []
+    for who in (first, second):  # the first batch is approved before the case opens, the second is a draft
+        entitlement = await entitlement_of(app_pool, a, who["resident_code"])
+        async with tenant_transaction(app_pool, a) as conn:
+            batch = await conn.fetchval(
+                "INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by, record_count,"
+                " total_yen, status) VALUES ($1, $2, current_date + 7, $3, 1, 10000, 'preparing') RETURNING batch_id",
+                a,
+                pa,
+                drafter.staff_id,
+            )
+            payment = await insert_payment(
+                conn,
+                cipher,
+                a,
+                entitlement_id=entitlement,
+                application_id=None,
+                amount_yen=10000,
+                bank_code="0001",
+                branch_code="001",
+                account_type=1,
+                account_number=f"{len(batch_ids) + 1:07d}",
+                holder_kana="ｻﾄｳ ﾊﾅｺ",
+            )
+            await conn.execute(
+                "UPDATE payments SET status = 'in_batch', batch_id = $2 WHERE payment_id = $1", payment, batch
+            )
+            await conn.execute(
+                "UPDATE payout_batches SET status = 'draft', plaintext_sha256 = $2 WHERE batch_id = $1", batch, "a" * 64
+            )
+            if not batch_ids:
+                await conn.execute(batches.APPROVE, a, batch, approver.staff_id, "a" * 64)
+                await conn.execute(
+                    "UPDATE payout_batches SET release_attempt = 1, release_requested_at = now(),"
+                    " release_requested_by = $2 WHERE batch_id = $1",
+                    batch,
+                    approver.staff_id,
+                )
+        batch_ids.append(batch)
+    approved, drafted = batch_ids
+    await contribute(app_pool, key, a, pa)
+    await contribute(app_pool, key, b, pb)
+    async with tenant_transaction(app_pool, a) as conn:
+        reference = await guardrails.duplicate_hold(conn, a, drafted)
+        assert reference and reference.startswith("D-")
+        with pytest.raises(Conflict, match=reference):
+            await batches.approve_batch(conn, settings, a, approver, drafted, "a" * 64)
+    with pytest.raises(asyncpg.CheckViolationError, match="waiting for duplicate case"):
+        async with tenant_transaction(app_pool, a) as conn:
+            await conn.execute(batches.APPROVE, a, drafted, approver.staff_id, "a" * 64)
+    assert await batches.perform_release(app_pool, settings, a, approved, 1) == "refused: duplicate case"
+    async with tenant_transaction(app_pool, a, readonly=True) as conn:
+        row = await conn.fetchrow("SELECT status, release_error FROM payout_batches WHERE batch_id = $1", approved)
+    assert row["status"] == "approved" and "重複の疑い" in row["release_error"]
