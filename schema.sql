@@ -804,6 +804,7 @@ ALTER FUNCTION public.payment_recalls_guard() OWNER TO kyufu_owner;
 
 CREATE FUNCTION public.payments_guard_insert() RETURNS trigger
     LANGUAGE plpgsql
+    SET enable_seqscan TO 'off'
     AS $$
 DECLARE bad bigint;
 BEGIN
@@ -869,6 +870,7 @@ ALTER FUNCTION public.payments_recovery_guard() OWNER TO kyufu_owner;
 CREATE FUNCTION public.payments_wait_for_duplicates() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    SET enable_seqscan TO 'off'
     AS $$
 DECLARE bad bigint;
 BEGIN

@@ -40,8 +40,11 @@ SELECT kyufu_isolate_tenant_table('payout_batch_account_flags');
 GRANT SELECT, INSERT, UPDATE ON payout_batch_account_flags TO kyufu_app;
 
 -- New payments: within their entitlement, and into a batch only while it is being prepared. One check per
--- statement (the preparation inserts 20,000 rows at a time), not per row.
-CREATE FUNCTION payments_guard_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+-- statement (the preparation inserts 20,000 rows at a time), not per row. enable_seqscan = off: a transition
+-- table has no statistics, and entitlements created moments earlier (eligibility, then 起案) may have none
+-- either; the planner then chose to scan entitlements once per new row, and `kyufu payouts bench` did not
+-- finish inserting 100,000 payments in 5 minutes. With it each new row is an index probe.
+CREATE FUNCTION payments_guard_insert() RETURNS trigger LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE bad bigint;
 BEGIN
   SELECT n.payment_id INTO bad FROM new_payments n

@@ -263,8 +263,9 @@ FROM duplicate_match.case_sides s JOIN duplicate_match.cases c ON c.case_id = s.
 WHERE s.municipality_code = kyufu_current_municipality() AND (c.closed_at IS NULL OR s.resolution = 'not_pay');
 
 -- A payment waits for its entitlement's case: no new live payment, and no existing one joins a batch.
+-- enable_seqscan = off: see payments_guard_insert (0018); a transition table has no statistics.
 CREATE FUNCTION payments_wait_for_duplicates() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp SET enable_seqscan = off AS $$
 DECLARE bad bigint;
 BEGIN
   SELECT n.entitlement_id INTO bad FROM new_payments n
