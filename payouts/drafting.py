@@ -27,6 +27,7 @@ import time
 import asyncpg
 
 from app import audit, outbox
+from app.crypto import FieldCipher
 from app.db import fetch_always
 from app.errors import Conflict, InvalidInput
 from app.principals import Staff
@@ -151,13 +152,14 @@ async def prepare_batch(pool: asyncpg.Pool, settings: Settings, code: str, batch
     hand over to step + 1 or finish the draft. A stale step (the draft was cancelled, or this step ran
     already) does nothing. Returns 'stale', 'continued', 'prepared N' or 'refused'."""
     deadline = time.monotonic() + PREPARE_BUDGET_S
+    cipher: FieldCipher | None = None  # unwrapped once per job, not once per chunk
     while True:
         async with tenant_transaction(pool, code) as conn:
             target = await conn.fetchrow(TARGET, code, batch_id)
             if target is None or target["status"] != "preparing" or target["prepare_step"] != step:
                 await outbox.mark_done(conn, code, prepare_job_id(code, batch_id, step))
                 return "stale"
-            cipher = await load_field_cipher(conn, settings.master_key_bytes, code)
+            cipher = cipher or await load_field_cipher(conn, settings.master_key_bytes, code)
             rows = await conn.fetch(
                 ELIGIBLE_CHUNK,
                 code,

@@ -39,7 +39,7 @@ class BankDetailsUnreadable(Exception):
 # it never left). A returned payment is followed up on the reconciliation screen instead, so the
 # same wrong account is not paid again automatically. An entitlement waiting for a cross-municipality
 # duplicate case (duplicate_holds, migration 0021) is left out until the case is resolved.
-ELIGIBLE = """
+_ELIGIBLE = """
 SELECT a.application_id, a.entitlement_id, e.amount_yen, a.bank_code, a.branch_code, a.account_type,
        a.account_number_enc, a.holder_kana_enc, a.receipt_no
 FROM applications a
@@ -49,22 +49,11 @@ WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.status IN ('verified'
   AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.municipality_code = a.municipality_code
                   AND p.entitlement_id = a.entitlement_id AND p.status <> 'cancelled')
   AND NOT EXISTS (SELECT 1 FROM duplicate_holds h WHERE h.municipality_code = a.municipality_code
-                  AND h.entitlement_id = a.entitlement_id)
-ORDER BY a.application_id
-"""
+                  AND h.entitlement_id = a.entitlement_id)"""
+ELIGIBLE = f"{_ELIGIBLE}\nORDER BY a.application_id"
 # The same, for one chunk of a draft's preparation: applications decided up to the draft's moment ($3),
 # after the cursor ($4), in application order.
-ELIGIBLE_CHUNK = """
-SELECT a.application_id, a.entitlement_id, e.amount_yen, a.bank_code, a.branch_code, a.account_type,
-       a.account_number_enc, a.holder_kana_enc, a.receipt_no
-FROM applications a
-JOIN entitlements e ON e.municipality_code = a.municipality_code AND e.entitlement_id = a.entitlement_id
-WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.status IN ('verified', 'approved')
-  AND e.status NOT IN ('declined', 'withdrawn')
-  AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.municipality_code = a.municipality_code
-                  AND p.entitlement_id = a.entitlement_id AND p.status <> 'cancelled')
-  AND NOT EXISTS (SELECT 1 FROM duplicate_holds h WHERE h.municipality_code = a.municipality_code
-                  AND h.entitlement_id = a.entitlement_id)
+ELIGIBLE_CHUNK = f"""{_ELIGIBLE}
   AND coalesce(a.decided_at, a.submitted_at) <= $3 AND a.application_id > $4
 ORDER BY a.application_id LIMIT $5
 """
