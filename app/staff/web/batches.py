@@ -3,21 +3,12 @@ batch and its actions (approve, reject, resubmit, cancel, release); the work its
 
 from __future__ import annotations
 
-import datetime as dt
-
 from app.staff import review
 from app.staff.errors import InvalidInput
-from app.staff.web.common import cipher, confirm, int_param, page, redirect
+from app.staff.web.common import cipher, confirm, form_date, int_param, page, redirect
 from app.web.templates import render
 from payouts import batches, drafting, guardrails
 from payouts.bankdays import earliest_transfer_date, today_jst
-
-
-def _parse_date(value: str, field: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value.strip())
-    except ValueError:
-        raise InvalidInput(f"{field}は YYYY-MM-DD 形式の日付で入力してください。") from None
 
 
 def _parse_int(value: object, field: str) -> int:
@@ -59,7 +50,7 @@ async def draft_submit(request, conn, staff, ctx):
         code,
         staff,
         program_id,
-        _parse_date(str(form.get("transfer_date", "")), "振込指定日"),
+        form_date(form.get("transfer_date"), "振込指定日"),
         expected_count=_parse_int(form.get("expected_count"), "件数"),
         expected_total_yen=_parse_int(form.get("expected_total_yen"), "合計金額"),
     )

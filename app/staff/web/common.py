@@ -35,7 +35,7 @@ from starlette.responses import RedirectResponse, Response
 
 from app import outbox
 from app.crypto import FieldCipher
-from app.errors import DomainError, Forbidden, NotFound, RateLimited, Unauthenticated
+from app.errors import DomainError, Forbidden, InvalidInput, NotFound, RateLimited, Unauthenticated
 from app.principals import ROLE_LABELS
 from app.staff import sessions
 from app.staff.accounts import Staff
@@ -111,6 +111,17 @@ _FIELD_NAME = re.compile(r"（[a-z][a-z0-9_]*）")
 
 def console_message(message: str) -> str:
     return _FIELD_NAME.sub("", message)
+
+
+def form_date(value: object, field: str) -> dt.date:
+    """A date field of a console form, as YYYY-MM-DD (what <input type="date"> sends)."""
+    text = str(value or "").strip()
+    try:
+        if len(text) != 10:
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{field}は YYYY-MM-DD 形式の日付で入力してください。") from None
 
 
 def int_param(request: Request, name: str) -> int:

@@ -3,10 +3,8 @@ case, and each step of it. The rules, roles and audit entries are payouts/recove
 
 from __future__ import annotations
 
-import datetime as dt
-
 from app.staff.errors import InvalidInput, NotFound
-from app.staff.web.common import int_param, page, redirect
+from app.staff.web.common import form_date, int_param, page, redirect
 from app.web.templates import render
 from payouts import recovery
 
@@ -17,16 +15,6 @@ def _yen(value: object, field: str) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 13:
         raise InvalidInput(f"{field}は半角数字（円単位）で入力してください。")
     return int(text)
-
-
-def _date(value: object, field: str) -> dt.date:
-    text = str(value or "").strip()
-    try:
-        if len(text) != 10:
-            raise ValueError(text)
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"{field}は YYYY-MM-DD 形式の日付で入力してください。") from None
 
 
 def _text(form, name: str) -> str:
@@ -140,7 +128,7 @@ async def debt_notice(request, conn, staff, ctx):
         staff,
         payment_id,
         _text(form, "kind"),
-        _date(form.get("sent_on"), "送付日（sent_on）"),
+        form_date(form.get("sent_on"), "送付日（sent_on）"),
         _text(form, "note"),
     )
     return _back(payment_id, "debt.notice")
@@ -156,7 +144,7 @@ async def debt_repayment(request, conn, staff, ctx):
         staff,
         payment_id,
         _yen(form.get("amount_yen"), "返還額（amount_yen）"),
-        _date(form.get("received_on"), "受領日（received_on）"),
+        form_date(form.get("received_on"), "受領日（received_on）"),
         _text(form, "note"),
     )
     return _back(payment_id, "debt.repayment")
