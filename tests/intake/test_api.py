@@ -8,6 +8,7 @@ import uuid
 import httpx
 import pytest
 
+from app.intake.signin import SIGNIN_FAILED_MESSAGE
 from app.registry.receipts import receipt_key, receipt_number
 from app.tenancy.municipalities import load_field_cipher
 from app.tenancy.transaction import tenant_transaction
@@ -141,9 +142,23 @@ async def test_wrong_pin_locks_the_code_after_five_failures(client, app_pool, se
     for _ in range(5):
         r = await client.post("/api/v1/applications", json=wrong, headers=key())
         assert r.status_code == 401
-    message = r.json()["error"]["message"]
+    # The fifth failure locks the code, and the answer says so: until when, whom to ask (not a typo's words).
+    error = r.json()["error"]
+    assert error["reason"] == "locked" and "利用を停止しています" in error["message"] and "窓口" in error["message"]
+    assert error["message"] != SIGNIN_FAILED_MESSAGE and "locked_until" in error
+    # The right PIN while locked gets the same lock answer, and still applies nothing.
     right = await client.post("/api/v1/applications", json=application_body(letter), headers=key())
-    assert right.status_code == 401 and right.json()["error"]["message"] == message
+    assert right.status_code == 401 and right.json()["error"]["message"] == error["message"]
+    status = await client.post(
+        "/api/v1/status",
+        json={"municipality_code": code, "access_code": letter.access_code, "pin": "246810"},
+    )
+    assert status.status_code == 401 and status.json()["error"]["reason"] == "locked"
+    # A wrong code (no live letter) keeps the generic answer, however often it is tried.
+    unknown = application_body(letter)
+    unknown["access_code"] = "ZZZZZZZZZZZZ"
+    r_unknown = await client.post("/api/v1/applications", json=unknown, headers=key())
+    assert r_unknown.json()["error"] == {"status": 401, "message": SIGNIN_FAILED_MESSAGE}
     async with tenant_transaction(app_pool, code, readonly=True) as conn:
         locked = await conn.fetchval(
             "SELECT locked_until > now() + interval '29 minutes' FROM letters WHERE letter_id = $1", letter.letter_id

@@ -30,6 +30,8 @@ from app.intake.signin import (
     SIGNIN_FAILED_MESSAGE,
     authenticate,
     check_ip,
+    locked_message,
+    locked_until,
     municipality_keys,
     record_ip_failure,
 )
@@ -85,6 +87,22 @@ class ApiInvalid(WebError):
 
     def __init__(self, errors: list[FieldError]):
         super().__init__("入力内容に誤りがあります。", extra={"errors": [e.as_dict() for e in errors]})
+
+
+async def _signin_refused(request: Request, code: str, access_code: str) -> WebError:
+    """The 401 for a failed sign-in. A live letter code locked right now says so, until when and whom to ask
+    (the same rule and words as the resident pages: docs/security.md, "Telling a resident they are locked
+    out"), with `reason` and `locked_until` for a client to show; anything else gets the one generic message."""
+    async with tenant_transaction(request.app.state.pool, code, readonly=True) as conn:
+        until = await locked_until(conn, code, access_code)
+        municipality = await get_municipality(conn, code) if until else None
+    if until is None or municipality is None:
+        return WebError(SIGNIN_FAILED_MESSAGE, status=401)
+    return WebError(
+        locked_message("この確認書番号", until, municipality.name),
+        status=401,
+        extra={"reason": "locked", "locked_until": until.isoformat()},
+    )
 
 
 async def _known(request: Request, code: str) -> None:
@@ -149,7 +167,7 @@ async def create_application(request: Request) -> Response:
         raise TooManyRequests(IP_WINDOW_S)
     if isinstance(result, SignInRejected):
         await record_ip_failure(request.app.state.redis, ip)
-        raise WebError(SIGNIN_FAILED_MESSAGE, status=401)
+        raise await _signin_refused(request, code, normalise_access_code(req.access_code))
     return JSONResponse(result.response(), status_code=result.http_status)
 
 
@@ -178,7 +196,7 @@ async def application_status(request: Request) -> Response:
         app = await latest_application(conn, code, letter.entitlement_id) if letter else None
     if letter is None:
         await record_ip_failure(redis, ip)
-        raise WebError(SIGNIN_FAILED_MESSAGE, status=401)
+        raise await _signin_refused(request, code, normalise_access_code(req.access_code))
     p = progress(app)
     if p is None or app is None:
         return JSONResponse({"status": "not_applied", "label": "未申請"})
@@ -232,6 +250,8 @@ _ERROR = {
                         "required": ["loc", "type", "message"],
                     },
                 },
+                "reason": {"type": "string", "enum": ["locked"]},
+                "locked_until": {"type": "string", "format": "date-time"},
             },
             "required": ["status", "message"],
         }
@@ -319,7 +339,7 @@ def openapi_document() -> dict:
                                 }
                             },
                         },
-                        "401": _err("code or PIN wrong, locked, or unknown"),
+                        "401": _err("code or PIN wrong or unknown; a locked code says so (reason, locked_until)"),
                         "404": _err("municipality not served"),
                         "413": _err("body too large"),
                         "422": _err("invalid input, or the key was used with another body"),
@@ -337,7 +357,7 @@ def openapi_document() -> dict:
                     },
                     "responses": {
                         "200": {"description": "status"},
-                        "401": _err("code or PIN wrong"),
+                        "401": _err("code or PIN wrong; a locked code says so (reason: locked, locked_until)"),
                         "404": _err("municipality not served"),
                         "413": _err("body too large"),
                         "422": _err("invalid input"),
