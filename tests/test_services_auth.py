@@ -39,7 +39,7 @@ async def _accepted(url: str) -> str:
 def services():
     svc = EmbeddedServices(Path(tempfile.mkdtemp(prefix="kyufu-auth-")), durable=False)
     yield svc
-    svc.down()
+    svc.destroy()
 
 
 async def test_every_role_needs_its_generated_password(services):

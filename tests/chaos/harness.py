@@ -156,5 +156,5 @@ class Cluster:
     def close(self) -> None:
         for name in list(self.procs):
             self.stop(name)
-        self.services.down()
+        self.services.destroy()
         shutil.rmtree(self.root, ignore_errors=True)
