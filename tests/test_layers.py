@@ -86,6 +86,7 @@ HANDLER_MODULES = (
     "app/staff/web/signin.py",
     "app/staff/web/dashboard.py",
     "app/staff/web/review.py",
+    "app/staff/web/account_change.py",
     "app/staff/web/batches.py",
     "app/staff/web/reconciliation.py",
     "app/staff/web/recovery.py",

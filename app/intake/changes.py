@@ -24,8 +24,9 @@ from typing import Literal
 import asyncpg
 
 from app import audit, outbox
+from app.crypto import FieldCipher
 from app.intake.forms import BankAccount
-from app.intake.signin import Keys
+from app.staff.accounts import Staff
 from payouts.accounts import account_key
 
 Kind = Literal["none", "same", "changeable", "too_late", "closed", "changed"]
@@ -97,7 +98,7 @@ class Change:
 
 
 async def _assess(
-    conn: asyncpg.Connection, keys: Keys, code: str, entitlement_id: int, account: BankAccount, *, lock: bool
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, entitlement_id: int, account: BankAccount, *, lock: bool
 ) -> tuple[Change, asyncpg.Record | None]:
     row = await conn.fetchrow(LOCK_APPLICATION if lock else APPLICATION, code, entitlement_id)
     if row is None:
@@ -107,7 +108,6 @@ async def _assess(
         return Change("closed", receipt, app_id), row
     if row["in_batch"] or row["entitlement_status"] == "paid":
         return Change("too_late", receipt, app_id), row
-    cipher = keys.cipher
     on_file = (
         row["bank_code"],
         row["branch_code"],
@@ -122,23 +122,24 @@ async def _assess(
 
 
 async def assess_change(
-    conn: asyncpg.Connection, keys: Keys, code: str, entitlement_id: int, account: BankAccount
+    conn: asyncpg.Connection, cipher: FieldCipher, code: str, entitlement_id: int, account: BankAccount
 ) -> Change:
     """What giving `account` now would mean: no application yet ('none'), the account on file ('same'),
     a change that can be made ('changeable'), too late ('too_late': the payment is in a batch or paid) or
     'closed' (辞退 or 取り下げ). Reads only; call inside the municipality's tenant transaction."""
-    return (await _assess(conn, keys, code, entitlement_id, account, lock=False))[0]
+    return (await _assess(conn, cipher, code, entitlement_id, account, lock=False))[0]
 
 
 async def change_account(
     conn: asyncpg.Connection,
-    keys: Keys,
+    cipher: FieldCipher,
     code: str,
     entitlement_id: int,
     account: BankAccount,
     *,
     actor: str,
     channel: str = "online",
+    staff: Staff | None = None,
 ) -> Change:
     """Replace the active application's account with `account` (口座変更の届出), if the rule allows.
 
@@ -146,13 +147,13 @@ async def change_account(
     'too_late', 'closed'; giving the same account twice is 'same', so a double submit changes once).
     Raises AccountChangeTooLate when a draft froze the payment between the check and the write (the
     caller's transaction is then aborted). Call inside tenant_transaction(conn, code); after commit,
-    dispatch the outbox (or leave it to the sweeper)."""
-    assessed, row = await _assess(conn, keys, code, entitlement_id, account, lock=True)
+    dispatch the outbox (or leave it to the sweeper). `staff`: the clerk who keyed a paper 届出 (the audit
+    entry names them); None for the resident's own change."""
+    assessed, row = await _assess(conn, cipher, code, entitlement_id, account, lock=True)
     if assessed.kind != "changeable":
         return assessed
     assert row is not None
     app_id = row["application_id"]
-    cipher = keys.cipher
     cancelled = [r["payment_id"] for r in await conn.fetch(CANCEL_READY, code, entitlement_id)]
     change_id = await conn.fetchval(RESERVE_CHANGE_ID)
     old_number = cipher.decrypt_str("applications", "account_number", app_id, row["account_number_enc"])
@@ -198,7 +199,7 @@ async def change_account(
     await audit.append(
         conn,
         code,
-        None,
+        staff,
         "application.account_change",
         "application",
         app_id,

@@ -48,12 +48,12 @@ async def test_a_change_replaces_the_account_cancels_the_ready_payment_and_verif
     async with tenant_transaction(app_pool, code) as conn:
         # A draft created the payment from the old account and was then cancelled: the payment is 'ready'.
         assert await create_payments_for_program(conn, cipher, code, letter.program_id) == 1
-        assert (await assess_change(conn, keys, code, letter.entitlement_id, OLD)).kind == "same"
-        assert (await assess_change(conn, keys, code, letter.entitlement_id, NEW)).kind == "changeable"
-        change = await change_account(conn, keys, code, letter.entitlement_id, NEW, actor="resident:letter:1")
+        assert (await assess_change(conn, keys.cipher, code, letter.entitlement_id, OLD)).kind == "same"
+        assert (await assess_change(conn, keys.cipher, code, letter.entitlement_id, NEW)).kind == "changeable"
+        change = await change_account(conn, keys.cipher, code, letter.entitlement_id, NEW, actor="resident:letter:1")
         assert change.kind == "changed" and change.application_id == app_id
         # The same account again (a double submit) changes nothing.
-        assert (await change_account(conn, keys, code, letter.entitlement_id, NEW, actor="x")).kind == "same"
+        assert (await change_account(conn, keys.cipher, code, letter.entitlement_id, NEW, actor="x")).kind == "same"
 
     async with tenant_transaction(app_pool, code) as conn:
         app = await _application(conn, app_id)
@@ -105,7 +105,9 @@ async def test_the_holder_check_sees_the_new_account(app_pool, settings, municip
     letter, app_id, keys = await _applied_and_verified(app_pool, settings, code)
     stranger = parse_bank(bank_body(account_number="7654321", holder_kana="スズキ イチロウ"))
     async with tenant_transaction(app_pool, code) as conn:
-        assert (await change_account(conn, keys, code, letter.entitlement_id, stranger, actor="t")).kind == "changed"
+        assert (
+            await change_account(conn, keys.cipher, code, letter.entitlement_id, stranger, actor="t")
+        ).kind == "changed"
         [decision] = await verify_applications(conn, keys.cipher, code, [app_id])
     assert decision.status == "needs_review" and "kana_mismatch" in decision.reasons
 
@@ -119,8 +121,8 @@ async def test_no_change_once_a_payment_left_the_ready_state_and_the_database_re
         await create_payments_for_program(conn, keys.cipher, code, letter.program_id)
         # The simplest state beyond a batch that needs no batch row: the transfer came back.
         await conn.execute("UPDATE payments SET status = 'returned', return_reason = 'test'")
-        assert (await assess_change(conn, keys, code, letter.entitlement_id, NEW)).kind == "too_late"
-        assert (await change_account(conn, keys, code, letter.entitlement_id, NEW, actor="t")).kind == "too_late"
+        assert (await assess_change(conn, keys.cipher, code, letter.entitlement_id, NEW)).kind == "too_late"
+        assert (await change_account(conn, keys.cipher, code, letter.entitlement_id, NEW, actor="t")).kind == "too_late"
         assert await conn.fetchval("SELECT count(*) FROM application_account_changes") == 0
     with pytest.raises(asyncpg.CheckViolationError) as refused:
         async with tenant_transaction(app_pool, code) as conn:
@@ -141,7 +143,7 @@ async def test_without_an_application_there_is_nothing_to_change(app_pool, setti
     [letter] = await make_letters(app_pool, settings.master_key_bytes, code)
     async with tenant_transaction(app_pool, code) as conn:
         keys = await municipality_keys(conn, settings.master_key_bytes, code)
-        assert (await change_account(conn, keys, code, letter.entitlement_id, NEW, actor="t")).kind == "none"
+        assert (await change_account(conn, keys.cipher, code, letter.entitlement_id, NEW, actor="t")).kind == "none"
 
 
 # ---- pages ---------------------------------------------------------------------------------------

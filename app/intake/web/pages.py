@@ -632,7 +632,9 @@ async def _assess(request: Request, m: dict, auth: dict, stored: dict) -> str:
     settings = request.app.state.settings
     async with tenant_transaction(request.app.state.pool, m["code"], readonly=True) as conn:
         keys = await municipality_keys(conn, settings.master_key_bytes, m["code"])
-        change = await assess_change(conn, keys, m["code"], auth["entitlement_id"], BankAccount.from_session(stored))
+        change = await assess_change(
+            conn, keys.cipher, m["code"], auth["entitlement_id"], BankAccount.from_session(stored)
+        )
     return change.kind
 
 
@@ -670,7 +672,7 @@ async def account_change(request: Request) -> Response:
             async with tenant_transaction(request.app.state.pool, m["code"]) as conn:
                 keys = await municipality_keys(conn, settings.master_key_bytes, m["code"])
                 change = await change_account(
-                    conn, keys, m["code"], auth["entitlement_id"], ctx["acct"], actor=_actor(auth)
+                    conn, keys.cipher, m["code"], auth["entitlement_id"], ctx["acct"], actor=_actor(auth)
                 )
             kind = change.kind
         except AccountChangeTooLate:

@@ -71,6 +71,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 FLASH_MESSAGES = {
     "review.approve": "承認しました（支払の対象になります）。",
     "review.reject": "却下しました。",
+    "application.account_change": "口座変更の届出を記録しました。新しい口座で確認をやり直します。",
     "batch.draft": "起案しました。支払データの作成が終わると承認を依頼できます。",
     "batch.approve": "承認しました。",
     "batch.reject": "差し戻しました。",

@@ -6,7 +6,18 @@ from pathlib import Path
 
 from starlette.routing import BaseRoute, Route
 
-from app.staff.web import admin, batches, dashboard, enrolment, labels, reconciliation, recovery, review, signin
+from app.staff.web import (
+    account_change,
+    admin,
+    batches,
+    dashboard,
+    enrolment,
+    labels,
+    reconciliation,
+    recovery,
+    review,
+    signin,
+)
 from app.staff.web.common import console_message, jst
 from app.staff.web.duplicates import duplicate_list, duplicate_resolve
 from app.web.templates import add_template_dir, env
@@ -27,6 +38,8 @@ def routes(settings) -> list[BaseRoute]:
         Route("/staff/review/search", review.review_search, methods=["POST"]),
         Route("/staff/applications/{application_id}", review.application_page, methods=["GET"]),
         Route("/staff/applications/{application_id}/decision", review.application_decision, methods=["POST"]),
+        Route("/staff/applications/{application_id}/account", account_change.account_change_page, methods=["GET"]),
+        Route("/staff/applications/{application_id}/account", account_change.account_change_submit, methods=["POST"]),
         Route("/staff/duplicates", duplicate_list, methods=["GET"]),
         Route("/staff/duplicates/resolve", duplicate_resolve, methods=["POST"]),
         Route("/staff/programs/{program_id}/draft", batches.draft_page, methods=["GET"]),
