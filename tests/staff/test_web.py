@@ -135,6 +135,8 @@ ANY_STAFF = {
     ("POST", "/staff/login"),
     ("POST", "/staff/logout"),
     ("GET", "/staff/"),
+    ("GET", "/staff/progress"),  # 支給状況: figures only (tests/staff/test_progress.py)
+    ("GET", "/staff/progress.csv"),
     ("GET", "/staff/batches"),
     ("GET", "/staff/duplicates"),  # the list; the matched member only for reviewers and admins
 }
