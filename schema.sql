@@ -695,6 +695,24 @@ $$;
 
 ALTER FUNCTION public.kyufu_ymd_valid(n integer) OWNER TO kyufu_owner;
 
+CREATE FUNCTION public.paper_forms_decided_is_final() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF OLD.decided_at IS NOT NULL AND (NEW.state, NEW.application_id, NEW.entitlement_id, NEW.decided_at)
+       IS DISTINCT FROM (OLD.state, OLD.application_id, OLD.entitlement_id, OLD.decided_at) THEN
+    RAISE EXCEPTION 'paper form % is decided (%): it does not change again', OLD.form_id, OLD.state
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'paper_forms_decided_is_final';
+  END IF;
+  IF NEW.box_id <> OLD.box_id OR NEW.seq <> OLD.seq THEN
+    RAISE EXCEPTION 'paper form % keeps its place in its box', OLD.form_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'paper_forms_decided_is_final';
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.paper_forms_decided_is_final() OWNER TO kyufu_owner;
+
 CREATE FUNCTION public.payment_debts_guard() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -1683,6 +1701,117 @@ ALTER TABLE public.outbox ALTER COLUMN outbox_id ADD GENERATED ALWAYS AS IDENTIT
     CACHE 1
 );
 
+CREATE TABLE public.paper_boxes (
+    municipality_code text NOT NULL,
+    box_id bigint NOT NULL,
+    program_id bigint NOT NULL,
+    box_no text NOT NULL,
+    received_on date NOT NULL,
+    form_count integer NOT NULL,
+    received_by bigint NOT NULL,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT paper_boxes_box_no_check CHECK ((box_no ~ '^[0-9A-Z][0-9A-Z-]{0,19}$'::text)),
+    CONSTRAINT paper_boxes_form_count_check CHECK (((form_count >= 1) AND (form_count <= 2000)))
+);
+
+ALTER TABLE ONLY public.paper_boxes FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.paper_boxes OWNER TO kyufu_owner;
+
+ALTER TABLE public.paper_boxes ALTER COLUMN box_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.paper_boxes_box_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.paper_deficiencies (
+    municipality_code text NOT NULL,
+    form_id bigint NOT NULL,
+    entitlement_id bigint,
+    codes text[] NOT NULL,
+    recorded_by bigint NOT NULL,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL,
+    letter_exported_at timestamp with time zone,
+    CONSTRAINT paper_deficiencies_codes_check CHECK (((cardinality(codes) >= 1) AND (codes <@ ARRAY['id_document_missing'::text, 'account_document_missing'::text, 'identifier_illegible'::text, 'members_illegible'::text, 'account_illegible'::text, 'holder_illegible'::text, 'members_partial'::text]))),
+    CONSTRAINT paper_deficiencies_letter_needs_address CHECK (((letter_exported_at IS NULL) OR (entitlement_id IS NOT NULL)))
+);
+
+ALTER TABLE ONLY public.paper_deficiencies FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.paper_deficiencies OWNER TO kyufu_owner;
+
+CREATE TABLE public.paper_entries (
+    municipality_code text NOT NULL,
+    form_id bigint NOT NULL,
+    entry_no smallint NOT NULL,
+    keyed_by bigint NOT NULL,
+    keyed_at timestamp with time zone DEFAULT now() NOT NULL,
+    access_code text,
+    household_no text,
+    entitlement_id bigint,
+    members smallint[],
+    bank_code text,
+    branch_code text,
+    account_type smallint,
+    account_number_enc bytea,
+    holder_kana_enc bytea,
+    id_document boolean NOT NULL,
+    account_document boolean NOT NULL,
+    illegible text[] DEFAULT '{}'::text[] NOT NULL,
+    CONSTRAINT paper_entries_access_code_check CHECK ((access_code ~ '^[0-9A-Z]{12}$'::text)),
+    CONSTRAINT paper_entries_account CHECK (((('account'::text = ANY (illegible)) = (bank_code IS NULL)) AND ((bank_code IS NULL) = (branch_code IS NULL)) AND ((bank_code IS NULL) = (account_type IS NULL)) AND ((bank_code IS NULL) = (account_number_enc IS NULL)))),
+    CONSTRAINT paper_entries_account_type_check CHECK ((account_type = ANY (ARRAY[1, 2, 4, 9]))),
+    CONSTRAINT paper_entries_bank_code_check CHECK ((bank_code ~ '^[0-9]{4}$'::text)),
+    CONSTRAINT paper_entries_branch_code_check CHECK ((branch_code ~ '^[0-9]{3}$'::text)),
+    CONSTRAINT paper_entries_entry_no_check CHECK ((entry_no = ANY (ARRAY[1, 2, 3]))),
+    CONSTRAINT paper_entries_holder CHECK ((('holder'::text = ANY (illegible)) = (holder_kana_enc IS NULL))),
+    CONSTRAINT paper_entries_household_no_check CHECK (((length(household_no) >= 1) AND (length(household_no) <= 40))),
+    CONSTRAINT paper_entries_identifier CHECK ((((access_code IS NULL) OR (household_no IS NULL)) AND (('identifier'::text = ANY (illegible)) = (entitlement_id IS NULL)))),
+    CONSTRAINT paper_entries_illegible_check CHECK ((illegible <@ ARRAY['identifier'::text, 'members'::text, 'account'::text, 'holder'::text])),
+    CONSTRAINT paper_entries_members CHECK ((('members'::text = ANY (illegible)) = (members IS NULL))),
+    CONSTRAINT paper_entries_members_check CHECK (((members IS NULL) OR (((cardinality(members) >= 1) AND (cardinality(members) <= 99)) AND (1 <= ALL (members)))))
+);
+
+ALTER TABLE ONLY public.paper_entries FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.paper_entries OWNER TO kyufu_owner;
+
+CREATE TABLE public.paper_forms (
+    municipality_code text NOT NULL,
+    form_id bigint NOT NULL,
+    box_id bigint NOT NULL,
+    seq integer NOT NULL,
+    state text DEFAULT 'received'::text NOT NULL,
+    resolve_reason text,
+    entitlement_id bigint,
+    application_id bigint,
+    decided_entry smallint,
+    decided_at timestamp with time zone,
+    CONSTRAINT paper_forms_application CHECK ((((state = ANY (ARRAY['submitted'::text, 'duplicate'::text])) = (application_id IS NOT NULL)) AND ((state <> ALL (ARRAY['submitted'::text, 'duplicate'::text, 'closed'::text])) OR (entitlement_id IS NOT NULL)))),
+    CONSTRAINT paper_forms_decided CHECK ((((state = ANY (ARRAY['submitted'::text, 'duplicate'::text, 'closed'::text, 'deficient'::text])) = (decided_at IS NOT NULL)) AND ((decided_at IS NULL) = (decided_entry IS NULL)))),
+    CONSTRAINT paper_forms_decided_entry_check CHECK ((decided_entry = ANY (ARRAY[2, 3]))),
+    CONSTRAINT paper_forms_resolve_reason CHECK (((state <> 'to_resolve'::text) OR (resolve_reason IS NOT NULL))),
+    CONSTRAINT paper_forms_resolve_reason_check CHECK ((resolve_reason = ANY (ARRAY['mismatch'::text, 'members_partial'::text]))),
+    CONSTRAINT paper_forms_seq_check CHECK ((seq >= 1)),
+    CONSTRAINT paper_forms_state_check CHECK ((state = ANY (ARRAY['received'::text, 'keyed_once'::text, 'to_resolve'::text, 'submitted'::text, 'duplicate'::text, 'closed'::text, 'deficient'::text])))
+);
+
+ALTER TABLE ONLY public.paper_forms FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.paper_forms OWNER TO kyufu_owner;
+
+ALTER TABLE public.paper_forms ALTER COLUMN form_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.paper_forms_form_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.payment_debts (
     municipality_code text NOT NULL,
     debt_id bigint NOT NULL,
@@ -2199,7 +2328,7 @@ CREATE TABLE public.staff_role_grants (
     CONSTRAINT staff_role_grants_origin_check CHECK ((origin = ANY (ARRAY['request'::text, 'bootstrap'::text, 'migration'::text]))),
     CONSTRAINT staff_role_grants_requested_by_operator_check CHECK ((requested_by_operator ~ '^[a-z0-9][a-z0-9._-]{0,63}$'::text)),
     CONSTRAINT staff_role_grants_revoked CHECK (((status = 'revoked'::text) = (revoked_at IS NOT NULL))),
-    CONSTRAINT staff_role_grants_role_check CHECK ((role = ANY (ARRAY['reviewer'::text, 'drafter'::text, 'approver'::text, 'admin'::text]))),
+    CONSTRAINT staff_role_grants_role_check CHECK ((role = ANY (ARRAY['reviewer'::text, 'drafter'::text, 'approver'::text, 'admin'::text, 'keyer'::text]))),
     CONSTRAINT staff_role_grants_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'confirmed'::text, 'refused'::text, 'cancelled'::text, 'revoked'::text])))
 );
 
@@ -2279,7 +2408,7 @@ CREATE TABLE public.staff_users (
     CONSTRAINT staff_users_login_check CHECK ((login ~ '^[a-z0-9][a-z0-9._-]{2,63}$'::text)),
     CONSTRAINT staff_users_notice_failures_check CHECK ((notice_failures >= 0)),
     CONSTRAINT staff_users_one_creator CHECK (((created_by IS NULL) OR (created_by_operator IS NULL))),
-    CONSTRAINT staff_users_roles_known CHECK ((roles <@ ARRAY['reviewer'::text, 'drafter'::text, 'approver'::text, 'admin'::text]))
+    CONSTRAINT staff_users_roles_known CHECK ((roles <@ ARRAY['reviewer'::text, 'drafter'::text, 'approver'::text, 'admin'::text, 'keyer'::text]))
 );
 
 ALTER TABLE ONLY public.staff_users FORCE ROW LEVEL SECURITY;
@@ -2429,6 +2558,27 @@ ALTER TABLE ONLY public.outbox
 ALTER TABLE ONLY public.outbox
     ADD CONSTRAINT outbox_pkey PRIMARY KEY (municipality_code, outbox_id);
 
+ALTER TABLE ONLY public.paper_boxes
+    ADD CONSTRAINT paper_boxes_municipality_code_box_no_key UNIQUE (municipality_code, box_no);
+
+ALTER TABLE ONLY public.paper_boxes
+    ADD CONSTRAINT paper_boxes_pkey PRIMARY KEY (municipality_code, box_id);
+
+ALTER TABLE ONLY public.paper_deficiencies
+    ADD CONSTRAINT paper_deficiencies_pkey PRIMARY KEY (municipality_code, form_id);
+
+ALTER TABLE ONLY public.paper_entries
+    ADD CONSTRAINT paper_entries_different_clerks UNIQUE (municipality_code, form_id, keyed_by);
+
+ALTER TABLE ONLY public.paper_entries
+    ADD CONSTRAINT paper_entries_pkey PRIMARY KEY (municipality_code, form_id, entry_no);
+
+ALTER TABLE ONLY public.paper_forms
+    ADD CONSTRAINT paper_forms_municipality_code_box_id_seq_key UNIQUE (municipality_code, box_id, seq);
+
+ALTER TABLE ONLY public.paper_forms
+    ADD CONSTRAINT paper_forms_pkey PRIMARY KEY (municipality_code, form_id);
+
 ALTER TABLE ONLY public.payment_debts
     ADD CONSTRAINT payment_debts_one_per_payment UNIQUE (municipality_code, payment_id);
 
@@ -2557,6 +2707,12 @@ CREATE INDEX outbox_pending ON public.outbox USING btree (municipality_code, cre
 
 CREATE INDEX outbox_unsent ON public.outbox USING btree (municipality_code, outbox_id) WHERE ((done_at IS NULL) AND (enqueued_at IS NULL));
 
+CREATE INDEX paper_deficiencies_unexported ON public.paper_deficiencies USING btree (municipality_code, recorded_at) WHERE (letter_exported_at IS NULL);
+
+CREATE UNIQUE INDEX paper_forms_one_application ON public.paper_forms USING btree (municipality_code, application_id) WHERE (state = 'submitted'::text);
+
+CREATE INDEX paper_forms_state ON public.paper_forms USING btree (municipality_code, box_id, state);
+
 CREATE UNIQUE INDEX payment_recalls_one_open ON public.payment_recalls USING btree (municipality_code, payment_id) WHERE (status = 'requested'::text);
 
 CREATE INDEX payment_recalls_payment ON public.payment_recalls USING btree (municipality_code, payment_id);
@@ -2626,6 +2782,8 @@ CREATE TRIGGER debt_repayments_apply AFTER INSERT ON public.debt_repayments FOR 
 CREATE TRIGGER entitlements_references_exist_insert AFTER INSERT ON public.entitlements REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.entitlements_references_exist();
 
 CREATE TRIGGER entitlements_references_exist_update AFTER UPDATE ON public.entitlements REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.entitlements_references_exist();
+
+CREATE TRIGGER paper_forms_decided_is_final BEFORE UPDATE ON public.paper_forms FOR EACH ROW EXECUTE FUNCTION public.paper_forms_decided_is_final();
 
 CREATE TRIGGER payment_debts_guard BEFORE INSERT OR UPDATE ON public.payment_debts FOR EACH ROW EXECUTE FUNCTION public.payment_debts_guard();
 
@@ -2757,6 +2915,39 @@ ALTER TABLE ONLY public.municipality_keys
 
 ALTER TABLE ONLY public.outbox
     ADD CONSTRAINT outbox_municipality_code_fkey FOREIGN KEY (municipality_code) REFERENCES public.municipalities(code);
+
+ALTER TABLE ONLY public.paper_boxes
+    ADD CONSTRAINT paper_boxes_municipality_code_program_id_fkey FOREIGN KEY (municipality_code, program_id) REFERENCES public.programs(municipality_code, program_id);
+
+ALTER TABLE ONLY public.paper_boxes
+    ADD CONSTRAINT paper_boxes_municipality_code_received_by_fkey FOREIGN KEY (municipality_code, received_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY public.paper_deficiencies
+    ADD CONSTRAINT paper_deficiencies_municipality_code_entitlement_id_fkey FOREIGN KEY (municipality_code, entitlement_id) REFERENCES public.entitlements(municipality_code, entitlement_id);
+
+ALTER TABLE ONLY public.paper_deficiencies
+    ADD CONSTRAINT paper_deficiencies_municipality_code_form_id_fkey FOREIGN KEY (municipality_code, form_id) REFERENCES public.paper_forms(municipality_code, form_id);
+
+ALTER TABLE ONLY public.paper_deficiencies
+    ADD CONSTRAINT paper_deficiencies_municipality_code_recorded_by_fkey FOREIGN KEY (municipality_code, recorded_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY public.paper_entries
+    ADD CONSTRAINT paper_entries_municipality_code_entitlement_id_fkey FOREIGN KEY (municipality_code, entitlement_id) REFERENCES public.entitlements(municipality_code, entitlement_id);
+
+ALTER TABLE ONLY public.paper_entries
+    ADD CONSTRAINT paper_entries_municipality_code_form_id_fkey FOREIGN KEY (municipality_code, form_id) REFERENCES public.paper_forms(municipality_code, form_id);
+
+ALTER TABLE ONLY public.paper_entries
+    ADD CONSTRAINT paper_entries_municipality_code_keyed_by_fkey FOREIGN KEY (municipality_code, keyed_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY public.paper_forms
+    ADD CONSTRAINT paper_forms_municipality_code_application_id_fkey FOREIGN KEY (municipality_code, application_id) REFERENCES public.applications(municipality_code, application_id);
+
+ALTER TABLE ONLY public.paper_forms
+    ADD CONSTRAINT paper_forms_municipality_code_box_id_fkey FOREIGN KEY (municipality_code, box_id) REFERENCES public.paper_boxes(municipality_code, box_id);
+
+ALTER TABLE ONLY public.paper_forms
+    ADD CONSTRAINT paper_forms_municipality_code_entitlement_id_fkey FOREIGN KEY (municipality_code, entitlement_id) REFERENCES public.entitlements(municipality_code, entitlement_id);
 
 ALTER TABLE ONLY public.payment_debts
     ADD CONSTRAINT payment_debts_municipality_code_opened_by_fkey FOREIGN KEY (municipality_code, opened_by) REFERENCES public.staff_users(municipality_code, staff_id);
@@ -2924,6 +3115,14 @@ ALTER TABLE public.municipality_keys ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.outbox ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.paper_boxes ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.paper_deficiencies ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.paper_entries ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.paper_forms ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.payment_debts ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.payment_followups ENABLE ROW LEVEL SECURITY;
@@ -2999,6 +3198,14 @@ CREATE POLICY tenant_isolation ON public.municipality_bank_settings USING ((muni
 CREATE POLICY tenant_isolation ON public.municipality_keys USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.outbox USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
+CREATE POLICY tenant_isolation ON public.paper_boxes USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
+CREATE POLICY tenant_isolation ON public.paper_deficiencies USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
+CREATE POLICY tenant_isolation ON public.paper_entries USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
+CREATE POLICY tenant_isolation ON public.paper_forms USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.payment_debts USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
@@ -3139,6 +3346,14 @@ GRANT SELECT,INSERT,UPDATE ON TABLE public.municipality_bank_settings TO kyufu_a
 GRANT SELECT ON TABLE public.municipality_keys TO kyufu_app;
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.outbox TO kyufu_app;
+
+GRANT SELECT,INSERT,UPDATE ON TABLE public.paper_boxes TO kyufu_app;
+
+GRANT SELECT,INSERT,UPDATE ON TABLE public.paper_deficiencies TO kyufu_app;
+
+GRANT SELECT,INSERT ON TABLE public.paper_entries TO kyufu_app;
+
+GRANT SELECT,INSERT,UPDATE ON TABLE public.paper_forms TO kyufu_app;
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.payment_debts TO kyufu_app;
 

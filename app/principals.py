@@ -11,8 +11,9 @@ import asyncpg
 
 from app.errors import Forbidden
 
-ROLES = ("reviewer", "drafter", "approver", "admin")
-ROLE_LABELS = {"reviewer": "審査", "drafter": "起案", "approver": "承認", "admin": "管理者"}
+# keyer (入力): keys returned paper forms (app/intake/paper.py; migration 0024).
+ROLES = ("reviewer", "drafter", "approver", "admin", "keyer")
+ROLE_LABELS = {"reviewer": "審査", "drafter": "起案", "approver": "承認", "admin": "管理者", "keyer": "入力"}
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,8 @@ FLASH_MESSAGES = {
     "debt.write_off_approve": "償却を承認しました。",
     "debt.write_off_refuse": "償却を認めない（申請を取り下げる）ことを記録しました。",
     "settings.bank": "保存しました。",
+    "paper.box_receive": "箱を受け付けました。通番の順に入力してください。",
+    "paper.resolve": "裁定を保存しました。",
     "logout": "ログアウトしました。",
 }
 # Every endpoint page() made: its handler and roles, so that a refusal can show a page again (`back`).

@@ -68,6 +68,15 @@ AUDIT_ACTIONS = {
     "registry.import": "住民記録の取込",
     "registry.import_rejected": "住民記録の取込（拒否）",
     "duplicates.contribute": "重複照合のハッシュ提供",
+    "paper.box_receive": "紙の申請書: 箱の受付",
+    "paper.entry": "紙の申請書: 入力",
+    "paper.mismatch": "紙の申請書: 裁定待ち",
+    "paper.resolve": "紙の申請書: 裁定",
+    "paper.submit": "紙の申請書: 受付",
+    "paper.duplicate": "紙の申請書: 申請済の世帯（重複）",
+    "paper.closed": "紙の申請書: 辞退・取下げ済",
+    "paper.deficient": "紙の申請書: 不備",
+    "paper.letters_export": "不備返戻通知の出力",
 }
 OBJECT_TYPES = {
     "application": "申請",
@@ -80,6 +89,9 @@ OBJECT_TYPES = {
     "duplicate_case": "重複の疑い",
     "audit_log": "監査ログ",
     "municipality_bank_settings": "金融機関設定",
+    "paper_box": "紙の申請書の箱",
+    "paper_form": "紙の申請書",
+    "paper_deficiency": "不備返戻",
 }
 
 
