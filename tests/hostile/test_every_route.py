@@ -264,6 +264,18 @@ def _fill(path: str, values: dict[str, str]) -> str:
     return path
 
 
+async def _paper_box(app_pool, w) -> dict[str, str]:
+    """A box of one paper form (app/intake/paper.py), received by the reviewer."""
+    import datetime as dt
+
+    from app.intake import paper
+
+    async with tenant_transaction(app_pool, w.code) as conn:
+        box_id = await paper.receive_box(conn, w.code, w.staff["rev"], w.program_id, "B-1", dt.date.today(), 1)
+        form_id = (await paper.box(conn, w.code, box_id))["forms"][0]["form_id"]
+    return {"box_id": str(box_id), "form_id": str(form_id)}
+
+
 @dataclass
 class Targets:
     """What plausible path values point at: a municipality with staff of every role, applications, a
@@ -290,6 +302,7 @@ async def world(make_world, app_pool, settings, transfer_date) -> Targets:
         enrol_token = (await enrolment.issue(conn, w.cipher, w.code, w.staff["admin"], victim.staff_id)).token
         [grant_id] = await grants.request(conn, w.code, w.staff["admin"], victim.staff_id, ["drafter"])
     letter = (await make_letters(app_pool, settings.master_key_bytes, w.code, 1))[0]
+    paper_ids = await _paper_box(app_pool, w)
     ids = {
         "code": w.code,
         "bank_code": "0001",
@@ -302,6 +315,7 @@ async def world(make_world, app_pool, settings, transfer_date) -> Targets:
         "token": enrol_token,
         "grant_id": str(grant_id),
         "account": "0" * 64,  # an account fingerprint no batch flags (guardrails' override)
+        **paper_ids,
     }
     return Targets(w.code, ids, {login: s.staff_id for login, s in w.staff.items()}, letter)
 

@@ -113,6 +113,11 @@ ROLE_MATRIX = {
     ("POST", "/staff/batches/{batch_id}/cancel"): {"drafter"},
     ("POST", "/staff/applications/{application_id}/decision"): {"reviewer"},
     ("POST", "/staff/duplicates/resolve"): {"reviewer"},
+    # 紙の申請書 (app/intake/paper.py): keyers (入力) key and receive boxes, reviewers also decide and send letters.
+    ("GET", "/staff/paper"): {"reviewer", "admin", "keyer"},
+    ("POST", "/staff/paper/boxes"): {"reviewer", "keyer"},
+    ("GET", "/staff/paper/deficiencies"): {"reviewer", "admin"},
+    ("POST", "/staff/paper/deficiencies/export"): {"reviewer", "admin"},
     ("GET", "/staff/reconciliation"): {"reviewer", "drafter"},
     ("GET", "/staff/admin/staff"): {"admin"},
     ("GET", "/staff/admin/audit"): {"admin"},
@@ -180,9 +185,30 @@ async def test_role_matrix(make_world, client, app_pool, transfer_date):
 
 
 # "account": a batch's over-limit account (payouts/guardrails.py), named by its keyed fingerprint.
-PARAM_OBJECTS = {"application_id", "batch_id", "program_id", "payment_id", "staff_id", "grant_id", "account"}
+PARAM_OBJECTS = {
+    "application_id",
+    "batch_id",
+    "program_id",
+    "payment_id",
+    "staff_id",
+    "grant_id",
+    "account",
+    "box_id",
+    "form_id",
+}
 # Routes before sign-in whose path carries its own credential (tests/staff/test_enrolment.py covers them).
 PUBLIC_WITH_PARAMS = {"/staff/enroll/{code}/{token}"}
+
+
+async def _paper_ids(conn, world) -> dict[str, int]:
+    """A box of one form (app/intake/paper.py), received by "all"."""
+    import datetime as dt
+
+    from app.intake import paper
+
+    box_id = await paper.receive_box(conn, world.code, world.staff["all"], world.program_id, "B-1", dt.date.today(), 1)
+    detail = await paper.box(conn, world.code, box_id)
+    return {"box_id": box_id, "form_id": detail["forms"][0]["form_id"]}
 
 
 async def test_every_staff_route_answers_404_for_another_municipalitys_ids(
@@ -193,7 +219,7 @@ async def test_every_staff_route_answers_404_for_another_municipalitys_ids(
     for world in (a, b):
         async with tenant_transaction(app_pool, world.code) as conn:
             await add_bank_settings(conn, world.code)
-            await make_staff(conn, world, "all", ["reviewer", "drafter", "approver", "admin"])
+            await make_staff(conn, world, "all", ["reviewer", "drafter", "approver", "admin", "keyer"])
         batch_id = await draft(app_pool, world, transfer_date)
         async with tenant_transaction(app_pool, world.code) as conn:
             ids[world.code] = {
@@ -203,6 +229,7 @@ async def test_every_staff_route_answers_404_for_another_municipalitys_ids(
                 "payment_id": await conn.fetchval("SELECT min(payment_id) FROM payments"),
                 "staff_id": world.staff["rev"].staff_id,
                 "account": "0" * 64,
+                **await _paper_ids(conn, world),
                 "grant_id": (
                     await grants.request(
                         conn, world.code, world.staff["admin"], world.staff["rev"].staff_id, ["drafter"]

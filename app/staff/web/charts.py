@@ -13,7 +13,7 @@ import math
 from markupsafe import Markup
 
 WIDTH, HEIGHT = 700, 300
-LEFT, RIGHT, TOP, BOTTOM = 78, 14, 14, 36
+LEFT, RIGHT, TOP, BOTTOM = 78, 24, 30, 36
 
 # Per series: stroke colour and dash pattern (empty: solid).
 STYLES = {
@@ -89,13 +89,20 @@ def line_chart(chart_id: str, title: str, desc: str, days: list[dt.date], lines:
                 '<text x="{3}" y="{4:.1f}" text-anchor="end" font-size="13" fill="#333">{5}</text>'
             ).format(LEFT, WIDTH - RIGHT, ty, LEFT - 6, ty + 4, label(tick))
         )
-    parts.append(Markup('<text x="6" y="{0}" font-size="13" fill="#333">（{1}）</text>').format(TOP + 4, unit))
-    for i in _x_ticks(len(days)):
+    parts.append(
+        Markup('<text x="{0}" y="16" text-anchor="end" font-size="13" fill="#333">（{1}）</text>').format(
+            LEFT - 6, unit
+        )
+    )
+    ticks = _x_ticks(len(days))
+    for i in ticks:
+        # The last label ends at its tick, so it stays inside the picture.
+        anchor = "end" if i == ticks[-1] and len(days) > 1 else "middle"
         parts.append(
             Markup(
                 '<line x1="{0:.1f}" x2="{0:.1f}" y1="{1}" y2="{2}" stroke="#555" stroke-width="1"/>'
-                '<text x="{0:.1f}" y="{3}" text-anchor="middle" font-size="13" fill="#333">{4}</text>'
-            ).format(x(i), TOP + plot_h, TOP + plot_h + 5, HEIGHT - 12, f"{days[i].month}/{days[i].day}")
+                '<text x="{0:.1f}" y="{3}" text-anchor="{5}" font-size="13" fill="#333">{4}</text>'
+            ).format(x(i), TOP + plot_h, TOP + plot_h + 5, HEIGHT - 12, f"{days[i].month}/{days[i].day}", anchor)
         )
     parts.append(
         Markup('<line x1="{0}" x2="{1}" y1="{2}" y2="{2}" stroke="#555" stroke-width="1"/>').format(

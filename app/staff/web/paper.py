@@ -93,6 +93,7 @@ async def box_page(request, conn, staff, ctx):
         | {
             "title": f"箱 {detail['box']['box_no']}",
             "nothing_left": request.query_params.get("done") == "1",
+            "previous": await _previous(conn, staff.municipality_code, request),
         },
     )
 
