@@ -1,0 +1,108 @@
+"""Keying paper forms in a real browser (Debian's Chromium), with the keyboard alone: the box page's first
+focus is 次の申請書を入力する, the entry page's is the first field of the form, Enter moves field to field in
+the paper's order, Space ticks the attachments, and Enter on the last field saves and opens the next form.
+Two clerks key the same form this way and it is submitted; the entry page has no WCAG 2.1 AA violation."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from app.tenancy.transaction import tenant_transaction
+from tests.browser import browser, in_thread, page, screenshot  # noqa: F401  (fixtures)
+from tests.intake.test_accessibility import violations
+from tests.live_server import live_server  # noqa: F401
+from tests.staff.conftest import PASSWORD
+from tests.staff.paper_world import paper_world, receive
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def paper(municipality, settings):
+    async def make():
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            w, program_id, households = await paper_world(conn, municipality, settings, households=2)
+            forms = await receive(conn, w, program_id, 2)
+            return w, households, forms
+        finally:
+            await conn.close()
+
+    return in_thread(make())
+
+
+def _sign_in(tab, base, code, login):
+    tab.goto(base + "/staff/login")
+    tab.fill("#municipality_code", code)
+    tab.fill("#login", login)
+    tab.fill("#password", PASSWORD)
+    tab.click("button[type=submit]")
+    tab.wait_for_url(base + "/staff/")
+
+
+def focused(tab) -> str:
+    return tab.evaluate("document.activeElement ? (document.activeElement.id || document.activeElement.name) : ''")
+
+
+def key_with_keyboard(tab, household) -> None:
+    """One form, keyed with the keyboard only, starting with the focus in the first field."""
+    form = household.form()
+    assert focused(tab) == "identifier"
+    for field in ("identifier", "members", "bank_code", "branch_code", "account_type", "account_number"):
+        assert focused(tab) == field, (field, focused(tab))
+        tab.keyboard.type(form[field])
+        tab.keyboard.press("Enter")
+    for field in ("yucho_kigou", "yucho_bangou"):  # blank for a bank account: Enter passes them
+        assert focused(tab) == field
+        tab.keyboard.press("Enter")
+    assert focused(tab) == "holder_kana"
+    tab.keyboard.type(form["holder_kana"])
+    tab.keyboard.press("Enter")
+    for box in ("id_document", "account_document"):
+        assert focused(tab) == box
+        tab.keyboard.press("Space")
+        tab.keyboard.press("Enter")
+    for item in ("identifier", "members", "account", "holder"):  # nothing illegible
+        assert focused(tab) == f"illegible-{item}"
+        tab.keyboard.press("Enter")
+    assert focused(tab) == "save"
+    tab.keyboard.press("Enter")
+
+
+def test_two_clerks_key_a_form_with_the_keyboard_alone_and_it_is_submitted(live_server, paper, page, settings):  # noqa: F811
+    w, (h, g), forms = paper
+    base = live_server
+    for login in ("keyer1", "keyer2"):
+        _sign_in(page, base, w.code, login)
+        page.goto(f"{base}/staff/paper")
+        page.click("#boxes a")  # the box (navigation to it is not the keying under test)
+        assert focused(page) == "key-next"
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"**/staff/paper/forms/{forms[0]}/entry*")
+        if login == "keyer1":
+            found = violations(page, "staff-paper-entry")
+            assert found == [], "\n".join(found)
+            screenshot(page, "staff-paper-entry")
+        key_with_keyboard(page, h)
+        page.wait_for_url(f"**/staff/paper/forms/{forms[1]}/entry?prev={forms[0]}")
+        assert "通番 1" in page.locator("#previous-outcome").inner_text()
+        key_with_keyboard(page, g)
+        page.wait_for_url("**/staff/paper/boxes/*done=1*")
+        page.click("text=ログアウト")
+    screenshot(page, "staff-paper-box-keyed")
+
+    async def states():
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            async with tenant_transaction(conn, w.code):
+                return await conn.fetch(
+                    "SELECT f.state, a.channel FROM paper_forms f LEFT JOIN applications a"
+                    " ON a.municipality_code = f.municipality_code AND a.application_id = f.application_id"
+                    " WHERE f.municipality_code = $1 ORDER BY f.seq",
+                    w.code,
+                )
+        finally:
+            await conn.close()
+
+    assert [(r["state"], r["channel"]) for r in in_thread(states())] == [("submitted", "paper")] * 2
