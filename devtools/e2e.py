@@ -1,8 +1,9 @@
 """`kyufu demo e2e`: the whole chain, headless, on the real functions and a live database.
 
 synthetic registry → 確認書型 program → eligibility → letters (print file) → residents sign in with the
-letter and apply (most households, online through the API's write path or on paper; some with a holder
-name or an account that verification must flag) → the verification job → 審査 of what it flagged →
+letter and apply (most households online through the API's write path; some return the paper form, which
+two clerks key at the console, app/intake/paper.py; some with a holder name or an account that
+verification must flag) → the verification job → 審査 of what it flagged →
 振込起案 → 振込承認 by a second staff member → release (render, age, signed manifest) → the bank
 (verify and accept into its ledger, execute in the simulator, returns CSV) → returns import.
 
@@ -32,8 +33,8 @@ from pathlib import Path
 import zengin_code
 
 from app.db import connect_owner, create_app_pool
-from app.intake import banks
-from app.intake.claims import Claim, insert_claims, submit_application
+from app.intake import banks, paper
+from app.intake.claims import Claim, insert_claims
 from app.intake.forms import BankAccount, FormInvalid, normalise_access_code, normalise_pin, parse_bank
 from app.intake.signin import authenticate, municipality_keys
 from app.registry.eligibility import determine_eligibility
@@ -63,7 +64,8 @@ ACTOR = "demo-e2e"
 BASE_DATE = dt.date(2026, 4, 1)  # before the synthetic extract's 世帯分離 (May), as in the registry demo
 FISCAL_YEAR = 2026
 APPLY_SHARE = 0.9  # of entitled households
-PAPER_SHARE = 0.1  # of applicants: a returned paper 確認書, keyed in by staff
+PAPER_SHARE = 0.1  # of applicants: a returned paper 申請書, keyed twice by two clerks at the console
+PAPER_BOX = 500  # forms per box of returned paper forms
 OTHER_NAME_SHARE = 0.05  # holder kana of nobody in the household (kana_mismatch)
 MEMBER_HOLDER_SHARE = 0.04  # another member's account (holder_is_member_not_applicant)
 RETURN_SHARE = 0.05  # of payments, returned by the bank simulator
@@ -116,6 +118,7 @@ class E2EReport:
     letters: int = 0
     applications_submitted: dict[str, int] = field(default_factory=dict)  # by channel
     form_refused: int = 0
+    paper: dict[str, int] = field(default_factory=dict)  # paper forms by their state after both entries
     verification: dict[str, int] = field(default_factory=dict)  # status right after verification
     flagged_reasons: dict[str, int] = field(default_factory=dict)
     reviewed: dict[str, int] = field(default_factory=dict)  # approve / reject
@@ -172,6 +175,7 @@ class E2EReport:
             f"entitlements: {self.entitlements:,} households, {self.entitled_yen:,} yen; letters {self.letters:,}",
             f"applications submitted: {counts(self.applications_submitted)}"
             + (f" (bank form refused {self.form_refused})" if self.form_refused else ""),
+            f"paper forms keyed twice at the console: {counts(self.paper)}",
             f"after verification: {counts(self.verification)}",
             f"flagged: {self.verification.get('needs_review', 0):,} ({counts(self.flagged_reasons)}); "
             f"reviewed: {counts(self.reviewed)}",
@@ -245,11 +249,13 @@ async def run_e2e(
         clock.lap("letters")
         # Seeded per program too: a second run in the same municipality gives other accounts, which
         # verification would otherwise flag as shared with the first run's applications.
-        app_ids = await _apply(pool, settings, report, rows, people, random.Random(f"{seed}/{report.program_id}"))
+        staff = await _staff(pool, settings, code)
+        app_ids = await _apply(
+            pool, settings, report, rows, people, random.Random(f"{seed}/{report.program_id}"), staff
+        )
         clock.lap("applications")
         await _verify(pool, settings, report, app_ids)
         clock.lap("verification")
-        staff = await _staff(pool, settings, code)
         await _review(pool, settings, report, staff["reviewer"])
         clock.lap("review")
         await _bank_settings(pool, report)
@@ -385,8 +391,11 @@ def _holder(rng: random.Random, head_kana: str, family: list[_Person], other_fam
     return head_kana.replace(" ", "") if rng.random() < 0.2 else head_kana
 
 
-async def _apply(pool, settings, report: E2EReport, rows: list[list[str]], people, rng) -> list[int]:
-    """Most households sign in with their letter and apply; a few pairs give the same account."""
+async def _apply(
+    pool, settings, report: E2EReport, rows: list[list[str]], people, rng, staff: dict[str, accounts.Staff]
+) -> list[int]:
+    """Most households sign in with their letter and apply; a few return the paper form instead, which two
+    clerks key at the console; a few pairs give the same account."""
     col = {name: i for i, name in enumerate(EXPORT_HEADER)}
     families = sorted({p.family_kana for members in people.values() for p in members})
     forms: list[list] = []  # [access code, PIN, bank form, channel]
@@ -395,13 +404,18 @@ async def _apply(pool, settings, report: E2EReport, rows: list[list[str]], peopl
             continue
         holder = _holder(rng, row[col["世帯主氏名カナ"]], people.get(row[col["世帯番号"]], []), families)
         channel = "paper" if rng.random() < PAPER_SHARE else "online"
-        forms.append([row[col["確認書番号"]], row[col["暗証番号"]], _typed_account(rng, holder), channel])
+        forms.append(
+            [row[col["確認書番号"]], row[col["暗証番号"]], _typed_account(rng, holder), channel, row[col["対象人数"]]]
+        )
     for _ in range(max(1, len(forms) // 100)):  # one household types another's account (account_shared)
         if len(forms) >= 2:
             a, b = rng.sample(range(len(forms)), 2)
             forms[b][2] = {**forms[a][2], "holder_kana": forms[b][2]["holder_kana"]}
     typed: list[tuple[str, str, BankAccount, str]] = []  # (access code, PIN, resolved account, channel)
-    for access_code, pin, form, channel in forms:
+    on_paper = [f for f in forms if f[3] == "paper"]
+    for access_code, pin, form, channel, _ in forms:
+        if channel == "paper":
+            continue  # the clerks read the form as it is (app/intake/paper.py checks it)
         try:
             account = parse_bank(form)
         except FormInvalid:  # the page would ask again; this resident gives up
@@ -432,18 +446,59 @@ async def _apply(pool, settings, report: E2EReport, rows: list[list[str]], peopl
                 )
             app_ids += [_created(o) for o in await insert_claims(conn, keys, code, claims)]
         submitted["online"] += len(claims)
-        for access_code, pin, account, _ in (t for t in group if t[3] == "paper"):
-            # Staff key in a returned paper 確認書; its code and PIN identify the entitlement.
-            async with tenant_transaction(pool, code) as conn:
-                keys = await municipality_keys(conn, settings.master_key_bytes, code)
-                [letter] = await authenticate(conn, keys, code, [(access_code, pin)])
-                outcome = await submit_application(
-                    conn, settings, code, _signed_in(letter).entitlement_id, account, "paper"
-                )
-            app_ids.append(_created(outcome))
-            submitted["paper"] += 1
+    paper_ids = await _key_paper(pool, settings, report, on_paper, staff)
+    app_ids += paper_ids
+    submitted["paper"] = len(paper_ids)
     report.applications_submitted = dict(sorted(submitted.items()))
     return app_ids
+
+
+async def _key_paper(pool, settings, report: E2EReport, forms: list[list], staff) -> list[int]:
+    """The returned paper forms, as the console handles them: received in boxes, each form keyed by two
+    clerks (e2e-keyer1, then e2e-keyer2) from what is written on it, each entry in its own transaction as
+    the entry page's POST does. A clerk who cannot read the account (the resident wrote one that does not
+    exist) marks it illegible, and the form becomes 不備. Returns the applications created."""
+    code, created = report.municipality_code, []
+    for start in range(0, len(forms), PAPER_BOX):
+        box = forms[start : start + PAPER_BOX]
+        async with tenant_transaction(pool, code) as conn:
+            box_id = await paper.receive_box(
+                conn,
+                code,
+                staff["keyer1"],
+                report.program_id,
+                f"E2E-{report.program_id}-{start // PAPER_BOX + 1}",
+                today_jst(),
+                len(box),
+            )
+            form_ids = [f["form_id"] for f in (await paper.box(conn, code, box_id))["forms"]]
+        for form_id, (access_code, _, account, _, members) in zip(form_ids, box):
+            written = {k: str(v) for k, v in account.items()} | {
+                "identifier": access_code,
+                "members": ",".join(str(n) for n in range(1, int(members) + 1)),  # every member wants it
+                "id_document": "1",
+                "account_document": "1",
+            }
+            for clerk in ("keyer1", "keyer2"):
+                async with tenant_transaction(pool, code) as conn:
+                    try:
+                        keyed = await paper.key_entry(conn, settings, code, staff[clerk], form_id, written)
+                    except paper.EntryInvalid as exc:
+                        written = _illegible(written, exc.errors)
+                        keyed = await paper.key_entry(conn, settings, code, staff[clerk], form_id, written)
+            report.paper[keyed.state] = report.paper.get(keyed.state, 0) + 1
+            if keyed.state == "submitted":
+                assert keyed.application_id is not None
+                created.append(keyed.application_id)
+    return created
+
+
+def _illegible(written: dict, errors: dict[str, str]) -> dict:
+    """What a clerk keys for a form whose account (or holder) cannot be what is written: marked illegible."""
+    items = {"holder"} if "holder_kana" in errors else set()
+    if set(errors) - {"holder_kana"}:
+        items.add("account")
+    return written | {"illegible": sorted(items)}
 
 
 def _signed_in(letter):
@@ -491,6 +546,8 @@ async def _staff(pool, settings, code: str) -> dict[str, accounts.Staff]:
             code,
         )
         logins = [r["login"] for r in existing] if len(existing) == 2 else ["e2e-admin1", "e2e-admin2"]
+        people = [("reviewer", "reviewer"), ("drafter", "drafter"), ("approver", "approver")]
+        people += [("keyer1", "keyer"), ("keyer2", "keyer")]  # the two clerks who key paper forms
         first, second = (Person(login, f"E2E {login}", ("admin",), secrets.token_urlsafe(18)) for login in logins)
         admins = (first, second)
         await provision(
@@ -499,13 +556,10 @@ async def _staff(pool, settings, code: str) -> dict[str, accounts.Staff]:
             code,
             Operator("e2e"),
             admins,
-            [
-                Person(f"e2e-{role}", f"E2E {role}", (role,), secrets.token_urlsafe(18))
-                for role in ("reviewer", "drafter", "approver")
-            ],
+            [Person(f"e2e-{name}", f"E2E {name}", (role,), secrets.token_urlsafe(18)) for name, role in people],
         )
         rows = {r["login"]: r for r in await accounts.list_staff(conn, code)}
-    return {role: accounts.Staff.from_row(rows[f"e2e-{role}"]) for role in ("reviewer", "drafter", "approver")}
+    return {name: accounts.Staff.from_row(rows[f"e2e-{name}"]) for name, _ in people}
 
 
 # The reviewer's rule: a family member's account is accepted (the household confirms by phone); an

@@ -30,6 +30,16 @@ FROM payments WHERE municipality_code = $1 GROUP BY entitlement_id
 PAYMENTS = (
     "SELECT payment_id, status, return_reason, paid_on FROM payments WHERE municipality_code = $1 AND batch_id = $2"
 )
+# Every paper application and the form it came from: keyed by how many different clerks.
+PAPER_APPLICATIONS = """
+SELECT a.application_id, f.state,
+       (SELECT count(DISTINCT p.keyed_by) FROM paper_entries p
+        WHERE p.municipality_code = f.municipality_code AND p.form_id = f.form_id) AS clerks
+FROM applications a JOIN entitlements e USING (municipality_code, entitlement_id)
+LEFT JOIN paper_forms f ON f.municipality_code = a.municipality_code AND f.application_id = a.application_id
+                       AND f.state = 'submitted'
+WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.channel = 'paper'
+"""
 PAID_ENTITLEMENTS = (
     "SELECT count(*) FROM entitlements WHERE municipality_code = $1 AND program_id = $2 AND status = 'paid'"
 )
@@ -47,6 +57,7 @@ async def test_e2e_chain_keeps_the_invariants(settings, servers, app_pool, tmp_p
         per_entitlement = await conn.fetch(PAYMENTS_PER_ENTITLEMENT, code)
         payments = await conn.fetch(PAYMENTS, code, batch_id)
         paid_entitlements = await conn.fetchval(PAID_ENTITLEMENTS, code, report.program_id)
+        on_paper = await conn.fetch(PAPER_APPLICATIONS, code, report.program_id)
 
     # Most households applied; each application has exactly one verification result (decided, its one
     # outbox job done), and review left nothing waiting.
@@ -54,6 +65,10 @@ async def test_e2e_chain_keeps_the_invariants(settings, servers, app_pool, tmp_p
     assert all(a["decided"] and a["status"] != "received" and a["jobs_done"] == 1 for a in apps)
     assert not [a for a in apps if a["status"] == "needs_review"]
     assert report.verification.get("needs_review", 0) == sum(report.reviewed.values()) > 0
+    # Paper went through the console's own path (app/intake/paper.py): each paper application is a form
+    # two different clerks keyed alike.
+    assert len(on_paper) == report.applications_submitted["paper"] == report.paper["submitted"] >= 1
+    assert all(r["state"] == "submitted" and r["clerks"] == 2 for r in on_paper)
 
     # Four eyes, and the released file decrypts with Debian's age to exactly the approved bytes.
     assert batch["status"] == "released" and batch["drafted_by"] != batch["approved_by"]
