@@ -31,6 +31,7 @@ async def seed_demo(settings) -> list[str]:
             "",
             "registry, programs and letters (resident site: sign in with a letter code + PIN, or for the"
             " 申請型 program without a letter, with the identity printed below):",
+            "  (in English: the 'English' link at the top right of every resident page; the choice is remembered)",
         ]
         lines += ["  " + line for line in await seed_registry(conn, settings, code)]
         lines += ["", "a second municipality and a cross-municipality duplicate:"]

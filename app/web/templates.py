@@ -8,6 +8,7 @@ can carry it with `{{ csrf_field() }}`; the console's pages pass their own (app/
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +39,30 @@ def add_template_dir(path: Path) -> None:
         searchpath.insert(0, str(path))
 
 
-def yen(amount: int) -> str:
+# Functions that add to every page's context, e.g. the resident site's language (app/intake/web/i18n.py).
+_context_processors: list[Callable[[Request, dict[str, Any]], None]] = []
+
+
+def add_context_processor(processor: Callable[[Request, dict[str, Any]], None]) -> None:
+    if processor not in _context_processors:
+        _context_processors.append(processor)
+
+
+@jinja2.pass_context
+def yen(context: Any, amount: int) -> str:
+    if context.get("lang") == "en":
+        return f"¥{int(amount):,}"
     return f"{int(amount):,}円"
 
 
-def jdate(day: Any) -> str:
-    """A date as residents read it: 2026年5月31日."""
+_MONTHS = "January February March April May June July August September October November December".split()
+
+
+@jinja2.pass_context
+def jdate(context: Any, day: Any) -> str:
+    """A date as residents read it: 2026年5月31日 (31 May 2026 on a page in English)."""
+    if context.get("lang") == "en":
+        return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
     return f"{day.year}年{day.month}月{day.day}日"
 
 
@@ -65,6 +84,8 @@ def render(
     ctx.setdefault("csrf_token", token)
     ctx["csrf_field"] = lambda: Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
     ctx.setdefault("title", "")
+    for processor in _context_processors:
+        processor(request, ctx)
     html = env.get_template(name).render(ctx)
     response = HTMLResponse(html, status_code=status_code, headers=headers)
     # Pages may show personal data: never keep them in a shared cache or the browser's back cache.

@@ -315,6 +315,7 @@ async def world(make_world, app_pool, settings, transfer_date) -> Targets:
         "token": enrol_token,
         "grant_id": str(grant_id),
         "account": "0" * 64,  # an account fingerprint no batch flags (guardrails' override)
+        "lang": "en",  # the resident site's language switch (/lang/{lang})
         **paper_ids,
     }
     return Targets(w.code, ids, {login: s.staff_id for login, s in w.staff.items()}, letter)

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from starlette.routing import Route
 
-from app.intake.web import api, pages
-from app.web.templates import add_template_dir
+from app.intake.web import api, i18n, pages
+from app.web.templates import add_context_processor, add_template_dir
 
 add_template_dir(Path(__file__).resolve().parent / "templates")
+add_context_processor(i18n.context)
 
 
 def routes(settings) -> list:
@@ -23,6 +24,7 @@ def routes(settings) -> list:
         Route("/api/v1/banks/{bank_code:str}/branches", api.branch_search),
         Route("/api/v1/openapi.json", api.openapi),
         Route("/", pages.index),
+        Route("/lang/{lang:str}", i18n.choose),
         Route(m + "/", pages.start),
         Route(m + "/signin", pages.signin, methods=["GET", "POST"]),
         Route(m + "/identify", pages.identify, methods=["GET", "POST"]),
