@@ -7,6 +7,10 @@ CREATE SCHEMA duplicate_match;
 
 ALTER SCHEMA duplicate_match OWNER TO kyufu_owner;
 
+CREATE SCHEMA dv_match;
+
+ALTER SCHEMA dv_match OWNER TO kyufu_owner;
+
 CREATE SCHEMA registry_parts;
 
 ALTER SCHEMA registry_parts OWNER TO kyufu_owner;
@@ -19,6 +23,39 @@ CREATE FUNCTION duplicate_match.new_reference() RETURNS text
 $$;
 
 ALTER FUNCTION duplicate_match.new_reference() OWNER TO kyufu_owner;
+
+CREATE FUNCTION dv_match.match(p_request bigint) RETURNS void
+    LANGUAGE sql
+    AS $$
+  INSERT INTO dv_match.matches (request_id, entitlement_id)
+  SELECT DISTINCT r.request_id, h.entitlement_id
+  FROM dv_match.requests r
+  JOIN dv_match.digests d ON d.request_id = r.request_id
+  JOIN duplicate_match.hashes h ON h.key_version = r.key_version AND h.scheme = r.scheme AND h.kind = d.kind
+       AND h.digest = d.digest AND h.municipality_code = r.registered_code
+  WHERE r.request_id = p_request AND r.state = 'filed'
+  ON CONFLICT DO NOTHING
+$$;
+
+ALTER FUNCTION dv_match.match(p_request bigint) OWNER TO kyufu_owner;
+
+CREATE FUNCTION dv_match.match_new_hashes() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+  INSERT INTO dv_match.matches (request_id, entitlement_id)
+  SELECT DISTINCT r.request_id, n.entitlement_id
+  FROM dv_match.requests r
+  JOIN dv_match.digests d ON d.request_id = r.request_id
+  JOIN new_hashes n ON n.key_version = r.key_version AND n.scheme = r.scheme AND n.kind = d.kind
+       AND n.digest = d.digest AND n.municipality_code = r.registered_code
+  WHERE r.state = 'filed'
+  ON CONFLICT DO NOTHING;
+  RETURN NULL;
+END $$;
+
+ALTER FUNCTION dv_match.match_new_hashes() OWNER TO kyufu_owner;
 
 CREATE FUNCTION public.application_account_changes_before_batch() RETURNS trigger
     LANGUAGE plpgsql
@@ -39,6 +76,29 @@ BEGIN
 END $$;
 
 ALTER FUNCTION public.application_account_changes_before_batch() OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.application_proxies_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM applications a WHERE a.municipality_code = NEW.municipality_code
+                 AND a.application_id = NEW.application_id AND a.is_proxy) THEN
+    RAISE EXCEPTION 'application % is not a proxy application', NEW.application_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'application_proxies_is_proxy';
+  END IF;
+  IF NEW.pay_to_proxy AND NOT EXISTS (
+       SELECT 1 FROM applications a
+       JOIN entitlements e ON e.municipality_code = a.municipality_code AND e.entitlement_id = a.entitlement_id
+       JOIN programs p ON p.municipality_code = e.municipality_code AND p.program_id = e.program_id
+       WHERE a.municipality_code = NEW.municipality_code AND a.application_id = NEW.application_id
+         AND p.proxy_account_allowed) THEN
+    RAISE EXCEPTION 'the program of application % does not pay a proxy''s account', NEW.application_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'application_proxies_account_allowed';
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.application_proxies_guard() OWNER TO kyufu_owner;
 
 CREATE FUNCTION public.audit_log_append_only() RETURNS trigger
     LANGUAGE plpgsql
@@ -354,6 +414,100 @@ BEGIN
 END $$;
 
 ALTER FUNCTION public.kyufu_duplicates_contribute(p_key_id text, p_program_id bigint, p_entitlement_ids bigint[], p_kinds text[], p_digests bytea[]) OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.kyufu_dv_answer(p_reference text, p_outcome text, p_staff_id bigint) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+  code text := kyufu_current_municipality();
+  v_request record;
+BEGIN
+  IF code IS NULL THEN
+    RAISE EXCEPTION 'no municipality in scope' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  SELECT r.request_id, r.state, r.persons INTO v_request FROM dv_match.requests r
+  WHERE r.reference = p_reference AND r.registered_code = code
+  FOR UPDATE;  -- two reviewers answering at once: one answer, never two
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no DV request % for the municipality in scope', p_reference USING ERRCODE = 'no_data_found';
+  END IF;
+  IF v_request.state <> 'filed' THEN
+    RAISE EXCEPTION 'DV request % was answered', p_reference
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'dv_requests_answered';
+  END IF;
+  IF p_outcome = 'excluded' THEN
+    -- dv_exclusions is a tenant table: with B in scope, this reads B's rows only.
+    IF (SELECT count(DISTINCT x.person) FROM public.dv_exclusions x
+        WHERE x.municipality_code = code AND x.reference = p_reference) <> v_request.persons THEN
+      RAISE EXCEPTION 'DV request % names people that were not excluded', p_reference
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'dv_requests_all_excluded';
+    END IF;
+    UPDATE dv_match.requests SET state = 'excluded', answered_by = p_staff_id, answered_at = now()
+    WHERE request_id = v_request.request_id;
+  ELSIF p_outcome IN ('not_found', 'already_paid') THEN
+    UPDATE dv_match.requests SET state = 'refused', refusal = p_outcome, answered_by = p_staff_id,
+           answered_at = now()
+    WHERE request_id = v_request.request_id;
+  ELSE
+    RAISE EXCEPTION 'unknown outcome' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+END $$;
+
+ALTER FUNCTION public.kyufu_dv_answer(p_reference text, p_outcome text, p_staff_id bigint) OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.kyufu_dv_file(p_key_id text, p_reference text, p_program_id bigint, p_entitlement_id bigint, p_registered_code text, p_count integer, p_persons smallint[], p_kinds text[], p_digests bytea[]) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+  code text := kyufu_current_municipality();
+  v_scheme text;
+  v_version int;
+  v_request bigint;
+BEGIN
+  IF code IS NULL THEN
+    RAISE EXCEPTION 'no municipality in scope' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  SELECT p.national_scheme INTO v_scheme FROM public.programs p
+  WHERE p.municipality_code = code AND p.program_id = p_program_id;
+  IF v_scheme IS NULL THEN
+    RAISE EXCEPTION 'program % has no national scheme', p_program_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'dv_requests_scheme';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM public.entitlements e WHERE e.municipality_code = code
+                 AND e.entitlement_id = p_entitlement_id AND e.dv_reference = p_reference) THEN
+    RAISE EXCEPTION 'entitlement % is not the 申出''s', p_entitlement_id USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF p_registered_code = code OR NOT EXISTS (
+       SELECT 1 FROM public.programs p WHERE p.municipality_code = p_registered_code AND p.national_scheme = v_scheme) THEN
+    RAISE EXCEPTION 'the registered municipality runs no program of scheme %', v_scheme
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'dv_requests_registered_scheme';
+  END IF;
+  SELECT k.version INTO v_version FROM duplicate_match.keys k WHERE k.key_id = p_key_id AND k.retired_at IS NULL
+  FOR SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'duplicate key % is not the current one', p_key_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'duplicate_key_current';
+  END IF;
+  IF cardinality(p_persons) IS DISTINCT FROM cardinality(p_kinds)
+     OR cardinality(p_kinds) IS DISTINCT FROM cardinality(p_digests)
+     OR EXISTS (SELECT 1 FROM unnest(p_persons) AS u(n) WHERE u.n < 0 OR u.n >= p_count)
+     OR (SELECT count(DISTINCT u.n) FROM unnest(p_persons) AS u(n)) <> p_count THEN
+    RAISE EXCEPTION 'persons, kinds and digests do not describe % people', p_count
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  INSERT INTO dv_match.requests (reference, scheme, key_version, filed_code, filed_entitlement_id, registered_code,
+                                 persons)
+  VALUES (p_reference, v_scheme, v_version, code, p_entitlement_id, p_registered_code, p_count)
+  RETURNING request_id INTO v_request;
+  INSERT INTO dv_match.digests (request_id, person, kind, digest)
+  SELECT v_request, u.n, u.kind, u.digest FROM unnest(p_persons, p_kinds, p_digests) AS u(n, kind, digest);
+  PERFORM dv_match.match(v_request);
+  RETURN EXISTS (SELECT 1 FROM dv_match.matches m WHERE m.request_id = v_request);
+END $$;
+
+ALTER FUNCTION public.kyufu_dv_file(p_key_id text, p_reference text, p_program_id bigint, p_entitlement_id bigint, p_registered_code text, p_count integer, p_persons smallint[], p_kinds text[], p_digests bytea[]) OWNER TO kyufu_owner;
 
 CREATE FUNCTION public.kyufu_enabled_admin(p_code text, p_staff bigint) RETURNS boolean
     LANGUAGE sql STABLE
@@ -774,6 +928,32 @@ END $$;
 
 ALTER FUNCTION public.payment_debts_guard() OWNER TO kyufu_owner;
 
+CREATE FUNCTION public.payment_holds_transitions() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF OLD.released_at IS NOT NULL THEN
+    RAISE EXCEPTION 'hold % is released and cannot change', OLD.hold_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_holds_transitions';
+  END IF;
+  -- (municipality_code is row-level security's and the foreign keys' to hold; hold_id is an identity.)
+  IF (NEW.entitlement_id, NEW.payment_id, NEW.reason, NEW.source, NEW.note,
+      NEW.placed_by, NEW.placed_at, NEW.snapshot_id, NEW.payee_resident_code, NEW.finding, NEW.removed_on,
+      NEW.suggestion, NEW.new_head_resident_code)
+     IS DISTINCT FROM
+     (OLD.entitlement_id, OLD.payment_id, OLD.reason, OLD.source, OLD.note,
+      OLD.placed_by, OLD.placed_at, OLD.snapshot_id, OLD.payee_resident_code, OLD.finding, OLD.removed_on,
+      OLD.suggestion, OLD.new_head_resident_code)
+     OR (OLD.kind = 'stop' AND (NEW.kind, NEW.stopped_by, NEW.stopped_at)
+                               IS DISTINCT FROM (OLD.kind, OLD.stopped_by, OLD.stopped_at)) THEN
+    RAISE EXCEPTION 'hold % may only become a stop or be released', OLD.hold_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_holds_transitions';
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.payment_holds_transitions() OWNER TO kyufu_owner;
+
 CREATE FUNCTION public.payment_recalls_guard() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -866,6 +1046,40 @@ END $$;
 
 ALTER FUNCTION public.payments_guard_update() OWNER TO kyufu_owner;
 
+CREATE FUNCTION public.payments_not_held() RETURNS trigger
+    LANGUAGE plpgsql
+    SET enable_seqscan TO 'off'
+    AS $$
+DECLARE bad bigint;
+BEGIN
+  SELECT n.entitlement_id INTO bad FROM new_payments n
+  WHERE n.batch_id IS NOT NULL
+    AND EXISTS (SELECT 1 FROM payment_holds h WHERE h.municipality_code = n.municipality_code
+                AND h.entitlement_id = n.entitlement_id AND h.released_at IS NULL)
+  LIMIT 1;
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'entitlement % is on hold', bad
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_not_held';
+  END IF;
+  RETURN NULL;
+END $$;
+
+ALTER FUNCTION public.payments_not_held() OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.payments_not_held_in_batch() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM payment_holds h WHERE h.municipality_code = NEW.municipality_code
+             AND h.entitlement_id = NEW.entitlement_id AND h.released_at IS NULL) THEN
+    RAISE EXCEPTION 'entitlement % is on hold', NEW.entitlement_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_not_held';
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.payments_not_held_in_batch() OWNER TO kyufu_owner;
+
 CREATE FUNCTION public.payments_recovery_guard() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -919,6 +1133,41 @@ BEGIN
 END $$;
 
 ALTER FUNCTION public.payments_wait_for_duplicates_in_batch() OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.payments_wait_for_dv() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    SET enable_seqscan TO 'off'
+    AS $$
+DECLARE bad bigint;
+BEGIN
+  SELECT n.entitlement_id INTO bad FROM new_payments n
+  JOIN dv_holds h ON h.municipality_code = n.municipality_code AND h.entitlement_id = n.entitlement_id
+  WHERE n.status IN ('ready', 'in_batch', 'released', 'paid')
+  LIMIT 1;
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'entitlement % waits for a DV request', bad
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_wait_for_dv_request';
+  END IF;
+  RETURN NULL;
+END $$;
+
+ALTER FUNCTION public.payments_wait_for_dv() OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.payments_wait_for_dv_in_batch() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM dv_holds h
+             WHERE h.municipality_code = NEW.municipality_code AND h.entitlement_id = NEW.entitlement_id) THEN
+    RAISE EXCEPTION 'entitlement % waits for a DV request', NEW.entitlement_id
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_wait_for_dv_request';
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.payments_wait_for_dv_in_batch() OWNER TO kyufu_owner;
 
 CREATE FUNCTION public.payout_batches_guardrails() RETURNS trigger
     LANGUAGE plpgsql
@@ -981,6 +1230,27 @@ END $$;
 
 ALTER FUNCTION public.payout_batches_independent_approver() OWNER TO kyufu_owner;
 
+CREATE FUNCTION public.payout_batches_no_held_payment() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE held bigint;
+BEGIN
+  IF NEW.status = 'approved' AND OLD.status IS DISTINCT FROM 'approved' THEN
+    SELECT p.entitlement_id INTO held FROM payments p
+    WHERE p.municipality_code = NEW.municipality_code AND p.batch_id = NEW.batch_id
+      AND EXISTS (SELECT 1 FROM payment_holds h WHERE h.municipality_code = p.municipality_code
+                  AND h.entitlement_id = p.entitlement_id AND h.released_at IS NULL)
+    LIMIT 1;
+    IF held IS NOT NULL THEN
+      RAISE EXCEPTION 'batch % holds a payment of entitlement % which is on hold', NEW.batch_id, held
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'payout_batches_no_held_payment';
+    END IF;
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.payout_batches_no_held_payment() OWNER TO kyufu_owner;
+
 CREATE FUNCTION public.payout_batches_release_once() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -993,6 +1263,17 @@ BEGIN
 END $$;
 
 ALTER FUNCTION public.payout_batches_release_once() OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.payout_batches_screened_snapshot() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+  NEW.screened_snapshot_id := (SELECT max(s.snapshot_id) FROM registry_screenings s
+                               WHERE s.municipality_code = NEW.municipality_code);
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.payout_batches_screened_snapshot() OWNER TO kyufu_owner;
 
 CREATE FUNCTION public.payout_batches_wait_for_duplicates() RETURNS trigger
     LANGUAGE plpgsql
@@ -1015,6 +1296,27 @@ BEGIN
 END $$;
 
 ALTER FUNCTION public.payout_batches_wait_for_duplicates() OWNER TO kyufu_owner;
+
+CREATE FUNCTION public.payout_batches_wait_for_dv() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE held text;
+BEGIN
+  IF NEW.status = 'approved' AND OLD.status IS DISTINCT FROM 'approved' THEN
+    SELECT h.reference INTO held FROM dv_holds h
+    JOIN payments p ON p.municipality_code = h.municipality_code AND p.entitlement_id = h.entitlement_id
+    WHERE h.municipality_code = NEW.municipality_code AND p.batch_id = NEW.batch_id
+    LIMIT 1;
+    IF held IS NOT NULL THEN
+      RAISE EXCEPTION 'batch % holds a payment waiting for a DV request', NEW.batch_id
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'payout_batches_wait_for_dv_request';
+    END IF;
+  END IF;
+  RETURN NEW;
+END $$;
+
+ALTER FUNCTION public.payout_batches_wait_for_dv() OWNER TO kyufu_owner;
 
 CREATE FUNCTION public.programs_keep_entitlements() RETURNS trigger
     LANGUAGE plpgsql
@@ -1278,6 +1580,57 @@ CREATE TABLE duplicate_match.keys (
 
 ALTER TABLE duplicate_match.keys OWNER TO kyufu_owner;
 
+CREATE TABLE dv_match.digests (
+    request_id bigint NOT NULL,
+    person smallint NOT NULL,
+    kind text NOT NULL,
+    digest bytea NOT NULL,
+    CONSTRAINT digests_digest_check CHECK ((length(digest) = 32)),
+    CONSTRAINT digests_kind_check CHECK ((kind = ANY (ARRAY['resident_code'::text, 'name_birth'::text]))),
+    CONSTRAINT digests_person_check CHECK (((person >= 0) AND (person <= 9)))
+);
+
+ALTER TABLE dv_match.digests OWNER TO kyufu_owner;
+
+CREATE TABLE dv_match.matches (
+    request_id bigint NOT NULL,
+    entitlement_id bigint NOT NULL
+);
+
+ALTER TABLE dv_match.matches OWNER TO kyufu_owner;
+
+CREATE TABLE dv_match.requests (
+    request_id bigint NOT NULL,
+    reference text NOT NULL,
+    scheme text NOT NULL,
+    key_version integer NOT NULL,
+    filed_code text NOT NULL,
+    filed_entitlement_id bigint NOT NULL,
+    registered_code text NOT NULL,
+    persons integer NOT NULL,
+    state text DEFAULT 'filed'::text NOT NULL,
+    refusal text,
+    answered_by bigint,
+    answered_at timestamp with time zone,
+    filed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT requests_answer_whole CHECK ((((state = 'filed'::text) = (answered_at IS NULL)) AND ((answered_at IS NULL) = (answered_by IS NULL)) AND ((state = 'refused'::text) = (refusal IS NOT NULL)))),
+    CONSTRAINT requests_check CHECK ((filed_code <> registered_code)),
+    CONSTRAINT requests_persons_check CHECK (((persons >= 1) AND (persons <= 10))),
+    CONSTRAINT requests_refusal_check CHECK ((refusal = ANY (ARRAY['not_found'::text, 'already_paid'::text]))),
+    CONSTRAINT requests_state_check CHECK ((state = ANY (ARRAY['filed'::text, 'excluded'::text, 'refused'::text])))
+);
+
+ALTER TABLE dv_match.requests OWNER TO kyufu_owner;
+
+ALTER TABLE dv_match.requests ALTER COLUMN request_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dv_match.requests_request_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.application_account_changes (
     municipality_code text NOT NULL,
     change_id bigint NOT NULL,
@@ -1325,6 +1678,27 @@ ALTER TABLE ONLY public.application_account_keys FORCE ROW LEVEL SECURITY;
 
 ALTER TABLE public.application_account_keys OWNER TO kyufu_owner;
 
+CREATE TABLE public.application_proxies (
+    municipality_code text NOT NULL,
+    application_id bigint NOT NULL,
+    relationship text NOT NULL,
+    proxy_resident_code text,
+    proxy_enc bytea NOT NULL,
+    evidence text[] NOT NULL,
+    pay_to_proxy boolean DEFAULT false NOT NULL,
+    recorded_by bigint NOT NULL,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT application_proxies_evidence_check CHECK (((cardinality(evidence) > 0) AND (evidence <@ ARRAY['proxy_identity'::text, 'delegation'::text, 'legal_representation'::text, 'care_confirmation'::text, 'account_document'::text]))),
+    CONSTRAINT application_proxies_identity_seen CHECK (('proxy_identity'::text = ANY (evidence))),
+    CONSTRAINT application_proxies_member_known CHECK (((relationship = 'household_member'::text) = (proxy_resident_code IS NOT NULL))),
+    CONSTRAINT application_proxies_proxy_resident_code_check CHECK ((proxy_resident_code ~ '^[0-9]{11}$'::text)),
+    CONSTRAINT application_proxies_relationship_check CHECK ((relationship = ANY (ARRAY['household_member'::text, 'legal_representative'::text, 'caregiver'::text])))
+);
+
+ALTER TABLE ONLY public.application_proxies FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.application_proxies OWNER TO kyufu_owner;
+
 CREATE TABLE public.applications (
     municipality_code text NOT NULL,
     application_id bigint NOT NULL,
@@ -1349,7 +1723,8 @@ CREATE TABLE public.applications (
     CONSTRAINT applications_bank_code_check CHECK ((bank_code ~ '^[0-9]{4}$'::text)),
     CONSTRAINT applications_branch_code_check CHECK ((branch_code ~ '^[0-9]{3}$'::text)),
     CONSTRAINT applications_channel_check CHECK ((channel = ANY (ARRAY['online'::text, 'paper'::text, 'push'::text]))),
-    CONSTRAINT applications_identification_known CHECK ((identification = ANY (ARRAY['letter'::text, 'registry_match'::text]))),
+    CONSTRAINT applications_identification_known CHECK ((identification = ANY (ARRAY['letter'::text, 'registry_match'::text, 'counter'::text]))),
+    CONSTRAINT applications_proxy_reviewed CHECK (((NOT is_proxy) OR (status <> 'verified'::text))),
     CONSTRAINT applications_registry_match_reviewed CHECK (((identification = 'letter'::text) OR (status <> 'verified'::text))),
     CONSTRAINT applications_status_check CHECK ((status = ANY (ARRAY['received'::text, 'verified'::text, 'needs_review'::text, 'approved'::text, 'rejected'::text, 'withdrawn'::text])))
 );
@@ -1455,6 +1830,120 @@ CREATE VIEW public.duplicate_holds WITH (security_barrier='true') AS
 
 ALTER VIEW public.duplicate_holds OWNER TO kyufu_owner;
 
+CREATE TABLE public.dv_exclusions (
+    municipality_code text NOT NULL,
+    reference text NOT NULL,
+    entitlement_id bigint NOT NULL,
+    resident_code text NOT NULL,
+    person smallint NOT NULL,
+    counted boolean NOT NULL,
+    share_yen bigint NOT NULL,
+    applied_by bigint NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT dv_exclusions_check CHECK (((share_yen >= 0) AND (counted OR (share_yen = 0)))),
+    CONSTRAINT dv_exclusions_person_check CHECK (((person >= 0) AND (person <= 9))),
+    CONSTRAINT dv_exclusions_reference_check CHECK ((reference ~ '^V-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}$'::text)),
+    CONSTRAINT dv_exclusions_resident_code_check CHECK ((resident_code ~ '^[0-9]{11}$'::text))
+);
+
+ALTER TABLE ONLY public.dv_exclusions FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.dv_exclusions OWNER TO kyufu_owner;
+
+CREATE VIEW public.dv_filed WITH (security_barrier='true') AS
+ SELECT filed_code AS municipality_code,
+    reference,
+    registered_code,
+    filed_entitlement_id AS entitlement_id,
+    persons,
+    state,
+    refusal,
+    answered_at,
+    filed_at,
+    (EXISTS ( SELECT 1
+           FROM dv_match.matches m
+          WHERE (m.request_id = r.request_id))) AS matched
+   FROM dv_match.requests r
+  WHERE (filed_code = public.kyufu_current_municipality());
+
+ALTER VIEW public.dv_filed OWNER TO kyufu_owner;
+
+CREATE VIEW public.dv_holds WITH (security_barrier='true') AS
+ SELECT r.registered_code AS municipality_code,
+    m.entitlement_id,
+    r.reference
+   FROM (dv_match.requests r
+     JOIN dv_match.matches m ON ((m.request_id = r.request_id)))
+  WHERE ((r.registered_code = public.kyufu_current_municipality()) AND (r.state = 'filed'::text))
+UNION ALL
+ SELECT r.filed_code AS municipality_code,
+    r.filed_entitlement_id AS entitlement_id,
+    r.reference
+   FROM dv_match.requests r
+  WHERE ((r.filed_code = public.kyufu_current_municipality()) AND (r.state <> 'excluded'::text));
+
+ALTER VIEW public.dv_holds OWNER TO kyufu_owner;
+
+CREATE VIEW public.dv_incoming WITH (security_barrier='true') AS
+ SELECT registered_code AS municipality_code,
+    reference,
+    scheme,
+    persons,
+    state,
+    refusal,
+    answered_by,
+    answered_at,
+    filed_at,
+    ARRAY( SELECT m.entitlement_id
+           FROM dv_match.matches m
+          WHERE (m.request_id = r.request_id)
+          ORDER BY m.entitlement_id) AS entitlement_ids,
+    ARRAY( SELECT d.person
+           FROM dv_match.digests d
+          WHERE (d.request_id = r.request_id)
+          ORDER BY d.person, d.kind) AS digest_persons,
+    ARRAY( SELECT d.digest
+           FROM dv_match.digests d
+          WHERE (d.request_id = r.request_id)
+          ORDER BY d.person, d.kind) AS digests
+   FROM dv_match.requests r
+  WHERE (registered_code = public.kyufu_current_municipality());
+
+ALTER VIEW public.dv_incoming OWNER TO kyufu_owner;
+
+CREATE TABLE public.dv_requests (
+    municipality_code text NOT NULL,
+    request_id bigint NOT NULL,
+    reference text NOT NULL,
+    program_id bigint NOT NULL,
+    registered_municipality_code text NOT NULL,
+    evidence text NOT NULL,
+    evidence_issued_on date NOT NULL,
+    persons integer NOT NULL,
+    details_enc bytea NOT NULL,
+    entitlement_id bigint NOT NULL,
+    application_id bigint NOT NULL,
+    filed_by bigint NOT NULL,
+    filed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT dv_requests_elsewhere CHECK ((registered_municipality_code <> municipality_code)),
+    CONSTRAINT dv_requests_evidence_check CHECK ((evidence = ANY (ARRAY['protection_order'::text, 'support_certificate'::text]))),
+    CONSTRAINT dv_requests_persons_check CHECK (((persons >= 1) AND (persons <= 10))),
+    CONSTRAINT dv_requests_reference_check CHECK ((reference ~ '^V-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}$'::text))
+);
+
+ALTER TABLE ONLY public.dv_requests FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.dv_requests OWNER TO kyufu_owner;
+
+ALTER TABLE public.dv_requests ALTER COLUMN request_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.dv_requests_request_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.eligibility_runs (
     municipality_code text NOT NULL,
     program_id bigint NOT NULL,
@@ -1502,13 +1991,17 @@ CREATE TABLE public.entitlements (
     program_id bigint NOT NULL,
     snapshot_id bigint NOT NULL,
     household_no text NOT NULL,
-    head_resident_code text NOT NULL,
+    head_resident_code text,
     members_counted integer NOT NULL,
     amount_yen bigint NOT NULL,
     rule text NOT NULL,
     status text DEFAULT 'open'::text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    dv_reference text,
     CONSTRAINT entitlements_amount_yen_check CHECK ((amount_yen > 0)),
+    CONSTRAINT entitlements_dv_household CHECK (((dv_reference IS NULL) OR (household_no = dv_reference))),
+    CONSTRAINT entitlements_dv_reference_format CHECK ((dv_reference ~ '^V-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}$'::text)),
+    CONSTRAINT entitlements_head_known CHECK (((head_resident_code IS NOT NULL) OR (dv_reference IS NOT NULL))),
     CONSTRAINT entitlements_head_resident_code_check CHECK (((octet_length(head_resident_code) = 11) AND (head_resident_code !~ '[^0-9]'::text))),
     CONSTRAINT entitlements_members_counted_check CHECK ((members_counted > 0)),
     CONSTRAINT entitlements_status_check CHECK ((status = ANY (ARRAY['open'::text, 'claimed'::text, 'declined'::text, 'withdrawn'::text, 'paid'::text])))
@@ -1517,6 +2010,8 @@ CREATE TABLE public.entitlements (
 ALTER TABLE ONLY public.entitlements FORCE ROW LEVEL SECURITY;
 
 ALTER TABLE public.entitlements OWNER TO kyufu_owner;
+
+COMMENT ON COLUMN public.entitlements.dv_reference IS 'set on the entitlement a municipality pays DV evacuees under (dv_requests): not from its registry';
 
 ALTER TABLE public.entitlements ALTER COLUMN entitlement_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.entitlements_entitlement_id_seq
@@ -1868,6 +2363,61 @@ ALTER TABLE ONLY public.payment_followups FORCE ROW LEVEL SECURITY;
 
 ALTER TABLE public.payment_followups OWNER TO kyufu_owner;
 
+CREATE TABLE public.payment_holds (
+    municipality_code text NOT NULL,
+    hold_id bigint NOT NULL,
+    entitlement_id bigint NOT NULL,
+    payment_id bigint,
+    reason text NOT NULL,
+    kind text DEFAULT 'hold'::text NOT NULL,
+    source text NOT NULL,
+    note text,
+    placed_by bigint,
+    placed_at timestamp with time zone DEFAULT now() NOT NULL,
+    snapshot_id bigint,
+    payee_resident_code text,
+    finding text,
+    removed_on date,
+    suggestion text,
+    new_head_resident_code text,
+    stopped_by bigint,
+    stopped_at timestamp with time zone,
+    released_by bigint,
+    released_at timestamp with time zone,
+    decision text,
+    decision_note text,
+    CONSTRAINT payment_holds_decision_check CHECK ((decision = ANY (ARRAY['release'::text, 'new_head'::text]))),
+    CONSTRAINT payment_holds_decision_note_check CHECK ((length(decision_note) <= 1000)),
+    CONSTRAINT payment_holds_finding_check CHECK ((finding = ANY (ARRAY['died'::text, 'moved_out'::text, 'removed'::text, 'not_found'::text]))),
+    CONSTRAINT payment_holds_kind_check CHECK ((kind = ANY (ARRAY['hold'::text, 'stop'::text]))),
+    CONSTRAINT payment_holds_new_head_known CHECK (((decision <> 'new_head'::text) OR (new_head_resident_code IS NOT NULL))),
+    CONSTRAINT payment_holds_new_head_resident_code_check CHECK ((new_head_resident_code ~ '^[0-9]{11}$'::text)),
+    CONSTRAINT payment_holds_new_head_suggested CHECK (((suggestion <> 'new_head'::text) OR (new_head_resident_code IS NOT NULL))),
+    CONSTRAINT payment_holds_note_check CHECK ((length(note) <= 1000)),
+    CONSTRAINT payment_holds_payee_resident_code_check CHECK ((payee_resident_code ~ '^[0-9]{11}$'::text)),
+    CONSTRAINT payment_holds_reason_check CHECK ((reason = ANY (ARRAY['dv'::text, 'death'::text, 'moved_out'::text, 'investigation'::text, 'seizure'::text]))),
+    CONSTRAINT payment_holds_release_whole CHECK ((((released_at IS NULL) = (released_by IS NULL)) AND ((released_at IS NULL) = (decision IS NULL)))),
+    CONSTRAINT payment_holds_screening_whole CHECK ((((source = 'screening'::text) = (snapshot_id IS NOT NULL)) AND ((snapshot_id IS NULL) = (finding IS NULL)) AND ((snapshot_id IS NULL) = (payee_resident_code IS NULL)))),
+    CONSTRAINT payment_holds_source_check CHECK ((source = ANY (ARRAY['staff'::text, 'screening'::text, 'system'::text]))),
+    CONSTRAINT payment_holds_staff_placed CHECK (((source <> 'staff'::text) OR (placed_by IS NOT NULL))),
+    CONSTRAINT payment_holds_stop_four_eyes CHECK (((kind <> 'stop'::text) OR (released_by IS NULL) OR (released_by <> stopped_by))),
+    CONSTRAINT payment_holds_stop_whole CHECK ((((kind = 'stop'::text) = (stopped_at IS NOT NULL)) AND ((stopped_at IS NULL) = (stopped_by IS NULL)))),
+    CONSTRAINT payment_holds_suggestion_check CHECK ((suggestion = ANY (ARRAY['release'::text, 'new_head'::text, 'stop'::text])))
+);
+
+ALTER TABLE ONLY public.payment_holds FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.payment_holds OWNER TO kyufu_owner;
+
+ALTER TABLE public.payment_holds ALTER COLUMN hold_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.payment_holds_hold_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.payment_recalls (
     municipality_code text NOT NULL,
     recall_id bigint NOT NULL,
@@ -2026,6 +2576,7 @@ CREATE TABLE public.payout_batches (
     prepared_at timestamp with time zone,
     draft_error text,
     holder_checks jsonb,
+    screened_snapshot_id bigint,
     CONSTRAINT payout_batches_approved_has_hash CHECK (((status <> ALL (ARRAY['approved'::text, 'released'::text])) OR ((approved_by IS NOT NULL) AND (approved_sha256 IS NOT NULL)))),
     CONSTRAINT payout_batches_approved_sha256_check CHECK ((approved_sha256 ~ '^[0-9a-f]{64}$'::text)),
     CONSTRAINT payout_batches_ciphertext_sha256_check CHECK ((ciphertext_sha256 ~ '^[0-9a-f]{64}$'::text)),
@@ -2058,6 +2609,8 @@ ALTER TABLE public.payout_batches OWNER TO kyufu_owner;
 COMMENT ON COLUMN public.payout_batches.status IS 'preparing (the worker creates its payments) | draft | approved | released | cancelled (draft_error: why, when the worker refused it)';
 
 COMMENT ON COLUMN public.payout_batches.holder_checks IS 'per (outcome, reason, decided_by): payments of the batch, as the account-holder check left them; set when preparation ends (0020)';
+
+COMMENT ON COLUMN public.payout_batches.screened_snapshot_id IS 'the newest residents snapshot the unpaid entitlements had been screened against when preparation ended (0025)';
 
 ALTER TABLE public.payout_batches ALTER COLUMN batch_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.payout_batches_batch_id_seq
@@ -2132,6 +2685,9 @@ CREATE TABLE public.programs (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     max_payments_per_account integer DEFAULT 1 NOT NULL,
     national_scheme text,
+    after_base_date_rule text DEFAULT 'new_head'::text NOT NULL,
+    proxy_account_allowed boolean DEFAULT false NOT NULL,
+    CONSTRAINT programs_after_base_date_rule_check CHECK ((after_base_date_rule = ANY (ARRAY['new_head'::text, 'stop'::text]))),
     CONSTRAINT programs_amount_yen_check CHECK ((amount_yen > 0)),
     CONSTRAINT programs_check CHECK (((tax_condition = 'none'::text) OR (tax_fiscal_year IS NOT NULL))),
     CONSTRAINT programs_check1 CHECK (((payment_mode <> 'push'::text) OR (decline_deadline IS NOT NULL))),
@@ -2155,6 +2711,10 @@ ALTER TABLE public.programs OWNER TO kyufu_owner;
 COMMENT ON COLUMN public.programs.max_payments_per_account IS 'payments to one account in one batch above which staff must override the account before approval';
 
 COMMENT ON COLUMN public.programs.national_scheme IS 'the national benefit this program runs (e.g. R6-TEIGAKU): cross-municipality duplicates are looked for within it';
+
+COMMENT ON COLUMN public.programs.after_base_date_rule IS 'what the screening suggests when the payee (世帯主) died after 基準日: pay the new 世帯主, or stop';
+
+COMMENT ON COLUMN public.programs.proxy_account_allowed IS '代理人の口座への振込を認める: a proxy may have the benefit paid to their own account (always reviewed)';
 
 ALTER TABLE public.programs ALTER COLUMN program_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.programs_program_id_seq
@@ -2185,6 +2745,20 @@ CREATE TABLE public.registered_accounts (
 ALTER TABLE ONLY public.registered_accounts FORCE ROW LEVEL SECURITY;
 
 ALTER TABLE public.registered_accounts OWNER TO kyufu_owner;
+
+CREATE TABLE public.registry_screenings (
+    municipality_code text NOT NULL,
+    snapshot_id bigint NOT NULL,
+    screened_at timestamp with time zone DEFAULT now() NOT NULL,
+    checked bigint NOT NULL,
+    held bigint NOT NULL,
+    CONSTRAINT registry_screenings_checked_check CHECK ((checked >= 0)),
+    CONSTRAINT registry_screenings_held_check CHECK ((held >= 0))
+);
+
+ALTER TABLE ONLY public.registry_screenings FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.registry_screenings OWNER TO kyufu_owner;
 
 CREATE TABLE public.registry_snapshots (
     municipality_code text NOT NULL,
@@ -2492,11 +3066,26 @@ ALTER TABLE ONLY duplicate_match.keys
 ALTER TABLE ONLY duplicate_match.keys
     ADD CONSTRAINT keys_pkey PRIMARY KEY (version);
 
+ALTER TABLE ONLY dv_match.digests
+    ADD CONSTRAINT digests_pkey PRIMARY KEY (request_id, person, kind);
+
+ALTER TABLE ONLY dv_match.matches
+    ADD CONSTRAINT matches_pkey PRIMARY KEY (request_id, entitlement_id);
+
+ALTER TABLE ONLY dv_match.requests
+    ADD CONSTRAINT requests_pkey PRIMARY KEY (request_id);
+
+ALTER TABLE ONLY dv_match.requests
+    ADD CONSTRAINT requests_reference_key UNIQUE (reference);
+
 ALTER TABLE ONLY public.application_account_changes
     ADD CONSTRAINT application_account_changes_pkey PRIMARY KEY (municipality_code, change_id);
 
 ALTER TABLE ONLY public.application_account_keys
     ADD CONSTRAINT application_account_keys_pkey PRIMARY KEY (municipality_code, application_id);
+
+ALTER TABLE ONLY public.application_proxies
+    ADD CONSTRAINT application_proxies_pkey PRIMARY KEY (municipality_code, application_id);
 
 ALTER TABLE ONLY public.applications
     ADD CONSTRAINT applications_municipality_code_receipt_no_key UNIQUE (municipality_code, receipt_no);
@@ -2512,6 +3101,21 @@ ALTER TABLE ONLY public.debt_notices
 
 ALTER TABLE ONLY public.debt_repayments
     ADD CONSTRAINT debt_repayments_pkey PRIMARY KEY (municipality_code, repayment_id);
+
+ALTER TABLE ONLY public.dv_exclusions
+    ADD CONSTRAINT dv_exclusions_municipality_code_entitlement_id_resident_cod_key UNIQUE (municipality_code, entitlement_id, resident_code);
+
+ALTER TABLE ONLY public.dv_exclusions
+    ADD CONSTRAINT dv_exclusions_pkey PRIMARY KEY (municipality_code, reference, person);
+
+ALTER TABLE ONLY public.dv_requests
+    ADD CONSTRAINT dv_requests_municipality_code_entitlement_id_key UNIQUE (municipality_code, entitlement_id);
+
+ALTER TABLE ONLY public.dv_requests
+    ADD CONSTRAINT dv_requests_municipality_code_reference_key UNIQUE (municipality_code, reference);
+
+ALTER TABLE ONLY public.dv_requests
+    ADD CONSTRAINT dv_requests_pkey PRIMARY KEY (municipality_code, request_id);
 
 ALTER TABLE ONLY public.eligibility_runs
     ADD CONSTRAINT eligibility_runs_pkey PRIMARY KEY (municipality_code, program_id);
@@ -2588,6 +3192,9 @@ ALTER TABLE ONLY public.payment_debts
 ALTER TABLE ONLY public.payment_followups
     ADD CONSTRAINT payment_followups_pkey PRIMARY KEY (municipality_code, payment_id);
 
+ALTER TABLE ONLY public.payment_holds
+    ADD CONSTRAINT payment_holds_pkey PRIMARY KEY (municipality_code, hold_id);
+
 ALTER TABLE ONLY public.payment_recalls
     ADD CONSTRAINT payment_recalls_pkey PRIMARY KEY (municipality_code, recall_id);
 
@@ -2629,6 +3236,9 @@ ALTER TABLE ONLY public.programs
 
 ALTER TABLE ONLY public.registered_accounts
     ADD CONSTRAINT registered_accounts_pkey PRIMARY KEY (municipality_code, resident_code);
+
+ALTER TABLE ONLY public.registry_screenings
+    ADD CONSTRAINT registry_screenings_pkey PRIMARY KEY (municipality_code, snapshot_id);
 
 ALTER TABLE ONLY public.registry_snapshots
     ADD CONSTRAINT registry_snapshots_municipality_code_kind_file_sha256_key UNIQUE (municipality_code, kind, file_sha256);
@@ -2683,6 +3293,12 @@ CREATE INDEX hashes_program ON duplicate_match.hashes USING btree (municipality_
 
 CREATE UNIQUE INDEX keys_one_current ON duplicate_match.keys USING btree ((true)) WHERE (retired_at IS NULL);
 
+CREATE INDEX digests_digest ON dv_match.digests USING btree (digest);
+
+CREATE INDEX requests_filed ON dv_match.requests USING btree (filed_code, filed_entitlement_id);
+
+CREATE INDEX requests_registered ON dv_match.requests USING btree (registered_code) WHERE (state = 'filed'::text);
+
 CREATE INDEX application_account_changes_application ON public.application_account_changes USING btree (municipality_code, application_id);
 
 CREATE INDEX application_account_keys_key ON public.application_account_keys USING btree (municipality_code, account_key);
@@ -2712,6 +3328,10 @@ CREATE INDEX paper_deficiencies_unexported ON public.paper_deficiencies USING bt
 CREATE UNIQUE INDEX paper_forms_one_application ON public.paper_forms USING btree (municipality_code, application_id) WHERE (state = 'submitted'::text);
 
 CREATE INDEX paper_forms_state ON public.paper_forms USING btree (municipality_code, box_id, state);
+
+CREATE INDEX payment_holds_entitlement ON public.payment_holds USING btree (municipality_code, entitlement_id);
+
+CREATE UNIQUE INDEX payment_holds_one_active ON public.payment_holds USING btree (municipality_code, entitlement_id, reason) WHERE (released_at IS NULL);
 
 CREATE UNIQUE INDEX payment_recalls_one_open ON public.payment_recalls USING btree (municipality_code, payment_id) WHERE (status = 'requested'::text);
 
@@ -2767,7 +3387,11 @@ ALTER INDEX public.residents_pkey ATTACH PARTITION registry_parts.residents_defa
 
 ALTER INDEX public.residents_prev_household ATTACH PARTITION registry_parts.residents_default_prev_household_no_idx;
 
+CREATE TRIGGER hashes_match_dv_requests AFTER INSERT ON duplicate_match.hashes REFERENCING NEW TABLE AS new_hashes FOR EACH STATEMENT EXECUTE FUNCTION dv_match.match_new_hashes();
+
 CREATE TRIGGER application_account_changes_before_batch BEFORE INSERT ON public.application_account_changes FOR EACH ROW EXECUTE FUNCTION public.application_account_changes_before_batch();
+
+CREATE TRIGGER application_proxies_guard BEFORE INSERT ON public.application_proxies FOR EACH ROW EXECUTE FUNCTION public.application_proxies_guard();
 
 CREATE TRIGGER audit_log_append_only BEFORE DELETE OR UPDATE ON public.audit_log FOR EACH ROW EXECUTE FUNCTION public.audit_log_append_only();
 
@@ -2787,11 +3411,17 @@ CREATE TRIGGER paper_forms_decided_is_final BEFORE UPDATE ON public.paper_forms 
 
 CREATE TRIGGER payment_debts_guard BEFORE INSERT OR UPDATE ON public.payment_debts FOR EACH ROW EXECUTE FUNCTION public.payment_debts_guard();
 
+CREATE TRIGGER payment_holds_transitions BEFORE UPDATE ON public.payment_holds FOR EACH ROW EXECUTE FUNCTION public.payment_holds_transitions();
+
 CREATE TRIGGER payment_recalls_guard BEFORE INSERT OR UPDATE ON public.payment_recalls FOR EACH ROW EXECUTE FUNCTION public.payment_recalls_guard();
 
 CREATE TRIGGER payments_guard_insert AFTER INSERT ON public.payments REFERENCING NEW TABLE AS new_payments FOR EACH STATEMENT EXECUTE FUNCTION public.payments_guard_insert();
 
 CREATE TRIGGER payments_guard_update BEFORE UPDATE OF batch_id, amount_yen, entitlement_id ON public.payments FOR EACH ROW EXECUTE FUNCTION public.payments_guard_update();
+
+CREATE TRIGGER payments_not_held AFTER INSERT ON public.payments REFERENCING NEW TABLE AS new_payments FOR EACH STATEMENT EXECUTE FUNCTION public.payments_not_held();
+
+CREATE TRIGGER payments_not_held_in_batch BEFORE UPDATE OF batch_id ON public.payments FOR EACH ROW WHEN (((new.batch_id IS NOT NULL) AND (new.batch_id IS DISTINCT FROM old.batch_id))) EXECUTE FUNCTION public.payments_not_held_in_batch();
 
 CREATE TRIGGER payments_recovery_guard BEFORE UPDATE OF status ON public.payments FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) AND (('returned'::text = old.status) OR ('returned'::text = new.status)))) EXECUTE FUNCTION public.payments_recovery_guard();
 
@@ -2799,15 +3429,25 @@ CREATE TRIGGER payments_wait_for_duplicates AFTER INSERT ON public.payments REFE
 
 CREATE TRIGGER payments_wait_for_duplicates_in_batch BEFORE UPDATE OF batch_id ON public.payments FOR EACH ROW WHEN (((new.batch_id IS NOT NULL) AND (new.batch_id IS DISTINCT FROM old.batch_id))) EXECUTE FUNCTION public.payments_wait_for_duplicates_in_batch();
 
+CREATE TRIGGER payments_wait_for_dv AFTER INSERT ON public.payments REFERENCING NEW TABLE AS new_payments FOR EACH STATEMENT EXECUTE FUNCTION public.payments_wait_for_dv();
+
+CREATE TRIGGER payments_wait_for_dv_in_batch BEFORE UPDATE OF batch_id ON public.payments FOR EACH ROW WHEN (((new.batch_id IS NOT NULL) AND (new.batch_id IS DISTINCT FROM old.batch_id))) EXECUTE FUNCTION public.payments_wait_for_dv_in_batch();
+
 CREATE TRIGGER payout_batches_guardrails BEFORE UPDATE OF status ON public.payout_batches FOR EACH ROW EXECUTE FUNCTION public.payout_batches_guardrails();
 
 CREATE TRIGGER payout_batches_holder_checks BEFORE UPDATE OF status ON public.payout_batches FOR EACH ROW WHEN (((old.status = 'preparing'::text) AND (new.status = 'draft'::text))) EXECUTE FUNCTION public.payout_batches_holder_checks();
 
 CREATE TRIGGER payout_batches_independent_approver BEFORE INSERT OR UPDATE OF approved_by ON public.payout_batches FOR EACH ROW WHEN ((new.approved_by IS NOT NULL)) EXECUTE FUNCTION public.payout_batches_independent_approver();
 
+CREATE TRIGGER payout_batches_no_held_payment BEFORE UPDATE OF status ON public.payout_batches FOR EACH ROW EXECUTE FUNCTION public.payout_batches_no_held_payment();
+
 CREATE TRIGGER payout_batches_release_once BEFORE UPDATE ON public.payout_batches FOR EACH ROW EXECUTE FUNCTION public.payout_batches_release_once();
 
+CREATE TRIGGER payout_batches_screened_snapshot BEFORE UPDATE OF status ON public.payout_batches FOR EACH ROW WHEN (((old.status = 'preparing'::text) AND (new.status = 'draft'::text))) EXECUTE FUNCTION public.payout_batches_screened_snapshot();
+
 CREATE TRIGGER payout_batches_wait_for_duplicates BEFORE UPDATE OF status ON public.payout_batches FOR EACH ROW EXECUTE FUNCTION public.payout_batches_wait_for_duplicates();
+
+CREATE TRIGGER payout_batches_wait_for_dv BEFORE UPDATE OF status ON public.payout_batches FOR EACH ROW EXECUTE FUNCTION public.payout_batches_wait_for_dv();
 
 CREATE TRIGGER programs_keep_entitlements BEFORE DELETE OR UPDATE OF municipality_code, program_id ON public.programs FOR EACH ROW EXECUTE FUNCTION public.programs_keep_entitlements();
 
@@ -2841,6 +3481,27 @@ ALTER TABLE ONLY duplicate_match.hashes
 ALTER TABLE ONLY duplicate_match.hashes
     ADD CONSTRAINT hashes_municipality_code_fkey FOREIGN KEY (municipality_code) REFERENCES public.municipalities(code);
 
+ALTER TABLE ONLY dv_match.digests
+    ADD CONSTRAINT digests_request_id_fkey FOREIGN KEY (request_id) REFERENCES dv_match.requests(request_id);
+
+ALTER TABLE ONLY dv_match.matches
+    ADD CONSTRAINT matches_request_id_fkey FOREIGN KEY (request_id) REFERENCES dv_match.requests(request_id);
+
+ALTER TABLE ONLY dv_match.requests
+    ADD CONSTRAINT requests_filed_code_filed_entitlement_id_fkey FOREIGN KEY (filed_code, filed_entitlement_id) REFERENCES public.entitlements(municipality_code, entitlement_id);
+
+ALTER TABLE ONLY dv_match.requests
+    ADD CONSTRAINT requests_filed_code_fkey FOREIGN KEY (filed_code) REFERENCES public.municipalities(code);
+
+ALTER TABLE ONLY dv_match.requests
+    ADD CONSTRAINT requests_key_version_fkey FOREIGN KEY (key_version) REFERENCES duplicate_match.keys(version);
+
+ALTER TABLE ONLY dv_match.requests
+    ADD CONSTRAINT requests_registered_code_answered_by_fkey FOREIGN KEY (registered_code, answered_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY dv_match.requests
+    ADD CONSTRAINT requests_registered_code_fkey FOREIGN KEY (registered_code) REFERENCES public.municipalities(code);
+
 ALTER TABLE ONLY public.application_account_changes
     ADD CONSTRAINT application_account_changes_municipality_code_application__fkey FOREIGN KEY (municipality_code, application_id) REFERENCES public.applications(municipality_code, application_id);
 
@@ -2849,6 +3510,12 @@ ALTER TABLE ONLY public.application_account_changes
 
 ALTER TABLE ONLY public.application_account_keys
     ADD CONSTRAINT application_account_keys_municipality_code_application_id_fkey FOREIGN KEY (municipality_code, application_id) REFERENCES public.applications(municipality_code, application_id);
+
+ALTER TABLE ONLY public.application_proxies
+    ADD CONSTRAINT application_proxies_municipality_code_application_id_fkey FOREIGN KEY (municipality_code, application_id) REFERENCES public.applications(municipality_code, application_id);
+
+ALTER TABLE ONLY public.application_proxies
+    ADD CONSTRAINT application_proxies_municipality_code_recorded_by_fkey FOREIGN KEY (municipality_code, recorded_by) REFERENCES public.staff_users(municipality_code, staff_id);
 
 ALTER TABLE ONLY public.applications
     ADD CONSTRAINT applications_municipality_code_entitlement_id_fkey FOREIGN KEY (municipality_code, entitlement_id) REFERENCES public.entitlements(municipality_code, entitlement_id);
@@ -2870,6 +3537,27 @@ ALTER TABLE ONLY public.debt_repayments
 
 ALTER TABLE ONLY public.debt_repayments
     ADD CONSTRAINT debt_repayments_municipality_code_recorded_by_fkey FOREIGN KEY (municipality_code, recorded_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY public.dv_exclusions
+    ADD CONSTRAINT dv_exclusions_municipality_code_applied_by_fkey FOREIGN KEY (municipality_code, applied_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY public.dv_exclusions
+    ADD CONSTRAINT dv_exclusions_municipality_code_entitlement_id_fkey FOREIGN KEY (municipality_code, entitlement_id) REFERENCES public.entitlements(municipality_code, entitlement_id);
+
+ALTER TABLE ONLY public.dv_requests
+    ADD CONSTRAINT dv_requests_municipality_code_application_id_fkey FOREIGN KEY (municipality_code, application_id) REFERENCES public.applications(municipality_code, application_id);
+
+ALTER TABLE ONLY public.dv_requests
+    ADD CONSTRAINT dv_requests_municipality_code_entitlement_id_fkey FOREIGN KEY (municipality_code, entitlement_id) REFERENCES public.entitlements(municipality_code, entitlement_id);
+
+ALTER TABLE ONLY public.dv_requests
+    ADD CONSTRAINT dv_requests_municipality_code_filed_by_fkey FOREIGN KEY (municipality_code, filed_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY public.dv_requests
+    ADD CONSTRAINT dv_requests_municipality_code_program_id_fkey FOREIGN KEY (municipality_code, program_id) REFERENCES public.programs(municipality_code, program_id);
+
+ALTER TABLE ONLY public.dv_requests
+    ADD CONSTRAINT dv_requests_registered_municipality_code_fkey FOREIGN KEY (registered_municipality_code) REFERENCES public.municipalities(code);
 
 ALTER TABLE ONLY public.eligibility_runs
     ADD CONSTRAINT eligibility_runs_municipality_code_program_id_fkey FOREIGN KEY (municipality_code, program_id) REFERENCES public.programs(municipality_code, program_id);
@@ -2967,6 +3655,24 @@ ALTER TABLE ONLY public.payment_followups
 ALTER TABLE ONLY public.payment_followups
     ADD CONSTRAINT payment_followups_municipality_code_recontact_by_fkey FOREIGN KEY (municipality_code, recontact_by) REFERENCES public.staff_users(municipality_code, staff_id);
 
+ALTER TABLE ONLY public.payment_holds
+    ADD CONSTRAINT payment_holds_municipality_code_entitlement_id_fkey FOREIGN KEY (municipality_code, entitlement_id) REFERENCES public.entitlements(municipality_code, entitlement_id);
+
+ALTER TABLE ONLY public.payment_holds
+    ADD CONSTRAINT payment_holds_municipality_code_payment_id_fkey FOREIGN KEY (municipality_code, payment_id) REFERENCES public.payments(municipality_code, payment_id);
+
+ALTER TABLE ONLY public.payment_holds
+    ADD CONSTRAINT payment_holds_municipality_code_placed_by_fkey FOREIGN KEY (municipality_code, placed_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY public.payment_holds
+    ADD CONSTRAINT payment_holds_municipality_code_released_by_fkey FOREIGN KEY (municipality_code, released_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
+ALTER TABLE ONLY public.payment_holds
+    ADD CONSTRAINT payment_holds_municipality_code_snapshot_id_fkey FOREIGN KEY (municipality_code, snapshot_id) REFERENCES public.registry_snapshots(municipality_code, snapshot_id);
+
+ALTER TABLE ONLY public.payment_holds
+    ADD CONSTRAINT payment_holds_municipality_code_stopped_by_fkey FOREIGN KEY (municipality_code, stopped_by) REFERENCES public.staff_users(municipality_code, staff_id);
+
 ALTER TABLE ONLY public.payment_recalls
     ADD CONSTRAINT payment_recalls_municipality_code_answered_by_fkey FOREIGN KEY (municipality_code, answered_by) REFERENCES public.staff_users(municipality_code, staff_id);
 
@@ -3033,6 +3739,9 @@ ALTER TABLE ONLY public.programs
 ALTER TABLE ONLY public.registered_accounts
     ADD CONSTRAINT registered_accounts_municipality_code_fkey FOREIGN KEY (municipality_code) REFERENCES public.municipalities(code);
 
+ALTER TABLE ONLY public.registry_screenings
+    ADD CONSTRAINT registry_screenings_municipality_code_snapshot_id_fkey FOREIGN KEY (municipality_code, snapshot_id) REFERENCES public.registry_snapshots(municipality_code, snapshot_id);
+
 ALTER TABLE ONLY public.registry_snapshots
     ADD CONSTRAINT registry_snapshots_municipality_code_fkey FOREIGN KEY (municipality_code) REFERENCES public.municipalities(code);
 
@@ -3083,9 +3792,17 @@ ALTER TABLE duplicate_match.hashes ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE duplicate_match.keys ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE dv_match.digests ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE dv_match.matches ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE dv_match.requests ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.application_account_changes ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.application_account_keys ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.application_proxies ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.applications ENABLE ROW LEVEL SECURITY;
 
@@ -3094,6 +3811,10 @@ ALTER TABLE public.audit_log ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.debt_notices ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.debt_repayments ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.dv_exclusions ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.dv_requests ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.eligibility_runs ENABLE ROW LEVEL SECURITY;
 
@@ -3127,6 +3848,8 @@ ALTER TABLE public.payment_debts ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.payment_followups ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.payment_holds ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.payment_recalls ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.payment_reissues ENABLE ROW LEVEL SECURITY;
@@ -3146,6 +3869,8 @@ ALTER TABLE public.payout_return_imports ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.programs ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.registered_accounts ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.registry_screenings ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.registry_snapshots ENABLE ROW LEVEL SECURITY;
 
@@ -3171,6 +3896,8 @@ CREATE POLICY tenant_isolation ON public.application_account_changes USING ((mun
 
 CREATE POLICY tenant_isolation ON public.application_account_keys USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
+CREATE POLICY tenant_isolation ON public.application_proxies USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
 CREATE POLICY tenant_isolation ON public.applications USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.audit_log USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
@@ -3178,6 +3905,10 @@ CREATE POLICY tenant_isolation ON public.audit_log USING ((municipality_code = p
 CREATE POLICY tenant_isolation ON public.debt_notices USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.debt_repayments USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
+CREATE POLICY tenant_isolation ON public.dv_exclusions USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
+CREATE POLICY tenant_isolation ON public.dv_requests USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.eligibility_runs USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
@@ -3211,6 +3942,8 @@ CREATE POLICY tenant_isolation ON public.payment_debts USING ((municipality_code
 
 CREATE POLICY tenant_isolation ON public.payment_followups USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
+CREATE POLICY tenant_isolation ON public.payment_holds USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
 CREATE POLICY tenant_isolation ON public.payment_recalls USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.payment_reissues USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
@@ -3230,6 +3963,8 @@ CREATE POLICY tenant_isolation ON public.payout_return_imports USING ((municipal
 CREATE POLICY tenant_isolation ON public.programs USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.registered_accounts USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
+CREATE POLICY tenant_isolation ON public.registry_screenings USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.registry_snapshots USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
@@ -3277,6 +4012,12 @@ GRANT ALL ON FUNCTION public.kyufu_duplicate_resolve(p_reference text, p_resolut
 REVOKE ALL ON FUNCTION public.kyufu_duplicates_contribute(p_key_id text, p_program_id bigint, p_entitlement_ids bigint[], p_kinds text[], p_digests bytea[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.kyufu_duplicates_contribute(p_key_id text, p_program_id bigint, p_entitlement_ids bigint[], p_kinds text[], p_digests bytea[]) TO kyufu_app;
 
+REVOKE ALL ON FUNCTION public.kyufu_dv_answer(p_reference text, p_outcome text, p_staff_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.kyufu_dv_answer(p_reference text, p_outcome text, p_staff_id bigint) TO kyufu_app;
+
+REVOKE ALL ON FUNCTION public.kyufu_dv_file(p_key_id text, p_reference text, p_program_id bigint, p_entitlement_id bigint, p_registered_code text, p_count integer, p_persons smallint[], p_kinds text[], p_digests bytea[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.kyufu_dv_file(p_key_id text, p_reference text, p_program_id bigint, p_entitlement_id bigint, p_registered_code text, p_count integer, p_persons smallint[], p_kinds text[], p_digests bytea[]) TO kyufu_app;
+
 GRANT ALL ON FUNCTION public.kyufu_enabled_admin(p_code text, p_staff bigint) TO kyufu_app;
 
 GRANT ALL ON FUNCTION public.kyufu_hands(p_code text, p_staff bigint, p_operator text) TO kyufu_app;
@@ -3313,6 +4054,8 @@ GRANT USAGE ON SEQUENCE public.application_account_changes_change_id_seq TO kyuf
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.application_account_keys TO kyufu_app;
 
+GRANT SELECT,INSERT ON TABLE public.application_proxies TO kyufu_app;
+
 GRANT SELECT,INSERT,UPDATE ON TABLE public.applications TO kyufu_app;
 
 GRANT USAGE ON SEQUENCE public.applications_application_id_seq TO kyufu_app;
@@ -3324,6 +4067,16 @@ GRANT SELECT,INSERT ON TABLE public.debt_repayments TO kyufu_app;
 GRANT SELECT ON TABLE public.duplicate_cases TO kyufu_app;
 
 GRANT SELECT ON TABLE public.duplicate_holds TO kyufu_app;
+
+GRANT SELECT,INSERT ON TABLE public.dv_exclusions TO kyufu_app;
+
+GRANT SELECT ON TABLE public.dv_filed TO kyufu_app;
+
+GRANT SELECT ON TABLE public.dv_holds TO kyufu_app;
+
+GRANT SELECT ON TABLE public.dv_incoming TO kyufu_app;
+
+GRANT SELECT,INSERT ON TABLE public.dv_requests TO kyufu_app;
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.eligibility_runs TO kyufu_app;
 
@@ -3359,6 +4112,8 @@ GRANT SELECT,INSERT,UPDATE ON TABLE public.payment_debts TO kyufu_app;
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.payment_followups TO kyufu_app;
 
+GRANT SELECT,INSERT,UPDATE ON TABLE public.payment_holds TO kyufu_app;
+
 GRANT SELECT,INSERT,UPDATE ON TABLE public.payment_recalls TO kyufu_app;
 
 GRANT SELECT,INSERT ON TABLE public.payment_reissues TO kyufu_app;
@@ -3380,6 +4135,8 @@ GRANT SELECT,INSERT ON TABLE public.payout_return_imports TO kyufu_app;
 GRANT SELECT,INSERT,UPDATE ON TABLE public.programs TO kyufu_app;
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.registered_accounts TO kyufu_app;
+
+GRANT SELECT,INSERT,UPDATE ON TABLE public.registry_screenings TO kyufu_app;
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.registry_snapshots TO kyufu_app;
 

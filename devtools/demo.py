@@ -8,6 +8,7 @@ from app.tenancy.municipalities import MunicipalityExists, add_municipality
 from app.tenancy.transaction import tenant_transaction
 from devtools.demo_bank import seed_demo_bank
 from devtools.demo_duplicates import seed_duplicate
+from devtools.demo_paper import seed_paper
 from devtools.demo_registry import seed_demo as seed_registry
 from devtools.demo_staff import seed_demo_staff
 
@@ -34,6 +35,8 @@ async def seed_demo(settings) -> list[str]:
             "  (in English: the 'English' link at the top right of every resident page; the choice is remembered)",
         ]
         lines += ["  " + line for line in await seed_registry(conn, settings, code)]
+        lines += ["", "paper forms to key twice (ベリファイ入力; logins keyer1, keyer2, then reviewer):"]
+        lines += ["  " + line for line in await seed_paper(conn, settings, code)]
         lines += ["", "a second municipality and a cross-municipality duplicate:"]
         lines += ["  " + line for line in await seed_duplicate(conn, settings, code)]
         lines += ["", "bank side:"]

@@ -40,6 +40,9 @@ DEMO_STAFF = [
     Person("reviewer", "審査 太郎", ("reviewer",), "kyufu-demo-reviewer"),
     Person("drafter", "起案 花子", ("drafter",), "kyufu-demo-drafter"),
     Person("approver", "承認 次郎", ("approver",), "kyufu-demo-approver"),
+    # Paper forms are keyed twice by two different clerks (devtools/demo_paper.py); reviewer decides mismatches.
+    Person("keyer1", "入力 一郎", ("keyer",), "kyufu-demo-keyer1"),
+    Person("keyer2", "入力 二美", ("keyer",), "kyufu-demo-keyer2"),
 ]
 STAFF_BY_LOGIN = f"SELECT {accounts.STAFF_COLUMNS} FROM staff_users WHERE municipality_code = $1 AND login = $2"
 

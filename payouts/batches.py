@@ -28,7 +28,7 @@ from app.errors import Conflict, Forbidden, InvalidInput
 from app.principals import Staff
 from app.settings import Settings
 from app.tenancy.transaction import tenant_transaction
-from payouts import guardrails, pipeline, release
+from payouts import guardrails, holds, pipeline, release
 from payouts.holder import batch_checks as holder_checks
 from payouts.payments import open_bank
 
@@ -271,6 +271,7 @@ async def approval_view(
         "render_error": batch["hash_error"],
         "guardrails": await guardrails.view(conn, cipher, code, batch_id),
         "holder_checks": await holder_checks(conn, code, batch_id),
+        "on_hold": await holds.batch_hold(conn, code, batch_id),
         "hashing": batch["status"] == "draft" and batch["plaintext_sha256"] is None and batch["hash_error"] is None,
     }
 
@@ -301,6 +302,9 @@ async def approve_batch(
     held = await guardrails.duplicate_hold(conn, code, batch_id)
     if held:  # payout_batches_wait_for_duplicate_case (0023) refuses it too
         raise Conflict(guardrails.hold_message(held))
+    on_hold = await holds.batch_hold(conn, code, batch_id)
+    if on_hold:  # payout_batches_no_held_payment (0025) refuses it too
+        raise Conflict(on_hold)
     pending = await guardrails.open_flags(conn, code, batch_id)
     if pending:
         raise Conflict(
@@ -314,6 +318,8 @@ async def approve_batch(
     except asyncpg.CheckViolationError as exc:
         if exc.constraint_name == "payout_batches_wait_for_duplicate_case":  # a case opened meanwhile
             raise Conflict("重複の疑いの確認を待つ支払が含まれています。画面を開き直してください。") from None
+        if exc.constraint_name == "payout_batches_no_held_payment":  # a hold placed meanwhile
+            raise Conflict("支給保留中の支払が含まれています。画面を開き直してください。") from None
         if exc.constraint_name == "payout_batches_accounts_within_limit":  # an override by the drafter
             raise Conflict("上限を超える口座の確認は、起案者以外の職員が行ってください。") from None
         if exc.constraint_name not in ("payout_batches_four_eyes", "payout_batches_independent_approver"):
@@ -411,6 +417,9 @@ async def release_batch(conn: asyncpg.Connection, settings: Settings, code: str,
         raise Conflict("承認済みの起案だけを送信できます。")
     if batch["release_requested_at"] is not None and batch["release_error"] is None:
         raise Conflict("送信処理中です。完了までお待ちください。")
+    on_hold = await holds.batch_hold(conn, code, batch_id)
+    if on_hold:  # a hold placed after approval: the release job would refuse too
+        raise Conflict(on_hold)
     attempt = await conn.fetchval(REQUEST_RELEASE, code, batch_id, staff.staff_id)
     await outbox.add(conn, code, RELEASE_JOB, release_job_id(code, batch_id, attempt), code, batch_id, attempt)
     await audit.append(
@@ -509,6 +518,12 @@ async def perform_release(pool: asyncpg.Pool, settings: Settings, code: str, bat
                 await outbox.mark_done(conn, code, release_job_id(code, batch_id, attempt))
                 log.warning("release of batch %s of %s waits for a duplicate case", batch_id, code)
                 return "refused: duplicate case"
+            on_hold = await holds.batch_hold(conn, code, batch_id)
+            if on_hold:  # a hold placed after approval (支給保留・支給停止): nothing is sealed while it stands
+                await conn.execute(RECORD_RELEASE_ERROR, code, batch_id, attempt, f"送信できませんでした: {on_hold}")
+                await outbox.mark_done(conn, code, release_job_id(code, batch_id, attempt))
+                log.warning("release of batch %s of %s waits for a hold", batch_id, code)
+                return "refused: hold"
             try:
                 async with conn.transaction():  # savepoint: a refusal still lets us record it and mark the row
                     manifest = await release.release_batch(conn, settings, code, batch_id, requester.staff_id)

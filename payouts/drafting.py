@@ -71,7 +71,8 @@ RETURNING prepare_step
 """
 # Ready payments of the program that existed at the draft's moment (a follow-up of a returned payment, a
 # draft cancelled earlier) join the ones this preparation created, except those waiting for a
-# cross-municipality duplicate case (duplicate_holds, migration 0021, whose trigger would refuse them).
+# cross-municipality duplicate case (duplicate_holds, migration 0021) or on hold (payment_holds, 0025): their
+# triggers would refuse them.
 FREEZE_READY = """
 UPDATE payments p SET status = 'in_batch', batch_id = $3
 FROM entitlements e
@@ -79,6 +80,8 @@ WHERE p.municipality_code = $1 AND p.status = 'ready' AND p.batch_id IS NULL AND
   AND e.municipality_code = p.municipality_code AND e.entitlement_id = p.entitlement_id AND e.program_id = $2
   AND NOT EXISTS (SELECT 1 FROM duplicate_holds h WHERE h.municipality_code = p.municipality_code
                   AND h.entitlement_id = p.entitlement_id)
+  AND NOT EXISTS (SELECT 1 FROM payment_holds ph WHERE ph.municipality_code = p.municipality_code
+                  AND ph.entitlement_id = p.entitlement_id AND ph.released_at IS NULL)
 """
 BATCH_TOTALS = """
 SELECT count(*) AS count, coalesce(sum(amount_yen), 0)::bigint AS total_yen

@@ -38,7 +38,8 @@ class BankDetailsUnreadable(Exception):
 # Applications that should be paid and have never had a payment (a cancelled one does not count:
 # it never left). A returned payment is followed up on the reconciliation screen instead, so the
 # same wrong account is not paid again automatically. An entitlement waiting for a cross-municipality
-# duplicate case (duplicate_holds, migration 0021) is left out until the case is resolved.
+# duplicate case (duplicate_holds, migration 0021) or on hold (支給保留・支給停止, payment_holds, 0025) is left
+# out until the case is resolved or the hold released.
 _ELIGIBLE = """
 SELECT a.application_id, a.entitlement_id, e.amount_yen, a.bank_code, a.branch_code, a.account_type,
        a.account_number_enc, a.holder_kana_enc, a.receipt_no
@@ -49,7 +50,9 @@ WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.status IN ('verified'
   AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.municipality_code = a.municipality_code
                   AND p.entitlement_id = a.entitlement_id AND p.status <> 'cancelled')
   AND NOT EXISTS (SELECT 1 FROM duplicate_holds h WHERE h.municipality_code = a.municipality_code
-                  AND h.entitlement_id = a.entitlement_id)"""
+                  AND h.entitlement_id = a.entitlement_id)
+  AND NOT EXISTS (SELECT 1 FROM payment_holds ph WHERE ph.municipality_code = a.municipality_code
+                  AND ph.entitlement_id = a.entitlement_id AND ph.released_at IS NULL)"""
 ELIGIBLE = f"{_ELIGIBLE}\nORDER BY a.application_id"
 # The same, for one chunk of a draft's preparation: applications decided up to the draft's moment ($3),
 # after the cursor ($4), in application order.

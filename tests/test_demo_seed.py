@@ -25,6 +25,13 @@ def test_demo_seed_prints_working_logins_codes_and_bank_files_and_is_idempotent(
     # A second municipality lists one of 131016's residents: a cross-municipality duplicate case to try.
     case = re.search(r"case (D-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}) under 重複の疑い", out)
     assert case and "municipality 131024 中央区（デモ）" in out
+    # 支給状況: where to look, and each program's figures as they are (nothing applied yet at seed time).
+    assert "/staff/progress" in out and "nothing yet (apply on the resident site" in out
+    # A box of paper forms to key twice (devtools/demo_paper.py): two keying clerks, what each form says.
+    for login in ("keyer1", "keyer2"):
+        assert f"login '{login}', password 'kyufu-demo-{login}'" in out
+    paper = re.findall(r"通番 (\d): 確認書番号 ([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})", out)
+    assert "box DEMO-0001" in out and [n for n, _ in paper] == ["1", "2", "3", "4", "5", "6"]
 
     second = run_cli(subprocess_env, "demo", "seed", timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
@@ -32,3 +39,5 @@ def test_demo_seed_prints_working_logins_codes_and_bank_files_and_is_idempotent(
     assert staff_lines and all(line in second.stdout for line in staff_lines)
     assert identity.read_text().count("AGE-SECRET-KEY-") == 1  # the bank identity is kept, not replaced
     assert f"case {case.group(1)} under" in second.stdout  # the same case, not a second one
+    paper_lines = [line for line in out.splitlines() if "通番" in line]
+    assert paper_lines and all(line in second.stdout for line in paper_lines)  # the same box, not a second one

@@ -21,10 +21,13 @@ SELECT family_name, given_name, relationship, is_head FROM residents
 WHERE municipality_code = $1 AND snapshot_id = $2 AND household_no = $3 AND removed_on IS NULL
 ORDER BY is_head DESC, birth_date
 """
-# The latest application (an active one if any) and its payment, if one exists.
+# The latest application (an active one if any) and its payment, if one exists; `held`: the entitlement is
+# on hold (支給保留・支給停止, payouts/holds.py), whose reason the resident is never shown.
 LATEST_APPLICATION = """
 SELECT a.application_id, a.receipt_no, a.status, a.submitted_at, a.bank_code, a.branch_code,
-       pay.status AS payment_status, pay.paid_on, b.transfer_date, b.status AS batch_status
+       pay.status AS payment_status, pay.paid_on, b.transfer_date, b.status AS batch_status,
+       EXISTS (SELECT 1 FROM payment_holds h WHERE h.municipality_code = a.municipality_code
+               AND h.entitlement_id = a.entitlement_id AND h.released_at IS NULL) AS held
 FROM applications a
 LEFT JOIN LATERAL (SELECT * FROM payments p WHERE p.municipality_code = a.municipality_code
                    AND p.application_id = a.application_id ORDER BY p.payment_id DESC LIMIT 1) pay ON true
@@ -95,6 +98,15 @@ def progress(row: asyncpg.Record | Mapping[str, Any] | None) -> Progress | None:
     pay, status = row["payment_status"], row["status"]
     if pay == "paid":
         return Progress("paid", "振込済み", "ご指定の口座へ振り込みました。通帳等でご確認ください。", row["paid_on"])
+    if row.get("held") and pay != "returned" and status not in ("rejected", "withdrawn"):
+        # One neutral message whatever the reason: a hold for DV must not tell the household anything, so
+        # no hold may say more than any other.
+        return Progress(
+            "checking",
+            "確認中",
+            "お支払いの前に確認が必要な事項があり、手続きを止めて確認しています。"
+            "確認が終わり次第、手続きを進めます。ご不明な点は窓口にお問い合わせください。",
+        )
     if pay == "returned":
         return Progress(
             "problem",

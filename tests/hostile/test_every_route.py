@@ -26,6 +26,7 @@ from app.main import create_app
 from app.staff import enrolment, grants
 from app.staff.bank_form import LABELS as BANK_SETTINGS_FIELDS
 from app.tenancy.transaction import tenant_transaction
+from payouts import holds
 from tests.conftest import next_municipality_code
 from tests.hostile.helpers import csrf_from, forget_ip_failures, resident_sign_in, staff_signed_in
 from tests.intake.helpers import make_letters
@@ -69,11 +70,12 @@ FORM_FIELDS = sorted(
         "kind",
         "sent_on",
         "received_on",
+        "hold",
         *IDENTITY_FIELDS,
         *BANK_SETTINGS_FIELDS,
     }
 )
-QUERY_FIELDS = ("q", "purpose", "format", "expired", "saved", "next", "program", "batch")
+QUERY_FIELDS = ("q", "purpose", "format", "expired", "saved", "next", "program", "batch", "hold")
 
 # Values that are not ids, not codes, not text a handler expects (and some that almost are).
 HOSTILE_PATH_VALUES = [
@@ -264,6 +266,10 @@ def _fill(path: str, values: dict[str, str]) -> str:
     return path
 
 
+async def _entitlement_of(conn, application_id: int) -> int:
+    return await conn.fetchval("SELECT entitlement_id FROM applications WHERE application_id = $1", application_id)
+
+
 async def _paper_box(app_pool, w) -> dict[str, str]:
     """A box of one paper form (app/intake/paper.py), received by the reviewer."""
     import datetime as dt
@@ -301,6 +307,10 @@ async def world(make_world, app_pool, settings, transfer_date) -> Targets:
         # An open enrolment link and a pending role request (app/staff/enrolment.py, grants.py).
         enrol_token = (await enrolment.issue(conn, w.cipher, w.code, w.staff["admin"], victim.staff_id)).token
         [grant_id] = await grants.request(conn, w.code, w.staff["admin"], victim.staff_id, ["drafter"])
+        # A hold on the first application's entitlement (payouts/holds.py).
+        hold_id = await holds.place_hold(
+            conn, w.code, w.staff["rev"], await _entitlement_of(conn, w.applications[0]), "investigation", "x"
+        )
     letter = (await make_letters(app_pool, settings.master_key_bytes, w.code, 1))[0]
     paper_ids = await _paper_box(app_pool, w)
     ids = {
@@ -317,6 +327,7 @@ async def world(make_world, app_pool, settings, transfer_date) -> Targets:
         "account": "0" * 64,  # an account fingerprint no batch flags (guardrails' override)
         "lang": "en",  # the resident site's language switch (/lang/{lang})
         **paper_ids,
+        "hold_id": str(hold_id),
     }
     return Targets(w.code, ids, {login: s.staff_id for login, s in w.staff.items()}, letter)
 

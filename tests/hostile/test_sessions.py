@@ -87,6 +87,7 @@ async def _cross_tenant(stack, client, app_pool, settings, make_world):
         "staff_id": b.staff["rev"].staff_id,
         "grant_id": 1,
         "account": "0" * 64,
+        "hold_id": 1,
         "token": "A" * 43,
     }
     checked = 0

@@ -13,6 +13,7 @@ from app.main import create_app
 from app.staff import grants
 from app.staff.web.routes import routes as staff_routes
 from app.tenancy.transaction import tenant_transaction
+from payouts import holds
 from payouts.bankdays import today_jst
 from tests.jobs import draft
 from tests.staff.conftest import PASSWORD, add_bank_settings, make_staff
@@ -118,6 +119,7 @@ ROLE_MATRIX = {
     ("POST", "/staff/paper/boxes"): {"reviewer", "keyer"},
     ("GET", "/staff/paper/deficiencies"): {"reviewer", "admin"},
     ("POST", "/staff/paper/deficiencies/export"): {"reviewer", "admin"},
+    ("GET", "/staff/holds"): {"reviewer", "drafter", "admin"},
     ("GET", "/staff/reconciliation"): {"reviewer", "drafter"},
     ("GET", "/staff/admin/staff"): {"admin"},
     ("GET", "/staff/admin/audit"): {"admin"},
@@ -193,6 +195,7 @@ PARAM_OBJECTS = {
     "staff_id",
     "grant_id",
     "account",
+    "hold_id",
     "box_id",
     "form_id",
 }
@@ -229,6 +232,14 @@ async def test_every_staff_route_answers_404_for_another_municipalitys_ids(
                 "payment_id": await conn.fetchval("SELECT min(payment_id) FROM payments"),
                 "staff_id": world.staff["rev"].staff_id,
                 "account": "0" * 64,
+                "hold_id": await holds.place_hold(
+                    conn,
+                    world.code,
+                    world.staff["rev"],
+                    await conn.fetchval("SELECT min(entitlement_id) FROM entitlements"),
+                    "investigation",
+                    "x",
+                ),
                 **await _paper_ids(conn, world),
                 "grant_id": (
                     await grants.request(

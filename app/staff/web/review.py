@@ -6,6 +6,7 @@ from __future__ import annotations
 from app.staff import review
 from app.staff.web.common import cipher, int_param, page, redirect, show_again
 from app.web.templates import render
+from payouts import holds
 
 NO_SUCH_RECEIPT = "その受付番号の申請は見つかりません。番号を確かめてください。"
 
@@ -54,6 +55,10 @@ async def application_page(request, conn, staff, ctx):
             "view": view,
             "purposes": review.PURPOSES,
             "reason_labels": review.REASON_LABELS,
+            "holds": await holds.entitlement_holds(conn, code, app["entitlement_id"]),
+            "hold_reasons": holds.REASONS,
+            "hold_kinds": holds.KINDS,
+            "hold_decisions": holds.DECISIONS,
         },
     )
 
