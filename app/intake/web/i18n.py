@@ -191,7 +191,8 @@ def resident_path(path: str) -> bool:
 
 def _local(target: str) -> str:
     """`next` only ever leads back into this site: a path, never another host (`//host`, `/\\host`)."""
-    if not target.startswith("/") or target.startswith(("//", "/\\")) or any(c in target for c in "\r\n\\"):
+    # Control characters and spaces too: browsers drop a tab or newline inside a URL, so "/\t/host" is "//host".
+    if not target.startswith("/") or target.startswith(("//", "/\\")) or any(c <= " " or c in "\\\x7f" for c in target):
         return "/"
     return target
 
