@@ -20,7 +20,7 @@ from app.web import admission, errors as web_errors
 from app.web.responses import STATUS_MESSAGES
 from payouts import kana
 from tests.intake.helpers import make_letters
-from tests.intake.identify_world import csrf
+from tests.intake.identify_world import apply, csrf, identify, make_world, person, typed
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = [
@@ -320,3 +320,33 @@ async def test_japanese_pages_keep_their_wording(municipality, live_server, head
         assert '<ol class="steps"' not in start.text
         signin_page = await client.get(f"/m/{code}/signin")
         assert '<ol class="steps" aria-label="申請の手順">' in signin_page.text and "1. ログイン" in signin_page.text
+
+
+async def test_identification_without_a_letter_in_english(app_pool, settings, municipality, live_server):
+    """The 申請型 form in English: what to type in the kana fields is explained, its errors and the failed
+    match are in English, and a resident identified in English applies in English."""
+    world = await make_world(app_pool, settings.master_key_bytes, await municipality("千代田区"))
+    async with _client(live_server, cookies={"kyufu_lang": "en"}) as client:
+        page = await client.get(f"/m/{world.code}/identify", params={"program": world.program_id})
+        assert "Family name in katakana" in page.text and "SMITH → " in page.text
+        r = await identify(client, world, {})
+        assert r.status_code == 422
+        for english in (
+            "Enter the family name (katakana).",
+            "Enter the given name (katakana).",
+            "Enter the date of birth",
+            "Enter the address.",
+        ):
+            assert english in r.text, english
+        r = await identify(client, world, typed(person("taro"), family_kana="SMITH"))
+        assert r.status_code == 422 and "Enter the family name (katakana) in katakana or hiragana" in r.text
+        r = await identify(client, world, typed(person("taro"), birth_day="2"))
+        assert r.status_code == 401 and "We could not find an eligible person with what you entered." in r.text
+        assert "After 4 more failed attempts" in r.text
+        r = await identify(client, world, typed(person("taro")))
+        assert r.status_code == 303
+        receipt, _ = await apply(client, world)
+        status = await client.get(f"/m/{world.code}/status")
+        assert (
+            receipt in status.text and '<html lang="en">' in status.text and "Status of your application" in status.text
+        )
