@@ -7,6 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# make test runs the suite in this many processes (pytest-xdist), each with its own embedded PostgreSQL and
+# Valkey; 2 matches the CI machine's cores. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 PIPELINE_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -50,7 +53,7 @@ run: install ## Start everything (embedded services, migrate, seed demo, app, wo
 	$(VENV)/bin/kyufu run
 
 test: install system-deps ## Run the whole suite on real PostgreSQL and Valkey (embedded unless DATABASE_URL/REDIS_URL)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: install ## The suite without the browser tests
 	$(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
