@@ -13,7 +13,7 @@ import math
 from markupsafe import Markup
 
 WIDTH, HEIGHT = 700, 300
-LEFT, RIGHT, TOP, BOTTOM = 78, 24, 30, 36
+LEFT, RIGHT, TOP, BOTTOM = 78, 24, 40, 44
 
 # Per series: stroke colour and dash pattern (empty: solid).
 STYLES = {
@@ -43,8 +43,8 @@ def nice_step(top: int, ticks: int = 4) -> int:
     return int(10 * power)  # pragma: no cover  (the loop always returns)
 
 
-def short_yen(value: int) -> str:
-    """An axis label in yen as Japanese reads large sums: 1.5億, 3,500万, 8,000."""
+def short_number(value: int) -> str:
+    """An axis label as Japanese reads large numbers: 1.5億, 3,500万, 8,000 (the unit is the axis's)."""
     if value >= 100_000_000:
         return f"{value / 100_000_000:,.4g}億"
     if value >= 10_000:
@@ -80,17 +80,16 @@ def line_chart(chart_id: str, title: str, desc: str, days: list[dt.date], lines:
             ' xmlns="http://www.w3.org/2000/svg"><title id="{0}-title">{3}</title><desc id="{0}-desc">{4}</desc>'
         ).format(chart_id, WIDTH, HEIGHT, title, desc)
     ]
-    label = short_yen if unit == "円" else (lambda v: f"{v:,}")
     for tick in range(0, y_max + 1, step):
         ty = y(tick)
         parts.append(
             Markup(
                 '<line x1="{0}" x2="{1}" y1="{2:.1f}" y2="{2:.1f}" stroke="#d0d0d0" stroke-width="1"/>'
                 '<text x="{3}" y="{4:.1f}" text-anchor="end" font-size="13" fill="#333">{5}</text>'
-            ).format(LEFT, WIDTH - RIGHT, ty, LEFT - 6, ty + 4, label(tick))
+            ).format(LEFT, WIDTH - RIGHT, ty, LEFT - 6, ty + 4, short_number(tick))
         )
     parts.append(
-        Markup('<text x="{0}" y="16" text-anchor="end" font-size="13" fill="#333">（{1}）</text>').format(
+        Markup('<text x="{0}" y="24" text-anchor="end" font-size="13" fill="#333">（{1}）</text>').format(
             LEFT - 6, unit
         )
     )
