@@ -180,6 +180,10 @@ async def prepare_batch(pool: asyncpg.Pool, settings: Settings, code: str, batch
                 return "refused"
             if rows:
                 await conn.execute(ADVANCE, code, batch_id, rows[-1]["application_id"], created)
+            if len(rows) < PREPARE_CHUNK and rows:
+                # Only an empty chunk means the end: a row whose lock waited for an account change is
+                # re-checked and may drop out of a full chunk (ELIGIBLE_CHUNK). Usually this next read is empty.
+                continue
             if len(rows) == PREPARE_CHUNK:
                 if time.monotonic() < deadline:
                     continue  # this chunk commits; the next one starts from its cursor

@@ -55,10 +55,15 @@ WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.status IN ('verified'
                   AND ph.entitlement_id = a.entitlement_id AND ph.released_at IS NULL)"""
 ELIGIBLE = f"{_ELIGIBLE}\nORDER BY a.application_id"
 # The same, for one chunk of a draft's preparation: applications decided up to the draft's moment ($3),
-# after the cursor ($4), in application order.
+# after the cursor ($4), in application order. FOR SHARE closes a race with 口座変更 (app/intake/changes.py,
+# which locks the application FOR UPDATE): without it, a change committing between this read and the
+# chunk's insert would leave the new payment on the old account. With it, a change in progress makes the
+# chunk wait and re-check the row (now 'received' again: left out), and a change that comes later waits
+# for the chunk's commit and then finds the payment in the batch (too late).
 ELIGIBLE_CHUNK = f"""{_ELIGIBLE}
   AND coalesce(a.decided_at, a.submitted_at) <= $3 AND a.application_id > $4
 ORDER BY a.application_id LIMIT $5
+FOR SHARE OF a
 """
 ELIGIBLE_TOTALS = f"SELECT count(*) AS count, coalesce(sum(amount_yen), 0)::bigint AS total_yen FROM ({ELIGIBLE}) x"
 RESERVE_IDS = "SELECT nextval('payments_payment_id_seq') FROM generate_series(1, $1)"
