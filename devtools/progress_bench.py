@@ -165,7 +165,7 @@ async def measure(app_url: str, runs: int) -> tuple[list[float], list[float]]:
                 await overview.program_overview(conn, CODE)
             dashboard.append(time.perf_counter() - start)
         [p] = figures
-        last = p.latest
+        last = p.days[-1]
         print(
             f"program {p.program_id}: {len(p.days)} days; totals at {last.day}: "
             + ", ".join(f"{progress.LABELS[s]} {last.total[s].n:,}" for s in progress.SERIES)

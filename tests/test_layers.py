@@ -91,6 +91,8 @@ HANDLER_MODULES = (
     "app/staff/web/reconciliation.py",
     "app/staff/web/recovery.py",
     "app/staff/web/duplicates.py",
+    "app/staff/web/progress.py",
+    "app/staff/web/charts.py",
     "app/staff/web/holds.py",
     "app/staff/web/admin.py",
     "app/staff/web/enrolment.py",

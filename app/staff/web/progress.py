@@ -16,7 +16,7 @@ from payouts.bankdays import today_jst
 
 def _charts(p: progress.ProgramProgress) -> dict:
     days = [d.day for d in p.days]
-    last = p.latest
+    last = p.days[-1]  # (only called for a program with days)
     charts = {}
     for unit, attr in (("件", "n"), ("円", "yen")):
         lines = [Line(s, progress.LABELS[s], [getattr(d.total[s], attr) for d in p.days]) for s in progress.SERIES]
