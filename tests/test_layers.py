@@ -94,6 +94,7 @@ HANDLER_MODULES = (
     "app/staff/web/progress.py",
     "app/staff/web/charts.py",
     "app/staff/web/holds.py",
+    "app/staff/web/paper.py",
     "app/staff/web/admin.py",
     "app/staff/web/enrolment.py",
     "app/staff/web/labels.py",
