@@ -479,8 +479,10 @@ BEGIN
                  AND e.entitlement_id = p_entitlement_id AND e.dv_reference = p_reference) THEN
     RAISE EXCEPTION 'entitlement % is not the 申出''s', p_entitlement_id USING ERRCODE = 'insufficient_privilege';
   END IF;
+  -- B's programs are out of sight here (FORCE RLS: even this owner function sees A's rows only); B's
+  -- contributed hashes are platform data and say that B runs the scheme.
   IF p_registered_code = code OR NOT EXISTS (
-       SELECT 1 FROM public.programs p WHERE p.municipality_code = p_registered_code AND p.national_scheme = v_scheme) THEN
+       SELECT 1 FROM duplicate_match.hashes h WHERE h.municipality_code = p_registered_code AND h.scheme = v_scheme) THEN
     RAISE EXCEPTION 'the registered municipality runs no program of scheme %', v_scheme
       USING ERRCODE = 'check_violation', CONSTRAINT = 'dv_requests_registered_scheme';
   END IF;
@@ -2388,7 +2390,7 @@ CREATE TABLE public.payment_holds (
     decision_note text,
     CONSTRAINT payment_holds_decision_check CHECK ((decision = ANY (ARRAY['release'::text, 'new_head'::text]))),
     CONSTRAINT payment_holds_decision_note_check CHECK ((length(decision_note) <= 1000)),
-    CONSTRAINT payment_holds_finding_check CHECK ((finding = ANY (ARRAY['died'::text, 'moved_out'::text, 'removed'::text, 'not_found'::text]))),
+    CONSTRAINT payment_holds_finding_check CHECK ((finding = ANY (ARRAY['died'::text, 'moved_out'::text, 'removed'::text]))),
     CONSTRAINT payment_holds_kind_check CHECK ((kind = ANY (ARRAY['hold'::text, 'stop'::text]))),
     CONSTRAINT payment_holds_new_head_known CHECK (((decision <> 'new_head'::text) OR (new_head_resident_code IS NOT NULL))),
     CONSTRAINT payment_holds_new_head_resident_code_check CHECK ((new_head_resident_code ~ '^[0-9]{11}$'::text)),
@@ -4077,6 +4079,8 @@ GRANT SELECT ON TABLE public.dv_holds TO kyufu_app;
 GRANT SELECT ON TABLE public.dv_incoming TO kyufu_app;
 
 GRANT SELECT,INSERT ON TABLE public.dv_requests TO kyufu_app;
+
+GRANT USAGE ON SEQUENCE public.dv_requests_request_id_seq TO kyufu_app;
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.eligibility_runs TO kyufu_app;
 

@@ -53,7 +53,7 @@ CREATE TABLE payment_holds (
     -- program's suggestion (new_head_resident_code: the household's current 世帯主 in that snapshot).
     snapshot_id            bigint,
     payee_resident_code    text CHECK (payee_resident_code ~ '^[0-9]{11}$'),
-    finding                text CHECK (finding IN ('died', 'moved_out', 'removed', 'not_found')),
+    finding                text CHECK (finding IN ('died', 'moved_out', 'removed')),
     removed_on             date,
     suggestion             text CHECK (suggestion IN ('release', 'new_head', 'stop')),
     new_head_resident_code text CHECK (new_head_resident_code ~ '^[0-9]{11}$'),

@@ -272,6 +272,7 @@ async def approval_view(
         "guardrails": await guardrails.view(conn, cipher, code, batch_id),
         "holder_checks": await holder_checks(conn, code, batch_id),
         "on_hold": await holds.batch_hold(conn, code, batch_id),
+        "screening": await holds.batch_screening(conn, code, batch_id),
         "hashing": batch["status"] == "draft" and batch["plaintext_sha256"] is None and batch["hash_error"] is None,
     }
 

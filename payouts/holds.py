@@ -39,13 +39,12 @@ REASONS = {
     "seizure": "差押禁止等の確認",
 }
 KINDS = {"hold": "支給保留", "stop": "支給停止"}
-DECISIONS = {"release": "保留を解除（支給する）", "new_head": "新しい世帯主に支給"}
+DECISIONS = {"release": "保留を解除（支給する）", "new_head": "新しい世帯主に支給（新しい世帯主が申請する）"}
 SOURCES = {"staff": "職員", "screening": "住基照合", "system": "システム"}
 FINDINGS = {
     "died": "受取人（世帯主）が基準日後に死亡",
     "moved_out": "受取人（世帯主）が基準日後に転出",
     "removed": "受取人（世帯主）が基準日後に消除（死亡・転出以外）",
-    "not_found": "受取人（世帯主）が新しい住民基本台帳にいない",
 }
 SUGGESTIONS = {"release": "支給する（基準日の世帯に支給）", "new_head": "新しい世帯主に支給", "stop": "支給停止"}
 NOTE_MAX = 1000
@@ -105,6 +104,35 @@ WHERE municipality_code = $1 AND hold_id = $2 AND released_at IS NULL AND kind =
 RELEASE = """
 UPDATE payment_holds SET released_by = $3, released_at = now(), decision = $4, decision_note = $5
 WHERE municipality_code = $1 AND hold_id = $2 AND released_at IS NULL
+"""
+# 'new_head': the entitlement now names the household's new 世帯主, who applies afresh (any earlier application
+# is withdrawn, its 'ready' payment cancelled: they carry the old payee's account).
+TO_NEW_HEAD = """
+UPDATE entitlements SET head_resident_code = $3, status = 'open'
+WHERE municipality_code = $1 AND entitlement_id = $2
+"""
+WITHDRAW_APPLICATIONS = """
+UPDATE applications SET status = 'withdrawn', decided_at = now(), decided_by = $3
+WHERE municipality_code = $1 AND entitlement_id = $2 AND status NOT IN ('rejected', 'withdrawn')
+"""
+CANCEL_READY = """
+UPDATE payments SET status = 'cancelled'
+WHERE municipality_code = $1 AND entitlement_id = $2 AND status = 'ready'
+"""
+IN_BATCH = """
+SELECT EXISTS (SELECT 1 FROM payments WHERE municipality_code = $1 AND entitlement_id = $2 AND status = 'in_batch')
+"""
+# The residents snapshot a batch's payments were screened against (set when its preparation ended), the
+# newest screening and the newest published snapshot: the approval page states all three.
+BATCH_SCREENING = """
+SELECT b.screened_snapshot_id, s.screened_at, s.checked,
+       (SELECT max(x.snapshot_id) FROM registry_screenings x WHERE x.municipality_code = b.municipality_code)
+         AS latest_screened,
+       (SELECT max(n.snapshot_id) FROM registry_snapshots n WHERE n.municipality_code = b.municipality_code
+        AND n.kind = 'residents' AND n.status = 'published') AS latest_published
+FROM payout_batches b
+LEFT JOIN registry_screenings s ON s.municipality_code = b.municipality_code AND s.snapshot_id = b.screened_snapshot_id
+WHERE b.municipality_code = $1 AND b.batch_id = $2
 """
 # Payments of the batch whose entitlement is held (payout_batches_no_held_payment refuses the approval).
 BATCH_HOLD_COUNT = """
@@ -251,6 +279,36 @@ async def _release(
         },
     )
     return row
+
+
+async def decide(
+    conn: asyncpg.Connection, code: str, staff: Staff, hold_id: int, decision: str, note: str | None
+) -> None:
+    """A reviewer's decision on a hold (the screening's, usually, which suggests one): 'release' (pay as
+    applied), 'stop' (支給停止) or 'new_head' (the entitlement goes to the household's new 世帯主 the
+    screening found, who applies afresh; refused while a payment of it is in a batch)."""
+    staff.require("reviewer")
+    if decision == "stop":
+        await stop_hold(conn, code, staff, hold_id, note)
+    elif decision == "release":
+        await release_hold(conn, code, staff, hold_id, note)
+    elif decision == "new_head":
+        row = await _locked(conn, code, hold_id)
+        if row["new_head_resident_code"] is None:
+            raise Conflict("新しい世帯主が分からないため、この判断はできません。")
+        if await conn.fetchval(IN_BATCH, code, row["entitlement_id"]):
+            raise Conflict("この受給権の支払は起案に含まれています。起案を取り消してから判断してください。")
+        await _release(conn, code, staff, hold_id, "new_head", note)
+        await conn.execute(CANCEL_READY, code, row["entitlement_id"])
+        await conn.execute(WITHDRAW_APPLICATIONS, code, row["entitlement_id"], staff.staff_id)
+        await conn.execute(TO_NEW_HEAD, code, row["entitlement_id"], row["new_head_resident_code"])
+    else:
+        raise InvalidInput("判断（decision）を選んでください。")
+
+
+async def batch_screening(conn: asyncpg.Connection, code: str, batch_id: int) -> asyncpg.Record | None:
+    """What the approval page says about the registry screening of the batch's payments."""
+    return await conn.fetchrow(BATCH_SCREENING, code, batch_id)
 
 
 async def get_hold(conn: asyncpg.Connection, code: str, hold_id: int) -> asyncpg.Record:

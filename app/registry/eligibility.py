@@ -26,6 +26,7 @@ import asyncpg
 
 from app.db import fetch_always
 from app.progress import Report
+from app.registry import screening
 from app.registry.errors import NoSnapshot, RegistryError
 from app.registry.programs import get_program
 
@@ -331,6 +332,7 @@ async def determine_eligibility(
         stage(1, 1)
         await conn.execute(RESTORE_PLANNER, enable_sort, enable_nestloop)
         await conn.execute(RECORD_RUN, code, program_id, snapshot_id, tax_snapshot)
+        await screening.screen_latest(conn, code)  # the new entitlements' payees (app/registry/screening.py)
         return EligibilityResult(
             program_id,
             snapshot_id,
@@ -363,6 +365,7 @@ async def determine_eligibility(
     added = int((await conn.execute(INSERT_NEW, code, program_id, snapshot_id)).split()[-1])
     await conn.execute("DROP TABLE eligibility_diff; DROP TABLE eligibility_result")
     await conn.execute(RECORD_RUN, code, program_id, snapshot_id, tax_snapshot)
+    await screening.screen_latest(conn, code)  # the new entitlements' payees (app/registry/screening.py)
     summary = await fetch_always(conn, SUMMARY, code, program_id)
     stage(3, 3)
     return EligibilityResult(

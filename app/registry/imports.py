@@ -32,7 +32,7 @@ import asyncpg
 
 from app.crypto import FieldCipher
 from app.progress import Report
-from app.registry import residentcsv
+from app.registry import residentcsv, screening
 from app.registry.csvfile import (
     UNSPLITTABLE,
     Column,
@@ -417,6 +417,9 @@ async def import_residents(
         await _report_residents(conn, data, body, progress)
         raise RegistryError("取込を中止しました（原因の行を特定できませんでした）。") from None
     await conn.execute(PUBLISH_SNAPSHOT, code, snapshot_id, rows)
+    # Every unpaid entitlement against the new snapshot, in this transaction: a published snapshot is
+    # always a screened one (deaths and moves after 基準日 are held for staff: app/registry/screening.py).
+    await screening.screen(conn, code, snapshot_id)
     return ImportResult(snapshot_id, rows, False)
 
 

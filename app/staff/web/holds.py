@@ -74,3 +74,14 @@ async def hold_release(request, conn, staff, ctx):
     hold_id = int_param(request, "hold_id")
     await holds.release_hold(conn, staff.municipality_code, staff, hold_id, str(ctx["form"].get("note", "")))
     return redirect(f"/staff/holds?hold={hold_id}#hold", flash="hold.release")
+
+
+@page("reviewer", back=hold_list, keep_query=("hold",))
+async def hold_decide(request, conn, staff, ctx):
+    """The decision on a hold the registry screening placed: release, stop, or the new 世帯主."""
+    hold_id = int_param(request, "hold_id")
+    form = ctx["form"]
+    await holds.decide(
+        conn, staff.municipality_code, staff, hold_id, str(form.get("decision", "")), str(form.get("note", ""))
+    )
+    return redirect(f"/staff/holds?hold={hold_id}#hold", flash="hold.decide")
