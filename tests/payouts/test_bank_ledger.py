@@ -451,3 +451,56 @@ async def test_release_names_the_file_and_its_references_and_a_retry_keeps_the_i
     assert caught.value.overlapping == tuple(sorted(batch.payment_ids)) and again.file_id != manifest.file_id
     for pid in batch.payment_ids:
         assert str(pid) in caught.value.message
+
+
+def _digest_of(chunks, monkeypatch, c_reader: bool) -> str:
+    """ReferenceDigest over `chunks` with or without the C reader (payouts/_fastrender.c `references`)."""
+    with monkeypatch.context() as patched:
+        if not c_reader:
+            patched.setattr(sealing, "_c_references", None)
+        digest = sealing.ReferenceDigest()
+        for chunk in chunks:
+            digest.feed(chunk)
+        return digest.finish()
+
+
+def test_the_c_reader_of_references_is_built():
+    """Without it the sealer falls back to the regular expressions: correct, but slower on the release path."""
+    assert sealing._c_references is not None
+
+
+@pytest.mark.parametrize("separator", ["crlf", "none"])
+@pytest.mark.parametrize("reference_field", ["customer_code1", "edi"])
+def test_the_c_reader_and_the_expressions_agree_on_every_damaged_record(monkeypatch, separator, reference_field):
+    """Every byte of the fields the reader looks at (データ区分, 顧客コード1 / EDI情報, 識別表示, CR LF), set to
+    each of a few values, gives the same digest or the same refusal either way; so does a swap of records."""
+    references = [7, 42, 999, 123_456, 9_999_999_999]
+    plaintext = zengin.generate(
+        bank_settings(separator=separator, reference_field=reference_field), TRANSFER_DATE, _payments(references)
+    )
+    width = 122 if separator == "crlf" else 120
+    good = _digest_of([plaintext], monkeypatch, c_reader=True)
+    assert good == _digest_of([plaintext], monkeypatch, c_reader=False) == sealing.references_sha256(references)
+    data_record = width  # the second record: the first data record
+    variants = []
+    for offset in [0, *range(91, 113), *((120, 121) if width == 122 else ())]:
+        for value in b"0 9Y2\r\nA":
+            for record in (data_record, data_record + 2 * width):
+                damaged = bytearray(plaintext)
+                damaged[record + offset] = value
+                variants.append(bytes(damaged))
+    swapped = bytearray(plaintext)
+    first, second = slice(width, 2 * width), slice(2 * width, 3 * width)
+    swapped[first], swapped[second] = plaintext[second], plaintext[first]
+    variants.append(bytes(swapped))
+    outcomes = set()
+    for variant in variants:
+        results = []
+        for c_reader in (True, False):
+            try:
+                results.append(_digest_of([variant[:500], variant[500:]], monkeypatch, c_reader))
+            except sealing.SealingError as exc:
+                results.append(f"refused: {exc}")
+        assert results[0] == results[1]
+        outcomes.add(results[0].startswith("refused"))
+    assert outcomes == {True, False}  # the damage was seen by both readers, and some changes were harmless
