@@ -434,8 +434,9 @@ async def _identify(
             raise ValueError("この確認書番号は、この箱の給付事業の確認書にありません。番号を確かめてください。")
         return access_code, None, row["entitlement_id"], row["members_counted"]
     household_no = unicodedata.normalize("NFKC", text or "").strip()
-    if not household_no or len(household_no) > 40:
-        raise ValueError("世帯番号を入力してください。")
+    if not household_no or len(household_no) > 40 or not household_no.isprintable():
+        # (a NUL would make PostgreSQL refuse the statement: a 500 instead of this message)
+        raise ValueError("世帯番号を入力してください（40文字以内）。")
     row = await conn.fetchrow(BY_HOUSEHOLD, code, form["program_id"], household_no)
     if row is None:
         raise ValueError("この世帯番号は、この箱の給付事業の対象世帯にありません。番号を確かめてください。")

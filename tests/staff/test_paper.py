@@ -337,6 +337,9 @@ async def test_an_application_program_is_keyed_by_household_number(app_pool, mun
         "id_document": "1",
         "account_document": "1",
     }
+    with pytest.raises(paper.EntryInvalid) as refused:  # a NUL never reaches PostgreSQL
+        await key(app_pool, w, "keyer1", form_id, data | {"identifier": "H-77\x00"})
+    assert set(refused.value.errors) == {"identifier"}
     await key(app_pool, w, "keyer1", form_id, data)
     keyed = await key(app_pool, w, "keyer2", form_id, data)
     assert keyed.state == "submitted"

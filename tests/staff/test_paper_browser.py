@@ -89,6 +89,9 @@ def test_two_clerks_key_a_form_with_the_keyboard_alone_and_it_is_submitted(live_
         assert "通番 1" in page.locator("#previous-outcome").inner_text()
         key_with_keyboard(page, g)
         page.wait_for_url("**/staff/paper/boxes/*done=1*")
+        if login == "keyer2":
+            found = violations(page, "staff-paper-box")
+            assert found == [], "\n".join(found)
         page.click("text=ログアウト")
     screenshot(page, "staff-paper-box-keyed")
 
