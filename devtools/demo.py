@@ -8,6 +8,7 @@ from app.tenancy.municipalities import MunicipalityExists, add_municipality
 from app.tenancy.transaction import tenant_transaction
 from devtools.demo_bank import seed_demo_bank
 from devtools.demo_duplicates import seed_duplicate
+from devtools.demo_holds import seed_death
 from devtools.demo_paper import seed_paper
 from devtools.demo_progress import progress_lines
 from devtools.demo_registry import seed_demo as seed_registry
@@ -40,6 +41,8 @@ async def seed_demo(settings) -> list[str]:
         lines += ["  " + line for line in await seed_paper(conn, settings, code)]
         lines += ["", "a second municipality and a cross-municipality duplicate:"]
         lines += ["  " + line for line in await seed_duplicate(conn, settings, code)]
+        lines += ["", "a death after 基準日 (支給保留, for a reviewer to decide; login 'reviewer'):"]
+        lines += ["  " + line for line in await seed_death(conn, settings, code)]
         lines += ["", "支給状況 (charts per program and day, open-data CSV):"]
         async with tenant_transaction(conn, code):
             lines += ["  " + line for line in await progress_lines(conn, code)]

@@ -33,6 +33,10 @@ def test_demo_seed_prints_working_logins_codes_and_bank_files_and_is_idempotent(
     paper = re.findall(r"通番 (\d): 確認書番号 ([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})", out)
     assert "box DEMO-0001" in out and [n for n, _ in paper] == ["1", "2", "3", "4", "5", "6"]
 
+    # A death after 基準日 (devtools/demo_holds.py): the newer extract's screening holds the application.
+    death = re.search(r"hold #(\d+) waits for a reviewer's decision: console /staff/holds\?hold=\1", out)
+    assert death and "died on 2026-06-01" in out
+
     second = run_cli(subprocess_env, "demo", "seed", timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     staff_lines = [line for line in out.splitlines() if "login '" in line and "TOTP" not in line]
@@ -41,3 +45,4 @@ def test_demo_seed_prints_working_logins_codes_and_bank_files_and_is_idempotent(
     assert f"case {case.group(1)} under" in second.stdout  # the same case, not a second one
     paper_lines = [line for line in out.splitlines() if "通番" in line]
     assert paper_lines and all(line in second.stdout for line in paper_lines)  # the same box, not a second one
+    assert f"hold #{death.group(1)} waits" in second.stdout  # the same hold, not a second one
