@@ -82,6 +82,8 @@ WHERE p.municipality_code = $1 AND p.status = 'ready' AND p.batch_id IS NULL AND
                   AND h.entitlement_id = p.entitlement_id)
   AND NOT EXISTS (SELECT 1 FROM payment_holds ph WHERE ph.municipality_code = p.municipality_code
                   AND ph.entitlement_id = p.entitlement_id AND ph.released_at IS NULL)
+  AND NOT EXISTS (SELECT 1 FROM dv_holds dh WHERE dh.municipality_code = p.municipality_code
+                  AND dh.entitlement_id = p.entitlement_id)  -- a DV 申出 not yet answered (0026)
 """
 BATCH_TOTALS = """
 SELECT count(*) AS count, coalesce(sum(amount_yen), 0)::bigint AS total_yen

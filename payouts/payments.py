@@ -52,7 +52,9 @@ WHERE a.municipality_code = $1 AND e.program_id = $2 AND a.status IN ('verified'
   AND NOT EXISTS (SELECT 1 FROM duplicate_holds h WHERE h.municipality_code = a.municipality_code
                   AND h.entitlement_id = a.entitlement_id)
   AND NOT EXISTS (SELECT 1 FROM payment_holds ph WHERE ph.municipality_code = a.municipality_code
-                  AND ph.entitlement_id = a.entitlement_id AND ph.released_at IS NULL)"""
+                  AND ph.entitlement_id = a.entitlement_id AND ph.released_at IS NULL)
+  AND NOT EXISTS (SELECT 1 FROM dv_holds dh WHERE dh.municipality_code = a.municipality_code
+                  AND dh.entitlement_id = a.entitlement_id)  -- a DV 申出 not yet answered (0026)"""
 ELIGIBLE = f"{_ELIGIBLE}\nORDER BY a.application_id"
 # The same, for one chunk of a draft's preparation: applications decided up to the draft's moment ($3),
 # after the cursor ($4), in application order. FOR SHARE closes a race with 口座変更 (app/intake/changes.py,

@@ -93,6 +93,8 @@ HANDLER_MODULES = (
     "app/staff/web/duplicates.py",
     "app/staff/web/progress.py",
     "app/staff/web/charts.py",
+    "app/staff/web/proxy.py",
+    "app/staff/web/dv.py",
     "app/staff/web/holds.py",
     "app/staff/web/paper.py",
     "app/staff/web/admin.py",

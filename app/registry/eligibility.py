@@ -172,7 +172,10 @@ FROZEN = """(e.status NOT IN ('open', 'withdrawn')
                WHERE y.municipality_code = e.municipality_code AND y.entitlement_id = e.entitlement_id)
     OR EXISTS (SELECT 1 FROM letters l
                WHERE l.municipality_code = e.municipality_code AND l.entitlement_id = e.entitlement_id
-               AND l.exported_at IS NOT NULL))"""
+               AND l.exported_at IS NOT NULL)
+    -- Members taken out for a DV 申出 (app/registry/dv.py): a new snapshot must not put them back.
+    OR EXISTS (SELECT 1 FROM dv_exclusions x
+               WHERE x.municipality_code = e.municipality_code AND x.entitlement_id = e.entitlement_id))"""
 
 # Existing entitlements compared with the new result: 'same', 'changed', 'gone', each frozen or not.
 CREATE_DIFF = f"""
@@ -193,6 +196,7 @@ SELECT e.entitlement_id, e.status,
 FROM entitlements e
 LEFT JOIN eligibility_result r ON r.household_no = e.household_no
 WHERE e.municipality_code = $1 AND e.program_id = $2
+  AND e.dv_reference IS NULL  -- an evacuee's entitlement (app/registry/dv.py) is not the registry's
 """
 INSERT_NEW = """
 INSERT INTO entitlements (municipality_code, program_id, snapshot_id, household_no, head_resident_code,

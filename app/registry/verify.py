@@ -3,7 +3,8 @@
 Outcome per application (status, reason codes; docs/registry.md explains each code):
 
 * rejected — entitlement_declined, entitlement_withdrawn, already_paid, applicant_not_in_household;
-* needs_review — entitlement_changed, not_head, not_head_proxy, proxy_outside_household, kana_mismatch,
+* needs_review — entitlement_changed, not_head, not_head_proxy, proxy_outside_household, proxy (every 代理申請),
+  proxy_account, proxy_account_not_allowed (paid into the proxy's own account), kana_mismatch,
   holder_is_member_not_applicant, registry_kana_invalid, account_shared, late_application,
   early_application, identified_without_letter;
 * verified — none of the above.
@@ -19,6 +20,7 @@ lock per hash stops two concurrent runs from each missing the other's use of the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -34,13 +36,15 @@ LOAD = """
 SELECT a.application_id, a.entitlement_id, a.applicant_resident_code, a.is_proxy, a.bank_code, a.branch_code,
        a.account_type, a.account_number_enc, a.holder_kana_enc, a.identification,
        e.status AS entitlement_status, e.head_resident_code, e.snapshot_id, e.household_no,
-       p.base_date, p.apply_from, p.apply_until,
+       p.base_date, p.apply_from, p.apply_until, p.proxy_account_allowed,
+       x.pay_to_proxy, x.proxy_enc,
        (a.submitted_at AT TIME ZONE 'Asia/Tokyo')::date AS submitted_on,
        EXISTS (SELECT 1 FROM entitlement_conflicts c WHERE c.municipality_code = e.municipality_code
                AND c.entitlement_id = e.entitlement_id AND c.resolved_at IS NULL) AS conflicted
 FROM applications a
 JOIN entitlements e ON e.municipality_code = a.municipality_code AND e.entitlement_id = a.entitlement_id
 JOIN programs p ON p.municipality_code = e.municipality_code AND p.program_id = e.program_id
+LEFT JOIN application_proxies x ON x.municipality_code = a.municipality_code AND x.application_id = a.application_id
 WHERE a.municipality_code = $1 AND a.application_id = ANY($2::bigint[]) AND a.status = 'received'
 ORDER BY a.application_id
 FOR UPDATE OF a
@@ -99,9 +103,16 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
 
 
-def decide(app: asyncpg.Record, holder: str | None, members: dict[str, str | None], shared: bool) -> list[str]:
+def decide(
+    app: asyncpg.Record,
+    holder: str | None,
+    members: dict[str, str | None],
+    shared: bool,
+    proxy_key: str | None = None,
+) -> list[str]:
     """Reason codes for one application. `holder` is the account holder's comparison key and `members` maps
-    each household member's resident code to theirs (payouts/holder.py: the account-holder check)."""
+    each household member's resident code to theirs (payouts/holder.py: the account-holder check);
+    `proxy_key` is a proxy's own name key when they are paid into their account (app/intake/proxy.py)."""
     reasons: list[str] = []
     status = app["entitlement_status"]
     if status == "declined":
@@ -123,7 +134,23 @@ def decide(app: asyncpg.Record, holder: str | None, members: dict[str, str | Non
             reasons.append("not_head_proxy" if app["is_proxy"] else "not_head")
         else:
             reasons.append("proxy_outside_household" if app["is_proxy"] else "applicant_not_in_household")
-    holder_problem = holder_check(holder, applicant, members)
+    pay_to_proxy = bool(app["is_proxy"] and app["pay_to_proxy"])
+    if app["is_proxy"]:
+        # 代理申請 is always decided by a reviewer (CHECK applications_proxy_reviewed, migration 0026).
+        reasons.append("proxy")
+        if app["applicant_resident_code"] is None:
+            reasons.append("proxy_outside_household")
+        if pay_to_proxy:
+            reasons.append("proxy_account" if app["proxy_account_allowed"] else "proxy_account_not_allowed")
+    if pay_to_proxy and app["applicant_resident_code"] is None:
+        # A proxy outside the household, paid into their own account: the holder is compared with the
+        # name staff recorded from the proxy's ID (there is no registry name to compare with).
+        holder_problem = None if holder is not None and holder == proxy_key else "kana_mismatch"
+    else:
+        # The payee: the proxy when paid into their own account, else the head (a proxy's application
+        # pays the 世帯主 unless the program allows otherwise), else the applicant.
+        payee = applicant if pay_to_proxy or not app["is_proxy"] else app["head_resident_code"]
+        holder_problem = holder_check(holder, payee, members)
     if holder_problem:
         reasons.append(holder_problem)
     if shared:
@@ -160,10 +187,13 @@ async def verify_applications(
     if not apps:
         return []
     members = await household_keys(conn, code, list({a["entitlement_id"] for a in apps}))
-    holders, keys = {}, {}
+    holders, keys, proxies = {}, {}, {}
     for a in apps:
         app_id = a["application_id"]
         holders[app_id] = holder_key(cipher.decrypt_str("applications", "holder_kana", app_id, a["holder_kana_enc"]))
+        if a["pay_to_proxy"] and a["proxy_enc"] is not None:
+            proxy = json.loads(cipher.decrypt_str("application_proxies", "proxy", app_id, a["proxy_enc"]))
+            proxies[app_id] = holder_key(proxy["kana"])
         number = cipher.decrypt_str("applications", "account_number", app_id, a["account_number_enc"])
         keys[app_id] = account_key(cipher, a["bank_code"], a["branch_code"], a["account_type"], number)
     # The same account may not be decided concurrently by two transactions (see module docstring).
@@ -177,7 +207,7 @@ async def verify_applications(
     for a in apps:
         app_id = a["application_id"]
         shared = len(users[keys[app_id]] - {a["household_no"]}) > 0
-        reasons = decide(a, holders[app_id], members.get(a["entitlement_id"], {}), shared)
+        reasons = decide(a, holders[app_id], members.get(a["entitlement_id"], {}), shared, proxies.get(app_id))
         decisions.append(Decision(app_id, _status(reasons), reasons))
     await conn.execute(
         SAVE,

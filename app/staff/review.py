@@ -16,6 +16,7 @@ import asyncpg
 from app import audit
 from app.crypto import DecryptionError, FieldCipher
 from app.db import fetch_one
+from app.intake.proxy import proxy_of
 from app.staff.accounts import Staff
 from app.staff.errors import Conflict, InvalidInput, NotFound
 from payouts.holder import holder_matches
@@ -44,6 +45,10 @@ REASON_LABELS = {
     "late_application": "申請期限後の申請",
     "early_application": "受付開始前の申請",
     "identified_without_letter": "確認書なし（氏名カナ・生年月日・住所の照合で本人確認）",
+    # 代理申請 and DV 申出 (app/intake/proxy.py, app/registry/dv.py; migration 0026).
+    "proxy_account": "代理人の口座への振込（給付の設定で認められている）",
+    "proxy_account_not_allowed": "代理人の口座への振込（給付の設定で認められていない）",
+    "dv_evacuee": "DV等避難者の申出による支給（住民票のある団体の除外の確認後に支払）",
 }
 
 QUEUE = """
@@ -155,10 +160,15 @@ async def personal_view(
         raise InvalidInput("閲覧の目的（purpose）を選んでください。")
     app = await summary(conn, code, application_id)
     account = open_account(cipher, code, app)
+    proxy = await proxy_of(conn, cipher, code, application_id) if app["is_proxy"] else None
+    # A proxy's application pays the 世帯主 unless it pays the proxy's own account (app/intake/proxy.py).
+    payee_code = app["applicant_resident_code"] or app["head_resident_code"]
+    if proxy is not None and not proxy["pay_to_proxy"]:
+        payee_code = app["head_resident_code"]
     household, payee = _side_by_side(
         await conn.fetch(HOUSEHOLD, code, app["snapshot_id"], app["household_no"]),
         account[1] if account else None,
-        app["applicant_resident_code"] or app["head_resident_code"],
+        payee_code,
     )
     details: dict[str, Any] = {"purpose": purpose}
     if account is None:
@@ -173,6 +183,7 @@ async def personal_view(
         "payee": payee,
         "history": await conn.fetch(HISTORY, code, str(application_id)),
         "purpose": purpose,
+        "proxy": proxy,
     }
 
 

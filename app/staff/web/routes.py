@@ -22,6 +22,8 @@ from app.staff.web import (
 )
 from app.staff.web.common import console_message, jst
 from app.staff.web.duplicates import duplicate_list, duplicate_resolve
+from app.staff.web.dv import dv_exclude, dv_file, dv_page, dv_refuse
+from app.staff.web.proxy import proxy_page, proxy_setting, proxy_submit
 from app.staff.web.holds import hold_decide, hold_list, hold_place, hold_release, hold_stop
 from app.web.templates import add_template_dir, env
 
@@ -70,6 +72,13 @@ def routes(settings) -> list[BaseRoute]:
         Route("/staff/reconciliation", reconciliation.reconciliation_page, methods=["GET"]),
         Route("/staff/payments/{payment_id}/recontact", reconciliation.payment_recontact, methods=["POST"]),
         Route("/staff/payments/{payment_id}/reissue", reconciliation.payment_reissue, methods=["POST"]),
+        Route("/staff/proxy", proxy_page, methods=["GET"]),
+        Route("/staff/proxy", proxy_submit, methods=["POST"]),
+        Route("/staff/proxy/settings", proxy_setting, methods=["POST"]),
+        Route("/staff/dv", dv_page, methods=["GET"]),
+        Route("/staff/dv/file", dv_file, methods=["POST"]),
+        Route("/staff/dv/exclude", dv_exclude, methods=["POST"]),
+        Route("/staff/dv/refuse", dv_refuse, methods=["POST"]),
         Route("/staff/recovery", recovery.recovery_list, methods=["GET"]),
         Route("/staff/payments/{payment_id}/recovery", recovery.recovery_case, methods=["GET"]),
         Route("/staff/payments/{payment_id}/recall", recovery.recall_request, methods=["POST"]),
