@@ -9,7 +9,7 @@ written on each form), so that keyer1 and keyer2 can key it, and reviewer can de
 * form 4: the passbook copy is missing — 不備, and a 不備返戻 letter to export;
 * form 5: one digit of the account number is hard to read — if the clerks read it differently, it waits
   for reviewer (裁定待ち), who sees both entries;
-* form 6: only the first member wants the benefit (when the household has more than one) — reviewer asks.
+* form 6: only the first of the household's members wants the benefit — it waits for reviewer, who asks.
 
 Idempotent: a second run finds the box and prints the same forms.
 """
@@ -38,7 +38,7 @@ JOIN entitlements e ON e.municipality_code = l.municipality_code AND e.entitleme
 JOIN residents r ON r.municipality_code = e.municipality_code AND r.snapshot_id = e.snapshot_id
                 AND r.resident_code = e.head_resident_code
 WHERE l.municipality_code = $1 AND e.program_id = $2 AND l.invalidated_at IS NULL
-ORDER BY l.letter_id OFFSET 3 LIMIT 6
+ORDER BY l.letter_id OFFSET 3 LIMIT 60
 """
 BOX_EXISTS = "SELECT box_id FROM paper_boxes WHERE municipality_code = $1 AND box_no = $2"
 STAFF_BY_LOGIN = f"SELECT {STAFF_COLUMNS} FROM staff_users WHERE municipality_code = $1 AND login = $2"
@@ -55,9 +55,12 @@ async def seed_paper(conn: asyncpg.Connection, settings, code: str) -> list[str]
         row = await conn.fetchrow(STAFF_BY_LOGIN, code, "keyer1")
         if program_id is None or row is None:
             return []
-        forms = await conn.fetch(FORMS, code, program_id)
-        if len(forms) < 6:
+        letters = await conn.fetch(FORMS, code, program_id)
+        # Five in order, then a household of several members for the form where only one wants it.
+        larger = [r for r in letters[5:] if r["members_counted"] >= 2]
+        if len(letters) < 5 or not larger:
             return []
+        forms = [*letters[:5], larger[0]]
         keyer = Staff.from_row(row)
         if await conn.fetchval(BOX_EXISTS, code, BOX_NO) is None:
             await paper.receive_box(conn, code, keyer, program_id, BOX_NO, dt.date.today(), len(forms))
@@ -81,7 +84,7 @@ async def seed_paper(conn: asyncpg.Connection, settings, code: str) -> list[str]
         3: "this household already applied online: the clerks are told so",
         4: "口座確認書類 missing (leave it unchecked): 不備",
         5: "account number hard to read: keyer1 types it as printed, keyer2 with the last digit 1 → 裁定待ち",
-        6: "only member 1 wants the benefit (if the household has more): reviewer asks the household",
+        6: "the form lists {n} members, only member 1 wants the benefit: 裁定待ち, reviewer asks the household",
     }
     for seq, f in enumerate(forms, start=1):
         members = "1" if seq == 6 else "".join(str(n) for n in range(1, min(f["members_counted"], 9) + 1))
@@ -90,6 +93,7 @@ async def seed_paper(conn: asyncpg.Connection, settings, code: str) -> list[str]
         lines.append(
             f"  通番 {seq}: 確認書番号 {format_access_code(f['access_code'])}, 世帯員 {members}, 金融機関 "
             f"{account['bank_code']} 支店 {account['branch_code']} 普通 {account['account_number']}, 名義 "
-            f"{f['family_kana']} {f['given_kana']}, {docs}" + (f"  ({notes[seq]})" if seq in notes else "")
+            f"{f['family_kana']} {f['given_kana']}, {docs}"
+            + (f"  ({notes[seq].format(n=f['members_counted'])})" if seq in notes else "")
         )
     return lines
