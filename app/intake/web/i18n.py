@@ -150,7 +150,10 @@ class Translator:
         if found is None:
             date = _JA_DATE.fullmatch(message)
             if date:
-                return english_date(dt.date(*(int(g) for g in date.groups())))
+                try:
+                    return english_date(dt.date(*(int(g) for g in date.groups())))
+                except ValueError:  # not a real day: not one of ours, shown as it is
+                    return message
             return message  # a value the catalogue does not name (a municipality's name): as it is
         key, values = found
         return self.messages[key].format(**{k: self._tr(v, depth + 1) for k, v in values.items()})
