@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
@@ -351,3 +352,19 @@ async def test_an_application_program_is_keyed_by_household_number(app_pool, mun
             ent,
         )
     assert (row["bank_code"], row["branch_code"], row["channel"]) == ("9900", "018", "paper")
+
+
+async def test_two_second_entries_at_once_make_one_decision(world, app_pool):
+    """The form's row lock serialises them: one is compared and decided, the other is refused."""
+    w, program_id, [h, *_] = await world()
+    [form_id] = await receive(app_pool, w, program_id, 1)
+    await key(app_pool, w, "keyer1", form_id, h.form())
+    results = await asyncio.gather(
+        key(app_pool, w, "keyer2", form_id, h.form()),
+        key(app_pool, w, "both", form_id, h.form()),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["Conflict", "Keyed"]
+    assert len(await _fetch(app_pool, w.code, ACTIVE_APPLICATIONS, h.entitlement_id)) == 1
+    async with tenant_transaction(app_pool, w.code) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM paper_entries WHERE municipality_code = $1", w.code) == 2

@@ -109,6 +109,10 @@ async def test_a_refused_entry_names_every_field_keeps_what_was_typed_and_writes
     assert "支店コード" in r.text and "口座番号を入力してください" in r.text
     assert 'value="ヤマダ タロウ"' in r.text and f'value="{h.access_code}"' in r.text  # kept
     assert 'id="branch_code-error"' in r.text
+    # The first field in error has the focus (not the first field of the form).
+    assert re.search(r'id="branch_code"[^>]* autofocus', r.text) and not re.search(
+        r'id="identifier"[^>]* autofocus', r.text
+    )
     assert await _count(app_pool, w.code, "SELECT count(*) FROM paper_entries WHERE municipality_code = $1") == 0
     assert (
         await _count(
