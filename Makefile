@@ -13,7 +13,8 @@ TEST_WORKERS ?= 2
 PIPELINE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run test test-fast chaos loadtest surge pipeline services-up services-down migrate clean
+.PHONY: help install system-deps run test test-fast chaos loadtest surge pipeline services-up services-down migrate clean \
+	cluster-install cluster cluster-down cluster-status cluster-chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -52,14 +53,48 @@ system-deps: ## Install Debian's age, chromium, wrk and a Japanese font if missi
 run: install ## Start everything (embedded services, migrate, seed demo, app, worker); Ctrl-C stops
 	$(VENV)/bin/kyufu run
 
-test: install system-deps ## Run the whole suite on real PostgreSQL and Valkey (embedded unless DATABASE_URL/REDIS_URL)
-	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+test: install system-deps cluster-install ## Run the whole suite on real PostgreSQL and Valkey (embedded unless DATABASE_URL/REDIS_URL); of tests/cluster only the HA smoke test (the faults: make cluster-chaos)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not cluster" $(PYTEST_ARGS)
 
-test-fast: install ## The suite without the browser tests
-	$(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
+test-fast: install ## The suite without the browser tests and the HA cluster
+	$(PY) -m pytest -m "not browser and not cluster" --ignore=tests/cluster $(PYTEST_ARGS)
 
 chaos: install ## Only the injected-fault scenarios (SIGKILLed worker/app, Valkey lost empty, PostgreSQL crashed/restarted, outbox disk full); also part of make test
 	$(PY) -m pytest tests/chaos -v $(PYTEST_ARGS)
+
+# The HA cluster (devtools/cluster, docs/cluster.md): Debian's etcd and HAProxy, and Patroni in a venv made
+# from Debian's /usr/bin/python3 (as root, Patroni runs as the PostgreSQL system user, which cannot reach a
+# Python under /root). Pinned in requirements-cluster.lock.
+CLUSTER_VENV := .venv-cluster
+CLUSTER_STAMP := $(CLUSTER_VENV)/.installed
+
+$(CLUSTER_STAMP): requirements-cluster.lock
+	@missing=""; \
+	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	/usr/bin/python3 -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@test -x $(CLUSTER_VENV)/bin/python || /usr/bin/python3 -m venv $(CLUSTER_VENV)
+	$(CLUSTER_VENV)/bin/pip install -q -r requirements-cluster.lock
+	@touch $(CLUSTER_STAMP)
+
+cluster-install: $(CLUSTER_STAMP) ## Install what the HA cluster needs: Debian's etcd-server and haproxy, Patroni 4.1.5 into .venv-cluster
+
+cluster: install cluster-install ## The HA cluster on this machine (3 etcd, 2 PostgreSQL under Patroni, HAProxy, Valkey + 3 Sentinels, 2 app + 2 worker nodes) under .data/cluster; prints URLs
+	$(VENV)/bin/kyufu cluster up
+
+cluster-status: install ## Each node of the HA cluster and its role
+	$(VENV)/bin/kyufu cluster status
+
+cluster-down: install ## Stop every node of the HA cluster
+	$(VENV)/bin/kyufu cluster down
+
+cluster-chaos: install cluster-install ## The HA cluster's fault scenarios (tests/cluster: PostgreSQL leader, Valkey primary, app and worker nodes SIGKILLed; ~15 min)
+	$(PY) -m pytest tests/cluster -v -s $(PYTEST_ARGS)
 
 loadtest: install system-deps ## Both load tests (loopback, bounded, ~3.5 min): the wrk submit-path bench, then `make surge`
 	$(PY) loadtests/submit_bench.py --duration 8 --letters 40000

@@ -2791,6 +2791,39 @@ ALTER TABLE public.registry_snapshots ALTER COLUMN snapshot_id ADD GENERATED ALW
     CACHE 1
 );
 
+CREATE TABLE public.released_file_parts (
+    municipality_code text NOT NULL,
+    batch_id bigint NOT NULL,
+    part integer NOT NULL,
+    bytes bytea NOT NULL,
+    CONSTRAINT released_file_parts_part_check CHECK ((part >= 0))
+);
+
+ALTER TABLE ONLY public.released_file_parts FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.released_file_parts OWNER TO kyufu_owner;
+
+COMMENT ON TABLE public.released_file_parts IS 'the sealed file of released_files, in order, in parts of at most 8 MiB (0028)';
+
+CREATE TABLE public.released_files (
+    municipality_code text NOT NULL,
+    batch_id bigint NOT NULL,
+    file_name text NOT NULL,
+    ciphertext_sha256 text NOT NULL,
+    ciphertext_bytes bigint NOT NULL,
+    signed_manifest bytea NOT NULL,
+    kept_at timestamp with time zone DEFAULT now() NOT NULL,
+    delivered_at timestamp with time zone,
+    CONSTRAINT released_files_ciphertext_bytes_check CHECK ((ciphertext_bytes > 0)),
+    CONSTRAINT released_files_ciphertext_sha256_check CHECK ((ciphertext_sha256 ~ '^[0-9a-f]{64}$'::text))
+);
+
+ALTER TABLE ONLY public.released_files FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE public.released_files OWNER TO kyufu_owner;
+
+COMMENT ON TABLE public.released_files IS 'a released batch''s sealed file and signed manifest, kept until the delivery job has put them in the bank''s drop directory (0028)';
+
 CREATE TABLE public.residents (
     municipality_code text NOT NULL,
     snapshot_id bigint NOT NULL,
@@ -3247,6 +3280,12 @@ ALTER TABLE ONLY public.registry_snapshots
 
 ALTER TABLE ONLY public.registry_snapshots
     ADD CONSTRAINT registry_snapshots_pkey PRIMARY KEY (municipality_code, snapshot_id);
+
+ALTER TABLE ONLY public.released_file_parts
+    ADD CONSTRAINT released_file_parts_pkey PRIMARY KEY (municipality_code, batch_id, part);
+
+ALTER TABLE ONLY public.released_files
+    ADD CONSTRAINT released_files_pkey PRIMARY KEY (municipality_code, batch_id);
 
 ALTER TABLE ONLY public.residents
     ADD CONSTRAINT residents_pkey PRIMARY KEY (municipality_code, snapshot_id, resident_code);
@@ -3747,6 +3786,12 @@ ALTER TABLE ONLY public.registry_screenings
 ALTER TABLE ONLY public.registry_snapshots
     ADD CONSTRAINT registry_snapshots_municipality_code_fkey FOREIGN KEY (municipality_code) REFERENCES public.municipalities(code);
 
+ALTER TABLE ONLY public.released_file_parts
+    ADD CONSTRAINT released_file_parts_municipality_code_batch_id_fkey FOREIGN KEY (municipality_code, batch_id) REFERENCES public.released_files(municipality_code, batch_id);
+
+ALTER TABLE ONLY public.released_files
+    ADD CONSTRAINT released_files_municipality_code_batch_id_fkey FOREIGN KEY (municipality_code, batch_id) REFERENCES public.payout_batches(municipality_code, batch_id);
+
 ALTER TABLE ONLY public.staff_devices
     ADD CONSTRAINT staff_devices_municipality_code_staff_id_fkey FOREIGN KEY (municipality_code, staff_id) REFERENCES public.staff_users(municipality_code, staff_id);
 
@@ -3876,6 +3921,10 @@ ALTER TABLE public.registry_screenings ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.registry_snapshots ENABLE ROW LEVEL SECURITY;
 
+ALTER TABLE public.released_file_parts ENABLE ROW LEVEL SECURITY;
+
+ALTER TABLE public.released_files ENABLE ROW LEVEL SECURITY;
+
 ALTER TABLE public.residents ENABLE ROW LEVEL SECURITY;
 
 ALTER TABLE public.staff_devices ENABLE ROW LEVEL SECURITY;
@@ -3969,6 +4018,10 @@ CREATE POLICY tenant_isolation ON public.registered_accounts USING ((municipalit
 CREATE POLICY tenant_isolation ON public.registry_screenings USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.registry_snapshots USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
+CREATE POLICY tenant_isolation ON public.released_file_parts USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
+
+CREATE POLICY tenant_isolation ON public.released_files USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
 CREATE POLICY tenant_isolation ON public.residents USING ((municipality_code = public.kyufu_current_municipality())) WITH CHECK ((municipality_code = public.kyufu_current_municipality()));
 
@@ -4143,6 +4196,12 @@ GRANT SELECT,INSERT,UPDATE ON TABLE public.registered_accounts TO kyufu_app;
 GRANT SELECT,INSERT,UPDATE ON TABLE public.registry_screenings TO kyufu_app;
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.registry_snapshots TO kyufu_app;
+
+GRANT SELECT,INSERT ON TABLE public.released_file_parts TO kyufu_app;
+
+GRANT SELECT,INSERT ON TABLE public.released_files TO kyufu_app;
+
+GRANT UPDATE(delivered_at) ON TABLE public.released_files TO kyufu_app;
 
 GRANT SELECT,INSERT ON TABLE public.residents TO kyufu_app;
 

@@ -198,9 +198,45 @@ def cmd_worker(args, settings: Settings) -> int:
         from arq.worker import async_check_health
 
         kwargs = worker_settings(settings)
+        if "redis_pool" in kwargs:  # through Sentinel (app/redisconn.py): the same key arq's check reads
+            return asyncio.run(_worker_health(kwargs["redis_pool"]))
         return asyncio.run(async_check_health(kwargs["redis_settings"]))
     worker = Worker(**worker_settings(settings))
     worker.run()
+    return 0
+
+
+async def _worker_health(redis) -> int:
+    from arq.constants import default_queue_name, health_check_key_suffix
+
+    try:
+        return 0 if await redis.get(default_queue_name + health_check_key_suffix) else 1
+    finally:
+        await redis.aclose()
+
+
+def cmd_cluster(args, settings: Settings) -> int:
+    """`kyufu cluster up|down|status|env`: the HA cluster on one machine (devtools/cluster, docs/cluster.md)."""
+    from devtools.cluster.control import Cluster, ClusterError
+
+    cluster = Cluster(settings.data_dir.resolve() / "cluster", http_port=args.port)
+    try:
+        if args.action == "up":
+            seeded = cluster.up(seed=not args.no_seed)
+            print("kyufu cluster is up (`kyufu cluster down` stops it; `kyufu cluster status` shows the roles):")
+            print("\n".join([*cluster.describe(), *[f"  {line}" for line in seeded]]))
+        elif args.action == "down":
+            cluster.down()
+            print("stopped every node of the cluster")
+        elif args.action == "env":
+            print(dump_env({k: v for k, v in cluster.urls().items() if k != "DATABASE_ADMIN_URL"}))
+        else:
+            status = cluster.status()
+            for name, state in status.items():
+                print(f"{name:10} {state}")
+            return 0 if "down" not in status.values() else 1
+    except ClusterError as exc:
+        raise UsageError(str(exc)) from None
     return 0
 
 
@@ -346,6 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="demo data")
     p.add_argument("action", choices=["seed", "registry", "e2e"])
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "cluster", help="the HA cluster on one machine: etcd, Patroni, HAProxy, Sentinel, 2 app + 2 workers"
+    )
+    p.add_argument("action", choices=["up", "down", "status", "env"])
+    p.add_argument("--port", type=int, help="HAProxy's HTTP port on the first `up` (default: a free port)")
+    p.add_argument("--no-seed", action="store_true", help="do not seed the demo municipality")
+    p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("run", help="services + migrate + seed + app + worker (what `make run` does)")
     p.add_argument("--port", type=int, help="the web port (default: KYUFU_PORT, else 8000)")

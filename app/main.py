@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.db import create_app_pool, ping
+from app.redisconn import arq_client
 from app.settings import Settings, load_settings, require
 
 log = logging.getLogger("kyufu.app")
@@ -35,9 +36,8 @@ AREA_SETUP = [
 def arq_redis(settings: Settings) -> ArqRedis:
     """An arq client that connects lazily: the app must start, and take applications, while Redis is
     down (the outbox keeps the jobs until the dispatcher or sweeper can enqueue them)."""
-    url = require(settings.redis_url, "REDIS_URL")
-    # from_url makes the client own its pool, so aclose() closes the connections too.
-    return ArqRedis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    # One server or, with a redis+sentinel:// URL, whichever one the Sentinels call primary (app/redisconn.py).
+    return arq_client(require(settings.redis_url, "REDIS_URL"))
 
 
 async def healthz(request: Request) -> JSONResponse:

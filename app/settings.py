@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     json_logs: bool = Field(True, alias="KYUFU_JSON_LOGS")
     # Where released (encrypted) bank files are written, one sub-directory per municipality.
     outbox_dir: Path | None = Field(None, alias="KYUFU_OUTBOX_DIR")
+    # With several worker nodes, the bank's drop directory (its transport's inbox): released files are then
+    # kept in PostgreSQL with the release and delivered here by any worker (payouts/delivery.py). Unset: the
+    # bank picks the files up from the outbox directory (one machine).
+    bank_drop_dir: Path | None = Field(None, alias="KYUFU_BANK_DROP_DIR")
     # The migrations folder (default: migrations/ of the source tree; an installed image sets its copy).
     migrations_dir: Path | None = Field(None, alias="KYUFU_MIGRATIONS_DIR")
 

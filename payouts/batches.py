@@ -28,7 +28,7 @@ from app.errors import Conflict, Forbidden, InvalidInput
 from app.principals import Staff
 from app.settings import Settings
 from app.tenancy.transaction import tenant_transaction
-from payouts import guardrails, holds, pipeline, release
+from payouts import delivery, guardrails, holds, pipeline, release
 from payouts.holder import batch_checks as holder_checks
 from payouts.payments import open_bank
 
@@ -528,6 +528,8 @@ async def perform_release(pool: asyncpg.Pool, settings: Settings, code: str, bat
             try:
                 async with conn.transaction():  # savepoint: a refusal still lets us record it and mark the row
                     manifest = await release.release_batch(conn, settings, code, batch_id, requester.staff_id)
+                    # With a delivery stage, the sealed file is kept in this transaction (payouts/delivery.py).
+                    await delivery.keep(conn, settings, code, batch_id, manifest)
                 await audit.append(
                     conn,
                     code,

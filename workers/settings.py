@@ -14,6 +14,7 @@ from arq.connections import RedisSettings
 
 from app import outbox
 from app.db import create_app_pool
+from app.redisconn import arq_client, sentinel_target
 from app.settings import Settings, load_settings, require
 
 # Every 15 s: cheap (an indexed query per municipality) and bounds how long a job lost by Redis waits.
@@ -46,6 +47,8 @@ JOB_MODULES = [
     "workers.metrics",
     "workers.verification",
     "workers.payouts",
+    "workers.progress",
+    "workers.delivery",
 ]
 
 
@@ -54,6 +57,15 @@ def _collect(attr: str) -> list[Any]:
     for module in JOB_MODULES:
         found.extend(getattr(importlib.import_module(module), attr, []))
     return found
+
+
+def _redis(url: str) -> dict[str, Any]:
+    """arq's connection to one server (RedisSettings: it retries at start while Valkey comes up), or
+    through Sentinel a client of our own (app/redisconn.py: arq's Sentinel support sends the Sentinels no
+    password), which follows the primary after a failover."""
+    if sentinel_target(url) is None:
+        return {"redis_settings": RedisSettings.from_dsn(url)}
+    return {"redis_pool": arq_client(url, timeout_s=10, failover_retries=10)}
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
@@ -66,7 +78,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         ],
         on_startup=startup,
         on_shutdown=shutdown,
-        redis_settings=RedisSettings.from_dsn(require(settings.redis_url, "REDIS_URL")),
+        **_redis(require(settings.redis_url, "REDIS_URL")),
         ctx={"settings": settings},
         health_check_interval=30,
         max_jobs=50,
