@@ -11,6 +11,7 @@ from devtools.demo_duplicates import seed_duplicate
 from devtools.demo_holds import seed_death
 from devtools.demo_paper import seed_paper
 from devtools.demo_progress import progress_lines
+from devtools.demo_proxy_dv import seed_proxy_dv
 from devtools.demo_registry import seed_demo as seed_registry
 from devtools.demo_staff import seed_demo_staff
 
@@ -41,6 +42,8 @@ async def seed_demo(settings) -> list[str]:
         lines += ["  " + line for line in await seed_paper(conn, settings, code)]
         lines += ["", "a second municipality and a cross-municipality duplicate:"]
         lines += ["  " + line for line in await seed_duplicate(conn, settings, code)]
+        lines += ["", "a proxy application and a DV 申出 across the two municipalities:"]
+        lines += ["  " + line for line in await seed_proxy_dv(conn, settings, code)]
         lines += ["", "a death after 基準日 (支給保留, for a reviewer to decide; login 'reviewer'):"]
         lines += ["  " + line for line in await seed_death(conn, settings, code)]
         lines += ["", "支給状況 (charts per program and day, open-data CSV):"]

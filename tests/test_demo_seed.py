@@ -37,6 +37,11 @@ def test_demo_seed_prints_working_logins_codes_and_bank_files_and_is_idempotent(
     death = re.search(r"hold #(\d+) waits for a reviewer's decision: console /staff/holds\?hold=\1", out)
     assert death and "died on 2026-06-01" in out
 
+    # A proxy case and a DV 申出 across the two municipalities (devtools/demo_proxy_dv.py).
+    proxy_case = re.search(r"receipt (\d+) waits in 審査", out)
+    dv_request = re.search(r"DV 申出 (V-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}): 中央区（デモ） recorded it", out)
+    assert proxy_case and dv_request
+
     second = run_cli(subprocess_env, "demo", "seed", timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     staff_lines = [line for line in out.splitlines() if "login '" in line and "TOTP" not in line]
@@ -46,3 +51,4 @@ def test_demo_seed_prints_working_logins_codes_and_bank_files_and_is_idempotent(
     paper_lines = [line for line in out.splitlines() if "通番" in line]
     assert paper_lines and all(line in second.stdout for line in paper_lines)  # the same box, not a second one
     assert f"hold #{death.group(1)} waits" in second.stdout  # the same hold, not a second one
+    assert proxy_case.group(0) in second.stdout and f"DV 申出 {dv_request.group(1)}:" in second.stdout  # once
