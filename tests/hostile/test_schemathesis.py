@@ -88,6 +88,7 @@ async def test_generated_requests_get_no_server_error_and_match_the_document(
     operations = _operations(live_server)
     assert {op.path for op in operations} == {
         "/api/v1/applications",
+        "/api/v1/account",
         "/api/v1/status",
         "/api/v1/banks",
         "/api/v1/banks/{bank_code}/branches",

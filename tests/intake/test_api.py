@@ -348,3 +348,33 @@ async def test_a_burst_of_guesses_in_one_batch_gets_five_checks_not_one_each(app
             "SELECT locked_until > now() + interval '29 minutes' FROM letters WHERE letter_id = $1", letter.letter_id
         )
     assert locked is True
+
+
+async def test_account_change_by_api_follows_the_one_rule(client, app_pool, settings, municipality):
+    """POST /api/v1/account (app/intake/changes.py): nothing before applying, a change, a repeat that changes
+    nothing, the application verified again on the new account, and a wrong PIN is a sign-in failure."""
+    code = await municipality()
+    [letter] = await make_letters(app_pool, settings.master_key_bytes, code)
+    new_bank = application_body(letter, bank_code="0005", account_number="7654321")
+    before = await client.post("/api/v1/account", json=new_bank)
+    assert before.status_code == 404 and before.json()["error"]["reason"] == "none"
+    created = await client.post("/api/v1/applications", json=application_body(letter), headers=key())
+    assert created.status_code == 201
+    changed = await client.post("/api/v1/account", json=new_bank)
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert body["result"] == "changed" and body["receipt_no"] == created.json()["receipt_no"]
+    assert "7654321" not in changed.text  # the number is not echoed back
+    again = await client.post("/api/v1/account", json=new_bank)
+    assert again.status_code == 200 and again.json()["result"] == "same"
+    async with tenant_transaction(app_pool, code, readonly=True) as conn:
+        app = await conn.fetchrow(
+            "SELECT status, bank_code FROM applications WHERE entitlement_id = $1", letter.entitlement_id
+        )
+        changes = await conn.fetchval("SELECT count(*) FROM application_account_changes")
+    assert (app["status"], app["bank_code"], changes) == ("received", "0005", 1)
+    wrong = dict(new_bank, pin="000000")
+    r = await client.post("/api/v1/account", json=wrong)
+    assert r.status_code == 401 and r.json()["error"]["message"] == SIGNIN_FAILED_MESSAGE
+    bad = await client.post("/api/v1/account", json=application_body(letter, bank_code="12"))
+    assert bad.status_code == 422 and bad.json()["error"]["errors"][0]["loc"] == ["bank", "bank_code"]

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from app.crypto import derive_key
 from app.intake import banks
+from app.intake.changes import AccountChangeTooLate, Change, change_account
 from app.intake.claims import Claim
 from app.intake.forms import (
     BankDetails,
@@ -73,6 +74,10 @@ class ApplicationRequest(BaseModel):
                 "kyufu_municipality_code", "地方公共団体コードは検査数字を含む6桁の数字で入力してください。"
             ) from None
         return v
+
+
+class AccountChangeRequest(ApplicationRequest):
+    """POST /api/v1/account: 口座変更の届出 after applying, while the payment is not in a batch."""
 
 
 class StatusRequest(BaseModel):
@@ -171,6 +176,67 @@ async def create_application(request: Request) -> Response:
     return JSONResponse(result.response(), status_code=result.http_status)
 
 
+ACCOUNT_CHANGE_REFUSED = {
+    "none": (404, "この確認書での申請はまだありません。口座は申請のときに指定してください。"),
+    "closed": (409, "この申請は辞退または取下げ済みのため、口座を変更できません。"),
+    "too_late": (
+        409,
+        "支払の準備（振込データの作成）が始まっているため、口座を変更できません。お住まいの自治体の給付金担当窓口に"
+        "お問い合わせください。",
+    ),
+}
+
+
+async def change_account_api(request: Request) -> Response:
+    """口座変更の届出 by API (app/intake/changes.py, the rule the resident pages and the console use): 200
+    with `result` 'changed' or 'same' (a repeat changes nothing), 404 before any application, 409 when closed
+    or too late. The application is verified again on the new account."""
+    data = await read_json_object(request)
+    try:
+        req = AccountChangeRequest.model_validate(data)
+    except ValidationError as exc:
+        raise ApiInvalid(translate(exc)) from None
+    try:
+        account = resolve(req.bank, ("bank",))
+    except FormInvalid as exc:
+        raise ApiInvalid(exc.errors) from None
+    code = req.municipality_code
+    await _known(request, code)
+    redis = request.app.state.redis
+    ip = request.client.host if request.client else "-"
+    await check_ip(redis, ip)
+    settings = request.app.state.settings
+    access_code = normalise_access_code(req.access_code)
+    try:
+        async with tenant_transaction(request.app.state.pool, code) as conn:
+            keys = await municipality_keys(conn, settings.master_key_bytes, code)
+            letter = (await authenticate(conn, keys, code, [(access_code, normalise_pin(req.pin))]))[0]
+            change = None
+            if letter is not None:
+                actor = f"resident:letter:{letter.letter_id}"
+                change = await change_account(conn, keys.cipher, code, letter.entitlement_id, account, actor=actor)
+    except AccountChangeTooLate:
+        change = Change("too_late")
+    if letter is None or change is None:
+        await record_ip_failure(redis, ip)
+        raise await _signin_refused(request, code, access_code)
+    if change.kind in ACCOUNT_CHANGE_REFUSED:
+        status, message = ACCOUNT_CHANGE_REFUSED[change.kind]
+        raise WebError(message, status=status, extra={"reason": change.kind})
+    if change.kind == "changed":
+        for_app(request).after_created(code)  # the application's verification, due again
+    assert change.receipt_no is not None
+    return JSONResponse(
+        {
+            "result": change.kind,
+            "receipt_no": change.receipt_no,
+            "receipt": format_receipt(change.receipt_no),
+            "bank_name": account.bank_name,
+            "branch_name": account.branch_name,
+        }
+    )
+
+
 async def application_status(request: Request) -> Response:
     data = await read_json_object(request)
     try:
@@ -250,7 +316,7 @@ _ERROR = {
                         "required": ["loc", "type", "message"],
                     },
                 },
-                "reason": {"type": "string", "enum": ["locked"]},
+                "reason": {"type": "string", "enum": ["locked", "none", "closed", "too_late"]},
                 "locked_until": {"type": "string", "format": "date-time"},
             },
             "required": ["status", "message"],
@@ -280,7 +346,7 @@ _BUSY = _err("overloaded: retry after the Retry-After seconds")
 
 def openapi_document() -> dict:
     schemas: dict = {}
-    for model in (ApplicationRequest, StatusRequest):
+    for model in (ApplicationRequest, AccountChangeRequest, StatusRequest):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, sub in schema.pop("$defs", {}).items():
             schemas[name] = sub
@@ -359,6 +425,27 @@ def openapi_document() -> dict:
                         "200": {"description": "status"},
                         "401": _err("code or PIN wrong; a locked code says so (reason: locked, locked_until)"),
                         "404": _err("municipality not served"),
+                        "413": _err("body too large"),
+                        "422": _err("invalid input"),
+                        "429": _err("too many failures"),
+                        "503": _BUSY,
+                    },
+                }
+            },
+            "/api/v1/account": {
+                "post": {
+                    "summary": "口座変更の届出: another account, while the payment is not in a batch",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/AccountChangeRequest"}}
+                        },
+                    },
+                    "responses": {
+                        "200": {"description": "changed, or the same account as on file (result: changed | same)"},
+                        "401": _err("code or PIN wrong; a locked code says so (reason: locked, locked_until)"),
+                        "404": _err("municipality not served, or no application yet (reason: none)"),
+                        "409": _err("declined or withdrawn (reason: closed), or the payment is in a batch (too_late)"),
                         "413": _err("body too large"),
                         "422": _err("invalid input"),
                         "429": _err("too many failures"),

@@ -20,6 +20,7 @@ def routes(settings) -> list:
     return [
         Route("/api/v1/applications", api.create_application, methods=["POST"]),
         Route("/api/v1/status", api.application_status, methods=["POST"]),
+        Route("/api/v1/account", api.change_account_api, methods=["POST"]),
         Route("/api/v1/banks", api.bank_search),
         Route("/api/v1/banks/{bank_code:str}/branches", api.branch_search),
         Route("/api/v1/openapi.json", api.openapi),
