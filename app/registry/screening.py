@@ -30,8 +30,12 @@ import asyncpg
 
 from app import audit
 from app.db import fetch_always
+from app.errors import InvalidInput, NotFound
+from app.principals import Staff
 
 DIED = ("死亡", "失踪宣告")
+# programs.after_base_date_rule: what the screening suggests when the payee died after 基準日.
+RULES = {"new_head": "新しい世帯主に支給する", "stop": "支給を停止する"}
 MOVED_OUT = ("転出", "国外転出")
 
 # $1 municipality, $2 residents snapshot, $3 removal reasons meaning death, $4 meaning a move.
@@ -94,6 +98,13 @@ LATEST_RESIDENTS = """
 SELECT max(snapshot_id) FROM registry_snapshots
 WHERE municipality_code = $1 AND kind = 'residents' AND status = 'published'
 """
+PROGRAM_RULES = (
+    "SELECT program_id, name, after_base_date_rule FROM programs WHERE municipality_code = $1 ORDER BY program_id"
+)
+SET_RULE = """
+UPDATE programs SET after_base_date_rule = $3 WHERE municipality_code = $1 AND program_id = $2
+RETURNING (SELECT p.after_base_date_rule FROM programs p WHERE p.municipality_code = $1 AND p.program_id = $2)
+"""
 LATEST_SCREENING = """
 SELECT s.snapshot_id, s.screened_at, s.checked, s.held, sn.published_at
 FROM registry_screenings s
@@ -140,3 +151,21 @@ async def screen_latest(conn: asyncpg.Connection, code: str) -> Screening | None
 async def latest(conn: asyncpg.Connection, code: str) -> asyncpg.Record | None:
     """The newest screening of the municipality (snapshot, when, counts), or None."""
     return await conn.fetchrow(LATEST_SCREENING, code)
+
+
+async def program_rules(conn: asyncpg.Connection, code: str) -> list[asyncpg.Record]:
+    """Each program's rule for a payee who died after 基準日."""
+    return await conn.fetch(PROGRAM_RULES, code)
+
+
+async def set_rule(conn: asyncpg.Connection, code: str, staff: Staff, program_id: int, rule: str) -> None:
+    """An admin sets the program's rule (what later screenings suggest; holds already placed keep theirs)."""
+    staff.require("admin")
+    if rule not in RULES:
+        raise InvalidInput("死亡した場合の扱い（rule）を選んでください。")
+    before = await conn.fetchval(SET_RULE, code, program_id, rule)
+    if before is None:
+        raise NotFound()
+    await audit.append(
+        conn, code, staff, "programs.after_base_date_rule", "program", program_id, {"rule": rule, "before": before}
+    )

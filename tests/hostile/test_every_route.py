@@ -71,6 +71,7 @@ FORM_FIELDS = sorted(
         "sent_on",
         "received_on",
         "hold",
+        "rule",
         *IDENTITY_FIELDS,
         *BANK_SETTINGS_FIELDS,
     }

@@ -253,3 +253,27 @@ async def test_the_console_places_stops_and_releases_a_hold(make_world, app_pool
         assert (
             client.post(f"/staff/holds/{hold_id}/release", data={"csrf_token": token, "note": "x"}).status_code == 403
         )
+
+
+async def test_an_admin_sets_the_programs_rule_for_a_payee_who_died(make_world, app_pool, settings):
+    world = await make_world(applications=0)
+    code = world.code
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        token = await staff_signed_in(client, app_pool, code, world.staff["admin"].staff_id)
+        page = client.get("/staff/holds")
+        assert 'id="program-rules"' in page.text and '<option value="new_head" selected>' in page.text
+        r = client.post("/staff/holds/rule", data={"csrf_token": token, "program": world.program_id, "rule": "pay"})
+        assert r.status_code == 422 and "死亡した場合の扱い" in r.text
+        r = client.post("/staff/holds/rule", data={"csrf_token": token, "program": world.program_id, "rule": "stop"})
+        assert r.status_code == 303
+        assert '<option value="stop" selected>' in client.get("/staff/holds").text
+        token = await staff_signed_in(client, app_pool, code, world.staff["rev"].staff_id)
+        assert 'id="program-rules"' not in client.get("/staff/holds").text
+        r = client.post(
+            "/staff/holds/rule", data={"csrf_token": token, "program": world.program_id, "rule": "new_head"}
+        )
+        assert r.status_code == 403
+    async with tenant_transaction(app_pool, code, readonly=True) as conn:
+        assert await conn.fetchval("SELECT after_base_date_rule FROM programs") == "stop"
+        details = await conn.fetchval("SELECT details FROM audit_log WHERE action = 'programs.after_base_date_rule'")
+    assert '"before":"new_head"' in details and '"rule":"stop"' in details

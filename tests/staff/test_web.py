@@ -120,6 +120,7 @@ ROLE_MATRIX = {
     ("GET", "/staff/paper/deficiencies"): {"reviewer", "admin"},
     ("POST", "/staff/paper/deficiencies/export"): {"reviewer", "admin"},
     ("GET", "/staff/holds"): {"reviewer", "drafter", "admin"},
+    ("POST", "/staff/holds/rule"): {"admin"},
     ("GET", "/staff/reconciliation"): {"reviewer", "drafter"},
     ("GET", "/staff/admin/staff"): {"admin"},
     ("GET", "/staff/admin/audit"): {"admin"},

@@ -83,6 +83,7 @@ FLASH_MESSAGES = {
     "hold.stop": "支給停止にしました。解除は別の審査担当者が行います。",
     "hold.release": "保留を解除しました。次の振込起案の対象になります。",
     "hold.decide": "判断を記録しました。",
+    "hold.rule": "給付の設定を変更しました。",
     "payment.recontact": "再連絡を記録しました。",
     "payment.reissue": "訂正した口座で再発行しました。",
     "staff.create": "職員を追加しました。",

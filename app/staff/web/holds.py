@@ -5,6 +5,8 @@ screening placed (payouts/holds.py has the rules; the database enforces them, mi
 
 from __future__ import annotations
 
+from app.errors import InvalidInput
+from app.registry import screening
 from app.staff import review
 from app.staff.web.common import int_param, page, redirect
 from app.staff.web.review import application_page
@@ -40,6 +42,8 @@ async def hold_list(request, conn, staff, ctx):
             "active": await holds.active_holds(conn, code),
             "released": await holds.recently_released(conn, code),
             "detail": detail,
+            "rules": await screening.program_rules(conn, code) if staff.has("admin") else [],
+            "rule_labels": screening.RULES,
         },
     )
 
@@ -85,3 +89,14 @@ async def hold_decide(request, conn, staff, ctx):
         conn, staff.municipality_code, staff, hold_id, str(form.get("decision", "")), str(form.get("note", ""))
     )
     return redirect(f"/staff/holds?hold={hold_id}#hold", flash="hold.decide")
+
+
+@page("admin", back=hold_list)
+async def hold_rule(request, conn, staff, ctx):
+    """An admin sets a program's rule for a payee who died after 基準日 (what the screening suggests)."""
+    form = ctx["form"]
+    program = str(form.get("program", "")).strip()
+    if not (program.isascii() and program.isdigit()) or len(program) > 18:
+        raise InvalidInput("給付（program）を選んでください。")
+    await screening.set_rule(conn, staff.municipality_code, staff, int(program), str(form.get("rule", "")))
+    return redirect("/staff/holds#rules", flash="hold.rule")

@@ -24,7 +24,7 @@ from app.staff.web.common import console_message, jst
 from app.staff.web.duplicates import duplicate_list, duplicate_resolve
 from app.staff.web.dv import dv_exclude, dv_file, dv_page, dv_refuse
 from app.staff.web.proxy import proxy_page, proxy_setting, proxy_submit
-from app.staff.web.holds import hold_decide, hold_list, hold_place, hold_release, hold_stop
+from app.staff.web.holds import hold_decide, hold_list, hold_place, hold_release, hold_rule, hold_stop
 from app.web.templates import add_template_dir, env
 
 add_template_dir(Path(__file__).resolve().parent / "templates")
@@ -54,6 +54,7 @@ def routes(settings) -> list[BaseRoute]:
         Route("/staff/holds/{hold_id}/stop", hold_stop, methods=["POST"]),
         Route("/staff/holds/{hold_id}/release", hold_release, methods=["POST"]),
         Route("/staff/holds/{hold_id}/decide", hold_decide, methods=["POST"]),
+        Route("/staff/holds/rule", hold_rule, methods=["POST"]),
         Route("/staff/programs/{program_id}/draft", batches.draft_page, methods=["GET"]),
         Route("/staff/programs/{program_id}/draft", batches.draft_submit, methods=["POST"]),
         Route("/staff/batches", batches.batch_list, methods=["GET"]),
