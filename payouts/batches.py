@@ -321,6 +321,8 @@ async def approve_batch(
             raise Conflict("重複の疑いの確認を待つ支払が含まれています。画面を開き直してください。") from None
         if exc.constraint_name == "payout_batches_no_held_payment":  # a hold placed meanwhile
             raise Conflict("支給保留中の支払が含まれています。画面を開き直してください。") from None
+        if exc.constraint_name == "payout_batches_wait_for_dv_request":  # a DV 申出 filed meanwhile (0026)
+            raise Conflict("DV等避難者の申出への回答を待つ支払が含まれています。画面を開き直してください。") from None
         if exc.constraint_name == "payout_batches_accounts_within_limit":  # an override by the drafter
             raise Conflict("上限を超える口座の確認は、起案者以外の職員が行ってください。") from None
         if exc.constraint_name not in ("payout_batches_four_eyes", "payout_batches_independent_approver"):

@@ -141,6 +141,14 @@ JOIN payment_holds h ON h.municipality_code = p.municipality_code AND h.entitlem
 WHERE p.municipality_code = $1 AND p.batch_id = $2 AND h.released_at IS NULL
 """
 
+# Payments of the batch whose entitlement waits for a DV 申出 (dv_holds, migration 0026): the registered
+# household before its municipality answered, or the evacuees' own entitlement before they were excluded.
+BATCH_DV_HOLD_COUNT = """
+SELECT count(DISTINCT p.payment_id) FROM payments p
+JOIN dv_holds h ON h.municipality_code = p.municipality_code AND h.entitlement_id = p.entitlement_id
+WHERE p.municipality_code = $1 AND p.batch_id = $2
+"""
+
 
 def _note(note: str | None, field: str = "メモ（note）") -> str | None:
     text = (note or "").strip()
@@ -344,6 +352,12 @@ async def batch_hold(conn: asyncpg.Connection, code: str, batch_id: int) -> str 
     """Why the batch may not be approved or released now (a payment of it is held), or None."""
     count = int(await conn.fetchval(BATCH_HOLD_COUNT, code, batch_id))
     if not count:
+        waiting = int(await conn.fetchval(BATCH_DV_HOLD_COUNT, code, batch_id))
+        if waiting:  # payout_batches_wait_for_dv_request (0026) refuses the approval too
+            return (
+                f"DV等避難者の申出への回答を待つ受給権の支払が{waiting}件含まれています。"
+                "起案を取り消し、申出に回答してから（DV等避難者の申出）起案し直してください。"
+            )
         return None
     return (
         f"支給保留・支給停止中の受給権の支払が{count}件含まれています。"

@@ -48,6 +48,7 @@ JOB_MODULES = [
     "workers.verification",
     "workers.payouts",
     "workers.progress",
+    "workers.progress",
     "workers.delivery",
 ]
 

@@ -21,8 +21,13 @@ What each series counts, and from which column (a day is a day in Japan, JST):
   answer was recorded.
 
 One statement, one scan of the municipality's applications and one of its paid payments, grouped in the
-database (the rest reads batches and the small return tables). Measured at 1,000,000 applications in
-docs/staff.md (`python -m devtools.progress_bench`).
+database (the rest reads batches and the small return tables): seconds at a million applications
+(docs/staff.md, `python -m devtools.progress_bench`), too long to run while a person waits on every view.
+So a view shows the figures as last counted, kept in Valkey per municipality (`current`): derived data,
+figures only; the database stays the truth. When they are older than FRESH_S the view asks the worker to
+count again (job refresh_progress, workers/progress.py; one at a time per municipality) and the next view
+shows the new count. Only a municipality's first view, or one after Valkey lost the count, counts while
+the person waits; if Valkey cannot be reached every view counts (slow, but right).
 """
 
 from __future__ import annotations
@@ -30,12 +35,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import json
+import logging
 from collections.abc import Iterable
+from typing import Any
 
 import asyncpg
 
 from app import csvsafe
 from payouts.bankdays import today_jst
+
+log = logging.getLogger("kyufu.staff")
 
 # Flows (per day, summed into running totals) and the one level.
 FLOWS = ("received", "verified", "drafted", "paid", "returned")
@@ -55,6 +65,14 @@ PROGRAMS = "SELECT program_id, name FROM programs WHERE municipality_code = $1 O
 # entitlements in 16 batches on disk and sorts them on disk to group them (it expects up to 200,000 groups
 # where a program has a few thousand); with 64 MB both stay in memory (measured in docs/staff.md).
 WORK_MEM = "SET LOCAL work_mem = '64MB'"
+NOW = "SELECT clock_timestamp()"
+
+# The last count per municipality (see the module docstring). Kept a week, so a stale count is still shown
+# while the worker makes the next one; a refresh is asked for once a count is FRESH_S old.
+CACHE_KEY = "kyufu:progress:{}"
+CACHE_TTL_S = 7 * 24 * 3600
+FRESH_S = 60
+REFRESH_JOB = "refresh_progress"
 
 # (program_id, series, day, n, yen): n and yen are what happened that day; for in_review the change of
 # the waiting count that day (+ entered review, - decided by a reviewer), summed into a level by the caller.
@@ -148,18 +166,81 @@ class ProgramProgress:
         return self.days[-1] if self.days else None
 
 
+@dataclasses.dataclass(frozen=True)
+class Counted:
+    """DAILY's rows (program_id, series, day, n, yen) and when the statement started."""
+
+    rows: list[tuple[int, str, dt.date, int, int]]
+    at: dt.datetime
+
+
+async def count(conn: asyncpg.Connection, code: str) -> Counted:
+    """Run DAILY now (inside the municipality's transaction)."""
+    await conn.execute(WORK_MEM)
+    at = await conn.fetchval(NOW)  # the statement below sees what was committed before it started
+    rows = [(r["program_id"], r["series"], r["day"], r["n"], r["yen"]) for r in await conn.fetch(DAILY, code)]
+    return Counted(rows, at)
+
+
+async def store(redis: Any, code: str, counted: Counted) -> None:
+    value = {"at": counted.at.isoformat(), "rows": [[p, s, d.isoformat(), n, y] for p, s, d, n, y in counted.rows]}
+    await redis.set(CACHE_KEY.format(code), json.dumps(value, separators=(",", ":")), ex=CACHE_TTL_S)
+
+
+async def cached(redis: Any, code: str) -> Counted | None:
+    raw = await redis.get(CACHE_KEY.format(code))
+    if raw is None:
+        return None
+    value = json.loads(raw)
+    rows = [(p, s, dt.date.fromisoformat(d), n, y) for p, s, d, n, y in value["rows"]]
+    return Counted(rows, dt.datetime.fromisoformat(value["at"]))
+
+
+async def refresh(conn: asyncpg.Connection, redis: Any, code: str) -> Counted:
+    """Count and keep the count (the worker's job, and a first view)."""
+    counted = await count(conn, code)
+    await store(redis, code, counted)
+    return counted
+
+
+async def current(conn: asyncpg.Connection, redis: Any, code: str, *, now: dt.datetime | None = None) -> Counted:
+    """The count a view shows: the kept one, asking the worker for a new one when it is older than FRESH_S;
+    without one, a count made now (and kept)."""
+    try:
+        hit = await cached(redis, code)
+    except Exception as exc:  # Valkey unreachable: count while the person waits rather than show nothing
+        log.warning("progress count of %s not read from Redis (%s)", code, type(exc).__name__)
+        return await count(conn, code)
+    if hit is None:
+        counted = await count(conn, code)
+        try:
+            await store(redis, code, counted)
+        except Exception as exc:  # the next view counts again
+            log.warning("progress count of %s not kept in Redis (%s)", code, type(exc).__name__)
+        return counted
+    now = now or dt.datetime.now(dt.UTC)
+    if (now - hit.at).total_seconds() > FRESH_S:
+        try:
+            # One refresh per municipality at a time: arq refuses a second job with the same id while one
+            # waits or runs (the job keeps no result, so the id is free again when it ends).
+            await redis.enqueue_job(REFRESH_JOB, code, _job_id=f"{REFRESH_JOB}:{code}")
+        except Exception as exc:  # the next view asks again
+            log.warning("progress refresh of %s not queued (%s)", code, type(exc).__name__)
+    return hit
+
+
 async def program_progress(
-    conn: asyncpg.Connection, code: str, *, today: dt.date | None = None
+    conn: asyncpg.Connection, code: str, *, counted: Counted | None = None, today: dt.date | None = None
 ) -> list[ProgramProgress]:
     """Every program of the municipality with one Day per JST day from its first recorded event to today
-    (or a later day a figure falls on, such as a transfer date); a program with nothing yet has no days."""
+    (or a later day a figure falls on, such as a transfer date); a program with nothing yet has no days.
+    From `counted` when given (`current`), else counted now."""
     today = today or today_jst()
-    await conn.execute(WORK_MEM)
+    counted = counted or await count(conn, code)
     events: dict[int, dict[tuple[str, dt.date], Figure]] = {}
-    for r in await conn.fetch(DAILY, code):
-        per = events.setdefault(r["program_id"], {})
-        key = (r["series"], r["day"])
-        per[key] = per.get(key, ZERO) + Figure(r["n"], r["yen"])
+    for program_id, series, day, n, yen in counted.rows:
+        per = events.setdefault(program_id, {})
+        per[(series, day)] = per.get((series, day), ZERO) + Figure(n, yen)
     return [
         ProgramProgress(p["program_id"], p["name"], _days(events.get(p["program_id"], {}), today))
         for p in await conn.fetch(PROGRAMS, code)

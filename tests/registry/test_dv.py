@@ -317,6 +317,9 @@ async def test_a_payment_drafted_before_the_request_is_held(app_pool, municipali
             "UPDATE payout_batches SET status = 'draft', plaintext_sha256 = $2 WHERE batch_id = $1", batch, "a" * 64
         )
     filed = await file(app_pool, settings, a, rev_a, request_form(pa, b, spouse, child))
+    async with tenant_transaction(app_pool, b) as conn:
+        with pytest.raises(Conflict, match="DV等避難者の申出への回答を待つ"):
+            await batches.approve_batch(conn, settings, b, approver, batch, "a" * 64)
     with pytest.raises(asyncpg.CheckViolationError, match="waiting for a DV request"):
         async with tenant_transaction(app_pool, b) as conn:
             await conn.execute(batches.APPROVE, b, batch, approver.staff_id, "a" * 64)
@@ -419,3 +422,67 @@ def test_shares_follow_the_programs_ages():
     assert dv.share(program, dt.date(2008, 4, 2)) == (True, 30000)
     assert dv.share(program, dt.date(2008, 4, 3)) == (True, 20000)
     assert dv.share(program | {"min_age": 20}, dt.date(2008, 4, 2)) == (False, 0)
+
+
+async def test_a_request_filed_after_approval_stops_the_release_until_answered(app_pool, municipality, settings):
+    """B approved the household's batch before the 申出: its release job seals nothing while the request is
+    open (payouts/holds.batch_hold); B cannot exclude from an approved file and answers 'already paid', and A
+    then never pays the evacuees."""
+    key = settings.duplicate_key_bytes
+    a, b, pa, pb, (head, spouse, child) = await two_municipalities(app_pool, municipality, settings)
+    rev_a, rev_b = await reviewer(app_pool, settings, a), await reviewer(app_pool, settings, b)
+    async with tenant_transaction(app_pool, b) as conn:
+        cipher = await load_field_cipher(conn, settings.master_key_bytes, b)
+        drafter, _ = await ready_staff(conn, cipher, b, "drafter", ["drafter"])
+        approver, _ = await ready_staff(conn, cipher, b, "approver", ["approver"])
+        ent_b = await conn.fetchval(
+            "SELECT entitlement_id FROM entitlements WHERE head_resident_code = $1", head["resident_code"]
+        )
+        batch = await conn.fetchval(
+            "INSERT INTO payout_batches (municipality_code, program_id, transfer_date, drafted_by, record_count,"
+            " total_yen, status) VALUES ($1, $2, current_date + 7, $3, 1, 80000, 'preparing') RETURNING batch_id",
+            b,
+            pb,
+            drafter.staff_id,
+        )
+        payment = await insert_payment(
+            conn,
+            cipher,
+            b,
+            entitlement_id=ent_b,
+            application_id=None,
+            amount_yen=80000,
+            bank_code="0001",
+            branch_code="001",
+            account_type=1,
+            account_number="1111111",
+            holder_kana="ﾔﾏﾀﾞ ﾀﾛｳ",
+        )
+        await conn.execute(
+            "UPDATE payments SET status = 'in_batch', batch_id = $2 WHERE payment_id = $1", payment, batch
+        )
+        await conn.execute(
+            "UPDATE payout_batches SET status = 'draft', plaintext_sha256 = $2 WHERE batch_id = $1", batch, "a" * 64
+        )
+        await conn.execute(batches.APPROVE, b, batch, approver.staff_id, "a" * 64)
+        await conn.execute(
+            "UPDATE payout_batches SET release_attempt = 1, release_requested_at = now(), release_requested_by = $2"
+            " WHERE batch_id = $1",
+            batch,
+            approver.staff_id,
+        )
+    filed = await file(app_pool, settings, a, rev_a, request_form(pa, b, spouse, child))
+    assert await batches.perform_release(app_pool, settings, b, batch, 1) == "refused: hold"
+    async with tenant_transaction(app_pool, b, readonly=True) as conn:
+        row = await conn.fetchrow("SELECT status, release_error FROM payout_batches WHERE batch_id = $1", batch)
+    assert row["status"] == "approved" and "DV等避難者の申出" in row["release_error"]
+    with pytest.raises(Conflict, match="支給済み"):
+        async with tenant_transaction(app_pool, b) as conn:
+            await dv.exclude(conn, key, b, rev_b, filed.reference)
+    async with tenant_transaction(app_pool, b) as conn:
+        await dv.refuse(conn, b, rev_b, filed.reference, "already_paid")
+        assert await conn.fetchval("SELECT count(*) FROM dv_holds") == 0  # B's file may go now
+    async with tenant_transaction(app_pool, a, readonly=True) as conn:
+        [mine] = await dv.filed(conn, a)
+        assert (mine["state"], mine["refusal"]) == ("refused", "already_paid")
+        assert await conn.fetchval("SELECT count(*) FROM dv_holds") == 1

@@ -11,10 +11,11 @@ import datetime as dt
 import io
 
 import pytest
+from redis.asyncio import Redis
 from starlette.testclient import TestClient
 
 from app.csvsafe import restore
-from app.main import create_app
+from app.main import arq_redis, create_app
 from app.staff import progress
 from app.staff.progress import Figure
 from app.tenancy.transaction import tenant_transaction
@@ -24,6 +25,7 @@ from payouts.returns_csv import ReturnRow, write_returns_csv
 from tests.jobs import draft, run_payout_jobs
 from tests.staff.conftest import add_application, add_bank_settings
 from tests.staff.test_web import login
+from workers.progress import refresh_progress
 
 TODAY = today_jst()
 D1, D2, D3 = (TODAY - dt.timedelta(days=k) for k in (10, 9, 8))
@@ -184,6 +186,7 @@ async def test_the_page_draws_accessible_charts_with_a_table_and_serves_the_csv(
     assert "受付 6件" in r.text and "支払済 140,000円" in r.text  # the charts' descriptions
     assert f'id="total-{pid}-paid">2件<' in r.text and f'id="total-yen-{pid}-returned">70,000円<' in r.text
     assert r.text.count("<polyline") == 2 * len(progress.SERIES)
+    assert "集計時刻: " in r.text and " JST" in r.text.split('id="counted-at"')[1].split("</p>")[0]
     assert "<script" not in r.text
     export = client.get("/staff/progress.csv")
     assert export.status_code == 200
@@ -192,3 +195,68 @@ async def test_the_page_draws_accessible_charts_with_a_table_and_serves_the_csv(
         f'attachment; filename="shikyu-jokyo-{world.code}-{TODAY.isoformat()}.csv"'
     )
     assert export.content.startswith("\ufeff日付,事業番号,事業名,".encode())
+
+
+def _received(programs) -> int:
+    [p] = programs
+    return p.latest.total["received"].n if p.days else 0
+
+
+async def test_a_view_shows_the_kept_count_and_asks_the_worker_for_a_new_one_once_it_is_a_minute_old(
+    make_world, app_pool, settings
+):
+    world = await make_world(applications=2)
+    code, job = world.code, f"arq:job:{progress.REFRESH_JOB}:{world.code}"
+    redis = arq_redis(settings)
+    try:
+
+        async def view(**kw):
+            async with tenant_transaction(app_pool, code, readonly=True) as conn:
+                counted = await progress.current(conn, redis, code, **kw)
+                return counted, await progress.program_progress(conn, code, counted=counted)
+
+        first, figures = await view()  # nothing kept yet: counted while the person waits, and kept
+        assert _received(figures) == 2 and await redis.exists(progress.CACHE_KEY.format(code))
+        async with tenant_transaction(app_pool, code) as conn:
+            await add_application(conn, world)
+        again, figures = await view()  # within the minute: the kept count, no job
+        assert again.at == first.at and _received(figures) == 2 and not await redis.exists(job)
+        late = first.at + dt.timedelta(seconds=progress.FRESH_S + 1)
+        stale, figures = await view(now=late)  # a minute old: still shown, and the worker is asked once
+        assert stale.at == first.at and _received(figures) == 2 and await redis.exists(job)
+        await view(now=late)  # a second view while the job waits queues no second one
+        queue = await redis.zrange("arq:queue", 0, -1)
+        assert queue.count(job.removeprefix("arq:job:").encode()) == 1
+        assert await refresh_progress({"pool": app_pool, "redis": redis}, code) == f"counted {len(first.rows)} rows"
+        fresh, figures = await view()
+        assert fresh.at > first.at and _received(figures) == 3
+        # Another municipality's count is its own key: this one's figures are never shown there.
+        other = await make_world(applications=0)
+        async with tenant_transaction(app_pool, other.code, readonly=True) as conn:
+            counted = await progress.current(conn, redis, other.code)
+            assert _received(await progress.program_progress(conn, other.code, counted=counted)) == 0
+    finally:
+        await redis.delete(job)
+        await redis.zrem("arq:queue", job.removeprefix("arq:job:"))
+        await redis.aclose()
+
+
+async def test_without_valkey_every_view_counts(make_world, app_pool, caplog):
+    world = await make_world(applications=1)
+    down = Redis.from_url("redis://127.0.0.1:9", socket_connect_timeout=0.5)  # nothing listens on port 9
+    try:
+        async with tenant_transaction(app_pool, world.code, readonly=True) as conn:
+            counted = await progress.current(conn, down, world.code)
+            assert _received(await progress.program_progress(conn, world.code, counted=counted)) == 1
+    finally:
+        await down.aclose()
+    assert "not read from Redis (ConnectionError)" in caplog.text
+
+
+def test_the_job_a_stale_view_queues_is_one_the_worker_runs(settings):
+    """The name current() enqueues is registered with the worker (workers/settings.py), keeping no result so
+    that its job id is free again when it ends."""
+    from workers.settings import worker_settings
+
+    [job] = [f for f in worker_settings(settings)["functions"] if getattr(f, "name", None) == progress.REFRESH_JOB]
+    assert job.coroutine is refresh_progress and job.keep_result_s == 0

@@ -1,7 +1,8 @@
 """支給状況 (/staff/progress): per program, charts of applications received, verified, waiting for 審査,
 drafted, paid and returned over time (Japan-time days), counts and yen, with a table of the same figures,
 and the same as open data (/staff/progress.csv). Figures only, no personal data, so every staff member
-with a confirmed role may see them, as on the dashboard; the figures are app/staff/progress.py's."""
+with a confirmed role may see them, as on the dashboard; the figures are app/staff/progress.py's, as last
+counted (the page says when; the worker counts again when a view finds the count a minute old)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from starlette.responses import Response
 
 from app.staff import progress
 from app.staff.web.charts import Line, legend_swatch, line_chart
-from app.staff.web.common import page
+from app.staff.web.common import jst, page
 from app.web.templates import render
 from payouts.bankdays import today_jst
 
@@ -41,7 +42,9 @@ def _charts(p: progress.ProgramProgress) -> dict:
 
 @page()
 async def progress_page(request, conn, staff, ctx):
-    programs = await progress.program_progress(conn, staff.municipality_code)
+    code = staff.municipality_code
+    counted = await progress.current(conn, request.app.state.redis, code)
+    programs = await progress.program_progress(conn, code, counted=counted)
     return render(
         request,
         "staff_progress.html",
@@ -53,7 +56,8 @@ async def progress_page(request, conn, staff, ctx):
             "flows": progress.FLOWS,
             "labels": progress.LABELS,
             "swatch": legend_swatch,
-            "today": today_jst(),
+            "counted_at": jst(counted.at, seconds=True),
+            "fresh_s": progress.FRESH_S,
         },
     )
 
@@ -61,7 +65,8 @@ async def progress_page(request, conn, staff, ctx):
 @page()
 async def progress_csv(request, conn, staff, ctx):
     code = staff.municipality_code
-    body = progress.to_csv(await progress.program_progress(conn, code))
+    counted = await progress.current(conn, request.app.state.redis, code)
+    body = progress.to_csv(await progress.program_progress(conn, code, counted=counted))
     name = f"shikyu-jokyo-{code}-{today_jst().isoformat()}.csv"
     return Response(
         body,

@@ -1,0 +1,21 @@
+"""Job `refresh_progress` (app/staff/progress.py): count a municipality's 支給状況 again and keep the count
+for the console's views, which ask for it when theirs is a minute old. It keeps no result, so arq frees
+the job id (one refresh per municipality at a time) as soon as it ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq.worker import func
+
+from app.staff import progress
+from app.tenancy.transaction import tenant_transaction
+
+
+async def refresh_progress(ctx: dict[str, Any], code: str) -> str:
+    async with tenant_transaction(ctx["pool"], code, readonly=True) as conn:
+        counted = await progress.refresh(conn, ctx["redis"], code)
+    return f"counted {len(counted.rows)} rows"
+
+
+JOBS: list = [func(refresh_progress, name=progress.REFRESH_JOB, keep_result=0, timeout=300)]
