@@ -113,6 +113,17 @@ RETURNING box_id
 INSERT_FORMS = """
 INSERT INTO paper_forms (municipality_code, box_id, seq) SELECT $1, $2, s FROM generate_series(1, $3) AS s
 """
+# A form found in the box after it was counted: the count grows by one and the form takes the next 通番
+# (the row lock on the box keeps two additions at once from taking the same number).
+ADD_FORM = """
+WITH box AS (
+    UPDATE paper_boxes SET form_count = form_count + 1
+    WHERE municipality_code = $1 AND box_id = $2 AND form_count < 2000
+    RETURNING box_id, form_count
+)
+INSERT INTO paper_forms (municipality_code, box_id, seq) SELECT $1, box_id, form_count FROM box
+RETURNING seq
+"""
 BOXES = """
 SELECT b.box_id, b.box_no, b.received_on, b.form_count, b.received_at, p.name AS program_name,
        count(f.form_id) AS forms,
@@ -305,6 +316,18 @@ async def receive_box(
         {"box_no": box_no, "program_id": pid, "forms": count, "received_on": received_on.isoformat()},
     )
     return box_id
+
+
+async def add_form(conn: asyncpg.Connection, code: str, staff: Staff, box_id: int) -> int:
+    """A form found in the box beyond its count: the box's count grows by one; returns the form's 通番."""
+    staff.require(*RECEIVERS)
+    if await conn.fetchval(BOX_EXISTS, code, box_id) is None:
+        raise NotFound()
+    seq = await conn.fetchval(ADD_FORM, code, box_id)
+    if seq is None:
+        raise Conflict(f"1箱の申請書は{MAX_FORMS_PER_BOX}枚までです。別の箱として受け付けてください。")
+    await audit.append(conn, code, staff, "paper.box_add_form", "paper_box", box_id, {"seq": seq})
+    return seq
 
 
 def _digits(value: object) -> int | None:

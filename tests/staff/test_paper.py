@@ -274,6 +274,10 @@ async def test_a_box_reconciles_its_count_and_refuses_a_second_box_of_the_same_n
         assert await paper.next_form(conn, w.code, w.staff["keyer2"], listed["box_id"]) == forms[1]
         with pytest.raises(Conflict):
             await paper.receive_box(conn, w.code, w.staff["keyer1"], program_id, "b-0001", dt.date(2026, 5, 2), 3)
+        # A fifth form found in the box: the count and the forms grow together.
+        assert await paper.add_form(conn, w.code, w.staff["keyer2"], listed["box_id"]) == 5
+        grown = await paper.box(conn, w.code, listed["box_id"])
+        assert grown["box"]["form_count"] == sum(grown["counts"].values()) == 5
     assert (listed["form_count"], listed["forms"]) == (4, 4)
     assert detail["counts"] == {
         "received": 1,

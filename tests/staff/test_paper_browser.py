@@ -45,10 +45,14 @@ def focused(tab) -> str:
     return tab.evaluate("document.activeElement ? (document.activeElement.id || document.activeElement.name) : ''")
 
 
+def wait_for_focus(tab, element_id: str) -> None:
+    tab.wait_for_function("id => document.activeElement && document.activeElement.id === id", arg=element_id)
+
+
 def key_with_keyboard(tab, household) -> None:
     """One form, keyed with the keyboard only, starting with the focus in the first field."""
     form = household.form()
-    assert focused(tab) == "identifier"
+    wait_for_focus(tab, "identifier")  # autofocus is applied at the first rendering after load
     for field in ("identifier", "members", "bank_code", "branch_code", "account_type", "account_number"):
         assert focused(tab) == field, (field, focused(tab))
         tab.keyboard.type(form[field])
@@ -77,7 +81,7 @@ def test_two_clerks_key_a_form_with_the_keyboard_alone_and_it_is_submitted(live_
         _sign_in(page, base, w.code, login)
         page.goto(f"{base}/staff/paper")
         page.click("#boxes a")  # the box (navigation to it is not the keying under test)
-        assert focused(page) == "key-next"
+        wait_for_focus(page, "key-next")
         page.keyboard.press("Enter")
         page.wait_for_url(f"**/staff/paper/forms/{forms[0]}/entry*")
         if login == "keyer1":

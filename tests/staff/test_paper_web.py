@@ -84,6 +84,8 @@ async def test_two_clerks_key_a_box_at_the_console_and_the_box_shows_each_forms_
         assert r.status_code == 303 and "prev=" in r.headers["location"]
     done = follow(client, r)
     assert "あなたが入力できる申請書は残っていません" in done.text and "1回目入力済" in done.text
+    added = follow(client, client.post(box_url + "/add", data={"csrf_token": token}))
+    assert "申請書を1枚追加しました" in added.text and 'id="form-3"' in added.text and "未入力 1" in added.text
 
     token = sign_in(client, w.code, "keyer2")
     entry = follow(client, client.get(box_url + "/next"))

@@ -109,6 +109,7 @@ FLASH_MESSAGES = {
     "settings.bank": "保存しました。",
     "paper.box_receive": "箱を受け付けました。通番の順に入力してください。",
     "paper.resolve": "裁定を保存しました。",
+    "paper.box_add_form": "申請書を1枚追加しました（箱の枚数も1増えました）。",
     "logout": "ログアウトしました。",
 }
 # Every endpoint page() made: its handler and roles, so that a refusal can show a page again (`back`).

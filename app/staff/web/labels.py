@@ -75,6 +75,7 @@ AUDIT_ACTIONS = {
     "registry.import_rejected": "住民記録の取込（拒否）",
     "duplicates.contribute": "重複照合のハッシュ提供",
     "paper.box_receive": "紙の申請書: 箱の受付",
+    "paper.box_add_form": "紙の申請書: 箱に1枚追加",
     "paper.entry": "紙の申請書: 入力",
     "paper.mismatch": "紙の申請書: 裁定待ち",
     "paper.resolve": "紙の申請書: 裁定",

@@ -98,6 +98,14 @@ async def box_page(request, conn, staff, ctx):
     )
 
 
+@page(*paper.RECEIVERS, back=box_page)
+async def box_add_form(request, conn, staff, ctx):
+    """One more form found in the box after it was counted."""
+    box_id = int_param(request, "box_id")
+    await paper.add_form(conn, staff.municipality_code, staff, box_id)
+    return redirect(f"/staff/paper/boxes/{box_id}", flash="paper.box_add_form")
+
+
 @page(*paper.KEYERS)
 async def box_next(request, conn, staff, ctx):
     """The next form of the box for this clerk, or the box page saying there is none."""

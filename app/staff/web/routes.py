@@ -94,6 +94,7 @@ def routes(settings) -> list[BaseRoute]:
         Route("/staff/paper/boxes", paper.box_receive, methods=["POST"]),
         Route("/staff/paper/boxes/{box_id}", paper.box_page, methods=["GET"]),
         Route("/staff/paper/boxes/{box_id}/next", paper.box_next, methods=["GET"]),
+        Route("/staff/paper/boxes/{box_id}/add", paper.box_add_form, methods=["POST"]),
         Route("/staff/paper/forms/{form_id}/entry", paper.entry_page, methods=["GET"]),
         Route("/staff/paper/forms/{form_id}/entry", paper.entry_submit, methods=["POST"]),
         Route("/staff/paper/forms/{form_id}/resolve", paper.resolve_page, methods=["GET"]),
