@@ -486,3 +486,35 @@ async def test_a_request_filed_after_approval_stops_the_release_until_answered(a
         [mine] = await dv.filed(conn, a)
         assert (mine["state"], mine["refusal"]) == ("refused", "already_paid")
         assert await conn.fetchval("SELECT count(*) FROM dv_holds") == 1
+
+
+async def test_the_console_page_refuses_bad_input_in_japanese_and_keeps_it(app_pool, municipality, settings):
+    from starlette.testclient import TestClient
+
+    from app.main import create_app
+    from tests.hostile.helpers import staff_signed_in
+
+    a, b, pa, pb, (head, spouse, child) = await two_municipalities(app_pool, municipality, settings)
+    rev_a = await reviewer(app_pool, settings, a)
+    drafter = await reviewer(app_pool, settings, a, "drafter", ("drafter",))
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        await staff_signed_in(client, app_pool, a, drafter.staff_id)
+        assert client.get("/staff/dv").status_code == 403
+        token = await staff_signed_in(client, app_pool, a, rev_a.staff_id)
+        assert client.get("/staff/dv?incoming=not-a-reference").status_code == 404
+        data = request_form(pa, b, spouse, child, address="", p0_kana="hanako") | ACCOUNT | {"csrf_token": token}
+        refused = client.post("/staff/dv/file", data={k: str(v) for k, v in data.items()})
+        assert refused.status_code == 422
+        assert "現にお住まいの住所" in refused.text and "申出者の氏名カナ" in refused.text
+        assert 'value="山田 花子"' in refused.text  # kept
+        good = request_form(pa, b, spouse, child) | ACCOUNT | {"csrf_token": token}
+        done = client.post("/staff/dv/file", data={k: str(v) for k, v in good.items()})
+        assert done.status_code == 303 and "/staff/dv?done=V-" in done.headers["location"]
+        page = client.get(done.headers["location"])
+        assert "確認待ち" in page.text and "乙町" in page.text
+        async with tenant_transaction(app_pool, a, readonly=True) as conn:
+            app_id = await conn.fetchval("SELECT application_id FROM dv_requests")
+        shown = client.get(f"/staff/applications/{app_id}?purpose=review")  # the evacuee's application in 審査
+        assert shown.status_code == 200 and "DV等避難者の申出による支給" in shown.text
+    async with tenant_transaction(app_pool, a, readonly=True) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM dv_requests") == 1  # the refused one wrote nothing
