@@ -52,15 +52,19 @@ WITH unpaid AS MATERIALIZED (
         LEFT JOIN payout_batches b ON b.municipality_code = p.municipality_code AND b.batch_id = p.batch_id
         WHERE p.municipality_code = e.municipality_code AND p.entitlement_id = e.entitlement_id
           AND (p.status IN ('released', 'paid') OR (p.status = 'in_batch' AND b.status = 'released')))
+), gone AS MATERIALIZED (
+    -- The snapshot's removed residents first (a few percent of it, one scan of its partition), so the
+    -- unpaid entitlements meet them in one hash join instead of a million index probes.
+    SELECT r.resident_code, r.removed_on, r.removal_reason FROM residents r
+    WHERE r.municipality_code = $1 AND r.snapshot_id = $2 AND r.removed_on IS NOT NULL
 ), removed AS (
-    SELECT u.*, r.removed_on,
-           CASE WHEN r.removal_reason = ANY ($3::text[]) THEN 'died'
-                WHEN r.removal_reason = ANY ($4::text[]) THEN 'moved_out'
+    SELECT u.*, g.removed_on,
+           CASE WHEN g.removal_reason = ANY ($3::text[]) THEN 'died'
+                WHEN g.removal_reason = ANY ($4::text[]) THEN 'moved_out'
                 ELSE 'removed' END AS finding
     FROM unpaid u
-    JOIN residents r ON r.municipality_code = $1 AND r.snapshot_id = $2 AND r.resident_code = u.head_resident_code
-    WHERE r.removed_on IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM payment_holds h
+    JOIN gone g ON g.resident_code = u.head_resident_code
+    WHERE NOT EXISTS (SELECT 1 FROM payment_holds h
                       WHERE h.municipality_code = $1 AND h.entitlement_id = u.entitlement_id
                         AND h.source = 'screening' AND h.payee_resident_code = u.head_resident_code)
 ), placed AS (
