@@ -516,5 +516,12 @@ async def test_the_console_page_refuses_bad_input_in_japanese_and_keeps_it(app_p
             app_id = await conn.fetchval("SELECT application_id FROM dv_requests")
         shown = client.get(f"/staff/applications/{app_id}?purpose=review")  # the evacuee's application in 審査
         assert shown.status_code == 200 and "DV等避難者の申出による支給" in shown.text
+        assert 'id="dv-incoming-notice"' not in client.get("/staff/").text
+        # The registered municipality's console says a 申出 waits for its answer.
+        rev_b = await reviewer(app_pool, settings, b)
+        await staff_signed_in(client, app_pool, b, rev_b.staff_id)
+        home = client.get("/staff/").text
+        assert 'id="dv-incoming-notice"' in home and "未回答 <strong>1</strong> 件" in home
+        assert "避難先市" not in home
     async with tenant_transaction(app_pool, a, readonly=True) as conn:
         assert await conn.fetchval("SELECT count(*) FROM dv_requests") == 1  # the refused one wrote nothing

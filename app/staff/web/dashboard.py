@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.registry import dv
 from app.staff import accounts, overview
 from app.staff.web.common import jst, page
 from app.web.templates import render
@@ -22,6 +23,8 @@ async def dashboard(request, conn, staff, ctx):
             "title": "ダッシュボード",
             "programs": rows,
             "queue_count": queue_count,
+            # DV 申出 naming this municipality's residents, not answered yet: their households' payments wait.
+            "dv_incoming": await dv.open_incoming(conn, code),
             "batches": (await batches.list_batches(conn, code))[:10],
             "signin_notice": notice
             and {"failures": notice["notice_failures"], "last": jst(notice["notice_last_failed_at"])},
