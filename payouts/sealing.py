@@ -209,23 +209,25 @@ class _BlockWriter:
     def __init__(self, out: _Sink, block: int = 1024 * 1024) -> None:
         self._out = out
         self._block = block
-        self._buffer = bytearray()
+        self._pieces: list[bytes] = []
+        self._buffered = 0
         self.error: BaseException | None = None
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes) -> int:
-        self._buffer += data
-        if len(self._buffer) >= self._block:
+        self._pieces.append(bytes(data))  # pyrage hands over its own buffer's bytes; kept until the block is full
+        self._buffered += len(data)
+        if self._buffered >= self._block:
             self._drain()
         return len(data)
 
     def _drain(self) -> None:
-        if not self._buffer:
+        if not self._pieces:
             return
-        # Handed over whole (a fresh buffer follows): the sink may keep the object it was given.
-        data, self._buffer = self._buffer, bytearray()
+        data = b"".join(self._pieces)  # one copy per block
+        self._pieces, self._buffered = [], 0
         try:
             self._out.write(data)
         except BaseException as exc:
@@ -448,8 +450,8 @@ _EDI_RECORD = rb"2.{90}([0-9 ]{20}).Y.{7}"
 
 try:  # payouts/_fastrender.c, built by `pip install -e .`; a build from before it had `references` lacks it
     from payouts._fastrender import references as _c_references
-except ImportError:  # pragma: no cover - tests/payouts/test_sealing.py fails if it is missing
-    _c_references = None
+except ImportError:  # pragma: no cover - tests/payouts/test_bank_ledger.py fails if it is missing
+    _c_references = None  # type: ignore[assignment]  # optional: ReferenceDigest tests for None
 
 
 def references_sha256(references: Iterable[int]) -> str:
