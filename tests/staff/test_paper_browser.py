@@ -13,7 +13,7 @@ from tests.browser import browser, in_thread, page, screenshot  # noqa: F401  (f
 from tests.intake.test_accessibility import violations
 from tests.live_server import live_server  # noqa: F401
 from tests.staff.conftest import PASSWORD
-from tests.staff.paper_world import paper_world, receive
+from tests.staff.paper_world import key, paper_world, receive
 
 pytestmark = pytest.mark.browser
 
@@ -113,3 +113,49 @@ def test_two_clerks_key_a_form_with_the_keyboard_alone_and_it_is_submitted(live_
             await conn.close()
 
     assert [(r["state"], r["channel"]) for r in in_thread(states())] == [("submitted", "paper")] * 2
+
+
+@pytest.fixture
+def mismatch(municipality, settings):
+    """A form two clerks keyed differently (the account number), waiting for a third."""
+
+    async def make():
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            w, program_id, (h, _) = await paper_world(conn, municipality, settings, households=2)
+            [form_id] = await receive(conn, w, program_id, 1)
+            await key(conn, w, "keyer1", form_id, h.form())
+            await key(conn, w, "keyer2", form_id, h.form(account_number="7654321"))
+            return w, h, form_id
+        finally:
+            await conn.close()
+
+    return in_thread(make())
+
+
+def test_the_third_clerk_decides_a_mismatch_with_the_keyboard(live_server, mismatch, page, settings):  # noqa: F811
+    w, h, form_id = mismatch
+    _sign_in(page, live_server, w.code, "rev")
+    page.goto(f"{live_server}/staff/paper/forms/{form_id}/resolve")
+    assert "不一致" in page.locator("#entries").inner_text()
+    found = violations(page, "staff-paper-resolve")
+    assert found == [], "\n".join(found)
+    screenshot(page, "staff-paper-resolve")
+    # The fields both clerks agreed on are filled in; the account number is not, and has the focus after
+    # Enter from the fields before it.
+    assert page.input_value("#bank_code") == "0001" and page.input_value("#account_number") == ""
+    wait_for_focus(page, "identifier")
+    for _ in range(5):  # identifier, members, bank, branch, type: already filled, Enter passes them
+        page.keyboard.press("Enter")
+    wait_for_focus(page, "account_number")
+    page.keyboard.type(h.form()["account_number"])
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")  # ゆうちょ 記号・番号: blank
+    wait_for_focus(page, "holder_kana")
+    for _ in range(7):  # holder (filled), both attachments (ticked), four illegible items
+        page.keyboard.press("Enter")
+    wait_for_focus(page, "save")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/staff/paper/boxes/*")
+    assert "裁定を保存しました" in page.content() and "受付済" in page.locator("#form-1").inner_text()
