@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from app.errors import Conflict, Forbidden, InvalidInput
 from app.intake import status
 from app.main import create_app
+from app.registry import screening
 from app.tenancy.transaction import tenant_transaction
 from payouts import batches, holds
 from payouts.payments import insert_payment
@@ -97,6 +98,7 @@ async def test_a_hold_after_the_draft_stops_approval_and_release(make_world, app
     code, approver = world.code, world.staff["appr"]
     async with tenant_transaction(app_pool, code) as conn:
         await add_bank_settings(conn, code)
+        await screening.screen(conn, code, world.snapshot_id)  # what an import does
     batch_id = await draft(app_pool, world, transfer_date)
     [sha] = await run_payout_jobs(app_pool, settings, code)
     async with tenant_transaction(app_pool, code) as conn:
@@ -111,6 +113,11 @@ async def test_a_hold_after_the_draft_stops_approval_and_release(make_world, app
         async with tenant_transaction(app_pool, code) as conn:
             await conn.execute(batches.APPROVE, code, batch_id, approver.staff_id, sha)
     assert refused.value.constraint_name == "payout_batches_no_held_payment"
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        await staff_signed_in(client, app_pool, code, approver.staff_id)
+        page = client.get(f"/staff/batches/{batch_id}")
+        assert 'id="on-hold"' in page.text and 'id="approve"' not in page.text
+        assert f"スナップショット {world.snapshot_id} で照合済み" in page.text  # what the batch was screened against
     async with tenant_transaction(app_pool, code) as conn:
         await holds.release_hold(conn, code, world.staff["rev"], hold_id, "確認の結果、支給")
         await batches.approve_batch(conn, settings, code, approver, batch_id, sha)
