@@ -78,10 +78,11 @@ REFRESH_JOB = "refresh_progress"
 # the waiting count that day (+ entered review, - decided by a reviewer), summed into a level by the caller.
 # The applications are read once and grouped by (program, status, reviewed, day received, day decided):
 # at most a few thousand groups however many applications, which the outer selects fold into series.
-# decided_by is set by a reviewer only (app/staff/review.py); verification and プッシュ型 leave it NULL.
+# A reviewer's decision is 'approved' or 'rejected' with decided_by (app/staff/review.py); verification and
+# プッシュ型 leave decided_by NULL, and staff who withdraw an application (payouts/holds.py) did not review it.
 DAILY = """
 WITH apps AS (
-    SELECT e.program_id, a.status, a.decided_by IS NOT NULL AS reviewed,
+    SELECT e.program_id, a.status, a.decided_by IS NOT NULL AND a.status IN ('approved', 'rejected') AS reviewed,
            (a.submitted_at AT TIME ZONE INTERVAL '+09:00')::date AS received_on,
            (a.decided_at AT TIME ZONE INTERVAL '+09:00')::date AS decided_on,
            count(*) AS n, sum(e.amount_yen) AS yen

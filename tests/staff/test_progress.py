@@ -121,6 +121,17 @@ async def test_figures_are_per_program_per_jst_day_in_counts_and_yen(
     assert sum(d.daily["received"].n for d in p.days) == 6
 
 
+async def test_an_application_staff_withdrew_never_waited_for_review(make_world, app_pool):
+    """decided_by is also set when staff withdraw an application (payouts/holds.py): not a review."""
+    world = await make_world(applications=0)
+    async with tenant_transaction(app_pool, world.code) as conn:
+        app_id = await add_application(conn, world, status="withdrawn", reasons=())
+        await conn.execute(SET_TIMES, world.code, jst(D1, 9, 0), jst(D3, 9, 0), world.staff["draft"].staff_id, app_id)
+        [p] = await progress.program_progress(conn, world.code)
+    assert p.days[0].daily["received"] == Figure(1, 100_000)
+    assert all(d.daily["in_review"] == Figure() for d in p.days)
+
+
 async def test_a_program_without_applications_has_no_days_and_another_municipality_sees_nothing(
     make_world, app_pool, settings, transfer_date, tmp_path
 ):
