@@ -65,7 +65,9 @@ chaos: install ## Only the injected-fault scenarios (SIGKILLed worker/app, Valke
 # The HA cluster (devtools/cluster, docs/cluster.md): Debian's etcd and HAProxy, and Patroni in a venv made
 # from Debian's /usr/bin/python3 (as root, Patroni runs as the PostgreSQL system user, which cannot reach a
 # Python under /root). Pinned in requirements-cluster.lock.
-CLUSTER_VENV := .venv-cluster
+# As root it lives under /var/lib/kyufu (0711), where app/services.py keeps PostgreSQL's binaries: the
+# checkout's parents are never opened up for that user (docs/operations.md#as-root).
+CLUSTER_VENV := $(if $(filter 0,$(shell id -u)),/var/lib/kyufu/patroni-venv,.venv-cluster)
 CLUSTER_STAMP := $(CLUSTER_VENV)/.installed
 
 $(CLUSTER_STAMP): requirements-cluster.lock
@@ -78,11 +80,12 @@ $(CLUSTER_STAMP): requirements-cluster.lock
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@if [ "$$(id -u)" = 0 ]; then install -d -m 0711 /var/lib/kyufu; fi
 	@test -x $(CLUSTER_VENV)/bin/python || /usr/bin/python3 -m venv $(CLUSTER_VENV)
 	$(CLUSTER_VENV)/bin/pip install -q -r requirements-cluster.lock
 	@touch $(CLUSTER_STAMP)
 
-cluster-install: $(CLUSTER_STAMP) ## Install what the HA cluster needs: Debian's etcd-server and haproxy, Patroni 4.1.5 into .venv-cluster
+cluster-install: $(CLUSTER_STAMP) ## Install what the HA cluster needs: Debian's etcd-server and haproxy, Patroni 4.1.5 into its own venv
 
 cluster: install cluster-install ## The HA cluster on this machine (3 etcd, 2 PostgreSQL under Patroni, HAProxy, Valkey + 3 Sentinels, 2 app + 2 worker nodes) under .data/cluster; prints URLs
 	$(VENV)/bin/kyufu cluster up

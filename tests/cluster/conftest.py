@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
+import time
 import tempfile
 from pathlib import Path
 
@@ -40,9 +40,19 @@ class HA(Cluster):
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
-    async def fresh_pool(self) -> None:
-        """After a failover the pool's connections were cut by HAProxy: open new ones (to the new leader)."""
-        await self.pool.expire_connections()
+    async def fresh_pool(self, timeout: float = 90) -> None:
+        """After a failover the pool's connections were cut by HAProxy: a new pool, once the leader port
+        answers again (to the new leader)."""
+        self.pool.terminate()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.pool = await create_app_pool(self.settings, min_size=1, max_size=4)
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
 
 
 @pytest.fixture
@@ -63,6 +73,5 @@ async def ha():
         yield c
         await c.pool.close()
     finally:
-        await asyncio.to_thread(c.down)
-        if not os.environ.get("KYUFU_KEEP_CLUSTER"):  # set it to read the nodes' logs after a failure
-            shutil.rmtree(root, ignore_errors=True)
+        # KYUFU_KEEP_CLUSTER=1 keeps the nodes' directories and logs to read after a failure.
+        await asyncio.to_thread(c.down if os.environ.get("KYUFU_KEEP_CLUSTER") else c.destroy)

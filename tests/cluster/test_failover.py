@@ -70,6 +70,7 @@ async def test_postgres_leader_sigkilled_during_intake_no_receipt_lost(ha):
     task, log = await _submitting(ha)
     t0 = time.monotonic()
     ha.kill(old)
+    await _until("the old leader's postmaster gone", lambda: ha.postmaster_pid(old) is None, 5)
     promoted_s = await _until("the standby promoted", lambda: ha.leader() == standby, 60, poll=0.2)
     receipts = await task
     back_s, shed = _outage(log, t0)
@@ -99,6 +100,7 @@ async def test_valkey_primary_killed_sentinel_promotes_nothing_left_unverified(h
     task, log = await _submitting(ha)
     t0 = time.monotonic()
     ha.kill(old)
+    await _until("the old leader's postmaster gone", lambda: ha.postmaster_pid(old) is None, 5)
     promoted_s = await _until(
         "Sentinel promoted the replica", lambda: (ha.valkey_primary() or primary) != primary, 60, poll=0.2
     )
