@@ -565,8 +565,12 @@ async def exclude(conn: asyncpg.Connection, key: bytes, code: str, staff: Staff,
     ids = list(row["entitlement_ids"])
     if ids:
         # A draft freezing a payment of these households at this moment either went first (we see it in a
-        # batch) or waits for these row locks.
+        # batch) or waits for these row locks; so does a second reviewer excluding the same request, who then
+        # reads the answer the first one committed (below) instead of writing the exclusions twice.
         await conn.execute(LOCK_ENTITLEMENTS, code, ids)
+        row = await conn.fetchrow(INCOMING_ONE, code, reference)
+        if row["state"] != "filed":
+            raise Conflict("この申出には既に回答しています。")
     matches = await _matches(conn, key, code, row)
     found = [(m["entitlement"], f) for m in matches for f in m["members"]]
     persons = [f["person"] for _, f in found]
@@ -574,6 +578,13 @@ async def exclude(conn: asyncpg.Connection, key: bytes, code: str, staff: Staff,
         raise Conflict(
             "申出のすべての方を、当団体の住民記録で一人ずつ特定できません。確認のうえ「住民記録に見つからない」と回答してください。"
         )
+    for m in matches:
+        ent = m["entitlement"]
+        counted = sum(1 for f in m["members"] if f["counted"])
+        left = ent["amount_yen"] - sum(f["share_yen"] for f in m["members"])
+        if m["members"] and (ent["unit"] != "person" or (ent["members_counted"] > counted and left <= 0)):
+            # A household-unit benefit has no per-person share to take off (docs/proxy-and-dv.md, not done).
+            raise Conflict("この世帯の給付は一人当たりの額で按分できません。担当者間で確認してください。")
     for p in await conn.fetch(PAYMENTS, code, ids):
         if p["status"] in ("released", "paid", "returned") or p["batch_status"] in ("approved", "released"):
             raise Conflict(

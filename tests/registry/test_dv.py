@@ -525,3 +525,26 @@ async def test_the_console_page_refuses_bad_input_in_japanese_and_keeps_it(app_p
         assert "避難先市" not in home
     async with tenant_transaction(app_pool, a, readonly=True) as conn:
         assert await conn.fetchval("SELECT count(*) FROM dv_requests") == 1  # the refused one wrote nothing
+
+
+async def test_two_reviewers_excluding_at_once_exclude_once(app_pool, municipality, settings):
+    import asyncio
+
+    key = settings.duplicate_key_bytes
+    a, b, pa, pb, (head, spouse, child) = await two_municipalities(app_pool, municipality, settings)
+    rev_a = await reviewer(app_pool, settings, a)
+    first, second = await reviewer(app_pool, settings, b), await reviewer(app_pool, settings, b, "rev2")
+    filed = await file(app_pool, settings, a, rev_a, request_form(pa, b, spouse, child))
+
+    async def exclude(staff):
+        async with tenant_transaction(app_pool, b) as conn:
+            return await dv.exclude(conn, key, b, staff, filed.reference)
+
+    outcomes = await asyncio.gather(exclude(first), exclude(second), return_exceptions=True)
+    assert sorted(type(o).__name__ for o in outcomes) == ["Conflict", "dict"]
+    async with tenant_transaction(app_pool, b, readonly=True) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM dv_exclusions") == 2
+        amount = await conn.fetchval(
+            "SELECT amount_yen FROM entitlements WHERE head_resident_code = $1", head["resident_code"]
+        )
+    assert amount == 30000  # taken off once
