@@ -32,9 +32,7 @@ async def _changes(pool, code, app_id):
         )
 
 
-async def test_a_clerk_keys_a_paper_change_under_their_name_and_verification_starts_again(
-    make_world, client, app_pool
-):
+async def test_a_clerk_keys_a_paper_change_under_their_name_and_verification_starts_again(make_world, client, app_pool):
     world = await make_world(applications=1, status="approved")
     app_id = world.applications[0]
     assert login(client, world.code, "rev").status_code == 303

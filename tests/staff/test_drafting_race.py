@@ -13,7 +13,13 @@ from payouts.payments import open_bank
 from tests.staff.conftest import add_bank_settings
 
 NEW = parse_bank(
-    {"bank_code": "0005", "branch_code": "001", "account_type": "1", "account_number": "7654321", "holder_kana": "ﾔﾏﾀﾞ ﾀﾛｳ"}
+    {
+        "bank_code": "0005",
+        "branch_code": "001",
+        "account_type": "1",
+        "account_number": "7654321",
+        "holder_kana": "ﾔﾏﾀﾞ ﾀﾛｳ",
+    }
 )
 
 
