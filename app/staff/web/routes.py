@@ -23,8 +23,8 @@ from app.staff.web import (
 from app.staff.web.common import console_message, jst
 from app.staff.web.duplicates import duplicate_list, duplicate_resolve
 from app.staff.web.dv import dv_exclude, dv_file, dv_page, dv_refuse
-from app.staff.web.proxy import proxy_page, proxy_setting, proxy_submit
 from app.staff.web.holds import hold_decide, hold_list, hold_place, hold_release, hold_rule, hold_stop
+from app.staff.web.proxy import proxy_page, proxy_setting, proxy_submit
 from app.web.templates import add_template_dir, env
 
 add_template_dir(Path(__file__).resolve().parent / "templates")
