@@ -266,6 +266,11 @@ async def render_in_transaction(
         if buffered >= chunk_bytes:
             blob = b"".join(pieces)
             cut = blob.rfind(b"\n") + 1
+            if cut == len(blob):
+                # The usual case (asyncpg hands over whole CopyData messages, one row each): no second copy.
+                pieces, buffered = [], 0
+                await submit(blob)
+                return
             pieces = [blob[cut:]]
             buffered = len(pieces[0])
             await submit(blob[:cut])
