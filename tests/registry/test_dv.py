@@ -548,3 +548,38 @@ async def test_two_reviewers_excluding_at_once_exclude_once(app_pool, municipali
             "SELECT amount_yen FROM entitlements WHERE head_resident_code = $1", head["resident_code"]
         )
     assert amount == 30000  # taken off once
+
+
+async def test_the_heads_status_page_shows_the_amount_and_nothing_of_the_request(app_pool, municipality, settings):
+    """The 世帯主 signs in on the resident site of the registered municipality after the exclusion: the page
+    shows the household's amount as it now is, and no reference, no municipality, no address, no reason."""
+    from starlette.testclient import TestClient
+
+    from app.main import create_app
+    from app.registry.pins import pin_hash, pin_key
+    from tests.intake.helpers import INSERT_LETTERS, access_code
+    from tests.intake.identify_world import csrf
+
+    key = settings.duplicate_key_bytes
+    a, b, pa, pb, (head, spouse, child) = await two_municipalities(app_pool, municipality, settings)
+    rev_a, rev_b = await reviewer(app_pool, settings, a), await reviewer(app_pool, settings, b)
+    filed = await file(app_pool, settings, a, rev_a, request_form(pa, b, spouse, child))
+    letter, pin = access_code(), "246813"
+    async with tenant_transaction(app_pool, b) as conn:
+        await dv.exclude(conn, key, b, rev_b, filed.reference)
+        ent_b = await conn.fetchval(
+            "SELECT entitlement_id FROM entitlements WHERE head_resident_code = $1", head["resident_code"]
+        )
+        pins = pin_key(await load_field_cipher(conn, settings.master_key_bytes, b))
+        await conn.execute(INSERT_LETTERS, b, [ent_b], [letter], [pin_hash(pins, letter, pin)])
+    with TestClient(create_app(settings), follow_redirects=False) as client:
+        page = client.get(f"/m/{b}/signin")
+        signed = client.post(f"/m/{b}/signin", data={"csrf_token": csrf(page.text), "access_code": letter, "pin": pin})
+        assert signed.status_code == 303
+        status = client.get(f"/m/{b}/status")
+        household = client.get(f"/m/{b}/household")
+    assert status.status_code == 200 and household.status_code == 200
+    assert "30,000" in household.text  # the amount as it now is (was 80,000)
+    for text in (status.text, household.text):
+        for hidden in (filed.reference, "避難先市", a, ADDRESS, "DV", "避難", "申出", "除外"):
+            assert hidden not in text, hidden
