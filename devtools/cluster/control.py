@@ -353,8 +353,8 @@ class Cluster:
         system user) with `<cluster root>/<node>` a symlink to it, like app/services.py's embedded cluster:
         nothing in the checkout is opened up for that user."""
         link = self.root / pg_node
-        if os.geteuid() != 0:
-            link.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0 or (link.is_dir() and not link.is_symlink()):
+            link.mkdir(parents=True, exist_ok=True)  # (as root: a node made in place by an earlier kyufu)
             return link
         key = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
         target = _system_dir("ha") / f"{key}-{pg_node}"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import tempfile
+import time
 from pathlib import Path
 
 import asyncpg
