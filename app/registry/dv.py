@@ -46,6 +46,7 @@ import asyncpg
 
 from app import audit
 from app.crypto import DecryptionError, FieldCipher
+from app.db import fetch_always
 from app.errors import Conflict, InvalidInput, NotFound
 from app.principals import Staff
 from app.registry.duplicates import DuplicateKeyNotCurrent, digest, key_id, normalise_kana
@@ -552,7 +553,7 @@ async def incoming_detail(conn: asyncpg.Connection, key: bytes, code: str, staff
     }
 
 
-async def exclude(conn: asyncpg.Connection, key: bytes, code: str, staff: Staff, reference: str) -> dict[str, int]:
+async def exclude(conn: asyncpg.Connection, key: bytes, code: str, staff: Staff, reference: str) -> dict[int, int]:
     """B takes every person of the request out of its entitlement(s) and answers 'excluded' (inside
     tenant_transaction). Returns {entitlement id: yen taken off}."""
     staff.require("reviewer")
@@ -568,7 +569,7 @@ async def exclude(conn: asyncpg.Connection, key: bytes, code: str, staff: Staff,
         # batch) or waits for these row locks; so does a second reviewer excluding the same request, who then
         # reads the answer the first one committed (below) instead of writing the exclusions twice.
         await conn.execute(LOCK_ENTITLEMENTS, code, ids)
-        row = await conn.fetchrow(INCOMING_ONE, code, reference)
+        row = await fetch_always(conn, INCOMING_ONE, code, reference)  # requests are never deleted
         if row["state"] != "filed":
             raise Conflict("この申出には既に回答しています。")
     matches = await _matches(conn, key, code, row)
