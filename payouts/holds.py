@@ -296,12 +296,12 @@ async def decide(
     applied), 'stop' (支給停止) or 'new_head' (the entitlement goes to the household's new 世帯主 the
     screening found, who applies afresh; refused while a payment of it is in a batch)."""
     staff.require("reviewer")
+    row = await _locked(conn, code, hold_id)  # another municipality's id is not found, whatever the form says
     if decision == "stop":
         await stop_hold(conn, code, staff, hold_id, note)
     elif decision == "release":
         await release_hold(conn, code, staff, hold_id, note)
     elif decision == "new_head":
-        row = await _locked(conn, code, hold_id)
         if row["new_head_resident_code"] is None:
             raise Conflict("新しい世帯主が分からないため、この判断はできません。")
         if await conn.fetchval(IN_BATCH, code, row["entitlement_id"]):
