@@ -946,8 +946,8 @@ BEGIN
      (OLD.entitlement_id, OLD.payment_id, OLD.reason, OLD.source, OLD.note,
       OLD.placed_by, OLD.placed_at, OLD.snapshot_id, OLD.payee_resident_code, OLD.finding, OLD.removed_on,
       OLD.suggestion, OLD.new_head_resident_code)
-     OR (OLD.kind = 'stop' AND (NEW.kind, NEW.stopped_by, NEW.stopped_at)
-                               IS DISTINCT FROM (OLD.kind, OLD.stopped_by, OLD.stopped_at)) THEN
+     OR (OLD.kind = 'stop' AND (NEW.kind, NEW.stopped_by, NEW.stopped_at, NEW.stop_note)
+                               IS DISTINCT FROM (OLD.kind, OLD.stopped_by, OLD.stopped_at, OLD.stop_note)) THEN
     RAISE EXCEPTION 'hold % may only become a stop or be released', OLD.hold_id
       USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_holds_transitions';
   END IF;
@@ -2384,6 +2384,7 @@ CREATE TABLE public.payment_holds (
     new_head_resident_code text,
     stopped_by bigint,
     stopped_at timestamp with time zone,
+    stop_note text,
     released_by bigint,
     released_at timestamp with time zone,
     decision text,
@@ -2403,7 +2404,8 @@ CREATE TABLE public.payment_holds (
     CONSTRAINT payment_holds_source_check CHECK ((source = ANY (ARRAY['staff'::text, 'screening'::text, 'system'::text]))),
     CONSTRAINT payment_holds_staff_placed CHECK (((source <> 'staff'::text) OR (placed_by IS NOT NULL))),
     CONSTRAINT payment_holds_stop_four_eyes CHECK (((kind <> 'stop'::text) OR (released_by IS NULL) OR (released_by <> stopped_by))),
-    CONSTRAINT payment_holds_stop_whole CHECK ((((kind = 'stop'::text) = (stopped_at IS NOT NULL)) AND ((stopped_at IS NULL) = (stopped_by IS NULL)))),
+    CONSTRAINT payment_holds_stop_note_check CHECK ((length(stop_note) <= 1000)),
+    CONSTRAINT payment_holds_stop_whole CHECK ((((kind = 'stop'::text) = (stopped_at IS NOT NULL)) AND ((stopped_at IS NULL) = (stopped_by IS NULL)) AND ((stopped_at IS NULL) = (stop_note IS NULL)))),
     CONSTRAINT payment_holds_suggestion_check CHECK ((suggestion = ANY (ARRAY['release'::text, 'new_head'::text, 'stop'::text])))
 );
 

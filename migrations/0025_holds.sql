@@ -59,6 +59,7 @@ CREATE TABLE payment_holds (
     new_head_resident_code text CHECK (new_head_resident_code ~ '^[0-9]{11}$'),
     stopped_by             bigint,
     stopped_at             timestamptz,
+    stop_note              text CHECK (length(stop_note) <= 1000),  -- why it was stopped: for whoever may lift it
     released_by            bigint,
     released_at            timestamptz,
     decision               text CHECK (decision IN ('release', 'new_head')),
@@ -77,7 +78,8 @@ CREATE TABLE payment_holds (
         AND (snapshot_id IS NULL) = (payee_resident_code IS NULL)),
     CONSTRAINT payment_holds_new_head_suggested CHECK (suggestion <> 'new_head' OR new_head_resident_code IS NOT NULL),
     CONSTRAINT payment_holds_stop_whole CHECK (
-        (kind = 'stop') = (stopped_at IS NOT NULL) AND (stopped_at IS NULL) = (stopped_by IS NULL)),
+        (kind = 'stop') = (stopped_at IS NOT NULL) AND (stopped_at IS NULL) = (stopped_by IS NULL)
+        AND (stopped_at IS NULL) = (stop_note IS NULL)),
     CONSTRAINT payment_holds_release_whole CHECK (
         (released_at IS NULL) = (released_by IS NULL) AND (released_at IS NULL) = (decision IS NULL)),
     -- 支給停止 is lifted by a second person: whoever stopped the payment cannot also restart it.
@@ -106,8 +108,8 @@ BEGIN
      (OLD.entitlement_id, OLD.payment_id, OLD.reason, OLD.source, OLD.note,
       OLD.placed_by, OLD.placed_at, OLD.snapshot_id, OLD.payee_resident_code, OLD.finding, OLD.removed_on,
       OLD.suggestion, OLD.new_head_resident_code)
-     OR (OLD.kind = 'stop' AND (NEW.kind, NEW.stopped_by, NEW.stopped_at)
-                               IS DISTINCT FROM (OLD.kind, OLD.stopped_by, OLD.stopped_at)) THEN
+     OR (OLD.kind = 'stop' AND (NEW.kind, NEW.stopped_by, NEW.stopped_at, NEW.stop_note)
+                               IS DISTINCT FROM (OLD.kind, OLD.stopped_by, OLD.stopped_at, OLD.stop_note)) THEN
     RAISE EXCEPTION 'hold % may only become a stop or be released', OLD.hold_id
       USING ERRCODE = 'check_violation', CONSTRAINT = 'payment_holds_transitions';
   END IF;

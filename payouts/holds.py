@@ -62,9 +62,9 @@ ORDER BY p.payment_id
 """
 INSERT_HOLD = """
 INSERT INTO payment_holds (municipality_code, entitlement_id, payment_id, reason, kind, source, note, placed_by,
-                           stopped_by, stopped_at)
+                           stopped_by, stopped_at, stop_note)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $5 = 'stop' THEN $8::bigint END,
-        CASE WHEN $5 = 'stop' THEN now() END)
+        CASE WHEN $5 = 'stop' THEN now() END, CASE WHEN $5 = 'stop' THEN $7 END)
 ON CONFLICT (municipality_code, entitlement_id, reason) WHERE released_at IS NULL DO NOTHING
 RETURNING hold_id
 """
@@ -98,7 +98,7 @@ SELECT EXISTS (SELECT 1 FROM payment_holds WHERE municipality_code = $1 AND enti
                AND released_at IS NULL)
 """
 STOP = """
-UPDATE payment_holds SET kind = 'stop', stopped_by = $3, stopped_at = now()
+UPDATE payment_holds SET kind = 'stop', stopped_by = $3, stopped_at = now(), stop_note = $4
 WHERE municipality_code = $1 AND hold_id = $2 AND released_at IS NULL AND kind = 'hold'
 """
 RELEASE = """
@@ -235,7 +235,7 @@ async def stop_hold(conn: asyncpg.Connection, code: str, staff: Staff, hold_id: 
     row = await _locked(conn, code, hold_id)
     if row["kind"] == "stop":
         raise Conflict("この受給権は既に支給停止です。")
-    await conn.execute(STOP, code, hold_id, staff.staff_id)
+    await conn.execute(STOP, code, hold_id, staff.staff_id, text)
     await audit.append(
         conn,
         code,

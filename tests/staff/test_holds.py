@@ -153,6 +153,7 @@ async def test_a_stop_is_lifted_only_by_another_reviewer_and_every_step_is_audit
         # The same reason again: the active hold stands.
         assert await holds.place_hold(conn, code, rev, entitlement, "death", "再度") == hold_id
         await holds.stop_hold(conn, code, rev, hold_id, "相続人への支給は対象外")
+        assert (await holds.get_hold(conn, code, hold_id))["stop_note"] == "相続人への支給は対象外"
         with pytest.raises(Forbidden, match="別の審査担当者"):
             await holds.release_hold(conn, code, rev, hold_id, "誤り")
     with pytest.raises(asyncpg.CheckViolationError) as refused:

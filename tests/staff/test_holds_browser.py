@@ -96,6 +96,7 @@ def test_a_reviewer_decides_a_death_after_the_base_date_and_two_reviewers_stop_a
     page.click("#stop")
     assert "支給停止にしました" in page.locator("#flash").inner_text()
     assert page.locator("#stop-four-eyes").is_visible() and page.locator("#release-hold").count() == 0
+    assert "照会に回答がないため" in page.locator("#hold-stopped").inner_text()
     screenshot(page, "staff-holds-stopped")
     hold_url = page.url
     page.click("text=ログアウト")
