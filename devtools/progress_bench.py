@@ -167,7 +167,7 @@ async def measure(app_url: str, redis_url: str, runs: int) -> tuple[list[float],
             # The console home's figures (app/staff/overview.py) read the same rows: the yardstick.
             start = time.perf_counter()
             async with tenant_transaction(conn, CODE):
-                await overview.program_overview(conn, CODE)
+                await overview.program_overview(conn, CODE)  # counted live: no Redis given
             dashboard.append(time.perf_counter() - start)
         async with tenant_transaction(conn, CODE):
             await progress.refresh(conn, redis, CODE)

@@ -500,14 +500,14 @@ async def test_the_dashboard_adds_up_recovered_and_outstanding_yen_per_program(
     world, _, (a, b, c) = await _released(make_world, app_pool, settings, transfer_date, tmp_path)
     code, s = world.code, world.staff
     async with tenant_transaction(app_pool, code) as conn:
-        [before] = await overview.program_overview(conn, code)
+        [before], _ = await overview.program_overview(conn, code)
         assert before["recovery"]["recovered_yen"] == 0 and before["recovery"]["outstanding_yen"] == 0
         await recovery.request_recall(conn, code, s["draft"], a, "誤振込")
         await recovery.answer_recall(conn, code, s["rev"], a, "returned", "返金済み", 660)
         await recovery.open_debt(conn, code, s["draft"], b, 80_000, "過払い")
         await recovery.record_repayment(conn, code, s["rev"], b, 30_000, TODAY, "")
         await recovery.request_recall(conn, code, s["draft"], c, "誤振込")
-        [after] = await overview.program_overview(conn, code)
+        [after], _ = await overview.program_overview(conn, code)
     rc = after["recovery"]
     assert rc["recovered_yen"] == 100_000 + 30_000
     assert (rc["recalled_yen"], rc["repaid_yen"], rc["outstanding_yen"]) == (100_000, 30_000, 50_000)
@@ -522,7 +522,7 @@ async def test_the_dashboard_adds_up_recovered_and_outstanding_yen_per_program(
     async with tenant_transaction(app_pool, code) as conn:
         await recovery.request_write_off(conn, code, s["draft"], b, "所在不明")
         await recovery.approve_write_off(conn, code, s["appr"], b)
-        [last] = await overview.program_overview(conn, code)
+        [last], _ = await overview.program_overview(conn, code)
     assert (last["recovery"]["outstanding_yen"], last["recovery"]["written_off_yen"]) == (0, 50_000)
     assert last["recovery"]["recovered_yen"] == 130_000
 

@@ -12,7 +12,7 @@ from payouts import batches
 @page()
 async def dashboard(request, conn, staff, ctx):
     code = staff.municipality_code
-    rows = await overview.program_overview(conn, code)
+    rows, counted_at = await overview.program_overview(conn, code, request.app.state.redis)
     queue_count = await overview.queue_count(conn, code)
     notice = await accounts.signin_notice(conn, code, staff.staff_id)
     return render(
@@ -22,6 +22,7 @@ async def dashboard(request, conn, staff, ctx):
         | {
             "title": "ダッシュボード",
             "programs": rows,
+            "counted_at": jst(counted_at, seconds=True),
             "queue_count": queue_count,
             # DV 申出 naming this municipality's residents, not answered yet: their households' payments wait.
             "dv_incoming": await dv.open_incoming(conn, code),
