@@ -120,4 +120,5 @@ migrate: install ## Apply pending migrations
 
 clean: ## Stop services and remove .venv and .data (destroys local data)
 	-$(VENV)/bin/kyufu services down
+	-$(VENV)/bin/kyufu cluster destroy
 	rm -rf $(VENV) .data

@@ -216,7 +216,8 @@ async def _worker_health(redis) -> int:
 
 
 def cmd_cluster(args, settings: Settings) -> int:
-    """`kyufu cluster up|down|status|env`: the HA cluster on one machine (devtools/cluster, docs/cluster.md)."""
+    """`kyufu cluster up|down|status|env|destroy`: the HA cluster on one machine (devtools/cluster,
+    docs/cluster.md); destroy stops it and deletes its data."""
     from devtools.cluster.control import Cluster, ClusterError
 
     cluster = Cluster(settings.data_dir.resolve() / "cluster", http_port=args.port)
@@ -228,6 +229,9 @@ def cmd_cluster(args, settings: Settings) -> int:
         elif args.action == "down":
             cluster.down()
             print("stopped every node of the cluster")
+        elif args.action == "destroy":
+            cluster.destroy()
+            print(f"removed the cluster and its data ({cluster.root})")
         elif args.action == "env":
             print(dump_env({k: v for k, v in cluster.urls().items() if k != "DATABASE_ADMIN_URL"}))
         else:
@@ -386,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "cluster", help="the HA cluster on one machine: etcd, Patroni, HAProxy, Sentinel, 2 app + 2 workers"
     )
-    p.add_argument("action", choices=["up", "down", "status", "env"])
+    p.add_argument("action", choices=["up", "down", "status", "env", "destroy"])
     p.add_argument("--port", type=int, help="HAProxy's HTTP port on the first `up` (default: a free port)")
     p.add_argument("--no-seed", action="store_true", help="do not seed the demo municipality")
     p.set_defaults(func=cmd_cluster)
