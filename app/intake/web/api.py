@@ -18,6 +18,7 @@ from app.intake import banks
 from app.intake.changes import AccountChangeTooLate, Change, change_account
 from app.intake.claims import Claim
 from app.intake.forms import (
+    BankAccount,
     BankDetails,
     FieldError,
     FormInvalid,
@@ -110,6 +111,24 @@ async def _signin_refused(request: Request, code: str, access_code: str) -> WebE
     )
 
 
+async def _letter_and_account(
+    request: Request, model: type[ApplicationRequest]
+) -> tuple[dict, ApplicationRequest, BankAccount]:
+    """A body naming a letter and an account: parsed, the account resolved (every wrong field at once, 422),
+    the municipality served (404)."""
+    data = await read_json_object(request)
+    try:
+        req = model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiInvalid(translate(exc)) from None
+    try:
+        account = resolve(req.bank, ("bank",))
+    except FormInvalid as exc:
+        raise ApiInvalid(exc.errors) from None
+    await _known(request, req.municipality_code)
+    return data, req, account
+
+
 async def _known(request: Request, code: str) -> None:
     state = request.app.state
     known: dict[str, float] = getattr(state, "known_municipalities", None) or {}
@@ -144,17 +163,8 @@ async def create_application(request: Request) -> Response:
                 )
             ]
         )
-    data = await read_json_object(request)
-    try:
-        req = ApplicationRequest.model_validate(data)
-    except ValidationError as exc:
-        raise ApiInvalid(translate(exc)) from None
-    try:
-        account = resolve(req.bank, ("bank",))
-    except FormInvalid as exc:
-        raise ApiInvalid(exc.errors) from None
+    data, req, account = await _letter_and_account(request, ApplicationRequest)
     code = req.municipality_code
-    await _known(request, code)
     ip = request.client.host if request.client else "-"
     batcher: SubmitBatcher = for_app(request)
     claim = Claim(0, account, "online", idempotency_key=key, request_sha256=_request_digest(_digest_key(request), data))
@@ -191,17 +201,8 @@ async def change_account_api(request: Request) -> Response:
     """口座変更の届出 by API (app/intake/changes.py, the rule the resident pages and the console use): 200
     with `result` 'changed' or 'same' (a repeat changes nothing), 404 before any application, 409 when closed
     or too late. The application is verified again on the new account."""
-    data = await read_json_object(request)
-    try:
-        req = AccountChangeRequest.model_validate(data)
-    except ValidationError as exc:
-        raise ApiInvalid(translate(exc)) from None
-    try:
-        account = resolve(req.bank, ("bank",))
-    except FormInvalid as exc:
-        raise ApiInvalid(exc.errors) from None
+    _, req, account = await _letter_and_account(request, AccountChangeRequest)
     code = req.municipality_code
-    await _known(request, code)
     redis = request.app.state.redis
     ip = request.client.host if request.client else "-"
     await check_ip(redis, ip)
