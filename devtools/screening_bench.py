@@ -109,6 +109,7 @@ async def bench(residents: int, code: str) -> None:
             row = await conn.fetchrow(
                 "SELECT checked, held FROM registry_screenings WHERE snapshot_id = $1", imported.snapshot_id
             )
+            assert row is not None  # the import's transaction screened the snapshot
             print(
                 f"newer import with its screening: {took:.1f} s; screened {row['checked']} unpaid entitlements,"
                 f" held {row['held']}"

@@ -48,7 +48,6 @@ JOB_MODULES = [
     "workers.verification",
     "workers.payouts",
     "workers.progress",
-    "workers.progress",
     "workers.delivery",
 ]
 

@@ -22,7 +22,7 @@ from tests.staff.conftest import PASSWORD
 from tests.staff.test_web import PARAM_OBJECTS, PUBLIC_WITH_PARAMS
 
 RESIDENT_TENANT_PARAMS = {"code"}
-PUBLIC_PARAMS = {"bank_code"}  # the national bank list: not tenant data
+PUBLIC_PARAMS = {"bank_code", "lang"}  # the national bank list, the language switch: not tenant data
 
 
 @pytest.fixture
@@ -80,6 +80,7 @@ async def _cross_tenant(stack, client, app_pool, settings, make_world):
     b_ids = {
         "code": b.code,
         "bank_code": "0001",
+        "lang": "en",
         "application_id": b.applications[0],
         "program_id": b.program_id,
         "batch_id": 1,
@@ -88,6 +89,8 @@ async def _cross_tenant(stack, client, app_pool, settings, make_world):
         "grant_id": 1,
         "account": "0" * 64,
         "hold_id": 1,
+        "box_id": 1,
+        "form_id": 1,
         "token": "A" * 43,
     }
     checked = 0

@@ -374,4 +374,6 @@ async def test_the_demo_people_are_independent_and_ready(municipality, app_pool,
         "approver": ["approver"],
         "admin": ["admin"],
         "admin2": ["admin"],
+        "keyer1": ["keyer"],
+        "keyer2": ["keyer"],
     }

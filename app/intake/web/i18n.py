@@ -30,10 +30,14 @@ from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from app.web.sessions import CookiePolicy, set_cookie
+
 LANGUAGES = ("ja", "en")
 DEFAULT = "ja"
 COOKIE = "kyufu_lang"
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
+# Set like every cookie of both sites, through app/web/sessions.py (HttpOnly, Secure in production).
+LANG_COOKIE = CookiePolicy(COOKIE, "/", "lax", COOKIE_MAX_AGE_S)
 CATALOGUE_DIR = Path(__file__).resolve().parent / "messages"
 # What each language is called in itself, for the switch.
 NAMES = {"ja": "日本語", "en": "English"}
@@ -229,8 +233,5 @@ async def choose(request: Request) -> Response:
     target = _local(request.query_params.get("next", "/"))
     response = RedirectResponse(target, status_code=303)
     if lang in LANGUAGES:
-        production = getattr(request.app.state, "settings", None) is not None and request.app.state.settings.production
-        response.set_cookie(
-            COOKIE, lang, max_age=COOKIE_MAX_AGE_S, path="/", httponly=True, samesite="lax", secure=production
-        )
+        set_cookie(request, response, LANG_COOKIE, lang)
     return response
