@@ -70,11 +70,16 @@ async def test_worker_sigkilled_mid_batch_then_restarted(cluster):
 async def _waiting_on_locks(pool) -> bool:
     """A transaction of the worker waits for a row lock (pg_stat_activity shows every role's wait to
     itself only; the test pool is the worker's role)."""
+    from app.registry.verify import LOAD
+
+    # Matched on the query's start: pg_stat_activity keeps only its first 1,024 bytes (track_activity_query_size),
+    # and the FOR UPDATE at the end of verification's LOAD lies beyond them.
     async with pool.acquire() as conn:
         return bool(
             await conn.fetchval(
                 "SELECT count(*) FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF a%'"
+                " WHERE wait_event_type = 'Lock' AND left(query, 200) = left($1, 200)",
+                LOAD,
             )
         )
 
