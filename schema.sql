@@ -2805,7 +2805,7 @@ ALTER TABLE ONLY public.released_file_parts FORCE ROW LEVEL SECURITY;
 
 ALTER TABLE public.released_file_parts OWNER TO kyufu_owner;
 
-COMMENT ON TABLE public.released_file_parts IS 'the sealed file of released_files, in order, in parts of at most 8 MiB (0028)';
+COMMENT ON TABLE public.released_file_parts IS 'the sealed file of released_files, in order, in parts of at most 8 MiB (0027)';
 
 CREATE TABLE public.released_files (
     municipality_code text NOT NULL,
@@ -2824,7 +2824,7 @@ ALTER TABLE ONLY public.released_files FORCE ROW LEVEL SECURITY;
 
 ALTER TABLE public.released_files OWNER TO kyufu_owner;
 
-COMMENT ON TABLE public.released_files IS 'a released batch''s sealed file and signed manifest, kept until the delivery job has put them in the bank''s drop directory (0028)';
+COMMENT ON TABLE public.released_files IS 'a released batch''s sealed file and signed manifest, kept until the delivery job has put them in the bank''s drop directory (0027)';
 
 CREATE TABLE public.residents (
     municipality_code text NOT NULL,

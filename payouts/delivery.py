@@ -1,5 +1,5 @@
 """Delivering released bank files from PostgreSQL, so that a file outlives the node that sealed it (issue 17,
-fault 6; migration 0028).
+fault 6; migration 0027).
 
 Without a delivery stage (KYUFU_BANK_DROP_DIR unset: one machine, local development) the bank's transport
 picks the sealed pair up from the outbox directory, as before. With several worker nodes each one's outbox

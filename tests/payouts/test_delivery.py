@@ -1,5 +1,5 @@
 """Released files kept in PostgreSQL and delivered to the bank's drop directory (payouts/delivery.py,
-migration 0028): the exact signed bytes, once, never over a different file; nothing kept without a
+migration 0027): the exact signed bytes, once, never over a different file; nothing kept without a
 delivery stage. The whole fault (the sealing node lost) runs in tests/cluster/test_delivery.py."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sample rows for the kept released files (migrations/0028_released_files.sql)."""
+"""Sample rows for the kept released files (migrations/0027_released_files.sql)."""
 
 from __future__ import annotations
 

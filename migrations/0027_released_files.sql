@@ -27,7 +27,7 @@ CREATE TABLE released_files (
     FOREIGN KEY (municipality_code, batch_id) REFERENCES payout_batches (municipality_code, batch_id)
 );
 COMMENT ON TABLE released_files IS
-    'a released batch''s sealed file and signed manifest, kept until the delivery job has put them in the bank''s drop directory (0028)';
+    'a released batch''s sealed file and signed manifest, kept until the delivery job has put them in the bank''s drop directory (0027)';
 
 CREATE TABLE released_file_parts (
     municipality_code text NOT NULL,
@@ -37,7 +37,7 @@ CREATE TABLE released_file_parts (
     PRIMARY KEY (municipality_code, batch_id, part),
     FOREIGN KEY (municipality_code, batch_id) REFERENCES released_files (municipality_code, batch_id)
 );
-COMMENT ON TABLE released_file_parts IS 'the sealed file of released_files, in order, in parts of at most 8 MiB (0028)';
+COMMENT ON TABLE released_file_parts IS 'the sealed file of released_files, in order, in parts of at most 8 MiB (0027)';
 
 SELECT kyufu_isolate_tenant_table('released_files');
 SELECT kyufu_isolate_tenant_table('released_file_parts');
