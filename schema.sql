@@ -1004,20 +1004,22 @@ ALTER FUNCTION public.payment_recalls_guard() OWNER TO kyufu_owner;
 
 CREATE FUNCTION public.payments_guard_insert() RETURNS trigger
     LANGUAGE plpgsql
-    SET enable_seqscan TO 'off'
     AS $$
 DECLARE bad bigint;
 BEGIN
   SELECT n.payment_id INTO bad FROM new_payments n
-  JOIN entitlements e ON e.municipality_code = n.municipality_code AND e.entitlement_id = n.entitlement_id
-  WHERE n.amount_yen > e.amount_yen LIMIT 1;
+  WHERE n.amount_yen > (SELECT e.amount_yen FROM entitlements e
+                        WHERE e.municipality_code = n.municipality_code AND e.entitlement_id = n.entitlement_id)
+  LIMIT 1;
   IF bad IS NOT NULL THEN
     RAISE EXCEPTION 'payment % is above its entitlement', bad
       USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_within_entitlement';
   END IF;
   SELECT n.payment_id INTO bad FROM new_payments n
-  JOIN payout_batches b ON b.municipality_code = n.municipality_code AND b.batch_id = n.batch_id
-  WHERE b.status <> 'preparing' LIMIT 1;
+  WHERE n.batch_id IS NOT NULL
+    AND (SELECT b.status FROM payout_batches b
+         WHERE b.municipality_code = n.municipality_code AND b.batch_id = n.batch_id) <> 'preparing'
+  LIMIT 1;
   IF bad IS NOT NULL THEN
     RAISE EXCEPTION 'payment % cannot join a batch that is not being prepared', bad
       USING ERRCODE = 'check_violation', CONSTRAINT = 'payments_join_preparing_batch';
