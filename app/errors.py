@@ -34,9 +34,14 @@ class Conflict(DomainError):
 
 
 class InvalidInput(DomainError):
-    """A value is missing or malformed; the message names the field."""
+    """A value is missing or malformed; the message names the field. `field_errors` (form field → its
+    message), where given, lets a form show each message at its field."""
 
     default_message = "入力内容を確認してください。"
+
+    def __init__(self, message: str | None = None, *, field_errors: dict[str, str] | None = None):
+        super().__init__(message)
+        self.field_errors = field_errors or {}
 
 
 class Unauthenticated(DomainError):

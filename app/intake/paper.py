@@ -264,7 +264,7 @@ class EntryInvalid(InvalidInput):
 
     def __init__(self, errors: dict[str, str]):
         self.errors = errors
-        super().__init__("入力内容を確認してください: " + " ".join(errors.values()))
+        super().__init__("入力内容を確認してください: " + " ".join(errors.values()), field_errors=errors)
 
 
 # ---- boxes ------------------------------------------------------------------------------------------

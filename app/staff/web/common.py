@@ -253,6 +253,8 @@ async def _refused(
                 current = await sessions.PostgresStore(conn, code).load(token)
                 if current is not None:
                     ctx = _context(request, current, cookie, form)
+                    if isinstance(exc, InvalidInput) and exc.field_errors:
+                        ctx["field_errors"] = exc.field_errors  # each message at its field (staff_paper_fields.html)
                     return await show_again(back, request, conn, current, ctx, message, status, keep_query)
         except DomainError:
             pass  # the page itself is refused now (e.g. another municipality's id): the error page below

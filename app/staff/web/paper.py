@@ -13,20 +13,8 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from app.intake import paper
-from app.staff.web.common import cipher, form_date, int_param, page, redirect, show_again
-from app.web.setup import domain_status
+from app.staff.web.common import cipher, form_date, int_param, page, redirect
 from app.web.templates import render
-
-
-async def _attempt(back, request, conn, staff, ctx, call):
-    """Run a domain call in a savepoint; a refused entry (EntryInvalid) shows the page again with each
-    field's message at its field, and leaves nothing written. Returns (result, None) or (None, response)."""
-    try:
-        async with conn.transaction():
-            return await call(), None
-    except paper.EntryInvalid as exc:
-        again = ctx | {"field_errors": exc.errors}
-        return None, await show_again(back, request, conn, staff, again, exc.message, domain_status(exc))
 
 
 def _common() -> dict:
@@ -59,24 +47,15 @@ async def paper_home(request, conn, staff, ctx):
 async def box_receive(request, conn, staff, ctx):
     form = ctx["form"]
     received_on = form_date(form.get("received_on"), "受付日")
-    box_id, refused = await _attempt(
-        paper_home,
-        request,
+    box_id = await paper.receive_box(
         conn,
+        staff.municipality_code,
         staff,
-        ctx,
-        lambda: paper.receive_box(
-            conn,
-            staff.municipality_code,
-            staff,
-            form.get("program_id"),
-            str(form.get("box_no", "") or ""),
-            received_on,
-            form.get("form_count"),
-        ),
+        form.get("program_id"),
+        str(form.get("box_no", "") or ""),
+        received_on,
+        form.get("form_count"),
     )
-    if refused:
-        return refused
     return redirect(f"/staff/paper/boxes/{box_id}", flash="paper.box_receive")
 
 
@@ -152,16 +131,7 @@ async def entry_page(request, conn, staff, ctx):
 async def entry_submit(request, conn, staff, ctx):
     form_id = int_param(request, "form_id")
     settings, code = request.app.state.settings, staff.municipality_code
-    keyed, refused = await _attempt(
-        entry_page,
-        request,
-        conn,
-        staff,
-        ctx,
-        lambda: paper.key_entry(conn, settings, code, staff, form_id, ctx["form"]),
-    )
-    if refused:
-        return refused
+    keyed = await paper.key_entry(conn, settings, code, staff, form_id, ctx["form"])
     return redirect(f"/staff/paper/boxes/{keyed.box_id}/next?prev={keyed.form_id}")
 
 
@@ -187,16 +157,7 @@ async def resolve_page(request, conn, staff, ctx):
 async def resolve_submit(request, conn, staff, ctx):
     form_id = int_param(request, "form_id")
     settings, code = request.app.state.settings, staff.municipality_code
-    keyed, refused = await _attempt(
-        resolve_page,
-        request,
-        conn,
-        staff,
-        ctx,
-        lambda: paper.resolve(conn, settings, code, staff, form_id, ctx["form"]),
-    )
-    if refused:
-        return refused
+    keyed = await paper.resolve(conn, settings, code, staff, form_id, ctx["form"])
     return redirect(f"/staff/paper/boxes/{keyed.box_id}?prev={keyed.form_id}", flash="paper.resolve")
 
 
