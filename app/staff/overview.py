@@ -6,7 +6,7 @@ The per-program counts (DASHBOARD) read every application and payment of the mun
 million applications (devtools/progress_bench.py, measured with the machine loaded). So a municipality
 whose last count was large (LIVE_BELOW applications or more) is shown its last count, kept in Valkey with
 its time, and the worker counts again (job refresh_progress, which keeps 支給状況's count too) when a view
-finds it older than FRESH_S; a small municipality, or one whose count is not kept, is counted live. The
+finds it older than progress.FRESH_S; a small municipality, or one whose count is not kept, is counted live. The
 recovery totals and the queue's length are small queries and always live.
 """
 
@@ -51,7 +51,6 @@ log = logging.getLogger("kyufu.staff")
 
 CACHE_KEY = "kyufu:overview:{}"
 CACHE_TTL_S = 7 * 24 * 3600
-FRESH_S = 60
 LIVE_BELOW = 50_000  # applications: below this the live count takes well under 100 ms
 NOW = "SELECT clock_timestamp()"
 
@@ -89,12 +88,7 @@ async def _counted(conn: asyncpg.Connection, redis: Any, code: str, now: dt.date
             except Exception as exc:  # counted, but not kept: the next view counts again
                 log.warning("overview of %s not kept in Redis (%s)", code, type(exc).__name__)
         return counted
-    now = now or dt.datetime.now(dt.UTC)
-    if (now - dt.datetime.fromisoformat(kept["at"])).total_seconds() > FRESH_S:
-        try:
-            await redis.enqueue_job(progress.REFRESH_JOB, code, _job_id=f"{progress.REFRESH_JOB}:{code}")
-        except Exception as exc:  # the next view asks again
-            log.warning("overview refresh of %s not queued (%s)", code, type(exc).__name__)
+    await progress.refresh_if_stale(redis, code, dt.datetime.fromisoformat(kept["at"]), now)
     return kept
 
 

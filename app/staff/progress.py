@@ -219,15 +219,22 @@ async def current(conn: asyncpg.Connection, redis: Any, code: str, *, now: dt.da
         except Exception as exc:  # the next view counts again
             log.warning("progress count of %s not kept in Redis (%s)", code, type(exc).__name__)
         return counted
-    now = now or dt.datetime.now(dt.UTC)
-    if (now - hit.at).total_seconds() > FRESH_S:
-        try:
-            # One refresh per municipality at a time: arq refuses a second job with the same id while one
-            # waits or runs (the job keeps no result, so the id is free again when it ends).
-            await redis.enqueue_job(REFRESH_JOB, code, _job_id=f"{REFRESH_JOB}:{code}")
-        except Exception as exc:  # the next view asks again
-            log.warning("progress refresh of %s not queued (%s)", code, type(exc).__name__)
+    await refresh_if_stale(redis, code, hit.at, now)
     return hit
+
+
+async def refresh_if_stale(redis: Any, code: str, at: dt.datetime, now: dt.datetime | None = None) -> None:
+    """Ask the worker to count again (job REFRESH_JOB: 支給状況 and the console home's figures) when the kept
+    count made at `at` is older than FRESH_S."""
+    now = now or dt.datetime.now(dt.UTC)
+    if (now - at).total_seconds() <= FRESH_S:
+        return
+    try:
+        # One refresh per municipality at a time: arq refuses a second job with the same id while one
+        # waits or runs (the job keeps no result, so the id is free again when it ends).
+        await redis.enqueue_job(REFRESH_JOB, code, _job_id=f"{REFRESH_JOB}:{code}")
+    except Exception as exc:  # the next view asks again
+        log.warning("progress refresh of %s not queued (%s)", code, type(exc).__name__)
 
 
 async def program_progress(

@@ -45,7 +45,7 @@ async def test_a_large_municipality_sees_the_kept_count_and_the_worker_counts_ag
         async with tenant_transaction(app_pool, code) as conn:
             await add_application(conn, world)
         assert await _view(app_pool, redis, code) == (2, first) and not await redis.exists(job)
-        late = first + dt.timedelta(seconds=overview.FRESH_S + 1)
+        late = first + dt.timedelta(seconds=progress.FRESH_S + 1)
         assert await _view(app_pool, redis, code, now=late) == (2, first) and await redis.exists(job)
         await refresh_progress({"pool": app_pool, "redis": redis}, code)
         n, fresh = await _view(app_pool, redis, code)
