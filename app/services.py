@@ -176,14 +176,19 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` is running (also the cluster's nodes: devtools/cluster/control.py)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    # A zombie (killed, not yet reaped by a parent that still holds it) is not running.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 @dataclass
@@ -295,7 +300,7 @@ class EmbeddedServices:
                 pid = int(pidfile.read_text().splitlines()[0]) if pidfile.exists() else None
             except (ValueError, IndexError, OSError):
                 pid = None
-            if pid is not None and _pid_alive(pid):
+            if pid is not None and pid_alive(pid):
                 continue
             shutil.rmtree(cluster, ignore_errors=True)
             owner.unlink(missing_ok=True)
@@ -308,7 +313,7 @@ class EmbeddedServices:
             pid = int(pidfile.read_text().splitlines()[0])
         except (ValueError, IndexError):
             return False
-        return _pid_alive(pid)
+        return pid_alive(pid)
 
     def start_postgres(self) -> None:
         ports = self.ports()
@@ -447,7 +452,7 @@ class EmbeddedServices:
             pid = int(pidfile.read_text().strip())
         except ValueError:
             return None
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def start_valkey(self) -> None:
         ports = self.ports()
@@ -496,7 +501,7 @@ class EmbeddedServices:
             return
         os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.05)
 
     # ---- together ----------------------------------------------------------------------------

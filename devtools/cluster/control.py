@@ -42,6 +42,7 @@ from app.services import (
     _pg_bin,
     _system_dir,
     _valkey_bin,
+    pid_alive,
 )
 from devtools.cluster import configs
 
@@ -73,20 +74,6 @@ def missing_tools() -> list[str]:
     if not PATRONI.exists():
         missing.append(str(PATRONI))
     return missing
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (killed, not yet reaped by a parent that still holds it) is not running.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _descendants(pid: int) -> list[int]:
@@ -222,7 +209,7 @@ class Cluster:
         if not path.exists():
             return None
         pid = int(path.read_text().strip())
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def _spawn(self, name: str, args: list[str], *, env=None, cwd=None, user=None, stdin: str | None = None) -> int:
         self.pids.mkdir(parents=True, exist_ok=True)
@@ -297,7 +284,7 @@ class Cluster:
             pid = int(pidfile.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def stop(self, name: str, timeout: float = 20) -> None:
         pid = self.pid(name)
@@ -305,9 +292,9 @@ class Cluster:
             return
         self.kill(name, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.1)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             self.kill(name, signal.SIGKILL)
         proc = self._procs.pop(name, None)
         if proc is not None:
@@ -651,7 +638,7 @@ class Cluster:
         for name in START_ORDER:
             pid = self.pid(name)
             deadline = time.monotonic() + 10
-            while pid and _pid_alive(pid) and time.monotonic() < deadline:
+            while pid and pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
         for pg_node in PG_NODES:
             deadline = time.monotonic() + 10
